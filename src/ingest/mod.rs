@@ -1,0 +1,3 @@
+//! Intake: validation, identifier normalization and hashing, PII sealing, dedup, limits.
+
+pub mod event;

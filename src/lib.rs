@@ -1,0 +1,18 @@
+//! sluice: a single-node daemon that takes conversion events over local HTTP, keeps them
+//! durably in one embedded redb file, and delivers them to ad and marketing platforms.
+//!
+//! Module map (the flow is ingest → group-commit writer → redb → delivery):
+//! - [`config`]: raw TOML → validated typed config; errors name key path and line.
+//! - [`clock`]: the one injected clock every scheduler reads (tests drive it by hand).
+//! - [`ingest`]: event validation, identifier normalization and hashing, PII sealing,
+//!   dedup and ingress limits.
+//! - [`store`]: the redb tables, value codec and the group-commit writer thread.
+//! - [`api`]: the HTTP routes.
+//! - [`app`]: wiring, signals and shutdown order.
+
+pub mod api;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod ingest;
+pub mod store;
