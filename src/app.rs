@@ -1,1 +1,235 @@
-//! Wiring.
+//! Wiring: the running configuration, the store, the intake and the HTTP server, plus
+//! reload (SIGHUP) and the shutdown order (SPEC §11): stop accepting, let in-flight
+//! requests finish for up to 5 s, commit, close the store.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{self, Config, Platform};
+use crate::ingest::intake::{Intake, Ledger, WorkspaceRules};
+use crate::store::{FaultSwitch, Store, StoreOptions};
+
+/// How long in-flight requests may run on after a stop signal.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The configuration in force, with lookups derived from it. Swapped whole on reload.
+pub struct Runtime {
+    pub config: Config,
+    /// SHA-256 of each ingest key, with its workspace's rules.
+    keys: Vec<([u8; 32], usize)>,
+    rules: Vec<WorkspaceRules>,
+}
+
+impl Runtime {
+    pub fn new(config: Config) -> Self {
+        let mut rules = Vec::new();
+        let mut keys = Vec::new();
+        for (i, ws) in config.workspaces.iter().enumerate() {
+            let dests: Vec<_> = config
+                .destinations
+                .iter()
+                .filter(|d| d.workspace == ws.id)
+                .collect();
+            rules.push(WorkspaceRules {
+                id: Arc::from(ws.id.as_str()),
+                limits: ws.limits.clone(),
+                destination_ids: dests.iter().map(|d| d.id.clone()).collect(),
+                keep_plaintext: dests.iter().any(|d| d.platform == Platform::Klaviyo),
+            });
+            for k in &ws.ingest_keys {
+                keys.push((Sha256::digest(k.expose().as_bytes()).into(), i));
+            }
+        }
+        Self {
+            config,
+            keys,
+            rules,
+        }
+    }
+
+    /// The workspace owning this ingest key. Compares against every key in constant time.
+    pub fn authenticate(&self, token: &[u8]) -> Option<&WorkspaceRules> {
+        let h: [u8; 32] = Sha256::digest(token).into();
+        let mut found = usize::MAX;
+        for (k, i) in &self.keys {
+            if bool::from(k.ct_eq(&h)) {
+                found = *i;
+            }
+        }
+        self.rules.get(found)
+    }
+
+    pub fn workspace(&self, id: &str) -> Option<&WorkspaceRules> {
+        self.rules.iter().find(|r| &*r.id == id)
+    }
+}
+
+/// Everything the routes share.
+pub struct App {
+    runtime: ArcSwap<Runtime>,
+    pub intake: Intake,
+    pub config_path: Option<PathBuf>,
+}
+
+impl App {
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Validates `new` against what cannot change under a running process, then swaps it
+    /// in. Returns the new file's SHA-256.
+    pub fn apply(&self, new: Config) -> Result<String, String> {
+        let old = self.runtime();
+        if new.storage.path != old.config.storage.path {
+            warn!("storage.path changed: the new path takes effect at the next restart");
+        }
+        let sha = new.sha256.clone();
+        self.runtime.store(Arc::new(Runtime::new(new)));
+        info!(config_sha256 = %sha, "configuration reloaded");
+        Ok(sha)
+    }
+
+    /// Re-reads the config file and applies it; an invalid file keeps the running config.
+    pub fn reload(&self) -> Result<String, String> {
+        let Some(path) = &self.config_path else {
+            return Err("this daemon was started without a config file".into());
+        };
+        match config::load(path) {
+            Ok(cfg) => self.apply(cfg),
+            Err(e) => {
+                error!(error = %e, "reload failed; keeping the running configuration");
+                Err(e.to_string())
+            }
+        }
+    }
+}
+
+pub struct StartOptions {
+    pub config: Config,
+    pub config_path: Option<PathBuf>,
+    pub clock: SharedClock,
+    /// Test hook: injected storage failures.
+    pub faults: Option<Arc<FaultSwitch>>,
+    /// Listen here instead of `server.listen` (tests pass port 0).
+    pub listen: Option<SocketAddr>,
+}
+
+impl StartOptions {
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            config_path: None,
+            clock: Arc::new(SystemClock),
+            faults: None,
+            listen: None,
+        }
+    }
+}
+
+/// A running daemon: HTTP server, store writer.
+pub struct Daemon {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    stop: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Daemon {
+    /// Binds, starts serving, and opens the store in the background (SPEC §11: listen
+    /// before a long repair finishes; `/readyz` and ingest answer 503 until it is open).
+    pub async fn start(opts: StartOptions) -> anyhow::Result<Daemon> {
+        let cfg = opts.config;
+        let ledger = Ledger::new();
+        let l2 = ledger.clone();
+        let store = Store::start(StoreOptions {
+            path: cfg.storage.path.clone(),
+            dedup_window_ms: cfg.storage.dedup_window.as_millis() as i64,
+            clock: opts.clock.clone(),
+            faults: opts.faults,
+            on_open: Box::new(move |rec| l2.recover(rec)),
+        });
+        let intake = Intake {
+            clock: opts.clock.clone(),
+            store,
+            ledger,
+            pii_key: cfg.storage.pii_key,
+        };
+        let addr = opts.listen.unwrap_or(cfg.server.listen);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let addr = listener.local_addr()?;
+        let app = Arc::new(App {
+            runtime: ArcSwap::from_pointee(Runtime::new(cfg)),
+            intake,
+            config_path: opts.config_path,
+        });
+        let (stop, mut stopped) = watch::channel(false);
+        let router = crate::api::router(app.clone());
+        let server = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                error!(error = %e, "HTTP server failed");
+            }
+        });
+        info!(%addr, "listening");
+        Ok(Daemon {
+            addr,
+            app,
+            stop,
+            server,
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to [`DRAIN_TIMEOUT`]), then
+    /// commits what is queued and closes the store.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let mut server = self.server;
+        if tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await.is_err() {
+            warn!("in-flight requests still running after 5 s; abandoning them");
+            server.abort();
+        }
+        self.app.intake.store.close().await;
+    }
+}
+
+/// `sluice serve`: runs until SIGTERM or SIGINT; SIGHUP reloads.
+pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
+    let cfg = config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut opts = StartOptions::new(cfg);
+    opts.config_path = Some(config_path);
+    let daemon = Daemon::start(opts).await?;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { info!("SIGINT: shutting down"); break; }
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading the configuration");
+                let app = daemon.app.clone();
+                let _ = tokio::task::spawn_blocking(move || app.reload()).await;
+            }
+        }
+    }
+    daemon.shutdown().await;
+    info!("stopped");
+    Ok(())
+}

@@ -1,1 +1,95 @@
-fn main() {}
+//! The `sluice` command line: parse arguments, set up logging, hand over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+const DEFAULT_CONFIG: &str = "/etc/sluice/sluice.toml";
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "Durable conversion-event relay to ad platforms")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the daemon.
+    Serve {
+        /// Config file.
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Validate a config file and print a summary (exit 0 valid, 1 invalid).
+    Check {
+        /// Config file.
+        #[arg(default_value = DEFAULT_CONFIG)]
+        path: PathBuf,
+    },
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.cmd {
+        Cmd::Serve { config } => {
+            let level = sluice::config::load(&config)
+                .map(|c| c.server.log_level.clone())
+                .unwrap_or_else(|_| "info".into());
+            init_logging(&level);
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match rt.block_on(sluice::app::serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Cmd::Config {
+            cmd: ConfigCmd::Check { path },
+        } => match sluice::config::load(&path) {
+            Ok(cfg) => {
+                println!("{} is valid", path.display());
+                print!("{}", sluice::config::summary(&cfg));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                ExitCode::from(1)
+            }
+        },
+    }
+}

@@ -1,1 +1,56 @@
-//! HTTP routes.
+//! HTTP routes. Every error body is `{"error": "<code>", "message": "<human text>"}`.
+
+pub mod ingest;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::app::App;
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/events", post(ingest::post_events))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(app)
+}
+
+/// A JSON response with the given status.
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut r = (status, bytes).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// The uniform error body.
+pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    json_response(
+        status,
+        &json!({"error": code, "message": message.into()}),
+    )
+}
+
+async fn healthz() -> Response {
+    json_response(StatusCode::OK, &json!({"status": "ok"}))
+}
+
+async fn readyz(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
+    if app.intake.store.is_ready() {
+        json_response(StatusCode::OK, &json!({"status": "ready"}))
+    } else {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            "the store is not open or not writable yet; sluice reopens it by itself",
+        )
+    }
+}

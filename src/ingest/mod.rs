@@ -1,3 +1,6 @@
 //! Intake: validation, identifier normalization and hashing, PII sealing, dedup, limits.
 
 pub mod event;
+pub mod intake;
+pub mod pii;
+pub mod validate;

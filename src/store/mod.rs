@@ -1,1 +1,185 @@
-//! The redb store.
+//! The store: one redb file holding everything sluice must not lose.
+//!
+//! # Tables
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `meta` | `&str` name | raw bytes; `schema_version` → u32 LE |
+//! | `events` | `(workspace: &str, seq: u64)` | [`codec::StoredEvent`] (version byte + postcard). Written once per event whatever the number of destinations; a workspace's events are one contiguous key range, read without touching another workspace's. `seq` starts at 1 per workspace. |
+//! | `dedup` | `(accepted_ms: u64, digest: u128)` | workspace id. Time-ordered, so hot-path inserts append at the right edge of the B-tree instead of dirtying a random page per insert; expired entries are a prefix, trimmed by range. `digest` = first 128 bits of SHA-256 over the length-prefixed `workspace`, `event_name`, `event_id`. The exact in-memory index of the window ([`crate::ingest::dedup`]) is rebuilt from this table at every open. |
+//! | `monthly` | `(workspace: &str, yyyymm: u32)` | accepted events that calendar month (UTC) |
+//!
+//! # Writes
+//!
+//! redb has one writer at a time and blocks, so every write goes through one thread
+//! ([`writer`]), fed by one queue. The thread takes everything queued, applies it in one
+//! write transaction and commits once with `Durability::Immediate` (one fsync for many
+//! requests: group commit); each request is answered when the commit that holds it
+//! returns. After an I/O error redb refuses further use until the database is reopened:
+//! the writer answers `Unavailable` and reopens it by itself, with backoff, and then
+//! rebuilds the in-memory indexes from what the file really holds.
+//!
+//! Opening (with a repair after an unclean stop, which can be long) happens on the writer
+//! thread too, so the process listens before the store is ready; until then the store
+//! reports not ready and every write answers `Unavailable`.
+
+pub mod codec;
+pub mod fault;
+mod writer;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use redb::{ReadableDatabase, TableDefinition};
+use tokio::sync::oneshot;
+
+pub use fault::FaultSwitch;
+
+use crate::clock::SharedClock;
+
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events");
+pub const DEDUP: TableDefinition<(u64, u128), &str> = TableDefinition::new("dedup");
+pub const MONTHLY: TableDefinition<(&str, u32), u64> = TableDefinition::new("monthly");
+
+/// The schema this build writes. A file with a newer version is refused.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is not available: {0}")]
+    Unavailable(String),
+}
+
+/// What the writer found in the file at (re)open; the intake rebuilds its indexes from it.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// `(workspace, digest, accepted_ms)` of every dedup entry inside the window.
+    pub dedup: Vec<(String, u128, i64)>,
+    /// `(workspace, yyyymm, count)`.
+    pub monthly: Vec<(String, u32, u64)>,
+}
+
+/// A group of events of one workspace, already encoded, to commit together.
+#[derive(Debug)]
+pub struct IngestBatch {
+    pub workspace: Arc<str>,
+    pub month: u32,
+    pub accepted_ms: i64,
+    /// `(dedup digest, encoded StoredEvent)`.
+    pub events: Vec<(u128, Vec<u8>)>,
+}
+
+pub struct StoreOptions {
+    pub path: PathBuf,
+    pub dedup_window_ms: i64,
+    pub clock: SharedClock,
+    /// Test hook: wraps the file backend so I/O can be made to fail.
+    pub faults: Option<Arc<FaultSwitch>>,
+    /// Called on the writer thread after every successful (re)open, before the store
+    /// reports ready.
+    pub on_open: Box<dyn FnMut(Recovered) + Send>,
+}
+
+const OPENING: u8 = 0;
+const READY: u8 = 1;
+const RECOVERING: u8 = 2;
+const CLOSED: u8 = 3;
+
+enum Cmd {
+    Ingest(IngestBatch, oneshot::Sender<Result<(), StoreError>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+struct Shared {
+    status: AtomicU8,
+    db: arc_swap::ArcSwapOption<redb::Database>,
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    tx: std::sync::mpsc::Sender<Cmd>,
+    shared: Arc<Shared>,
+    thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+impl Store {
+    /// Starts the writer thread, which opens (and if needed repairs) the file in the
+    /// background. Returns at once.
+    pub fn start(opts: StoreOptions) -> Store {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let shared = Arc::new(Shared {
+            status: AtomicU8::new(OPENING),
+            db: arc_swap::ArcSwapOption::empty(),
+        });
+        let s2 = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("sluice-writer".into())
+            .spawn(move || writer::run(opts, rx, s2))
+            .expect("spawn writer thread");
+        Store {
+            tx,
+            shared,
+            thread: Arc::new(Mutex::new(Some(handle))),
+        }
+    }
+
+    /// The store is open and its last commit succeeded.
+    pub fn is_ready(&self) -> bool {
+        self.shared.status.load(Ordering::SeqCst) == READY
+    }
+
+    /// Commits a batch durably (fsync) together with whatever else is queued.
+    pub async fn ingest(&self, batch: IngestBatch) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Ingest(batch, tx))
+            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the writer stopped".into())))
+    }
+
+    /// Runs `f` on a read transaction of the open database.
+    pub fn read<R>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<R, redb::Error>,
+    ) -> Result<R, StoreError> {
+        let db = self
+            .shared
+            .db
+            .load_full()
+            .ok_or_else(|| StoreError::Unavailable("the store is not open".into()))?;
+        let txn = db
+            .begin_read()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        f(&txn).map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// Finishes queued writes, closes the file and stops the writer thread.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        let handle = self.thread.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+}
+
+/// The dedup digest of an event key: 128 bits of SHA-256, collision odds negligible.
+pub fn dedup_digest(workspace: &str, event_name: &str, event_id: &str) -> u128 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [workspace, event_name, event_id] {
+        h.update((part.len() as u32).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    let out = h.finalize();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&out[..16]);
+    u128::from_be_bytes(first)
+}

@@ -1,0 +1,91 @@
+//! Stored value encoding: one format-version byte, then postcard. Free-form JSON
+//! (`custom_data`) rides inside as raw JSON bytes. Stored types avoid `untagged`,
+//! `flatten` and `skip_serializing_if` (postcard is not self-describing); any change to a
+//! stored type bumps its version byte and keeps a decode path for the old one.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ingest::event::{NormalizedEvent, PlainField};
+
+/// Current version of [`StoredEvent`].
+pub const EVENT_V1: u8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("stored value is empty")]
+    Empty,
+    #[error("stored value has unknown format version {0}")]
+    UnknownVersion(u8),
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(#[from] postcard::Error),
+}
+
+/// One event as kept in the `events` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// When sluice accepted it (ms since epoch, UTC).
+    pub accepted_ms: i64,
+    /// Plaintext identifiers sealed with XChaCha20-Poly1305 (nonce ‖ ciphertext), only for
+    /// workspaces with a destination that needs them. `event.plaintext` is always empty.
+    pub sealed: Vec<(PlainField, serde_bytes::ByteBuf)>,
+    pub event: NormalizedEvent,
+}
+
+pub fn encode_event(e: &StoredEvent) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.push(EVENT_V1);
+    // Serializing plain owned data into a Vec cannot fail.
+    postcard::to_io(e, &mut out).expect("postcard to Vec");
+    out
+}
+
+pub fn decode_event(bytes: &[u8]) -> Result<StoredEvent, CodecError> {
+    match bytes.split_first() {
+        None => Err(CodecError::Empty),
+        Some((&EVENT_V1, rest)) => Ok(postcard::from_bytes(rest)?),
+        Some((&v, _)) => Err(CodecError::UnknownVersion(v)),
+    }
+}
+
+/// The associated data that binds a sealed identifier to its event.
+pub fn pii_aad(workspace: &str, event_name: &str, event_id: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(workspace.len() + event_name.len() + event_id.len() + 12);
+    for part in [workspace, event_name, event_id] {
+        aad.extend_from_slice(&(part.len() as u32).to_le_bytes());
+        aad.extend_from_slice(part.as_bytes());
+    }
+    aad
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::event::{ClearField, Variant};
+
+    #[test]
+    fn roundtrip_and_version() {
+        let e = StoredEvent {
+            accepted_ms: 1_700_000_000_123,
+            sealed: vec![(PlainField::Email, serde_bytes::ByteBuf::from(vec![1, 2, 3]))],
+            event: NormalizedEvent {
+                event_id: "e1".into(),
+                event_name: "Purchase".into(),
+                event_time: 1_700_000_000,
+                action_source: Some("website".into()),
+                event_source_url: None,
+                hashed: vec![(Variant::Email, [7u8; 32])],
+                clear: vec![(ClearField::Fbp, "fb.1.2".into())],
+                plaintext: vec![],
+                custom_data: br#"{"value":1.5}"#.to_vec(),
+                destinations: vec!["d1".into()],
+            },
+        };
+        let bytes = encode_event(&e);
+        assert_eq!(bytes[0], EVENT_V1);
+        assert_eq!(decode_event(&bytes).unwrap(), e);
+        let mut bad = bytes.clone();
+        bad[0] = 99;
+        assert!(matches!(decode_event(&bad), Err(CodecError::UnknownVersion(99))));
+        assert!(matches!(decode_event(&[]), Err(CodecError::Empty)));
+    }
+}
