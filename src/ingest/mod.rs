@@ -3,3 +3,4 @@
 pub mod event;
 pub mod identifiers;
 pub mod pii;
+pub mod validate;
