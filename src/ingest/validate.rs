@@ -262,7 +262,17 @@ fn user_data_fields(
         Some(Value::String(s)) => Some(s.as_str()),
         _ => None,
     };
-    let mut scratch = String::new();
+    // Size the outputs once: one allocation each at most.
+    hashed.reserve(
+        IdField::ALL
+            .iter()
+            .zip(ids)
+            .filter(|(_, v)| v.is_some())
+            .map(|(f, _)| f.variants().len())
+            .sum(),
+    );
+    clear.reserve(clears.iter().filter(|v| v.is_some()).count());
+    let mut scratch = String::with_capacity(128);
     for (&field, value) in IdField::ALL.iter().zip(ids) {
         let Some(value) = value else { continue };
         let Value::String(raw) = value else {
