@@ -104,8 +104,9 @@ pub fn validate_event(v: &Value, ctx: &ValidateCtx) -> Result<NormalizedEvent, E
         return Err(invalid("the event is not a JSON object"));
     };
 
-    // (2) unknown keys: top level, then user_data. Keys are seen in the map's iteration
-    // order. Known values are slotted on the way (null = absent).
+    // (2) unknown keys: top level, then user_data, in the map's iteration order (serde_json
+    // is built without `preserve_order`, so that is sorted key order, not document order).
+    // Known values are slotted on the way (null = absent).
     let mut top: [Option<&Value>; TOP_KEYS.len()] = [None; TOP_KEYS.len()];
     for (key, value) in obj {
         let Some(slot) = TOP_KEYS.iter().position(|k| k == key) else {
@@ -736,6 +737,21 @@ mod tests {
             assert!(!e.message.contains(SECRET), "{}", e.message);
             assert!(e.message.contains("user_data."), "{}", e.message);
         }
+    }
+
+    #[test]
+    fn user_data_slots_follow_spec_and_enum_order() {
+        for (i, f) in IdField::ALL.into_iter().enumerate() {
+            assert_eq!(user_data_slot(f.key()), Some(i), "{f:?}");
+        }
+        for (i, f) in ClearField::ALL.into_iter().enumerate() {
+            assert_eq!(
+                user_data_slot(f.name()),
+                Some(IdField::ALL.len() + i),
+                "{f:?}"
+            );
+        }
+        assert_eq!(user_data_slot("event_id"), None);
     }
 
     #[test]
