@@ -255,33 +255,39 @@ fn email(
     let plain_hash = sha256(scratch);
     emit(Variant::Email, Some(scratch), plain_hash);
 
-    // The derived forms are built after the plain one in the same buffer.
-    let len = scratch.len();
     let local = &scratch[..at];
     let has_dot = local.contains('.');
     let has_tag = local.contains('+');
     let is_gmail = matches!(&scratch[at..], "@gmail.com" | "@googlemail.com");
-
     if is_gmail && has_dot {
-        push_local_part(scratch, at, false);
-        scratch.extend_from_within(at..len);
-        let google = &scratch[len..];
-        emit(Variant::EmailGoogle, Some(google), sha256(google));
-        scratch.truncate(len);
+        emit_rewritten(scratch, at, false, Variant::EmailGoogle, &mut emit);
     } else {
-        emit(Variant::EmailGoogle, Some(&scratch[..len]), plain_hash);
+        emit(Variant::EmailGoogle, Some(scratch), plain_hash);
     }
-
     if has_dot || has_tag {
-        push_local_part(scratch, at, true);
-        scratch.extend_from_within(at..len);
-        let reddit = &scratch[len..];
-        emit(Variant::EmailReddit, Some(reddit), sha256(reddit));
-        scratch.truncate(len);
+        emit_rewritten(scratch, at, true, Variant::EmailReddit, &mut emit);
     } else {
-        emit(Variant::EmailReddit, Some(&scratch[..len]), plain_hash);
+        emit(Variant::EmailReddit, Some(scratch), plain_hash);
     }
     Ok(())
+}
+
+/// Emits `variant` for the email in `scratch` with its local part (`..at`) stripped of
+/// dots (and of any `+tag` when `drop_tag`). The rewritten form is built after the
+/// email in the same buffer, then cut off again.
+fn emit_rewritten(
+    scratch: &mut String,
+    at: usize,
+    drop_tag: bool,
+    variant: Variant,
+    emit: &mut impl FnMut(Variant, Option<&str>, [u8; 32]),
+) {
+    let len = scratch.len();
+    push_local_part(scratch, at, drop_tag);
+    scratch.extend_from_within(at..len);
+    let rewritten = &scratch[len..];
+    emit(variant, Some(rewritten), sha256(rewritten));
+    scratch.truncate(len);
 }
 
 /// Appends `buf[..end]` (an email's local part) without dots, and without any `+tag`
