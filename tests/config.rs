@@ -98,7 +98,10 @@ fn empty_file_gets_every_default() {
     assert_eq!(c.ingest.default_country_code, "1");
     assert_eq!(c.platforms.len(), Platform::ALL.len());
     assert!(c.alerts.slack.is_none() && c.alerts.pagerduty.is_none());
-    assert_eq!(c.sha256, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    assert_eq!(
+        c.sha256,
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
 }
 
 #[test]
@@ -135,14 +138,21 @@ fn platform_defaults_follow_platforms_md() {
     let k = &p[&Platform::Klaviyo];
     assert_eq!(k.max_batch, 1);
     assert_eq!(k.rates.len(), 2);
-    assert!(k.rates.iter().all(|r| r.scope == RateScope::Token && r.unit == RateUnit::Requests));
+    assert!(
+        k.rates
+            .iter()
+            .all(|r| r.scope == RateScope::Token && r.unit == RateUnit::Requests)
+    );
     assert_eq!(k.age_limit, Some(Duration::from_secs(365 * 86400)));
     let w = &p[&Platform::Webhook];
     assert!(w.rates.is_empty());
     assert_eq!((w.max_batch, w.age_limit), (1, None));
     assert_eq!(p[&Platform::GoogleAds].max_batch, 2000);
     assert_eq!(p[&Platform::GoogleAds].rates[0].per, Duration::from_secs(1));
-    assert_eq!(p[&Platform::Linkedin].rates[1].per, Duration::from_secs(86400));
+    assert_eq!(
+        p[&Platform::Linkedin].rates[1].per,
+        Duration::from_secs(86400)
+    );
     assert_eq!(p[&Platform::Linkedin].max_batch, 5000);
     assert_eq!(p[&Platform::X].rates[0].per, Duration::from_secs(900));
     assert_eq!(p[&Platform::X].max_batch, 500);
@@ -150,7 +160,10 @@ fn platform_defaults_follow_platforms_md() {
         p[&Platform::Pinterest].rates[0].scope,
         RateScope::Param("ad_account_id".into())
     );
-    assert_eq!(p[&Platform::Reddit].age_limit, Some(Duration::from_secs(168 * 3600)));
+    assert_eq!(
+        p[&Platform::Reddit].age_limit,
+        Some(Duration::from_secs(168 * 3600))
+    );
     assert_eq!(p[&Platform::Snapchat].max_batch, 2000);
     assert!(p[&Platform::MicrosoftAds].rates.is_empty());
     assert_eq!(p[&Platform::Criteo].max_batch, 1000);
@@ -200,27 +213,127 @@ ingest_keys = ["k4"]
 // ------------------------------------------------------------------ ranges
 
 /// (policy fragment with X, key path below `policy.`, values that fail, values that pass)
-fn range_cases() -> Vec<(&'static str, &'static str, Vec<&'static str>, Vec<&'static str>)> {
+fn range_cases() -> Vec<(
+    &'static str,
+    &'static str,
+    Vec<&'static str>,
+    Vec<&'static str>,
+)> {
     vec![
-        ("auto_pause = { threshold = X }", "auto_pause.threshold", vec!["0.09", "0.76", "0.9"], vec!["0.10", "0.75"]),
-        ("auto_pause = { interval = X }", "auto_pause.interval", vec!["\"30s\"", "\"2m\"", "\"10m\""], vec!["\"1m\"", "\"5m\""]),
-        ("auto_pause = { window = X }", "auto_pause.window", vec!["\"59s\"", "\"61m\""], vec!["\"1m\"", "\"1h\""]),
-        ("auto_pause = { sample = X }", "auto_pause.sample", vec!["9", "10001"], vec!["10", "10000"]),
-        ("auto_pause = { min_samples = X }", "auto_pause.min_samples", vec!["0", "1001"], vec!["1", "1000"]),
-        ("auto_pause = { auto_clear = X }", "auto_pause.auto_clear", vec!["\"59m\"", "\"25h\"", "\"90m\""], vec!["\"1h\"", "\"24h\"", "\"60m\""]),
-        ("auto_pause = { reprobe = X }", "auto_pause.reprobe", vec!["\"59s\"", "\"1441m\""], vec!["\"1m\"", "\"24h\""]),
-        ("auto_pause = { probe_requests = X }", "auto_pause.probe_requests", vec!["0", "101"], vec!["1", "100"]),
-        ("timeout = X", "timeout", vec!["\"99ms\"", "\"61s\""], vec!["\"100ms\"", "\"60s\""]),
-        ("concurrency = X", "concurrency", vec!["0", "257"], vec!["1", "256"]),
-        ("max_batch = X", "max_batch", vec!["0", "1001"], vec!["1", "1000"]),
-        ("linger = X", "linger", vec!["\"60001ms\"", "\"2m\""], vec!["\"0s\"", "\"60s\""]),
-        ("retry = { max_retries = X }", "retry.max_retries", vec!["-1", "21"], vec!["0", "20"]),
-        ("retry = { base = X }", "retry.base", vec!["\"99ms\"", "\"61s\""], vec!["\"100ms\"", "\"1m\""]),
-        ("retry = { max = X }", "retry.max", vec!["\"999ms\"", "\"61m\""], vec!["\"1s\"", "\"1h\""]),
-        ("retry = { jitter = X }", "retry.jitter", vec!["-0.01", "0.21"], vec!["0.0", "0.2"]),
-        ("age_limit = X", "age_limit", vec!["\"59m\"", "\"366d\""], vec!["\"1h\"", "\"365d\"", "\"none\""]),
-        ("rate = { limit = X, per = \"1m\" }", "rate.limit", vec!["-1"], vec!["0", "5000"]),
-        ("rate = { limit = 5, per = X }", "rate.per", vec!["\"999ms\"", "\"2d\""], vec!["\"1s\"", "\"1d\""]),
+        (
+            "auto_pause = { threshold = X }",
+            "auto_pause.threshold",
+            vec!["0.09", "0.76", "0.9"],
+            vec!["0.10", "0.75"],
+        ),
+        (
+            "auto_pause = { interval = X }",
+            "auto_pause.interval",
+            vec!["\"30s\"", "\"2m\"", "\"10m\""],
+            vec!["\"1m\"", "\"5m\""],
+        ),
+        (
+            "auto_pause = { window = X }",
+            "auto_pause.window",
+            vec!["\"59s\"", "\"61m\""],
+            vec!["\"1m\"", "\"1h\""],
+        ),
+        (
+            "auto_pause = { sample = X }",
+            "auto_pause.sample",
+            vec!["9", "10001"],
+            vec!["10", "10000"],
+        ),
+        (
+            "auto_pause = { min_samples = X }",
+            "auto_pause.min_samples",
+            vec!["0", "1001"],
+            vec!["1", "1000"],
+        ),
+        (
+            "auto_pause = { auto_clear = X }",
+            "auto_pause.auto_clear",
+            vec!["\"59m\"", "\"25h\"", "\"90m\""],
+            vec!["\"1h\"", "\"24h\"", "\"60m\""],
+        ),
+        (
+            "auto_pause = { reprobe = X }",
+            "auto_pause.reprobe",
+            vec!["\"59s\"", "\"1441m\""],
+            vec!["\"1m\"", "\"24h\""],
+        ),
+        (
+            "auto_pause = { probe_requests = X }",
+            "auto_pause.probe_requests",
+            vec!["0", "101"],
+            vec!["1", "100"],
+        ),
+        (
+            "timeout = X",
+            "timeout",
+            vec!["\"99ms\"", "\"61s\""],
+            vec!["\"100ms\"", "\"60s\""],
+        ),
+        (
+            "concurrency = X",
+            "concurrency",
+            vec!["0", "257"],
+            vec!["1", "256"],
+        ),
+        (
+            "max_batch = X",
+            "max_batch",
+            vec!["0", "1001"],
+            vec!["1", "1000"],
+        ),
+        (
+            "linger = X",
+            "linger",
+            vec!["\"60001ms\"", "\"2m\""],
+            vec!["\"0s\"", "\"60s\""],
+        ),
+        (
+            "retry = { max_retries = X }",
+            "retry.max_retries",
+            vec!["-1", "21"],
+            vec!["0", "20"],
+        ),
+        (
+            "retry = { base = X }",
+            "retry.base",
+            vec!["\"99ms\"", "\"61s\""],
+            vec!["\"100ms\"", "\"1m\""],
+        ),
+        (
+            "retry = { max = X }",
+            "retry.max",
+            vec!["\"999ms\"", "\"61m\""],
+            vec!["\"1s\"", "\"1h\""],
+        ),
+        (
+            "retry = { jitter = X }",
+            "retry.jitter",
+            vec!["-0.01", "0.21"],
+            vec!["0.0", "0.2"],
+        ),
+        (
+            "age_limit = X",
+            "age_limit",
+            vec!["\"59m\"", "\"366d\""],
+            vec!["\"1h\"", "\"365d\"", "\"none\""],
+        ),
+        (
+            "rate = { limit = X, per = \"1m\" }",
+            "rate.limit",
+            vec!["-1"],
+            vec!["0", "5000"],
+        ),
+        (
+            "rate = { limit = 5, per = X }",
+            "rate.per",
+            vec!["\"999ms\"", "\"2d\""],
+            vec!["\"1s\"", "\"1d\""],
+        ),
     ]
 }
 
@@ -251,7 +364,11 @@ fn ranges_apply_to_platform_sections_too() {
         for v in bad {
             let text = format!("[platforms.meta]\n{}\n", frag.replace('X', v));
             let e = err(&text);
-            assert_eq!(e.key_path.as_deref(), Some(&*format!("platforms.meta.{key}")), "{e}");
+            assert_eq!(
+                e.key_path.as_deref(),
+                Some(&*format!("platforms.meta.{key}")),
+                "{e}"
+            );
             assert_eq!(e.line, Some(2), "{e}");
         }
         for v in good {
@@ -295,22 +412,37 @@ fn min_samples_bound_follows_sample() {
         Some("destinations[0].policy.auto_pause.min_samples")
     );
     assert!(e.message.contains("sample (20)"), "{e}");
-    ok(&meta("ent", "policy = { auto_pause = { sample = 20, min_samples = 20 } }"));
+    ok(&meta(
+        "ent",
+        "policy = { auto_pause = { sample = 20, min_samples = 20 } }",
+    ));
     // A destination lowering sample below the platform's min_samples.
     let text = format!(
         "[platforms.meta]\nauto_pause = {{ min_samples = 50 }}\n{}",
         meta("ent", "policy = { auto_pause = { sample = 40 } }")
     );
     let e = err(&text);
-    assert_eq!(e.key_path.as_deref(), Some("platforms.meta.auto_pause.min_samples"));
+    assert_eq!(
+        e.key_path.as_deref(),
+        Some("platforms.meta.auto_pause.min_samples")
+    );
 }
 
 #[test]
 fn retry_max_must_be_at_least_base() {
-    let e = err(&meta("ent", "policy = { retry = { base = \"30s\", max = \"20s\" } }"));
-    assert_eq!(e.key_path.as_deref(), Some("destinations[0].policy.retry.max"));
+    let e = err(&meta(
+        "ent",
+        "policy = { retry = { base = \"30s\", max = \"20s\" } }",
+    ));
+    assert_eq!(
+        e.key_path.as_deref(),
+        Some("destinations[0].policy.retry.max")
+    );
     assert!(e.message.contains("base (30s)"), "{e}");
-    ok(&meta("ent", "policy = { retry = { base = \"30s\", max = \"30s\" } }"));
+    ok(&meta(
+        "ent",
+        "policy = { retry = { base = \"30s\", max = \"30s\" } }",
+    ));
 }
 
 #[test]
@@ -328,23 +460,45 @@ fn server_storage_ingest_ranges() {
         let e = err(&format!("[ingest]\ndefault_country_code = {bad}\n"));
         assert_eq!(e.key_path.as_deref(), Some("ingest.default_country_code"));
     }
-    assert_eq!(ok("[ingest]\ndefault_country_code = \"44\"\n").ingest.default_country_code, "44");
+    assert_eq!(
+        ok("[ingest]\ndefault_country_code = \"44\"\n")
+            .ingest
+            .default_country_code,
+        "44"
+    );
 }
 
 // ------------------------------------------------------------------ durations
 
 #[test]
 fn durations_parse_units_and_reject_the_rest() {
-    let c = ok("[storage]\ndedup_window = \"1500ms\"\n".replace("1500ms", "90m").as_str());
+    let c = ok("[storage]\ndedup_window = \"1500ms\"\n"
+        .replace("1500ms", "90m")
+        .as_str());
     assert_eq!(c.storage.dedup_window, Duration::from_secs(5400));
     let c = ok(&meta("ent", "policy = { timeout = \"1500ms\" }"));
-    assert_eq!(c.destinations[0].policy.timeout, Duration::from_millis(1500));
+    assert_eq!(
+        c.destinations[0].policy.timeout,
+        Duration::from_millis(1500)
+    );
     let c = ok("[storage]\nmax_backlog_age = \"2d\"\n");
     assert_eq!(c.storage.max_backlog_age, Duration::from_secs(2 * 86400));
-    for bad in ["\"10\"", "\"10 s\"", "\"1.5s\"", "\"10sec\"", "\"1w\"", "\"\"", "10"] {
+    for bad in [
+        "\"10\"",
+        "\"10 s\"",
+        "\"1.5s\"",
+        "\"10sec\"",
+        "\"1w\"",
+        "\"\"",
+        "10",
+    ] {
         let text = format!("[storage]\ndedup_window = {bad}\n");
         let e = err(&text);
-        assert_eq!(e.key_path.as_deref(), Some("storage.dedup_window"), "{bad}: {e}");
+        assert_eq!(
+            e.key_path.as_deref(),
+            Some("storage.dedup_window"),
+            "{bad}: {e}"
+        );
         assert_eq!(e.line, Some(2), "{bad}: {e}");
     }
     let e = err("[storage]\ndedup_window = \"10sec\"\n");
@@ -361,7 +515,12 @@ fn missing_env_var_is_named() {
         "access_token_env = \"NOT_SET_ANYWHERE\"",
     );
     let e = err(&text);
-    assert_at(&e, "destinations[0].credentials.access_token_env", &text, "NOT_SET_ANYWHERE");
+    assert_at(
+        &e,
+        "destinations[0].credentials.access_token_env",
+        &text,
+        "NOT_SET_ANYWHERE",
+    );
     assert!(e.message.contains("NOT_SET_ANYWHERE"), "{e}");
     let e = err(&text.replace("NOT_SET_ANYWHERE", "EMPTY"));
     assert!(e.message.contains("empty"), "{e}");
@@ -374,11 +533,20 @@ fn env_and_file_secrets_resolve() {
     let text = meta("ent", "").replace("access_token = \"tok\"", "access_token_file = \"tok\"");
     let origin = dir.path().join("sluice.toml");
     let c = parse(&text, Some(&origin), &env).expect("valid");
-    assert_eq!(c.destinations[0].credentials["access_token"].expose(), "file-token");
+    assert_eq!(
+        c.destinations[0].credentials["access_token"].expose(),
+        "file-token"
+    );
     assert_eq!(c.path.as_deref(), Some(origin.as_path()));
 
-    let c = ok(&meta("ent", "").replace("access_token = \"tok\"", "access_token_env = \"META_TOKEN\""));
-    assert_eq!(c.destinations[0].credentials["access_token"].expose(), "meta-token-from-env");
+    let c = ok(&meta("ent", "").replace(
+        "access_token = \"tok\"",
+        "access_token_env = \"META_TOKEN\"",
+    ));
+    assert_eq!(
+        c.destinations[0].credentials["access_token"].expose(),
+        "meta-token-from-env"
+    );
 }
 
 #[test]
@@ -403,14 +571,21 @@ fn two_forms_of_one_secret_are_an_error() {
         "access_token = \"tok\", access_token_env = \"META_TOKEN\"",
     );
     let e = err(&text);
-    assert!(e.key_path.as_deref().is_some_and(|p| p.starts_with("destinations[0].credentials.access_token")));
+    assert!(
+        e.key_path
+            .as_deref()
+            .is_some_and(|p| p.starts_with("destinations[0].credentials.access_token"))
+    );
     assert!(e.message.contains("twice"), "{e}");
     let e = err("[server]\nadmin_token = \"x\"\nadmin_token_file = \"/etc/x\"\n");
     assert_eq!(e.key_path.as_deref(), Some("server.admin_token_file"));
     assert_eq!(e.line, Some(3));
     let e = err("[storage]\npii_key_env = \"A\"\npii_key_file = \"/x\"\n");
     assert_eq!(e.key_path.as_deref(), Some("storage.pii_key_file"));
-    let e = err(&WORKSPACES.replace("ingest_keys = [\"k_ent\"]", "ingest_keys = [\"k_ent\"]\ningest_keys_env = \"KEYS\""));
+    let e = err(&WORKSPACES.replace(
+        "ingest_keys = [\"k_ent\"]",
+        "ingest_keys = [\"k_ent\"]\ningest_keys_env = \"KEYS\"",
+    ));
     assert_eq!(e.key_path.as_deref(), Some("workspaces[0].ingest_keys_env"));
 }
 
@@ -419,9 +594,15 @@ fn admin_token_env_unset_disables_admin() {
     let c = ok("[server]\nadmin_token_env = \"UNSET_ADMIN\"\n");
     assert!(c.server.admin_token.is_none());
     let c = ok("[server]\nadmin_token_env = \"ADMIN\"\n");
-    assert_eq!(c.server.admin_token.as_ref().map(|s| s.expose()), Some("admin-from-env"));
+    assert_eq!(
+        c.server.admin_token.as_ref().map(|s| s.expose()),
+        Some("admin-from-env")
+    );
     let c = ok("[server]\nadmin_token = \"lit\"\n");
-    assert_eq!(c.server.admin_token.as_ref().map(|s| s.expose()), Some("lit"));
+    assert_eq!(
+        c.server.admin_token.as_ref().map(|s| s.expose()),
+        Some("lit")
+    );
     // A file is still required to be readable.
     err("[server]\nadmin_token_file = \"/nonexistent/admin\"\n");
 }
@@ -429,22 +610,34 @@ fn admin_token_env_unset_disables_admin() {
 #[test]
 fn ingest_keys_from_env_are_comma_separated() {
     let c = ok(&WORKSPACES.replace("ingest_keys = [\"k_ent\"]", "ingest_keys_env = \"KEYS\""));
-    let keys: Vec<&str> = c.workspaces[0].ingest_keys.iter().map(|k| k.expose()).collect();
+    let keys: Vec<&str> = c.workspaces[0]
+        .ingest_keys
+        .iter()
+        .map(|k| k.expose())
+        .collect();
     assert_eq!(keys, vec!["a1", "b2", "c3"]);
 }
 
 #[test]
 fn pii_key_must_be_32_bytes_base64() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("good"), format!("{}\n", "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=")).expect("write");
+    std::fs::write(
+        dir.path().join("good"),
+        format!("{}\n", "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="),
+    )
+    .expect("write");
     std::fs::write(dir.path().join("short"), "QUFBQQ==\n").expect("write");
     std::fs::write(dir.path().join("junk"), "not base64!\n").expect("write");
     let origin = dir.path().join("c.toml");
     let c = parse("[storage]\npii_key_file = \"good\"\n", Some(&origin), &env).expect("valid");
     assert_eq!(c.storage.pii_key, Some([b'A'; 32]));
     for f in ["short", "junk"] {
-        let e = parse(&format!("[storage]\npii_key_file = \"{f}\"\n"), Some(&origin), &env)
-            .expect_err("bad key");
+        let e = parse(
+            &format!("[storage]\npii_key_file = \"{f}\"\n"),
+            Some(&origin),
+            &env,
+        )
+        .expect_err("bad key");
         assert_eq!(e.key_path.as_deref(), Some("storage.pii_key_file"));
         assert!(e.message.contains("32 bytes"), "{e}");
     }
@@ -476,7 +669,10 @@ fn auto_pause_override_needs_enterprise() {
     assert!(e.message.contains("enterprise"), "{e}");
     // Other policy keys are fine on any plan; auto_pause is fine on enterprise.
     ok(&meta("gro", "policy = { timeout = \"5s\" }"));
-    let c = ok(&meta("ent", "policy = { auto_pause = { threshold = 0.4 } }"));
+    let c = ok(&meta(
+        "ent",
+        "policy = { auto_pause = { threshold = 0.4 } }",
+    ));
     assert_eq!(c.destinations[0].policy.auto_pause.threshold, 0.4);
 }
 
@@ -486,10 +682,19 @@ fn klaviyo_needs_the_pii_key() {
         "[[destinations]]\nid = \"k\"\nworkspace = \"gro\"\nplatform = \"klaviyo\"\ncredentials = { api_key = \"pk_x\" }\n",
     );
     let e = err(&text);
-    assert_at(&e, "destinations[0].platform", &text, "platform = \"klaviyo\"");
+    assert_at(
+        &e,
+        "destinations[0].platform",
+        &text,
+        "platform = \"klaviyo\"",
+    );
     assert!(e.message.contains("pii_key"), "{e}");
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("pii"), "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=").expect("write");
+    std::fs::write(
+        dir.path().join("pii"),
+        "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=",
+    )
+    .expect("write");
     let with_key = format!("[storage]\npii_key_file = \"pii\"\n{text}");
     parse(&with_key, Some(&dir.path().join("c.toml")), &env).expect("valid with key");
 }
@@ -505,25 +710,45 @@ fn required_params_per_platform() {
     let cases: &[(&str, &[&str], &str)] = &[
         ("meta", &["pixel_id"], "access_token = \"t\""),
         ("tiktok", &["pixel_code"], "access_token = \"t\""),
-        ("google_ads", &["customer_id", "conversion_action_id"], "developer_token = \"d\", access_token = \"t\""),
+        (
+            "google_ads",
+            &["customer_id", "conversion_action_id"],
+            "developer_token = \"d\", access_token = \"t\"",
+        ),
         ("linkedin", &["conversion_rule_id"], "access_token = \"t\""),
         ("pinterest", &["ad_account_id"], "access_token = \"t\""),
         ("snapchat", &["pixel_id"], "access_token = \"t\""),
         ("reddit", &["ad_account_id"], "access_token = \"t\""),
         ("x", &["pixel_id", "event_id"], "access_token = \"t\""),
-        ("microsoft_ads", &["customer_id", "account_id", "conversion_name"], "developer_token = \"d\", access_token = \"t\""),
+        (
+            "microsoft_ads",
+            &["customer_id", "account_id", "conversion_name"],
+            "developer_token = \"d\", access_token = \"t\"",
+        ),
     ];
     for (platform, params, creds) in cases {
         let events = "events = [\"Purchase\"]";
         let all: Vec<String> = params.iter().map(|p| format!("{p} = \"1\"")).collect();
-        ok(&dest(platform, &format!("{events}\nparams = {{ {} }}\ncredentials = {{ {creds} }}", all.join(", "))));
+        ok(&dest(
+            platform,
+            &format!(
+                "{events}\nparams = {{ {} }}\ncredentials = {{ {creds} }}",
+                all.join(", ")
+            ),
+        ));
         for missing in params.iter() {
             let some: Vec<String> = params
                 .iter()
                 .filter(|p| *p != missing)
                 .map(|p| format!("{p} = \"1\""))
                 .collect();
-            let text = dest(platform, &format!("{events}\nparams = {{ {} }}\ncredentials = {{ {creds} }}", some.join(", ")));
+            let text = dest(
+                platform,
+                &format!(
+                    "{events}\nparams = {{ {} }}\ncredentials = {{ {creds} }}",
+                    some.join(", ")
+                ),
+            );
             let e = err(&text);
             assert_eq!(
                 e.key_path.as_deref(),
@@ -534,7 +759,10 @@ fn required_params_per_platform() {
         }
     }
     // Unknown params are allowed (future use); integers are accepted as ids.
-    let c = ok(&dest("meta", "params = { pixel_id = 123, future_thing = \"x\" }\ncredentials = { access_token = \"t\" }"));
+    let c = ok(&dest(
+        "meta",
+        "params = { pixel_id = 123, future_thing = \"x\" }\ncredentials = { access_token = \"t\" }",
+    ));
     assert_eq!(c.destinations[0].params["pixel_id"], "123");
 }
 
@@ -543,13 +771,24 @@ fn required_credentials_per_platform() {
     for (platform, params, events) in [
         ("meta", "pixel_id = \"1\"", ""),
         ("tiktok", "pixel_code = \"1\"", ""),
-        ("linkedin", "conversion_rule_id = \"1\"", "events = [\"Lead\"]"),
+        (
+            "linkedin",
+            "conversion_rule_id = \"1\"",
+            "events = [\"Lead\"]",
+        ),
         ("pinterest", "ad_account_id = \"1\"", ""),
         ("snapchat", "pixel_id = \"1\"", ""),
         ("reddit", "ad_account_id = \"1\"", ""),
-        ("x", "pixel_id = \"1\", event_id = \"e\"", "events = [\"Purchase\"]"),
+        (
+            "x",
+            "pixel_id = \"1\", event_id = \"e\"",
+            "events = [\"Purchase\"]",
+        ),
     ] {
-        let e = err(&dest(platform, &format!("{events}\nparams = {{ {params} }}")));
+        let e = err(&dest(
+            platform,
+            &format!("{events}\nparams = {{ {params} }}"),
+        ));
         assert_eq!(
             e.key_path.as_deref(),
             Some("destinations[0].credentials.access_token"),
@@ -557,26 +796,47 @@ fn required_credentials_per_platform() {
         );
     }
     let e = err(&dest("klaviyo", "credentials = { }"));
-    assert_eq!(e.key_path.as_deref(), Some("destinations[0].credentials.api_key"));
+    assert_eq!(
+        e.key_path.as_deref(),
+        Some("destinations[0].credentials.api_key")
+    );
 
     let g = |creds: &str| {
         dest(
             "google_ads",
-            &format!("events = [\"Purchase\"]\nparams = {{ customer_id = \"1\", conversion_action_id = \"2\" }}\ncredentials = {{ {creds} }}"),
+            &format!(
+                "events = [\"Purchase\"]\nparams = {{ customer_id = \"1\", conversion_action_id = \"2\" }}\ncredentials = {{ {creds} }}"
+            ),
         )
     };
     let e = err(&g("access_token = \"t\""));
-    assert_eq!(e.key_path.as_deref(), Some("destinations[0].credentials.developer_token"));
+    assert_eq!(
+        e.key_path.as_deref(),
+        Some("destinations[0].credentials.developer_token")
+    );
     let e = err(&g("developer_token = \"d\""));
     assert!(e.message.contains("refresh_token"), "{e}");
-    let e = err(&g("developer_token = \"d\", client_id = \"c\", refresh_token = \"r\""));
-    assert_eq!(e.key_path.as_deref(), Some("destinations[0].credentials.client_secret"));
-    ok(&g("developer_token = \"d\", client_id = \"c\", client_secret = \"s\", refresh_token = \"r\""));
+    let e = err(&g(
+        "developer_token = \"d\", client_id = \"c\", refresh_token = \"r\"",
+    ));
+    assert_eq!(
+        e.key_path.as_deref(),
+        Some("destinations[0].credentials.client_secret")
+    );
+    ok(&g(
+        "developer_token = \"d\", client_id = \"c\", client_secret = \"s\", refresh_token = \"r\"",
+    ));
     ok(&g("developer_token = \"d\", access_token = \"t\""));
 
     // Unknown credential keys are errors.
-    let e = err(&dest("meta", "params = { pixel_id = \"1\" }\ncredentials = { access_token = \"t\", api_secret = \"x\" }"));
-    assert_eq!(e.key_path.as_deref(), Some("destinations[0].credentials.api_secret"));
+    let e = err(&dest(
+        "meta",
+        "params = { pixel_id = \"1\" }\ncredentials = { access_token = \"t\", api_secret = \"x\" }",
+    ));
+    assert_eq!(
+        e.key_path.as_deref(),
+        Some("destinations[0].credentials.api_secret")
+    );
     assert!(e.message.contains("unknown credential"), "{e}");
 }
 
@@ -584,35 +844,81 @@ fn required_credentials_per_platform() {
 fn webhook_needs_endpoint_and_whsec_secret() {
     let good = "endpoint = \"https://crm.example.com/hook\"\ncredentials = { signing_secret = \"whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=\" }";
     ok(&dest("webhook", good));
-    let e = err(&dest("webhook", "credentials = { signing_secret = \"whsec_c2VjcmV0\" }"));
+    let e = err(&dest(
+        "webhook",
+        "credentials = { signing_secret = \"whsec_c2VjcmV0\" }",
+    ));
     assert_eq!(e.key_path.as_deref(), Some("destinations[0].endpoint"));
-    let e = err(&dest("webhook", &good.replace("https://crm.example.com/hook", "ftp://x")));
+    let e = err(&dest(
+        "webhook",
+        &good.replace("https://crm.example.com/hook", "ftp://x"),
+    ));
     assert_eq!(e.key_path.as_deref(), Some("destinations[0].endpoint"));
     for bad in ["c2VjcmV0", "whsec_", "whsec_not*base64"] {
-        let e = err(&dest("webhook", &good.replace("whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=", bad)));
-        assert_eq!(e.key_path.as_deref(), Some("destinations[0].credentials.signing_secret"), "{bad}");
+        let e = err(&dest(
+            "webhook",
+            &good.replace("whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=", bad),
+        ));
+        assert_eq!(
+            e.key_path.as_deref(),
+            Some("destinations[0].credentials.signing_secret"),
+            "{bad}"
+        );
         assert!(!e.to_string().contains(bad) || bad == "whsec_", "{e}");
     }
     // Other platforms: endpoint optional, but must be http(s).
-    let e = err(&dest("meta", "endpoint = \"127.0.0.1:9100\"\nparams = { pixel_id = \"1\" }\ncredentials = { access_token = \"t\" }"));
+    let e = err(&dest(
+        "meta",
+        "endpoint = \"127.0.0.1:9100\"\nparams = { pixel_id = \"1\" }\ncredentials = { access_token = \"t\" }",
+    ));
     assert_eq!(e.key_path.as_deref(), Some("destinations[0].endpoint"));
-    ok(&dest("meta", "endpoint = \"http://127.0.0.1:9100\"\nparams = { pixel_id = \"1\" }\ncredentials = { access_token = \"t\" }"));
+    ok(&dest(
+        "meta",
+        "endpoint = \"http://127.0.0.1:9100\"\nparams = { pixel_id = \"1\" }\ncredentials = { access_token = \"t\" }",
+    ));
 }
 
 #[test]
 fn events_filter_required_for_fixed_conversion_platforms() {
     for (platform, params, creds) in [
-        ("google_ads", "customer_id = \"1\", conversion_action_id = \"2\"", "developer_token = \"d\", access_token = \"t\""),
-        ("linkedin", "conversion_rule_id = \"1\"", "access_token = \"t\""),
-        ("x", "pixel_id = \"1\", event_id = \"e\"", "access_token = \"t\""),
-        ("microsoft_ads", "customer_id = \"1\", account_id = \"2\", conversion_name = \"c\"", "developer_token = \"d\", access_token = \"t\""),
+        (
+            "google_ads",
+            "customer_id = \"1\", conversion_action_id = \"2\"",
+            "developer_token = \"d\", access_token = \"t\"",
+        ),
+        (
+            "linkedin",
+            "conversion_rule_id = \"1\"",
+            "access_token = \"t\"",
+        ),
+        (
+            "x",
+            "pixel_id = \"1\", event_id = \"e\"",
+            "access_token = \"t\"",
+        ),
+        (
+            "microsoft_ads",
+            "customer_id = \"1\", account_id = \"2\", conversion_name = \"c\"",
+            "developer_token = \"d\", access_token = \"t\"",
+        ),
     ] {
-        let text = dest(platform, &format!("params = {{ {params} }}\ncredentials = {{ {creds} }}"));
+        let text = dest(
+            platform,
+            &format!("params = {{ {params} }}\ncredentials = {{ {creds} }}"),
+        );
         let e = err(&text);
-        assert_eq!(e.key_path.as_deref(), Some("destinations[0].events"), "{platform}: {e}");
+        assert_eq!(
+            e.key_path.as_deref(),
+            Some("destinations[0].events"),
+            "{platform}: {e}"
+        );
         assert!(e.message.contains("events"), "{e}");
         let e = err(&text.replace("params =", "events = []\nparams ="));
-        assert_eq!(e.key_path.as_deref(), Some("destinations[0].events"), "{platform}: {e}");
+        assert_eq!(
+            e.key_path.as_deref(),
+            Some("destinations[0].events"),
+            "{platform}: {e}"
+        );
         ok(&text.replace("params =", "events = [\"Purchase\"]\nparams ="));
     }
 }
@@ -628,25 +934,54 @@ fn rate_and_rates_together_are_an_error() {
     let e = err(&text);
     assert_at(&e, "destinations[0].policy.rates", &text, "policy = ");
     assert!(e.message.contains("not both"), "{e}");
-    let e = err("[platforms.tiktok]\nrate = { limit = 1, per = \"1s\" }\nrates = [{ limit = 2, per = \"1s\" }]\n");
+    let e = err(
+        "[platforms.tiktok]\nrate = { limit = 1, per = \"1s\" }\nrates = [{ limit = 2, per = \"1s\" }]\n",
+    );
     assert_eq!(e.key_path.as_deref(), Some("platforms.tiktok.rates"));
     assert_eq!(e.line, Some(3));
 }
 
 #[test]
 fn rate_unit_and_scope_values() {
-    let c = ok(&meta("ent", "policy = { rate = { limit = 5, per = \"1s\" } }"));
+    let c = ok(&meta(
+        "ent",
+        "policy = { rate = { limit = 5, per = \"1s\" } }",
+    ));
     // scope defaults to the platform's scope, unit to events.
     assert_eq!(
         c.destinations[0].policy.rates,
-        vec![Rate { limit: 5, per: Duration::from_secs(1), unit: RateUnit::Events, scope: RateScope::Param("pixel_id".into()) }]
+        vec![Rate {
+            limit: 5,
+            per: Duration::from_secs(1),
+            unit: RateUnit::Events,
+            scope: RateScope::Param("pixel_id".into())
+        }]
     );
-    let c = ok(&meta("ent", "policy = { rates = [{ limit = 5, per = \"1s\", unit = \"requests\", scope = \"destination\" }, { limit = 0, per = \"1m\" }] }"));
-    assert_eq!(c.destinations[0].policy.rates.len(), 1, "limit 0 means no limit");
-    let e = err(&meta("ent", "policy = { rate = { limit = 5, per = \"1s\", unit = \"calls\" } }"));
-    assert_eq!(e.key_path.as_deref(), Some("destinations[0].policy.rate.unit"));
-    let e = err(&meta("ent", "policy = { rate = { limit = 5, per = \"1s\", scope = \"ad_account_id\" } }"));
-    assert_eq!(e.key_path.as_deref(), Some("destinations[0].policy.rate.scope"));
+    let c = ok(&meta(
+        "ent",
+        "policy = { rates = [{ limit = 5, per = \"1s\", unit = \"requests\", scope = \"destination\" }, { limit = 0, per = \"1m\" }] }",
+    ));
+    assert_eq!(
+        c.destinations[0].policy.rates.len(),
+        1,
+        "limit 0 means no limit"
+    );
+    let e = err(&meta(
+        "ent",
+        "policy = { rate = { limit = 5, per = \"1s\", unit = \"calls\" } }",
+    ));
+    assert_eq!(
+        e.key_path.as_deref(),
+        Some("destinations[0].policy.rate.unit")
+    );
+    let e = err(&meta(
+        "ent",
+        "policy = { rate = { limit = 5, per = \"1s\", scope = \"ad_account_id\" } }",
+    ));
+    assert_eq!(
+        e.key_path.as_deref(),
+        Some("destinations[0].policy.rate.scope")
+    );
     assert!(e.message.contains("params.ad_account_id"), "{e}");
     let e = err(&meta("ent", "policy = { rates = [] }"));
     assert_eq!(e.key_path.as_deref(), Some("destinations[0].policy.rates"));
@@ -681,7 +1016,10 @@ fn shared_scope_with_different_rates_is_an_error() {
     let text = two_meta("111", ra, rb);
     let e = err(&text);
     assert_at(&e, "destinations[1].policy.rate", &text, "# b");
-    assert!(e.message.contains("meta_b") && e.message.contains("meta_a"), "{e}");
+    assert!(
+        e.message.contains("meta_b") && e.message.contains("meta_a"),
+        "{e}"
+    );
     // Same rate on the shared pixel: fine. Different pixels: fine.
     ok(&two_meta("111", ra, &rb.replace("700", "500")));
     ok(&two_meta("222", ra, rb));
@@ -715,7 +1053,10 @@ policy = {{ rate = {{ limit = 10, per = "1m", unit = "requests", scope = "token"
     let e = err(&t("tok_shared_xyz"));
     assert_eq!(e.key_path.as_deref(), Some("destinations[1].policy.rate"));
     assert!(e.message.contains("tt_b"), "{e}");
-    assert!(!e.to_string().contains("tok_shared_xyz"), "never the token: {e}");
+    assert!(
+        !e.to_string().contains("tok_shared_xyz"),
+        "never the token: {e}"
+    );
     ok(&t("other"));
 }
 
@@ -750,7 +1091,11 @@ policy = { rates = [{ limit = 10, per = "1s", unit = "requests", scope = "destin
     let pm = &c.platforms[&Platform::Meta];
     assert_eq!(pm.timeout, Duration::from_secs(20));
     assert_eq!(pm.retry.max_retries, 3);
-    assert_eq!(pm.auto_pause.window, Duration::from_secs(60), "window defaults to interval");
+    assert_eq!(
+        pm.auto_pause.window,
+        Duration::from_secs(60),
+        "window defaults to interval"
+    );
     assert_eq!(pm.rates[0].limit, 2000);
     assert_eq!(pm.rates[0].scope, RateScope::Param("pixel_id".into()));
     assert_eq!(pm.max_batch, 1000, "untouched keys keep built-in defaults");
@@ -767,11 +1112,18 @@ policy = { rates = [{ limit = 10, per = "1s", unit = "requests", scope = "destin
     assert_eq!(d1.rates, pm.rates);
 
     let d2 = &c.destinations[1].policy;
-    assert_eq!(d2.rates.len(), 1, "destination rates replace the platform's whole");
+    assert_eq!(
+        d2.rates.len(),
+        1,
+        "destination rates replace the platform's whole"
+    );
     assert_eq!(d2.rates[0].scope, RateScope::Destination);
     assert_eq!(d2.concurrency, 4);
     // Other platforms are untouched.
-    assert_eq!(c.platforms[&Platform::Tiktok].timeout, Duration::from_secs(10));
+    assert_eq!(
+        c.platforms[&Platform::Tiktok].timeout,
+        Duration::from_secs(10)
+    );
 }
 
 // ------------------------------------------------------------------ ids, keys, shape
@@ -798,7 +1150,11 @@ fn ids_workspaces_and_ingest_keys() {
     assert_eq!(e.key_path.as_deref(), Some("destinations[0].workspace"));
     let e = err(&meta("ent", "").replace("platform = \"meta\"", "platform = \"myspace\""));
     assert_eq!(e.key_path.as_deref(), Some("destinations[0].platform"));
-    let twice = format!("{}\n{}", meta("ent", ""), meta("ent", "").replace(WORKSPACES, ""));
+    let twice = format!(
+        "{}\n{}",
+        meta("ent", ""),
+        meta("ent", "").replace(WORKSPACES, "")
+    );
     let e = err(&twice);
     assert_eq!(e.key_path.as_deref(), Some("destinations[1].id"));
 }
@@ -822,7 +1178,8 @@ fn unknown_keys_are_named_with_their_path() {
     assert_eq!(e.key_path.as_deref(), Some("platforms.myspace"));
     assert_eq!(e.line, Some(1));
 
-    let e = err("[alerts]\nslack = { webhook_url = \"https://h.example/x\", channel = \"#ops\" }\n");
+    let e =
+        err("[alerts]\nslack = { webhook_url = \"https://h.example/x\", channel = \"#ops\" }\n");
     assert_eq!(e.key_path.as_deref(), Some("alerts.slack.channel"));
     assert_eq!(e.line, Some(2));
 }
@@ -851,7 +1208,9 @@ fn errors_never_echo_a_secret_or_the_line() {
         // unknown credential key on the secret's line
         format!("credentials = {{ access_token = \"{SECRET}\", bogus = \"x\" }}"),
         // a range error on the secret's line
-        format!("credentials = {{ access_token = \"{SECRET}\" }}, policy = {{ timeout = \"90s\" }}"),
+        format!(
+            "credentials = {{ access_token = \"{SECRET}\" }}, policy = {{ timeout = \"90s\" }}"
+        ),
         // secret given where a number is expected
         format!("policy = {{ concurrency = \"{SECRET}\" }}"),
         // secret given where a duration is expected
@@ -869,7 +1228,10 @@ fn errors_never_echo_a_secret_or_the_line() {
         };
         let shown = format!("{e} {e:?}");
         assert!(!shown.contains(SECRET), "secret echoed: {shown}");
-        assert!(!shown.contains("12345678987654321"), "value echoed: {shown}");
+        assert!(
+            !shown.contains("12345678987654321"),
+            "value echoed: {shown}"
+        );
         assert!(!shown.contains(line.trim()), "line echoed: {shown}");
         assert!(e.line.is_some(), "{shown}");
     }
@@ -883,7 +1245,9 @@ fn errors_never_echo_a_secret_or_the_line() {
     assert_eq!(e.line, Some(2), "{e}");
     assert!(!format!("{e} {e:?}").contains(SECRET), "{e}");
     // A bad URL secret is not echoed either.
-    let e = err(&format!("[alerts]\nslack = {{ webhook_url = \"{SECRET}\" }}\n"));
+    let e = err(&format!(
+        "[alerts]\nslack = {{ webhook_url = \"{SECRET}\" }}\n"
+    ));
     assert_eq!(e.key_path.as_deref(), Some("alerts.slack.webhook_url"));
     assert!(!e.to_string().contains(SECRET), "{e}");
 }
@@ -918,7 +1282,10 @@ credentials = {{ access_token = "{SECRET}_meta" }}
 "#
     ));
     let c = ok(&text);
-    assert_eq!(c.alerts.pagerduty.as_ref().map(|p| p.events_url.as_str()), Some("https://events.pagerduty.com/v2/enqueue"));
+    assert_eq!(
+        c.alerts.pagerduty.as_ref().map(|p| p.events_url.as_str()),
+        Some("https://events.pagerduty.com/v2/enqueue")
+    );
     assert_eq!(c.alerts.email.as_ref().map(|e| e.starttls), Some(false));
     assert_eq!(
         c.alerts.backpressure.as_ref().and_then(|b| b.consumer_lag),
@@ -928,7 +1295,19 @@ credentials = {{ access_token = "{SECRET}_meta" }}
     assert!(!s.contains(SECRET), "{s}");
     assert!(!s.contains("whsec_"), "{s}");
     assert!(!s.contains("k_ent") && !s.contains("k_gro"), "{s}");
-    for want in ["127.0.0.1:8470", "sluice.redb", "ent", "enterprise", "growth", "hook", "webhook", "meta", "slack", "email", "pagerduty"] {
+    for want in [
+        "127.0.0.1:8470",
+        "sluice.redb",
+        "ent",
+        "enterprise",
+        "growth",
+        "hook",
+        "webhook",
+        "meta",
+        "slack",
+        "email",
+        "pagerduty",
+    ] {
         assert!(s.contains(want), "missing {want}: {s}");
     }
     // Debug of the whole config hides secrets too.
@@ -944,12 +1323,21 @@ fn alerts_validate() {
     let e = err("[alerts]\nemail = { smtp = \"mail:25\", from = \"a@b\", to = [] }\n");
     assert_eq!(e.key_path.as_deref(), Some("alerts.email.to"));
     let e = err("[alerts]\npagerduty = { routing_key_env = \"NO_PD\" }\n");
-    assert_eq!(e.key_path.as_deref(), Some("alerts.pagerduty.routing_key_env"));
+    assert_eq!(
+        e.key_path.as_deref(),
+        Some("alerts.pagerduty.routing_key_env")
+    );
     assert!(e.message.contains("NO_PD"));
     let e = err("[alerts]\nbackpressure = { consumer_lag = \"soon\" }\n");
-    assert_eq!(e.key_path.as_deref(), Some("alerts.backpressure.consumer_lag"));
+    assert_eq!(
+        e.key_path.as_deref(),
+        Some("alerts.backpressure.consumer_lag")
+    );
     let e = err("[alerts]\nbackpressure = { queue_depth = 0 }\n");
-    assert_eq!(e.key_path.as_deref(), Some("alerts.backpressure.queue_depth"));
+    assert_eq!(
+        e.key_path.as_deref(),
+        Some("alerts.backpressure.queue_depth")
+    );
 }
 
 // ------------------------------------------------------------------ example file
@@ -959,14 +1347,23 @@ fn example_config_loads() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
     let c = load(&path).expect("config.example.toml must load");
     assert_eq!(c.server.listen.to_string(), "127.0.0.1:8470");
-    assert_eq!(c.storage.path, Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sluice.redb"));
+    assert_eq!(
+        c.storage.path,
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sluice.redb")
+    );
     assert_eq!(c.workspaces.len(), 1);
     assert_eq!(c.workspaces[0].id, "demo");
     assert_eq!(c.workspaces[0].plan, Plan::Growth);
-    assert_eq!(c.workspaces[0].ingest_keys[0].expose(), "demo_ingest_key_change_me");
+    assert_eq!(
+        c.workspaces[0].ingest_keys[0].expose(),
+        "demo_ingest_key_change_me"
+    );
     assert_eq!(c.destinations.len(), 1);
     assert_eq!(c.destinations[0].platform, Platform::Webhook);
-    assert_eq!(c.destinations[0].endpoint.as_deref(), Some("http://127.0.0.1:9000/hook"));
+    assert_eq!(
+        c.destinations[0].endpoint.as_deref(),
+        Some("http://127.0.0.1:9000/hook")
+    );
 
     // Without any environment variable, too.
     let text = std::fs::read_to_string(&path).expect("read");

@@ -38,8 +38,13 @@ pub fn format_duration(d: Duration) -> String {
     if ms == 0 {
         return "0s".to_string();
     }
-    for (unit, per) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
-        if ms % per == 0 {
+    for (unit, per) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms.is_multiple_of(per) {
             return format!("{}{unit}", ms / per);
         }
     }
@@ -63,8 +68,24 @@ mod tests {
     #[test]
     fn rejects_malformed() {
         for bad in [
-            "", "1", "s", "1.5s", "-1s", "+1s", " 1s", "1s ", "1 s", "1S", "1sec", "1w", "1y",
-            "1us", "1h30m", "ms", "99999999999999999999s", "18446744073709551615d",
+            "",
+            "1",
+            "s",
+            "1.5s",
+            "-1s",
+            "+1s",
+            " 1s",
+            "1s ",
+            "1 s",
+            "1S",
+            "1sec",
+            "1w",
+            "1y",
+            "1us",
+            "1h30m",
+            "ms",
+            "99999999999999999999s",
+            "18446744073709551615d",
         ] {
             let err = parse_duration(bad).expect_err(bad);
             assert!(err.starts_with("invalid duration"), "{bad}: {err}");

@@ -157,7 +157,10 @@ fn clean_serde_message(msg: &str) -> (String, Option<String>) {
         return (format!("invalid value: expected {}", expected(first)), None);
     }
     if first.contains("did not match any variant of untagged enum ParamValue") {
-        return ("wrong type: expected a string or an integer".to_string(), None);
+        return (
+            "wrong type: expected a string or an integer".to_string(),
+            None,
+        );
     }
     (strip_quoted(first), None)
 }
@@ -173,18 +176,25 @@ fn humanize_expected(e: &str) -> String {
     }
 }
 
-/// Replaces the content of every `"…"` with `…`.
+/// Replaces the content of every `"…"` with `…`, leaving backtick-quoted names (keys,
+/// expected tokens) alone.
 fn strip_quoted(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    let mut inside = false;
+    let (mut in_quote, mut in_tick) = (false, false);
     for c in s.chars() {
-        if c == '"' {
-            if !inside {
-                out.push_str("\"…\"");
+        match c {
+            '`' if !in_quote => {
+                in_tick = !in_tick;
+                out.push(c);
             }
-            inside = !inside;
-        } else if !inside {
-            out.push(c);
+            '"' if !in_tick => {
+                if !in_quote {
+                    out.push_str("\"…\"");
+                }
+                in_quote = !in_quote;
+            }
+            _ if in_quote => {}
+            _ => out.push(c),
         }
     }
     out

@@ -51,7 +51,11 @@ pub fn summary(cfg: &Config) -> String {
         format_duration(cfg.storage.dedup_window),
         format_duration(cfg.storage.max_backlog_age),
         format_duration(cfg.storage.dlq_retention),
-        if cfg.storage.pii_key.is_some() { "set" } else { "not set" }
+        if cfg.storage.pii_key.is_some() {
+            "set"
+        } else {
+            "not set"
+        }
     );
     let _ = writeln!(s, "workspaces ({}):", cfg.workspaces.len());
     for w in &cfg.workspaces {
@@ -95,7 +99,11 @@ pub fn summary(cfg: &Config) -> String {
         channels.push("slack".to_string());
     }
     if let Some(e) = &a.email {
-        channels.push(format!("email via {} to {} recipient(s)", e.smtp, e.to.len()));
+        channels.push(format!(
+            "email via {} to {} recipient(s)",
+            e.smtp,
+            e.to.len()
+        ));
     }
     if a.webhook.is_some() {
         channels.push("webhook".to_string());

@@ -17,8 +17,8 @@ use super::defaults::{
 };
 use super::duration::{format_duration, parse_duration};
 use super::raw::{
-    RawAlerts, RawAutoPause, RawConfig, RawDestination, RawIngest, RawPolicy, RawRate,
-    RawRetry, RawServer, RawStorage, RawWorkspace,
+    RawAlerts, RawAutoPause, RawConfig, RawDestination, RawIngest, RawPolicy, RawRate, RawRetry,
+    RawServer, RawStorage, RawWorkspace,
 };
 use super::spans::SpanIndex;
 use super::types::*;
@@ -196,9 +196,8 @@ fn secret(
                 return Err(ctx.err(&path, "must name a file"));
             }
             let file = ctx.resolve_path(value);
-            let text = std::fs::read_to_string(&file).map_err(|e| {
-                ctx.err(&path, format!("cannot read file {}: {e}", file.display()))
-            })?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| ctx.err(&path, format!("cannot read file {}: {e}", file.display())))?;
             let trimmed = text.trim_end_matches(['\n', '\r']);
             if trimmed.is_empty() {
                 return Err(ctx.err(&path, format!("file {} is empty", file.display())));
@@ -567,10 +566,7 @@ impl Layered {
             let k = join(path, "interval");
             let d = ctx.dur(&k, s)?;
             if d != MIN && d != 5 * MIN {
-                return Err(ctx.err(
-                    &k,
-                    format!("must be 1m or 5m, got {}", format_duration(d)),
-                ));
+                return Err(ctx.err(&k, format!("must be 1m or 5m, got {}", format_duration(d))));
             }
             a.interval = d;
         }
@@ -594,7 +590,10 @@ impl Layered {
             if d.as_millis() % HOUR.as_millis() != 0 {
                 return Err(ctx.err(
                     &k,
-                    format!("must be whole hours (1h to 24h), got {}", format_duration(d)),
+                    format!(
+                        "must be whole hours (1h to 24h), got {}",
+                        format_duration(d)
+                    ),
                 ));
             }
             a.auto_clear = d;
@@ -625,7 +624,10 @@ impl Layered {
                     ),
                 ),
                 None => (
-                    self.src.get("auto_pause.sample").cloned().unwrap_or_default(),
+                    self.src
+                        .get("auto_pause.sample")
+                        .cloned()
+                        .unwrap_or_default(),
                     format!(
                         "must be at least min_samples ({}), got {}",
                         a.min_samples, a.sample
@@ -804,6 +806,12 @@ fn ingest_keys(ctx: &Ctx, w: &RawWorkspace, path: &str) -> R<Vec<(Secret, String
 // ---------------------------------------------------------------------------------
 // Destinations
 
+/// A pacing scope shared across destinations: platform, scope name, scope value (a
+/// param value, or a digest of the token).
+type ScopeKey = (Platform, String, String);
+/// The rates a destination sets for one scope: (limit, per, unit is requests), sorted.
+type RateSig = Vec<(u64, Duration, bool)>;
+
 fn destinations(
     ctx: &Ctx,
     raw: &[RawDestination],
@@ -813,8 +821,7 @@ fn destinations(
 ) -> R<Vec<Destination>> {
     let mut out: Vec<Destination> = Vec::new();
     // Scope key → (destination id, its rates for that scope).
-    let mut scopes: HashMap<(Platform, String, String), (String, Vec<(u64, Duration, bool)>)> =
-        HashMap::new();
+    let mut scopes: HashMap<ScopeKey, (String, RateSig)> = HashMap::new();
     for (i, d) in raw.iter().enumerate() {
         let path = format!("destinations[{i}]");
         if !valid_id(&d.id) {
@@ -866,7 +873,9 @@ fn destinations(
         let events = match &d.events {
             Some(list) => {
                 if list.is_empty() {
-                    return Err(ctx.err(&join(&path, "events"), "must list at least one event name"));
+                    return Err(
+                        ctx.err(&join(&path, "events"), "must list at least one event name")
+                    );
                 }
                 for (j, e) in list.iter().enumerate() {
                     if e.is_empty() {
@@ -940,8 +949,7 @@ fn destinations(
         let policy = l.finish(ctx)?;
 
         // Param scopes need the param; shared scopes need equal rates.
-        let mut by_scope: BTreeMap<String, (Option<String>, Vec<(u64, Duration, bool)>)> =
-            BTreeMap::new();
+        let mut by_scope: BTreeMap<String, (Option<String>, RateSig)> = BTreeMap::new();
         for (r, rpath) in &l.rates {
             let value = match &r.scope {
                 RateScope::Destination => continue,
@@ -1057,9 +1065,10 @@ fn credentials(
         } else {
             (k.as_str(), 0)
         };
-        if let Some(list) = known {
-            if !list.contains(&base) {
-                return Err(ctx.err(
+        if let Some(list) = known
+            && !list.contains(&base)
+        {
+            return Err(ctx.err(
                     &join(&table, k),
                     format!(
                         "unknown credential key `{k}` for platform {}; expected {} (each may end in `_env` or `_file`)",
@@ -1067,7 +1076,6 @@ fn credentials(
                         list.join(", ")
                     ),
                 ));
-            }
         }
         groups.entry(base.to_string()).or_default()[slot] = Some(v.clone());
     }
@@ -1107,7 +1115,9 @@ fn credentials(
     };
     match platform {
         Platform::Webhook => {
-            let s = out.get("signing_secret").ok_or_else(|| missing("signing_secret"))?;
+            let s = out
+                .get("signing_secret")
+                .ok_or_else(|| missing("signing_secret"))?;
             let ok = s
                 .expose()
                 .strip_prefix("whsec_")
@@ -1179,7 +1189,13 @@ fn alerts(ctx: &Ctx, raw: &RawAlerts) -> R<AlertsConfig> {
                 file: s.webhook_url_file.as_deref(),
             },
         )?;
-        check_secret_url(ctx, "alerts.slack", "webhook_url", &url, [&s.webhook_url, &s.webhook_url_env])?;
+        check_secret_url(
+            ctx,
+            "alerts.slack",
+            "webhook_url",
+            &url,
+            [&s.webhook_url, &s.webhook_url_env],
+        )?;
         out.slack = Some(SlackAlert { webhook_url: url });
     }
     if let Some(e) = &raw.email {
