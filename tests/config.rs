@@ -1377,3 +1377,47 @@ fn load_reports_a_missing_file() {
     let e = load(Path::new("/nonexistent/sluice.toml")).expect_err("missing");
     assert!(e.message.contains("/nonexistent/sluice.toml"), "{e}");
 }
+
+#[test]
+fn sub_tables_and_dotted_keys_get_paths_and_lines() {
+    let text = with_ws(
+        r#"
+[[destinations]]
+id = "m"
+workspace = "ent"
+platform = "meta"
+params = { pixel_id = "1" }
+credentials = { access_token = "t" }
+
+[destinations.policy.auto_pause]
+interval = "1m"
+threshold = 0.8
+"#,
+    );
+    let e = err(&text);
+    assert_at(
+        &e,
+        "destinations[0].policy.auto_pause.threshold",
+        &text,
+        "threshold = 0.8",
+    );
+
+    let text = with_ws(
+        r#"
+[[destinations]]
+id = "m"
+workspace = "ent"
+platform = "meta"
+params.pixel_id = "1"
+credentials.access_token = "t"
+policy.retry.max_retries = 21
+"#,
+    );
+    let e = err(&text);
+    assert_at(
+        &e,
+        "destinations[0].policy.retry.max_retries",
+        &text,
+        "max_retries = 21",
+    );
+}

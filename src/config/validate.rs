@@ -288,6 +288,9 @@ fn server(ctx: &Ctx, raw: &RawServer) -> R<ServerConfig> {
                 "must be an IP address and port, like 127.0.0.1:8470",
             )
         })?;
+    // The one exception to "an unset variable is an error": `admin_token_env` naming
+    // an unset variable means no admin token (admin routes answer 403
+    // admin_disabled), so the example config starts without any environment.
     let admin_token = secret(
         ctx,
         "server",
@@ -1069,13 +1072,13 @@ fn credentials(
             && !list.contains(&base)
         {
             return Err(ctx.err(
-                    &join(&table, k),
-                    format!(
-                        "unknown credential key `{k}` for platform {}; expected {} (each may end in `_env` or `_file`)",
-                        platform.name(),
-                        list.join(", ")
-                    ),
-                ));
+                &join(&table, k),
+                format!(
+                    "unknown credential key `{k}` for platform {}; expected {} (each may end in `_env` or `_file`)",
+                    platform.name(),
+                    list.join(", ")
+                ),
+            ));
         }
         groups.entry(base.to_string()).or_default()[slot] = Some(v.clone());
     }
