@@ -200,7 +200,10 @@ impl Daemon {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let mut server = self.server;
-        if tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await.is_err() {
+        if tokio::time::timeout(DRAIN_TIMEOUT, &mut server)
+            .await
+            .is_err()
+        {
             warn!("in-flight requests still running after 5 s; abandoning them");
             server.abort();
         }

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 const DEFAULT_CONFIG: &str = "/etc/sluice/sluice.toml";
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "Durable conversion-event relay to ad platforms")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Durable conversion-event relay to ad platforms"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

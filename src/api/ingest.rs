@@ -130,15 +130,15 @@ pub async fn post_events(State(app): State<Arc<App>>, req: Request) -> Response 
                     rules.id, rules.limits.rate, rules.limits.burst
                 ),
             );
-            r.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(retry_after_secs),
-            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             r
         }
         Outcome::Unavailable(why) => {
             tracing::warn!(reason = %why, "ingest answered 503");
-            unavailable("the store could not commit; nothing of this request that was not already stored was accepted. sluice is recovering the store: retry (stored events answer as duplicates)")
+            unavailable(
+                "the store could not commit; nothing of this request that was not already stored was accepted. sluice is recovering the store: retry (stored events answer as duplicates)",
+            )
         }
     }
 }
@@ -191,9 +191,7 @@ fn parse_body(bytes: &[u8]) -> Result<Vec<Value>, String> {
     match v {
         Value::Object(mut m) if m.contains_key("events") => {
             if m.len() != 1 {
-                return Err(
-                    "a batch body is {\"events\": [...]} with no other key".to_string(),
-                );
+                return Err("a batch body is {\"events\": [...]} with no other key".to_string());
             }
             match m.remove("events") {
                 Some(Value::Array(a)) => Ok(a),

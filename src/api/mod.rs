@@ -33,10 +33,7 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
 
 /// The uniform error body.
 pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    json_response(
-        status,
-        &json!({"error": code, "message": message.into()}),
-    )
+    json_response(status, &json!({"error": code, "message": message.into()}))
 }
 
 async fn healthz() -> Response {

@@ -84,7 +84,7 @@ impl WsInner {
 
     fn expire(&mut self, cutoff_ms: i64) {
         while let Some(&(t, d)) = self.order.front() {
-            if t >= cutoff_ms {
+            if t > cutoff_ms {
                 break;
             }
             self.order.pop_front();
@@ -139,10 +139,11 @@ impl Ledger {
         for (ws, mut keys) in by_ws {
             keys.sort_by_key(|k| k.1);
             let st = self.state(&ws);
-            let mut g = st.lock().expect("workspace lock");
+            let mut guard = st.lock().expect("workspace lock");
+            let g = &mut *guard;
             for (d, ms) in keys {
-                if !g.seen.contains_key(&d) {
-                    g.seen.insert(d, Slot::Committed(ms));
+                if let std::collections::hash_map::Entry::Vacant(v) = g.seen.entry(d) {
+                    v.insert(Slot::Committed(ms));
                     g.order.push_back((ms, d));
                 }
             }
@@ -254,7 +255,7 @@ impl Intake {
                     let mut in_request = HashSet::with_capacity(valid.len());
                     let mut fresh = Vec::with_capacity(valid.len());
                     for (index, d, _) in &valid {
-                        let committed = matches!(g.seen.get(d), Some(Slot::Committed(t)) if *t >= now_ms - dedup_window_ms);
+                        let committed = matches!(g.seen.get(d), Some(Slot::Committed(t)) if *t > now_ms - dedup_window_ms);
                         if committed || !in_request.insert(*d) {
                             duplicates += 1;
                         } else {
@@ -392,7 +393,12 @@ impl Intake {
         }
     }
 
-    fn encode(&self, ws: &str, now_ms: i64, mut e: crate::ingest::event::NormalizedEvent) -> Vec<u8> {
+    fn encode(
+        &self,
+        ws: &str,
+        now_ms: i64,
+        mut e: crate::ingest::event::NormalizedEvent,
+    ) -> Vec<u8> {
         let mut sealed = Vec::new();
         if let Some(key) = &self.pii_key {
             let aad = pii_aad(ws, &e.event_name, &e.event_id);
@@ -400,7 +406,11 @@ impl Intake {
                 let s: PlainField = field;
                 sealed.push((
                     s,
-                    serde_bytes::ByteBuf::from(crate::ingest::pii::seal(key, &aad, text.as_bytes())),
+                    serde_bytes::ByteBuf::from(crate::ingest::pii::seal(
+                        key,
+                        &aad,
+                        text.as_bytes(),
+                    )),
                 ));
             }
         }

@@ -85,7 +85,10 @@ mod tests {
         assert_eq!(decode_event(&bytes).unwrap(), e);
         let mut bad = bytes.clone();
         bad[0] = 99;
-        assert!(matches!(decode_event(&bad), Err(CodecError::UnknownVersion(99))));
+        assert!(matches!(
+            decode_event(&bad),
+            Err(CodecError::UnknownVersion(99))
+        ));
         assert!(matches!(decode_event(&[]), Err(CodecError::Empty)));
     }
 }

@@ -100,7 +100,10 @@ impl Writer {
     fn commit(
         &mut self,
         db: &Database,
-        batch: &[(super::IngestBatch, tokio::sync::oneshot::Sender<Result<(), StoreError>>)],
+        batch: &[(
+            super::IngestBatch,
+            tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+        )],
         now_ms: i64,
         window_ms: i64,
     ) -> Result<(), redb::Error> {
@@ -127,8 +130,9 @@ impl Writer {
                     seq += 1;
                 }
                 heads.insert(b.workspace.clone(), seq);
-                *monthly_add.entry((b.workspace.clone(), b.month)).or_default() +=
-                    b.events.len() as u64;
+                *monthly_add
+                    .entry((b.workspace.clone(), b.month))
+                    .or_default() += b.events.len() as u64;
             }
             let mut monthly = txn.open_table(MONTHLY)?;
             for ((ws, month), n) in monthly_add {
@@ -219,7 +223,8 @@ fn open(opts: &StoreOptions) -> Result<(Database, Recovered), anyhow::Error> {
                 .truncate(false)
                 .open(&opts.path)?;
             let backend = redb::backends::FileBackend::new(file)?;
-            builder.create_with_backend(super::fault::FaultyBackend::new(backend, switch.clone()))?
+            builder
+                .create_with_backend(super::fault::FaultyBackend::new(backend, switch.clone()))?
         }
     };
     // Create every table and check the schema version.

@@ -1,0 +1,191 @@
+//! Shared test harness: a real daemon in-process on port 0 over a temporary store, a
+//! controllable clock, and a real HTTP client.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use sluice::app::{Daemon, StartOptions};
+use sluice::clock::ManualClock;
+use sluice::config::Config;
+use sluice::store::FaultSwitch;
+
+/// 2026-11-02T12:00:00Z
+pub const T0_MS: i64 = 1_793_620_800_000;
+
+pub const KEY: &str = "gh_live_test_key";
+
+/// A config with one workspace `glasshouse` (plan `growth` unless `extra` overrides)
+/// whose store lives in `dir`.
+pub fn config_text(dir: &Path, workspace_extra: &str, rest: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[storage]
+path = "{store}"
+
+[[workspaces]]
+id = "glasshouse"
+plan = "growth"
+ingest_keys = ["{KEY}", "gh_second_key"]
+{workspace_extra}
+
+[[workspaces]]
+id = "other"
+plan = "enterprise"
+ingest_keys = ["other_key"]
+
+[[destinations]]
+id = "hooks_glasshouse"
+workspace = "glasshouse"
+platform = "webhook"
+endpoint = "http://127.0.0.1:9/hook"
+credentials = {{ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }}
+
+[[destinations]]
+id = "hooks_other"
+workspace = "other"
+platform = "webhook"
+endpoint = "http://127.0.0.1:9/hook"
+credentials = {{ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }}
+{rest}
+"#,
+        store = dir.join("sluice.redb").display()
+    )
+}
+
+pub fn parse(dir: &Path, text: &str) -> Config {
+    let path = dir.join("sluice.toml");
+    std::fs::write(&path, text).unwrap();
+    sluice::config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}"))
+}
+
+pub struct TestDaemon {
+    pub daemon: Option<Daemon>,
+    pub url: String,
+    pub dir: PathBuf,
+    pub clock: Arc<ManualClock>,
+    pub faults: Option<Arc<FaultSwitch>>,
+    pub http: reqwest::Client,
+}
+
+impl TestDaemon {
+    pub async fn start(dir: &Path, text: &str) -> TestDaemon {
+        Self::start_with(dir, text, ManualClock::new(T0_MS), None).await
+    }
+
+    pub async fn start_with(
+        dir: &Path,
+        text: &str,
+        clock: Arc<ManualClock>,
+        faults: Option<Arc<FaultSwitch>>,
+    ) -> TestDaemon {
+        let cfg = parse(dir, text);
+        let mut opts = StartOptions::new(cfg);
+        opts.config_path = Some(dir.join("sluice.toml"));
+        opts.clock = clock.clone();
+        opts.faults = faults.clone();
+        opts.listen = Some("127.0.0.1:0".parse().unwrap());
+        let daemon = Daemon::start(opts).await.expect("daemon starts");
+        let url = format!("http://{}", daemon.addr);
+        let td = TestDaemon {
+            daemon: Some(daemon),
+            url,
+            dir: dir.to_path_buf(),
+            clock,
+            faults,
+            http: reqwest::Client::new(),
+        };
+        td.wait_ready().await;
+        td
+    }
+
+    pub async fn wait_ready(&self) {
+        for _ in 0..500 {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.url)).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("daemon never became ready");
+    }
+
+    /// Stops the daemon (graceful) and starts a new one on the same store and clock.
+    pub async fn restart(mut self, text: &str) -> TestDaemon {
+        self.daemon.take().unwrap().shutdown().await;
+        Self::start_with(
+            &self.dir.clone(),
+            text,
+            self.clock.clone(),
+            self.faults.clone(),
+        )
+        .await
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(d) = self.daemon.take() {
+            d.shutdown().await;
+        }
+    }
+
+    /// POSTs a JSON body to /v1/events with the given key; returns status, headers, body.
+    pub async fn post_raw(
+        &self,
+        key: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut req = self.http.post(format!("{}/v1/events", self.url)).body(body);
+        if let Some(k) = key {
+            req = req.header("authorization", format!("Bearer {k}"));
+        }
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let r = req.send().await.expect("request sent");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let bytes = r.bytes().await.unwrap();
+        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, headers, v)
+    }
+
+    pub async fn post(&self, body: &Value) -> (u16, Value) {
+        let (s, _, v) = self
+            .post_raw(
+                Some(KEY),
+                Some("application/json"),
+                serde_json::to_vec(body).unwrap(),
+            )
+            .await;
+        (s, v)
+    }
+}
+
+/// A valid event with the given id, timed at the clock's current second.
+pub fn event(id: &str, now_ms: i64) -> Value {
+    json!({
+        "event_id": id,
+        "event_name": "Purchase",
+        "event_time": now_ms / 1000,
+        "action_source": "website",
+        "user_data": {"email": "Buyer@Example.com", "client_ip_address": "203.0.113.9"},
+        "custom_data": {"currency": "EUR", "value": 42.5}
+    })
+}
+
+pub fn batch(ids: impl IntoIterator<Item = String>, now_ms: i64) -> Value {
+    json!({"events": ids.into_iter().map(|i| event(&i, now_ms)).collect::<Vec<_>>()})
+}
+
+impl TestDaemon {
+    pub fn clock_ms(&self) -> i64 {
+        use sluice::clock::Clock;
+        self.clock.now_ms()
+    }
+}

@@ -1,0 +1,175 @@
+//! Crash safety with the real binary: concurrent clients send while the daemon is killed
+//! with SIGKILL at an arbitrary moment; after a restart every acknowledged event is still
+//! known (re-sending it answers duplicate). Several rounds on the same store.
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const KEY: &str = "crash_key";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(config: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sluice")
+}
+
+async fn wait_ready(http: &reqwest::Client, url: &str) {
+    for _ in 0..1000 {
+        if let Ok(r) = http.get(format!("{url}/readyz")).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("sluice never became ready");
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn ev(id: &str) -> Value {
+    json!({"event_id": id, "event_name": "Purchase", "event_time": now_secs(),
+           "user_data": {"email": format!("{id}@example.com")}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+[storage]
+path = "{}"
+[[workspaces]]
+id = "crash"
+plan = "enterprise"
+ingest_keys = ["{KEY}"]
+"#,
+            dir.path().join("store/sluice.redb").display()
+        ),
+    )
+    .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    // Kill moments spread over the sending, varied per run.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    for round in 0..4u64 {
+        let mut child = spawn(&config);
+        wait_ready(&http, &url).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut clients = Vec::new();
+        for c in 0..8 {
+            let (http, url, acked, stop) = (http.clone(), url.clone(), acked.clone(), stop.clone());
+            clients.push(tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let ids: Vec<String> =
+                        (0..10).map(|i| format!("r{round}c{c}n{n}i{i}")).collect();
+                    n += 1;
+                    let body = json!({"events": ids.iter().map(|i| ev(i)).collect::<Vec<_>>()});
+                    match http
+                        .post(format!("{url}/v1/events"))
+                        .bearer_auth(KEY)
+                        .json(&body)
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status() == 202 => {
+                            let v: Value = r.json().await.unwrap_or(Value::Null);
+                            if v["accepted"] == 10 {
+                                acked.lock().unwrap().extend(ids);
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+            }));
+        }
+        let delay = 100 + (seed.wrapping_mul(round + 7) % 400);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in clients {
+            let _ = c.await;
+        }
+        eprintln!(
+            "round {round}: killed after {delay} ms, {} acknowledged so far",
+            acked.lock().unwrap().len()
+        );
+    }
+
+    // Restart and re-send everything acknowledged: all duplicates.
+    let mut child = spawn(&config);
+    wait_ready(&http, &url).await;
+    let all = acked.lock().unwrap().clone();
+    assert!(
+        all.len() > 100,
+        "too few events were acknowledged to prove anything: {}",
+        all.len()
+    );
+    assert_eq!(all.iter().collect::<HashSet<_>>().len(), all.len());
+    for chunk in all.chunks(500) {
+        let body = json!({"events": chunk.iter().map(|i| ev(i)).collect::<Vec<_>>()});
+        let r = http
+            .post(format!("{url}/v1/events"))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            v["duplicates"].as_u64().unwrap() as usize,
+            chunk.len(),
+            "an acknowledged event was lost: {v}"
+        );
+    }
+    unsafe_sigterm(&mut child);
+}
+
+/// Stops the last daemon with SIGTERM and checks it exits 0.
+fn unsafe_sigterm(child: &mut Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap();
+    assert!(code.success(), "sluice did not exit 0 on SIGTERM: {code:?}");
+}
