@@ -15,4 +15,5 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod ingest;
+pub mod platforms;
 pub mod store;

@@ -1,0 +1,109 @@
+-- wrk script for benches/ingest.rs: POST /v1/events with unique, realistic events.
+--
+-- Arguments (after `--`): <run prefix> <events per request> <ingest key>
+--   events per request = 1 sends one event object; N > 1 sends {"events": [N objects]}.
+-- Every event id is "<prefix>-<thread>-<counter>", so ids never repeat within a run and
+-- the caller makes them unique across runs by changing the prefix.
+--
+-- Each response is checked: status must be 202 and `"accepted":N` must equal the number
+-- of events sent in that request. In `done` one machine-readable line is printed:
+--   BENCH key=value ...
+-- which the Rust side parses (latencies in microseconds).
+
+local threads = {}
+local next_tid = 1
+
+function setup(thread)
+   thread:set("tid", next_tid)
+   next_tid = next_tid + 1
+   table.insert(threads, thread)
+end
+
+local ua = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
+   .. "(KHTML, like Gecko) Version/17.4 Safari/605.1.15"
+
+-- One event; %s/%d slots filled per event.
+local event_fmt = '{"event_id":"%s-%d-%d","event_name":"Purchase","event_time":%d,'
+   .. '"action_source":"website",'
+   .. '"event_source_url":"https://shop.example.com/checkout/thank-you",'
+   .. '"user_data":{"email":"Buyer.%d.%d@Example.com","phone":"+1 (415) 555-%04d",'
+   .. '"client_ip_address":"203.0.113.%d","client_user_agent":"' .. ua .. '",'
+   .. '"fbp":"fb.1.1700000000000.%d"},'
+   .. '"custom_data":{"currency":"EUR","value":%d.5,"order_id":"ord-%d-%d"}}'
+
+function init(args)
+   prefix = args[1] or "run"
+   per_req = tonumber(args[2] or "1")
+   key = args[3] or "bench_key"
+   headers = {
+      ["Content-Type"] = "application/json",
+      ["Authorization"] = "Bearer " .. key,
+   }
+   counter = 0
+   -- Counters read back by `done` through thread:get.
+   sent_requests = 0
+   sent_events = 0
+   ok_requests = 0
+   accepted_events = 0
+   bad_status = 0
+   bad_body = 0
+end
+
+local function one_event(now)
+   counter = counter + 1
+   local c = counter
+   return string.format(event_fmt, prefix, tid, c, now, tid, c, c % 10000, c % 250 + 1,
+                        c, c % 500, tid, c)
+end
+
+function request()
+   local now = os.time()
+   local body
+   if per_req == 1 then
+      body = one_event(now)
+   else
+      local parts = {}
+      for i = 1, per_req do
+         parts[i] = one_event(now)
+      end
+      body = '{"events":[' .. table.concat(parts, ",") .. ']}'
+   end
+   sent_requests = sent_requests + 1
+   sent_events = sent_events + per_req
+   return wrk.format("POST", "/v1/events", headers, body)
+end
+
+function response(status, hdrs, body)
+   if status ~= 202 then
+      bad_status = bad_status + 1
+      return
+   end
+   local n = tonumber(string.match(body, '"accepted":(%d+)'))
+   ok_requests = ok_requests + 1
+   if n == nil or n ~= per_req then
+      bad_body = bad_body + 1
+   end
+   if n ~= nil then
+      accepted_events = accepted_events + n
+   end
+end
+
+function done(summary, latency, requests)
+   local t = { sent_requests = 0, sent_events = 0, ok_requests = 0,
+               accepted_events = 0, bad_status = 0, bad_body = 0 }
+   for _, th in ipairs(threads) do
+      for k, _ in pairs(t) do
+         t[k] = t[k] + (th:get(k) or 0)
+      end
+   end
+   local e = summary.errors
+   io.write(string.format(
+      "BENCH duration_us=%d requests=%d bytes=%d err_connect=%d err_read=%d "
+         .. "err_write=%d err_status=%d err_timeout=%d p50_us=%d p90_us=%d p99_us=%d "
+         .. "max_us=%d mean_us=%d sent_requests=%d sent_events=%d ok_requests=%d "
+         .. "accepted_events=%d bad_status=%d bad_body=%d\n",
+      summary.duration, summary.requests, summary.bytes, e.connect, e.read, e.write,
+      e.status, e.timeout, latency:percentile(50), latency:percentile(90),
+      latency:percentile(99), latency.max, latency.mean, t.sent_requests, t.sent_events,
+      t.ok_requests, t.accepted_events, t.bad_status, t.bad_body))
+end
