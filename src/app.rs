@@ -15,6 +15,8 @@ use tracing::{error, info, warn};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{self, Config, Platform};
+use crate::delivery::Engine;
+use std::sync::atomic::{AtomicBool, Ordering};
 use crate::ingest::intake::{Intake, Ledger, WorkspaceRules};
 use crate::store::{FaultSwitch, Store, StoreOptions};
 
@@ -77,10 +79,18 @@ impl Runtime {
 pub struct App {
     runtime: ArcSwap<Runtime>,
     pub intake: Intake,
+    pub engine: Arc<Engine>,
     pub config_path: Option<PathBuf>,
+    /// The store is open and every destination has its position: ingest may accept.
+    started: AtomicBool,
 }
 
 impl App {
+    /// Ready to accept events: store open and writable, delivery positioned.
+    pub fn is_ready(&self) -> bool {
+        self.started.load(Ordering::SeqCst) && self.intake.store.is_ready()
+    }
+
     pub fn runtime(&self) -> Arc<Runtime> {
         self.runtime.load_full()
     }
@@ -92,7 +102,20 @@ impl App {
         if new.storage.path != old.config.storage.path {
             warn!("storage.path changed: the new path takes effect at the next restart");
         }
+        for d in &new.destinations {
+            if let Some(o) = old.config.destinations.iter().find(|o| o.id == d.id)
+                && (o.platform != d.platform || o.workspace != d.workspace)
+            {
+                return Err(format!(
+                    "destination {} may not change its platform or workspace; give it a new id",
+                    d.id
+                ));
+            }
+        }
         let sha = new.sha256.clone();
+        if self.started.load(Ordering::SeqCst) {
+            self.engine.sync(&new);
+        }
         self.runtime.store(Arc::new(Runtime::new(new)));
         info!(config_sha256 = %sha, "configuration reloaded");
         Ok(sha)
@@ -157,11 +180,14 @@ impl Daemon {
             faults: opts.faults,
             on_open: Box::new(move |rec| l2.recover(rec)),
         });
+        let engine = Engine::new(store.clone(), opts.clock.clone(), cfg.storage.pii_key);
+        let e2 = engine.clone();
         let intake = Intake {
             clock: opts.clock.clone(),
             store,
             ledger,
             pii_key: cfg.storage.pii_key,
+            on_commit: Box::new(move |ws| e2.notify_ingest(ws)),
         };
         let addr = opts.listen.unwrap_or(cfg.server.listen);
         let listener = tokio::net::TcpListener::bind(addr)
@@ -171,7 +197,19 @@ impl Daemon {
         let app = Arc::new(App {
             runtime: ArcSwap::from_pointee(Runtime::new(cfg)),
             intake,
+            engine,
             config_path: opts.config_path,
+            started: AtomicBool::new(false),
+        });
+        // Once the store is open: position every destination, then accept events.
+        let a2 = app.clone();
+        tokio::spawn(async move {
+            while !a2.intake.store.is_ready() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let rt = a2.runtime();
+            a2.engine.sync(&rt.config);
+            a2.started.store(true, Ordering::SeqCst);
         });
         let (stop, mut stopped) = watch::channel(false);
         let router = crate::api::router(app.clone());

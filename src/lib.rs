@@ -14,6 +14,7 @@ pub mod api;
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod ingest;
 pub mod platforms;
 pub mod store;

@@ -26,7 +26,7 @@ pub async fn post_events(State(app): State<Arc<App>>, req: Request) -> Response 
             "missing or unknown ingest key: send Authorization: Bearer <workspace ingest key>",
         );
     };
-    if !app.intake.store.is_ready() {
+    if !app.is_ready() {
         return unavailable("the store is not open yet; retry shortly");
     }
     // 2. The media type.

@@ -1,5 +1,6 @@
 //! HTTP routes. Every error body is `{"error": "<code>", "message": "<human text>"}`.
 
+pub mod admin;
 pub mod ingest;
 
 use std::sync::Arc;
@@ -15,6 +16,11 @@ use crate::app::App;
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/events", post(ingest::post_events))
+        .route("/v1/destinations", get(admin::list_destinations))
+        .route("/v1/destinations/{id}", get(admin::get_destination))
+        .route("/v1/dlq", get(admin::dlq_list))
+        .route("/v1/dlq/replay", post(admin::dlq_replay))
+        .route("/v1/dlq/discard", post(admin::dlq_discard))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(app)
@@ -41,7 +47,7 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
-    if app.intake.store.is_ready() {
+    if app.is_ready() {
         json_response(StatusCode::OK, &json!({"status": "ready"}))
     } else {
         error(

@@ -194,6 +194,8 @@ pub struct Intake {
     pub store: Store,
     pub ledger: Arc<Ledger>,
     pub pii_key: Option<[u8; 32]>,
+    /// Told the workspace after each successful commit (wakes its delivery workers).
+    pub on_commit: Box<dyn Fn(&str) + Send + Sync>,
 }
 
 /// One reservation made under the workspace lock.
@@ -383,11 +385,14 @@ impl Intake {
             result
         });
         match settle.await {
-            Ok(Ok(())) => Outcome::Accepted {
-                accepted,
-                duplicates,
-                rejected,
-            },
+            Ok(Ok(())) => {
+                (self.on_commit)(&rules.id);
+                Outcome::Accepted {
+                    accepted,
+                    duplicates,
+                    rejected,
+                }
+            }
             Ok(Err(e)) => Outcome::Unavailable(e.to_string()),
             Err(_) => Outcome::Unavailable("the commit task failed".into()),
         }

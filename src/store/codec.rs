@@ -47,6 +47,83 @@ pub fn decode_event(bytes: &[u8]) -> Result<StoredEvent, CodecError> {
     }
 }
 
+/// Current version of [`RetryRecord`], [`DlqRecord`] and [`DestState`].
+pub const RECORD_V1: u8 = 1;
+
+/// A scheduled retry of one event for one destination (`retries` table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryRecord {
+    /// Retries already made (0 for a replayed DLQ entry).
+    pub retries: u32,
+    pub first_seen_ms: i64,
+    pub last_attempt_ms: i64,
+    pub last_status: Option<u16>,
+    /// The event itself when it no longer lives in the log (a replayed DLQ entry).
+    pub event_copy: Option<serde_bytes::ByteBuf>,
+    /// The DLQ id it had, kept across a replay.
+    pub dlq_id: Option<u64>,
+}
+
+/// Why an event was dead-lettered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorClass {
+    Rejected,
+    RetriesExhausted,
+    Expired,
+    Unsendable,
+}
+
+impl ErrorClass {
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorClass::Rejected => "rejected",
+            ErrorClass::RetriesExhausted => "retries_exhausted",
+            ErrorClass::Expired => "expired",
+            ErrorClass::Unsendable => "unsendable",
+        }
+    }
+}
+
+/// One dead-lettered event (`dlq` table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DlqRecord {
+    pub workspace: String,
+    /// Its log sequence number.
+    pub seq: u64,
+    /// A copy of the [`StoredEvent`] (encoded), so the log can be trimmed.
+    pub event: serde_bytes::ByteBuf,
+    pub error_class: ErrorClass,
+    pub status: Option<u16>,
+    /// First 4 KiB of the platform's answer, secrets and plaintext identifiers redacted.
+    pub response_body: String,
+    pub retries: u32,
+    pub first_seen_ms: i64,
+    pub last_attempt_ms: i64,
+}
+
+/// A destination's persisted state (`dest_state` table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DestState {
+    /// None: active. Some(reason): paused, e.g. `endpoint_gone`.
+    pub paused_reason: Option<String>,
+    pub paused_at_ms: Option<i64>,
+}
+
+pub fn encode_record<T: Serialize>(r: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.push(RECORD_V1);
+    postcard::to_io(r, &mut out).expect("postcard to Vec");
+    out
+}
+
+pub fn decode_record<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, CodecError> {
+    match bytes.split_first() {
+        None => Err(CodecError::Empty),
+        Some((&RECORD_V1, rest)) => Ok(postcard::from_bytes(rest)?),
+        Some((&v, _)) => Err(CodecError::UnknownVersion(v)),
+    }
+}
+
 /// The associated data that binds a sealed identifier to its event.
 pub fn pii_aad(workspace: &str, event_name: &str, event_id: &str) -> Vec<u8> {
     let mut aad = Vec::with_capacity(workspace.len() + event_name.len() + event_id.len() + 12);

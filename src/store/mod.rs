@@ -4,10 +4,14 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `meta` | `&str` name | raw bytes; `schema_version` → u32 LE |
+//! | `meta` | `&str` name | raw bytes; `schema_version` → u32 LE, `dlq_next_id` → u64 LE |
 //! | `events` | `(workspace: &str, seq: u64)` | [`codec::StoredEvent`] (version byte + postcard). Written once per event whatever the number of destinations; a workspace's events are one contiguous key range, read without touching another workspace's. `seq` starts at 1 per workspace. |
 //! | `dedup` | `(accepted_ms: u64, digest: u128)` | workspace id. Time-ordered, so hot-path inserts append at the right edge of the B-tree instead of dirtying a random page per insert; expired entries are a prefix, trimmed by range. `digest` = first 128 bits of SHA-256 over the length-prefixed `workspace`, `event_name`, `event_id`. The exact in-memory index of the window ([`crate::ingest::dedup`]) is rebuilt from this table at every open. |
 //! | `monthly` | `(workspace: &str, yyyymm: u32)` | accepted events that calendar month (UTC) |
+//! | `cursors` | destination id | the next log sequence to read: every event of the destination's workspace below it has its fate committed (delivered, retry scheduled, dead-lettered, or not routed here). Moves only over a finished prefix; what is in flight lives in memory, so a crash re-sends at most that. |
+//! | `retries` | `(destination, due_ms: u64, seq: u64)` | [`codec::RetryRecord`]: retry count, first seen, last error; a replayed DLQ entry carries its own copy of the event |
+//! | `dlq` | `(destination, id: u64)` | [`codec::DlqRecord`]: a copy of the event, class, last status and response, retries, times |
+//! | `dest_state` | destination id | [`codec::DestState`]: paused or not, since when, why |
 //!
 //! # Writes
 //!
@@ -42,6 +46,10 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events");
 pub const DEDUP: TableDefinition<(u64, u128), &str> = TableDefinition::new("dedup");
 pub const MONTHLY: TableDefinition<(&str, u32), u64> = TableDefinition::new("monthly");
+pub const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
+pub const RETRIES: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("retries");
+pub const DLQ: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dlq");
+pub const DEST_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("dest_state");
 
 /// The schema this build writes. A file with a newer version is refused.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -87,8 +95,45 @@ const READY: u8 = 1;
 const RECOVERING: u8 = 2;
 const CLOSED: u8 = 3;
 
+/// One change to delivery state. A list of them commits atomically.
+#[derive(Debug, Clone)]
+pub enum DeliveryOp {
+    Cursor {
+        dest: String,
+        next_seq: u64,
+    },
+    RetryPut {
+        dest: String,
+        due_ms: u64,
+        seq: u64,
+        record: Vec<u8>,
+    },
+    RetryDel {
+        dest: String,
+        due_ms: u64,
+        seq: u64,
+    },
+    /// The writer assigns the id (a global counter).
+    DlqPut {
+        dest: String,
+        record: Vec<u8>,
+    },
+    DlqDel {
+        dest: String,
+        id: u64,
+    },
+    State {
+        dest: String,
+        record: Vec<u8>,
+    },
+}
+
 enum Cmd {
     Ingest(IngestBatch, oneshot::Sender<Result<(), StoreError>>),
+    /// Delivery bookkeeping: committed without fsync; the next durable commit (an ingest,
+    /// or the writer's idle flush) persists it. A crash loses at most a little progress,
+    /// which only means re-sending.
+    Delivery(Vec<DeliveryOp>, oneshot::Sender<Result<(), StoreError>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -136,6 +181,19 @@ impl Store {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Cmd::Ingest(batch, tx))
+            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the writer stopped".into())))
+    }
+
+    /// Commits delivery bookkeeping atomically (see [`DeliveryOp`]).
+    pub async fn delivery(&self, ops: Vec<DeliveryOp>) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Delivery(ops, tx))
             .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
         rx.await
             .unwrap_or_else(|_| Err(StoreError::Unavailable("the writer stopped".into())))

@@ -11,8 +11,8 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use tracing::{error, info, warn};
 
 use super::{
-    CLOSED, Cmd, DEDUP, EVENTS, META, MONTHLY, OPENING, READY, RECOVERING, Recovered,
-    SCHEMA_VERSION, Shared, StoreError, StoreOptions,
+    CLOSED, CURSORS, Cmd, DEDUP, DEST_STATE, DLQ, DeliveryOp, EVENTS, META, MONTHLY, OPENING,
+    READY, RECOVERING, RETRIES, Recovered, SCHEMA_VERSION, Shared, StoreError, StoreOptions,
 };
 
 /// Most events one transaction takes; the rest wait for the next commit.
@@ -20,58 +20,81 @@ const MAX_EVENTS_PER_COMMIT: usize = 20_000;
 /// How often expired dedup entries are trimmed.
 const DEDUP_TRIM_EVERY_MS: i64 = 60_000;
 
+/// How long the writer may sit on non-durable delivery commits before an fsync.
+const IDLE_FLUSH: Duration = Duration::from_millis(200);
+
+type Reply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
+
 pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>) {
     let mut w = Writer {
         seq_heads: HashMap::new(),
         last_trim_ms: 0,
+        unflushed: false,
     };
     let Some(mut db) = open_until_ok(&mut opts, &rx, &shared, OPENING) else {
         return;
     };
     loop {
-        let first = match rx.recv() {
-            Ok(c) => c,
-            Err(_) => break,
+        let first = if w.unflushed {
+            match rx.recv_timeout(IDLE_FLUSH) {
+                Ok(c) => c,
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Err(e) = w.flush(&db) {
+                        error!(error = %e, "flush failed; reopening the store");
+                        match reopen(&mut w, db, &mut opts, &rx, &shared) {
+                            Some(d) => db = d,
+                            None => return,
+                        }
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(c) => c,
+                Err(_) => break,
+            }
         };
-        let mut batch = Vec::new();
+        let mut ingest = Vec::new();
+        let mut delivery = Vec::new();
         let mut shutdown = None;
         let mut n_events = 0;
-        match first {
-            Cmd::Shutdown(done) => shutdown = Some(done),
+        let mut take = |c: Cmd, shutdown: &mut Option<_>, n: &mut usize| match c {
+            Cmd::Shutdown(done) => *shutdown = Some(done),
             Cmd::Ingest(b, reply) => {
-                n_events += b.events.len();
-                batch.push((b, reply));
+                *n += b.events.len();
+                ingest.push((b, reply));
             }
-        }
+            Cmd::Delivery(ops, reply) => {
+                *n += ops.len();
+                delivery.push((ops, reply));
+            }
+        };
+        take(first, &mut shutdown, &mut n_events);
         while shutdown.is_none() && n_events < MAX_EVENTS_PER_COMMIT {
             match rx.try_recv() {
-                Ok(Cmd::Ingest(b, reply)) => {
-                    n_events += b.events.len();
-                    batch.push((b, reply));
-                }
-                Ok(Cmd::Shutdown(done)) => shutdown = Some(done),
+                Ok(c) => take(c, &mut shutdown, &mut n_events),
                 Err(_) => break,
             }
         }
-        if !batch.is_empty() {
+        if !ingest.is_empty() || !delivery.is_empty() {
             let now = opts.clock.now_ms();
-            match w.commit(&db, &batch, now, opts.dedup_window_ms) {
+            match w.commit(&db, &ingest, &delivery, now, opts.dedup_window_ms) {
                 Ok(()) => {
-                    for (_, reply) in batch {
+                    let replies = ingest.into_iter().map(|(_, r)| r);
+                    for reply in replies.chain(delivery.into_iter().map(|(_, r)| r)) {
                         let _ = reply.send(Ok(()));
                     }
                 }
                 Err(e) => {
                     error!(error = %e, "commit failed; reopening the store");
                     let msg = e.to_string();
-                    for (_, reply) in batch {
+                    let replies = ingest.into_iter().map(|(_, r)| r);
+                    for reply in replies.chain(delivery.into_iter().map(|(_, r)| r)) {
                         let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
                     }
-                    shared.status.store(RECOVERING, Ordering::SeqCst);
-                    shared.db.store(None);
-                    drop(db);
-                    w.seq_heads.clear();
-                    match open_until_ok(&mut opts, &rx, &shared, RECOVERING) {
+                    match reopen(&mut w, db, &mut opts, &rx, &shared) {
                         Some(d) => db = d,
                         None => return,
                     }
@@ -79,6 +102,11 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
             }
         }
         if let Some(done) = shutdown {
+            if w.unflushed
+                && let Err(e) = w.flush(&db)
+            {
+                error!(error = %e, "final flush failed");
+            }
             shared.status.store(CLOSED, Ordering::SeqCst);
             shared.db.store(None);
             drop(db);
@@ -90,25 +118,55 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
     shared.status.store(CLOSED, Ordering::SeqCst);
 }
 
+fn reopen(
+    w: &mut Writer,
+    db: Arc<Database>,
+    opts: &mut StoreOptions,
+    rx: &Receiver<Cmd>,
+    shared: &Shared,
+) -> Option<Arc<Database>> {
+    shared.status.store(RECOVERING, Ordering::SeqCst);
+    shared.db.store(None);
+    drop(db);
+    w.seq_heads.clear();
+    w.unflushed = false;
+    open_until_ok(opts, rx, shared, RECOVERING)
+}
+
 struct Writer {
     /// Next sequence number per workspace, read from the file on first use.
     seq_heads: HashMap<Arc<str>, u64>,
     last_trim_ms: i64,
+    /// A non-durable commit happened since the last fsync.
+    unflushed: bool,
 }
 
 impl Writer {
+    /// An empty durable commit: persists every non-durable one before it.
+    fn flush(&mut self, db: &Database) -> Result<(), redb::Error> {
+        let txn = db.begin_write()?;
+        txn.commit()?;
+        self.unflushed = false;
+        Ok(())
+    }
+
     fn commit(
         &mut self,
         db: &Database,
-        batch: &[(
-            super::IngestBatch,
-            tokio::sync::oneshot::Sender<Result<(), StoreError>>,
-        )],
+        batch: &[(super::IngestBatch, Reply)],
+        delivery: &[(Vec<DeliveryOp>, Reply)],
         now_ms: i64,
         window_ms: i64,
     ) -> Result<(), redb::Error> {
-        let txn = db.begin_write()?;
+        let mut txn = db.begin_write()?;
+        let durable = !batch.is_empty();
+        if !durable {
+            txn.set_durability(redb::Durability::None)?;
+        }
         let mut heads = HashMap::new();
+        if !delivery.is_empty() {
+            apply_delivery(&txn, delivery)?;
+        }
         {
             let mut events = txn.open_table(EVENTS)?;
             let mut dedup = txn.open_table(DEDUP)?;
@@ -145,12 +203,64 @@ impl Writer {
             }
         }
         txn.commit()?;
+        self.unflushed = !durable;
         if now_ms - self.last_trim_ms >= DEDUP_TRIM_EVERY_MS {
             self.last_trim_ms = now_ms;
         }
         self.seq_heads.extend(heads);
         Ok(())
     }
+}
+
+fn apply_delivery(
+    txn: &redb::WriteTransaction,
+    delivery: &[(Vec<DeliveryOp>, Reply)],
+) -> Result<(), redb::Error> {
+    let mut cursors = txn.open_table(CURSORS)?;
+    let mut retries = txn.open_table(RETRIES)?;
+    let mut dlq = txn.open_table(DLQ)?;
+    let mut state = txn.open_table(DEST_STATE)?;
+    let mut meta = txn.open_table(META)?;
+    let mut next_id = meta
+        .get("dlq_next_id")?
+        .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+        .map(u64::from_le_bytes)
+        .unwrap_or(1);
+    let start_id = next_id;
+    for (ops, _) in delivery {
+        for op in ops {
+            match op {
+                DeliveryOp::Cursor { dest, next_seq } => {
+                    cursors.insert(dest.as_str(), *next_seq)?;
+                }
+                DeliveryOp::RetryPut {
+                    dest,
+                    due_ms,
+                    seq,
+                    record,
+                } => {
+                    retries.insert((dest.as_str(), *due_ms, *seq), record.as_slice())?;
+                }
+                DeliveryOp::RetryDel { dest, due_ms, seq } => {
+                    retries.remove((dest.as_str(), *due_ms, *seq))?;
+                }
+                DeliveryOp::DlqPut { dest, record } => {
+                    dlq.insert((dest.as_str(), next_id), record.as_slice())?;
+                    next_id += 1;
+                }
+                DeliveryOp::DlqDel { dest, id } => {
+                    dlq.remove((dest.as_str(), *id))?;
+                }
+                DeliveryOp::State { dest, record } => {
+                    state.insert(dest.as_str(), record.as_slice())?;
+                }
+            }
+        }
+    }
+    if next_id != start_id {
+        meta.insert("dlq_next_id", next_id.to_le_bytes().as_slice())?;
+    }
+    Ok(())
 }
 
 /// Opens the database, retrying with backoff; answers writes `Unavailable` meanwhile.
@@ -185,7 +295,7 @@ fn open_until_ok(
                 break;
             }
             match rx.recv_timeout(left) {
-                Ok(Cmd::Ingest(_, reply)) => {
+                Ok(Cmd::Ingest(_, reply)) | Ok(Cmd::Delivery(_, reply)) => {
                     let _ = reply.send(Err(StoreError::Unavailable(
                         "the store is being reopened".into(),
                     )));
@@ -247,6 +357,10 @@ fn open(opts: &StoreOptions) -> Result<(Database, Recovered), anyhow::Error> {
         txn.open_table(EVENTS)?;
         txn.open_table(DEDUP)?;
         txn.open_table(MONTHLY)?;
+        txn.open_table(CURSORS)?;
+        txn.open_table(RETRIES)?;
+        txn.open_table(DLQ)?;
+        txn.open_table(DEST_STATE)?;
     }
     txn.commit()?;
 

@@ -1,0 +1,301 @@
+//! Admin routes (SPEC §7): every one needs `Authorization: Bearer <admin token>`;
+//! with no admin token configured they answer `403 admin_disabled`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use super::{error, json_response};
+use crate::app::App;
+use crate::clock::rfc3339_ms;
+use crate::config::Destination;
+use crate::delivery::dlq::{self, Selector};
+use crate::delivery::pending_counts;
+use crate::store::codec::{DestState, decode_record};
+use crate::store::{CURSORS, DEST_STATE, DLQ, RETRIES};
+
+/// Checks the admin token; `Err` is the response to send.
+pub fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Response> {
+    let rt = app.runtime();
+    let Some(token) = &rt.config.server.admin_token else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "admin_disabled",
+            "the admin API is disabled: set server.admin_token_env (or admin_token / admin_token_file) and reload",
+        ));
+    };
+    let given = super::ingest::bearer(headers).unwrap_or_default();
+    use sha2::{Digest, Sha256};
+    let a: [u8; 32] = Sha256::digest(given).into();
+    let b: [u8; 32] = Sha256::digest(token.expose().as_bytes()).into();
+    if bool::from(a.ct_eq(&b)) && !given.is_empty() {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong admin token: send Authorization: Bearer <admin token>",
+        ))
+    }
+}
+
+macro_rules! admin {
+    ($app:expr, $headers:expr) => {
+        if let Err(r) = authorize(&$app, &$headers) {
+            return r;
+        }
+    };
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage_unavailable",
+        format!("the store could not be read: {e}"),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct WorkspaceFilter {
+    workspace: Option<String>,
+}
+
+fn dest_json(app: &App, d: &Destination) -> Result<Value, crate::store::StoreError> {
+    let snap = app.engine.snapshot(&d.id);
+    let now = app.intake.clock.now_ms();
+    let (depth, oldest, dlq_depth, state) = app.intake.store.read(|txn| {
+        let (depth, oldest, dlq) = pending_counts(txn, d, None)?;
+        let st = txn.open_table(DEST_STATE)?;
+        let state = st
+            .get(d.id.as_str())?
+            .and_then(|v| decode_record::<DestState>(v.value()).ok())
+            .unwrap_or_default();
+        Ok((depth, oldest, dlq, state))
+    })?;
+    let (paused_reason, paused_at) = match &snap {
+        Some(s) if s.paused_reason.is_some() => (s.paused_reason.clone(), s.paused_at_ms),
+        _ => (state.paused_reason.clone(), state.paused_at_ms),
+    };
+    Ok(json!({
+        "destination_id": d.id,
+        "merchant_id": d.workspace,
+        "platform": d.platform.name(),
+        "state": if paused_reason.is_some() { "paused" } else { "active" },
+        "error_rate": null,
+        "last_checked": null,
+        "paused_at": paused_at.map(rfc3339_ms),
+        "paused_reason": paused_reason,
+        "auto_clear_at": null,
+        "queue_depth": depth,
+        "consumer_lag_seconds": oldest.map(|o| ((now - o).max(0) as f64) / 1000.0).unwrap_or(0.0),
+        "dlq_depth": dlq_depth,
+    }))
+}
+
+/// Destinations no longer configured that still hold a position, retries or DLQ.
+fn removed(app: &App, configured: &[Destination]) -> Result<Vec<Value>, crate::store::StoreError> {
+    app.intake.store.read(|txn| {
+        let mut ids: HashMap<String, ()> = HashMap::new();
+        let c = txn.open_table(CURSORS)?;
+        for row in c.iter()? {
+            ids.insert(row?.0.value().to_string(), ());
+        }
+        let r = txn.open_table(RETRIES)?;
+        for row in r.iter()? {
+            ids.insert(row?.0.value().0.to_string(), ());
+        }
+        let q = txn.open_table(DLQ)?;
+        for row in q.iter()? {
+            ids.insert(row?.0.value().0.to_string(), ());
+        }
+        let mut out: Vec<_> = ids
+            .into_keys()
+            .filter(|id| !configured.iter().any(|d| d.id == *id))
+            .collect();
+        out.sort();
+        Ok(out
+            .into_iter()
+            .map(|id| {
+                let dlq_depth = q
+                    .range((id.as_str(), 0u64)..=(id.as_str(), u64::MAX))
+                    .map(|r| r.count())
+                    .unwrap_or(0);
+                json!({
+                    "destination_id": id, "merchant_id": null, "platform": null,
+                    "state": "removed", "error_rate": null, "last_checked": null,
+                    "paused_at": null, "paused_reason": null, "auto_clear_at": null,
+                    "queue_depth": null, "consumer_lag_seconds": null, "dlq_depth": dlq_depth,
+                })
+            })
+            .collect())
+    })
+}
+
+pub async fn list_destinations(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<WorkspaceFilter>,
+) -> Response {
+    admin!(app, headers);
+    let rt = app.runtime();
+    let mut out = Vec::new();
+    for d in &rt.config.destinations {
+        if q.workspace.as_ref().is_some_and(|w| *w != d.workspace) {
+            continue;
+        }
+        match dest_json(&app, d) {
+            Ok(v) => out.push(v),
+            Err(e) => return unavailable(e),
+        }
+    }
+    if q.workspace.is_none() {
+        match removed(&app, &rt.config.destinations) {
+            Ok(r) => out.extend(r),
+            Err(e) => return unavailable(e),
+        }
+    }
+    json_response(StatusCode::OK, &json!({ "destinations": out }))
+}
+
+pub async fn get_destination(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    admin!(app, headers);
+    let rt = app.runtime();
+    match rt.config.destinations.iter().find(|d| d.id == id) {
+        Some(d) => match dest_json(&app, d) {
+            Ok(v) => json_response(StatusCode::OK, &v),
+            Err(e) => unavailable(e),
+        },
+        None => match removed(&app, &rt.config.destinations) {
+            Ok(r) => match r.into_iter().find(|v| v["destination_id"] == id.as_str()) {
+                Some(v) => json_response(StatusCode::OK, &v),
+                None => not_found(&id),
+            },
+            Err(e) => unavailable(e),
+        },
+    }
+}
+
+fn not_found(id: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no destination {id:?}: list them with GET /v1/destinations"),
+    )
+}
+
+fn parse_time(field: &str, v: &Option<String>) -> Result<Option<i64>, Response> {
+    match v {
+        None => Ok(None),
+        Some(s) => time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map(|t| Some((t.unix_timestamp_nanos() / 1_000_000) as i64))
+            .map_err(|_| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    format!("{field} must be an RFC 3339 time such as 2026-04-23T14:00:00Z"),
+                )
+            }),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct DlqQuery {
+    destination: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+pub async fn dlq_list(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<DlqQuery>) -> Response {
+    admin!(app, headers);
+    let Some(dest) = q.destination else {
+        return error(StatusCode::BAD_REQUEST, "invalid_request", "destination is required: GET /v1/dlq?destination=ID");
+    };
+    let sel = match (parse_time("from", &q.from), parse_time("to", &q.to)) {
+        (Ok(f), Ok(t)) => Selector { from_ms: f, to_ms: t },
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return error(StatusCode::BAD_REQUEST, "invalid_request", "limit must be between 1 and 1000");
+    }
+    let after = match q.cursor.as_deref().map(str::parse::<u64>) {
+        None => 0,
+        Some(Ok(c)) => c,
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "invalid_request", "cursor is not one this API gave out"),
+    };
+    match dlq::list(&app.intake.store, &dest, &sel, after, limit) {
+        Ok((entries, next)) => json_response(StatusCode::OK, &json!({"entries": entries, "next_cursor": next})),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DlqAction {
+    destination: String,
+    from: Option<String>,
+    to: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn action_body(bytes: &[u8]) -> Result<(DlqAction, Selector), Response> {
+    let a: DlqAction = serde_json::from_slice(bytes).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("the body must be {{\"destination\", \"from\"?, \"to\"?, \"dry_run\"?}}: {e}"),
+        )
+    })?;
+    let sel = Selector {
+        from_ms: parse_time("from", &a.from)?,
+        to_ms: parse_time("to", &a.to)?,
+    };
+    Ok((a, sel))
+}
+
+pub async fn dlq_replay(State(app): State<Arc<App>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    admin!(app, headers);
+    let (a, sel) = match action_body(&body) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let rt = app.runtime();
+    let Some(dest) = rt.config.destinations.iter().find(|d| d.id == a.destination) else {
+        return not_found(&a.destination);
+    };
+    let now = app.intake.clock.now_ms();
+    let max_age = rt.config.storage.max_backlog_age.as_millis() as i64;
+    match dlq::replay(&app.intake.store, dest, &sel, now, max_age, a.dry_run).await {
+        Ok(c) if a.dry_run => json_response(StatusCode::OK, &json!({"would_replay": c.replayed, "expired": c.expired})),
+        Ok(c) => {
+            app.engine.notify_ingest(&dest.workspace);
+            json_response(StatusCode::OK, &json!({"replayed": c.replayed, "expired_skipped": c.expired}))
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+pub async fn dlq_discard(State(app): State<Arc<App>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    admin!(app, headers);
+    let (a, sel) = match action_body(&body) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match dlq::discard(&app.intake.store, &a.destination, &sel).await {
+        Ok(n) => json_response(StatusCode::OK, &json!({"discarded": n})),
+        Err(e) => unavailable(e),
+    }
+}

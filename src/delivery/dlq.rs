@@ -1,0 +1,170 @@
+//! The dead-letter queue's operator side (SPEC §3): list, replay, discard.
+//! Selection is by destination and first-seen time (`from` inclusive, `to` exclusive).
+
+use redb::ReadableTable;
+
+use crate::clock::rfc3339_ms;
+use crate::config::Destination;
+use crate::platforms::OutEvent;
+use crate::store::codec::{DlqRecord, RetryRecord, decode_event, decode_record, encode_record};
+use crate::store::{DLQ, DeliveryOp, Store, StoreError};
+
+/// Which entries of one destination.
+#[derive(Debug, Clone, Default)]
+pub struct Selector {
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+}
+
+impl Selector {
+    fn matches(&self, r: &DlqRecord) -> bool {
+        self.from_ms.is_none_or(|f| r.first_seen_ms >= f) && self.to_ms.is_none_or(|t| r.first_seen_ms < t)
+    }
+}
+
+/// One entry as the API shows it.
+pub fn entry_json(dest_id: &str, id: u64, r: &DlqRecord) -> serde_json::Value {
+    let event = match decode_event(&r.event) {
+        Ok(stored) => crate::platforms::webhook::webhook_event_json(
+            &OutEvent {
+                event: &stored.event,
+                merchant_id: &r.workspace,
+                accepted_ms: stored.accepted_ms,
+            },
+            dest_id,
+        ),
+        Err(_) => serde_json::Value::Null,
+    };
+    serde_json::json!({
+        "id": id.to_string(),
+        "destination_id": dest_id,
+        "event": event,
+        "error_class": r.error_class.name(),
+        "status": r.status,
+        "response_body": r.response_body,
+        "retries": r.retries,
+        "first_seen_at": rfc3339_ms(r.first_seen_ms),
+        "last_attempt_at": rfc3339_ms(r.last_attempt_ms),
+    })
+}
+
+/// Entries with id greater than `after`, oldest first, at most `limit`; and the cursor
+/// for the next page.
+pub fn list(
+    store: &Store,
+    dest: &str,
+    sel: &Selector,
+    after: u64,
+    limit: usize,
+) -> Result<(Vec<serde_json::Value>, Option<String>), StoreError> {
+    store.read(|txn| {
+        let t = txn.open_table(DLQ)?;
+        let mut out = Vec::new();
+        let mut next = None;
+        for row in t.range((dest, after.saturating_add(1))..=(dest, u64::MAX))? {
+            let (k, v) = row?;
+            let id = k.value().1;
+            let Ok(r) = decode_record::<DlqRecord>(v.value()) else {
+                continue;
+            };
+            if !sel.matches(&r) {
+                continue;
+            }
+            if out.len() == limit {
+                next = Some(out_last_id(&out));
+                break;
+            }
+            out.push(entry_json(dest, id, &r));
+        }
+        Ok((out, next))
+    })
+}
+
+fn out_last_id(out: &[serde_json::Value]) -> String {
+    out.last()
+        .and_then(|e| e["id"].as_str())
+        .unwrap_or("0")
+        .to_string()
+}
+
+fn matching(store: &Store, dest: &str, sel: &Selector) -> Result<Vec<(u64, DlqRecord)>, StoreError> {
+    store.read(|txn| {
+        let t = txn.open_table(DLQ)?;
+        let mut out = Vec::new();
+        for row in t.range((dest, 0u64)..=(dest, u64::MAX))? {
+            let (k, v) = row?;
+            if let Ok(r) = decode_record::<DlqRecord>(v.value())
+                && sel.matches(&r)
+            {
+                out.push((k.value().1, r));
+            }
+        }
+        Ok(out)
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayCount {
+    pub replayed: u64,
+    pub expired: u64,
+}
+
+/// Moves matching entries still inside the platform's age limit back to the queue with
+/// retry count 0, keeping their event ids, event times, first-seen times and DLQ ids.
+/// A dry run only counts.
+pub async fn replay(
+    store: &Store,
+    dest: &Destination,
+    sel: &Selector,
+    now_ms: i64,
+    max_backlog_age_ms: i64,
+    dry_run: bool,
+) -> Result<ReplayCount, StoreError> {
+    let entries = matching(store, &dest.id, sel)?;
+    let mut count = ReplayCount { replayed: 0, expired: 0 };
+    let mut ops = Vec::new();
+    for (id, r) in entries {
+        let Ok(stored) = decode_event(&r.event) else {
+            continue;
+        };
+        let too_old = match dest.policy.age_limit {
+            Some(l) => now_ms - stored.event.event_time * 1000 > l.as_millis() as i64 - 10 * 60_000,
+            None => now_ms - stored.accepted_ms > max_backlog_age_ms,
+        };
+        if too_old {
+            count.expired += 1;
+            continue;
+        }
+        count.replayed += 1;
+        ops.push(DeliveryOp::RetryPut {
+            dest: dest.id.clone(),
+            due_ms: now_ms.max(0) as u64,
+            seq: r.seq,
+            record: encode_record(&RetryRecord {
+                retries: 0,
+                first_seen_ms: r.first_seen_ms,
+                last_attempt_ms: r.last_attempt_ms,
+                last_status: r.status,
+                event_copy: Some(r.event.clone()),
+                dlq_id: Some(id),
+            }),
+        });
+        ops.push(DeliveryOp::DlqDel { dest: dest.id.clone(), id });
+    }
+    if !dry_run {
+        store.delivery(ops).await?;
+    }
+    Ok(count)
+}
+
+/// Drops matching entries; returns how many.
+pub async fn discard(store: &Store, dest: &str, sel: &Selector) -> Result<u64, StoreError> {
+    let entries = matching(store, dest, sel)?;
+    let n = entries.len() as u64;
+    let ops = entries
+        .into_iter()
+        .map(|(id, _)| DeliveryOp::DlqDel { dest: dest.to_string(), id })
+        .collect();
+    store.delivery(ops).await?;
+    Ok(n)
+}

@@ -1,0 +1,259 @@
+//! Delivery (SPEC §3): one worker task per destination reads its workspace's log from
+//! its own cursor, routes, paces by scope, batches, sends through the platform adapter,
+//! and commits each outcome: cursor moves, retry schedule, DLQ.
+//!
+//! Isolation: every destination has its own task, its own in-flight limit and its own
+//! position in the log, so a slow, paused or throttled destination holds only its own
+//! backlog; scopes (pixels, tokens…) are shared only where the platform shares them.
+//!
+//! Time is read through the injected [`crate::clock::Clock`]: waits, linger, retry due
+//! times, throttle holds and request timeouts all run on it, so tests drive a 255 s
+//! retry ladder by moving a manual clock.
+
+pub mod dlq;
+pub mod pacer;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, watch};
+
+use crate::clock::SharedClock;
+use crate::config::{Config, Destination, RateScope};
+use crate::platforms::{self, Adapter};
+use crate::store::Store;
+use pacer::{Pacers, ScopePacer};
+
+pub use worker::{DestSnapshot, pending_counts};
+
+/// What a worker needs to know of its destination; replaced on reload.
+pub struct DestCtx {
+    pub dest: Destination,
+    pub adapter: &'static dyn Adapter,
+    pub pacers: Vec<Arc<Mutex<ScopePacer>>>,
+    /// `storage.max_backlog_age` in ms (the age limit of platforms without one).
+    pub max_backlog_age_ms: i64,
+    /// The log head when this destination was added by a reload: it receives events
+    /// accepted from then on. None at start-up: the head when the worker first runs.
+    pub initial_head: Option<u64>,
+}
+
+struct WorkerHandle {
+    ctx: watch::Sender<Arc<DestCtx>>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    snapshot: Arc<Mutex<DestSnapshot>>,
+}
+
+pub struct Engine {
+    store: Store,
+    clock: SharedClock,
+    http: reqwest::Client,
+    pacers: Pacers,
+    pii_key: Option<[u8; 32]>,
+    workers: Mutex<HashMap<String, WorkerHandle>>,
+    wakes: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl Engine {
+    pub fn new(store: Store, clock: SharedClock, pii_key: Option<[u8; 32]>) -> Arc<Self> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(64)
+            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("HTTP client");
+        Arc::new(Self {
+            store,
+            clock,
+            http,
+            pacers: Pacers::default(),
+            pii_key,
+            workers: Mutex::new(HashMap::new()),
+            wakes: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The wake-up signal of a workspace's workers (new events were committed).
+    pub fn wake(&self, workspace: &str) -> Arc<Notify> {
+        self.wakes
+            .lock()
+            .expect("wakes lock")
+            .entry(workspace.to_string())
+            .or_default()
+            .clone()
+    }
+
+    pub fn notify_ingest(&self, workspace: &str) {
+        self.wake(workspace).notify_waiters();
+    }
+
+    /// Starts, updates or stops workers to match `cfg`. A removed destination stops
+    /// sending and keeps its cursor, retries and DLQ in the store.
+    pub fn sync(self: &Arc<Self>, cfg: &Config) {
+        let mut workers = self.workers.lock().expect("workers lock");
+        let wanted: HashMap<&str, &Destination> = cfg
+            .destinations
+            .iter()
+            .map(|d| (d.id.as_str(), d))
+            .collect();
+        let gone: Vec<String> = workers
+            .keys()
+            .filter(|k| !wanted.contains_key(k.as_str()))
+            .cloned()
+            .collect();
+        for id in gone {
+            if let Some(h) = workers.remove(&id) {
+                let _ = h.stop.send(true);
+            }
+        }
+        let new_ids: Vec<&str> = cfg
+            .destinations
+            .iter()
+            .filter(|d| !workers.contains_key(&d.id))
+            .map(|d| d.id.as_str())
+            .collect();
+        let heads = self.heads_for(cfg, &new_ids);
+        for d in &cfg.destinations {
+            let Some(adapter) = platforms::adapter(d.platform) else {
+                tracing::warn!(destination = %d.id, platform = d.platform.name(), "no adapter for this platform yet; its events wait in the queue");
+                continue;
+            };
+            let ctx = Arc::new(DestCtx {
+                pacers: self.pacers_for(d),
+                dest: d.clone(),
+                adapter,
+                max_backlog_age_ms: cfg.storage.max_backlog_age.as_millis() as i64,
+                initial_head: heads.get(d.id.as_str()).copied(),
+            });
+            match workers.get(&d.id) {
+                Some(h) => {
+                    let _ = h.ctx.send(ctx);
+                }
+                None => {
+                    let (ctx_tx, ctx_rx) = watch::channel(ctx);
+                    let (stop_tx, stop_rx) = watch::channel(false);
+                    let snapshot = Arc::new(Mutex::new(DestSnapshot::default()));
+                    let task = tokio::spawn(worker::run(worker::Env {
+                        engine: self.clone(),
+                        ctx: ctx_rx,
+                        stop: stop_rx,
+                        wake: self.wake(&d.workspace),
+                        snapshot: snapshot.clone(),
+                    }));
+                    workers.insert(
+                        d.id.clone(),
+                        WorkerHandle {
+                            ctx: ctx_tx,
+                            stop: stop_tx,
+                            task,
+                            snapshot,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// A live view of a destination's worker, if it runs.
+    pub fn snapshot(&self, dest: &str) -> Option<DestSnapshot> {
+        let w = self.workers.lock().expect("workers lock");
+        w.get(dest)
+            .map(|h| h.snapshot.lock().expect("snapshot lock").clone())
+    }
+
+    /// Stops every worker; in-flight sends get up to `grace` to finish (abandoned ones
+    /// are sent again after a restart).
+    pub async fn shutdown(&self, grace: std::time::Duration) {
+        let handles: Vec<WorkerHandle> = self
+            .workers
+            .lock()
+            .expect("workers lock")
+            .drain()
+            .map(|(_, h)| h)
+            .collect();
+        for h in &handles {
+            let _ = h.stop.send(true);
+        }
+        let all = futures_join(handles.into_iter().map(|h| h.task).collect());
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!("delivery workers still busy at shutdown; their in-flight sends will be retried after restart");
+        }
+    }
+
+    /// For destinations without a stored position: the log head now, so they receive
+    /// events accepted from now on.
+    fn heads_for(&self, cfg: &Config, ids: &[&str]) -> HashMap<String, u64> {
+        let r = self.store.read(|txn| {
+            let cursors = txn.open_table(crate::store::CURSORS)?;
+            let events = txn.open_table(crate::store::EVENTS)?;
+            let mut out = HashMap::new();
+            for id in ids {
+                if cursors.get(*id)?.is_some() {
+                    continue;
+                }
+                let Some(d) = cfg.destinations.iter().find(|d| d.id == *id) else {
+                    continue;
+                };
+                let ws = d.workspace.as_str();
+                let head = match events.range((ws, 0u64)..=(ws, u64::MAX))?.next_back() {
+                    Some(r) => r?.0.value().1 + 1,
+                    None => 1,
+                };
+                out.insert(id.to_string(), head);
+            }
+            Ok(out)
+        });
+        r.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read log heads; new destinations start at their first read");
+            HashMap::new()
+        })
+    }
+
+    fn pacers_for(&self, d: &Destination) -> Vec<Arc<Mutex<ScopePacer>>> {
+        let mut by_key: Vec<(String, Vec<crate::config::Rate>)> = Vec::new();
+        for r in &d.policy.rates {
+            let key = scope_key(d, &r.scope);
+            match by_key.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.push(r.clone()),
+                None => by_key.push((key, vec![r.clone()])),
+            }
+        }
+        by_key
+            .into_iter()
+            .map(|(k, rates)| self.pacers.get(&k, &rates))
+            .collect()
+    }
+}
+
+/// The budget holder of a rate: never the credential itself, only a hash of it.
+pub fn scope_key(d: &Destination, scope: &RateScope) -> String {
+    let p = d.platform.name();
+    match scope {
+        RateScope::Destination => format!("{p}:destination:{}", d.id),
+        RateScope::Token => {
+            let mut h = Sha256::new();
+            for (k, v) in &d.credentials {
+                if k.ends_with("token") || k == "api_key" || k == "signing_secret" {
+                    h.update(k.as_bytes());
+                    h.update([0]);
+                    h.update(v.expose().as_bytes());
+                    h.update([0]);
+                }
+            }
+            format!("{p}:token:{}", &hex::encode(h.finalize())[..32])
+        }
+        RateScope::Param(k) => format!(
+            "{p}:{k}:{}",
+            d.params.get(k).map(String::as_str).unwrap_or("")
+        ),
+    }
+}
+
+async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
+    }
+}

@@ -1,0 +1,754 @@
+//! One destination's delivery loop. See the module doc of [`super`].
+//!
+//! In memory: the events read but not yet settled (`ready`, `forced` batches, requests
+//! in flight) and the set of log sequences taken (`inflight_log`). The persisted cursor
+//! only moves over a finished prefix: `min(inflight_log)`, or the read position when
+//! nothing is taken. Every settlement (delivered, retry scheduled, dead-lettered) commits
+//! together with the cursor move it allows; only then is memory updated, so a failed
+//! commit leaves the events to be sent again rather than lost.
+
+use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, mpsc, watch};
+use tracing::{debug, info, warn};
+
+use super::pacer::Grant;
+use super::{DestCtx, Engine};
+use crate::ingest::event::PlainField;
+use crate::platforms::{Class, HttpRequest, HttpResponse, OutEvent, Verdict, redact, retry_after_ms};
+use crate::store::codec::{
+    DestState, DlqRecord, ErrorClass, RetryRecord, StoredEvent, decode_event, decode_record,
+    encode_record, pii_aad,
+};
+use crate::store::{CURSORS, DEST_STATE, DeliveryOp, EVENTS, RETRIES};
+
+/// The hold after a throttle answer without a hint.
+const DEFAULT_HOLD_MS: i64 = 60_000;
+/// Events within this much of the age limit are expired instead of sent.
+const AGE_MARGIN_MS: i64 = 10 * 60_000;
+/// First bytes of a response kept in a DLQ entry.
+const BODY_KEEP: usize = 4096;
+
+pub(super) struct Env {
+    pub engine: Arc<Engine>,
+    pub ctx: watch::Receiver<Arc<DestCtx>>,
+    pub stop: watch::Receiver<bool>,
+    pub wake: Arc<Notify>,
+    pub snapshot: Arc<Mutex<DestSnapshot>>,
+}
+
+/// A live view of a worker for the admin API and metrics.
+#[derive(Debug, Clone, Default)]
+pub struct DestSnapshot {
+    pub cursor: u64,
+    pub in_memory: usize,
+    pub requests_in_flight: usize,
+    pub paused_reason: Option<String>,
+    pub paused_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Log,
+    Retry { due_ms: u64 },
+}
+
+struct Item {
+    seq: u64,
+    /// Decoded, with sealed plaintext opened when the key allows.
+    stored: StoredEvent,
+    /// The encoded event as stored (never holds plaintext): what the DLQ keeps.
+    raw: Vec<u8>,
+    retries: u32,
+    first_seen_ms: i64,
+    origin: Origin,
+    dlq_id: Option<u64>,
+    /// The retry record carried its own copy (a replay): keep carrying it.
+    own_copy: bool,
+}
+
+enum Fate {
+    Done,
+    Retry { due_ms: u64, status: Option<u16> },
+    Dlq {
+        class: ErrorClass,
+        status: Option<u16>,
+        body: String,
+    },
+}
+
+struct Sent {
+    items: Vec<Item>,
+    verdict: Verdict,
+    response: Option<HttpResponse>,
+    error: Option<String>,
+    secrets: Vec<String>,
+    at_ms: i64,
+}
+
+struct State {
+    ws: String,
+    id: String,
+    next_read: u64,
+    cursor: u64,
+    inflight_log: BTreeSet<u64>,
+    ready: VecDeque<Item>,
+    forced: VecDeque<Vec<Item>>,
+    taken_retries: HashSet<(u64, u64)>,
+    requests_in_flight: usize,
+    dest_hold_until: i64,
+    paused: Option<(String, i64)>,
+}
+
+pub(super) async fn run(mut env: Env) {
+    let engine = env.engine.clone();
+    // The store opens in the background: wait for it.
+    while !engine.store.is_ready() {
+        if *env.stop.borrow() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let ctx = env.ctx.borrow().clone();
+    let mut st = match init(&engine, &ctx) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(destination = %ctx.dest.id, error = %e, "cannot read the destination's position; delivery stopped for it");
+            return;
+        }
+    };
+    let (res_tx, mut res_rx) = mpsc::unbounded_channel::<Sent>();
+    let mut stopping = false;
+    loop {
+        let ctx = env.ctx.borrow().clone();
+        let notified = env.wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let now = engine.clock.now_ms();
+        let mut wake_at = i64::MAX;
+        if !stopping {
+            match fill(&engine, &ctx, &mut st, now).await {
+                Ok(next_due) => wake_at = wake_at.min(next_due),
+                Err(e) => {
+                    warn!(destination = %st.id, error = %e, "reading the queue failed; retrying in 1 s");
+                    wake_at = wake_at.min(now + 1000);
+                }
+            }
+            while st.requests_in_flight < ctx.dest.policy.concurrency as usize {
+                match next_batch(&ctx, &mut st, now) {
+                    Next::Send(batch) => {
+                        st.requests_in_flight += 1;
+                        tokio::spawn(send(engine.clone(), ctx.clone(), st.ws.clone(), batch, res_tx.clone()));
+                    }
+                    Next::Wait(t) => {
+                        wake_at = wake_at.min(t);
+                        break;
+                    }
+                    Next::Idle => break,
+                }
+            }
+        }
+        publish(&env.snapshot, &st);
+        if stopping && st.requests_in_flight == 0 {
+            break;
+        }
+        tokio::select! {
+            Some(sent) = res_rx.recv() => {
+                st.requests_in_flight -= 1;
+                settle_sent(&engine, &ctx, &mut st, sent).await;
+            }
+            _ = &mut notified, if !stopping => {}
+            _ = engine.clock.sleep_until(wake_at), if !stopping && wake_at != i64::MAX => {}
+            _ = env.ctx.changed(), if !stopping => {}
+            _ = env.stop.changed(), if !stopping => { stopping = true; }
+        }
+    }
+    publish(&env.snapshot, &st);
+    debug!(destination = %st.id, "delivery worker stopped");
+}
+
+fn publish(snap: &Mutex<DestSnapshot>, st: &State) {
+    if let Ok(mut s) = snap.lock() {
+        s.cursor = st.cursor;
+        s.in_memory = st.ready.len() + st.forced.iter().map(Vec::len).sum::<usize>();
+        s.requests_in_flight = st.requests_in_flight;
+        s.paused_reason = st.paused.as_ref().map(|p| p.0.clone());
+        s.paused_at_ms = st.paused.as_ref().map(|p| p.1);
+    }
+}
+
+fn init(engine: &Engine, ctx: &DestCtx) -> Result<State, crate::store::StoreError> {
+    let id = ctx.dest.id.clone();
+    let ws = ctx.dest.workspace.clone();
+    let (cursor, head, state) = engine.store.read(|txn| {
+        let cursors = txn.open_table(CURSORS)?;
+        let cursor = cursors.get(id.as_str())?.map(|v| v.value());
+        let events = txn.open_table(EVENTS)?;
+        let head = match events.range((ws.as_str(), 0u64)..=(ws.as_str(), u64::MAX))?.next_back() {
+            Some(r) => r?.0.value().1 + 1,
+            None => 1,
+        };
+        let states = txn.open_table(DEST_STATE)?;
+        let state = states
+            .get(id.as_str())?
+            .and_then(|v| decode_record::<DestState>(v.value()).ok());
+        Ok((cursor, head, state))
+    })?;
+    // A destination without a position receives events accepted from now on: from the
+    // head at the time it was configured (captured at sync), else the head now.
+    let cursor = cursor.unwrap_or(ctx.initial_head.unwrap_or(head));
+    let paused = state.and_then(|s| Some((s.paused_reason?, s.paused_at_ms.unwrap_or(0))));
+    if let Some((reason, _)) = &paused {
+        info!(destination = %id, %reason, "destination is paused");
+    }
+    Ok(State {
+        ws,
+        id,
+        next_read: cursor,
+        cursor,
+        inflight_log: BTreeSet::new(),
+        ready: VecDeque::new(),
+        forced: VecDeque::new(),
+        taken_retries: HashSet::new(),
+        requests_in_flight: 0,
+        dest_hold_until: 0,
+        paused,
+    })
+}
+
+/// Reads due retries and new log events into memory; settles what is expired or
+/// unsendable. Returns when the next retry falls due (or `i64::MAX`).
+async fn fill(engine: &Engine, ctx: &DestCtx, st: &mut State, now: i64) -> Result<i64, crate::store::StoreError> {
+    if st.paused.is_some() {
+        return Ok(i64::MAX);
+    }
+    let max_batch = ctx.dest.policy.max_batch as usize;
+    let cap = (max_batch * (ctx.dest.policy.concurrency as usize + 1)).max(max_batch);
+    let held = st.ready.len() + st.forced.iter().map(Vec::len).sum::<usize>();
+    if held >= cap {
+        return Ok(i64::MAX);
+    }
+    let want = cap - held;
+    let id = st.id.clone();
+    let ws = st.ws.clone();
+    let next_read = st.next_read;
+    let taken = &st.taken_retries;
+    let (retries, log, next_due) = engine.store.read(|txn| {
+        let rt = txn.open_table(RETRIES)?;
+        let ev = txn.open_table(EVENTS)?;
+        let mut retries = Vec::new();
+        let mut next_due = i64::MAX;
+        for row in rt.range((id.as_str(), 0u64, 0u64)..=(id.as_str(), u64::MAX, u64::MAX))? {
+            let (k, v) = row?;
+            let (_, due, seq) = k.value();
+            if taken.contains(&(due, seq)) {
+                continue;
+            }
+            if due as i64 > now {
+                next_due = due as i64;
+                break;
+            }
+            if retries.len() >= want {
+                next_due = now;
+                break;
+            }
+            let Ok(rec) = decode_record::<RetryRecord>(v.value()) else {
+                warn!(destination = %id, seq, "unreadable retry record skipped");
+                continue;
+            };
+            let raw = match &rec.event_copy {
+                Some(c) => c.to_vec(),
+                None => match ev.get((ws.as_str(), seq))? {
+                    Some(v) => v.value().to_vec(),
+                    None => {
+                        warn!(destination = %id, seq, "retry for an event no longer in the log skipped");
+                        continue;
+                    }
+                },
+            };
+            retries.push((due, seq, rec, raw));
+        }
+        let mut log = Vec::new();
+        let room = want.saturating_sub(retries.len());
+        if room > 0 {
+            for row in ev.range((ws.as_str(), next_read)..=(ws.as_str(), u64::MAX))?.take(room) {
+                let (k, v) = row?;
+                log.push((k.value().1, v.value().to_vec()));
+            }
+        }
+        Ok((retries, log, next_due))
+    })?;
+
+    let mut fresh = Vec::new();
+    for (due, seq, rec, raw) in retries {
+        st.taken_retries.insert((due, seq));
+        let Some(stored) = open_event(engine, &ws, &raw) else {
+            continue;
+        };
+        fresh.push(Item {
+            seq,
+            stored,
+            raw,
+            retries: rec.retries,
+            first_seen_ms: rec.first_seen_ms,
+            origin: Origin::Retry { due_ms: due },
+            dlq_id: rec.dlq_id,
+            own_copy: rec.event_copy.is_some(),
+        });
+    }
+    for (seq, raw) in log {
+        st.next_read = seq + 1;
+        let Some(stored) = open_event(engine, &ws, &raw) else {
+            continue;
+        };
+        if !routed(ctx, &stored) {
+            continue;
+        }
+        st.inflight_log.insert(seq);
+        fresh.push(Item {
+            seq,
+            first_seen_ms: stored.accepted_ms,
+            stored,
+            raw,
+            retries: 0,
+            origin: Origin::Log,
+            dlq_id: None,
+            own_copy: false,
+        });
+    }
+    // Expired or unsendable events never reach the platform.
+    let mut settled = Vec::new();
+    for item in fresh {
+        if expired(ctx, &item, now) {
+            let body = "the event is within 10 minutes of the platform's age limit".to_string();
+            settled.push((item, Fate::Dlq { class: ErrorClass::Expired, status: None, body }));
+            continue;
+        }
+        let out = OutEvent {
+            event: &item.stored.event,
+            merchant_id: &ws,
+            accepted_ms: item.stored.accepted_ms,
+        };
+        match ctx.adapter.check(&ctx.dest, &out) {
+            Ok(()) => st.ready.push_back(item),
+            Err(u) => settled.push((item, Fate::Dlq { class: ErrorClass::Unsendable, status: None, body: u.0 })),
+        }
+    }
+    if !settled.is_empty() || lowest_unsettled(st) != st.cursor {
+        commit(engine, st, settled, now).await;
+    }
+    Ok(next_due)
+}
+
+fn open_event(engine: &Engine, ws: &str, raw: &[u8]) -> Option<StoredEvent> {
+    let mut stored = match decode_event(raw) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(workspace = %ws, error = %e, "unreadable event skipped");
+            return None;
+        }
+    };
+    if let Some(key) = &engine.pii_key
+        && !stored.sealed.is_empty()
+    {
+        let aad = pii_aad(ws, &stored.event.event_name, &stored.event.event_id);
+        for (field, sealed) in std::mem::take(&mut stored.sealed) {
+            if let Ok(p) = crate::ingest::pii::open(key, &aad, &sealed)
+                && let Ok(text) = String::from_utf8(p)
+            {
+                stored.event.plaintext.push((field, text));
+            }
+        }
+    }
+    Some(stored)
+}
+
+fn routed(ctx: &DestCtx, e: &StoredEvent) -> bool {
+    let ev = &e.event;
+    if !ev.destinations.is_empty() && !ev.destinations.iter().any(|d| *d == ctx.dest.id) {
+        return false;
+    }
+    match &ctx.dest.events {
+        Some(names) => names.iter().any(|n| *n == ev.event_name),
+        None => true,
+    }
+}
+
+fn expired(ctx: &DestCtx, item: &Item, now: i64) -> bool {
+    match ctx.dest.policy.age_limit {
+        Some(limit) => now - item.stored.event.event_time * 1000 > limit.as_millis() as i64 - AGE_MARGIN_MS,
+        None => now - item.stored.accepted_ms > ctx.max_backlog_age_ms,
+    }
+}
+
+enum Next {
+    Send(Vec<Item>),
+    Wait(i64),
+    Idle,
+}
+
+fn next_batch(ctx: &DestCtx, st: &mut State, now: i64) -> Next {
+    if st.paused.is_some() {
+        return Next::Idle;
+    }
+    if st.dest_hold_until > now {
+        return Next::Wait(st.dest_hold_until);
+    }
+    let max_batch = ctx.dest.policy.max_batch as usize;
+    let wanted = match st.forced.front() {
+        Some(b) => b.len(),
+        None => {
+            let Some(first) = st.ready.front() else {
+                return Next::Idle;
+            };
+            if st.ready.len() < max_batch && first.origin == Origin::Log {
+                let due = first.stored.accepted_ms + ctx.dest.policy.linger.as_millis() as i64;
+                if due > now {
+                    return Next::Wait(due);
+                }
+            }
+            st.ready.len().min(max_batch)
+        }
+    };
+    let mut n = wanted;
+    let mut wait = now;
+    for p in &ctx.pacers {
+        match p.lock().expect("pacer lock").grant(now, wanted) {
+            Grant::Send(k) => n = n.min(k),
+            Grant::WaitUntil(t) => wait = wait.max(t),
+        }
+    }
+    if wait > now {
+        return Next::Wait(wait);
+    }
+    for p in &ctx.pacers {
+        p.lock().expect("pacer lock").record(now, n);
+    }
+    let batch = match st.forced.pop_front() {
+        Some(mut b) => {
+            if n < b.len() {
+                let rest = b.split_off(n);
+                st.forced.push_front(rest);
+            }
+            b
+        }
+        None => st.ready.drain(..n).collect(),
+    };
+    Next::Send(batch)
+}
+
+async fn send(engine: Arc<Engine>, ctx: Arc<DestCtx>, ws: String, items: Vec<Item>, tx: mpsc::UnboundedSender<Sent>) {
+    let now = engine.clock.now_ms();
+    let req = {
+        let out: Vec<OutEvent<'_>> = items
+            .iter()
+            .map(|i| OutEvent {
+                event: &i.stored.event,
+                merchant_id: &ws,
+                accepted_ms: i.stored.accepted_ms,
+            })
+            .collect();
+        ctx.adapter.build(&ctx.dest, &out, now)
+    };
+    let mut secrets = req.secrets.clone();
+    for i in &items {
+        for (f, text) in &i.stored.event.plaintext {
+            secrets.push(text.clone());
+            if *f == PlainField::PhoneE164 {
+                secrets.push(text.trim_start_matches('+').to_string());
+            }
+        }
+    }
+    let timeout = ctx.dest.policy.timeout.as_millis() as i64;
+    let result = tokio::select! {
+        r = execute(&engine.http, req) => r,
+        _ = engine.clock.sleep_ms(timeout) => Err(format!("timed out after {timeout} ms")),
+    };
+    let at_ms = engine.clock.now_ms();
+    let (verdict, response, error) = match result {
+        Ok(resp) => (ctx.adapter.classify(&ctx.dest, items.len(), &resp), Some(resp), None),
+        Err(e) => (Verdict::Whole(Class::Retryable), None, Some(redact(&e, &secrets))),
+    };
+    let _ = tx.send(Sent {
+        items,
+        verdict,
+        response,
+        error,
+        secrets,
+        at_ms,
+    });
+}
+
+async fn execute(http: &reqwest::Client, req: HttpRequest) -> Result<HttpResponse, String> {
+    let method = reqwest::Method::from_bytes(req.method.as_bytes()).map_err(|e| e.to_string())?;
+    let mut rb = http.request(method, &req.url).body(req.body);
+    for (k, v) in &req.headers {
+        rb = rb.header(k, v);
+    }
+    let resp = rb.send().await.map_err(|e| {
+        // reqwest errors carry the URL, which may carry a token: drop it.
+        format!("transport error: {}", e.without_url())
+    })?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("reading the response failed: {}", e.without_url()))?
+        .to_vec();
+    Ok(HttpResponse { status, headers, body })
+}
+
+async fn settle_sent(engine: &Engine, ctx: &DestCtx, st: &mut State, sent: Sent) {
+    let now = sent.at_ms;
+    let status = sent.response.as_ref().map(|r| r.status);
+    let body = match (&sent.response, &sent.error) {
+        (Some(r), _) => {
+            let mut text = String::from_utf8_lossy(&r.body).into_owned();
+            text = redact(&text, &sent.secrets);
+            truncate(&mut text, BODY_KEEP);
+            text
+        }
+        (None, Some(e)) => e.clone(),
+        (None, None) => String::new(),
+    };
+    let policy = &ctx.dest.policy;
+    let mut settled = Vec::new();
+    match sent.verdict {
+        Verdict::Whole(Class::Delivered) => {
+            settled = sent.items.into_iter().map(|i| (i, Fate::Done)).collect();
+        }
+        Verdict::Whole(Class::Retryable) => {
+            let hint = sent.response.as_ref().and_then(|r| retry_after_ms(r, now));
+            for item in sent.items {
+                let fate = if item.retries >= policy.retry.max_retries {
+                    Fate::Dlq { class: ErrorClass::RetriesExhausted, status, body: body.clone() }
+                } else {
+                    let delay = backoff_ms(policy, item.retries + 1).max(hint.unwrap_or(0));
+                    Fate::Retry { due_ms: (now + delay).max(0) as u64, status }
+                };
+                settled.push((item, fate));
+            }
+        }
+        Verdict::Whole(Class::Throttled { hold_ms }) => {
+            let until = now + hold_ms.unwrap_or(DEFAULT_HOLD_MS);
+            for p in &ctx.pacers {
+                p.lock().expect("pacer lock").hold_until(until);
+            }
+            if ctx.pacers.is_empty() {
+                st.dest_hold_until = st.dest_hold_until.max(until);
+            }
+            info!(destination = %st.id, hold_ms = until - now, "throttled by the platform; holding the scope");
+            requeue(st, sent.items);
+        }
+        Verdict::Whole(Class::Auth) => {
+            st.dest_hold_until = now + (policy.retry.base.as_millis() as i64).max(1000);
+            warn!(destination = %st.id, status = ?status, "the platform refused the credentials; events stay queued");
+            requeue(st, sent.items);
+        }
+        Verdict::Whole(Class::Rejected) => {
+            settled = sent
+                .items
+                .into_iter()
+                .map(|i| (i, Fate::Dlq { class: ErrorClass::Rejected, status, body: body.clone() }))
+                .collect();
+        }
+        Verdict::Whole(Class::Gone(reason)) => {
+            warn!(destination = %st.id, %reason, "the platform says this endpoint is gone; pausing the destination");
+            st.paused = Some((reason.to_string(), now));
+            requeue(st, sent.items);
+            let rec = encode_record(&DestState {
+                paused_reason: Some(reason.to_string()),
+                paused_at_ms: Some(now),
+            });
+            let _ = engine
+                .store
+                .delivery(vec![DeliveryOp::State { dest: st.id.clone(), record: rec }])
+                .await;
+        }
+        Verdict::RowsRejected(rows) => {
+            let mut rest = Vec::new();
+            for (i, item) in sent.items.into_iter().enumerate() {
+                if rows.contains(&i) {
+                    settled.push((item, Fate::Dlq { class: ErrorClass::Rejected, status, body: body.clone() }));
+                } else {
+                    rest.push(item);
+                }
+            }
+            if !rest.is_empty() {
+                st.forced.push_front(rest);
+            }
+        }
+        Verdict::Bisect => {
+            let mut first = sent.items;
+            if first.len() <= 1 {
+                settled = first
+                    .into_iter()
+                    .map(|i| (i, Fate::Dlq { class: ErrorClass::Rejected, status, body: body.clone() }))
+                    .collect();
+            } else {
+                let second = first.split_off(first.len() / 2);
+                st.forced.push_front(second);
+                st.forced.push_front(first);
+            }
+        }
+    }
+    if !settled.is_empty() {
+        commit(engine, st, settled, now).await;
+    }
+}
+
+fn requeue(st: &mut State, items: Vec<Item>) {
+    for item in items.into_iter().rev() {
+        st.ready.push_front(item);
+    }
+}
+
+/// `min(base · 2^(n-1), max)`, spread by `jitter`.
+fn backoff_ms(policy: &crate::config::PlatformPolicy, n: u32) -> i64 {
+    let base = policy.retry.base.as_millis() as f64;
+    let max = policy.retry.max.as_millis() as f64;
+    let mut d = (base * 2f64.powi(n.saturating_sub(1).min(40) as i32)).min(max);
+    if policy.retry.jitter > 0.0 {
+        let mut b = [0u8; 8];
+        let _ = getrandom::getrandom(&mut b);
+        let u = (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64;
+        d *= 1.0 + policy.retry.jitter * (2.0 * u - 1.0);
+    }
+    d.round() as i64
+}
+
+fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}
+
+fn lowest_unsettled(st: &State) -> u64 {
+    st.inflight_log.first().copied().unwrap_or(st.next_read)
+}
+
+/// Commits the fates of settled items with the cursor move they allow; memory follows
+/// only a successful commit. On failure the items go back to be sent again.
+async fn commit(engine: &Engine, st: &mut State, settled: Vec<(Item, Fate)>, now: i64) {
+    let mut ops = Vec::new();
+    for (item, fate) in &settled {
+        if let Origin::Retry { due_ms } = item.origin {
+            ops.push(DeliveryOp::RetryDel { dest: st.id.clone(), due_ms, seq: item.seq });
+        }
+        match fate {
+            Fate::Done => {}
+            Fate::Retry { due_ms, status } => ops.push(DeliveryOp::RetryPut {
+                dest: st.id.clone(),
+                due_ms: *due_ms,
+                seq: item.seq,
+                record: encode_record(&RetryRecord {
+                    retries: item.retries + 1,
+                    first_seen_ms: item.first_seen_ms,
+                    last_attempt_ms: now,
+                    last_status: *status,
+                    event_copy: item.own_copy.then(|| serde_bytes::ByteBuf::from(item.raw.clone())),
+                    dlq_id: item.dlq_id,
+                }),
+            }),
+            Fate::Dlq { class, status, body } => ops.push(DeliveryOp::DlqPut {
+                dest: st.id.clone(),
+                record: encode_record(&DlqRecord {
+                    workspace: st.ws.clone(),
+                    seq: item.seq,
+                    event: serde_bytes::ByteBuf::from(item.raw.clone()),
+                    error_class: *class,
+                    status: *status,
+                    response_body: body.clone(),
+                    retries: item.retries,
+                    first_seen_ms: item.first_seen_ms,
+                    last_attempt_ms: now,
+                }),
+            }),
+        }
+    }
+    let mut after = st.inflight_log.clone();
+    for (item, _) in &settled {
+        if item.origin == Origin::Log {
+            after.remove(&item.seq);
+        }
+    }
+    let new_cursor = after.first().copied().unwrap_or(st.next_read);
+    if new_cursor != st.cursor {
+        ops.push(DeliveryOp::Cursor { dest: st.id.clone(), next_seq: new_cursor });
+    }
+    match engine.store.delivery(ops).await {
+        Ok(()) => {
+            st.inflight_log = after;
+            st.cursor = new_cursor;
+            for (item, fate) in &settled {
+                if let Origin::Retry { due_ms } = item.origin {
+                    st.taken_retries.remove(&(due_ms, item.seq));
+                }
+                if let Fate::Dlq { class, .. } = fate {
+                    info!(destination = %st.id, event_id = %item.stored.event.event_id, class = class.name(), "dead-lettered");
+                }
+            }
+        }
+        Err(e) => {
+            warn!(destination = %st.id, error = %e, "could not record delivery outcomes; the events will be sent again");
+            st.dest_hold_until = st.dest_hold_until.max(now + 1000);
+            requeue(st, settled.into_iter().map(|(i, _)| i).collect());
+        }
+    }
+}
+
+/// Counts for the admin API: events pending (log events from the cursor routed here,
+/// plus scheduled retries), the accept time of the oldest pending one, and DLQ depth.
+pub fn pending_counts(
+    txn: &redb::ReadTransaction,
+    dest: &crate::config::Destination,
+    cursor: Option<u64>,
+) -> Result<(u64, Option<i64>, u64), redb::Error> {
+    let cursors = txn.open_table(CURSORS)?;
+    let cursor = match cursor {
+        Some(c) => c,
+        None => match cursors.get(dest.id.as_str())? {
+            Some(c) => c.value(),
+            None => return Ok((0, None, dlq_depth(txn, &dest.id)?)),
+        },
+    };
+    let ev = txn.open_table(EVENTS)?;
+    let mut depth = 0u64;
+    let mut oldest: Option<i64> = None;
+    let ws = dest.workspace.as_str();
+    for row in ev.range((ws, cursor)..=(ws, u64::MAX))? {
+        let (_, v) = row?;
+        if let Ok(e) = decode_event(v.value()) {
+            let routed_here = (e.event.destinations.is_empty() || e.event.destinations.iter().any(|d| *d == dest.id))
+                && dest.events.as_ref().is_none_or(|n| n.iter().any(|n| *n == e.event.event_name));
+            if routed_here {
+                depth += 1;
+                oldest = Some(oldest.map_or(e.accepted_ms, |o| o.min(e.accepted_ms)));
+            }
+        }
+    }
+    let rt = txn.open_table(RETRIES)?;
+    for row in rt.range((dest.id.as_str(), 0u64, 0u64)..=(dest.id.as_str(), u64::MAX, u64::MAX))? {
+        let (_, v) = row?;
+        depth += 1;
+        if let Ok(r) = decode_record::<RetryRecord>(v.value()) {
+            oldest = Some(oldest.map_or(r.first_seen_ms, |o| o.min(r.first_seen_ms)));
+        }
+    }
+    Ok((depth, oldest, dlq_depth(txn, &dest.id)?))
+}
+
+fn dlq_depth(txn: &redb::ReadTransaction, dest: &str) -> Result<u64, redb::Error> {
+    let t = txn.open_table(crate::store::DLQ)?;
+    Ok(t.range((dest, 0u64)..=(dest, u64::MAX))?.count() as u64)
+}
