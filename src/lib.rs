@@ -9,6 +9,7 @@
 //! - [`store`]: the redb tables, value codec and the group-commit writer thread.
 //! - [`api`]: the HTTP routes.
 //! - [`app`]: wiring, signals and shutdown order.
+//! - [`sim`]: local simulators of the destination platforms (tests, `sluice simulate`).
 
 pub mod api;
 pub mod app;
@@ -17,4 +18,5 @@ pub mod config;
 pub mod delivery;
 pub mod ingest;
 pub mod platforms;
+pub mod sim;
 pub mod store;

@@ -10,6 +10,11 @@ use std::collections::BTreeMap;
 use crate::config::{Destination, Platform};
 use crate::ingest::event::NormalizedEvent;
 
+pub mod klaviyo;
+pub mod meta;
+pub mod tiktok;
+pub mod webhook;
+
 /// One event on its way out: the stored event (with `plaintext` filled in when the
 /// destination needs it and the PII key could open it), and whose it is.
 #[derive(Debug, Clone, Copy)]
@@ -102,6 +107,10 @@ pub trait Adapter: Send + Sync + 'static {
 /// The adapter of a platform, or None while it has none.
 pub fn adapter(p: Platform) -> Option<&'static dyn Adapter> {
     match p {
+        Platform::Webhook => Some(&webhook::WEBHOOK),
+        Platform::Meta => Some(&meta::META),
+        Platform::Tiktok => Some(&tiktok::TIKTOK),
+        Platform::Klaviyo => Some(&klaviyo::KLAVIYO),
         _ => None,
     }
 }
@@ -169,6 +178,73 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
         }
     }
     out
+}
+
+// ---- Helpers shared by the adapters ----
+
+/// A hash as platforms want it: lowercase hex.
+pub fn hex_hash(h: &[u8; 32]) -> String {
+    hex::encode(h)
+}
+
+/// The event's `custom_data` as JSON (None when absent or, defensively, unreadable).
+pub fn custom_data_json(ev: &NormalizedEvent) -> Option<serde_json::Value> {
+    if ev.custom_data.is_empty() {
+        return None;
+    }
+    serde_json::from_slice(&ev.custom_data).ok()
+}
+
+/// `Retry-After` in ms, for [`Adapter::classify`], which gets no clock: an HTTP date is
+/// measured from the response's own `Date` header (RFC 9110 §10.2.3: the date is
+/// relative to the server's clock, which also makes simulators under a manual clock
+/// deterministic), else from the system clock.
+pub fn retry_after_hint(resp: &HttpResponse) -> Option<i64> {
+    let now_ms = resp
+        .header("date")
+        .and_then(|d| {
+            time::OffsetDateTime::parse(d.trim(), &time::format_description::well_known::Rfc2822)
+                .ok()
+        })
+        .map(|t| t.unix_timestamp() * 1000)
+        .unwrap_or_else(|| crate::clock::Clock::now_ms(&crate::clock::SystemClock));
+    retry_after_ms(resp, now_ms)
+}
+
+/// platforms.md "Classification", row "all", which every platform row refines: 2xx
+/// delivered, 429 throttled (with `Retry-After`), 401 auth, 408 and 5xx retryable, 3xx
+/// retryable (redirects are never followed, SPEC §3), other 4xx rejected. Anything else
+/// (1xx) is retryable.
+pub fn classify_status_all(resp: &HttpResponse) -> Class {
+    match resp.status {
+        200..=299 => Class::Delivered,
+        429 => Class::Throttled {
+            hold_ms: retry_after_hint(resp),
+        },
+        401 => Class::Auth,
+        408 => Class::Retryable,
+        400..=499 => Class::Rejected,
+        _ => Class::Retryable,
+    }
+}
+
+/// A JSON POST with the given extra headers.
+pub fn json_post(
+    url: String,
+    content_type: &str,
+    headers: Vec<(String, String)>,
+    body: &serde_json::Value,
+    secrets: Vec<String>,
+) -> HttpRequest {
+    let mut all = vec![("content-type".to_string(), content_type.to_string())];
+    all.extend(headers);
+    HttpRequest {
+        method: "POST",
+        url,
+        headers: all,
+        body: serde_json::to_vec(body).unwrap_or_default(),
+        secrets,
+    }
 }
 
 #[cfg(test)]

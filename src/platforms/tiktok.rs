@@ -1,0 +1,189 @@
+//! TikTok Events API 2.0, v1.3 (platforms.md §2).
+//!
+//! - Request: `POST https://business-api.tiktok.com/open_api/v1.3/event/track/` with
+//!   header `Access-Token: <access_token>` (a secret) and `content-type:
+//!   application/json`; body `{"event_source":"web","event_source_id":<pixel_code>,
+//!   "data":[…]}`, up to 1,000 events.
+//! - Per event: `event` (default map `Purchase` → `CompletePayment`, `Lead` →
+//!   `SubmitForm`, others as is; `event_map` overrides), `event_time` in **unix
+//!   seconds**, `event_id` (TikTok's dedup key), `page.url` from `event_source_url`,
+//!   `properties` = `custom_data` (or `{}`).
+//! - `user`: `email` (variant `email`), `phone` (variant `phone_e164`: TikTok hashes
+//!   phones as `+` and digits), `external_id` as arrays of lowercase-hex SHA-256;
+//!   `first_name`, `last_name`, `zip_code` as single hashes (platforms.md lists TikTok
+//!   among their users); `ttclid`, `ttp`, `ip`, `user_agent` in the clear. TikTok's
+//!   plaintext city/state/country are not sent (platforms.md).
+//! - [`Adapter::check`]: an event with no user signal at all (no hashed email, phone or
+//!   external id, no ttclid/ttp, no IP or user agent) is unsendable: TikTok would take it
+//!   and never match it.
+//! - Classification: status first (row "all": 429 throttled, 401 auth, 408/5xx/3xx
+//!   retryable, other 4xx rejected). **Errors come inside HTTP 200**: `code` 0 or 20001
+//!   delivered; 40100 throttled; 40104/40105 auth (unverified); 40001/40002 rejected;
+//!   any other non-zero code retryable, each unknown code logged once. A 2xx whose body
+//!   is not the expected JSON is retryable (never lose an event to a guess; TikTok
+//!   dedups resends on `event_id`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use serde_json::{Map, Value, json};
+
+use super::{
+    Adapter, Class, HttpRequest, HttpResponse, OutEvent, Unsendable, Verdict, classify_status_all,
+    custom_data_json, hex_hash, json_post, map_event_name, retry_after_hint, with_endpoint,
+};
+use crate::config::{Destination, Platform};
+use crate::ingest::event::{ClearField, Variant};
+
+pub struct Tiktok;
+
+pub static TIKTOK: Tiktok = Tiktok;
+
+pub const URL: &str = "https://business-api.tiktok.com/open_api/v1.3/event/track/";
+
+/// platforms.md "Event names": TikTok's default map (names not listed pass as is).
+pub const DEFAULT_EVENT_MAP: [(&str, &str); 5] = [
+    ("Purchase", "CompletePayment"),
+    ("InitiateCheckout", "InitiateCheckout"),
+    ("AddToCart", "AddToCart"),
+    ("Lead", "SubmitForm"),
+    ("CompleteRegistration", "CompleteRegistration"),
+];
+
+/// `user` keys sent in the clear.
+const CLEAR_FIELDS: [(&str, ClearField); 4] = [
+    ("ttclid", ClearField::Ttclid),
+    ("ttp", ClearField::Ttp),
+    ("ip", ClearField::ClientIpAddress),
+    ("user_agent", ClearField::ClientUserAgent),
+];
+
+/// Unknown `code`s already logged (each is logged once per process).
+static SEEN_CODES: Mutex<BTreeSet<i64>> = Mutex::new(BTreeSet::new());
+
+fn default_map() -> BTreeMap<&'static str, &'static str> {
+    DEFAULT_EVENT_MAP.into_iter().collect()
+}
+
+fn event_json(dest: &Destination, ev: &OutEvent<'_>, defaults: &BTreeMap<&str, &str>) -> Value {
+    let e = ev.event;
+    let mut user = Map::new();
+    for (key, variant) in [
+        ("email", Variant::Email),
+        ("phone", Variant::PhoneE164),
+        ("external_id", Variant::ExternalId),
+    ] {
+        if let Some(h) = e.hash_of(variant) {
+            user.insert(key.into(), json!([hex_hash(h)]));
+        }
+    }
+    for (key, variant) in [
+        ("first_name", Variant::FirstName),
+        ("last_name", Variant::LastName),
+        ("zip_code", Variant::Zip),
+    ] {
+        if let Some(h) = e.hash_of(variant) {
+            user.insert(key.into(), json!(hex_hash(h)));
+        }
+    }
+    for (key, field) in CLEAR_FIELDS {
+        if let Some((_, v)) = e.clear.iter().find(|(k, _)| *k == field) {
+            user.insert(key.into(), json!(v));
+        }
+    }
+    let mut out = Map::new();
+    out.insert(
+        "event".into(),
+        json!(map_event_name(dest, defaults, &e.event_name)),
+    );
+    out.insert("event_time".into(), json!(e.event_time));
+    out.insert("event_id".into(), json!(e.event_id));
+    out.insert("user".into(), Value::Object(user));
+    if let Some(u) = &e.event_source_url {
+        out.insert("page".into(), json!({ "url": u }));
+    }
+    out.insert(
+        "properties".into(),
+        custom_data_json(e).unwrap_or_else(|| json!({})),
+    );
+    Value::Object(out)
+}
+
+impl Adapter for Tiktok {
+    fn platform(&self) -> Platform {
+        Platform::Tiktok
+    }
+
+    fn check(&self, _dest: &Destination, ev: &OutEvent<'_>) -> Result<(), Unsendable> {
+        let e = ev.event;
+        let any = [Variant::Email, Variant::PhoneE164, Variant::ExternalId]
+            .iter()
+            .any(|v| e.hash_of(*v).is_some())
+            || CLEAR_FIELDS
+                .iter()
+                .any(|(_, f)| e.clear.iter().any(|(k, v)| k == f && !v.is_empty()));
+        if any {
+            Ok(())
+        } else {
+            Err(Unsendable(
+                "tiktok needs one of email, phone, external_id, ttclid, ttp, client_ip_address, client_user_agent".into(),
+            ))
+        }
+    }
+
+    fn build(&self, dest: &Destination, events: &[OutEvent<'_>], _now_ms: i64) -> HttpRequest {
+        let defaults = default_map();
+        let token = dest
+            .credentials
+            .get("access_token")
+            .map(|s| s.expose().to_string())
+            .unwrap_or_default();
+        let pixel = dest.params.get("pixel_code").cloned().unwrap_or_default();
+        let data: Vec<Value> = events
+            .iter()
+            .map(|ev| event_json(dest, ev, &defaults))
+            .collect();
+        json_post(
+            with_endpoint(URL, dest.endpoint.as_deref()),
+            "application/json",
+            vec![("access-token".into(), token.clone())],
+            &json!({
+                "event_source": "web",
+                "event_source_id": pixel,
+                "data": data,
+            }),
+            vec![token],
+        )
+    }
+
+    fn classify(&self, _dest: &Destination, _n: usize, resp: &HttpResponse) -> Verdict {
+        let class = match classify_status_all(resp) {
+            Class::Delivered => {
+                let code = serde_json::from_slice::<Value>(&resp.body)
+                    .ok()
+                    .and_then(|v| v.get("code").and_then(Value::as_i64));
+                match code {
+                    Some(0 | 20001) => Class::Delivered,
+                    Some(40100) => Class::Throttled {
+                        hold_ms: retry_after_hint(resp),
+                    },
+                    Some(40104 | 40105) => Class::Auth,
+                    Some(40001 | 40002) => Class::Rejected,
+                    Some(c) => {
+                        if SEEN_CODES.lock().map(|mut s| s.insert(c)).unwrap_or(false) {
+                            tracing::warn!(
+                                code = c,
+                                status = resp.status,
+                                "tiktok answered an unknown error code; retrying"
+                            );
+                        }
+                        Class::Retryable
+                    }
+                    None => Class::Retryable,
+                }
+            }
+            other => other,
+        };
+        Verdict::Whole(class)
+    }
+}

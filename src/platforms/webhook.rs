@@ -1,0 +1,163 @@
+//! Generic webhook destination, per Standard Webhooks v1.0.0 (platforms.md §11 and
+//! "Webhook destination").
+//!
+//! - One event per request (max batch 1), `POST` to the destination's `endpoint`, which
+//!   is the whole URL.
+//! - Body: the event as accepted, plus `merchant_id` and `destination_id`
+//!   ([`webhook_event_json`]; the DLQ shows events in this same shape). In `user_data`
+//!   every identifier appears only hashed, as `<variant>_sha256` (lowercase hex, one key
+//!   per variant intake kept); IP, user agent and click ids appear as given; plaintext
+//!   identifiers never appear. A destination `event_map` entry renames `event_name` (and
+//!   so `webhook-id`); without one the accepted name is sent.
+//! - Headers: `webhook-id` = `<event_name>:<event_id>` (stable across retries and
+//!   replays: the receiver's idempotency key), `webhook-timestamp` = send time in unix
+//!   seconds, `webhook-signature` = `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`
+//!   keyed with the base64-decoded bytes after `whsec_` of credential `signing_secret`.
+//! - Classification (the webhook row, on top of row "all"): 2xx delivered; 429, 502,
+//!   504 throttled (honouring `Retry-After`); 401, 403 auth; 3xx retryable (never
+//!   followed); 410 gone (`endpoint_gone`: the destination pauses); 408 and other 5xx
+//!   retryable; other 4xx rejected.
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value, json};
+use sha2::Sha256;
+
+use super::{
+    Adapter, Class, HttpRequest, HttpResponse, OutEvent, Unsendable, Verdict, custom_data_json,
+    hex_hash, retry_after_hint,
+};
+use crate::config::{Destination, Platform};
+
+pub struct Webhook;
+
+pub static WEBHOOK: Webhook = Webhook;
+
+/// The event as the webhook body (and the DLQ) shows it: accepted fields, hashed
+/// identifiers as `<variant>_sha256`, clear fields as given, `custom_data` as given,
+/// plus `merchant_id` and `destination_id`. Never contains plaintext identifiers.
+pub fn webhook_event_json(ev: &OutEvent, destination_id: &str) -> Value {
+    let e = ev.event;
+    let mut user = Map::new();
+    for (variant, hash) in &e.hashed {
+        user.insert(
+            format!("{}_sha256", variant.name()),
+            Value::String(hex_hash(hash)),
+        );
+    }
+    for (field, value) in &e.clear {
+        user.insert(field.name().to_string(), Value::String(value.clone()));
+    }
+    let mut out = Map::new();
+    out.insert("event_id".into(), json!(e.event_id));
+    out.insert("event_name".into(), json!(e.event_name));
+    out.insert("event_time".into(), json!(e.event_time));
+    if let Some(a) = &e.action_source {
+        out.insert("action_source".into(), json!(a));
+    }
+    if let Some(u) = &e.event_source_url {
+        out.insert("event_source_url".into(), json!(u));
+    }
+    out.insert("user_data".into(), Value::Object(user));
+    if let Some(cd) = custom_data_json(e) {
+        out.insert("custom_data".into(), cd);
+    }
+    out.insert("merchant_id".into(), json!(ev.merchant_id));
+    out.insert("destination_id".into(), json!(destination_id));
+    Value::Object(out)
+}
+
+/// The HMAC key of a `whsec_<base64>` secret (None when absent or malformed).
+pub fn signing_key(dest: &Destination) -> Option<Vec<u8>> {
+    let s = dest.credentials.get("signing_secret")?.expose();
+    let b64 = s.strip_prefix("whsec_")?;
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}
+
+/// `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`.
+pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let sig = mac.finalize().into_bytes();
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(sig)
+    )
+}
+
+impl Adapter for Webhook {
+    fn platform(&self) -> Platform {
+        Platform::Webhook
+    }
+
+    /// Every event can be sent; only a missing endpoint or signing secret (which config
+    /// validation already refuses) makes it unsendable.
+    fn check(&self, dest: &Destination, _ev: &OutEvent<'_>) -> Result<(), Unsendable> {
+        if dest.endpoint.is_none() {
+            return Err(Unsendable("webhook destination has no endpoint".into()));
+        }
+        if signing_key(dest).is_none() {
+            return Err(Unsendable(
+                "webhook signing_secret is missing or not whsec_<base64>".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// One event per request: a batch of more is a caller bug (max batch is 1); only the
+    /// first event is built.
+    fn build(&self, dest: &Destination, events: &[OutEvent<'_>], now_ms: i64) -> HttpRequest {
+        debug_assert_eq!(events.len(), 1, "webhook sends one event per request");
+        let ev = &events[0];
+        let mut body = webhook_event_json(ev, &dest.id);
+        let name = dest
+            .event_map
+            .get(&ev.event.event_name)
+            .cloned()
+            .unwrap_or_else(|| ev.event.event_name.clone());
+        body["event_name"] = Value::String(name.clone());
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let id = format!("{name}:{}", ev.event.event_id);
+        let ts = now_ms.div_euclid(1000);
+        let key = signing_key(dest).unwrap_or_default();
+        let signature = sign(&key, &id, ts, &body);
+        HttpRequest {
+            method: "POST",
+            url: dest.endpoint.clone().unwrap_or_default(),
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("webhook-id".into(), id),
+                ("webhook-timestamp".into(), ts.to_string()),
+                ("webhook-signature".into(), signature),
+            ],
+            body,
+            secrets: dest
+                .credentials
+                .get("signing_secret")
+                .map(|s| vec![s.expose().to_string()])
+                .unwrap_or_default(),
+        }
+    }
+
+    fn classify(&self, _dest: &Destination, _n: usize, resp: &HttpResponse) -> Verdict {
+        Verdict::Whole(classify_webhook(resp))
+    }
+}
+
+fn classify_webhook(resp: &HttpResponse) -> Class {
+    match resp.status {
+        200..=299 => Class::Delivered,
+        429 | 502 | 504 => Class::Throttled {
+            hold_ms: retry_after_hint(resp),
+        },
+        401 | 403 => Class::Auth,
+        410 => Class::Gone("endpoint_gone"),
+        300..=399 | 408 | 500..=599 => Class::Retryable,
+        400..=499 => Class::Rejected,
+        _ => Class::Retryable,
+    }
+}

@@ -1,0 +1,640 @@
+//! Local simulators of the destination platforms: real HTTP servers (axum) that answer
+//! like the platform does (platforms.md), for tests and for `sluice simulate`. There is
+//! no internet here; tests never need it.
+//!
+//! Each simulator:
+//! - answers success in the platform's shape and every error shape of platforms.md
+//!   "Classification" (Meta Graph errors, TikTok errors inside HTTP 200, Klaviyo
+//!   JSON:API `errors[]`, webhook statuses), with `Retry-After` where scripted;
+//! - validates what it receives the way the platform does (Meta: an invalid event, or
+//!   one older than 7 days, fails the whole request; none of these four platforms names
+//!   failed rows, so there are no partial failures to simulate);
+//! - enforces the platform's own rate limit (TikTok 600 requests/min sliding, per
+//!   token; Klaviyo 350/s and 3,500/min fixed windows, per key; Meta and webhook none),
+//!   overridable with [`SimOptions::rate_limits`];
+//! - injects faults from a deterministic [`FaultScript`] (never random);
+//! - reads time only from the injected [`SharedClock`] (latency, timeouts, rate-limit
+//!   windows, event age, the `Date` header), so tests under a manual clock are exact;
+//! - records every request ([`Received`]) for tests to inspect.
+
+mod cli;
+mod klaviyo;
+mod meta;
+mod script;
+mod tiktok;
+mod webhook;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
+use serde_json::Value;
+
+pub use cli::{SimulateArgs, run_cli};
+pub use script::{Fault, FaultScript, RetryAfter, Rule, TIMEOUT_HOLD_MS};
+
+use crate::clock::SharedClock;
+use crate::config::Platform;
+
+/// One request as the simulator received it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    /// 1-based, over the server's life.
+    pub seq: u64,
+    /// Arrival, on the simulator's clock.
+    pub at_ms: i64,
+    pub method: String,
+    /// Path and query, as sent.
+    pub path: String,
+    /// Names lowercase, in arrival order.
+    pub headers: Vec<(String, String)>,
+    /// The body as JSON (`Null` when it is not JSON).
+    pub body: Value,
+    /// The body's exact bytes (signatures are computed over these).
+    pub raw_body: Vec<u8>,
+    /// The status answered (0 while the answer is pending).
+    pub status: u16,
+    /// Whether the platform took the events (its success answer).
+    pub accepted: bool,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A platform limit the simulator enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub limit: u64,
+    pub per_ms: i64,
+    /// Count events (Meta-style) rather than requests.
+    pub events: bool,
+    /// Fixed windows aligned to multiples of `per_ms` (Klaviyo) instead of sliding.
+    pub fixed: bool,
+}
+
+impl RateLimit {
+    pub const fn sliding(limit: u64, per_ms: i64) -> Self {
+        Self {
+            limit,
+            per_ms,
+            events: false,
+            fixed: false,
+        }
+    }
+
+    pub const fn fixed(limit: u64, per_ms: i64) -> Self {
+        Self {
+            limit,
+            per_ms,
+            events: false,
+            fixed: true,
+        }
+    }
+}
+
+/// Settings beyond the fault script.
+#[derive(Debug, Clone, Default)]
+pub struct SimOptions {
+    /// None: the platform's own limits (see the module doc).
+    pub rate_limits: Option<Vec<RateLimit>>,
+    /// The credential the simulator expects (Meta/TikTok access token, Klaviyo API key,
+    /// webhook `whsec_…` secret, whose signatures it then verifies). None: any non-empty
+    /// credential passes and webhook signatures are not checked.
+    pub credential: Option<String>,
+}
+
+/// The platform's default limits.
+pub fn default_rate_limits(p: Platform) -> Vec<RateLimit> {
+    match p {
+        Platform::Tiktok => vec![RateLimit::sliding(600, 60_000)],
+        Platform::Klaviyo => vec![
+            RateLimit::fixed(350, 1_000),
+            RateLimit::fixed(3_500, 60_000),
+        ],
+        _ => vec![],
+    }
+}
+
+/// Sliding or fixed windows per (limit, key).
+#[derive(Default)]
+struct Limiter {
+    sliding: HashMap<(usize, String), VecDeque<(i64, u64)>>,
+    fixed: HashMap<(usize, String), (i64, u64)>,
+}
+
+impl Limiter {
+    /// Admits `cost` units for `key` at `now`, or says how many ms until it could.
+    fn admit(&mut self, limits: &[RateLimit], key: &str, cost: u64, now: i64) -> Result<(), i64> {
+        let mut wait = 0i64;
+        for (i, l) in limits.iter().enumerate() {
+            let cost = if l.events { cost } else { 1 };
+            if l.limit == 0 {
+                continue;
+            }
+            if l.fixed {
+                let start = now - now.rem_euclid(l.per_ms);
+                let e = self.fixed.entry((i, key.to_string())).or_insert((start, 0));
+                if e.0 != start {
+                    *e = (start, 0);
+                }
+                if e.1 + cost > l.limit {
+                    wait = wait.max(start + l.per_ms - now);
+                }
+            } else {
+                let q = self.sliding.entry((i, key.to_string())).or_default();
+                while q.front().is_some_and(|(t, _)| *t <= now - l.per_ms) {
+                    q.pop_front();
+                }
+                let used: u64 = q.iter().map(|(_, c)| c).sum();
+                if used + cost > l.limit {
+                    // The earliest time enough units have left the window.
+                    let mut freed = 0;
+                    let need = used + cost - l.limit;
+                    for (t, c) in q.iter() {
+                        freed += c;
+                        if freed >= need {
+                            wait = wait.max(t + l.per_ms - now);
+                            break;
+                        }
+                    }
+                    wait = wait.max(1);
+                }
+            }
+        }
+        if wait > 0 {
+            return Err(wait);
+        }
+        for (i, l) in limits.iter().enumerate() {
+            let cost = if l.events { cost } else { 1 };
+            if l.limit == 0 {
+                continue;
+            }
+            if l.fixed {
+                if let Some(e) = self.fixed.get_mut(&(i, key.to_string())) {
+                    e.1 += cost;
+                }
+            } else if let Some(q) = self.sliding.get_mut(&(i, key.to_string())) {
+                q.push_back((now, cost));
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Shared {
+    platform: Platform,
+    clock: SharedClock,
+    /// The script and how many requests it has seen.
+    script: Mutex<(FaultScript, u64)>,
+    received: Mutex<Vec<Received>>,
+    limiter: Mutex<Limiter>,
+    limits: Vec<RateLimit>,
+    credential: Option<String>,
+    seq: AtomicU64,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    events: tokio::sync::broadcast::Sender<Received>,
+}
+
+/// What a platform module answers.
+pub(crate) struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    accepted: bool,
+}
+
+impl Reply {
+    fn json(status: u16, v: &Value) -> Self {
+        Reply {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: serde_json::to_vec(v).unwrap_or_default(),
+            accepted: false,
+        }
+    }
+
+    fn plain(status: u16, text: &str) -> Self {
+        Reply {
+            status,
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body: text.as_bytes().to_vec(),
+            accepted: false,
+        }
+    }
+
+    fn accepted(mut self) -> Self {
+        self.accepted = true;
+        self
+    }
+
+    fn header(mut self, k: &str, v: String) -> Self {
+        self.headers.push((k.into(), v));
+        self
+    }
+
+    fn retry_after(self, ra: Option<RetryAfter>, now_ms: i64) -> Self {
+        match ra {
+            None => self,
+            Some(RetryAfter::Seconds(s)) => self.header("retry-after", s.to_string()),
+            Some(RetryAfter::HttpDate { in_secs }) => {
+                self.header("retry-after", http_date(now_ms + in_secs * 1000))
+            }
+        }
+    }
+}
+
+/// The request as a platform module sees it.
+pub(crate) struct Req<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub body: &'a Value,
+    pub raw: &'a [u8],
+    pub now_ms: i64,
+    pub seq: u64,
+}
+
+impl Req<'_> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query?.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k == name).then(|| percent_decode(v))
+        })
+    }
+}
+
+impl Shared {
+    fn admit(&self, key: &str, cost: u64, now: i64) -> Result<(), i64> {
+        self.limiter
+            .lock()
+            .unwrap()
+            .admit(&self.limits, key, cost, now)
+    }
+}
+
+/// A running simulator.
+pub struct SimServer {
+    pub addr: SocketAddr,
+    pub platform: Platform,
+    shared: Arc<Shared>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts the simulator of `platform` (webhook, meta, tiktok or klaviyo) on `listen`
+/// (port 0: any free port; see [`SimServer::addr`]) with the platform's own limits.
+pub async fn start(
+    platform: Platform,
+    listen: SocketAddr,
+    clock: SharedClock,
+    script: FaultScript,
+) -> anyhow::Result<SimServer> {
+    start_with(platform, listen, clock, script, SimOptions::default()).await
+}
+
+/// [`start`] with options.
+pub async fn start_with(
+    platform: Platform,
+    listen: SocketAddr,
+    clock: SharedClock,
+    script: FaultScript,
+    opts: SimOptions,
+) -> anyhow::Result<SimServer> {
+    if !matches!(
+        platform,
+        Platform::Webhook | Platform::Meta | Platform::Tiktok | Platform::Klaviyo
+    ) {
+        anyhow::bail!("no simulator for platform {}", platform.name());
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
+    let shared = Arc::new(Shared {
+        platform,
+        clock,
+        script: Mutex::new((script, 0)),
+        received: Mutex::new(Vec::new()),
+        limiter: Mutex::new(Limiter::default()),
+        limits: opts
+            .rate_limits
+            .unwrap_or_else(|| default_rate_limits(platform)),
+        credential: opts.credential,
+        seq: AtomicU64::new(0),
+        shutdown,
+        events: tokio::sync::broadcast::channel(1024).0,
+    });
+    let app = Router::new().fallback(handle).with_state(shared.clone());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown_rx.wait_for(|v| *v).await;
+            })
+            .await;
+    });
+    Ok(SimServer {
+        addr,
+        platform,
+        shared,
+        task: Some(task),
+    })
+}
+
+impl SimServer {
+    /// `http://<addr>`: the destination `endpoint` for meta/tiktok/klaviyo.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Replaces the script; its request numbers start again at 1.
+    pub fn set_script(&self, script: FaultScript) {
+        *self.shared.script.lock().unwrap() = (script, 0);
+    }
+
+    /// Every request received so far, in arrival order.
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.received.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.shared.received.lock().unwrap().len()
+    }
+
+    /// How many received requests carried this `event_id` (the platform's dedup field).
+    pub fn count_event(&self, event_id: &str) -> usize {
+        self.count_where(event_id, false)
+    }
+
+    /// How many requests carrying this `event_id` the platform accepted.
+    pub fn accepted_event(&self, event_id: &str) -> usize {
+        self.count_where(event_id, true)
+    }
+
+    fn count_where(&self, event_id: &str, accepted_only: bool) -> usize {
+        let p = self.platform;
+        self.shared
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| !accepted_only || r.accepted)
+            .map(|r| {
+                event_ids(p, &r.body)
+                    .iter()
+                    .filter(|id| *id == event_id)
+                    .count()
+            })
+            .sum()
+    }
+
+    /// Forgets what was received (the script's count is kept).
+    pub fn clear_received(&self) {
+        self.shared.received.lock().unwrap().clear();
+    }
+
+    /// Each request once answered.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Received> {
+        self.shared.events.subscribe()
+    }
+
+    /// Stops accepting, releases requests held by `Timeout`/latency, and waits for the
+    /// server to finish.
+    pub async fn shutdown(mut self) {
+        self.shared.shutdown.send_replace(true);
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        self.shared.shutdown.send_replace(true);
+    }
+}
+
+/// The dedup ids (`event_id`s) a request body carries, per platform.
+pub fn event_ids(p: Platform, body: &Value) -> Vec<String> {
+    let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    match p {
+        Platform::Meta | Platform::Tiktok => body
+            .get("data")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|e| s(e.get("event_id"))).collect())
+            .unwrap_or_default(),
+        Platform::Klaviyo => s(body.pointer("/data/attributes/unique_id"))
+            .into_iter()
+            .collect(),
+        _ => s(body.get("event_id")).into_iter().collect(),
+    }
+}
+
+async fn handle(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let now_ms = s.clock.now_ms();
+    let seq = s.seq.fetch_add(1, Ordering::SeqCst) + 1;
+    let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| uri.path().to_string());
+    let index = {
+        let mut rec = s.received.lock().unwrap();
+        rec.push(Received {
+            seq,
+            at_ms: now_ms,
+            method: method.as_str().to_string(),
+            path,
+            headers: headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body: body.clone(),
+            raw_body: raw.to_vec(),
+            status: 0,
+            accepted: false,
+        });
+        rec.len() - 1
+    };
+    let (fault, latency) = {
+        let mut g = s.script.lock().unwrap();
+        g.1 += 1;
+        (g.0.fault_for(g.1).cloned(), g.0.latency_ms)
+    };
+
+    let mut reply = None;
+    if latency > 0 && !sleep_or_shutdown(&s, latency).await {
+        reply = Some(Reply::plain(503, "simulator shutting down"));
+    }
+    if reply.is_none() {
+        reply = match &fault {
+            Some(Fault::Latency(ms)) => {
+                if sleep_or_shutdown(&s, *ms).await {
+                    None
+                } else {
+                    Some(Reply::plain(503, "simulator shutting down"))
+                }
+            }
+            Some(Fault::Timeout) => {
+                sleep_or_shutdown(&s, TIMEOUT_HOLD_MS).await;
+                Some(Reply::plain(504, "Gateway Timeout"))
+            }
+            Some(Fault::ServerError(st)) => Some(Reply::plain(*st, "Server Error")),
+            Some(Fault::Redirect) => {
+                Some(Reply::plain(307, "").header("location", "/moved".into()))
+            }
+            Some(Fault::Gone) => Some(Reply::plain(410, "Gone")),
+            Some(f) => Some(match s.platform {
+                Platform::Meta => meta::fault(f, now_ms, seq),
+                Platform::Tiktok => tiktok::fault(f, now_ms, seq),
+                Platform::Klaviyo => klaviyo::fault(f, now_ms, seq),
+                _ => webhook::fault(f, now_ms),
+            }),
+            None => None,
+        };
+    }
+    let reply = match reply {
+        Some(r) => r,
+        None => {
+            // The clock may have moved during latency.
+            let now_ms = s.clock.now_ms();
+            let (p, q) = (uri.path(), uri.query());
+            let req = Req {
+                method: method.as_str(),
+                path: p,
+                query: q,
+                headers: &headers,
+                body: &body,
+                raw: &raw,
+                now_ms,
+                seq,
+            };
+            match s.platform {
+                Platform::Meta => meta::handle(&s, &req),
+                Platform::Tiktok => tiktok::handle(&s, &req),
+                Platform::Klaviyo => klaviyo::handle(&s, &req),
+                _ => webhook::handle(&s, &req),
+            }
+        }
+    };
+
+    let done = {
+        let mut rec = s.received.lock().unwrap();
+        rec.get_mut(index).map(|r| {
+            r.status = reply.status;
+            r.accepted = reply.accepted;
+            r.clone()
+        })
+    };
+    if let Some(r) = done {
+        let _ = s.events.send(r);
+    }
+    let mut b = Response::builder()
+        .status(reply.status)
+        .header("date", http_date(s.clock.now_ms()));
+    for (k, v) in &reply.headers {
+        b = b.header(k.as_str(), v.as_str());
+    }
+    b.body(Body::from(reply.body))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// Sleeps `ms` on the simulator's clock; false if shutdown came first.
+async fn sleep_or_shutdown(s: &Shared, ms: i64) -> bool {
+    let mut rx = s.shutdown.subscribe();
+    tokio::select! {
+        _ = s.clock.sleep_ms(ms) => true,
+        _ = rx.wait_for(|v| *v) => false,
+    }
+}
+
+/// IMF-fixdate (`Wed, 21 Oct 2015 07:28:00 GMT`), as `Date` and `Retry-After` carry.
+pub fn http_date(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    t.format(&f).unwrap_or_default()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sliding_window_frees_as_it_slides() {
+        let mut l = Limiter::default();
+        let lim = [RateLimit::sliding(2, 1000)];
+        assert!(l.admit(&lim, "k", 1, 0).is_ok());
+        assert!(l.admit(&lim, "k", 1, 500).is_ok());
+        assert_eq!(l.admit(&lim, "k", 1, 900), Err(100));
+        assert!(l.admit(&lim, "other", 1, 900).is_ok());
+        assert!(l.admit(&lim, "k", 1, 1000).is_ok());
+        assert_eq!(l.admit(&lim, "k", 1, 1200), Err(300));
+    }
+
+    #[test]
+    fn fixed_window_resets_on_the_boundary() {
+        let mut l = Limiter::default();
+        let lim = [RateLimit::fixed(1, 1000)];
+        assert!(l.admit(&lim, "k", 1, 10).is_ok());
+        assert_eq!(l.admit(&lim, "k", 1, 990), Err(10));
+        assert!(l.admit(&lim, "k", 1, 1000).is_ok());
+    }
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(
+            http_date(1_445_412_480_000),
+            "Wed, 21 Oct 2015 07:28:00 GMT"
+        );
+        assert_eq!(percent_decode("a%2Fb+c"), "a/b c");
+    }
+}
