@@ -142,7 +142,7 @@ impl FaultScript {
     /// The fault of request `nth` (1-based), if any.
     pub fn fault_for(&self, nth: u64) -> Option<&Fault> {
         self.rules.iter().find_map(|r| match r {
-            Rule::Every { n, fault } if *n > 0 && nth % n == 0 => Some(fault),
+            Rule::Every { n, fault } if *n > 0 && nth.is_multiple_of(*n) => Some(fault),
             Rule::Range { from, to, fault } if (*from..=*to).contains(&nth) => Some(fault),
             Rule::Always(fault) => Some(fault),
             _ => None,
