@@ -1,1 +1,1027 @@
-fn main() {}
+//! Ingest benchmark: sluice's `POST /v1/events` against a do-nothing HTTP server, under
+//! the same load generator (`wrk` + `benches/ingest/events.lua`), plus the redb store's
+//! own ceiling for the same inserts.
+//!
+//! Run: `cargo bench --bench ingest` (optionally followed by `-- <filter>...`, where the
+//! filters pick scenarios by name: `ceiling`, `single`, `batch`, `redb`).
+//!
+//! Scenarios (all on loopback, each server on its own multi-thread tokio runtime with 2
+//! worker threads):
+//! 1. `ceiling-single`: an axum server that reads the body and answers 202 with a tiny
+//!    JSON body, single-event bodies, `SLUICE_BENCH_CONNS` connections (64).
+//! 2. `sluice-single`: the real daemon ([`Daemon::start`], temp store, one `enterprise`
+//!    workspace with every limit 0 = unlimited), same load. Target: ≥ 50% of (1).
+//! 3. `ceiling-batch` / `sluice-batch`: `{"events": [100 events]}` bodies at
+//!    `SLUICE_BENCH_BATCH_CONNS` connections (32). Target for sluice: ≥ 200,000 events/s.
+//! 4. `redb-*`: the writer's inserts without HTTP or intake: per event one `events`
+//!    insert keyed `(workspace, seq)` with a real encoded event (~500 bytes) and one
+//!    `dedup` insert keyed `(accepted_ms, digest)`, one `monthly` update per commit, 1,000
+//!    events per durable commit. Plus two breakdown runs (events only, dedup only).
+//!
+//! Every event id is unique (`<run>-<wrk thread>-<counter>`), every body is a realistic
+//! event (email and phone to hash, IP, user agent, fbp, custom_data). Correctness is
+//! checked after each sluice run: every response was 202 with `accepted` equal to the
+//! events it carried, and the store (reopened after a graceful shutdown) holds between
+//! "accepted in answers" and "sent" events (the difference is what was in flight when
+//! wrk stopped), with `events`, `dedup` and `monthly` agreeing. A failed check exits 1;
+//! a missed performance target is reported (exit 0 unless `SLUICE_BENCH_STRICT=1`).
+//!
+//! Environment: `SLUICE_BENCH_SECS` (10) measured seconds per run,
+//! `SLUICE_BENCH_WARMUP_SECS` (2), `SLUICE_BENCH_CONNS` (64), `SLUICE_BENCH_BATCH_CONNS`
+//! (32), `SLUICE_BENCH_BATCH` (100 events per batch request), `SLUICE_BENCH_WRK_THREADS`
+//! (2), `SLUICE_BENCH_DIR` (where temp stores go; default the system temp dir),
+//! `SLUICE_BENCH_VERBOSE=1` (print wrk's own output), `SLUICE_BENCH_STRICT=1`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use serde_json::Value;
+use sluice::app::{Daemon, StartOptions};
+use sluice::ingest::validate::{ValidateCtx, validate_event};
+use sluice::store::codec::{StoredEvent, encode_event};
+use sluice::store::{DEDUP, EVENTS, MONTHLY, dedup_digest};
+
+const LUA: &str = include_str!("ingest/events.lua");
+const KEY: &str = "bench_live_ingest_key";
+const WORKSPACE: &str = "bench";
+const SINGLE_TARGET_RATIO: f64 = 0.50;
+const BATCH_TARGET_EVENTS_PER_SEC: f64 = 200_000.0;
+const REDB_EVENTS_PER_COMMIT: usize = 1_000;
+
+struct Settings {
+    secs: u64,
+    warmup_secs: u64,
+    conns: usize,
+    batch_conns: usize,
+    batch: usize,
+    wrk_threads: usize,
+    dir: Option<PathBuf>,
+    verbose: bool,
+    strict: bool,
+    filters: Vec<String>,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        fn num<T: std::str::FromStr>(name: &str, default: T) -> T {
+            match std::env::var(name) {
+                Ok(v) => v.trim().parse().unwrap_or_else(|_| {
+                    eprintln!("{name}={v:?} is not a number; using the default");
+                    default
+                }),
+                Err(_) => default,
+            }
+        }
+        let flag = |name: &str| std::env::var(name).is_ok_and(|v| v == "1" || v == "true");
+        Settings {
+            secs: num("SLUICE_BENCH_SECS", 10u64).max(1),
+            warmup_secs: num("SLUICE_BENCH_WARMUP_SECS", 2u64),
+            conns: num("SLUICE_BENCH_CONNS", 64usize).max(1),
+            batch_conns: num("SLUICE_BENCH_BATCH_CONNS", 32usize).max(1),
+            batch: num("SLUICE_BENCH_BATCH", 100usize).clamp(2, 1000),
+            wrk_threads: num("SLUICE_BENCH_WRK_THREADS", 2usize).max(1),
+            dir: std::env::var_os("SLUICE_BENCH_DIR").map(PathBuf::from),
+            verbose: flag("SLUICE_BENCH_VERBOSE"),
+            strict: flag("SLUICE_BENCH_STRICT"),
+            // cargo passes `--bench`; anything not starting with `-` is a filter.
+            filters: std::env::args()
+                .skip(1)
+                .filter(|a| !a.starts_with('-'))
+                .collect(),
+        }
+    }
+
+    fn wants(&self, name: &str) -> bool {
+        self.filters.is_empty() || self.filters.iter().any(|f| name.contains(f.as_str()))
+    }
+
+    fn tempdir(&self) -> tempfile::TempDir {
+        match &self.dir {
+            Some(d) => {
+                std::fs::create_dir_all(d).expect("create SLUICE_BENCH_DIR");
+                tempfile::tempdir_in(d)
+            }
+            None => tempfile::tempdir(),
+        }
+        .expect("create a temp dir")
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// CPU accounting: how much of the machine this process (and the wrk children it reaped)
+// used during a run, and how much other processes took: on a shared 2-core box a
+// concurrent build skews every figure, so each row says how busy the box was otherwise.
+
+#[derive(Clone, Copy)]
+struct CpuSnap {
+    at: Instant,
+    /// Busy jiffies of the whole machine (/proc/stat: all but idle and iowait).
+    machine_busy: u64,
+    /// utime + stime + cutime + cstime of this process (/proc/self/stat).
+    own: u64,
+}
+
+fn cpu_snap() -> Option<CpuSnap> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: u64 = cpu.iter().take(8).sum();
+    let idle = cpu.get(3)? + cpu.get(4)?;
+    let me = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the `(comm)`; utime is field 14 overall, i.e. index 11 here.
+    let rest: Vec<u64> = me
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let own = rest.get(11)? + rest.get(12)? + rest.get(13)? + rest.get(14)?;
+    Some(CpuSnap {
+        at: Instant::now(),
+        machine_busy: total - idle,
+        own,
+    })
+}
+
+/// (cores used by this benchmark incl. wrk, cores used by everything else) between two snaps.
+fn cpu_between(a: Option<CpuSnap>, b: Option<CpuSnap>) -> Option<(f64, f64)> {
+    let (a, b) = (a?, b?);
+    let hz = 100.0; // USER_HZ, 100 on every mainstream Linux build.
+    let secs = b.at.duration_since(a.at).as_secs_f64();
+    let own = (b.own - a.own) as f64 / hz / secs;
+    let all = (b.machine_busy - a.machine_busy) as f64 / hz / secs;
+    Some((own, (all - own).max(0.0)))
+}
+
+// ---------------------------------------------------------------------------------------
+// wrk
+
+/// The `BENCH` line printed by the Lua script's `done`.
+#[derive(Debug, Default, Clone)]
+struct WrkResult {
+    duration_us: u64,
+    requests: u64,
+    err_connect: u64,
+    err_read: u64,
+    err_write: u64,
+    err_status: u64,
+    err_timeout: u64,
+    p50_us: u64,
+    p90_us: u64,
+    p99_us: u64,
+    max_us: u64,
+    sent_requests: u64,
+    sent_events: u64,
+    ok_requests: u64,
+    accepted_events: u64,
+    bad_status: u64,
+    bad_body: u64,
+    /// Cores used by this process + wrk, and by other processes, during the run.
+    cpu: Option<(f64, f64)>,
+}
+
+impl WrkResult {
+    fn parse(out: &str) -> Option<WrkResult> {
+        let line = out.lines().find_map(|l| l.strip_prefix("BENCH "))?;
+        let mut r = WrkResult::default();
+        for kv in line.split_whitespace() {
+            let (k, v) = kv.split_once('=')?;
+            // Lua prints numbers; latencies may come as floats.
+            let v = v.parse::<f64>().ok()? as u64;
+            let slot = match k {
+                "duration_us" => &mut r.duration_us,
+                "requests" => &mut r.requests,
+                "err_connect" => &mut r.err_connect,
+                "err_read" => &mut r.err_read,
+                "err_write" => &mut r.err_write,
+                "err_status" => &mut r.err_status,
+                "err_timeout" => &mut r.err_timeout,
+                "p50_us" => &mut r.p50_us,
+                "p90_us" => &mut r.p90_us,
+                "p99_us" => &mut r.p99_us,
+                "max_us" => &mut r.max_us,
+                "sent_requests" => &mut r.sent_requests,
+                "sent_events" => &mut r.sent_events,
+                "ok_requests" => &mut r.ok_requests,
+                "accepted_events" => &mut r.accepted_events,
+                "bad_status" => &mut r.bad_status,
+                "bad_body" => &mut r.bad_body,
+                _ => continue,
+            };
+            *slot = v;
+        }
+        Some(r)
+    }
+
+    fn secs(&self) -> f64 {
+        self.duration_us as f64 / 1e6
+    }
+
+    fn req_per_sec(&self) -> f64 {
+        self.requests as f64 / self.secs()
+    }
+
+    /// Events the server reported accepted, per second.
+    fn events_per_sec(&self) -> f64 {
+        self.accepted_events as f64 / self.secs()
+    }
+
+    fn socket_errors(&self) -> u64 {
+        self.err_connect + self.err_read + self.err_write + self.err_timeout
+    }
+
+    fn failures(&self) -> u64 {
+        self.bad_status + self.bad_body + self.socket_errors()
+    }
+}
+
+fn wrk_available() -> bool {
+    Command::new("wrk")
+        .arg("-v")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("wrk"))
+        .unwrap_or(false)
+}
+
+struct Load<'a> {
+    addr: SocketAddr,
+    conns: usize,
+    per_req: usize,
+    secs: u64,
+    prefix: &'a str,
+}
+
+fn run_wrk(s: &Settings, script: &Path, load: &Load) -> Result<WrkResult, String> {
+    let threads = s.wrk_threads.min(load.conns);
+    let before = cpu_snap();
+    let out = Command::new("wrk")
+        .arg(format!("-t{threads}"))
+        .arg(format!("-c{}", load.conns))
+        .arg(format!("-d{}s", load.secs))
+        .arg("--timeout")
+        .arg("30s")
+        .arg("--latency")
+        .arg("-s")
+        .arg(script)
+        .arg(format!("http://{}/v1/events", load.addr))
+        .arg("--")
+        .arg(load.prefix)
+        .arg(load.per_req.to_string())
+        .arg(KEY)
+        .output()
+        .map_err(|e| format!("cannot run wrk: {e}"))?;
+    let cpu = cpu_between(before, cpu_snap());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if s.verbose {
+        println!("--- wrk ({}) ---\n{stdout}", load.prefix);
+    }
+    if !out.status.success() {
+        return Err(format!(
+            "wrk failed ({}): {}{}",
+            out.status,
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let mut r = WrkResult::parse(&stdout)
+        .ok_or_else(|| format!("no BENCH line in wrk's output:\n{stdout}"))?;
+    r.cpu = cpu;
+    Ok(r)
+}
+
+/// A short warm-up, then the measured run.
+fn warm_and_measure(
+    s: &Settings,
+    script: &Path,
+    addr: SocketAddr,
+    conns: usize,
+    per_req: usize,
+    name: &str,
+) -> Result<(Option<WrkResult>, WrkResult), String> {
+    let warm = if s.warmup_secs > 0 {
+        Some(run_wrk(
+            s,
+            script,
+            &Load {
+                addr,
+                conns,
+                per_req,
+                secs: s.warmup_secs,
+                prefix: &format!("{name}-warm"),
+            },
+        )?)
+    } else {
+        None
+    };
+    let run = run_wrk(
+        s,
+        script,
+        &Load {
+            addr,
+            conns,
+            per_req,
+            secs: s.secs,
+            prefix: &format!("{name}-run"),
+        },
+    )?;
+    Ok((warm, run))
+}
+
+// ---------------------------------------------------------------------------------------
+// Servers
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// The do-nothing server: reads the body, answers 202 with a fixed tiny JSON body.
+struct Ceiling {
+    rt: tokio::runtime::Runtime,
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn do_nothing(State(reply): State<Bytes>, body: Bytes) -> impl IntoResponse {
+    std::hint::black_box(body.len());
+    (
+        StatusCode::ACCEPTED,
+        [(header::CONTENT_TYPE, "application/json")],
+        reply,
+    )
+}
+
+impl Ceiling {
+    fn start(per_req: usize) -> Ceiling {
+        let rt = runtime();
+        let reply = Bytes::from(format!(
+            r#"{{"accepted":{per_req},"duplicates":0,"rejected":[]}}"#
+        ));
+        let router = axum::Router::new()
+            .route("/v1/events", axum::routing::post(do_nothing))
+            .with_state(reply);
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind the do-nothing server");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = rt.spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ceiling {
+            rt,
+            addr,
+            stop,
+            task,
+        }
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self
+            .rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(5), self.task).await });
+        self.rt.shutdown_timeout(Duration::from_secs(1));
+    }
+}
+
+fn sluice_config(store: &Path) -> sluice::config::Config {
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[storage]
+path = "{store}"
+
+[[workspaces]]
+id = "{WORKSPACE}"
+plan = "enterprise"
+ingest_keys = ["{KEY}"]
+limits = {{ rate = 0, burst = 0, monthly_cap = 0 }}
+"#,
+        store = store.display()
+    );
+    sluice::config::parse(&text, None, &|_| None)
+        .unwrap_or_else(|e| panic!("bench config invalid: {e}"))
+}
+
+/// The daemon in-process on its own runtime, over a fresh temp store.
+struct Sluice {
+    rt: tokio::runtime::Runtime,
+    daemon: Daemon,
+    store_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Sluice {
+    fn start(s: &Settings) -> Sluice {
+        let dir = s.tempdir();
+        let store_path = dir.path().join("sluice.redb");
+        let mut opts = StartOptions::new(sluice_config(&store_path));
+        opts.listen = Some("127.0.0.1:0".parse().expect("addr"));
+        let rt = runtime();
+        let daemon = rt.block_on(Daemon::start(opts)).expect("daemon starts");
+        let t0 = Instant::now();
+        while !daemon.app.intake.store.is_ready() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the store never became ready"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Sluice {
+            rt,
+            daemon,
+            store_path,
+            _dir: dir,
+        }
+    }
+
+    /// Graceful shutdown, then counts what the file holds.
+    fn stop_and_count(self) -> StoreCounts {
+        self.rt.block_on(self.daemon.shutdown());
+        self.rt.shutdown_timeout(Duration::from_secs(1));
+        let size = std::fs::metadata(&self.store_path)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let db = redb::Database::open(&self.store_path).expect("reopen the store");
+        let read = db.begin_read().expect("read txn");
+        let events = read.open_table(EVENTS).expect("events").len().expect("len");
+        let dedup = read.open_table(DEDUP).expect("dedup").len().expect("len");
+        let mut monthly = 0;
+        for row in read
+            .open_table(MONTHLY)
+            .expect("monthly")
+            .iter()
+            .expect("iter")
+        {
+            let (k, v) = row.expect("row");
+            if k.value().0 == WORKSPACE {
+                monthly += v.value();
+            }
+        }
+        StoreCounts {
+            events,
+            dedup,
+            monthly,
+            file_bytes: size,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct StoreCounts {
+    events: u64,
+    dedup: u64,
+    monthly: u64,
+    file_bytes: u64,
+}
+
+// ---------------------------------------------------------------------------------------
+// Checks
+
+#[derive(Default)]
+struct Checks {
+    failures: Vec<String>,
+    lines: Vec<String>,
+}
+
+impl Checks {
+    fn check(&mut self, ok: bool, what: String) {
+        let mark = if ok { "ok  " } else { "FAIL" };
+        self.lines.push(format!("  [{mark}] {what}"));
+        if !ok {
+            self.failures.push(what);
+        }
+    }
+
+    /// Every answer 202 with the right `accepted`, and the store agrees with the answers.
+    fn verify_sluice(
+        &mut self,
+        name: &str,
+        conns: usize,
+        per_req: usize,
+        runs: &[&WrkResult],
+        counts: &StoreCounts,
+    ) {
+        let sum = |f: fn(&WrkResult) -> u64| runs.iter().map(|r| f(r)).sum::<u64>();
+        let sent = sum(|r| r.sent_events);
+        let accepted = sum(|r| r.accepted_events);
+        let ok_req = sum(|r| r.ok_requests);
+        let bad_status = sum(|r| r.bad_status);
+        let bad_body = sum(|r| r.bad_body);
+        let sock = sum(|r| r.socket_errors());
+        self.check(
+            bad_status == 0 && bad_body == 0 && sock == 0,
+            format!(
+                "{name}: non-202 answers {bad_status}, wrong `accepted` {bad_body}, socket errors {sock}"
+            ),
+        );
+        self.check(
+            accepted == ok_req * per_req as u64,
+            format!(
+                "{name}: accepted in answers {accepted} = 202 answers {ok_req} x {per_req} events"
+            ),
+        );
+        let in_flight_max = (runs.len() * conns * per_req) as u64;
+        self.check(
+            counts.events >= accepted
+                && counts.events <= sent
+                && sent - counts.events <= in_flight_max,
+            format!(
+                "{name}: stored {} events; accepted in answers {accepted} <= stored <= sent {sent} \
+                 (sent but unanswered when wrk stopped: {}, at most {in_flight_max})",
+                counts.events,
+                sent.saturating_sub(accepted)
+            ),
+        );
+        self.check(
+            counts.dedup == counts.events && counts.monthly == counts.events,
+            format!(
+                "{name}: dedup rows {} and monthly count {} equal stored events {}",
+                counts.dedup, counts.monthly, counts.events
+            ),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Realistic events (the same shape as events.lua builds)
+
+const UA: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 \
+                  (KHTML, like Gecko) Version/17.4 Safari/605.1.15";
+
+fn event_json(prefix: &str, tid: u64, c: u64, now_secs: i64) -> Value {
+    serde_json::json!({
+        "event_id": format!("{prefix}-{tid}-{c}"),
+        "event_name": "Purchase",
+        "event_time": now_secs,
+        "action_source": "website",
+        "event_source_url": "https://shop.example.com/checkout/thank-you",
+        "user_data": {
+            "email": format!("Buyer.{tid}.{c}@Example.com"),
+            "phone": format!("+1 (415) 555-{:04}", c % 10000),
+            "client_ip_address": format!("203.0.113.{}", c % 250 + 1),
+            "client_user_agent": UA,
+            "fbp": format!("fb.1.1700000000000.{c}"),
+        },
+        "custom_data": {"currency": "EUR", "value": (c % 500) as f64 + 0.5, "order_id": format!("ord-{tid}-{c}")}
+    })
+}
+
+fn encoded_event(prefix: &str, c: u64, now_ms: i64) -> Vec<u8> {
+    let ctx = ValidateCtx {
+        now_secs: now_ms / 1000,
+        default_country_code: "1",
+        destination_ids: &[],
+        keep_plaintext: false,
+    };
+    let event = validate_event(&event_json(prefix, 1, c, now_ms / 1000), &ctx)
+        .unwrap_or_else(|e| panic!("bench event invalid: {e:?}"));
+    encode_event(&StoredEvent {
+        accepted_ms: now_ms,
+        sealed: Vec::new(),
+        event,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// redb alone
+
+#[derive(Clone, Copy, PartialEq)]
+enum RedbMode {
+    /// What the writer does per event: events + dedup inserts, monthly per commit.
+    RealPath,
+    EventsOnly,
+    DedupOnly,
+}
+
+struct RedbResult {
+    label: String,
+    events: u64,
+    commits: u64,
+    wall: Duration,
+    /// Time inside write transactions (begin → commit returned), the store's own cost.
+    in_txn: Duration,
+    commit_p50: Duration,
+    commit_p99: Duration,
+    value_bytes: usize,
+    file_bytes: u64,
+    cpu: Option<(f64, f64)>,
+}
+
+fn redb_loop(s: &Settings, mode: RedbMode, per_commit: usize, secs: f64) -> RedbResult {
+    let dir = s.tempdir();
+    let path = dir.path().join("redb-only.redb");
+    let db = redb::Database::create(&path).expect("create redb");
+    {
+        let txn = db.begin_write().expect("txn");
+        txn.open_table(EVENTS).expect("events");
+        txn.open_table(DEDUP).expect("dedup");
+        txn.open_table(MONTHLY).expect("monthly");
+        txn.commit().expect("commit");
+    }
+    let now_ms = now_ms();
+    // A pool of distinct real encoded events; values repeat across commits, keys never do.
+    let pool: Vec<Vec<u8>> = (0..per_commit.max(1) as u64)
+        .map(|c| encoded_event("redb", c, now_ms))
+        .collect();
+    let value_bytes = pool.iter().map(Vec::len).sum::<usize>() / pool.len();
+    let month = sluice::clock::utc_month(now_ms);
+
+    let mut seq = 1u64;
+    let mut counter = 0u64;
+    let mut commits = 0u64;
+    let mut in_txn = Duration::ZERO;
+    let mut commit_times = Vec::new();
+    let mut digests = Vec::with_capacity(per_commit);
+    let start = Instant::now();
+    let budget = Duration::from_secs_f64(secs);
+    let before = cpu_snap();
+    while start.elapsed() < budget {
+        // Digests (SHA-256 per event) are intake's work, not the store's: made outside.
+        digests.clear();
+        for _ in 0..per_commit {
+            counter += 1;
+            digests.push(dedup_digest(
+                WORKSPACE,
+                "Purchase",
+                &format!("redb-1-{counter}"),
+            ));
+        }
+        let accepted = self::now_ms() as u64;
+        let t = Instant::now();
+        let txn = db.begin_write().expect("txn");
+        {
+            let mut events = txn.open_table(EVENTS).expect("events");
+            let mut dedup = txn.open_table(DEDUP).expect("dedup");
+            for (i, d) in digests.iter().enumerate() {
+                if mode != RedbMode::DedupOnly {
+                    events
+                        .insert((WORKSPACE, seq), pool[i % pool.len()].as_slice())
+                        .expect("insert event");
+                }
+                if mode != RedbMode::EventsOnly {
+                    dedup
+                        .insert((accepted, *d), WORKSPACE)
+                        .expect("insert dedup");
+                }
+                seq += 1;
+            }
+            if mode == RedbMode::RealPath {
+                let mut monthly = txn.open_table(MONTHLY).expect("monthly");
+                let cur = monthly
+                    .get((WORKSPACE, month))
+                    .expect("get")
+                    .map(|v| v.value())
+                    .unwrap_or(0);
+                monthly
+                    .insert((WORKSPACE, month), cur + per_commit as u64)
+                    .expect("monthly insert");
+            }
+        }
+        txn.commit().expect("commit");
+        let dt = t.elapsed();
+        in_txn += dt;
+        commit_times.push(dt);
+        commits += 1;
+    }
+    let wall = start.elapsed();
+    let cpu = cpu_between(before, cpu_snap());
+    commit_times.sort();
+    let pct = |p: f64| commit_times[((commit_times.len() - 1) as f64 * p) as usize];
+    drop(db);
+    RedbResult {
+        label: format!(
+            "{} x{per_commit}",
+            match mode {
+                RedbMode::RealPath => "events+dedup+monthly",
+                RedbMode::EventsOnly => "events only",
+                RedbMode::DedupOnly => "dedup only",
+            }
+        ),
+        events: commits * per_commit as u64,
+        commits,
+        wall,
+        in_txn,
+        commit_p50: pct(0.5),
+        commit_p99: pct(0.99),
+        value_bytes,
+        file_bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+        cpu,
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+// ---------------------------------------------------------------------------------------
+// Report
+
+struct Row {
+    name: String,
+    conns: usize,
+    per_req: usize,
+    r: WrkResult,
+}
+
+fn fmt_us(us: u64) -> String {
+    if us >= 10_000 {
+        format!("{:.1} ms", us as f64 / 1000.0)
+    } else if us >= 1000 {
+        format!("{:.2} ms", us as f64 / 1000.0)
+    } else {
+        format!("{us} µs")
+    }
+}
+
+fn fmt_rate(x: f64) -> String {
+    let s = format!("{:.0}", x);
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn print_row(row: &Row, ceiling: Option<&Row>) {
+    let r = &row.r;
+    let ratio = match ceiling {
+        Some(c) => format!("{:.1}%", 100.0 * r.req_per_sec() / c.r.req_per_sec()),
+        None => "-".into(),
+    };
+    println!(
+        "{:<16} {:>5} {:>6} {:>11} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10} {:>10}",
+        row.name,
+        row.conns,
+        row.per_req,
+        fmt_rate(r.req_per_sec()),
+        fmt_rate(r.events_per_sec()),
+        fmt_us(r.p50_us),
+        fmt_us(r.p90_us),
+        fmt_us(r.p99_us),
+        fmt_us(r.max_us),
+        r.failures(),
+        ratio,
+        match r.cpu {
+            Some((own, other)) => format!("{own:.2}/{other:.2}"),
+            None => "-".into(),
+        }
+    );
+}
+
+fn main() -> ExitCode {
+    let s = Settings::from_env();
+    if !wrk_available() {
+        eprintln!(
+            "error: `wrk` (the HTTP load generator this benchmark uses) was not found in PATH.\n\
+             Install it, then rerun:\n  \
+             Debian/Ubuntu: sudo apt-get update && sudo apt-get install -y wrk\n  \
+             Fedora:        sudo dnf install wrk\n  \
+             macOS:         brew install wrk\n  \
+             from source:   https://github.com/wg/wrk (make; put ./wrk in PATH)"
+        );
+        return ExitCode::from(2);
+    }
+    // Fail early if the bodies the Lua script builds would not validate.
+    encoded_event("selftest", 1, now_ms());
+
+    let script_dir = s.tempdir();
+    let script = script_dir.path().join("events.lua");
+    std::fs::write(&script, LUA).expect("write the wrk script");
+
+    println!(
+        "sluice ingest benchmark: wrk -t{} on loopback, {} s measured after {} s warm-up per run; \
+         servers on tokio multi-thread runtimes with 2 workers; {} CPUs",
+        s.wrk_threads,
+        s.secs,
+        s.warmup_secs,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let mut checks = Checks::default();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut store_notes: Vec<String> = Vec::new();
+
+    let scenarios: [(&str, bool, usize, usize); 4] = [
+        ("ceiling-single", false, s.conns, 1),
+        ("sluice-single", true, s.conns, 1),
+        ("ceiling-batch", false, s.batch_conns, s.batch),
+        ("sluice-batch", true, s.batch_conns, s.batch),
+    ];
+    for (name, is_sluice, conns, per_req) in scenarios {
+        if !s.wants(name) {
+            continue;
+        }
+        eprintln!("running {name} ({conns} connections, {per_req} events/request)...");
+        if is_sluice {
+            let server = Sluice::start(&s);
+            let res = warm_and_measure(&s, &script, server.daemon.addr, conns, per_req, name);
+            let counts = server.stop_and_count();
+            match res {
+                Ok((warm, run)) => {
+                    let mut runs = vec![&run];
+                    runs.extend(warm.as_ref());
+                    checks.verify_sluice(name, conns, per_req, &runs, &counts);
+                    store_notes.push(format!(
+                        "  {name}: store file {:.1} MiB for {} events ({:.0} bytes/event)",
+                        counts.file_bytes as f64 / 1048576.0,
+                        counts.events,
+                        counts.file_bytes as f64 / counts.events.max(1) as f64
+                    ));
+                    rows.push(Row {
+                        name: name.into(),
+                        conns,
+                        per_req,
+                        r: run,
+                    });
+                }
+                Err(e) => checks.check(false, format!("{name}: {e}")),
+            }
+        } else {
+            let server = Ceiling::start(per_req);
+            let res = warm_and_measure(&s, &script, server.addr, conns, per_req, name);
+            server.stop();
+            match res {
+                Ok((_, run)) => {
+                    checks.check(
+                        run.failures() == 0,
+                        format!(
+                            "{name}: non-202 / bad answers / socket errors: {}",
+                            run.failures()
+                        ),
+                    );
+                    rows.push(Row {
+                        name: name.into(),
+                        conns,
+                        per_req,
+                        r: run,
+                    });
+                }
+                Err(e) => checks.check(false, format!("{name}: {e}")),
+            }
+        }
+    }
+
+    let mut redb_rows = Vec::new();
+    if s.wants("redb") {
+        eprintln!("running redb-only loops...");
+        let n = REDB_EVENTS_PER_COMMIT;
+        let half = s.secs as f64 / 2.0;
+        redb_rows.push(redb_loop(&s, RedbMode::RealPath, n, s.secs as f64));
+        redb_rows.push(redb_loop(&s, RedbMode::EventsOnly, n, half));
+        redb_rows.push(redb_loop(&s, RedbMode::DedupOnly, n, half));
+        // What single-event load at `conns` connections gives the writer: small commits.
+        redb_rows.push(redb_loop(&s, RedbMode::RealPath, s.conns, half));
+    }
+
+    // ----- report
+    let find = |n: &str| rows.iter().find(|r| r.name == n);
+    if !rows.is_empty() {
+        println!();
+        println!(
+            "{:<16} {:>5} {:>6} {:>11} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10} {:>10}",
+            "target",
+            "conns",
+            "ev/req",
+            "requests/s",
+            "events/s",
+            "p50",
+            "p90",
+            "p99",
+            "max",
+            "errors",
+            "vs ceiling",
+            "cpu b/o"
+        );
+        for row in &rows {
+            let ceiling = match row.name.as_str() {
+                "sluice-single" => find("ceiling-single"),
+                "sluice-batch" => find("ceiling-batch"),
+                _ => None,
+            };
+            print_row(row, ceiling);
+        }
+        println!(
+            "(events/s = events answered 202 and counted in `accepted`; errors = non-202, wrong `accepted`, socket errors;\n \
+             cpu b/o = cores used by this benchmark incl. wrk / by other processes during the run: other > 0.1 means the figures are skewed)"
+        );
+    }
+    if !redb_rows.is_empty() {
+        println!();
+        println!(
+            "{:<28} {:>9} {:>8} {:>14} {:>14} {:>11} {:>11} {:>10} {:>12} {:>10}",
+            "redb alone, x ev/commit",
+            "events",
+            "commits",
+            "events/s txn",
+            "events/s wall",
+            "commit p50",
+            "commit p99",
+            "value B",
+            "file MiB",
+            "cpu b/o"
+        );
+        for r in &redb_rows {
+            println!(
+                "{:<28} {:>9} {:>8} {:>14} {:>14} {:>11} {:>11} {:>10} {:>12.1} {:>10}",
+                r.label,
+                r.events,
+                r.commits,
+                fmt_rate(r.events as f64 / r.in_txn.as_secs_f64()),
+                fmt_rate(r.events as f64 / r.wall.as_secs_f64()),
+                fmt_us(r.commit_p50.as_micros() as u64),
+                fmt_us(r.commit_p99.as_micros() as u64),
+                r.value_bytes,
+                r.file_bytes as f64 / 1048576.0,
+                match r.cpu {
+                    Some((own, other)) => format!("{own:.2}/{other:.2}"),
+                    None => "-".into(),
+                }
+            );
+        }
+        println!(
+            "(events/s txn = events / time inside write transactions incl. fsync; wall includes making the digests)"
+        );
+    }
+
+    // ----- targets
+    let mut missed = Vec::new();
+    println!();
+    println!("targets:");
+    if let (Some(c), Some(r)) = (find("ceiling-single"), find("sluice-single")) {
+        let ratio = r.r.req_per_sec() / c.r.req_per_sec();
+        let ok = ratio >= SINGLE_TARGET_RATIO;
+        println!(
+            "  [{}] sluice single-event {} req/s = {:.1}% of the do-nothing server's {} req/s (target >= {:.0}%)",
+            if ok { "met " } else { "MISS" },
+            fmt_rate(r.r.req_per_sec()),
+            100.0 * ratio,
+            fmt_rate(c.r.req_per_sec()),
+            100.0 * SINGLE_TARGET_RATIO
+        );
+        if !ok {
+            missed.push("single-event ratio");
+        }
+    }
+    if let Some(r) = find("sluice-batch") {
+        let eps = r.r.events_per_sec();
+        let ok = eps >= BATCH_TARGET_EVENTS_PER_SEC;
+        println!(
+            "  [{}] sluice {}-event batches {} events/s (target >= {})",
+            if ok { "met " } else { "MISS" },
+            r.per_req,
+            fmt_rate(eps),
+            fmt_rate(BATCH_TARGET_EVENTS_PER_SEC)
+        );
+        if !ok {
+            missed.push("batch events/s");
+        }
+    }
+
+    println!();
+    println!("correctness:");
+    for l in &checks.lines {
+        println!("{l}");
+    }
+    for n in &store_notes {
+        println!("{n}");
+    }
+
+    if !checks.failures.is_empty() {
+        eprintln!("{} correctness check(s) failed", checks.failures.len());
+        return ExitCode::FAILURE;
+    }
+    if s.strict && !missed.is_empty() {
+        eprintln!("missed targets: {}", missed.join(", "));
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

@@ -16,9 +16,9 @@ use tracing::{error, info, warn};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{self, Config, Platform};
 use crate::delivery::Engine;
-use std::sync::atomic::{AtomicBool, Ordering};
 use crate::ingest::intake::{Intake, Ledger, WorkspaceRules};
 use crate::store::{FaultSwitch, Store, StoreOptions};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How long in-flight requests may run on after a stop signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);

@@ -31,6 +31,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// Run a local simulator of a platform's API (for drills and tests).
+    Simulate(sluice::sim::SimulateArgs),
 }
 
 #[derive(Subcommand)]
@@ -75,6 +77,23 @@ fn main() -> ExitCode {
                 }
             };
             match rt.block_on(sluice::app::serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Cmd::Simulate(args) => {
+            init_logging("info");
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match rt.block_on(sluice::sim::run_cli(args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");

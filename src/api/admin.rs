@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use redb::ReadableTable;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
@@ -21,14 +22,14 @@ use crate::store::codec::{DestState, decode_record};
 use crate::store::{CURSORS, DEST_STATE, DLQ, RETRIES};
 
 /// Checks the admin token; `Err` is the response to send.
-pub fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Response> {
+pub fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let rt = app.runtime();
     let Some(token) = &rt.config.server.admin_token else {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             "admin_disabled",
             "the admin API is disabled: set server.admin_token_env (or admin_token / admin_token_file) and reload",
-        ));
+        )));
     };
     let given = super::ingest::bearer(headers).unwrap_or_default();
     use sha2::{Digest, Sha256};
@@ -37,18 +38,18 @@ pub fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Response> {
     if bool::from(a.ct_eq(&b)) && !given.is_empty() {
         Ok(())
     } else {
-        Err(error(
+        Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "missing or wrong admin token: send Authorization: Bearer <admin token>",
-        ))
+        )))
     }
 }
 
 macro_rules! admin {
     ($app:expr, $headers:expr) => {
         if let Err(r) = authorize(&$app, &$headers) {
-            return r;
+            return *r;
         }
     };
 }
@@ -193,17 +194,17 @@ fn not_found(id: &str) -> Response {
     )
 }
 
-fn parse_time(field: &str, v: &Option<String>) -> Result<Option<i64>, Response> {
+fn parse_time(field: &str, v: &Option<String>) -> Result<Option<i64>, Box<Response>> {
     match v {
         None => Ok(None),
         Some(s) => time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
             .map(|t| Some((t.unix_timestamp_nanos() / 1_000_000) as i64))
             .map_err(|_| {
-                error(
+                Box::new(error(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
                     format!("{field} must be an RFC 3339 time such as 2026-04-23T14:00:00Z"),
-                )
+                ))
             }),
     }
 }
@@ -217,26 +218,50 @@ pub struct DlqQuery {
     cursor: Option<String>,
 }
 
-pub async fn dlq_list(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<DlqQuery>) -> Response {
+pub async fn dlq_list(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<DlqQuery>,
+) -> Response {
     admin!(app, headers);
     let Some(dest) = q.destination else {
-        return error(StatusCode::BAD_REQUEST, "invalid_request", "destination is required: GET /v1/dlq?destination=ID");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "destination is required: GET /v1/dlq?destination=ID",
+        );
     };
     let sel = match (parse_time("from", &q.from), parse_time("to", &q.to)) {
-        (Ok(f), Ok(t)) => Selector { from_ms: f, to_ms: t },
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Ok(f), Ok(t)) => Selector {
+            from_ms: f,
+            to_ms: t,
+        },
+        (Err(r), _) | (_, Err(r)) => return *r,
     };
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return error(StatusCode::BAD_REQUEST, "invalid_request", "limit must be between 1 and 1000");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "limit must be between 1 and 1000",
+        );
     }
     let after = match q.cursor.as_deref().map(str::parse::<u64>) {
         None => 0,
         Some(Ok(c)) => c,
-        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "invalid_request", "cursor is not one this API gave out"),
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "cursor is not one this API gave out",
+            );
+        }
     };
     match dlq::list(&app.intake.store, &dest, &sel, after, limit) {
-        Ok((entries, next)) => json_response(StatusCode::OK, &json!({"entries": entries, "next_cursor": next})),
+        Ok((entries, next)) => json_response(
+            StatusCode::OK,
+            &json!({"entries": entries, "next_cursor": next}),
+        ),
         Err(e) => unavailable(e),
     }
 }
@@ -251,13 +276,13 @@ pub struct DlqAction {
     dry_run: bool,
 }
 
-fn action_body(bytes: &[u8]) -> Result<(DlqAction, Selector), Response> {
+fn action_body(bytes: &[u8]) -> Result<(DlqAction, Selector), Box<Response>> {
     let a: DlqAction = serde_json::from_slice(bytes).map_err(|e| {
-        error(
+        Box::new(error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             format!("the body must be {{\"destination\", \"from\"?, \"to\"?, \"dry_run\"?}}: {e}"),
-        )
+        ))
     })?;
     let sel = Selector {
         from_ms: parse_time("from", &a.from)?,
@@ -266,33 +291,52 @@ fn action_body(bytes: &[u8]) -> Result<(DlqAction, Selector), Response> {
     Ok((a, sel))
 }
 
-pub async fn dlq_replay(State(app): State<Arc<App>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn dlq_replay(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     admin!(app, headers);
     let (a, sel) = match action_body(&body) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let rt = app.runtime();
-    let Some(dest) = rt.config.destinations.iter().find(|d| d.id == a.destination) else {
+    let Some(dest) = rt
+        .config
+        .destinations
+        .iter()
+        .find(|d| d.id == a.destination)
+    else {
         return not_found(&a.destination);
     };
     let now = app.intake.clock.now_ms();
     let max_age = rt.config.storage.max_backlog_age.as_millis() as i64;
     match dlq::replay(&app.intake.store, dest, &sel, now, max_age, a.dry_run).await {
-        Ok(c) if a.dry_run => json_response(StatusCode::OK, &json!({"would_replay": c.replayed, "expired": c.expired})),
+        Ok(c) if a.dry_run => json_response(
+            StatusCode::OK,
+            &json!({"would_replay": c.replayed, "expired": c.expired}),
+        ),
         Ok(c) => {
             app.engine.notify_ingest(&dest.workspace);
-            json_response(StatusCode::OK, &json!({"replayed": c.replayed, "expired_skipped": c.expired}))
+            json_response(
+                StatusCode::OK,
+                &json!({"replayed": c.replayed, "expired_skipped": c.expired}),
+            )
         }
         Err(e) => unavailable(e),
     }
 }
 
-pub async fn dlq_discard(State(app): State<Arc<App>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn dlq_discard(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     admin!(app, headers);
     let (a, sel) = match action_body(&body) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match dlq::discard(&app.intake.store, &a.destination, &sel).await {
         Ok(n) => json_response(StatusCode::OK, &json!({"discarded": n})),

@@ -1,8 +1,6 @@
 //! The dead-letter queue's operator side (SPEC §3): list, replay, discard.
 //! Selection is by destination and first-seen time (`from` inclusive, `to` exclusive).
 
-use redb::ReadableTable;
-
 use crate::clock::rfc3339_ms;
 use crate::config::Destination;
 use crate::platforms::OutEvent;
@@ -18,7 +16,8 @@ pub struct Selector {
 
 impl Selector {
     fn matches(&self, r: &DlqRecord) -> bool {
-        self.from_ms.is_none_or(|f| r.first_seen_ms >= f) && self.to_ms.is_none_or(|t| r.first_seen_ms < t)
+        self.from_ms.is_none_or(|f| r.first_seen_ms >= f)
+            && self.to_ms.is_none_or(|t| r.first_seen_ms < t)
     }
 }
 
@@ -87,7 +86,11 @@ fn out_last_id(out: &[serde_json::Value]) -> String {
         .to_string()
 }
 
-fn matching(store: &Store, dest: &str, sel: &Selector) -> Result<Vec<(u64, DlqRecord)>, StoreError> {
+fn matching(
+    store: &Store,
+    dest: &str,
+    sel: &Selector,
+) -> Result<Vec<(u64, DlqRecord)>, StoreError> {
     store.read(|txn| {
         let t = txn.open_table(DLQ)?;
         let mut out = Vec::new();
@@ -121,7 +124,10 @@ pub async fn replay(
     dry_run: bool,
 ) -> Result<ReplayCount, StoreError> {
     let entries = matching(store, &dest.id, sel)?;
-    let mut count = ReplayCount { replayed: 0, expired: 0 };
+    let mut count = ReplayCount {
+        replayed: 0,
+        expired: 0,
+    };
     let mut ops = Vec::new();
     for (id, r) in entries {
         let Ok(stored) = decode_event(&r.event) else {
@@ -149,7 +155,10 @@ pub async fn replay(
                 dlq_id: Some(id),
             }),
         });
-        ops.push(DeliveryOp::DlqDel { dest: dest.id.clone(), id });
+        ops.push(DeliveryOp::DlqDel {
+            dest: dest.id.clone(),
+            id,
+        });
     }
     if !dry_run {
         store.delivery(ops).await?;
@@ -163,7 +172,10 @@ pub async fn discard(store: &Store, dest: &str, sel: &Selector) -> Result<u64, S
     let n = entries.len() as u64;
     let ops = entries
         .into_iter()
-        .map(|(id, _)| DeliveryOp::DlqDel { dest: dest.to_string(), id })
+        .map(|(id, _)| DeliveryOp::DlqDel {
+            dest: dest.to_string(),
+            id,
+        })
         .collect();
     store.delivery(ops).await?;
     Ok(n)

@@ -93,6 +93,7 @@ impl Engine {
     /// Starts, updates or stops workers to match `cfg`. A removed destination stops
     /// sending and keeps its cursor, retries and DLQ in the store.
     pub fn sync(self: &Arc<Self>, cfg: &Config) {
+        tracing::debug!(destinations = cfg.destinations.len(), "delivery sync");
         let mut workers = self.workers.lock().expect("workers lock");
         let wanted: HashMap<&str, &Destination> = cfg
             .destinations
@@ -179,7 +180,9 @@ impl Engine {
         }
         let all = futures_join(handles.into_iter().map(|h| h.task).collect());
         if tokio::time::timeout(grace, all).await.is_err() {
-            tracing::warn!("delivery workers still busy at shutdown; their in-flight sends will be retried after restart");
+            tracing::warn!(
+                "delivery workers still busy at shutdown; their in-flight sends will be retried after restart"
+            );
         }
     }
 

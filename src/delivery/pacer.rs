@@ -161,8 +161,7 @@ impl Pacers {
         {
             let mut g = p.lock().expect("pacer lock");
             let same = g.windows.len() == rates.iter().filter(|r| r.limit > 0).count()
-                && g
-                    .windows
+                && g.windows
                     .iter()
                     .zip(rates.iter().filter(|r| r.limit > 0))
                     .all(|(w, r)| {

@@ -16,7 +16,9 @@ use tracing::{debug, info, warn};
 use super::pacer::Grant;
 use super::{DestCtx, Engine};
 use crate::ingest::event::PlainField;
-use crate::platforms::{Class, HttpRequest, HttpResponse, OutEvent, Verdict, redact, retry_after_ms};
+use crate::platforms::{
+    Class, HttpRequest, HttpResponse, OutEvent, Verdict, redact, retry_after_ms,
+};
 use crate::store::codec::{
     DestState, DlqRecord, ErrorClass, RetryRecord, StoredEvent, decode_event, decode_record,
     encode_record, pii_aad,
@@ -70,7 +72,10 @@ struct Item {
 
 enum Fate {
     Done,
-    Retry { due_ms: u64, status: Option<u16> },
+    Retry {
+        due_ms: u64,
+        status: Option<u16>,
+    },
     Dlq {
         class: ErrorClass,
         status: Option<u16>,
@@ -103,6 +108,7 @@ struct State {
 
 pub(super) async fn run(mut env: Env) {
     let engine = env.engine.clone();
+    debug!(destination = %env.ctx.borrow().dest.id, "delivery worker starting");
     // The store opens in the background: wait for it.
     while !engine.store.is_ready() {
         if *env.stop.borrow() {
@@ -118,6 +124,7 @@ pub(super) async fn run(mut env: Env) {
             return;
         }
     };
+    debug!(destination = %st.id, cursor = st.cursor, "delivery worker positioned");
     let (res_tx, mut res_rx) = mpsc::unbounded_channel::<Sent>();
     let mut stopping = false;
     loop {
@@ -139,7 +146,13 @@ pub(super) async fn run(mut env: Env) {
                 match next_batch(&ctx, &mut st, now) {
                     Next::Send(batch) => {
                         st.requests_in_flight += 1;
-                        tokio::spawn(send(engine.clone(), ctx.clone(), st.ws.clone(), batch, res_tx.clone()));
+                        tokio::spawn(send(
+                            engine.clone(),
+                            ctx.clone(),
+                            st.ws.clone(),
+                            batch,
+                            res_tx.clone(),
+                        ));
                     }
                     Next::Wait(t) => {
                         wake_at = wake_at.min(t);
@@ -150,6 +163,7 @@ pub(super) async fn run(mut env: Env) {
             }
         }
         publish(&env.snapshot, &st);
+        debug!(destination = %st.id, now, wake_at, ready = st.ready.len(), next_read = st.next_read, in_flight = st.requests_in_flight, "delivery loop");
         if stopping && st.requests_in_flight == 0 {
             break;
         }
@@ -185,7 +199,10 @@ fn init(engine: &Engine, ctx: &DestCtx) -> Result<State, crate::store::StoreErro
         let cursors = txn.open_table(CURSORS)?;
         let cursor = cursors.get(id.as_str())?.map(|v| v.value());
         let events = txn.open_table(EVENTS)?;
-        let head = match events.range((ws.as_str(), 0u64)..=(ws.as_str(), u64::MAX))?.next_back() {
+        let head = match events
+            .range((ws.as_str(), 0u64)..=(ws.as_str(), u64::MAX))?
+            .next_back()
+        {
             Some(r) => r?.0.value().1 + 1,
             None => 1,
         };
@@ -219,7 +236,12 @@ fn init(engine: &Engine, ctx: &DestCtx) -> Result<State, crate::store::StoreErro
 
 /// Reads due retries and new log events into memory; settles what is expired or
 /// unsendable. Returns when the next retry falls due (or `i64::MAX`).
-async fn fill(engine: &Engine, ctx: &DestCtx, st: &mut State, now: i64) -> Result<i64, crate::store::StoreError> {
+async fn fill(
+    engine: &Engine,
+    ctx: &DestCtx,
+    st: &mut State,
+    now: i64,
+) -> Result<i64, crate::store::StoreError> {
     if st.paused.is_some() {
         return Ok(i64::MAX);
     }
@@ -302,7 +324,7 @@ async fn fill(engine: &Engine, ctx: &DestCtx, st: &mut State, now: i64) -> Resul
         let Some(stored) = open_event(engine, &ws, &raw) else {
             continue;
         };
-        if !routed(ctx, &stored) {
+        if !routes_to(&ctx.dest, &stored.event) {
             continue;
         }
         st.inflight_log.insert(seq);
@@ -322,7 +344,14 @@ async fn fill(engine: &Engine, ctx: &DestCtx, st: &mut State, now: i64) -> Resul
     for item in fresh {
         if expired(ctx, &item, now) {
             let body = "the event is within 10 minutes of the platform's age limit".to_string();
-            settled.push((item, Fate::Dlq { class: ErrorClass::Expired, status: None, body }));
+            settled.push((
+                item,
+                Fate::Dlq {
+                    class: ErrorClass::Expired,
+                    status: None,
+                    body,
+                },
+            ));
             continue;
         }
         let out = OutEvent {
@@ -332,7 +361,14 @@ async fn fill(engine: &Engine, ctx: &DestCtx, st: &mut State, now: i64) -> Resul
         };
         match ctx.adapter.check(&ctx.dest, &out) {
             Ok(()) => st.ready.push_back(item),
-            Err(u) => settled.push((item, Fate::Dlq { class: ErrorClass::Unsendable, status: None, body: u.0 })),
+            Err(u) => settled.push((
+                item,
+                Fate::Dlq {
+                    class: ErrorClass::Unsendable,
+                    status: None,
+                    body: u.0,
+                },
+            )),
         }
     }
     if !settled.is_empty() || lowest_unsettled(st) != st.cursor {
@@ -364,20 +400,24 @@ fn open_event(engine: &Engine, ws: &str, raw: &[u8]) -> Option<StoredEvent> {
     Some(stored)
 }
 
-fn routed(ctx: &DestCtx, e: &StoredEvent) -> bool {
-    let ev = &e.event;
-    if !ev.destinations.is_empty() && !ev.destinations.iter().any(|d| *d == ctx.dest.id) {
-        return false;
-    }
-    match &ctx.dest.events {
-        Some(names) => names.iter().any(|n| *n == ev.event_name),
-        None => true,
-    }
+/// Routing (SPEC §3): the destination's `events` filter, and the event's own
+/// `destinations` restriction.
+pub fn routes_to(
+    dest: &crate::config::Destination,
+    ev: &crate::ingest::event::NormalizedEvent,
+) -> bool {
+    (ev.destinations.is_empty() || ev.destinations.contains(&dest.id))
+        && dest
+            .events
+            .as_ref()
+            .is_none_or(|names| names.contains(&ev.event_name))
 }
 
 fn expired(ctx: &DestCtx, item: &Item, now: i64) -> bool {
     match ctx.dest.policy.age_limit {
-        Some(limit) => now - item.stored.event.event_time * 1000 > limit.as_millis() as i64 - AGE_MARGIN_MS,
+        Some(limit) => {
+            now - item.stored.event.event_time * 1000 > limit.as_millis() as i64 - AGE_MARGIN_MS
+        }
         None => now - item.stored.accepted_ms > ctx.max_backlog_age_ms,
     }
 }
@@ -438,7 +478,13 @@ fn next_batch(ctx: &DestCtx, st: &mut State, now: i64) -> Next {
     Next::Send(batch)
 }
 
-async fn send(engine: Arc<Engine>, ctx: Arc<DestCtx>, ws: String, items: Vec<Item>, tx: mpsc::UnboundedSender<Sent>) {
+async fn send(
+    engine: Arc<Engine>,
+    ctx: Arc<DestCtx>,
+    ws: String,
+    items: Vec<Item>,
+    tx: mpsc::UnboundedSender<Sent>,
+) {
     let now = engine.clock.now_ms();
     let req = {
         let out: Vec<OutEvent<'_>> = items
@@ -467,8 +513,16 @@ async fn send(engine: Arc<Engine>, ctx: Arc<DestCtx>, ws: String, items: Vec<Ite
     };
     let at_ms = engine.clock.now_ms();
     let (verdict, response, error) = match result {
-        Ok(resp) => (ctx.adapter.classify(&ctx.dest, items.len(), &resp), Some(resp), None),
-        Err(e) => (Verdict::Whole(Class::Retryable), None, Some(redact(&e, &secrets))),
+        Ok(resp) => (
+            ctx.adapter.classify(&ctx.dest, items.len(), &resp),
+            Some(resp),
+            None,
+        ),
+        Err(e) => (
+            Verdict::Whole(Class::Retryable),
+            None,
+            Some(redact(&e, &secrets)),
+        ),
     };
     let _ = tx.send(Sent {
         items,
@@ -494,14 +548,23 @@ async fn execute(http: &reqwest::Client, req: HttpRequest) -> Result<HttpRespons
     let headers = resp
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let body = resp
         .bytes()
         .await
         .map_err(|e| format!("reading the response failed: {}", e.without_url()))?
         .to_vec();
-    Ok(HttpResponse { status, headers, body })
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 async fn settle_sent(engine: &Engine, ctx: &DestCtx, st: &mut State, sent: Sent) {
@@ -527,10 +590,17 @@ async fn settle_sent(engine: &Engine, ctx: &DestCtx, st: &mut State, sent: Sent)
             let hint = sent.response.as_ref().and_then(|r| retry_after_ms(r, now));
             for item in sent.items {
                 let fate = if item.retries >= policy.retry.max_retries {
-                    Fate::Dlq { class: ErrorClass::RetriesExhausted, status, body: body.clone() }
+                    Fate::Dlq {
+                        class: ErrorClass::RetriesExhausted,
+                        status,
+                        body: body.clone(),
+                    }
                 } else {
                     let delay = backoff_ms(policy, item.retries + 1).max(hint.unwrap_or(0));
-                    Fate::Retry { due_ms: (now + delay).max(0) as u64, status }
+                    Fate::Retry {
+                        due_ms: (now + delay).max(0) as u64,
+                        status,
+                    }
                 };
                 settled.push((item, fate));
             }
@@ -555,7 +625,16 @@ async fn settle_sent(engine: &Engine, ctx: &DestCtx, st: &mut State, sent: Sent)
             settled = sent
                 .items
                 .into_iter()
-                .map(|i| (i, Fate::Dlq { class: ErrorClass::Rejected, status, body: body.clone() }))
+                .map(|i| {
+                    (
+                        i,
+                        Fate::Dlq {
+                            class: ErrorClass::Rejected,
+                            status,
+                            body: body.clone(),
+                        },
+                    )
+                })
                 .collect();
         }
         Verdict::Whole(Class::Gone(reason)) => {
@@ -568,14 +647,24 @@ async fn settle_sent(engine: &Engine, ctx: &DestCtx, st: &mut State, sent: Sent)
             });
             let _ = engine
                 .store
-                .delivery(vec![DeliveryOp::State { dest: st.id.clone(), record: rec }])
+                .delivery(vec![DeliveryOp::State {
+                    dest: st.id.clone(),
+                    record: rec,
+                }])
                 .await;
         }
         Verdict::RowsRejected(rows) => {
             let mut rest = Vec::new();
             for (i, item) in sent.items.into_iter().enumerate() {
                 if rows.contains(&i) {
-                    settled.push((item, Fate::Dlq { class: ErrorClass::Rejected, status, body: body.clone() }));
+                    settled.push((
+                        item,
+                        Fate::Dlq {
+                            class: ErrorClass::Rejected,
+                            status,
+                            body: body.clone(),
+                        },
+                    ));
                 } else {
                     rest.push(item);
                 }
@@ -589,7 +678,16 @@ async fn settle_sent(engine: &Engine, ctx: &DestCtx, st: &mut State, sent: Sent)
             if first.len() <= 1 {
                 settled = first
                     .into_iter()
-                    .map(|i| (i, Fate::Dlq { class: ErrorClass::Rejected, status, body: body.clone() }))
+                    .map(|i| {
+                        (
+                            i,
+                            Fate::Dlq {
+                                class: ErrorClass::Rejected,
+                                status,
+                                body: body.clone(),
+                            },
+                        )
+                    })
                     .collect();
             } else {
                 let second = first.split_off(first.len() / 2);
@@ -643,7 +741,11 @@ async fn commit(engine: &Engine, st: &mut State, settled: Vec<(Item, Fate)>, now
     let mut ops = Vec::new();
     for (item, fate) in &settled {
         if let Origin::Retry { due_ms } = item.origin {
-            ops.push(DeliveryOp::RetryDel { dest: st.id.clone(), due_ms, seq: item.seq });
+            ops.push(DeliveryOp::RetryDel {
+                dest: st.id.clone(),
+                due_ms,
+                seq: item.seq,
+            });
         }
         match fate {
             Fate::Done => {}
@@ -656,11 +758,17 @@ async fn commit(engine: &Engine, st: &mut State, settled: Vec<(Item, Fate)>, now
                     first_seen_ms: item.first_seen_ms,
                     last_attempt_ms: now,
                     last_status: *status,
-                    event_copy: item.own_copy.then(|| serde_bytes::ByteBuf::from(item.raw.clone())),
+                    event_copy: item
+                        .own_copy
+                        .then(|| serde_bytes::ByteBuf::from(item.raw.clone())),
                     dlq_id: item.dlq_id,
                 }),
             }),
-            Fate::Dlq { class, status, body } => ops.push(DeliveryOp::DlqPut {
+            Fate::Dlq {
+                class,
+                status,
+                body,
+            } => ops.push(DeliveryOp::DlqPut {
                 dest: st.id.clone(),
                 record: encode_record(&DlqRecord {
                     workspace: st.ws.clone(),
@@ -684,7 +792,10 @@ async fn commit(engine: &Engine, st: &mut State, settled: Vec<(Item, Fate)>, now
     }
     let new_cursor = after.first().copied().unwrap_or(st.next_read);
     if new_cursor != st.cursor {
-        ops.push(DeliveryOp::Cursor { dest: st.id.clone(), next_seq: new_cursor });
+        ops.push(DeliveryOp::Cursor {
+            dest: st.id.clone(),
+            next_seq: new_cursor,
+        });
     }
     match engine.store.delivery(ops).await {
         Ok(()) => {
@@ -728,13 +839,11 @@ pub fn pending_counts(
     let ws = dest.workspace.as_str();
     for row in ev.range((ws, cursor)..=(ws, u64::MAX))? {
         let (_, v) = row?;
-        if let Ok(e) = decode_event(v.value()) {
-            let routed_here = (e.event.destinations.is_empty() || e.event.destinations.iter().any(|d| *d == dest.id))
-                && dest.events.as_ref().is_none_or(|n| n.iter().any(|n| *n == e.event.event_name));
-            if routed_here {
-                depth += 1;
-                oldest = Some(oldest.map_or(e.accepted_ms, |o| o.min(e.accepted_ms)));
-            }
+        if let Ok(e) = decode_event(v.value())
+            && routes_to(dest, &e.event)
+        {
+            depth += 1;
+            oldest = Some(oldest.map_or(e.accepted_ms, |o| o.min(e.accepted_ms)));
         }
     }
     let rt = txn.open_table(RETRIES)?;

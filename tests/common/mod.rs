@@ -83,6 +83,12 @@ impl TestDaemon {
         clock: Arc<ManualClock>,
         faults: Option<Arc<FaultSwitch>>,
     ) -> TestDaemon {
+        if let Ok(filter) = std::env::var("RUST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
         let cfg = parse(dir, text);
         let mut opts = StartOptions::new(cfg);
         opts.config_path = Some(dir.join("sluice.toml"));
