@@ -408,8 +408,10 @@ async fn slow_destination_does_not_delay_a_healthy_one() {
     assert_eq!(slow.count(), 4);
     // Each 5 s step completes 4 more; the whole slow stream takes 10 steps.
     for step in 1..=10 {
+        let arrived = (4 * step).min(40);
+        eventually("slow's next four arrived", || slow.count() == arrived).await;
         clock.advance_ms(5000);
-        eventually("slow's next four", || {
+        eventually("slow's next four answered", || {
             slow.received().iter().filter(|r| r.status == 200).count() == 4 * step
         })
         .await;
