@@ -41,7 +41,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{ReadableDatabase, ReadableTable};
 use serde_json::Value;
 use sluice::app::{Daemon, StartOptions};
 use sluice::ingest::validate::{ValidateCtx, validate_event};
@@ -467,8 +467,22 @@ impl Sluice {
             .unwrap_or(0);
         let db = redb::Database::open(&self.store_path).expect("reopen the store");
         let read = db.begin_read().expect("read txn");
-        let events = read.open_table(EVENTS).expect("events").len().expect("len");
-        let dedup = read.open_table(DEDUP).expect("dedup").len().expect("len");
+        let events = sluice::store::log::read(
+            &read.open_table(EVENTS).expect("events"),
+            WORKSPACE,
+            1,
+            usize::MAX,
+        )
+        .expect("read log")
+        .len() as u64;
+        let mut dedup = 0u64;
+        for row in read.open_table(DEDUP).expect("dedup").iter().expect("iter") {
+            let (_, v) = row.expect("row");
+            dedup += sluice::store::log::decode_dedup(v.value())
+                .expect("dedup row")
+                .1
+                .len() as u64;
+        }
         let mut monthly = 0;
         for row in read
             .open_table(MONTHLY)
@@ -609,14 +623,6 @@ fn encoded_event(prefix: &str, c: u64, now_ms: i64) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------
 // redb alone
 
-#[derive(Clone, Copy, PartialEq)]
-enum RedbMode {
-    /// What the writer does per event: events + dedup inserts, monthly per commit.
-    RealPath,
-    EventsOnly,
-    DedupOnly,
-}
-
 struct RedbResult {
     label: String,
     events: u64,
@@ -631,7 +637,10 @@ struct RedbResult {
     cpu: Option<(f64, f64)>,
 }
 
-fn redb_loop(s: &Settings, mode: RedbMode, per_commit: usize, secs: f64) -> RedbResult {
+/// What the writer does: per request one packed `events` chunk and one packed `dedup`
+/// row; per commit one monthly counter update and one fsync.
+fn redb_loop(s: &Settings, requests: usize, per_request: usize, secs: f64) -> RedbResult {
+    let per_commit = requests * per_request;
     let dir = s.tempdir();
     let path = dir.path().join("redb-only.redb");
     let db = redb::Database::create(&path).expect("create redb");
@@ -676,30 +685,28 @@ fn redb_loop(s: &Settings, mode: RedbMode, per_commit: usize, secs: f64) -> Redb
         {
             let mut events = txn.open_table(EVENTS).expect("events");
             let mut dedup = txn.open_table(DEDUP).expect("dedup");
-            for (i, d) in digests.iter().enumerate() {
-                if mode != RedbMode::DedupOnly {
-                    events
-                        .insert((WORKSPACE, seq), pool[i % pool.len()].as_slice())
-                        .expect("insert event");
-                }
-                if mode != RedbMode::EventsOnly {
-                    dedup
-                        .insert((accepted, *d), WORKSPACE)
-                        .expect("insert dedup");
-                }
-                seq += 1;
+            for (r, ds) in digests.chunks(per_request).enumerate() {
+                let chunk = sluice::store::log::encode_chunk(
+                    (0..ds.len()).map(|i| pool[(r * per_request + i) % pool.len()].as_slice()),
+                );
+                events
+                    .insert((WORKSPACE, seq), chunk.as_slice())
+                    .expect("insert events");
+                let row = sluice::store::log::encode_dedup(WORKSPACE, ds.iter().copied());
+                dedup
+                    .insert((accepted, ds[0]), row.as_slice())
+                    .expect("insert dedup");
+                seq += ds.len() as u64;
             }
-            if mode == RedbMode::RealPath {
-                let mut monthly = txn.open_table(MONTHLY).expect("monthly");
-                let cur = monthly
-                    .get((WORKSPACE, month))
-                    .expect("get")
-                    .map(|v| v.value())
-                    .unwrap_or(0);
-                monthly
-                    .insert((WORKSPACE, month), cur + per_commit as u64)
-                    .expect("monthly insert");
-            }
+            let mut monthly = txn.open_table(MONTHLY).expect("monthly");
+            let cur = monthly
+                .get((WORKSPACE, month))
+                .expect("get")
+                .map(|v| v.value())
+                .unwrap_or(0);
+            monthly
+                .insert((WORKSPACE, month), cur + per_commit as u64)
+                .expect("monthly insert");
         }
         txn.commit().expect("commit");
         let dt = t.elapsed();
@@ -713,14 +720,7 @@ fn redb_loop(s: &Settings, mode: RedbMode, per_commit: usize, secs: f64) -> Redb
     let pct = |p: f64| commit_times[((commit_times.len() - 1) as f64 * p) as usize];
     drop(db);
     RedbResult {
-        label: format!(
-            "{} x{per_commit}",
-            match mode {
-                RedbMode::RealPath => "events+dedup+monthly",
-                RedbMode::EventsOnly => "events only",
-                RedbMode::DedupOnly => "dedup only",
-            }
-        ),
+        label: format!("{requests} req x {per_request} ev/commit"),
         events: commits * per_commit as u64,
         commits,
         wall,
@@ -895,11 +895,10 @@ fn main() -> ExitCode {
         eprintln!("running redb-only loops...");
         let n = REDB_EVENTS_PER_COMMIT;
         let half = s.secs as f64 / 2.0;
-        redb_rows.push(redb_loop(&s, RedbMode::RealPath, n, s.secs as f64));
-        redb_rows.push(redb_loop(&s, RedbMode::EventsOnly, n, half));
-        redb_rows.push(redb_loop(&s, RedbMode::DedupOnly, n, half));
+        // Batched load: many 100-event requests per commit.
+        redb_rows.push(redb_loop(&s, n / s.batch, s.batch, s.secs as f64));
         // What single-event load at `conns` connections gives the writer: small commits.
-        redb_rows.push(redb_loop(&s, RedbMode::RealPath, s.conns, half));
+        redb_rows.push(redb_loop(&s, s.conns, 1, half));
     }
 
     // ----- report

@@ -462,11 +462,12 @@ credentials = { api_key = "pk_test_secret" }
     }
     // The event is there, with the plaintext sealed under the key.
     let db = redb::Database::open(dir.path().join("sluice.redb")).unwrap();
-    use redb::{ReadableDatabase, ReadableTable};
+    use redb::ReadableDatabase;
     let txn = db.begin_read().unwrap();
     let t = txn.open_table(sluice::store::EVENTS).unwrap();
-    let (_, v) = t.first().unwrap().unwrap();
-    let stored = sluice::store::codec::decode_event(v.value()).unwrap();
+    let events = sluice::store::log::read(&t, "glasshouse", 1, 10).unwrap();
+    assert_eq!(events.len(), 1);
+    let stored = sluice::store::codec::decode_event(&events[0].1).unwrap();
     assert_eq!(stored.event.event_id, "pii1");
     assert!(stored.event.plaintext.is_empty());
     assert_eq!(stored.sealed.len(), 2);

@@ -200,12 +200,10 @@ impl Engine {
                 let Some(d) = cfg.destinations.iter().find(|d| d.id == *id) else {
                     continue;
                 };
-                let ws = d.workspace.as_str();
-                let head = match events.range((ws, 0u64)..=(ws, u64::MAX))?.next_back() {
-                    Some(r) => r?.0.value().1 + 1,
-                    None => 1,
-                };
-                out.insert(id.to_string(), head);
+                out.insert(
+                    id.to_string(),
+                    crate::store::log::head(&events, &d.workspace)?,
+                );
             }
             Ok(out)
         });

@@ -23,7 +23,7 @@ use crate::store::codec::{
     DestState, DlqRecord, ErrorClass, RetryRecord, StoredEvent, decode_event, decode_record,
     encode_record, pii_aad,
 };
-use crate::store::{CURSORS, DEST_STATE, DeliveryOp, EVENTS, RETRIES};
+use crate::store::{CURSORS, DEST_STATE, DeliveryOp, EVENTS, RETRIES, log};
 
 /// The hold after a throttle answer without a hint.
 const DEFAULT_HOLD_MS: i64 = 60_000;
@@ -281,8 +281,8 @@ async fn fill(
             };
             let raw = match &rec.event_copy {
                 Some(c) => c.to_vec(),
-                None => match ev.get((ws.as_str(), seq))? {
-                    Some(v) => v.value().to_vec(),
+                None => match log::get(&ev, &ws, seq)? {
+                    Some(v) => v,
                     None => {
                         warn!(destination = %id, seq, "retry for an event no longer in the log skipped");
                         continue;
@@ -291,14 +291,8 @@ async fn fill(
             };
             retries.push((due, seq, rec, raw));
         }
-        let mut log = Vec::new();
         let room = want.saturating_sub(retries.len());
-        if room > 0 {
-            for row in ev.range((ws.as_str(), next_read)..=(ws.as_str(), u64::MAX))?.take(room) {
-                let (k, v) = row?;
-                log.push((k.value().1, v.value().to_vec()));
-            }
-        }
+        let log = log::read(&ev, &ws, next_read, room)?;
         Ok((retries, log, next_due))
     })?;
 
@@ -837,9 +831,8 @@ pub fn pending_counts(
     let mut depth = 0u64;
     let mut oldest: Option<i64> = None;
     let ws = dest.workspace.as_str();
-    for row in ev.range((ws, cursor)..=(ws, u64::MAX))? {
-        let (_, v) = row?;
-        if let Ok(e) = decode_event(v.value())
+    for (_, raw) in log::read(&ev, ws, cursor, usize::MAX)? {
+        if let Ok(e) = decode_event(&raw)
             && routes_to(dest, &e.event)
         {
             depth += 1;

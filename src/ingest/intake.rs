@@ -333,7 +333,7 @@ impl Intake {
 
         // Encode (and seal plaintext) outside the lock.
         let mut encoded = Vec::with_capacity(reserved.len());
-        let mut vi = valid.into_iter().peekable();
+        let mut vi = valid.into_iter();
         for r in &reserved {
             let e = loop {
                 let (i, _, e) = vi.next().expect("reserved event is among the valid ones");
@@ -341,51 +341,47 @@ impl Intake {
                     break e;
                 }
             };
-            encoded.push((r.digest, self.encode(&rules.id, now_ms, e)));
+            encoded.push(self.encode(&rules.id, now_ms, e));
         }
         let accepted = reserved.len();
-        let batch = IngestBatch {
-            workspace: rules.id.clone(),
-            month,
-            accepted_ms: now_ms,
-            events: encoded,
-        };
-
-        // The commit and its settlement run in their own task, so that a client hanging
-        // up cannot leave keys reserved forever.
-        let store = self.store.clone();
+        let digests: Vec<u128> = reserved.iter().map(|r| r.digest).collect();
         let limits = rules.limits.clone();
-        let settle = tokio::spawn(async move {
-            let result = store.ingest(batch).await;
+        // Settlement runs on the writer thread right after the commit, so a client
+        // hanging up cannot leave keys reserved forever.
+        let settle = Box::new(move |ok: bool| {
             {
                 let mut g = state.lock().expect("workspace lock");
                 if let Some(p) = g.monthly_pending.get_mut(&month) {
                     *p = p.saturating_sub(reserved.len() as u64);
                 }
-                match &result {
-                    Ok(()) => {
-                        *g.monthly.entry(month).or_default() += reserved.len() as u64;
-                        for r in &reserved {
-                            g.seen.insert(r.digest, Slot::Committed(now_ms));
-                            g.order.push_back((now_ms, r.digest));
-                        }
+                if ok {
+                    *g.monthly.entry(month).or_default() += reserved.len() as u64;
+                    for r in &reserved {
+                        g.seen.insert(r.digest, Slot::Committed(now_ms));
+                        g.order.push_back((now_ms, r.digest));
                     }
-                    Err(_) => {
-                        for r in &reserved {
-                            g.seen.remove(&r.digest);
-                        }
-                        if limits.rate > 0 && limits.burst > 0 {
-                            g.bucket.tokens =
-                                (g.bucket.tokens + reserved.len() as f64).min(limits.burst as f64);
-                        }
+                } else {
+                    for r in &reserved {
+                        g.seen.remove(&r.digest);
+                    }
+                    if limits.rate > 0 && limits.burst > 0 {
+                        g.bucket.tokens =
+                            (g.bucket.tokens + reserved.len() as f64).min(limits.burst as f64);
                     }
                 }
             }
             let _ = tx.send(true);
-            result
         });
-        match settle.await {
-            Ok(Ok(())) => {
+        let batch = IngestBatch {
+            workspace: rules.id.clone(),
+            month,
+            accepted_ms: now_ms,
+            chunk: crate::store::log::encode_chunk(encoded.iter().map(Vec::as_slice)),
+            digests,
+            on_done: Some(settle),
+        };
+        match self.store.ingest(batch).await {
+            Ok(()) => {
                 (self.on_commit)(&rules.id);
                 Outcome::Accepted {
                     accepted,
@@ -393,8 +389,7 @@ impl Intake {
                     rejected,
                 }
             }
-            Ok(Err(e)) => Outcome::Unavailable(e.to_string()),
-            Err(_) => Outcome::Unavailable("the commit task failed".into()),
+            Err(e) => Outcome::Unavailable(e.to_string()),
         }
     }
 

@@ -16,6 +16,8 @@ pub enum CodecError {
     Empty,
     #[error("stored value has unknown format version {0}")]
     UnknownVersion(u8),
+    #[error("stored value is truncated")]
+    Truncated,
     #[error("stored value is corrupt: {0}")]
     Corrupt(#[from] postcard::Error),
 }

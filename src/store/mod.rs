@@ -5,8 +5,8 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `meta` | `&str` name | raw bytes; `schema_version` → u32 LE, `dlq_next_id` → u64 LE |
-//! | `events` | `(workspace: &str, seq: u64)` | [`codec::StoredEvent`] (version byte + postcard). Written once per event whatever the number of destinations; a workspace's events are one contiguous key range, read without touching another workspace's. `seq` starts at 1 per workspace. |
-//! | `dedup` | `(accepted_ms: u64, digest: u128)` | workspace id. Time-ordered, so hot-path inserts append at the right edge of the B-tree instead of dirtying a random page per insert; expired entries are a prefix, trimmed by range. `digest` = first 128 bits of SHA-256 over the length-prefixed `workspace`, `event_name`, `event_id`. The exact in-memory index of the window ([`crate::ingest::dedup`]) is rebuilt from this table at every open. |
+//! | `events` | `(workspace: &str, first seq: u64)` | a chunk of the events one request committed ([`log`]): each a [`codec::StoredEvent`] (version byte + postcard). Written once per event whatever the number of destinations; a workspace's events are one contiguous key range, read without touching another workspace's. `seq` starts at 1 per workspace. |
+//! | `dedup` | `(accepted_ms: u64, first digest: u128)` | the workspace and the digests of one request's accepted events ([`log`]). Time-ordered, so hot-path inserts append at the right edge of the B-tree instead of dirtying a random page per insert; expired entries are a prefix, trimmed by range. A digest is the first 128 bits of SHA-256 over the length-prefixed `workspace`, `event_name`, `event_id`. The exact in-memory index of the window ([`crate::ingest::intake`]) is rebuilt from this table at every open. |
 //! | `monthly` | `(workspace: &str, yyyymm: u32)` | accepted events that calendar month (UTC) |
 //! | `cursors` | destination id | the next log sequence to read: every event of the destination's workspace below it has its fate committed (delivered, retry scheduled, dead-lettered, or not routed here). Moves only over a finished prefix; what is in flight lives in memory, so a crash re-sends at most that. |
 //! | `retries` | `(destination, due_ms: u64, seq: u64)` | [`codec::RetryRecord`]: retry count, first seen, last error; a replayed DLQ entry carries its own copy of the event |
@@ -29,6 +29,7 @@
 
 pub mod codec;
 pub mod fault;
+pub mod log;
 mod writer;
 
 use std::path::PathBuf;
@@ -44,7 +45,7 @@ use crate::clock::SharedClock;
 
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events");
-pub const DEDUP: TableDefinition<(u64, u128), &str> = TableDefinition::new("dedup");
+pub const DEDUP: TableDefinition<(u64, u128), &[u8]> = TableDefinition::new("dedup");
 pub const MONTHLY: TableDefinition<(&str, u32), u64> = TableDefinition::new("monthly");
 pub const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 pub const RETRIES: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("retries");
@@ -70,13 +71,27 @@ pub struct Recovered {
 }
 
 /// A group of events of one workspace, already encoded, to commit together.
-#[derive(Debug)]
 pub struct IngestBatch {
     pub workspace: Arc<str>,
     pub month: u32,
     pub accepted_ms: i64,
-    /// `(dedup digest, encoded StoredEvent)`.
-    pub events: Vec<(u128, Vec<u8>)>,
+    /// Dedup digests, in event order.
+    pub digests: Vec<u128>,
+    /// The encoded events ([`log::encode_chunk`]).
+    pub chunk: Vec<u8>,
+    /// Runs on the writer thread once the commit's outcome is known (true: durable),
+    /// before the request is answered; a client hanging up cannot skip it.
+    pub on_done: Option<Box<dyn FnOnce(bool) + Send>>,
+}
+
+impl Drop for IngestBatch {
+    /// A batch that never reached a commit (store closed, or being reopened) settles as
+    /// failed, so its reservations are released.
+    fn drop(&mut self) {
+        if let Some(f) = self.on_done.take() {
+            f(false);
+        }
+    }
 }
 
 pub struct StoreOptions {

@@ -63,7 +63,7 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
         let mut take = |c: Cmd, shutdown: &mut Option<_>, n: &mut usize| match c {
             Cmd::Shutdown(done) => *shutdown = Some(done),
             Cmd::Ingest(b, reply) => {
-                *n += b.events.len();
+                *n += b.digests.len();
                 ingest.push((b, reply));
             }
             Cmd::Delivery(ops, reply) => {
@@ -82,7 +82,12 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
             let now = opts.clock.now_ms();
             match w.commit(&db, &ingest, &delivery, now, opts.dedup_window_ms) {
                 Ok(()) => {
-                    let replies = ingest.into_iter().map(|(_, r)| r);
+                    let replies = ingest.into_iter().map(|(mut b, r)| {
+                        if let Some(f) = b.on_done.take() {
+                            f(true);
+                        }
+                        r
+                    });
                     for reply in replies.chain(delivery.into_iter().map(|(_, r)| r)) {
                         let _ = reply.send(Ok(()));
                     }
@@ -90,7 +95,12 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
                 Err(e) => {
                     error!(error = %e, "commit failed; reopening the store");
                     let msg = e.to_string();
-                    let replies = ingest.into_iter().map(|(_, r)| r);
+                    let replies = ingest.into_iter().map(|(mut b, r)| {
+                        if let Some(f) = b.on_done.take() {
+                            f(false);
+                        }
+                        r
+                    });
                     for reply in replies.chain(delivery.into_iter().map(|(_, r)| r)) {
                         let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
                     }
@@ -175,22 +185,20 @@ impl Writer {
                 let ws: &str = &b.workspace;
                 let next = match heads.get(&b.workspace).or(self.seq_heads.get(&b.workspace)) {
                     Some(n) => *n,
-                    None => match events.range((ws, 0u64)..=(ws, u64::MAX))?.next_back() {
-                        Some(last) => last?.0.value().1 + 1,
-                        None => 1,
-                    },
+                    None => super::log::head(&events, ws)?,
                 };
-                let mut seq = next;
-                let accepted = b.accepted_ms.max(0) as u64;
-                for (digest, bytes) in &b.events {
-                    events.insert((ws, seq), bytes.as_slice())?;
-                    dedup.insert((accepted, *digest), ws)?;
-                    seq += 1;
+                let n = b.digests.len() as u64;
+                if n == 0 {
+                    continue;
                 }
-                heads.insert(b.workspace.clone(), seq);
+                events.insert((ws, next), b.chunk.as_slice())?;
+                let accepted = b.accepted_ms.max(0) as u64;
+                let row = super::log::encode_dedup(ws, b.digests.iter().copied());
+                dedup.insert((accepted, b.digests[0]), row.as_slice())?;
+                heads.insert(b.workspace.clone(), next + n);
                 *monthly_add
                     .entry((b.workspace.clone(), b.month))
-                    .or_default() += b.events.len() as u64;
+                    .or_default() += n;
             }
             let mut monthly = txn.open_table(MONTHLY)?;
             for ((ws, month), n) in monthly_add {
@@ -354,6 +362,9 @@ fn open(opts: &StoreOptions) -> Result<(Database, Recovered), anyhow::Error> {
                 meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
             }
         }
+        // A real durable write: the store only reports ready once it can commit.
+        let now = opts.clock.now_ms();
+        meta.insert("opened_at_ms", now.to_le_bytes().as_slice())?;
         txn.open_table(EVENTS)?;
         txn.open_table(DEDUP)?;
         txn.open_table(MONTHLY)?;
@@ -371,8 +382,12 @@ fn open(opts: &StoreOptions) -> Result<(Database, Recovered), anyhow::Error> {
     let dedup = read.open_table(DEDUP)?;
     for row in dedup.range((cutoff, 0u128)..)? {
         let (k, v) = row?;
-        let (ms, digest) = k.value();
-        rec.dedup.push((v.value().to_string(), digest, ms as i64));
+        let (ms, _) = k.value();
+        let (ws, digests) =
+            super::log::decode_dedup(v.value()).map_err(|e| anyhow::anyhow!("dedup index: {e}"))?;
+        for d in digests {
+            rec.dedup.push((ws.to_string(), d, ms as i64));
+        }
     }
     let monthly = read.open_table(MONTHLY)?;
     for row in monthly.iter()? {
