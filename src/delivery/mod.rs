@@ -11,6 +11,7 @@
 //! retry ladder by moving a manual clock.
 
 pub mod dlq;
+pub mod housekeeping;
 pub mod pacer;
 mod worker;
 
@@ -55,6 +56,11 @@ pub struct Engine {
     pii_key: Option<[u8; 32]>,
     workers: Mutex<HashMap<String, WorkerHandle>>,
     wakes: Mutex<HashMap<String, Arc<Notify>>>,
+    /// The configuration of the last sync (housekeeping reads it).
+    config: Mutex<Option<Arc<Config>>>,
+    housekeeping: Mutex<Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>>,
+    /// Housekeeping passes finished (tests wait on it).
+    pub housekeeping_passes: std::sync::atomic::AtomicU64,
 }
 
 impl Engine {
@@ -73,7 +79,15 @@ impl Engine {
             pii_key,
             workers: Mutex::new(HashMap::new()),
             wakes: Mutex::new(HashMap::new()),
+            config: Mutex::new(None),
+            housekeeping: Mutex::new(None),
+            housekeeping_passes: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// The configuration of the last [`Engine::sync`].
+    pub fn config(&self) -> Option<Arc<Config>> {
+        self.config.lock().expect("config lock").clone()
     }
 
     /// The wake-up signal of a workspace's workers (new events were committed).
@@ -94,6 +108,14 @@ impl Engine {
     /// sending and keeps its cursor, retries and DLQ in the store.
     pub fn sync(self: &Arc<Self>, cfg: &Config) {
         tracing::debug!(destinations = cfg.destinations.len(), "delivery sync");
+        *self.config.lock().expect("config lock") = Some(Arc::new(cfg.clone()));
+        {
+            let mut hk = self.housekeeping.lock().expect("housekeeping lock");
+            if hk.is_none() {
+                let (tx, rx) = watch::channel(false);
+                *hk = Some((tx, tokio::spawn(housekeeping::run(self.clone(), rx))));
+            }
+        }
         let mut workers = self.workers.lock().expect("workers lock");
         let wanted: HashMap<&str, &Destination> = cfg
             .destinations
@@ -177,6 +199,11 @@ impl Engine {
             .collect();
         for h in &handles {
             let _ = h.stop.send(true);
+        }
+        let hk = self.housekeeping.lock().expect("housekeeping lock").take();
+        if let Some((tx, task)) = hk {
+            let _ = tx.send(true);
+            let _ = task.await;
         }
         let all = futures_join(handles.into_iter().map(|h| h.task).collect());
         if tokio::time::timeout(grace, all).await.is_err() {

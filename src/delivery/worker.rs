@@ -29,6 +29,8 @@ use crate::store::{CURSORS, DEST_STATE, DeliveryOp, EVENTS, RETRIES, log};
 const DEFAULT_HOLD_MS: i64 = 60_000;
 /// Events within this much of the age limit are expired instead of sent.
 const AGE_MARGIN_MS: i64 = 10 * 60_000;
+/// How often a paused destination's backlog is swept for expired events.
+const PAUSED_SWEEP_MS: i64 = 60_000;
 /// First bytes of a response kept in a DLQ entry.
 const BODY_KEEP: usize = 4096;
 
@@ -117,7 +119,7 @@ pub(super) async fn run(mut env: Env) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let ctx = env.ctx.borrow().clone();
-    let mut st = match init(&engine, &ctx) {
+    let mut st = match init(&engine, &ctx).await {
         Ok(s) => s,
         Err(e) => {
             warn!(destination = %ctx.dest.id, error = %e, "cannot read the destination's position; delivery stopped for it");
@@ -127,6 +129,7 @@ pub(super) async fn run(mut env: Env) {
     debug!(destination = %st.id, cursor = st.cursor, "delivery worker positioned");
     let (res_tx, mut res_rx) = mpsc::unbounded_channel::<Sent>();
     let mut stopping = false;
+    let mut next_sweep = i64::MIN;
     loop {
         let ctx = env.ctx.borrow().clone();
         let notified = env.wake.notified();
@@ -134,7 +137,15 @@ pub(super) async fn run(mut env: Env) {
         notified.as_mut().enable();
         let now = engine.clock.now_ms();
         let mut wake_at = i64::MAX;
-        if !stopping {
+        if !stopping && st.paused.is_some() {
+            if now >= next_sweep {
+                if let Err(e) = sweep_paused(&engine, &ctx, &mut st, now).await {
+                    warn!(destination = %st.id, error = %e, "sweeping expired events failed; retrying later");
+                }
+                next_sweep = now + PAUSED_SWEEP_MS;
+            }
+            wake_at = wake_at.min(next_sweep);
+        } else if !stopping {
             match fill(&engine, &ctx, &mut st, now).await {
                 Ok(next_due) => wake_at = wake_at.min(next_due),
                 Err(e) => {
@@ -192,7 +203,7 @@ fn publish(snap: &Mutex<DestSnapshot>, st: &State) {
     }
 }
 
-fn init(engine: &Engine, ctx: &DestCtx) -> Result<State, crate::store::StoreError> {
+async fn init(engine: &Engine, ctx: &DestCtx) -> Result<State, crate::store::StoreError> {
     let id = ctx.dest.id.clone();
     let ws = ctx.dest.workspace.clone();
     let (cursor, head, state) = engine.store.read(|txn| {
@@ -214,10 +225,36 @@ fn init(engine: &Engine, ctx: &DestCtx) -> Result<State, crate::store::StoreErro
     })?;
     // A destination without a position receives events accepted from now on: from the
     // head at the time it was configured (captured at sync), else the head now.
+    let fresh = cursor.is_none() || state.as_ref().is_none_or(|s| s.workspace.is_empty());
     let cursor = cursor.unwrap_or(ctx.initial_head.unwrap_or(head));
-    let paused = state.and_then(|s| Some((s.paused_reason?, s.paused_at_ms.unwrap_or(0))));
+    let state = state.unwrap_or_default();
+    let paused = state
+        .paused_reason
+        .clone()
+        .map(|r| (r, state.paused_at_ms.unwrap_or(0)));
     if let Some((reason, _)) = &paused {
         info!(destination = %id, %reason, "destination is paused");
+    }
+    if fresh {
+        // Record the position and ownership at once: log trimming counts on them.
+        let record = encode_record(&DestState {
+            workspace: ws.clone(),
+            platform: ctx.dest.platform.name().to_string(),
+            ..state
+        });
+        engine
+            .store
+            .delivery(vec![
+                DeliveryOp::Cursor {
+                    dest: id.clone(),
+                    next_seq: cursor,
+                },
+                DeliveryOp::State {
+                    dest: id.clone(),
+                    record,
+                },
+            ])
+            .await?;
     }
     Ok(State {
         ws,
@@ -634,10 +671,13 @@ async fn settle_sent(engine: &Engine, ctx: &DestCtx, st: &mut State, sent: Sent)
         Verdict::Whole(Class::Gone(reason)) => {
             warn!(destination = %st.id, %reason, "the platform says this endpoint is gone; pausing the destination");
             st.paused = Some((reason.to_string(), now));
-            requeue(st, sent.items);
+            drop(sent.items);
+            forget_unsent(st);
             let rec = encode_record(&DestState {
                 paused_reason: Some(reason.to_string()),
                 paused_at_ms: Some(now),
+                workspace: st.ws.clone(),
+                platform: ctx.dest.platform.name().to_string(),
             });
             let _ = engine
                 .store
@@ -693,6 +733,117 @@ async fn settle_sent(engine: &Engine, ctx: &DestCtx, st: &mut State, sent: Sent)
     if !settled.is_empty() {
         commit(engine, st, settled, now).await;
     }
+}
+
+/// While paused, nothing is held in memory: the backlog is the log from the cursor and
+/// the retries table, read again on resume.
+fn forget_unsent(st: &mut State) {
+    st.ready.clear();
+    st.forced.clear();
+    st.inflight_log.clear();
+    st.taken_retries.clear();
+    st.next_read = st.cursor;
+}
+
+/// Age limits apply whatever the state (SPEC §3): while paused, expired events move
+/// from the backlog to the DLQ. The log is swept over its prefix of expired (or
+/// not-routed) events, so the cursor can follow; retries are swept one by one.
+async fn sweep_paused(
+    engine: &Engine,
+    ctx: &DestCtx,
+    st: &mut State,
+    now: i64,
+) -> Result<(), crate::store::StoreError> {
+    const PAGE: usize = 5000;
+    let (id, ws, from) = (st.id.clone(), st.ws.clone(), st.cursor);
+    let (log_rows, retry_rows) = engine.store.read(|txn| {
+        let ev = txn.open_table(EVENTS)?;
+        let rt = txn.open_table(RETRIES)?;
+        let log_rows = log::read(&ev, &ws, from, PAGE)?;
+        let mut retry_rows = Vec::new();
+        for row in rt
+            .range((id.as_str(), 0u64, 0u64)..=(id.as_str(), u64::MAX, u64::MAX))?
+            .take(PAGE)
+        {
+            let (k, v) = row?;
+            let (_, due, seq) = k.value();
+            if let Ok(rec) = decode_record::<RetryRecord>(v.value()) {
+                let raw = match &rec.event_copy {
+                    Some(c) => Some(c.to_vec()),
+                    None => log::get(&ev, &ws, seq)?,
+                };
+                if let Some(raw) = raw {
+                    retry_rows.push((due, seq, rec, raw));
+                }
+            }
+        }
+        Ok((log_rows, retry_rows))
+    })?;
+    let mut settled = Vec::new();
+    let mut next_read = st.next_read;
+    for (seq, raw) in log_rows {
+        let Some(stored) = open_event(engine, &ws, &raw) else {
+            next_read = seq + 1;
+            continue;
+        };
+        if routes_to(&ctx.dest, &stored.event) {
+            let item = Item {
+                seq,
+                first_seen_ms: stored.accepted_ms,
+                stored,
+                raw,
+                retries: 0,
+                origin: Origin::Log,
+                dlq_id: None,
+                own_copy: false,
+            };
+            if !expired(ctx, &item, now) {
+                break;
+            }
+            st.inflight_log.insert(seq);
+            settled.push(item);
+        }
+        next_read = seq + 1;
+    }
+    st.next_read = next_read;
+    for (due, seq, rec, raw) in retry_rows {
+        let Some(stored) = open_event(engine, &ws, &raw) else {
+            continue;
+        };
+        let item = Item {
+            seq,
+            stored,
+            raw,
+            retries: rec.retries,
+            first_seen_ms: rec.first_seen_ms,
+            origin: Origin::Retry { due_ms: due },
+            dlq_id: rec.dlq_id,
+            own_copy: rec.event_copy.is_some(),
+        };
+        if expired(ctx, &item, now) {
+            st.taken_retries.insert((due, seq));
+            settled.push(item);
+        }
+    }
+    let fates = settled
+        .into_iter()
+        .map(|i| {
+            let body = "the event passed the platform's age limit while the destination was paused"
+                .to_string();
+            (
+                i,
+                Fate::Dlq {
+                    class: ErrorClass::Expired,
+                    status: None,
+                    body,
+                },
+            )
+        })
+        .collect::<Vec<_>>();
+    if !fates.is_empty() || st.next_read != st.cursor {
+        commit(engine, st, fates, now).await;
+    }
+    Ok(())
 }
 
 fn requeue(st: &mut State, items: Vec<Item>) {

@@ -109,6 +109,10 @@ pub struct DestState {
     /// None: active. Some(reason): paused, e.g. `endpoint_gone`.
     pub paused_reason: Option<String>,
     pub paused_at_ms: Option<i64>,
+    /// The destination's workspace and platform, kept so a destination removed from
+    /// the config can still be listed and its position still holds back log trimming.
+    pub workspace: String,
+    pub platform: String,
 }
 
 pub fn encode_record<T: Serialize>(r: &T) -> Vec<u8> {

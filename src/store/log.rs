@@ -147,7 +147,7 @@ pub fn decode_dedup(b: &[u8]) -> Result<(&str, Vec<u128>), CodecError> {
     let ws = b.get(2..2 + wl).ok_or(CodecError::Truncated)?;
     let ws = std::str::from_utf8(ws).map_err(|_| CodecError::Truncated)?;
     let rest = &b[2 + wl..];
-    if rest.len() % 16 != 0 {
+    if !rest.len().is_multiple_of(16) {
         return Err(CodecError::Truncated);
     }
     let digests = rest

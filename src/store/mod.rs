@@ -141,6 +141,11 @@ pub enum DeliveryOp {
         dest: String,
         record: Vec<u8>,
     },
+    /// Deletes the workspace's log chunks that lie wholly below `below`.
+    TrimLog {
+        workspace: String,
+        below: u64,
+    },
 }
 
 enum Cmd {

@@ -229,6 +229,7 @@ fn apply_delivery(
     let mut dlq = txn.open_table(DLQ)?;
     let mut state = txn.open_table(DEST_STATE)?;
     let mut meta = txn.open_table(META)?;
+    let mut events = txn.open_table(EVENTS)?;
     let mut next_id = meta
         .get("dlq_next_id")?
         .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
@@ -261,6 +262,24 @@ fn apply_delivery(
                 }
                 DeliveryOp::State { dest, record } => {
                     state.insert(dest.as_str(), record.as_slice())?;
+                }
+                DeliveryOp::TrimLog { workspace, below } => {
+                    let ws = workspace.as_str();
+                    let mut doomed = Vec::new();
+                    for row in events.range((ws, 0u64)..(ws, *below))? {
+                        let (k, v) = row?;
+                        let first = k.value().1;
+                        let n = super::log::chunk_events(v.value())
+                            .map(|e| e.len() as u64)
+                            .unwrap_or(0);
+                        if first + n > *below {
+                            break;
+                        }
+                        doomed.push(first);
+                    }
+                    for first in doomed {
+                        events.remove((ws, first))?;
+                    }
                 }
             }
         }
