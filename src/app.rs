@@ -249,9 +249,9 @@ impl Daemon {
     }
 }
 
-/// `sluice serve`: runs until SIGTERM or SIGINT; SIGHUP reloads.
-pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
-    let cfg = config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+/// `sluice serve`: runs until SIGTERM or SIGINT; SIGHUP reloads. `cfg` is the file at
+/// `config_path`, already loaded.
+pub async fn serve(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     let mut opts = StartOptions::new(cfg);
     opts.config_path = Some(config_path);
     let daemon = Daemon::start(opts).await?;

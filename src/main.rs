@@ -84,13 +84,16 @@ fn main() -> ExitCode {
         }
     };
     match cli.cmd {
-        Cmd::Serve { config } => {
-            let level = sluice::config::load(&config)
-                .map(|c| c.server.log_level.clone())
-                .unwrap_or_else(|_| "info".into());
-            init_logging(&level);
-            block_on(sluice::app::serve(config))
-        }
+        Cmd::Serve { config } => match sluice::config::load(&config) {
+            Ok(cfg) => {
+                init_logging(&cfg.server.log_level);
+                block_on(sluice::app::serve(config, cfg))
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", config.display());
+                ExitCode::from(1)
+            }
+        },
         Cmd::Simulate(args) => {
             init_logging("info");
             block_on(sluice::sim::run_cli(args))
