@@ -16,6 +16,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+pub mod health;
 pub mod ingest;
 pub mod platforms;
 pub mod sim;

@@ -63,10 +63,16 @@ async fn get(d: &TestDaemon, path: &str) -> Value {
 
 /// Moves the clock past the next housekeeping pass and waits until it has run.
 async fn housekeeping(d: &TestDaemon, clock: &ManualClock) {
+    advance_past_housekeeping(d, clock, sluice::delivery::housekeeping::EVERY_MS).await;
+}
+
+/// Moves the clock by `ms` (at least one housekeeping interval, counted from the end
+/// of the last pass) and waits for the pass that triggers.
+async fn advance_past_housekeeping(d: &TestDaemon, clock: &ManualClock, ms: i64) {
     use std::sync::atomic::Ordering;
     let engine = d.daemon.as_ref().unwrap().app.engine.clone();
     let before = engine.housekeeping_passes.load(Ordering::SeqCst);
-    clock.advance_ms(sluice::delivery::housekeeping::EVERY_MS);
+    clock.advance_ms(ms);
     until("a housekeeping pass", || async {
         engine.housekeeping_passes.load(Ordering::SeqCst) > before
     })

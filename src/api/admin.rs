@@ -79,20 +79,18 @@ fn dest_json(app: &App, d: &Destination) -> Result<Value, crate::store::StoreErr
             .unwrap_or_default();
         Ok((depth, oldest, dlq, state))
     })?;
-    let (paused_reason, paused_at) = match &snap {
-        Some(s) if s.paused_reason.is_some() => (s.paused_reason.clone(), s.paused_at_ms),
-        _ => (state.paused_reason.clone(), state.paused_at_ms),
-    };
+    // The worker's live state when it runs, else what the store holds.
+    let state = snap.map(|s| s.state).unwrap_or(state);
     Ok(json!({
         "destination_id": d.id,
         "merchant_id": d.workspace,
         "platform": d.platform.name(),
-        "state": if paused_reason.is_some() { "paused" } else { "active" },
-        "error_rate": null,
-        "last_checked": null,
-        "paused_at": paused_at.map(rfc3339_ms),
-        "paused_reason": paused_reason,
-        "auto_clear_at": null,
+        "state": state.mode.name(),
+        "error_rate": state.error_rate,
+        "last_checked": state.last_checked_ms.map(rfc3339_ms),
+        "paused_at": state.paused_at_ms.map(rfc3339_ms),
+        "paused_reason": state.paused_reason,
+        "auto_clear_at": state.auto_clear_at_ms.map(rfc3339_ms),
         "queue_depth": depth,
         "consumer_lag_seconds": oldest.map(|o| ((now - o).max(0) as f64) / 1000.0).unwrap_or(0.0),
         "dlq_depth": dlq_depth,

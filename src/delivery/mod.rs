@@ -27,7 +27,7 @@ use crate::platforms::{self, Adapter};
 use crate::store::Store;
 use pacer::{Pacers, ScopePacer};
 
-pub use worker::{DestSnapshot, pending_counts};
+pub use worker::{Command, CommandReply, DestSnapshot, pending_counts};
 
 /// What a worker needs to know of its destination; replaced on reload.
 pub struct DestCtx {
@@ -43,10 +43,15 @@ pub struct DestCtx {
 
 struct WorkerHandle {
     ctx: watch::Sender<Arc<DestCtx>>,
+    commands:
+        tokio::sync::mpsc::UnboundedSender<(Command, tokio::sync::oneshot::Sender<CommandReply>)>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     snapshot: Arc<Mutex<DestSnapshot>>,
 }
+
+/// Told every committed state change (the alerter).
+pub type Notifier = Arc<dyn Fn(crate::health::Notice) + Send + Sync>;
 
 pub struct Engine {
     store: Store,
@@ -59,6 +64,8 @@ pub struct Engine {
     /// The configuration of the last sync (housekeeping reads it).
     config: Mutex<Option<Arc<Config>>>,
     housekeeping: Mutex<Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>>,
+    /// Told every state change after it is committed (alerts).
+    notifier: Mutex<Option<Notifier>>,
     /// Housekeeping passes finished (tests wait on it).
     pub housekeeping_passes: std::sync::atomic::AtomicU64,
 }
@@ -82,7 +89,31 @@ impl Engine {
             config: Mutex::new(None),
             housekeeping: Mutex::new(None),
             housekeeping_passes: std::sync::atomic::AtomicU64::new(0),
+            notifier: Mutex::new(None),
         })
+    }
+
+    /// Sets what is told of every committed state change (the alerter).
+    pub fn set_notifier(&self, f: Notifier) {
+        *self.notifier.lock().expect("notifier lock") = Some(f);
+    }
+
+    pub(crate) fn notify(&self, n: crate::health::Notice) {
+        let f = self.notifier.lock().expect("notifier lock").clone();
+        if let Some(f) = f {
+            f(n);
+        }
+    }
+
+    /// Hands an operator's pause or resume to the destination's worker and waits for
+    /// the committed outcome. None when no worker runs for it.
+    pub async fn command(&self, dest: &str, cmd: Command) -> Option<CommandReply> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        {
+            let w = self.workers.lock().expect("workers lock");
+            w.get(dest)?.commands.send((cmd, tx)).ok()?;
+        }
+        rx.await.ok()
     }
 
     /// The configuration of the last [`Engine::sync`].
@@ -159,18 +190,21 @@ impl Engine {
                     let (ctx_tx, ctx_rx) = watch::channel(ctx);
                     let (stop_tx, stop_rx) = watch::channel(false);
                     let snapshot = Arc::new(Mutex::new(DestSnapshot::default()));
+                    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
                     let task = tokio::spawn(worker::run(worker::Env {
                         engine: self.clone(),
                         ctx: ctx_rx,
                         stop: stop_rx,
                         wake: self.wake(&d.workspace),
                         snapshot: snapshot.clone(),
+                        commands: cmd_rx,
                     }));
                     workers.insert(
                         d.id.clone(),
                         WorkerHandle {
                             ctx: ctx_tx,
                             stop: stop_tx,
+                            commands: cmd_tx,
                             task,
                             snapshot,
                         },

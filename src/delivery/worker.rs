@@ -10,20 +10,22 @@
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use super::pacer::Grant;
 use super::{DestCtx, Engine};
+use crate::health::{AUTH_STREAK, Actor, Change, Ring};
 use crate::ingest::event::PlainField;
 use crate::platforms::{
     Class, HttpRequest, HttpResponse, OutEvent, Verdict, redact, retry_after_ms,
 };
+use crate::store::codec::{DestMode, OutcomeRecord};
 use crate::store::codec::{
     DestState, DlqRecord, ErrorClass, RetryRecord, StoredEvent, decode_event, decode_record,
     encode_record, pii_aad,
 };
-use crate::store::{CURSORS, DEST_STATE, DeliveryOp, EVENTS, RETRIES, log};
+use crate::store::{CURSORS, DEST_STATE, DeliveryOp, EVENTS, OUTCOMES, RETRIES, SETTLED, log};
 
 /// The hold after a throttle answer without a hint.
 const DEFAULT_HOLD_MS: i64 = 60_000;
@@ -40,6 +42,29 @@ pub(super) struct Env {
     pub stop: watch::Receiver<bool>,
     pub wake: Arc<Notify>,
     pub snapshot: Arc<Mutex<DestSnapshot>>,
+    pub commands: mpsc::UnboundedReceiver<(Command, oneshot::Sender<CommandReply>)>,
+}
+
+/// An operator's request to a destination (SPEC §4).
+#[derive(Debug, Clone)]
+pub enum Command {
+    Pause { note: String, actor: Actor },
+    Resume { note: String, actor: Actor },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandReply {
+    Paused {
+        paused_at_ms: i64,
+    },
+    Resumed {
+        resumed_at_ms: i64,
+        previous_pause_reason: Option<String>,
+        paused_at_ms: Option<i64>,
+    },
+    AlreadyPaused,
+    NotPaused,
+    Unavailable(String),
 }
 
 /// A live view of a worker for the admin API and metrics.
@@ -48,8 +73,8 @@ pub struct DestSnapshot {
     pub cursor: u64,
     pub in_memory: usize,
     pub requests_in_flight: usize,
-    pub paused_reason: Option<String>,
-    pub paused_at_ms: Option<i64>,
+    /// The persisted health state (mode, pause reason and times, last evaluation).
+    pub state: DestState,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +117,7 @@ struct Sent {
     error: Option<String>,
     secrets: Vec<String>,
     at_ms: i64,
+    latency_ms: i64,
 }
 
 struct State {
@@ -105,7 +131,26 @@ struct State {
     taken_retries: HashSet<(u64, u64)>,
     requests_in_flight: usize,
     dest_hold_until: i64,
-    paused: Option<(String, i64)>,
+    /// Settled before a restart although above the cursor (see `settled` table).
+    settled_above: BTreeSet<u64>,
+    health: DestState,
+    ring: Ring,
+    auth_streak: u32,
+    next_eval: i64,
+    probe: Option<Probe>,
+}
+
+#[derive(Debug, Default)]
+struct Probe {
+    sent: u32,
+    answered: u32,
+    errors: u32,
+}
+
+impl State {
+    fn is_paused(&self) -> bool {
+        self.health.mode == DestMode::Paused
+    }
 }
 
 pub(super) async fn run(mut env: Env) {
@@ -137,7 +182,11 @@ pub(super) async fn run(mut env: Env) {
         notified.as_mut().enable();
         let now = engine.clock.now_ms();
         let mut wake_at = i64::MAX;
-        if !stopping && st.paused.is_some() {
+        if !stopping {
+            housekeep_health(&engine, &ctx, &mut st, now).await;
+            wake_at = wake_at.min(health_wake(&st));
+        }
+        if !stopping && st.is_paused() {
             if now >= next_sweep {
                 if let Err(e) = sweep_paused(&engine, &ctx, &mut st, now).await {
                     warn!(destination = %st.id, error = %e, "sweeping expired events failed; retrying later");
@@ -152,6 +201,9 @@ pub(super) async fn run(mut env: Env) {
                     warn!(destination = %st.id, error = %e, "reading the queue failed; retrying in 1 s");
                     wake_at = wake_at.min(now + 1000);
                 }
+            }
+            if st.health.mode == DestMode::Probing {
+                finish_probe_if_done(&engine, &ctx, &mut st, now).await;
             }
             while st.requests_in_flight < ctx.dest.policy.concurrency as usize {
                 match next_batch(&ctx, &mut st, now) {
@@ -180,13 +232,31 @@ pub(super) async fn run(mut env: Env) {
         }
         tokio::select! {
             Some(sent) = res_rx.recv() => {
-                st.requests_in_flight -= 1;
-                settle_sent(&engine, &ctx, &mut st, sent).await;
+                // Settle every answer that is in, in one commit.
+                let mut batch = Settlement::default();
+                let mut next = Some(sent);
+                while let Some(sent) = next {
+                    st.requests_in_flight -= 1;
+                    settle_sent(&ctx, &mut st, sent, &mut batch);
+                    next = res_rx.try_recv().ok();
+                }
+                let now = batch.now;
+                if !batch.settled.is_empty() || !batch.extra.is_empty() {
+                    commit(&engine, &mut st, batch.settled, batch.extra, now).await;
+                }
+                for c in batch.changes {
+                    transition(&engine, &ctx, &mut st, c, now).await;
+                }
             }
             _ = &mut notified, if !stopping => {}
             _ = engine.clock.sleep_until(wake_at), if !stopping && wake_at != i64::MAX => {}
             _ = env.ctx.changed(), if !stopping => {}
             _ = env.stop.changed(), if !stopping => { stopping = true; }
+            Some((cmd, reply)) = env.commands.recv() => {
+                let now = engine.clock.now_ms();
+                let answer = command(&engine, &ctx, &mut st, cmd, now).await;
+                let _ = reply.send(answer);
+            }
         }
     }
     publish(&env.snapshot, &st);
@@ -198,53 +268,73 @@ fn publish(snap: &Mutex<DestSnapshot>, st: &State) {
         s.cursor = st.cursor;
         s.in_memory = st.ready.len() + st.forced.iter().map(Vec::len).sum::<usize>();
         s.requests_in_flight = st.requests_in_flight;
-        s.paused_reason = st.paused.as_ref().map(|p| p.0.clone());
-        s.paused_at_ms = st.paused.as_ref().map(|p| p.1);
+        s.state = st.health.clone();
     }
 }
 
 async fn init(engine: &Engine, ctx: &DestCtx) -> Result<State, crate::store::StoreError> {
     let id = ctx.dest.id.clone();
     let ws = ctx.dest.workspace.clone();
-    let (cursor, head, state) = engine.store.read(|txn| {
+    let (cursor, head, state, ring_rows, settled_above) = engine.store.read(|txn| {
         let cursors = txn.open_table(CURSORS)?;
         let cursor = cursors.get(id.as_str())?.map(|v| v.value());
         let events = txn.open_table(EVENTS)?;
-        let head = match events
-            .range((ws.as_str(), 0u64)..=(ws.as_str(), u64::MAX))?
-            .next_back()
-        {
-            Some(r) => r?.0.value().1 + 1,
-            None => 1,
-        };
+        let head = log::head(&events, &ws)?;
         let states = txn.open_table(DEST_STATE)?;
         let state = states
             .get(id.as_str())?
             .and_then(|v| decode_record::<DestState>(v.value()).ok());
-        Ok((cursor, head, state))
+        let settled = txn.open_table(SETTLED)?;
+        let from = cursor.unwrap_or(0);
+        let mut above = BTreeSet::new();
+        for row in settled.range((id.as_str(), from)..=(id.as_str(), u64::MAX))? {
+            above.insert(row?.0.value().1);
+        }
+        let outcomes = txn.open_table(OUTCOMES)?;
+        let mut ring = Vec::new();
+        for row in outcomes.range((id.as_str(), 0u32)..=(id.as_str(), u32::MAX))? {
+            let (k, v) = row?;
+            if let Ok(o) = decode_record::<OutcomeRecord>(v.value()) {
+                ring.push((k.value().1, o));
+            }
+        }
+        Ok((cursor, head, state, ring, above))
     })?;
     // A destination without a position receives events accepted from now on: from the
     // head at the time it was configured (captured at sync), else the head now.
     let fresh = cursor.is_none() || state.as_ref().is_none_or(|s| s.workspace.is_empty());
     let cursor = cursor.unwrap_or(ctx.initial_head.unwrap_or(head));
-    let state = state.unwrap_or_default();
-    let paused = state
-        .paused_reason
-        .clone()
-        .map(|r| (r, state.paused_at_ms.unwrap_or(0)));
-    if let Some((reason, _)) = &paused {
-        info!(destination = %id, %reason, "destination is paused");
+    let mut health = state.unwrap_or_default();
+    if let Some(reason) = &health.paused_reason {
+        info!(destination = %id, %reason, state = health.mode.name(), "destination is not active");
     }
+    // Rebuild the ring in attempt order: slot = n % size, the oldest at `attempts`.
+    let sample = ctx.dest.policy.auto_pause.sample;
+    let mut ring = Ring::new(sample);
+    let mut reset_ring = false;
+    if health.ring_size == sample {
+        let size = sample as u64;
+        let mut rows = ring_rows;
+        rows.sort_by_key(|(slot, _)| (*slot as u64 + size - health.attempts % size) % size);
+        for (_, o) in rows {
+            ring.push(o);
+        }
+    } else {
+        reset_ring = !ring_rows.is_empty();
+        health.ring_size = sample;
+        health.attempts = 0;
+    }
+    // A probe interrupted by a restart starts again.
+    let fresh = fresh || reset_ring;
     if fresh {
         // Record the position and ownership at once: log trimming counts on them.
-        let record = encode_record(&DestState {
-            workspace: ws.clone(),
-            platform: ctx.dest.platform.name().to_string(),
-            ..state
-        });
+        health.workspace = ws.clone();
+        health.platform = ctx.dest.platform.name().to_string();
+        let record = encode_record(&health);
         engine
             .store
             .delivery(vec![
+                DeliveryOp::OutcomesClear { dest: id.clone() },
                 DeliveryOp::Cursor {
                     dest: id.clone(),
                     next_seq: cursor,
@@ -256,6 +346,8 @@ async fn init(engine: &Engine, ctx: &DestCtx) -> Result<State, crate::store::Sto
             ])
             .await?;
     }
+    let now = engine.clock.now_ms();
+    let probe = (health.mode == DestMode::Probing).then(Probe::default);
     Ok(State {
         ws,
         id,
@@ -267,7 +359,12 @@ async fn init(engine: &Engine, ctx: &DestCtx) -> Result<State, crate::store::Sto
         taken_retries: HashSet::new(),
         requests_in_flight: 0,
         dest_hold_until: 0,
-        paused,
+        settled_above,
+        health,
+        ring,
+        auth_streak: 0,
+        next_eval: now + ctx.dest.policy.auto_pause.interval.as_millis() as i64,
+        probe,
     })
 }
 
@@ -279,7 +376,7 @@ async fn fill(
     st: &mut State,
     now: i64,
 ) -> Result<i64, crate::store::StoreError> {
-    if st.paused.is_some() {
+    if st.is_paused() {
         return Ok(i64::MAX);
     }
     let max_batch = ctx.dest.policy.max_batch as usize;
@@ -352,6 +449,9 @@ async fn fill(
     }
     for (seq, raw) in log {
         st.next_read = seq + 1;
+        if st.settled_above.contains(&seq) {
+            continue;
+        }
         let Some(stored) = open_event(engine, &ws, &raw) else {
             continue;
         };
@@ -403,7 +503,7 @@ async fn fill(
         }
     }
     if !settled.is_empty() || lowest_unsettled(st) != st.cursor {
-        commit(engine, st, settled, now).await;
+        commit(engine, st, settled, Vec::new(), now).await;
     }
     Ok(next_due)
 }
@@ -460,9 +560,19 @@ enum Next {
 }
 
 fn next_batch(ctx: &DestCtx, st: &mut State, now: i64) -> Next {
-    if st.paused.is_some() {
+    if st.is_paused() {
         return Next::Idle;
     }
+    // Probing: one event per request, `probe_requests` requests in all.
+    let probe_cap = match &st.probe {
+        Some(p) if st.health.mode == DestMode::Probing => {
+            if p.sent >= ctx.dest.policy.auto_pause.probe_requests {
+                return Next::Idle;
+            }
+            Some(1)
+        }
+        _ => None,
+    };
     if st.dest_hold_until > now {
         return Next::Wait(st.dest_hold_until);
     }
@@ -482,6 +592,7 @@ fn next_batch(ctx: &DestCtx, st: &mut State, now: i64) -> Next {
             st.ready.len().min(max_batch)
         }
     };
+    let wanted = probe_cap.map_or(wanted, |c| wanted.min(c));
     let mut n = wanted;
     let mut wait = now;
     for p in &ctx.pacers {
@@ -506,6 +617,9 @@ fn next_batch(ctx: &DestCtx, st: &mut State, now: i64) -> Next {
         }
         None => st.ready.drain(..n).collect(),
     };
+    if let Some(p) = st.probe.as_mut() {
+        p.sent += 1;
+    }
     Next::Send(batch)
 }
 
@@ -561,6 +675,7 @@ async fn send(
         response,
         error,
         secrets,
+        latency_ms: at_ms - now,
         at_ms,
     });
 }
@@ -598,8 +713,19 @@ async fn execute(http: &reqwest::Client, req: HttpRequest) -> Result<HttpRespons
     })
 }
 
-async fn settle_sent(engine: &Engine, ctx: &DestCtx, st: &mut State, sent: Sent) {
+/// The outcomes of answers settled together.
+#[derive(Default)]
+struct Settlement {
+    settled: Vec<(Item, Fate)>,
+    extra: Vec<DeliveryOp>,
+    changes: Vec<Change>,
+    now: i64,
+}
+
+/// Decides the fate of one answer's events; the caller commits the settlement.
+fn settle_sent(ctx: &DestCtx, st: &mut State, sent: Sent, acc: &mut Settlement) {
     let now = sent.at_ms;
+    acc.now = acc.now.max(now);
     let status = sent.response.as_ref().map(|r| r.status);
     let body = match (&sent.response, &sent.error) {
         (Some(r), _) => {
@@ -613,6 +739,25 @@ async fn settle_sent(engine: &Engine, ctx: &DestCtx, st: &mut State, sent: Sent)
     };
     let policy = &ctx.dest.policy;
     let mut settled = Vec::new();
+    // Every request is an attempt; a rejection is a data problem, not a pipe failure.
+    let error = matches!(
+        sent.verdict,
+        Verdict::Whole(Class::Retryable | Class::Throttled { .. } | Class::Auth | Class::Gone(_))
+    );
+    let mut extra = record_attempt(st, status, error, sent.latency_ms, now);
+    if let Some(p) = st.probe.as_mut() {
+        p.answered += 1;
+        p.errors += error as u32;
+    }
+    let mut change = None;
+    if matches!(sent.verdict, Verdict::Whole(Class::Auth)) {
+        st.auth_streak += 1;
+        if st.auth_streak >= AUTH_STREAK && !st.is_paused() {
+            change = Some(Change::AuthFailed);
+        }
+    } else {
+        st.auth_streak = 0;
+    }
     match sent.verdict {
         Verdict::Whole(Class::Delivered) => {
             settled = sent.items.into_iter().map(|i| (i, Fate::Done)).collect();
@@ -669,23 +814,10 @@ async fn settle_sent(engine: &Engine, ctx: &DestCtx, st: &mut State, sent: Sent)
                 .collect();
         }
         Verdict::Whole(Class::Gone(reason)) => {
-            warn!(destination = %st.id, %reason, "the platform says this endpoint is gone; pausing the destination");
-            st.paused = Some((reason.to_string(), now));
-            drop(sent.items);
-            forget_unsent(st);
-            let rec = encode_record(&DestState {
-                paused_reason: Some(reason.to_string()),
-                paused_at_ms: Some(now),
-                workspace: st.ws.clone(),
-                platform: ctx.dest.platform.name().to_string(),
-            });
-            let _ = engine
-                .store
-                .delivery(vec![DeliveryOp::State {
-                    dest: st.id.clone(),
-                    record: rec,
-                }])
-                .await;
+            requeue(st, sent.items);
+            if !st.is_paused() {
+                change = Some(Change::Gone(reason));
+            }
         }
         Verdict::RowsRejected(rows) => {
             let mut rest = Vec::new();
@@ -730,8 +862,12 @@ async fn settle_sent(engine: &Engine, ctx: &DestCtx, st: &mut State, sent: Sent)
             }
         }
     }
-    if !settled.is_empty() {
-        commit(engine, st, settled, now).await;
+    acc.settled.append(&mut settled);
+    acc.extra.append(&mut extra);
+    if let Some(c) = change
+        && !acc.changes.contains(&c)
+    {
+        acc.changes.push(c);
     }
 }
 
@@ -782,6 +918,10 @@ async fn sweep_paused(
     let mut settled = Vec::new();
     let mut next_read = st.next_read;
     for (seq, raw) in log_rows {
+        if st.settled_above.contains(&seq) {
+            next_read = seq + 1;
+            continue;
+        }
         let Some(stored) = open_event(engine, &ws, &raw) else {
             next_read = seq + 1;
             continue;
@@ -841,7 +981,7 @@ async fn sweep_paused(
         })
         .collect::<Vec<_>>();
     if !fates.is_empty() || st.next_read != st.cursor {
-        commit(engine, st, fates, now).await;
+        commit(engine, st, fates, Vec::new(), now).await;
     }
     Ok(())
 }
@@ -882,8 +1022,14 @@ fn lowest_unsettled(st: &State) -> u64 {
 
 /// Commits the fates of settled items with the cursor move they allow; memory follows
 /// only a successful commit. On failure the items go back to be sent again.
-async fn commit(engine: &Engine, st: &mut State, settled: Vec<(Item, Fate)>, now: i64) {
-    let mut ops = Vec::new();
+async fn commit(
+    engine: &Engine,
+    st: &mut State,
+    settled: Vec<(Item, Fate)>,
+    extra: Vec<DeliveryOp>,
+    now: i64,
+) {
+    let mut ops = extra;
     for (item, fate) in &settled {
         if let Origin::Retry { due_ms } = item.origin {
             ops.push(DeliveryOp::RetryDel {
@@ -936,6 +1082,25 @@ async fn commit(engine: &Engine, st: &mut State, settled: Vec<(Item, Fate)>, now
         }
     }
     let new_cursor = after.first().copied().unwrap_or(st.next_read);
+    // Settled above a lower event still in flight: remembered, so a restart does not
+    // send them again.
+    let above: Vec<u64> = settled
+        .iter()
+        .filter(|(i, _)| i.origin == Origin::Log && i.seq >= new_cursor)
+        .map(|(i, _)| i.seq)
+        .collect();
+    if !above.is_empty() {
+        ops.push(DeliveryOp::SettledAbove {
+            dest: st.id.clone(),
+            seqs: above,
+        });
+    }
+    if new_cursor > st.cursor {
+        ops.push(DeliveryOp::SettledBelow {
+            dest: st.id.clone(),
+            below: new_cursor,
+        });
+    }
     if new_cursor != st.cursor {
         ops.push(DeliveryOp::Cursor {
             dest: st.id.clone(),
@@ -946,6 +1111,7 @@ async fn commit(engine: &Engine, st: &mut State, settled: Vec<(Item, Fate)>, now
         Ok(()) => {
             st.inflight_log = after;
             st.cursor = new_cursor;
+            st.settled_above.retain(|s| *s >= new_cursor);
             for (item, fate) in &settled {
                 if let Origin::Retry { due_ms } = item.origin {
                     st.taken_retries.remove(&(due_ms, item.seq));
@@ -1004,4 +1170,219 @@ pub fn pending_counts(
 fn dlq_depth(txn: &redb::ReadTransaction, dest: &str) -> Result<u64, redb::Error> {
     let t = txn.open_table(crate::store::DLQ)?;
     Ok(t.range((dest, 0u64)..=(dest, u64::MAX))?.count() as u64)
+}
+
+/// Records one attempt in the ring; returns the write that persists it.
+fn record_attempt(
+    st: &mut State,
+    status: Option<u16>,
+    error: bool,
+    latency_ms: i64,
+    now: i64,
+) -> Vec<DeliveryOp> {
+    let o = OutcomeRecord {
+        at_ms: now,
+        error,
+        status,
+        latency_ms: latency_ms.clamp(0, u32::MAX as i64) as u32,
+    };
+    st.ring.push(o);
+    let size = st.health.ring_size.max(1) as u64;
+    let slot = (st.health.attempts % size) as u32;
+    st.health.attempts += 1;
+    vec![
+        DeliveryOp::Outcome {
+            dest: st.id.clone(),
+            slot,
+            record: encode_record(&o),
+        },
+        DeliveryOp::State {
+            dest: st.id.clone(),
+            record: encode_record(&st.health),
+        },
+    ]
+}
+
+/// The next time the health state machine needs the worker.
+fn health_wake(st: &State) -> i64 {
+    match st.health.mode {
+        DestMode::Active => st.next_eval,
+        DestMode::Paused => st.health.auto_clear_at_ms.unwrap_or(i64::MAX),
+        DestMode::Probing => i64::MAX,
+    }
+}
+
+/// Evaluations on their interval, the auto-clear that starts a probe, and a reload
+/// that changed the ring's size.
+async fn housekeep_health(engine: &Engine, ctx: &DestCtx, st: &mut State, now: i64) {
+    let ap = &ctx.dest.policy.auto_pause;
+    if ap.sample != st.health.ring_size {
+        st.ring = Ring::new(ap.sample);
+        st.health.ring_size = ap.sample;
+        st.health.attempts = 0;
+        let ops = vec![
+            DeliveryOp::OutcomesClear {
+                dest: st.id.clone(),
+            },
+            DeliveryOp::State {
+                dest: st.id.clone(),
+                record: encode_record(&st.health),
+            },
+        ];
+        if let Err(e) = engine.store.delivery(ops).await {
+            warn!(destination = %st.id, error = %e, "could not reset the outcome ring");
+        }
+    }
+    match st.health.mode {
+        DestMode::Active if now >= st.next_eval => {
+            st.next_eval = now + ap.interval.as_millis() as i64;
+            let rate = st.ring.error_rate(
+                now,
+                ap.window.as_millis() as i64,
+                st.health.window_start_ms,
+                ap.min_samples,
+            );
+            st.health.last_checked_ms = Some(now);
+            if let Some(r) = rate {
+                st.health.error_rate = Some(r);
+            }
+            match rate {
+                Some(r) if r > ap.threshold => {
+                    transition(engine, ctx, st, Change::RateExceeded { rate: r }, now).await
+                }
+                _ => {
+                    let op = DeliveryOp::State {
+                        dest: st.id.clone(),
+                        record: encode_record(&st.health),
+                    };
+                    let _ = engine.store.delivery(vec![op]).await;
+                }
+            }
+        }
+        DestMode::Paused if st.health.auto_clear_at_ms.is_some_and(|t| now >= t) => {
+            let dest = ctx.dest.clone();
+            let empty = engine
+                .store
+                .read(|txn| pending_counts(txn, &dest, Some(st.cursor)).map(|(d, _, _)| d == 0))
+                .unwrap_or(false);
+            if empty {
+                transition(engine, ctx, st, Change::AutoResume { rate: None }, now).await;
+            } else {
+                info!(destination = %st.id, "auto-clear: probing");
+                st.health.mode = DestMode::Probing;
+                st.probe = Some(Probe::default());
+                let op = DeliveryOp::State {
+                    dest: st.id.clone(),
+                    record: encode_record(&st.health),
+                };
+                let _ = engine.store.delivery(vec![op]).await;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Ends a probe once every probe request is answered (or the backlog ran out).
+async fn finish_probe_if_done(engine: &Engine, ctx: &DestCtx, st: &mut State, now: i64) {
+    let Some(p) = &st.probe else {
+        return;
+    };
+    let wanted = ctx.dest.policy.auto_pause.probe_requests;
+    let out_of_events = st.ready.is_empty() && st.forced.is_empty() && st.requests_in_flight == 0;
+    if p.answered < p.sent || (p.sent < wanted && !out_of_events) {
+        return;
+    }
+    if p.sent == 0 {
+        // Nothing left to probe with: an empty backlog resumes at once.
+        transition(engine, ctx, st, Change::AutoResume { rate: None }, now).await;
+        return;
+    }
+    let rate = p.errors as f64 / p.answered as f64;
+    let change = if rate <= ctx.dest.policy.auto_pause.threshold {
+        Change::AutoResume { rate: Some(rate) }
+    } else {
+        Change::ProbeFailed { rate }
+    };
+    transition(engine, ctx, st, change, now).await;
+}
+
+/// One state change: state, row and audit event in one commit; then memory, the log
+/// line and the alert.
+async fn transition(engine: &Engine, ctx: &DestCtx, st: &mut State, change: Change, now: i64) {
+    let applies = match change {
+        Change::RateExceeded { .. } | Change::AuthFailed | Change::Gone(_) => !st.is_paused(),
+        Change::ManualPause { .. } => !st.is_paused(),
+        Change::ProbeFailed { .. } => st.health.mode == DestMode::Probing,
+        Change::AutoResume { .. } => st.health.mode != DestMode::Active,
+        Change::ManualResume { .. } => st.health.mode != DestMode::Active,
+    };
+    if !applies {
+        return;
+    }
+    let mut next = st.health.clone();
+    let (ops, notice) = crate::health::apply(
+        &ctx.dest,
+        &mut next,
+        &ctx.dest.policy.auto_pause,
+        &change,
+        now,
+    );
+    if let Err(e) = engine.store.delivery(ops).await {
+        warn!(destination = %st.id, error = %e, ?change, "could not record a state change; will retry");
+        return;
+    }
+    st.health = next;
+    st.probe = None;
+    match st.health.mode {
+        DestMode::Paused => {
+            warn!(destination = %st.id, merchant = %ctx.dest.workspace, platform = ctx.dest.platform.name(), reason = %notice.reason, kind = notice.kind, "destination paused");
+            forget_unsent(st);
+        }
+        _ => {
+            info!(destination = %st.id, merchant = %ctx.dest.workspace, platform = ctx.dest.platform.name(), "destination resumed");
+            st.auth_streak = 0;
+            st.dest_hold_until = 0;
+            st.next_eval = now + ctx.dest.policy.auto_pause.interval.as_millis() as i64;
+        }
+    }
+    engine.notify(notice);
+}
+
+async fn command(
+    engine: &Engine,
+    ctx: &DestCtx,
+    st: &mut State,
+    cmd: Command,
+    now: i64,
+) -> CommandReply {
+    match cmd {
+        Command::Pause { note, actor } => {
+            if st.is_paused() {
+                return CommandReply::AlreadyPaused;
+            }
+            transition(engine, ctx, st, Change::ManualPause { note, actor }, now).await;
+            if st.is_paused() {
+                CommandReply::Paused { paused_at_ms: now }
+            } else {
+                CommandReply::Unavailable("the store could not record the pause".into())
+            }
+        }
+        Command::Resume { note, actor } => {
+            if st.health.mode == DestMode::Active {
+                return CommandReply::NotPaused;
+            }
+            let previous_pause_reason = st.health.paused_reason.clone();
+            let paused_at_ms = st.health.paused_at_ms;
+            transition(engine, ctx, st, Change::ManualResume { note, actor }, now).await;
+            if st.health.mode == DestMode::Active {
+                CommandReply::Resumed {
+                    resumed_at_ms: now,
+                    previous_pause_reason,
+                    paused_at_ms,
+                }
+            } else {
+                CommandReply::Unavailable("the store could not record the resume".into())
+            }
+        }
+    }
 }

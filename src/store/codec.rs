@@ -103,16 +103,56 @@ pub struct DlqRecord {
     pub last_attempt_ms: i64,
 }
 
+/// A destination's delivery state (SPEC §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum DestMode {
+    #[default]
+    Active,
+    Paused,
+    Probing,
+}
+
+impl DestMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            DestMode::Active => "active",
+            DestMode::Paused => "paused",
+            DestMode::Probing => "probing",
+        }
+    }
+}
+
 /// A destination's persisted state (`dest_state` table).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct DestState {
-    /// None: active. Some(reason): paused, e.g. `endpoint_gone`.
-    pub paused_reason: Option<String>,
-    pub paused_at_ms: Option<i64>,
     /// The destination's workspace and platform, kept so a destination removed from
     /// the config can still be listed and its position still holds back log trimming.
     pub workspace: String,
     pub platform: String,
+    pub mode: DestMode,
+    /// Set while paused or probing: e.g. `error_rate_31.2%`, `auth_failed`, `manual`.
+    pub paused_reason: Option<String>,
+    pub paused_at_ms: Option<i64>,
+    /// Only for `rate_threshold_exceeded` pauses.
+    pub auto_clear_at_ms: Option<i64>,
+    /// Attempts before this time no longer count (set by every resume).
+    pub window_start_ms: i64,
+    pub last_checked_ms: Option<i64>,
+    /// The last evaluated error rate (0–1).
+    pub error_rate: Option<f64>,
+    /// Attempts recorded so far: the next ring slot is `attempts % ring_size`.
+    pub attempts: u64,
+    /// The `sample` the ring was built with; a different one resets it.
+    pub ring_size: u32,
+}
+
+/// One attempt in a destination's outcome ring (`outcomes` table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeRecord {
+    pub at_ms: i64,
+    pub error: bool,
+    pub status: Option<u16>,
+    pub latency_ms: u32,
 }
 
 pub fn encode_record<T: Serialize>(r: &T) -> Vec<u8> {

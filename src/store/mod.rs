@@ -9,9 +9,13 @@
 //! | `dedup` | `(accepted_ms: u64, first digest: u128)` | the workspace and the digests of one request's accepted events ([`log`]). Time-ordered, so hot-path inserts append at the right edge of the B-tree instead of dirtying a random page per insert; expired entries are a prefix, trimmed by range. A digest is the first 128 bits of SHA-256 over the length-prefixed `workspace`, `event_name`, `event_id`. The exact in-memory index of the window ([`crate::ingest::intake`]) is rebuilt from this table at every open. |
 //! | `monthly` | `(workspace: &str, yyyymm: u32)` | accepted events that calendar month (UTC) |
 //! | `cursors` | destination id | the next log sequence to read: every event of the destination's workspace below it has its fate committed (delivered, retry scheduled, dead-lettered, or not routed here). Moves only over a finished prefix; what is in flight lives in memory, so a crash re-sends at most that. |
+//! | `settled` | `(destination, seq)` | events settled above the cursor while a lower one was still in flight; skipped when the log is read again after a restart, deleted as the cursor passes them |
 //! | `retries` | `(destination, due_ms: u64, seq: u64)` | [`codec::RetryRecord`]: retry count, first seen, last error; a replayed DLQ entry carries its own copy of the event |
 //! | `dlq` | `(destination, id: u64)` | [`codec::DlqRecord`]: a copy of the event, class, last status and response, retries, times |
-//! | `dest_state` | destination id | [`codec::DestState`]: paused or not, since when, why |
+//! | `dest_state` | destination id | [`codec::DestState`]: active, paused or probing; since when, why, auto-clear time, evaluation window, ring position |
+//! | `outcomes` | `(destination, slot: u32)` | [`codec::OutcomeRecord`]: one attempt of the ring buffer (`slot = n % sample`), so error rates survive restarts |
+//! | `auto_pause_events` | `seq: u64` | one `auto_pause_events` row as JSON (version byte + JSON) |
+//! | `audit` | `seq: u64` | one audit chain record ([`crate::audit`]) |
 //!
 //! # Writes
 //!
@@ -51,6 +55,10 @@ pub const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 pub const RETRIES: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("retries");
 pub const DLQ: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dlq");
 pub const DEST_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("dest_state");
+pub const SETTLED: TableDefinition<(&str, u64), ()> = TableDefinition::new("settled");
+pub const OUTCOMES: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("outcomes");
+pub const AUTO_PAUSE_EVENTS: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("auto_pause_events");
 
 /// The schema this build writes. A file with a newer version is refused.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -141,6 +149,32 @@ pub enum DeliveryOp {
         dest: String,
         record: Vec<u8>,
     },
+    /// Events settled above the destination's cursor (out of order).
+    SettledAbove {
+        dest: String,
+        seqs: Vec<u64>,
+    },
+    /// Forgets settled marks below the destination's new cursor.
+    SettledBelow {
+        dest: String,
+        below: u64,
+    },
+    /// One attempt into a destination's outcome ring.
+    Outcome {
+        dest: String,
+        slot: u32,
+        record: Vec<u8>,
+    },
+    /// Clears a destination's outcome ring (its `sample` changed).
+    OutcomesClear {
+        dest: String,
+    },
+    /// Appends an `auto_pause_events` row; the writer assigns `id` (`ap_…`).
+    AutoPauseEvent {
+        row: serde_json::Value,
+    },
+    /// Appends an audit event to the chain.
+    Audit(AuditEntry),
     /// Deletes the workspace's log chunks that lie wholly below `below`.
     TrimLog {
         workspace: String,
@@ -148,11 +182,19 @@ pub enum DeliveryOp {
     },
 }
 
+/// An audit event to append (SPEC §6); the writer chains it.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub event_type: String,
+    pub resource_id: String,
+    pub actor: String,
+    pub details: serde_json::Map<String, serde_json::Value>,
+    pub created_at_ms: i64,
+}
+
 enum Cmd {
     Ingest(IngestBatch, oneshot::Sender<Result<(), StoreError>>),
-    /// Delivery bookkeeping: committed without fsync; the next durable commit (an ingest,
-    /// or the writer's idle flush) persists it. A crash loses at most a little progress,
-    /// which only means re-sending.
+    /// Delivery bookkeeping, committed durably together with whatever else is queued.
     Delivery(Vec<DeliveryOp>, oneshot::Sender<Result<(), StoreError>>),
     Shutdown(oneshot::Sender<()>),
 }

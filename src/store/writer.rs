@@ -11,8 +11,9 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use tracing::{error, info, warn};
 
 use super::{
-    CLOSED, CURSORS, Cmd, DEDUP, DEST_STATE, DLQ, DeliveryOp, EVENTS, META, MONTHLY, OPENING,
-    READY, RECOVERING, RETRIES, Recovered, SCHEMA_VERSION, Shared, StoreError, StoreOptions,
+    AUTO_PAUSE_EVENTS, CLOSED, CURSORS, Cmd, DEDUP, DEST_STATE, DLQ, DeliveryOp, EVENTS, META,
+    MONTHLY, OPENING, OUTCOMES, READY, RECOVERING, RETRIES, Recovered, SCHEMA_VERSION, SETTLED,
+    Shared, StoreError, StoreOptions,
 };
 
 /// Most events one transaction takes; the rest wait for the next commit.
@@ -20,41 +21,20 @@ const MAX_EVENTS_PER_COMMIT: usize = 20_000;
 /// How often expired dedup entries are trimmed.
 const DEDUP_TRIM_EVERY_MS: i64 = 60_000;
 
-/// How long the writer may sit on non-durable delivery commits before an fsync.
-const IDLE_FLUSH: Duration = Duration::from_millis(200);
-
 type Reply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
 
 pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>) {
     let mut w = Writer {
         seq_heads: HashMap::new(),
         last_trim_ms: 0,
-        unflushed: false,
     };
     let Some(mut db) = open_until_ok(&mut opts, &rx, &shared, OPENING) else {
         return;
     };
     loop {
-        let first = if w.unflushed {
-            match rx.recv_timeout(IDLE_FLUSH) {
-                Ok(c) => c,
-                Err(RecvTimeoutError::Timeout) => {
-                    if let Err(e) = w.flush(&db) {
-                        error!(error = %e, "flush failed; reopening the store");
-                        match reopen(&mut w, db, &mut opts, &rx, &shared) {
-                            Some(d) => db = d,
-                            None => return,
-                        }
-                    }
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-        } else {
-            match rx.recv() {
-                Ok(c) => c,
-                Err(_) => break,
-            }
+        let first = match rx.recv() {
+            Ok(c) => c,
+            Err(_) => break,
         };
         let mut ingest = Vec::new();
         let mut delivery = Vec::new();
@@ -94,6 +74,8 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
                 }
                 Err(e) => {
                     error!(error = %e, "commit failed; reopening the store");
+                    // Not ready from before anyone hears of the failure.
+                    shared.status.store(RECOVERING, Ordering::SeqCst);
                     let msg = e.to_string();
                     let replies = ingest.into_iter().map(|(mut b, r)| {
                         if let Some(f) = b.on_done.take() {
@@ -112,11 +94,6 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
             }
         }
         if let Some(done) = shutdown {
-            if w.unflushed
-                && let Err(e) = w.flush(&db)
-            {
-                error!(error = %e, "final flush failed");
-            }
             shared.status.store(CLOSED, Ordering::SeqCst);
             shared.db.store(None);
             drop(db);
@@ -139,7 +116,6 @@ fn reopen(
     shared.db.store(None);
     drop(db);
     w.seq_heads.clear();
-    w.unflushed = false;
     open_until_ok(opts, rx, shared, RECOVERING)
 }
 
@@ -147,19 +123,9 @@ struct Writer {
     /// Next sequence number per workspace, read from the file on first use.
     seq_heads: HashMap<Arc<str>, u64>,
     last_trim_ms: i64,
-    /// A non-durable commit happened since the last fsync.
-    unflushed: bool,
 }
 
 impl Writer {
-    /// An empty durable commit: persists every non-durable one before it.
-    fn flush(&mut self, db: &Database) -> Result<(), redb::Error> {
-        let txn = db.begin_write()?;
-        txn.commit()?;
-        self.unflushed = false;
-        Ok(())
-    }
-
     fn commit(
         &mut self,
         db: &Database,
@@ -168,11 +134,10 @@ impl Writer {
         now_ms: i64,
         window_ms: i64,
     ) -> Result<(), redb::Error> {
-        let mut txn = db.begin_write()?;
-        let durable = !batch.is_empty();
-        if !durable {
-            txn.set_durability(redb::Durability::None)?;
-        }
+        // Every commit is durable: an answered request, a delivery's settlement or a
+        // state change is on disk before anyone acts on it (SPEC §3: after a crash only
+        // requests that were in flight are sent again). Group commit shares the fsync.
+        let txn = db.begin_write()?;
         let mut heads = HashMap::new();
         if !delivery.is_empty() {
             apply_delivery(&txn, delivery)?;
@@ -211,7 +176,6 @@ impl Writer {
             }
         }
         txn.commit()?;
-        self.unflushed = !durable;
         if now_ms - self.last_trim_ms >= DEDUP_TRIM_EVERY_MS {
             self.last_trim_ms = now_ms;
         }
@@ -230,6 +194,9 @@ fn apply_delivery(
     let mut state = txn.open_table(DEST_STATE)?;
     let mut meta = txn.open_table(META)?;
     let mut events = txn.open_table(EVENTS)?;
+    let mut outcomes = txn.open_table(OUTCOMES)?;
+    let mut settled = txn.open_table(SETTLED)?;
+    let mut ap_events = txn.open_table(AUTO_PAUSE_EVENTS)?;
     let mut next_id = meta
         .get("dlq_next_id")?
         .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
@@ -263,6 +230,35 @@ fn apply_delivery(
                 DeliveryOp::State { dest, record } => {
                     state.insert(dest.as_str(), record.as_slice())?;
                 }
+                DeliveryOp::SettledAbove { dest, seqs } => {
+                    for seq in seqs {
+                        settled.insert((dest.as_str(), *seq), ())?;
+                    }
+                }
+                DeliveryOp::SettledBelow { dest, below } => {
+                    settled
+                        .retain_in((dest.as_str(), 0u64)..(dest.as_str(), *below), |_, _| false)?;
+                }
+                DeliveryOp::Outcome { dest, slot, record } => {
+                    outcomes.insert((dest.as_str(), *slot), record.as_slice())?;
+                }
+                DeliveryOp::OutcomesClear { dest } => {
+                    outcomes
+                        .retain_in((dest.as_str(), 0u32)..=(dest.as_str(), u32::MAX), |_, _| {
+                            false
+                        })?;
+                }
+                DeliveryOp::AutoPauseEvent { row } => {
+                    let next = ap_events.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+                    let mut row = row.clone();
+                    row["id"] = serde_json::Value::String(format!("ap_{next:012}"));
+                    let mut bytes = vec![1u8];
+                    bytes.extend_from_slice(&serde_json::to_vec(&row).unwrap_or_default());
+                    ap_events.insert(next, bytes.as_slice())?;
+                }
+                DeliveryOp::Audit(entry) => {
+                    audit_append(txn, entry)?;
+                }
                 DeliveryOp::TrimLog { workspace, below } => {
                     let ws = workspace.as_str();
                     let mut doomed = Vec::new();
@@ -287,6 +283,15 @@ fn apply_delivery(
     if next_id != start_id {
         meta.insert("dlq_next_id", next_id.to_le_bytes().as_slice())?;
     }
+    Ok(())
+}
+
+/// Appends to the audit chain inside `txn`. (Wired to [`crate::audit`].)
+fn audit_append(
+    _txn: &redb::WriteTransaction,
+    entry: &super::AuditEntry,
+) -> Result<(), redb::Error> {
+    tracing::debug!(event_type = %entry.event_type, "audit (chain not wired yet)");
     Ok(())
 }
 
@@ -391,6 +396,9 @@ fn open(opts: &StoreOptions) -> Result<(Database, Recovered), anyhow::Error> {
         txn.open_table(RETRIES)?;
         txn.open_table(DLQ)?;
         txn.open_table(DEST_STATE)?;
+        txn.open_table(OUTCOMES)?;
+        txn.open_table(SETTLED)?;
+        txn.open_table(AUTO_PAUSE_EVENTS)?;
     }
     txn.commit()?;
 
