@@ -341,3 +341,235 @@ pub async fn dlq_discard(
         Err(e) => unavailable(e),
     }
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    reason: Option<serde_json::Value>,
+}
+
+/// The operator's reason (1–500 characters), or the 400 to answer.
+fn reason_of(body: &[u8]) -> Result<String, Box<Response>> {
+    let bad = |m: &str| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_reason",
+            m.to_string(),
+        ))
+    };
+    let b: ReasonBody = serde_json::from_slice(body)
+        .map_err(|_| bad("the body must be {\"reason\": \"…\"} (1 to 500 characters)"))?;
+    match b.reason {
+        Some(Value::String(s))
+            if (1..=500).contains(&s.chars().count()) && !s.trim().is_empty() =>
+        {
+            Ok(s)
+        }
+        _ => Err(bad(
+            "reason must be a non-blank string of 1 to 500 characters",
+        )),
+    }
+}
+
+fn actor_of(headers: &HeaderMap) -> crate::health::Actor {
+    match headers.get("x-sluice-actor").and_then(|v| v.to_str().ok()) {
+        Some(v) if v.eq_ignore_ascii_case("cli") => crate::health::Actor::Cli,
+        _ => crate::health::Actor::Api,
+    }
+}
+
+fn not_running(id: &str) -> Response {
+    error(
+        StatusCode::CONFLICT,
+        "not_running",
+        format!(
+            "destination {id} has no running delivery worker (its platform has no adapter yet, or sluice is still starting)"
+        ),
+    )
+}
+
+pub async fn pause_destination(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    admin!(app, headers);
+    if !app.runtime().config.destinations.iter().any(|d| d.id == id) {
+        return not_found(&id);
+    }
+    let note = match reason_of(&body) {
+        Ok(n) => n,
+        Err(r) => return *r,
+    };
+    let cmd = crate::delivery::Command::Pause {
+        note,
+        actor: actor_of(&headers),
+    };
+    match app.engine.command(&id, cmd).await {
+        Some(crate::delivery::CommandReply::Paused { paused_at_ms }) => json_response(
+            StatusCode::OK,
+            &json!({"destination_id": id, "state": "paused", "paused_at": rfc3339_ms(paused_at_ms), "paused_by": "api", "paused_reason": "manual"}),
+        ),
+        Some(crate::delivery::CommandReply::AlreadyPaused) => error(
+            StatusCode::CONFLICT,
+            "already_paused",
+            format!(
+                "destination {id} is already paused; resume it with POST /v1/destinations/{id}/resume"
+            ),
+        ),
+        Some(crate::delivery::CommandReply::Unavailable(m)) => unavailable(m),
+        Some(other) => unavailable(format!("unexpected answer {other:?}")),
+        None => not_running(&id),
+    }
+}
+
+pub async fn resume_destination(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    admin!(app, headers);
+    if !app.runtime().config.destinations.iter().any(|d| d.id == id) {
+        return not_found(&id);
+    }
+    let note = match reason_of(&body) {
+        Ok(n) => n,
+        Err(r) => return *r,
+    };
+    let cmd = crate::delivery::Command::Resume {
+        note,
+        actor: actor_of(&headers),
+    };
+    match app.engine.command(&id, cmd).await {
+        Some(crate::delivery::CommandReply::Resumed {
+            resumed_at_ms,
+            previous_pause_reason,
+            paused_at_ms,
+        }) => json_response(
+            StatusCode::OK,
+            &json!({
+                "destination_id": id, "state": "active", "resumed_at": rfc3339_ms(resumed_at_ms),
+                "resumed_by": "api", "previous_pause_reason": previous_pause_reason,
+                "paused_at": paused_at_ms.map(rfc3339_ms),
+            }),
+        ),
+        Some(crate::delivery::CommandReply::NotPaused) => error(
+            StatusCode::CONFLICT,
+            "not_paused",
+            format!("destination {id} is active: there is nothing to resume"),
+        ),
+        Some(crate::delivery::CommandReply::Unavailable(m)) => unavailable(m),
+        Some(other) => unavailable(format!("unexpected answer {other:?}")),
+        None => not_running(&id),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    workspace: Option<String>,
+    platform: Option<String>,
+    destination: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `auto_pause_events` rows, newest first, filtered; and the next page's cursor.
+fn auto_pause_rows(
+    app: &App,
+    q: &EventsQuery,
+    limit: usize,
+) -> Result<(Vec<Value>, Option<String>), crate::store::StoreError> {
+    let before = q
+        .cursor
+        .as_deref()
+        .and_then(|c| c.parse::<u64>().ok())
+        .unwrap_or(u64::MAX);
+    app.intake.store.read(|txn| {
+        let t = txn.open_table(crate::store::AUTO_PAUSE_EVENTS)?;
+        let mut out = Vec::new();
+        let mut next = None;
+        for row in t.range(..before)?.rev() {
+            let (k, v) = row?;
+            let Some(json) = v
+                .value()
+                .get(1..)
+                .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+            else {
+                continue;
+            };
+            let keep = q
+                .workspace
+                .as_ref()
+                .is_none_or(|w| json["merchant_id"] == w.as_str())
+                && q.platform
+                    .as_ref()
+                    .is_none_or(|p| json["platform"] == p.as_str())
+                && q.destination
+                    .as_ref()
+                    .is_none_or(|d| json["destination_id"] == d.as_str());
+            if !keep {
+                continue;
+            }
+            if out.len() == limit {
+                next = Some((k.value() + 1).to_string());
+                break;
+            }
+            out.push(json);
+        }
+        Ok((out, next))
+    })
+}
+
+pub async fn auto_pause_events(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<EventsQuery>,
+) -> Response {
+    admin!(app, headers);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "limit must be between 1 and 1000",
+        );
+    }
+    if q.cursor
+        .as_deref()
+        .is_some_and(|c| c.parse::<u64>().is_err())
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "cursor is not one this API gave out",
+        );
+    }
+    match auto_pause_rows(&app, &q, limit) {
+        Ok((events, next)) => json_response(
+            StatusCode::OK,
+            &json!({"events": events, "next_cursor": next}),
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
+pub async fn timeline(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    admin!(app, headers);
+    let q = EventsQuery {
+        workspace: None,
+        platform: None,
+        destination: Some(id),
+        limit: None,
+        cursor: None,
+    };
+    match auto_pause_rows(&app, &q, usize::MAX) {
+        Ok((events, _)) => json_response(StatusCode::OK, &json!({"events": events})),
+        Err(e) => unavailable(e),
+    }
+}

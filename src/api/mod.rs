@@ -18,6 +18,16 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/events", post(ingest::post_events))
         .route("/v1/destinations", get(admin::list_destinations))
         .route("/v1/destinations/{id}", get(admin::get_destination))
+        .route(
+            "/v1/destinations/{id}/pause",
+            post(admin::pause_destination),
+        )
+        .route(
+            "/v1/destinations/{id}/resume",
+            post(admin::resume_destination),
+        )
+        .route("/v1/destinations/{id}/timeline", get(admin::timeline))
+        .route("/v1/auto-pause-events", get(admin::auto_pause_events))
         .route("/v1/dlq", get(admin::dlq_list))
         .route("/v1/dlq/replay", post(admin::dlq_replay))
         .route("/v1/dlq/discard", post(admin::dlq_discard))

@@ -16,11 +16,17 @@ use crate::store::{CURSORS, DEST_STATE, DLQ, DeliveryOp, RETRIES, StoreError};
 pub const EVERY_MS: i64 = 60_000;
 
 pub(super) async fn run(engine: Arc<Engine>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    // Passes on the minute marks of the injected clock; each next mark counts from the
+    // clock reading when the pass started, so a jump of the clock triggers one pass,
+    // not one per missed minute, and a move made while a pass runs is not lost.
+    let aligned = |t: i64| (t.div_euclid(EVERY_MS) + 1) * EVERY_MS;
+    let mut next = aligned(engine.clock.now_ms());
     loop {
         tokio::select! {
-            _ = engine.clock.sleep_ms(EVERY_MS) => {}
+            _ = engine.clock.sleep_until(next) => {}
             _ = stop.changed() => return,
         }
+        next = aligned(engine.clock.now_ms());
         if let Err(e) = pass(&engine).await {
             warn!(error = %e, "housekeeping failed; retrying at the next pass");
         }

@@ -225,6 +225,13 @@ pub(super) async fn run(mut env: Env) {
                 }
             }
         }
+        // A state change in this pass (a probe's verdict, a pause) moves the next wake-up.
+        if !stopping {
+            wake_at = wake_at.min(health_wake(&st));
+            if st.is_paused() {
+                wake_at = wake_at.min(next_sweep.max(now));
+            }
+        }
         publish(&env.snapshot, &st);
         debug!(destination = %st.id, now, wake_at, ready = st.ready.len(), next_read = st.next_read, in_flight = st.requests_in_flight, "delivery loop");
         if stopping && st.requests_in_flight == 0 {
@@ -363,7 +370,7 @@ async fn init(engine: &Engine, ctx: &DestCtx) -> Result<State, crate::store::Sto
         health,
         ring,
         auth_streak: 0,
-        next_eval: now + ctx.dest.policy.auto_pause.interval.as_millis() as i64,
+        next_eval: next_evaluation(now, ctx),
         probe,
     })
 }
@@ -1203,6 +1210,13 @@ fn record_attempt(
     ]
 }
 
+/// Evaluations run on the interval's round times (every 5 minutes on the 5-minute
+/// marks), so when one happens does not depend on when the worker started.
+fn next_evaluation(now: i64, ctx: &DestCtx) -> i64 {
+    let every = (ctx.dest.policy.auto_pause.interval.as_millis() as i64).max(1);
+    (now.div_euclid(every) + 1) * every
+}
+
 /// The next time the health state machine needs the worker.
 fn health_wake(st: &State) -> i64 {
     match st.health.mode {
@@ -1235,7 +1249,7 @@ async fn housekeep_health(engine: &Engine, ctx: &DestCtx, st: &mut State, now: i
     }
     match st.health.mode {
         DestMode::Active if now >= st.next_eval => {
-            st.next_eval = now + ap.interval.as_millis() as i64;
+            st.next_eval = next_evaluation(now, ctx);
             let rate = st.ring.error_rate(
                 now,
                 ap.window.as_millis() as i64,
@@ -1342,7 +1356,7 @@ async fn transition(engine: &Engine, ctx: &DestCtx, st: &mut State, change: Chan
             info!(destination = %st.id, merchant = %ctx.dest.workspace, platform = ctx.dest.platform.name(), "destination resumed");
             st.auth_streak = 0;
             st.dest_hold_until = 0;
-            st.next_eval = now + ctx.dest.policy.auto_pause.interval.as_millis() as i64;
+            st.next_eval = next_evaluation(now, ctx);
         }
     }
     engine.notify(notice);
