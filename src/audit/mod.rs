@@ -26,7 +26,7 @@
 //! # Ids
 //!
 //! `event_id` = `ae_` + the sequence as 12 decimal digits + 8 random lowercase hex, e.g.
-//! `ae_000000000042` `9f1c03ab`: sorting ids sorts by position in the chain, and the
+//! `ae_0000000000429f1c03ab` (record 42): sorting ids sorts by position in the chain, and the
 //! random tail keeps ids from two stores (a restored backup, a rebuilt file) apart.
 //!
 //! # Values
