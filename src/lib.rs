@@ -7,12 +7,14 @@
 //! - [`ingest`]: event validation, identifier normalization and hashing, PII sealing,
 //!   dedup and ingress limits.
 //! - [`store`]: the redb tables, value codec and the group-commit writer thread.
+//! - [`audit`]: the tamper-evident audit chain (SPEC §6).
 //! - [`api`]: the HTTP routes.
 //! - [`app`]: wiring, signals and shutdown order.
 //! - [`sim`]: local simulators of the destination platforms (tests, `sluice simulate`).
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod delivery;

@@ -1,6 +1,7 @@
 //! HTTP routes. Every error body is `{"error": "<code>", "message": "<human text>"}`.
 
 pub mod admin;
+pub mod audit;
 pub mod ingest;
 
 use std::sync::Arc;
@@ -31,6 +32,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/dlq", get(admin::dlq_list))
         .route("/v1/dlq/replay", post(admin::dlq_replay))
         .route("/v1/dlq/discard", post(admin::dlq_discard))
+        .route("/v1/audit", get(audit::list))
+        .route("/v1/audit/export", get(audit::export))
+        .route("/v1/audit/verify", get(audit::verify))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(app)
