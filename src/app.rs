@@ -201,8 +201,10 @@ impl Daemon {
             config_path: opts.config_path,
             started: AtomicBool::new(false),
         });
+        let (stop, mut stopped) = watch::channel(false);
         // Once the store is open: position every destination, then accept events.
         let a2 = app.clone();
+        let mut stop_logger = stopped.clone();
         tokio::spawn(async move {
             while !a2.intake.store.is_ready() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -210,8 +212,18 @@ impl Daemon {
             let rt = a2.runtime();
             a2.engine.sync(&rt.config);
             a2.started.store(true, Ordering::SeqCst);
+            // The chain's head, at start and hourly, so a truncated tail shows in the journal.
+            loop {
+                match a2.intake.store.read(|txn| crate::audit::head(txn)) {
+                    Ok((length, head)) => info!(length, %head, "audit chain head"),
+                    Err(e) => warn!(error = %e, "cannot read the audit chain head"),
+                }
+                tokio::select! {
+                    _ = a2.intake.clock.sleep_ms(3_600_000) => {}
+                    _ = stop_logger.wait_for(|s| *s) => return,
+                }
+            }
         });
-        let (stop, mut stopped) = watch::channel(false);
         let router = crate::api::router(app.clone());
         let server = tokio::spawn(async move {
             let shutdown = async move {

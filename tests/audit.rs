@@ -2,8 +2,8 @@
 //! export, tampering with a real redb file, paging, validation, and the HTTP routes.
 
 mod common;
+use common::{independent_canonical, independent_hash};
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
@@ -171,36 +171,6 @@ fn vectors_hashes_are_reproduced_through_append() {
 
 // ---------------------------------------------------------------------------------------
 // Independent re-computation
-
-/// Canonical JSON written separately from the crate's: keys sorted by a BTreeMap (same
-/// order as UTF-16 for the keys used here), serialized by serde_json, whose escaping of
-/// strings matches RFC 8785 (`\"`, `\\`, `\n`-style short forms, `\u001f` for the rest).
-fn independent_canonical(v: &Value) -> String {
-    fn sorted(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => {
-                let b: BTreeMap<&String, Value> = m.iter().map(|(k, v)| (k, sorted(v))).collect();
-                serde_json::to_value(b).unwrap()
-            }
-            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
-            other => {
-                assert!(!other.is_f64(), "no floats in the chain");
-                other.clone()
-            }
-        }
-    }
-    serde_json::to_string(&sorted(v)).unwrap()
-}
-
-fn independent_hash(prev_hex: &str, material: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let prev = hex::decode(prev_hex).unwrap();
-    assert_eq!(prev.len(), 32);
-    let mut h = Sha256::new();
-    h.update(&prev);
-    h.update(material.as_bytes());
-    hex::encode(h.finalize())
-}
 
 #[test]
 fn export_recomputes_independently() {

@@ -310,7 +310,18 @@ pub async fn dlq_replay(
     };
     let now = app.intake.clock.now_ms();
     let max_age = rt.config.storage.max_backlog_age.as_millis() as i64;
-    match dlq::replay(&app.intake.store, dest, &sel, now, max_age, a.dry_run).await {
+    let actor = actor_of(&headers).name();
+    match dlq::replay(
+        &app.intake.store,
+        dest,
+        &sel,
+        now,
+        max_age,
+        a.dry_run,
+        actor,
+    )
+    .await
+    {
         Ok(c) if a.dry_run => json_response(
             StatusCode::OK,
             &json!({"would_replay": c.replayed, "expired": c.expired}),
@@ -336,7 +347,9 @@ pub async fn dlq_discard(
         Ok(x) => x,
         Err(r) => return *r,
     };
-    match dlq::discard(&app.intake.store, &a.destination, &sel).await {
+    let now = app.intake.clock.now_ms();
+    let actor = actor_of(&headers).name();
+    match dlq::discard(&app.intake.store, &a.destination, &sel, now, actor).await {
         Ok(n) => json_response(StatusCode::OK, &json!({"discarded": n})),
         Err(e) => unavailable(e),
     }

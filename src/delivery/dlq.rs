@@ -122,6 +122,7 @@ pub async fn replay(
     now_ms: i64,
     max_backlog_age_ms: i64,
     dry_run: bool,
+    actor: &str,
 ) -> Result<ReplayCount, StoreError> {
     let entries = matching(store, &dest.id, sel)?;
     let mut count = ReplayCount {
@@ -161,22 +162,76 @@ pub async fn replay(
         });
     }
     if !dry_run {
+        ops.push(audit_op(
+            "dlq_replay",
+            &dest.id,
+            actor,
+            sel,
+            now_ms,
+            [
+                ("replayed", count.replayed),
+                ("expired_skipped", count.expired),
+            ],
+        ));
         store.delivery(ops).await?;
     }
     Ok(count)
 }
 
 /// Drops matching entries; returns how many.
-pub async fn discard(store: &Store, dest: &str, sel: &Selector) -> Result<u64, StoreError> {
+pub async fn discard(
+    store: &Store,
+    dest: &str,
+    sel: &Selector,
+    now_ms: i64,
+    actor: &str,
+) -> Result<u64, StoreError> {
     let entries = matching(store, dest, sel)?;
     let n = entries.len() as u64;
-    let ops = entries
+    let mut ops: Vec<DeliveryOp> = entries
         .into_iter()
         .map(|(id, _)| DeliveryOp::DlqDel {
             dest: dest.to_string(),
             id,
         })
         .collect();
+    ops.push(audit_op(
+        "dlq_discard",
+        dest,
+        actor,
+        sel,
+        now_ms,
+        [("discarded", n)],
+    ));
     store.delivery(ops).await?;
     Ok(n)
+}
+
+/// The audit event of a replay or discard: who, which destination, which window, how many.
+fn audit_op<const N: usize>(
+    event_type: &str,
+    dest: &str,
+    actor: &str,
+    sel: &Selector,
+    now_ms: i64,
+    counts: [(&str, u64); N],
+) -> DeliveryOp {
+    let mut details = serde_json::Map::new();
+    details.insert("destination_id".into(), dest.into());
+    let time = |t: Option<i64>| {
+        t.map(|t| serde_json::Value::String(rfc3339_ms(t)))
+            .unwrap_or(serde_json::Value::Null)
+    };
+    details.insert("from".into(), time(sel.from_ms));
+    details.insert("to".into(), time(sel.to_ms));
+    for (k, v) in counts {
+        details.insert(k.into(), v.into());
+    }
+    DeliveryOp::Audit(crate::audit::NewAuditEvent {
+        event_type: event_type.into(),
+        resource_id: dest.into(),
+        actor: actor.into(),
+        details,
+        created_at_ms: now_ms,
+    })
 }

@@ -11,10 +11,11 @@ use std::collections::VecDeque;
 
 use serde_json::{Value, json};
 
+use crate::audit::NewAuditEvent;
 use crate::clock::rfc3339_ms;
 use crate::config::{AutoPausePolicy, Destination};
+use crate::store::DeliveryOp;
 use crate::store::codec::{DestMode, DestState, OutcomeRecord};
-use crate::store::{AuditEntry, DeliveryOp};
 
 /// Auth outcomes in a row that pause a destination at once.
 pub const AUTH_STREAK: u32 = 3;
@@ -285,7 +286,7 @@ pub fn apply(
             record: crate::store::codec::encode_record(state),
         },
         DeliveryOp::AutoPauseEvent { row },
-        DeliveryOp::Audit(AuditEntry {
+        DeliveryOp::Audit(NewAuditEvent {
             event_type: audit_type.into(),
             resource_id: dest.id.clone(),
             actor: actor.name().into(),

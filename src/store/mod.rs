@@ -173,23 +173,14 @@ pub enum DeliveryOp {
     AutoPauseEvent {
         row: serde_json::Value,
     },
-    /// Appends an audit event to the chain.
-    Audit(AuditEntry),
+    /// Appends an audit event to the chain (build it with [`crate::audit::NewAuditEvent::new`]
+    /// so it is valid: an invalid one fails the whole commit).
+    Audit(crate::audit::NewAuditEvent),
     /// Deletes the workspace's log chunks that lie wholly below `below`.
     TrimLog {
         workspace: String,
         below: u64,
     },
-}
-
-/// An audit event to append (SPEC §6); the writer chains it.
-#[derive(Debug, Clone)]
-pub struct AuditEntry {
-    pub event_type: String,
-    pub resource_id: String,
-    pub actor: String,
-    pub details: serde_json::Map<String, serde_json::Value>,
-    pub created_at_ms: i64,
 }
 
 enum Cmd {

@@ -257,7 +257,7 @@ fn apply_delivery(
                     ap_events.insert(next, bytes.as_slice())?;
                 }
                 DeliveryOp::Audit(entry) => {
-                    audit_append(txn, entry)?;
+                    crate::audit::append(txn, entry)?;
                 }
                 DeliveryOp::TrimLog { workspace, below } => {
                     let ws = workspace.as_str();
@@ -283,15 +283,6 @@ fn apply_delivery(
     if next_id != start_id {
         meta.insert("dlq_next_id", next_id.to_le_bytes().as_slice())?;
     }
-    Ok(())
-}
-
-/// Appends to the audit chain inside `txn`. (Wired to [`crate::audit`].)
-fn audit_append(
-    _txn: &redb::WriteTransaction,
-    entry: &super::AuditEntry,
-) -> Result<(), redb::Error> {
-    tracing::debug!(event_type = %entry.event_type, "audit (chain not wired yet)");
     Ok(())
 }
 
@@ -398,6 +389,7 @@ fn open(opts: &StoreOptions) -> Result<(Database, Recovered), anyhow::Error> {
         txn.open_table(DEST_STATE)?;
         txn.open_table(OUTCOMES)?;
         txn.open_table(SETTLED)?;
+        txn.open_table(crate::audit::AUDIT)?;
         txn.open_table(AUTO_PAUSE_EVENTS)?;
     }
     txn.commit()?;

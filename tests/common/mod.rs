@@ -195,3 +195,62 @@ impl TestDaemon {
         self.clock.now_ms()
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Independent re-computation of the audit chain (SPEC §6), separate from the crate's code.
+
+/// Canonical JSON written separately from the crate's: keys sorted by a std::collections::BTreeMap (same
+/// order as UTF-16 for the keys used here), serialized by serde_json, whose escaping of
+/// strings matches RFC 8785 (`\"`, `\\`, `\n`-style short forms, `\u001f` for the rest).
+pub fn independent_canonical(v: &serde_json::Value) -> String {
+    fn sorted(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let b: std::collections::BTreeMap<&String, serde_json::Value> =
+                    m.iter().map(|(k, v)| (k, sorted(v))).collect();
+                serde_json::to_value(b).unwrap()
+            }
+            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sorted).collect()),
+            other => {
+                assert!(!other.is_f64(), "no floats in the chain");
+                other.clone()
+            }
+        }
+    }
+    serde_json::to_string(&sorted(v)).unwrap()
+}
+
+pub fn independent_hash(prev_hex: &str, material: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let prev = hex::decode(prev_hex).unwrap();
+    assert_eq!(prev.len(), 32);
+    let mut h = Sha256::new();
+    h.update(&prev);
+    h.update(material.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// Re-computes every link and hash of an audit export (JSON Lines, oldest first) with the
+/// independent canonical JSON and SHA-256 above; returns the records and the head.
+pub fn recompute_export(text: &str) -> (Vec<serde_json::Value>, String) {
+    let mut prev = "0".repeat(64);
+    let mut out = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        let line: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(
+            line["prev_hash"],
+            prev.as_str(),
+            "line {i} links to the one before"
+        );
+        let material = independent_canonical(&serde_json::json!({
+            "actor": line["actor"], "created_at": line["created_at"], "details": line["details"],
+            "event_id": line["event_id"], "event_type": line["event_type"],
+            "resource_id": line["resource_id"],
+        }));
+        let h = independent_hash(&prev, &material);
+        assert_eq!(line["hash"], h.as_str(), "line {i} hash");
+        prev = h;
+        out.push(line);
+    }
+    (out, prev)
+}
