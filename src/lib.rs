@@ -8,9 +8,11 @@
 //!   dedup and ingress limits.
 //! - [`store`]: the redb tables, value codec and the group-commit writer thread.
 //! - [`api`]: the HTTP routes.
+//! - [`alerts`]: pause/resume/backpressure notices to Slack, email, webhook, PagerDuty.
 //! - [`app`]: wiring, signals and shutdown order.
 //! - [`sim`]: local simulators of the destination platforms (tests, `sluice simulate`).
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod clock;
