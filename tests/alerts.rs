@@ -265,12 +265,13 @@ fn qp_decode(s: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'=' && i + 3 <= b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'='
+            && i + 3 <= b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -573,6 +574,11 @@ async fn pause_reaches_all_four_channels_and_resume_resolves_the_incident() {
         "[sluice] paused: meta_glasshouse (glasshouse)"
     );
     assert!(headers["content-type"].starts_with("text/plain"));
+    assert!(
+        headers["message-id"].starts_with("<sluice.1793620800000.")
+            && headers["message-id"].ends_with("@example.com>"),
+        "{headers:?}"
+    );
     assert_eq!(headers["date"], "Mon, 02 Nov 2026 12:00:00 +0000");
     for s in must_say {
         assert!(body.contains(s), "email body lacks {s:?}: {body}");

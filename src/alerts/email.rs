@@ -73,8 +73,18 @@ impl Email {
             s.parse::<Mailbox>()
                 .map_err(|e| self.fail(format!("smtp: bad address {s:?}: {e}"), false))
         };
+        let from = mailbox(&self.from)?;
+        let mut nonce = [0u8; 8];
+        let _ = getrandom::getrandom(&mut nonce);
+        let message_id = format!(
+            "<sluice.{}.{}@{}>",
+            clock.now_ms(),
+            hex::encode(nonce),
+            from.email.domain()
+        );
         let mut b = Message::builder()
-            .from(mailbox(&self.from)?)
+            .from(from)
+            .message_id(Some(message_id))
             .subject(alert.subject())
             .date(SystemTime::UNIX_EPOCH + Duration::from_millis(clock.now_ms().max(0) as u64))
             .header(ContentType::TEXT_PLAIN);

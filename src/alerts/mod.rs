@@ -290,8 +290,9 @@ impl Alerter {
                 let ch = ch.clone();
                 let alert = alert.clone();
                 inner.activity.send_modify(|a| a.in_flight += 1);
+                // Made before the task so that a task dropped unpolled still counts out.
+                let guard = InFlight(inner.clone());
                 rt.spawn(async move {
-                    let guard = InFlight(inner.clone());
                     let outcome = deliver(&inner, &ch, &alert).await;
                     (inner.on_outcome)(outcome.clone());
                     drop(guard);

@@ -246,3 +246,85 @@ impl Alert {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pause() -> Alert {
+        Alert {
+            kind: AlertKind::Pause,
+            merchant_id: "glasshouse".into(),
+            destination_id: "meta_glasshouse".into(),
+            platform: "meta".into(),
+            error_rate: Some("31.2%".into()),
+            threshold: "25%".into(),
+            auto_clear_at: Some("2026-11-02T16:00:00.000Z".into()),
+            reason: "error_rate_31.2%".into(),
+            at: "2026-11-02T12:00:00.000Z".into(),
+        }
+    }
+
+    #[test]
+    fn pause_text_names_everything_and_the_resume_command() {
+        assert_eq!(
+            pause().text(),
+            "sluice paused destination meta_glasshouse (merchant glasshouse, platform meta)
+
+Merchant:     glasshouse
+Destination:  meta_glasshouse
+Platform:     meta
+Error rate:   31.2%
+Threshold:    25%
+Auto-clear:   2026-11-02T16:00:00.000Z
+Reason:       error_rate_31.2%
+At:           2026-11-02T12:00:00.000Z
+
+Auto-clear at 2026-11-02T16:00:00.000Z, or resume manually: \
+sluice destinations resume --id meta_glasshouse --reason \"…\"
+"
+        );
+        assert_eq!(
+            pause().subject(),
+            "[sluice] paused: meta_glasshouse (glasshouse)"
+        );
+    }
+
+    #[test]
+    fn pauses_without_auto_clear_say_what_to_fix() {
+        let a = Alert {
+            error_rate: None,
+            auto_clear_at: None,
+            reason: "endpoint_gone".into(),
+            ..pause()
+        };
+        assert!(a.text().contains("Error rate:   none"));
+        assert!(a.text().contains("Auto-clear:   none"));
+        assert!(a.action().starts_with("The platform no longer serves"));
+        let manual = Alert {
+            reason: "manual".into(),
+            ..a
+        };
+        assert_eq!(
+            manual.action(),
+            "No auto-clear for this pause. Resume manually: \
+             sluice destinations resume --id meta_glasshouse --reason \"…\""
+        );
+    }
+
+    #[test]
+    fn slack_escapes_markup_and_pagerduty_summary_is_bounded() {
+        let a = Alert {
+            reason: "a<b>&c".into(),
+            ..pause()
+        };
+        let t = a.slack_body()["text"].as_str().unwrap().to_string();
+        assert!(t.contains("a&lt;b&gt;&amp;c"), "{t}");
+        let long = Alert {
+            merchant_id: "é".repeat(2000),
+            ..pause()
+        };
+        let b = long.pagerduty_body("rk");
+        assert!(b["payload"]["summary"].as_str().unwrap().len() <= 1024);
+    }
+}
