@@ -153,6 +153,8 @@ struct Mail {
 struct SmtpServer {
     addr: SocketAddr,
     mails: Arc<Mutex<Vec<Mail>>>,
+    /// The verb of every command received.
+    verbs: Arc<Mutex<Vec<String>>>,
 }
 
 impl SmtpServer {
@@ -164,16 +166,19 @@ impl SmtpServer {
         let s = SmtpServer {
             addr: listener.local_addr().unwrap(),
             mails: Arc::default(),
+            verbs: Arc::default(),
         };
         let mails = s.mails.clone();
+        let verbs = s.verbs.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((sock, _)) = listener.accept().await else {
                     return;
                 };
                 let mails = mails.clone();
+                let verbs = verbs.clone();
                 tokio::spawn(async move {
-                    let _ = smtp_session(sock, mails, reject_auth).await;
+                    let _ = smtp_session(sock, mails, verbs, reject_auth).await;
                 });
             }
         });
@@ -184,6 +189,7 @@ impl SmtpServer {
 async fn smtp_session(
     sock: tokio::net::TcpStream,
     mails: Arc<Mutex<Vec<Mail>>>,
+    verbs: Arc<Mutex<Vec<String>>>,
     reject_auth: bool,
 ) -> std::io::Result<()> {
     let (rd, mut wr) = sock.into_split();
@@ -198,6 +204,10 @@ async fn smtp_session(
         }
         let cmd = line.trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
+        verbs
+            .lock()
+            .unwrap()
+            .push(upper.split_whitespace().next().unwrap_or("").to_string());
         if upper.starts_with("EHLO") || upper.starts_with("HELO") {
             wr.write_all(b"250-test.local\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n250 OK\r\n")
                 .await?;
@@ -926,4 +936,37 @@ async fn reconfigure_applies_to_later_alerts() {
     assert_eq!(rx.hits(HOOK_PATH).len(), 1);
     assert!(rx.hits(SLACK_PATH).is_empty());
     h.alerter.idle().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_required_never_falls_back_to_plaintext() {
+    let clock = ManualClock::new(T0);
+    let rx = Receiver::start(clock.clone()).await;
+    // The test server offers no STARTTLS.
+    let smtp = SmtpServer::start(false).await;
+    let mut cfg = all_channels(&rx, smtp.addr);
+    cfg.slack = None;
+    cfg.webhook = None;
+    cfg.pagerduty = None;
+    if let Some(e) = cfg.email.as_mut() {
+        e.starttls = true;
+    }
+    let mut h = Harness::new(clock.clone(), &cfg);
+    h.alerter.send(pause_alert());
+    h.drive_to_idle(None).await;
+    h.wait_outcomes(1).await;
+    let (o, _) = h.outcome("email");
+    assert!(!o.ok, "{o:?}");
+    assert!(
+        o.error.as_deref().unwrap_or("").contains("STARTTLS"),
+        "{o:?}"
+    );
+    assert_no_secret("email error", o.error.as_deref().unwrap_or(""));
+    assert!(smtp.mails.lock().unwrap().is_empty());
+    let verbs = smtp.verbs.lock().unwrap().clone();
+    assert!(verbs.iter().any(|v| v == "EHLO"), "{verbs:?}");
+    assert!(
+        !verbs.iter().any(|v| v == "AUTH" || v == "MAIL"),
+        "no credentials or mail in plaintext: {verbs:?}"
+    );
 }
