@@ -6,7 +6,10 @@
 //! The body is 7-bit when it is ASCII, else quoted-printable, so it passes any relay
 //! whether or not it offers 8BITMIME. SMTP transient replies (4yz) and connection
 //! errors are retried; permanent replies (5yz: unknown recipient, bad credentials) are
-//! reported at once. The `Date` header comes from the injected clock.
+//! reported at once. With `starttls = true` a server that offers no STARTTLS is an
+//! error (retried like a connection failure): credentials and mail are never sent in
+//! clear. Without a pool, the EHLO name is lettre's default (`localhost`). The `Date`
+//! header comes from the injected clock; the `Message-ID` uses the sender's domain.
 
 use std::time::{Duration, SystemTime};
 
