@@ -8,7 +8,7 @@
 //! errors are retried; permanent replies (5yz: unknown recipient, bad credentials) are
 //! reported at once. With `starttls = true` a server that offers no STARTTLS is an
 //! error (retried like a connection failure): credentials and mail are never sent in
-//! clear. Without a pool, the EHLO name is lettre's default (`localhost`). The `Date`
+//! clear. lettre's `hostname` feature is off, so EHLO names `[127.0.0.1]`. The `Date`
 //! header comes from the injected clock; the `Message-ID` uses the sender's domain.
 
 use std::time::{Duration, SystemTime};
