@@ -9,9 +9,11 @@
 //! - [`store`]: the redb tables, value codec and the group-commit writer thread.
 //! - [`audit`]: the tamper-evident audit chain (SPEC §6).
 //! - [`api`]: the HTTP routes.
+//! - [`alerts`]: pause/resume/backpressure notices to Slack, email, webhook, PagerDuty.
 //! - [`app`]: wiring, signals and shutdown order.
 //! - [`sim`]: local simulators of the destination platforms (tests, `sluice simulate`).
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod audit;
