@@ -13,10 +13,12 @@ use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use crate::alerts::{Alert, AlertKind, AlertOutcome, Alerter};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{self, Config, Platform};
 use crate::delivery::Engine;
 use crate::ingest::intake::{Intake, Ledger, WorkspaceRules};
+use crate::store::DeliveryOp;
 use crate::store::{FaultSwitch, Store, StoreOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -80,6 +82,7 @@ pub struct App {
     runtime: ArcSwap<Runtime>,
     pub intake: Intake,
     pub engine: Arc<Engine>,
+    pub alerter: Alerter,
     pub config_path: Option<PathBuf>,
     /// The store is open and every destination has its position: ingest may accept.
     started: AtomicBool,
@@ -113,6 +116,7 @@ impl App {
             }
         }
         let sha = new.sha256.clone();
+        self.alerter.reconfigure(&new.alerts);
         if self.started.load(Ordering::SeqCst) {
             self.engine.sync(&new);
         }
@@ -189,6 +193,24 @@ impl Daemon {
             pii_key: cfg.storage.pii_key,
             on_commit: Box::new(move |ws| e2.notify_ingest(ws)),
         };
+        // Each alert's final outcome per channel is an audit event.
+        let audit_store = intake.store.clone();
+        let audit_clock = opts.clock.clone();
+        let alerter = Alerter::new(
+            &cfg.alerts,
+            opts.clock.clone(),
+            Arc::new(move |o: AlertOutcome| {
+                let store = audit_store.clone();
+                let ev = alert_audit(&o, audit_clock.now_ms());
+                tokio::spawn(async move {
+                    if let Err(e) = store.delivery(vec![DeliveryOp::Audit(ev)]).await {
+                        warn!(error = %e, "could not audit an alert outcome");
+                    }
+                });
+            }),
+        );
+        let a = alerter.clone();
+        engine.set_notifier(Arc::new(move |n| a.send(notice_alert(&n))));
         let addr = opts.listen.unwrap_or(cfg.server.listen);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -198,6 +220,7 @@ impl Daemon {
             runtime: ArcSwap::from_pointee(Runtime::new(cfg)),
             intake,
             engine,
+            alerter,
             config_path: opts.config_path,
             started: AtomicBool::new(false),
         });
@@ -214,7 +237,7 @@ impl Daemon {
             a2.started.store(true, Ordering::SeqCst);
             // The chain's head, at start and hourly, so a truncated tail shows in the journal.
             loop {
-                match a2.intake.store.read(|txn| crate::audit::head(txn)) {
+                match a2.intake.store.read(crate::audit::head) {
                     Ok((length, head)) => info!(length, %head, "audit chain head"),
                     Err(e) => warn!(error = %e, "cannot read the audit chain head"),
                 }
@@ -250,13 +273,19 @@ impl Daemon {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let mut server = self.server;
-        if tokio::time::timeout(DRAIN_TIMEOUT, &mut server)
-            .await
-            .is_err()
-        {
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        // In-flight ingest requests and in-flight sends get the same 5 s.
+        let (served, ()) = tokio::join!(
+            tokio::time::timeout_at(deadline, &mut server),
+            self.app.engine.shutdown(DRAIN_TIMEOUT)
+        );
+        if served.is_err() {
             warn!("in-flight requests still running after 5 s; abandoning them");
             server.abort();
         }
+        // Alerts still retrying end now, each reported (and audited) as failed.
+        self.app.alerter.shutdown();
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.app.alerter.idle()).await;
         self.app.intake.store.close().await;
     }
 }
@@ -285,4 +314,48 @@ pub async fn serve(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     daemon.shutdown().await;
     info!("stopped");
     Ok(())
+}
+
+/// The alert for a committed state change.
+fn notice_alert(n: &crate::health::Notice) -> Alert {
+    let kind = match n.kind {
+        "probe_failed" => AlertKind::ProbeFailed,
+        "resume" => AlertKind::Resume,
+        _ => AlertKind::Pause,
+    };
+    Alert {
+        kind,
+        merchant_id: n.merchant_id.clone(),
+        destination_id: n.destination_id.clone(),
+        platform: n.platform.clone(),
+        error_rate: n.error_rate.map(|r| format!("{:.1}%", r * 100.0)),
+        threshold: format!("{}%", (n.threshold * 1000.0).round() / 10.0),
+        auto_clear_at: n.auto_clear_at_ms.map(crate::clock::rfc3339_ms),
+        reason: n.reason.clone(),
+        at: crate::clock::rfc3339_ms(n.at_ms),
+    }
+}
+
+/// `alert_sent` / `alert_failed`, naming the channel.
+fn alert_audit(o: &AlertOutcome, now_ms: i64) -> crate::audit::NewAuditEvent {
+    let mut details = serde_json::Map::new();
+    details.insert("channel".into(), o.channel.into());
+    details.insert("alert".into(), o.alert_kind.into());
+    details.insert("destination_id".into(), o.destination_id.clone().into());
+    details.insert("merchant_id".into(), o.merchant_id.clone().into());
+    details.insert("attempts".into(), (o.attempts as i64).into());
+    details.insert(
+        "error".into(),
+        o.error
+            .clone()
+            .map(serde_json::Value::String)
+            .unwrap_or(serde_json::Value::Null),
+    );
+    crate::audit::NewAuditEvent {
+        event_type: if o.ok { "alert_sent" } else { "alert_failed" }.into(),
+        resource_id: o.destination_id.clone(),
+        actor: "system_worker".into(),
+        details,
+        created_at_ms: now_ms,
+    }
 }
