@@ -960,7 +960,7 @@ fn max_in_window(ts: &[i64], len: i64) -> usize {
 fn paced(s: &Settings, checks: &mut Checks) -> Option<PacedRow> {
     let w = s.paced_secs;
     let mut warm = s.paced_warmup_secs;
-    if warm % w == 0 {
+    if warm.is_multiple_of(w) {
         // Window edges on period boundaries would split a burst: move them mid-period.
         warm += w / 2;
         eprintln!("  warm-up moved to {warm} s (a multiple of the {w} s period)");
@@ -1258,7 +1258,7 @@ fn main() -> ExitCode {
     if let Some(p) = &paced_row {
         let f = p.fraction();
         let ok =
-            f >= 1.0 - PACED_TOLERANCE - 1e-9 && f <= 1.0 && p.max_any_window as u64 <= p.limit;
+            (1.0 - PACED_TOLERANCE - 1e-9..=1.0).contains(&f) && p.max_any_window as u64 <= p.limit;
         println!(
             "  [{}] paced {} requests in {} s = {:.2}% of the limit {} (target {:.0}%–100%; max in any {} s window {})",
             if ok { "PASS" } else { "MISS" },
