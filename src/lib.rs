@@ -17,6 +17,7 @@ pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod delivery;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sluice::cli::{self, Client, Target};
 
 const DEFAULT_CONFIG: &str = "/etc/sluice/sluice.toml";
 
@@ -33,6 +34,58 @@ enum Cmd {
     },
     /// Run a local simulator of a platform's API (for drills and tests).
     Simulate(sluice::sim::SimulateArgs),
+    /// Destination state: status, pause, resume (talks to the running daemon).
+    Destinations {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        cmd: DestCmd,
+    },
+    /// The audit chain: verify or export it (talks to the running daemon).
+    Audit {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DestCmd {
+    /// Table of destinations, then a suggestion line per paused one.
+    Status {
+        /// Redraw every 2 s until interrupted.
+        #[arg(long)]
+        live: bool,
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Pause one destination (--id) or all of a platform (--platform [--workspace]).
+    Pause(Select),
+    /// Resume one destination (--id) or all of a platform (--platform [--workspace]).
+    Resume(Select),
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["id", "platform"])))]
+struct Select {
+    #[arg(long)]
+    id: Option<String>,
+    #[arg(long)]
+    platform: Option<String>,
+    #[arg(long, requires = "platform")]
+    workspace: Option<String>,
+    /// Why (1–500 characters); recorded in the timeline and the audit chain.
+    #[arg(long)]
+    reason: String,
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check every link and hash of the chain (exit 1 when broken).
+    Verify,
+    /// Print the chain as JSON Lines, oldest first.
+    Export,
 }
 
 #[derive(Subcommand)]
@@ -54,6 +107,50 @@ fn init_logging(level: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+}
+
+async fn select(c: &Client, action: &str, s: Select) -> anyhow::Result<ExitCode> {
+    cli::pause_resume(
+        c,
+        action,
+        s.id.as_deref(),
+        s.platform.as_deref(),
+        s.workspace.as_deref(),
+        &s.reason,
+    )
+    .await
+}
+
+/// Runs a client command: exit codes per SPEC §9 (0 ok, 1 failure; clap gives 2).
+fn client_command<F, Fut>(target: &Target, f: F) -> ExitCode
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<ExitCode>>,
+{
+    let client = match Client::new(target) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(f(client)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// Runs `fut` on a fresh multi-thread runtime; exit 1 with the error on failure.
@@ -94,6 +191,21 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Cmd::Destinations { target, cmd } => client_command(&target, |c| async move {
+            match cmd {
+                DestCmd::Status { live, workspace } => {
+                    cli::status(&c, workspace.as_deref(), live).await
+                }
+                DestCmd::Pause(s) => select(&c, "pause", s).await,
+                DestCmd::Resume(s) => select(&c, "resume", s).await,
+            }
+        }),
+        Cmd::Audit { target, cmd } => client_command(&target, |c| async move {
+            match cmd {
+                AuditCmd::Verify => cli::audit_verify(&c).await,
+                AuditCmd::Export => cli::audit_export(&c).await,
+            }
+        }),
         Cmd::Simulate(args) => {
             init_logging("info");
             block_on(sluice::sim::run_cli(args))

@@ -94,6 +94,8 @@ fn dest_json(app: &App, d: &Destination) -> Result<Value, crate::store::StoreErr
         "queue_depth": depth,
         "consumer_lag_seconds": oldest.map(|o| ((now - o).max(0) as f64) / 1000.0).unwrap_or(0.0),
         "dlq_depth": dlq_depth,
+        "threshold": d.policy.auto_pause.threshold,
+        "window_seconds": d.policy.auto_pause.window.as_secs(),
     }))
 }
 

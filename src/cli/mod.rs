@@ -1,0 +1,370 @@
+//! Client subcommands against the admin API (SPEC §9). They read the admin token from
+//! `SLUICE_API_KEY`, else from the admin-token settings of `--config`; the URL from
+//! `--url`, else `server.listen` of `--config` (a wildcard address becomes 127.0.0.1).
+//! Every request carries `X-Sluice-Actor: cli`, so the audit chain says who acted.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use serde_json::{Value, json};
+
+/// Where the daemon is and how to authenticate.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// Base URL of the daemon (default: `server.listen` of --config).
+    #[arg(long, global = true)]
+    pub url: Option<String>,
+    /// Config file to read the listen address and admin token from.
+    #[arg(long, global = true, default_value = "/etc/sluice/sluice.toml")]
+    pub config: PathBuf,
+}
+
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(t: &Target) -> anyhow::Result<Client> {
+        let cfg = crate::config::load(&t.config).ok();
+        let base = match &t.url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => {
+                let listen = cfg
+                    .as_ref()
+                    .map(|c| c.server.listen)
+                    .unwrap_or_else(|| "127.0.0.1:8470".parse().expect("literal"));
+                let host = if listen.ip().is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else {
+                    listen.ip().to_string()
+                };
+                format!("http://{host}:{}", listen.port())
+            }
+        };
+        let token = std::env::var("SLUICE_API_KEY")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .or_else(|| {
+                cfg.as_ref().and_then(|c| {
+                    c.server
+                        .admin_token
+                        .as_ref()
+                        .map(|s| s.expose().to_string())
+                })
+            });
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Client { base, token, http })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("X-Sluice-Actor", "cli");
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach sluice at {}: {}", self.base, e.without_url()))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, v))
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let (s, v) = self.call(reqwest::Method::GET, path, None).await?;
+        if s == 200 {
+            Ok(v)
+        } else {
+            Err(api_error(s, &v))
+        }
+    }
+
+    pub async fn text(&self, path: &str) -> anyhow::Result<String> {
+        let (s, v) = self.call(reqwest::Method::GET, path, None).await?;
+        match (s, v) {
+            (200, Value::String(t)) => Ok(t),
+            (200, v) => Ok(format!("{v}\n")),
+            (s, v) => Err(api_error(s, &v)),
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+}
+
+fn api_error(status: u16, v: &Value) -> anyhow::Error {
+    match (v["error"].as_str(), v["message"].as_str()) {
+        (Some(code), Some(msg)) => anyhow!("{code} ({status}): {msg}"),
+        _ => anyhow!("HTTP {status}: {v}"),
+    }
+}
+
+/// `sluice destinations status`: the table and a suggestion line per paused one.
+pub fn render_status(dests: &[Value]) -> String {
+    let mut out = String::new();
+    let rows: Vec<[String; 6]> = dests
+        .iter()
+        .map(|d| {
+            [
+                s(&d["destination_id"]),
+                s(&d["merchant_id"]),
+                s(&d["platform"]),
+                s(&d["state"]),
+                d["error_rate"]
+                    .as_f64()
+                    .map(|r| format!("{:.1}", r * 100.0))
+                    .unwrap_or_else(|| "-".into()),
+                d["last_checked"].as_str().unwrap_or("-").to_string(),
+            ]
+        })
+        .collect();
+    let head = [
+        "Destination",
+        "Merchant",
+        "Platform",
+        "State",
+        "Error %",
+        "Last Checked",
+    ];
+    let mut widths = head.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r.iter()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            l.push_str(&format!("{:<w$}  ", c, w = widths[i]));
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    out.push_str(&line(&head.map(String::from)));
+    for r in &rows {
+        out.push_str(&line(r));
+    }
+    for d in dests
+        .iter()
+        .filter(|d| d["state"] == "paused" || d["state"] == "probing")
+    {
+        out.push_str(&suggestion(d));
+        out.push('\n');
+    }
+    out
+}
+
+fn s(v: &Value) -> String {
+    v.as_str().map(str::to_string).unwrap_or_else(|| "-".into())
+}
+
+fn suggestion(d: &Value) -> String {
+    let id = s(&d["destination_id"]);
+    let resume = format!("sluice destinations resume --id {id} --reason \"…\"");
+    let reason = s(&d["paused_reason"]);
+    let at = s(&d["paused_at"]);
+    let platform = s(&d["platform"]);
+    match reason.strip_prefix("error_rate_") {
+        Some(rate) => {
+            let threshold = d["threshold"]
+                .as_f64()
+                .map(|t| format!("{}%", (t * 1000.0).round() / 10.0))
+                .unwrap_or_else(|| "its".into());
+            let mins = d["window_seconds"]
+                .as_u64()
+                .map(|w| format!("{} min", w / 60))
+                .unwrap_or_else(|| "the window".into());
+            format!(
+                "suggestion: {platform} paused at {at} (error rate {rate} > {threshold} threshold for {mins}). Auto-clear at {} or resume manually: {resume}",
+                s(&d["auto_clear_at"])
+            )
+        }
+        None => {
+            let hint = match reason.as_str() {
+                "auth_failed" => " after fixing its credentials",
+                "endpoint_gone" | "api_version_retired" => " after fixing its endpoint",
+                _ => "",
+            };
+            format!(
+                "suggestion: {platform} paused at {at} ({reason}). No auto-clear; resume manually{hint}: {resume}"
+            )
+        }
+    }
+}
+
+/// `sluice destinations status [--live]`.
+pub async fn status(c: &Client, workspace: Option<&str>, live: bool) -> anyhow::Result<ExitCode> {
+    let path = match workspace {
+        Some(w) => format!("/v1/destinations?workspace={}", urlencode(w)),
+        None => "/v1/destinations".to_string(),
+    };
+    loop {
+        let v = c.get(&path).await?;
+        let dests = v["destinations"].as_array().cloned().unwrap_or_default();
+        let text = render_status(&dests);
+        let mut out = std::io::stdout().lock();
+        if live {
+            write!(out, "\x1b[2J\x1b[H")?;
+        }
+        write!(out, "{text}")?;
+        out.flush()?;
+        if !live {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
+/// `sluice destinations pause|resume (--id | --platform [--workspace]) --reason`.
+pub async fn pause_resume(
+    c: &Client,
+    action: &str,
+    id: Option<&str>,
+    platform: Option<&str>,
+    workspace: Option<&str>,
+    reason: &str,
+) -> anyhow::Result<ExitCode> {
+    let ids: Vec<String> = match (id, platform) {
+        (Some(id), _) => vec![id.to_string()],
+        (None, Some(p)) => {
+            let v = c.get("/v1/destinations").await?;
+            v["destinations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|d| d["platform"] == p && workspace.is_none_or(|w| d["merchant_id"] == w))
+                .filter(|d| d["state"] != "removed")
+                .filter_map(|d| d["destination_id"].as_str().map(str::to_string))
+                .collect()
+        }
+        (None, None) => return Err(anyhow!("give --id or --platform")),
+    };
+    if ids.is_empty() {
+        eprintln!("no destination matches");
+        return Ok(ExitCode::from(1));
+    }
+    let mut failed = false;
+    for id in ids {
+        let (s, v) = c
+            .post(
+                &format!("/v1/destinations/{}/{action}", urlencode(&id)),
+                json!({ "reason": reason }),
+            )
+            .await?;
+        if s == 200 {
+            println!("{id}: {}", v["state"].as_str().unwrap_or("?"));
+        } else {
+            failed = true;
+            println!("{id}: failed: {}", api_error(s, &v));
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `sluice audit verify`: exit 0 when the chain is intact.
+pub async fn audit_verify(c: &Client) -> anyhow::Result<ExitCode> {
+    let v = c.get("/v1/audit/verify").await?;
+    if v["ok"] == true {
+        println!(
+            "audit chain ok: {} events, head {}",
+            v["length"],
+            s(&v["head"])
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "audit chain BROKEN at {}: {} ({} events stored)",
+            s(&v["broken_at"]),
+            s(&v["reason"]),
+            v["length"]
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// `sluice audit export`: JSON Lines, oldest first, to stdout.
+pub async fn audit_export(c: &Client) -> anyhow::Result<ExitCode> {
+    let text = c.text("/v1/audit/export").await.context("export failed")?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_table_and_suggestions() {
+        let dests = vec![
+            json!({"destination_id": "tiktok_abc123", "merchant_id": "northfield", "platform": "tiktok", "state": "paused",
+                   "error_rate": 0.312, "last_checked": "2026-04-23T14:01:58.000Z", "paused_at": "2026-04-23T14:01:58.000Z",
+                   "paused_reason": "error_rate_31.2%", "auto_clear_at": "2026-04-23T18:01:58.000Z", "threshold": 0.25, "window_seconds": 300}),
+            json!({"destination_id": "meta_x", "merchant_id": "northfield", "platform": "meta", "state": "paused",
+                   "error_rate": null, "last_checked": null, "paused_at": "2026-04-23T15:00:00.000Z",
+                   "paused_reason": "auth_failed", "auto_clear_at": null}),
+            json!({"destination_id": "hooks", "merchant_id": "northfield", "platform": "webhook", "state": "active",
+                   "error_rate": 0.0, "last_checked": "2026-04-23T15:00:00.000Z"}),
+        ];
+        let text = render_status(&dests);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "Destination    Merchant    Platform  State   Error %  Last Checked"
+        );
+        assert_eq!(
+            lines[1],
+            "tiktok_abc123  northfield  tiktok    paused  31.2     2026-04-23T14:01:58.000Z"
+        );
+        assert_eq!(
+            lines[3],
+            "hooks          northfield  webhook   active  0.0      2026-04-23T15:00:00.000Z"
+        );
+        assert_eq!(
+            lines[4],
+            "suggestion: tiktok paused at 2026-04-23T14:01:58.000Z (error rate 31.2% > 25% threshold for 5 min). Auto-clear at 2026-04-23T18:01:58.000Z or resume manually: sluice destinations resume --id tiktok_abc123 --reason \"…\""
+        );
+        assert_eq!(
+            lines[5],
+            "suggestion: meta paused at 2026-04-23T15:00:00.000Z (auth_failed). No auto-clear; resume manually after fixing its credentials: sluice destinations resume --id meta_x --reason \"…\""
+        );
+    }
+}
