@@ -337,6 +337,17 @@ async fn rejected_goes_to_dlq_and_replay_keeps_ids_and_times() {
         admin_get(&d, "/v1/dlq?destination=hooks").await["entries"],
         json!([])
     );
+    // Replays are audited (dry runs are not); so are discards (see below).
+    let audit = admin_get(&d, "/v1/audit?type=dlq_replay").await;
+    let events = audit["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{audit}");
+    assert_eq!(events[0]["actor"], "api_user");
+    assert_eq!(events[0]["resource_id"], "hooks");
+    assert_eq!(
+        events[0]["details"],
+        json!({"destination_id": "hooks", "from": "2026-11-02T12:00:00.000Z", "to": null, "replayed": 1, "expired_skipped": 0})
+    );
+    assert_eq!(events[1]["details"]["replayed"], 0);
     d.shutdown().await;
 }
 
@@ -380,6 +391,9 @@ async fn discard_drops_entries() {
     assert_eq!(ids, ["x0", "x1", "x2"]);
     let (s, v) = admin_post(&d, "/v1/dlq/discard", json!({"destination": "hooks"})).await;
     assert_eq!((s, v), (200, json!({"discarded": 3})));
+    let audit = admin_get(&d, "/v1/audit?type=dlq_discard").await;
+    assert_eq!(audit["events"][0]["details"]["discarded"], 3);
+    assert_eq!(admin_get(&d, "/v1/audit/verify").await["ok"], true);
     assert_eq!(
         admin_get(&d, "/v1/dlq?destination=hooks").await["entries"],
         json!([])

@@ -580,3 +580,42 @@ async fn forty_percent_failures_pause_queue_and_a_manual_resume_delivers_all() {
     assert_eq!(delivered, 50);
     r.d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_alerts_and_the_outcome_is_audited() {
+    let clock_for_alerts = ManualClock::new(T0_MS);
+    // The alert receiver: a plain HTTP endpoint that answers 200 (the webhook simulator).
+    let receiver = sim::start(Platform::Webhook, "127.0.0.1:0".parse().unwrap(), clock_for_alerts, FaultScript::none()).await.unwrap();
+    let extra = format!("[alerts]\nwebhook = {{ url = \"{}/ops\" }}\n", receiver.url());
+    let r = rig(failing_first(3), &extra).await;
+    pause_by_rate(&r).await;
+    until("alert received", || async { receiver.count() == 1 }).await;
+    let alert = receiver.received()[0].body.clone();
+    assert_eq!(alert["destination_id"], "hooks");
+    assert_eq!(alert["merchant_id"], "glasshouse");
+    assert_eq!(alert["platform"], "webhook");
+    assert_eq!(alert["error_rate"], "30.0%");
+    assert_eq!(alert["threshold"], "25%");
+    assert_eq!(alert["auto_clear_at"], "2026-11-02T16:01:00.000Z");
+    assert_eq!(alert["resume_command"], "sluice destinations resume --id hooks --reason \"…\"");
+    until("alert audited", || async {
+        get(&r.d, "/v1/audit?type=alert_sent").await["events"].as_array().unwrap().len() == 1
+    })
+    .await;
+    let audit = get(&r.d, "/v1/audit?type=alert_sent").await;
+    assert_eq!(audit["events"][0]["details"]["channel"], "webhook");
+    assert_eq!(audit["events"][0]["details"]["attempts"], 1);
+    let pause = get(&r.d, "/v1/audit?type=destination_pause").await;
+    assert_eq!(
+        pause["events"][0]["details"],
+        json!({"destination_id": "hooks", "merchant_id": "glasshouse", "platform": "webhook",
+               "reason": "rate_threshold_exceeded", "error_rate": "0.3", "note": null})
+    );
+    assert_eq!(pause["events"][0]["actor"], "system_worker");
+    // The webhook URL (a secret) appears nowhere in the audit chain.
+    let export = r.d.http.get(format!("{}/v1/audit/export", r.d.url)).bearer_auth(ADMIN).send().await.unwrap().text().await.unwrap();
+    assert!(!export.contains(&receiver.url()));
+    let (records, _) = recompute_export(&export);
+    assert_eq!(records.len(), 2);
+    r.d.shutdown().await;
+}
