@@ -303,6 +303,9 @@ impl Sims {
                 ))
                 .expect("simulator starts")
             })
+            // Keep only event ids of answered requests: the bench counts, it does not
+            // inspect bodies (keeping them all took over 1 GB).
+            .inspect(|s: &sim::SimServer| s.set_keep_bodies(false))
             .collect();
         Sims { rt, servers }
     }

@@ -585,8 +585,18 @@ async fn forty_percent_failures_pause_queue_and_a_manual_resume_delivers_all() {
 async fn a_pause_alerts_and_the_outcome_is_audited() {
     let clock_for_alerts = ManualClock::new(T0_MS);
     // The alert receiver: a plain HTTP endpoint that answers 200 (the webhook simulator).
-    let receiver = sim::start(Platform::Webhook, "127.0.0.1:0".parse().unwrap(), clock_for_alerts, FaultScript::none()).await.unwrap();
-    let extra = format!("[alerts]\nwebhook = {{ url = \"{}/ops\" }}\n", receiver.url());
+    let receiver = sim::start(
+        Platform::Webhook,
+        "127.0.0.1:0".parse().unwrap(),
+        clock_for_alerts,
+        FaultScript::none(),
+    )
+    .await
+    .unwrap();
+    let extra = format!(
+        "[alerts]\nwebhook = {{ url = \"{}/ops\" }}\n",
+        receiver.url()
+    );
     let r = rig(failing_first(3), &extra).await;
     pause_by_rate(&r).await;
     until("alert received", || async { receiver.count() == 1 }).await;
@@ -597,9 +607,16 @@ async fn a_pause_alerts_and_the_outcome_is_audited() {
     assert_eq!(alert["error_rate"], "30.0%");
     assert_eq!(alert["threshold"], "25%");
     assert_eq!(alert["auto_clear_at"], "2026-11-02T16:01:00.000Z");
-    assert_eq!(alert["resume_command"], "sluice destinations resume --id hooks --reason \"…\"");
+    assert_eq!(
+        alert["resume_command"],
+        "sluice destinations resume --id hooks --reason \"…\""
+    );
     until("alert audited", || async {
-        get(&r.d, "/v1/audit?type=alert_sent").await["events"].as_array().unwrap().len() == 1
+        get(&r.d, "/v1/audit?type=alert_sent").await["events"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
     })
     .await;
     let audit = get(&r.d, "/v1/audit?type=alert_sent").await;
@@ -613,7 +630,16 @@ async fn a_pause_alerts_and_the_outcome_is_audited() {
     );
     assert_eq!(pause["events"][0]["actor"], "system_worker");
     // The webhook URL (a secret) appears nowhere in the audit chain.
-    let export = r.d.http.get(format!("{}/v1/audit/export", r.d.url)).bearer_auth(ADMIN).send().await.unwrap().text().await.unwrap();
+    let export =
+        r.d.http
+            .get(format!("{}/v1/audit/export", r.d.url))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
     assert!(!export.contains(&receiver.url()));
     let (records, _) = recompute_export(&export);
     assert_eq!(records.len(), 2);

@@ -22,11 +22,13 @@
 //!   429 throttled with `Retry-After`; 401, 403 auth; 408, 5xx, 3xx retryable; 400 and
 //!   other 4xx (JSON:API `errors[]`) rejected.
 
-use serde_json::{Map, Value, json};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::Value;
 
 use super::{
-    Adapter, Class, HttpRequest, HttpResponse, OutEvent, Unsendable, Verdict, classify_status_all,
-    custom_data_json, json_post, map_event_name, with_endpoint,
+    Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
+    classify_status_all, custom_data_raw, event_name_for, json_post_bytes, with_endpoint,
+    write_json,
 };
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{NormalizedEvent, PlainField};
@@ -57,50 +59,128 @@ fn iso_seconds(secs: i64) -> String {
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
 }
 
-fn event_json(dest: &Destination, ev: &OutEvent<'_>) -> Value {
-    let e = ev.event;
-    let props = custom_data_json(e).unwrap_or_else(|| json!({}));
-    let mut attrs = Map::new();
-    attrs.insert("properties".into(), props.clone());
-    attrs.insert("time".into(), json!(iso_seconds(e.event_time)));
-    match props.get("value") {
-        Some(Value::Number(n)) => {
-            attrs.insert("value".into(), Value::Number(n.clone()));
-        }
-        Some(Value::String(s)) => {
-            if let Some(n) = s
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .and_then(serde_json::Number::from_f64)
-            {
-                attrs.insert("value".into(), Value::Number(n));
+/// What the body takes from `custom_data` besides the whole of it: its `value` and
+/// `currency` members when it is an object (of repeated keys the last, as in a map).
+#[derive(Default)]
+struct ValueProbe {
+    value: Option<Value>,
+    currency: Option<Value>,
+}
+
+impl<'de> Deserialize<'de> for ValueProbe {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ValueProbeVisitor)
+    }
+}
+
+struct ValueProbeVisitor;
+
+impl<'de> Visitor<'de> for ValueProbeVisitor {
+    type Value = ValueProbe;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ValueProbe, A::Error> {
+        let mut p = ValueProbe::default();
+        while let Some(key) = map.next_key::<ProbeKey>()? {
+            match key {
+                ProbeKey::Value => p.value = Some(map.next_value()?),
+                ProbeKey::Currency => p.currency = Some(map.next_value()?),
+                ProbeKey::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
         }
-        _ => {}
+        Ok(p)
     }
-    if let Some(Value::String(c)) = props.get("currency") {
-        attrs.insert("value_currency".into(), json!(c));
+}
+
+enum ProbeKey {
+    Value,
+    Currency,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for ProbeKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ProbeKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<ProbeKey, E> {
+                Ok(match k {
+                    "value" => ProbeKey::Value,
+                    "currency" => ProbeKey::Currency,
+                    _ => ProbeKey::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(V)
     }
-    attrs.insert("unique_id".into(), json!(e.event_id));
-    attrs.insert(
-        "metric".into(),
-        json!({"data": {"type": "metric", "attributes": {
-            "name": map_event_name(dest, &Default::default(), &e.event_name)
-        }}}),
-    );
-    let mut profile = Map::new();
-    if let Some(email) = plain(e, PlainField::Email) {
-        profile.insert("email".into(), json!(email));
-    }
-    if let Some(phone) = plain(e, PlainField::PhoneE164) {
-        profile.insert("phone_number".into(), json!(phone));
-    }
-    attrs.insert(
-        "profile".into(),
-        json!({"data": {"type": "profile", "attributes": profile}}),
-    );
-    json!({"data": {"type": "event", "attributes": attrs}})
+}
+
+/// Appends `data.attributes.metric`/`profile`-style `{"data":{"attributes":…,"type":…}}`
+/// around what `attrs` writes.
+fn write_wrapped(out: &mut Vec<u8>, kind: &str, attrs: impl FnOnce(&mut Vec<u8>)) {
+    let mut o = JsonObject::begin(out);
+    let mut data = JsonObject::begin(o.key("data"));
+    attrs(data.key("attributes"));
+    data.str("type", kind);
+    data.end();
+    o.end();
+}
+
+/// Appends the request body (keys sorted, as they have always been sent).
+fn write_body(out: &mut Vec<u8>, dest: &Destination, ev: &OutEvent<'_>) {
+    let e = ev.event;
+    let raw = custom_data_raw(e);
+    // Anything but an object (or nothing readable) has no `value` or `currency`.
+    let probe = raw
+        .and_then(|r| serde_json::from_str::<ValueProbe>(r.get()).ok())
+        .unwrap_or_default();
+    write_wrapped(out, "event", |out| {
+        let mut a = JsonObject::begin(out);
+        write_wrapped(a.key("metric"), "metric", |out| {
+            let mut m = JsonObject::begin(out);
+            m.str("name", event_name_for(dest, &[], &e.event_name));
+            m.end();
+        });
+        write_wrapped(a.key("profile"), "profile", |out| {
+            let mut p = JsonObject::begin(out);
+            if let Some(email) = plain(e, PlainField::Email) {
+                p.str("email", email);
+            }
+            if let Some(phone) = plain(e, PlainField::PhoneE164) {
+                p.str("phone_number", phone);
+            }
+            p.end();
+        });
+        a.raw("properties", raw.map_or("{}", |r| r.get()));
+        a.str("time", &iso_seconds(e.event_time));
+        a.str("unique_id", &e.event_id);
+        match &probe.value {
+            Some(Value::Number(n)) => write_json(a.key("value"), n),
+            Some(Value::String(s)) => {
+                if let Some(n) = s
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                {
+                    write_json(a.key("value"), &n);
+                }
+            }
+            _ => {}
+        }
+        if let Some(Value::String(c)) = &probe.currency {
+            a.str("value_currency", c);
+        }
+        a.end();
+    });
 }
 
 impl Adapter for Klaviyo {
@@ -129,7 +209,15 @@ impl Adapter for Klaviyo {
             .get("api_key")
             .map(|s| s.expose().to_string())
             .unwrap_or_default();
-        json_post(
+        let e = events[0].event;
+        let mut body = Vec::with_capacity(
+            400 + e.event_id.len()
+                + e.event_name.len()
+                + e.plaintext.iter().map(|(_, v)| v.len()).sum::<usize>()
+                + e.custom_data.len(),
+        );
+        write_body(&mut body, dest, &events[0]);
+        json_post_bytes(
             with_endpoint(URL, dest.endpoint.as_deref()),
             CONTENT_TYPE,
             vec![
@@ -137,7 +225,7 @@ impl Adapter for Klaviyo {
                 ("authorization".into(), format!("Klaviyo-API-Key {key}")),
                 ("revision".into(), REVISION.into()),
             ],
-            &event_json(dest, &events[0]),
+            body,
             vec![key],
         )
     }
@@ -147,5 +235,90 @@ impl Adapter for Klaviyo {
             403 => Class::Auth,
             _ => classify_status_all(resp),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, Value, json};
+
+    use super::*;
+    use crate::platforms::testkit::{dests, events};
+    use crate::platforms::{custom_data_json, map_event_name};
+
+    // How bodies were built before they were written straight into bytes.
+    fn event_json_ref(dest: &Destination, ev: &OutEvent<'_>) -> Value {
+        let e = ev.event;
+        let props = custom_data_json(e).unwrap_or_else(|| json!({}));
+        let mut attrs = Map::new();
+        attrs.insert("properties".into(), props.clone());
+        attrs.insert("time".into(), json!(iso_seconds(e.event_time)));
+        match props.get("value") {
+            Some(Value::Number(n)) => {
+                attrs.insert("value".into(), Value::Number(n.clone()));
+            }
+            Some(Value::String(s)) => {
+                if let Some(n) = s
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                {
+                    attrs.insert("value".into(), Value::Number(n));
+                }
+            }
+            _ => {}
+        }
+        if let Some(Value::String(c)) = props.get("currency") {
+            attrs.insert("value_currency".into(), json!(c));
+        }
+        attrs.insert("unique_id".into(), json!(e.event_id));
+        attrs.insert(
+            "metric".into(),
+            json!({"data": {"type": "metric", "attributes": {
+                "name": map_event_name(dest, &Default::default(), &e.event_name)
+            }}}),
+        );
+        let mut profile = Map::new();
+        if let Some(email) = plain(e, PlainField::Email) {
+            profile.insert("email".into(), json!(email));
+        }
+        if let Some(phone) = plain(e, PlainField::PhoneE164) {
+            profile.insert("phone_number".into(), json!(phone));
+        }
+        attrs.insert(
+            "profile".into(),
+            json!({"data": {"type": "profile", "attributes": profile}}),
+        );
+        json!({"data": {"type": "event", "attributes": attrs}})
+    }
+
+    #[test]
+    fn body_bytes_equal_the_value_built_ones() {
+        for dest in dests() {
+            for e in events() {
+                let ev = OutEvent {
+                    event: &e,
+                    merchant_id: "m",
+                    accepted_ms: 0,
+                };
+                let req = KLAVIYO.build(&dest, &[ev], 0);
+                let want = serde_json::to_vec(&event_json_ref(&dest, &ev)).unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&req.body),
+                    String::from_utf8_lossy(&want)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn value_probe_takes_the_last_of_repeated_keys() {
+        let p: ValueProbe =
+            serde_json::from_str(r#"{"value":1,"x":{"value":3},"value":"2","currency":"EUR"}"#)
+                .unwrap();
+        assert_eq!(p.value, Some(json!("2")));
+        assert_eq!(p.currency, Some(json!("EUR")));
+        assert!(serde_json::from_str::<ValueProbe>("[1]").is_err());
     }
 }

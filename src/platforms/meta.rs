@@ -27,13 +27,12 @@
 //!   other 4xx rejects the whole batch without naming rows, so a batch of more than one
 //!   event is bisected and a single event is rejected.
 
-use std::collections::BTreeMap;
-
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::{
-    Adapter, Class, HttpRequest, HttpResponse, OutEvent, Unsendable, Verdict, custom_data_json,
-    hex_hash, json_post, map_event_name, retry_after_hint, with_endpoint,
+    Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
+    custom_data_raw, event_name_for, json_post_bytes, retry_after_hint, with_endpoint,
+    write_json_hex_array,
 };
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
@@ -79,38 +78,83 @@ fn has_clear(e: &NormalizedEvent, f: ClearField) -> bool {
     e.clear.iter().any(|(k, v)| *k == f && !v.is_empty())
 }
 
-fn event_json(dest: &Destination, ev: &OutEvent<'_>) -> Value {
+/// Where a `user_data` member comes from.
+#[derive(Clone, Copy)]
+enum UserSrc {
+    Hashed(Variant),
+    Clear(ClearField),
+}
+
+/// Every `user_data` member ([`HASHED_FIELDS`] and [`CLEAR_FIELDS`]), sorted by key: the
+/// order the body has always had (it was serialized from a `BTreeMap`).
+const USER_FIELDS: [(&str, UserSrc); 15] = [
+    (
+        "client_ip_address",
+        UserSrc::Clear(ClearField::ClientIpAddress),
+    ),
+    (
+        "client_user_agent",
+        UserSrc::Clear(ClearField::ClientUserAgent),
+    ),
+    ("country", UserSrc::Hashed(Variant::Country)),
+    ("ct", UserSrc::Hashed(Variant::City)),
+    ("db", UserSrc::Hashed(Variant::DateOfBirth)),
+    ("em", UserSrc::Hashed(Variant::Email)),
+    ("external_id", UserSrc::Hashed(Variant::ExternalId)),
+    ("fbc", UserSrc::Clear(ClearField::Fbc)),
+    ("fbp", UserSrc::Clear(ClearField::Fbp)),
+    ("fn", UserSrc::Hashed(Variant::FirstName)),
+    ("ge", UserSrc::Hashed(Variant::Gender)),
+    ("ln", UserSrc::Hashed(Variant::LastName)),
+    ("ph", UserSrc::Hashed(Variant::PhoneDigits)),
+    ("st", UserSrc::Hashed(Variant::State)),
+    ("zp", UserSrc::Hashed(Variant::Zip)),
+];
+
+/// Appends one event of `data` (keys sorted, as they have always been sent).
+fn write_event(out: &mut Vec<u8>, dest: &Destination, ev: &OutEvent<'_>) {
     let e = ev.event;
-    let mut user = Map::new();
-    for (key, variant) in HASHED_FIELDS {
-        if let Some(h) = e.hash_of(variant) {
-            user.insert(key.into(), json!([hex_hash(h)]));
-        }
-    }
-    for f in CLEAR_FIELDS {
-        if let Some((_, v)) = e.clear.iter().find(|(k, _)| *k == f) {
-            user.insert(f.name().into(), json!(v));
-        }
-    }
-    let mut out = Map::new();
-    out.insert(
-        "event_name".into(),
-        json!(map_event_name(dest, &BTreeMap::new(), &e.event_name)),
+    let mut o = JsonObject::begin(out);
+    o.str(
+        "action_source",
+        e.action_source.as_deref().unwrap_or("website"),
     );
-    out.insert("event_time".into(), json!(e.event_time));
-    out.insert("event_id".into(), json!(e.event_id));
-    out.insert(
-        "action_source".into(),
-        json!(e.action_source.as_deref().unwrap_or("website")),
-    );
+    if let Some(cd) = custom_data_raw(e) {
+        o.raw("custom_data", cd.get());
+    }
+    o.str("event_id", &e.event_id);
+    o.str("event_name", event_name_for(dest, &[], &e.event_name));
     if let Some(u) = &e.event_source_url {
-        out.insert("event_source_url".into(), json!(u));
+        o.str("event_source_url", u);
     }
-    out.insert("user_data".into(), Value::Object(user));
-    if let Some(cd) = custom_data_json(e) {
-        out.insert("custom_data".into(), cd);
+    o.i64("event_time", e.event_time);
+    let mut user = JsonObject::begin(o.key("user_data"));
+    for (key, src) in USER_FIELDS {
+        match src {
+            UserSrc::Hashed(v) => {
+                if let Some(h) = e.hash_of(v) {
+                    write_json_hex_array(user.key(key), h);
+                }
+            }
+            UserSrc::Clear(f) => {
+                if let Some((_, v)) = e.clear.iter().find(|(k, _)| *k == f) {
+                    user.str(key, v);
+                }
+            }
+        }
     }
-    Value::Object(out)
+    user.end();
+    o.end();
+}
+
+/// A generous guess at an event's serialized size, to size the body once.
+fn size_hint(e: &NormalizedEvent) -> usize {
+    320 + e.event_id.len()
+        + e.event_name.len()
+        + e.event_source_url.as_ref().map_or(0, String::len)
+        + e.hashed.len() * 80
+        + e.clear.iter().map(|(_, v)| v.len() + 24).sum::<usize>()
+        + e.custom_data.len()
 }
 
 /// The Graph `error.code` of a response body, if any.
@@ -158,14 +202,17 @@ impl Adapter for Meta {
             dest.endpoint.as_deref(),
         );
         let url = format!("{base}?access_token={}", percent_encode(&token));
-        let data: Vec<Value> = events.iter().map(|ev| event_json(dest, ev)).collect();
-        json_post(
-            url,
-            "application/json",
-            vec![],
-            &json!({ "data": data }),
-            vec![token],
-        )
+        let mut body =
+            Vec::with_capacity(16 + events.iter().map(|ev| size_hint(ev.event)).sum::<usize>());
+        body.extend_from_slice(b"{\"data\":[");
+        for (i, ev) in events.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            write_event(&mut body, dest, ev);
+        }
+        body.extend_from_slice(b"]}");
+        json_post_bytes(url, "application/json", vec![], body, vec![token])
     }
 
     fn classify(&self, _dest: &Destination, n: usize, resp: &HttpResponse) -> Verdict {
@@ -218,4 +265,96 @@ fn percent_encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::{Map, Value, json};
+
+    use super::*;
+    use crate::platforms::testkit::{dests, events};
+    use crate::platforms::{custom_data_json, hex_hash, map_event_name};
+
+    /// How bodies were built before they were written straight into bytes.
+    fn event_json_ref(dest: &Destination, ev: &OutEvent<'_>) -> Value {
+        let e = ev.event;
+        let mut user = Map::new();
+        for (key, variant) in HASHED_FIELDS {
+            if let Some(h) = e.hash_of(variant) {
+                user.insert(key.into(), json!([hex_hash(h)]));
+            }
+        }
+        for f in CLEAR_FIELDS {
+            if let Some((_, v)) = e.clear.iter().find(|(k, _)| *k == f) {
+                user.insert(f.name().into(), json!(v));
+            }
+        }
+        let mut out = Map::new();
+        out.insert(
+            "event_name".into(),
+            json!(map_event_name(dest, &BTreeMap::new(), &e.event_name)),
+        );
+        out.insert("event_time".into(), json!(e.event_time));
+        out.insert("event_id".into(), json!(e.event_id));
+        out.insert(
+            "action_source".into(),
+            json!(e.action_source.as_deref().unwrap_or("website")),
+        );
+        if let Some(u) = &e.event_source_url {
+            out.insert("event_source_url".into(), json!(u));
+        }
+        out.insert("user_data".into(), Value::Object(user));
+        if let Some(cd) = custom_data_json(e) {
+            out.insert("custom_data".into(), cd);
+        }
+        Value::Object(out)
+    }
+
+    #[test]
+    fn user_fields_sorted_and_complete() {
+        let keys: Vec<&str> = USER_FIELDS.iter().map(|(k, _)| *k).collect();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(keys, sorted);
+        let mut want: Vec<&str> = HASHED_FIELDS.iter().map(|(k, _)| *k).collect();
+        want.extend(CLEAR_FIELDS.iter().map(|f| f.name()));
+        want.sort_unstable();
+        assert_eq!(keys, want);
+        for (k, src) in USER_FIELDS {
+            match src {
+                UserSrc::Hashed(v) => assert!(HASHED_FIELDS.contains(&(k, v))),
+                UserSrc::Clear(f) => assert_eq!(f.name(), k),
+            }
+        }
+    }
+
+    #[test]
+    fn body_bytes_equal_the_value_built_ones() {
+        for dest in dests() {
+            let evs = events();
+            let outs: Vec<OutEvent<'_>> = evs
+                .iter()
+                .map(|e| OutEvent {
+                    event: e,
+                    merchant_id: "m",
+                    accepted_ms: 0,
+                })
+                .collect();
+            for n in [1, 2, outs.len()] {
+                let req = META.build(&dest, &outs[..n], 0);
+                let data: Vec<Value> = outs[..n]
+                    .iter()
+                    .map(|ev| event_json_ref(&dest, ev))
+                    .collect();
+                let want = serde_json::to_vec(&json!({ "data": data })).unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&req.body),
+                    String::from_utf8_lossy(&want)
+                );
+            }
+        }
+    }
 }

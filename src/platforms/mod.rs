@@ -236,14 +236,160 @@ pub fn json_post(
     body: &serde_json::Value,
     secrets: Vec<String>,
 ) -> HttpRequest {
-    let mut all = vec![("content-type".to_string(), content_type.to_string())];
+    json_post_bytes(
+        url,
+        content_type,
+        headers,
+        serde_json::to_vec(body).unwrap_or_default(),
+        secrets,
+    )
+}
+
+/// [`json_post`] with a body already serialized.
+pub fn json_post_bytes(
+    url: String,
+    content_type: &str,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    secrets: Vec<String>,
+) -> HttpRequest {
+    let mut all = Vec::with_capacity(1 + headers.len());
+    all.push(("content-type".to_string(), content_type.to_string()));
     all.extend(headers);
     HttpRequest {
         method: "POST",
         url,
         headers: all,
-        body: serde_json::to_vec(body).unwrap_or_default(),
+        body,
         secrets,
+    }
+}
+
+// ---- Writing request bodies straight into bytes ----
+//
+// The adapters write their bodies with these instead of building a `serde_json::Value`
+// per event: strings and numbers go through serde_json's own serializer (same escaping
+// and number formatting as serializing a `Value`), hashes are hex-encoded in place and
+// `custom_data` is copied as the raw JSON it is stored as. Objects are written with
+// their keys in sorted order, the order serializing a `Value` (a `BTreeMap`) gives, so
+// the bytes stay what they were when bodies were built as `Value`s.
+
+/// The event's `custom_data` as raw JSON, borrowed (None when absent or, defensively,
+/// unreadable: the same cases in which [`custom_data_json`] gives None).
+pub fn custom_data_raw(ev: &NormalizedEvent) -> Option<&serde_json::value::RawValue> {
+    if ev.custom_data.is_empty() {
+        return None;
+    }
+    serde_json::from_slice(&ev.custom_data).ok()
+}
+
+/// [`map_event_name`] without allocating: the destination's `event_map` first, then
+/// `defaults`, else the canonical name itself.
+pub fn event_name_for<'a>(
+    dest: &'a Destination,
+    defaults: &[(&'static str, &'static str)],
+    name: &'a str,
+) -> &'a str {
+    if let Some(n) = dest.event_map.get(name) {
+        return n;
+    }
+    defaults
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| *v)
+        .unwrap_or(name)
+}
+
+/// Appends `s` as a JSON string.
+pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    write_json(out, s);
+}
+
+/// Appends `n` as a JSON number.
+pub fn write_json_i64(out: &mut Vec<u8>, n: i64) {
+    write_json(out, &n);
+}
+
+/// Appends any serializable value, compactly.
+pub fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    // Writing into a Vec cannot fail; a value that cannot be serialized (never the
+    // case for the strings, numbers and `Value`s written here) would leave it short.
+    let _ = v.serialize(&mut serde_json::Serializer::new(out));
+}
+
+/// Appends a hash as a JSON string of lowercase hex (what [`hex_hash`] gives).
+pub fn write_json_hex(out: &mut Vec<u8>, h: &[u8; 32]) {
+    let mut hex = [0u8; 64];
+    // Cannot fail: the buffer is exactly twice the input.
+    let _ = hex::encode_to_slice(h, &mut hex);
+    out.push(b'"');
+    out.extend_from_slice(&hex);
+    out.push(b'"');
+}
+
+/// Appends `["<hex>"]`.
+pub fn write_json_hex_array(out: &mut Vec<u8>, h: &[u8; 32]) {
+    out.push(b'[');
+    write_json_hex(out, h);
+    out.push(b']');
+}
+
+/// Writes the members of one JSON object: `{` on creation, a comma before every member
+/// but the first, `}` on [`JsonObject::end`]. Keys are written as given (they are the
+/// adapters' own constants, which need no escaping) and must come in sorted order.
+pub struct JsonObject<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl<'o> JsonObject<'o> {
+    pub fn begin(out: &'o mut Vec<u8>) -> Self {
+        out.push(b'{');
+        JsonObject { out, first: true }
+    }
+
+    /// Writes `"key":` (after a comma when needed) and returns the buffer for the value.
+    pub fn key(&mut self, key: &str) -> &mut Vec<u8> {
+        self.key_parts(&[key])
+    }
+
+    /// [`JsonObject::key`] for a key given in parts (written one after the other).
+    pub fn key_parts(&mut self, parts: &[&str]) -> &mut Vec<u8> {
+        debug_assert!(
+            parts
+                .iter()
+                .all(|k| !k.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')),
+            "object keys written raw must need no escaping"
+        );
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'"');
+        for k in parts {
+            self.out.extend_from_slice(k.as_bytes());
+        }
+        self.out.extend_from_slice(b"\":");
+        self.out
+    }
+
+    /// `"key":"<escaped value>"`.
+    pub fn str(&mut self, key: &str, v: &str) {
+        write_json_str(self.key(key), v);
+    }
+
+    /// `"key":<n>`.
+    pub fn i64(&mut self, key: &str, n: i64) {
+        write_json_i64(self.key(key), n);
+    }
+
+    /// `"key":<raw JSON>`.
+    pub fn raw(&mut self, key: &str, raw: &str) {
+        self.key(key).extend_from_slice(raw.as_bytes());
+    }
+
+    pub fn end(self) {
+        self.out.push(b'}');
     }
 }
 
@@ -290,5 +436,181 @@ mod tests {
             redact("a=tok/en+1&b=tok%2Fen%2B1", &s),
             "a=[redacted]&b=[redacted]"
         );
+    }
+}
+
+/// Destinations and events for the adapters' tests: every identifier, strings that
+/// need escaping, `custom_data` of every shape.
+#[cfg(test)]
+pub(crate) mod testkit {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use crate::config::{
+        AutoPausePolicy, Destination, Platform, PlatformPolicy, RetryPolicy, Secret,
+    };
+    use crate::ingest::event::{ClearField, NormalizedEvent, PlainField, Variant};
+
+    fn dest(platform: Platform, event_map: &[(&str, &str)]) -> Destination {
+        let pairs = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        Destination {
+            id: format!("{}_dest", platform.name()),
+            workspace: "glasshouse".into(),
+            platform,
+            endpoint: Some("http://127.0.0.1:9/hook".into()),
+            events: None,
+            event_map: pairs(event_map),
+            params: pairs(&[("pixel_id", "123"), ("pixel_code", "CABC\"1")]),
+            credentials: [
+                ("access_token", "tok/en+1"),
+                ("api_key", "pk_x"),
+                ("signing_secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), Secret(v.to_string())))
+            .collect(),
+            policy: PlatformPolicy {
+                max_batch: 1000,
+                linger: Duration::from_secs(1),
+                concurrency: 4,
+                timeout: Duration::from_secs(10),
+                age_limit: None,
+                rates: vec![],
+                retry: RetryPolicy {
+                    max_retries: 8,
+                    base: Duration::from_secs(1),
+                    max: Duration::from_secs(128),
+                    jitter: 0.0,
+                },
+                auto_pause: AutoPausePolicy {
+                    threshold: 0.25,
+                    interval: Duration::from_secs(300),
+                    window: Duration::from_secs(300),
+                    sample: 1000,
+                    min_samples: 10,
+                    auto_clear: Duration::from_secs(14_400),
+                    reprobe: Duration::from_secs(1800),
+                    probe_requests: 5,
+                },
+            },
+        }
+    }
+
+    /// The same destination without and with an `event_map`.
+    pub fn dests() -> Vec<Destination> {
+        vec![
+            dest(Platform::Meta, &[]),
+            dest(
+                Platform::Meta,
+                &[("Purchase", "Buy\u{e9}"), ("Lead", "Sign \"Up\"\n")],
+            ),
+        ]
+    }
+
+    pub fn events() -> Vec<NormalizedEvent> {
+        let h = |b: u8| {
+            let mut a = [0u8; 32];
+            for (i, x) in a.iter_mut().enumerate() {
+                *x = b.wrapping_mul(31).wrapping_add(i as u8 * 7);
+            }
+            a
+        };
+        let base = NormalizedEvent {
+            event_id: "ord-1".into(),
+            event_name: "Purchase".into(),
+            event_time: 1_793_620_800,
+            action_source: None,
+            event_source_url: None,
+            hashed: vec![],
+            clear: vec![],
+            plaintext: vec![],
+            custom_data: vec![],
+            destinations: vec![],
+        };
+        let cd = |v: serde_json::Value| serde_json::to_vec(&v).unwrap();
+        let mut out = vec![];
+        // Every identifier, every field.
+        out.push(NormalizedEvent {
+            event_id: "ord-\"2\"\\\u{1}\u{7f}\u{2028}é😀".into(),
+            action_source: Some("app\t".into()),
+            event_source_url: Some("https://shop.example/p?a=1&b=\"2\"".into()),
+            hashed: Variant::ALL
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (*v, h(i as u8)))
+                .collect(),
+            clear: ClearField::ALL
+                .iter()
+                .map(|f| (*f, format!("{}\u{0}\"v", f.name())))
+                .collect(),
+            plaintext: vec![
+                (PlainField::Email, "a@b.example".into()),
+                (PlainField::PhoneE164, "+15551234567".into()),
+            ],
+            custom_data: cd(json!({
+                "value": 12.5, "currency": "EUR", "nested": {"z": [1, -2, 3.25e-7, null, true],
+                "a": "\u{0}\u{1f}\"\\/é"}, "big": u64::MAX, "neg": i64::MIN, "f": 1e300
+            })),
+            ..base.clone()
+        });
+        // A few identifiers, numeric-string value, duplicate and empty clear fields.
+        out.push(NormalizedEvent {
+            event_id: "lead-9".into(),
+            event_name: "Lead".into(),
+            event_time: -5,
+            action_source: Some("website".into()),
+            hashed: vec![(Variant::Email, h(9)), (Variant::ExternalId, h(10))],
+            clear: vec![
+                (ClearField::ClientIpAddress, "203.0.113.9".into()),
+                (ClearField::ClientIpAddress, "198.51.100.1".into()),
+                (ClearField::Fbp, String::new()),
+                (ClearField::Ttclid, "tt".into()),
+            ],
+            plaintext: vec![(PlainField::PhoneE164, "+4470000000".into())],
+            custom_data: cd(json!({"value": " 7.10 ", "currency": 5})),
+            ..base.clone()
+        });
+        // Non-numeric value string, integer value.
+        out.push(NormalizedEvent {
+            event_id: "x-1".into(),
+            event_name: "AddToCart".into(),
+            hashed: vec![(Variant::PhoneE164, h(3)), (Variant::Zip, h(4))],
+            plaintext: vec![(PlainField::Email, "c@d.example".into())],
+            custom_data: cd(json!({"value": "twelve", "currency": "USD"})),
+            ..base.clone()
+        });
+        out.push(NormalizedEvent {
+            event_id: "x-2".into(),
+            custom_data: cd(json!({"value": 40, "currency": null, "items": []})),
+            ..base.clone()
+        });
+        // custom_data that is no object, empty, or unreadable.
+        out.push(NormalizedEvent {
+            event_id: "x-3".into(),
+            custom_data: cd(json!([1, 2])),
+            ..base.clone()
+        });
+        out.push(NormalizedEvent {
+            event_id: "x-4".into(),
+            custom_data: cd(json!({})),
+            ..base.clone()
+        });
+        out.push(NormalizedEvent {
+            event_id: "x-5".into(),
+            event_name: "Custom Thing".into(),
+            custom_data: b"{not json".to_vec(),
+            ..base.clone()
+        });
+        out.push(NormalizedEvent {
+            event_id: "x-6".into(),
+            custom_data: cd(json!({"value": f64::MAX, "currency": "\u{1}", "v2": 0.1})),
+            ..base
+        });
+        out
     }
 }

@@ -23,17 +23,18 @@
 //!   is not the expected JSON is retryable (never lose an event to a guess; TikTok
 //!   dedups resends on `event_id`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::{
-    Adapter, Class, HttpRequest, HttpResponse, OutEvent, Unsendable, Verdict, classify_status_all,
-    custom_data_json, hex_hash, json_post, map_event_name, retry_after_hint, with_endpoint,
+    Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
+    classify_status_all, custom_data_raw, event_name_for, json_post_bytes, retry_after_hint,
+    with_endpoint, write_json_hex, write_json_hex_array, write_json_str,
 };
 use crate::config::{Destination, Platform};
-use crate::ingest::event::{ClearField, Variant};
+use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
 
 pub struct Tiktok;
 
@@ -61,52 +62,79 @@ const CLEAR_FIELDS: [(&str, ClearField); 4] = [
 /// Unknown `code`s already logged (each is logged once per process).
 static SEEN_CODES: Mutex<BTreeSet<i64>> = Mutex::new(BTreeSet::new());
 
-fn default_map() -> BTreeMap<&'static str, &'static str> {
-    DEFAULT_EVENT_MAP.into_iter().collect()
+/// Where a `user` member comes from.
+#[derive(Clone, Copy)]
+enum UserSrc {
+    /// `["<hex>"]`.
+    HashedArray(Variant),
+    /// `"<hex>"`.
+    Hashed(Variant),
+    Clear(ClearField),
 }
 
-fn event_json(dest: &Destination, ev: &OutEvent<'_>, defaults: &BTreeMap<&str, &str>) -> Value {
+/// Every `user` member, sorted by key: the order the body has always had (it was
+/// serialized from a `BTreeMap`).
+const USER_FIELDS: [(&str, UserSrc); 10] = [
+    ("email", UserSrc::HashedArray(Variant::Email)),
+    ("external_id", UserSrc::HashedArray(Variant::ExternalId)),
+    ("first_name", UserSrc::Hashed(Variant::FirstName)),
+    ("ip", UserSrc::Clear(ClearField::ClientIpAddress)),
+    ("last_name", UserSrc::Hashed(Variant::LastName)),
+    ("phone", UserSrc::HashedArray(Variant::PhoneE164)),
+    ("ttclid", UserSrc::Clear(ClearField::Ttclid)),
+    ("ttp", UserSrc::Clear(ClearField::Ttp)),
+    ("user_agent", UserSrc::Clear(ClearField::ClientUserAgent)),
+    ("zip_code", UserSrc::Hashed(Variant::Zip)),
+];
+
+/// Appends one event of `data` (keys sorted, as they have always been sent).
+fn write_event(out: &mut Vec<u8>, dest: &Destination, ev: &OutEvent<'_>) {
     let e = ev.event;
-    let mut user = Map::new();
-    for (key, variant) in [
-        ("email", Variant::Email),
-        ("phone", Variant::PhoneE164),
-        ("external_id", Variant::ExternalId),
-    ] {
-        if let Some(h) = e.hash_of(variant) {
-            user.insert(key.into(), json!([hex_hash(h)]));
-        }
-    }
-    for (key, variant) in [
-        ("first_name", Variant::FirstName),
-        ("last_name", Variant::LastName),
-        ("zip_code", Variant::Zip),
-    ] {
-        if let Some(h) = e.hash_of(variant) {
-            user.insert(key.into(), json!(hex_hash(h)));
-        }
-    }
-    for (key, field) in CLEAR_FIELDS {
-        if let Some((_, v)) = e.clear.iter().find(|(k, _)| *k == field) {
-            user.insert(key.into(), json!(v));
-        }
-    }
-    let mut out = Map::new();
-    out.insert(
-        "event".into(),
-        json!(map_event_name(dest, defaults, &e.event_name)),
+    let mut o = JsonObject::begin(out);
+    o.str(
+        "event",
+        event_name_for(dest, &DEFAULT_EVENT_MAP, &e.event_name),
     );
-    out.insert("event_time".into(), json!(e.event_time));
-    out.insert("event_id".into(), json!(e.event_id));
-    out.insert("user".into(), Value::Object(user));
+    o.str("event_id", &e.event_id);
+    o.i64("event_time", e.event_time);
     if let Some(u) = &e.event_source_url {
-        out.insert("page".into(), json!({ "url": u }));
+        let mut page = JsonObject::begin(o.key("page"));
+        page.str("url", u);
+        page.end();
     }
-    out.insert(
-        "properties".into(),
-        custom_data_json(e).unwrap_or_else(|| json!({})),
-    );
-    Value::Object(out)
+    o.raw("properties", custom_data_raw(e).map_or("{}", |cd| cd.get()));
+    let mut user = JsonObject::begin(o.key("user"));
+    for (key, src) in USER_FIELDS {
+        match src {
+            UserSrc::HashedArray(v) => {
+                if let Some(h) = e.hash_of(v) {
+                    write_json_hex_array(user.key(key), h);
+                }
+            }
+            UserSrc::Hashed(v) => {
+                if let Some(h) = e.hash_of(v) {
+                    write_json_hex(user.key(key), h);
+                }
+            }
+            UserSrc::Clear(f) => {
+                if let Some((_, v)) = e.clear.iter().find(|(k, _)| *k == f) {
+                    user.str(key, v);
+                }
+            }
+        }
+    }
+    user.end();
+    o.end();
+}
+
+/// A generous guess at an event's serialized size, to size the body once.
+fn size_hint(e: &NormalizedEvent) -> usize {
+    256 + e.event_id.len()
+        + e.event_name.len()
+        + e.event_source_url.as_ref().map_or(0, String::len)
+        + e.hashed.len() * 80
+        + e.clear.iter().map(|(_, v)| v.len() + 16).sum::<usize>()
+        + e.custom_data.len()
 }
 
 impl Adapter for Tiktok {
@@ -132,26 +160,30 @@ impl Adapter for Tiktok {
     }
 
     fn build(&self, dest: &Destination, events: &[OutEvent<'_>], _now_ms: i64) -> HttpRequest {
-        let defaults = default_map();
         let token = dest
             .credentials
             .get("access_token")
             .map(|s| s.expose().to_string())
             .unwrap_or_default();
-        let pixel = dest.params.get("pixel_code").cloned().unwrap_or_default();
-        let data: Vec<Value> = events
-            .iter()
-            .map(|ev| event_json(dest, ev, &defaults))
-            .collect();
-        json_post(
+        let pixel = dest.params.get("pixel_code").map_or("", String::as_str);
+        let mut body = Vec::with_capacity(
+            64 + pixel.len() + events.iter().map(|ev| size_hint(ev.event)).sum::<usize>(),
+        );
+        body.extend_from_slice(b"{\"data\":[");
+        for (i, ev) in events.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            write_event(&mut body, dest, ev);
+        }
+        body.extend_from_slice(b"],\"event_source\":\"web\",\"event_source_id\":");
+        write_json_str(&mut body, pixel);
+        body.push(b'}');
+        json_post_bytes(
             with_endpoint(URL, dest.endpoint.as_deref()),
             "application/json",
             vec![("access-token".into(), token.clone())],
-            &json!({
-                "event_source": "web",
-                "event_source_id": pixel,
-                "data": data,
-            }),
+            body,
             vec![token],
         )
     }
@@ -185,5 +217,119 @@ impl Adapter for Tiktok {
             other => other,
         };
         Verdict::Whole(class)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::{Map, Value, json};
+
+    use super::*;
+    use crate::platforms::testkit::{dests, events};
+    use crate::platforms::{custom_data_json, hex_hash, map_event_name};
+
+    // How bodies were built before they were written straight into bytes.
+    fn default_map() -> BTreeMap<&'static str, &'static str> {
+        DEFAULT_EVENT_MAP.into_iter().collect()
+    }
+
+    fn event_json_ref(
+        dest: &Destination,
+        ev: &OutEvent<'_>,
+        defaults: &BTreeMap<&str, &str>,
+    ) -> Value {
+        let e = ev.event;
+        let mut user = Map::new();
+        for (key, variant) in [
+            ("email", Variant::Email),
+            ("phone", Variant::PhoneE164),
+            ("external_id", Variant::ExternalId),
+        ] {
+            if let Some(h) = e.hash_of(variant) {
+                user.insert(key.into(), json!([hex_hash(h)]));
+            }
+        }
+        for (key, variant) in [
+            ("first_name", Variant::FirstName),
+            ("last_name", Variant::LastName),
+            ("zip_code", Variant::Zip),
+        ] {
+            if let Some(h) = e.hash_of(variant) {
+                user.insert(key.into(), json!(hex_hash(h)));
+            }
+        }
+        for (key, field) in CLEAR_FIELDS {
+            if let Some((_, v)) = e.clear.iter().find(|(k, _)| *k == field) {
+                user.insert(key.into(), json!(v));
+            }
+        }
+        let mut out = Map::new();
+        out.insert(
+            "event".into(),
+            json!(map_event_name(dest, defaults, &e.event_name)),
+        );
+        out.insert("event_time".into(), json!(e.event_time));
+        out.insert("event_id".into(), json!(e.event_id));
+        out.insert("user".into(), Value::Object(user));
+        if let Some(u) = &e.event_source_url {
+            out.insert("page".into(), json!({ "url": u }));
+        }
+        out.insert(
+            "properties".into(),
+            custom_data_json(e).unwrap_or_else(|| json!({})),
+        );
+        Value::Object(out)
+    }
+
+    #[test]
+    fn user_fields_sorted() {
+        let keys: Vec<&str> = USER_FIELDS.iter().map(|(k, _)| *k).collect();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(keys, sorted);
+        for (k, f) in CLEAR_FIELDS {
+            assert!(
+                USER_FIELDS
+                    .iter()
+                    .any(|(uk, s)| *uk == k && matches!(s, UserSrc::Clear(x) if *x == f))
+            );
+        }
+    }
+
+    #[test]
+    fn body_bytes_equal_the_value_built_ones() {
+        let defaults = default_map();
+        for dest in dests() {
+            let evs = events();
+            let outs: Vec<OutEvent<'_>> = evs
+                .iter()
+                .map(|e| OutEvent {
+                    event: e,
+                    merchant_id: "m",
+                    accepted_ms: 0,
+                })
+                .collect();
+            for n in [1, 2, outs.len()] {
+                let req = TIKTOK.build(&dest, &outs[..n], 0);
+                let data: Vec<Value> = outs[..n]
+                    .iter()
+                    .map(|ev| event_json_ref(&dest, ev, &defaults))
+                    .collect();
+                let pixel = dest.params.get("pixel_code").cloned().unwrap_or_default();
+                let want = serde_json::to_vec(&json!({
+                    "event_source": "web",
+                    "event_source_id": pixel,
+                    "data": data,
+                }))
+                .unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&req.body),
+                    String::from_utf8_lossy(&want)
+                );
+            }
+        }
     }
 }

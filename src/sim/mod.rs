@@ -15,7 +15,10 @@
 //! - injects faults from a deterministic [`FaultScript`] (never random);
 //! - reads time only from the injected [`SharedClock`] (latency, timeouts, rate-limit
 //!   windows, event age, the `Date` header), so tests under a manual clock are exact;
-//! - records every request ([`Received`]) for tests to inspect.
+//! - records every request ([`Received`]) for tests to inspect: each is parsed once and
+//!   kept once (shared with [`SimServer::subscribe`]rs, copied only when a test asks
+//!   for [`SimServer::received`]); [`SimServer::set_keep_bodies`]`(false)` keeps only
+//!   the event ids of answered requests (for benchmarks).
 
 mod cli;
 mod klaviyo;
@@ -26,7 +29,7 @@ mod webhook;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -193,18 +196,56 @@ impl Limiter {
     }
 }
 
+/// One recorded request.
+struct Slot {
+    rec: Arc<Received>,
+    /// The event ids of the body, once the body itself was dropped (bodies not kept).
+    ids: Option<Box<[Box<str>]>>,
+}
+
+impl Slot {
+    /// The request as [`SimServer::received`] shows it: with a body of just its event
+    /// ids (in the platform's shape) when the body was not kept.
+    fn to_received(&self, p: Platform) -> Received {
+        match &self.ids {
+            None => (*self.rec).clone(),
+            Some(ids) => Received {
+                seq: self.rec.seq,
+                at_ms: self.rec.at_ms,
+                method: self.rec.method.clone(),
+                path: self.rec.path.clone(),
+                headers: self.rec.headers.clone(),
+                body: ids_body(p, ids),
+                raw_body: Vec::new(),
+                status: self.rec.status,
+                accepted: self.rec.accepted,
+            },
+        }
+    }
+
+    /// Calls `f` with each event id the request carried.
+    fn for_each_id(&self, p: Platform, mut f: impl FnMut(&str)) {
+        match &self.ids {
+            Some(ids) => ids.iter().for_each(|id| f(id)),
+            None => for_each_event_id(p, &self.rec.body, f),
+        }
+    }
+}
+
 struct Shared {
     platform: Platform,
     clock: SharedClock,
     /// The script and how many requests it has seen.
     script: Mutex<(FaultScript, u64)>,
-    received: Mutex<Vec<Received>>,
+    received: Mutex<Vec<Slot>>,
+    /// Whether answered requests keep their bodies (else only their event ids).
+    keep_bodies: AtomicBool,
     limiter: Mutex<Limiter>,
     limits: Vec<RateLimit>,
     credential: Option<String>,
     seq: AtomicU64,
     shutdown: tokio::sync::watch::Sender<bool>,
-    events: tokio::sync::broadcast::Sender<Received>,
+    events: tokio::sync::broadcast::Sender<Arc<Received>>,
 }
 
 /// What a platform module answers.
@@ -330,6 +371,7 @@ pub async fn start_with(
         clock,
         script: Mutex::new((script, 0)),
         received: Mutex::new(Vec::new()),
+        keep_bodies: AtomicBool::new(true),
         limiter: Mutex::new(Limiter::default()),
         limits: opts
             .rate_limits
@@ -366,9 +408,26 @@ impl SimServer {
         *self.shared.script.lock().unwrap() = (script, 0);
     }
 
-    /// Every request received so far, in arrival order.
+    /// Every request received so far, in arrival order (a copy: tests only).
     pub fn received(&self) -> Vec<Received> {
-        self.shared.received.lock().unwrap().clone()
+        let p = self.platform;
+        self.shared
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.to_received(p))
+            .collect()
+    }
+
+    /// Whether answered requests keep their body (default true). With false only their
+    /// event ids are kept: [`SimServer::received`] then shows each body as just those
+    /// ids in the platform's shape (what [`event_ids`] reads) and `raw_body` empty,
+    /// [`SimServer::count_event`] and [`SimServer::accepted_event`] work as before, and
+    /// [`SimServer::subscribe`]rs see `body` `Null`. For benchmarks, whose simulators
+    /// would otherwise hold every body in memory.
+    pub fn set_keep_bodies(&self, keep: bool) {
+        self.shared.keep_bodies.store(keep, Ordering::Relaxed);
     }
 
     pub fn count(&self) -> usize {
@@ -387,19 +446,13 @@ impl SimServer {
 
     fn count_where(&self, event_id: &str, accepted_only: bool) -> usize {
         let p = self.platform;
-        self.shared
-            .received
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| !accepted_only || r.accepted)
-            .map(|r| {
-                event_ids(p, &r.body)
-                    .iter()
-                    .filter(|id| *id == event_id)
-                    .count()
-            })
-            .sum()
+        let mut n = 0;
+        for s in self.shared.received.lock().unwrap().iter() {
+            if !accepted_only || s.rec.accepted {
+                s.for_each_id(p, |id| n += usize::from(id == event_id));
+            }
+        }
+        n
     }
 
     /// Forgets what was received (the script's count is kept).
@@ -408,7 +461,7 @@ impl SimServer {
     }
 
     /// Each request once answered.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Received> {
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Received>> {
         self.shared.events.subscribe()
     }
 
@@ -430,17 +483,44 @@ impl Drop for SimServer {
 
 /// The dedup ids (`event_id`s) a request body carries, per platform.
 pub fn event_ids(p: Platform, body: &Value) -> Vec<String> {
-    let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    let mut out = Vec::new();
+    for_each_event_id(p, body, |id| out.push(id.to_string()));
+    out
+}
+
+/// Calls `f` with each dedup id of [`event_ids`], without copying them.
+fn for_each_event_id(p: Platform, body: &Value, f: impl FnMut(&str)) {
+    fn s(v: Option<&Value>) -> Option<&str> {
+        v.and_then(Value::as_str)
+    }
     match p {
-        Platform::Meta | Platform::Tiktok => body
-            .get("data")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|e| s(e.get("event_id"))).collect())
-            .unwrap_or_default(),
+        Platform::Meta | Platform::Tiktok => {
+            if let Some(a) = body.get("data").and_then(Value::as_array) {
+                a.iter().filter_map(|e| s(e.get("event_id"))).for_each(f);
+            }
+        }
         Platform::Klaviyo => s(body.pointer("/data/attributes/unique_id"))
             .into_iter()
-            .collect(),
-        _ => s(body.get("event_id")).into_iter().collect(),
+            .for_each(f),
+        _ => s(body.get("event_id")).into_iter().for_each(f),
+    }
+}
+
+/// A body carrying just these ids, where [`event_ids`] finds them.
+fn ids_body(p: Platform, ids: &[Box<str>]) -> Value {
+    let id = |i: &str| Value::String(i.to_string());
+    match p {
+        Platform::Meta | Platform::Tiktok => serde_json::json!({
+            "data": ids.iter().map(|i| serde_json::json!({ "event_id": id(i) })).collect::<Vec<_>>(),
+        }),
+        Platform::Klaviyo => match ids.first() {
+            Some(i) => serde_json::json!({"data": {"attributes": {"unique_id": id(i)}}}),
+            None => Value::Null,
+        },
+        _ => match ids.first() {
+            Some(i) => serde_json::json!({ "event_id": id(i) }),
+            None => Value::Null,
+        },
     }
 }
 
@@ -453,33 +533,39 @@ async fn handle(
 ) -> Response {
     let now_ms = s.clock.now_ms();
     let seq = s.seq.fetch_add(1, Ordering::SeqCst) + 1;
+    let keep = s.keep_bodies.load(Ordering::Relaxed);
+    // Parsed once; the record shares it with the platform module and subscribers.
     let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
     let path = uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| uri.path().to_string());
+    let rec = Arc::new(Received {
+        seq,
+        at_ms: now_ms,
+        method: method.as_str().to_string(),
+        path,
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body,
+        raw_body: if keep { raw.to_vec() } else { Vec::new() },
+        status: 0,
+        accepted: false,
+    });
     let index = {
-        let mut rec = s.received.lock().unwrap();
-        rec.push(Received {
-            seq,
-            at_ms: now_ms,
-            method: method.as_str().to_string(),
-            path,
-            headers: headers
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect(),
-            body: body.clone(),
-            raw_body: raw.to_vec(),
-            status: 0,
-            accepted: false,
+        let mut rec_list = s.received.lock().unwrap();
+        rec_list.push(Slot {
+            rec: rec.clone(),
+            ids: None,
         });
-        rec.len() - 1
+        rec_list.len() - 1
     };
     let (fault, latency) = {
         let mut g = s.script.lock().unwrap();
@@ -529,7 +615,7 @@ async fn handle(
                 path: p,
                 query: q,
                 headers: &headers,
-                body: &body,
+                body: &rec.body,
                 raw: &raw,
                 now_ms,
                 seq,
@@ -543,15 +629,40 @@ async fn handle(
         }
     };
 
+    // Without bodies, only the ids stay (taken before the lock).
+    let ids = (!keep).then(|| {
+        let mut ids = Vec::new();
+        for_each_event_id(s.platform, &rec.body, |id| ids.push(Box::<str>::from(id)));
+        ids.into_boxed_slice()
+    });
+    // The record is now only in the list (and in no subscriber's hands yet), so it is
+    // updated in place, not copied.
+    drop(rec);
+    let mut dropped = Value::Null;
     let done = {
-        let mut rec = s.received.lock().unwrap();
-        rec.get_mut(index).map(|r| {
+        let mut list = s.received.lock().unwrap();
+        // `clear_received` may have moved it meanwhile.
+        let at = if list.get(index).is_some_and(|x| x.rec.seq == seq) {
+            Some(index)
+        } else {
+            list.iter().rposition(|x| x.rec.seq == seq)
+        };
+        at.map(|i| {
+            let slot = &mut list[i];
+            let r = Arc::make_mut(&mut slot.rec);
             r.status = reply.status;
             r.accepted = reply.accepted;
-            r.clone()
+            if let Some(ids) = ids {
+                dropped = std::mem::take(&mut r.body);
+                slot.ids = Some(ids);
+            }
+            slot.rec.clone()
         })
     };
-    if let Some(r) = done {
+    drop(dropped);
+    if let Some(r) = done
+        && s.events.receiver_count() > 0
+    {
         let _ = s.events.send(r);
     }
     let mut b = Response::builder()
@@ -627,6 +738,69 @@ mod tests {
         assert!(l.admit(&lim, "k", 1, 10).is_ok());
         assert_eq!(l.admit(&lim, "k", 1, 990), Err(10));
         assert!(l.admit(&lim, "k", 1, 1000).is_ok());
+    }
+
+    #[test]
+    fn ids_bodies_read_back() {
+        let ids: Vec<Box<str>> = vec!["a".into(), "b\"".into()];
+        for p in [Platform::Meta, Platform::Tiktok] {
+            assert_eq!(event_ids(p, &ids_body(p, &ids)), ["a", "b\""]);
+        }
+        for p in [Platform::Klaviyo, Platform::Webhook] {
+            assert_eq!(event_ids(p, &ids_body(p, &ids[1..])), ["b\""]);
+            assert_eq!(ids_body(p, &[]), Value::Null);
+        }
+    }
+
+    #[tokio::test]
+    async fn bodies_kept_or_only_ids() {
+        let clock: SharedClock = Arc::new(crate::clock::SystemClock);
+        let server = start_with(
+            Platform::Tiktok,
+            "127.0.0.1:0".parse().unwrap(),
+            clock,
+            FaultScript::default(),
+            SimOptions {
+                rate_limits: Some(vec![]),
+                credential: None,
+            },
+        )
+        .await
+        .unwrap();
+        let mut rx = server.subscribe();
+        let body = serde_json::json!({"event_source": "web", "event_source_id": "P",
+            "data": [{"event": "X", "event_time": 1, "event_id": "e1"},
+                     {"event": "X", "event_time": 1, "event_id": "e2"}]});
+        let post = || async {
+            reqwest::Client::new()
+                .post(format!("{}{}", server.url(), tiktok::PATH))
+                .header("access-token", "t")
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        };
+        assert_eq!(post().await, 200);
+        let seen = rx.recv().await.unwrap();
+        assert_eq!((seen.seq, seen.status, seen.accepted), (1, 200, true));
+        assert_eq!(seen.body, body);
+        server.set_keep_bodies(false);
+        assert_eq!(post().await, 200);
+        let got = server.received();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].body, body);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&got[0].raw_body).unwrap(),
+            body
+        );
+        assert_eq!(event_ids(Platform::Tiktok, &got[1].body), ["e1", "e2"]);
+        assert!(got[1].raw_body.is_empty() && got[1].accepted && got[1].status == 200);
+        assert_eq!(got[1].header("access-token"), Some("t"));
+        assert_eq!(server.count_event("e2"), 2);
+        assert_eq!(server.accepted_event("e1"), 2);
+        assert_eq!(server.count_event("e3"), 0);
+        server.shutdown().await;
     }
 
     #[test]
