@@ -46,6 +46,74 @@ impl Hasher for DigestHasher {
 
 type DigestMap<V> = HashMap<u128, V, BuildHasherDefault<DigestHasher>>;
 
+const SHARDS: usize = 64;
+
+/// The dedup index of a workspace, split in shards by the digest's top bits so that a
+/// rehash (the map doubling as the window fills) moves 1/64 of it at a time instead of
+/// stalling intake on one large copy.
+struct Seen {
+    shards: Vec<DigestMap<Slot>>,
+}
+
+impl Seen {
+    fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| DigestMap::default()).collect(),
+        }
+    }
+
+    fn shard(d: u128) -> usize {
+        (d >> 122) as usize % SHARDS
+    }
+
+    fn get(&self, d: &u128) -> Option<&Slot> {
+        self.shards[Self::shard(*d)].get(d)
+    }
+
+    fn insert(&mut self, d: u128, s: Slot) {
+        self.shards[Self::shard(d)].insert(d, s);
+    }
+
+    fn remove(&mut self, d: &u128) {
+        self.shards[Self::shard(*d)].remove(d);
+    }
+}
+
+/// Committed keys in accept order, in fixed-size chunks so that growing never copies
+/// the whole window.
+#[derive(Default)]
+struct Order {
+    chunks: VecDeque<VecDeque<(i64, u128)>>,
+}
+
+impl Order {
+    const CHUNK: usize = 4096;
+
+    fn push_back(&mut self, x: (i64, u128)) {
+        match self.chunks.back_mut() {
+            Some(c) if c.len() < Self::CHUNK => c.push_back(x),
+            _ => {
+                let mut c = VecDeque::with_capacity(Self::CHUNK);
+                c.push_back(x);
+                self.chunks.push_back(c);
+            }
+        }
+    }
+
+    fn front(&self) -> Option<&(i64, u128)> {
+        self.chunks.front().and_then(|c| c.front())
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(c) = self.chunks.front_mut() {
+            c.pop_front();
+            if c.is_empty() {
+                self.chunks.pop_front();
+            }
+        }
+    }
+}
+
 enum Slot {
     Committed(i64),
     /// Reserved by an in-flight request; the receiver turns true when it is settled.
@@ -58,9 +126,9 @@ struct Bucket {
 }
 
 struct WsInner {
-    seen: DigestMap<Slot>,
+    seen: Seen,
     /// Committed keys in accept order, to expire the window.
-    order: VecDeque<(i64, u128)>,
+    order: Order,
     bucket: Bucket,
     /// Committed accepted events per month (yyyymm).
     monthly: HashMap<u32, u64>,
@@ -71,8 +139,8 @@ struct WsInner {
 impl WsInner {
     fn new() -> Self {
         Self {
-            seen: DigestMap::default(),
-            order: VecDeque::new(),
+            seen: Seen::new(),
+            order: Order::default(),
             bucket: Bucket {
                 tokens: f64::NAN,
                 last_ms: 0,
@@ -142,8 +210,8 @@ impl Ledger {
             let mut guard = st.lock().expect("workspace lock");
             let g = &mut *guard;
             for (d, ms) in keys {
-                if let std::collections::hash_map::Entry::Vacant(v) = g.seen.entry(d) {
-                    v.insert(Slot::Committed(ms));
+                if g.seen.get(&d).is_none() {
+                    g.seen.insert(d, Slot::Committed(ms));
                     g.order.push_back((ms, d));
                 }
             }
