@@ -403,39 +403,48 @@ fn not_running(id: &str) -> Response {
     )
 }
 
+/// The common part of pause and resume: auth, the destination, the reason, the worker's
+/// answer. `Err` is the response to send.
+async fn destination_command(
+    app: &App,
+    headers: &HeaderMap,
+    id: &str,
+    body: &[u8],
+    make: impl FnOnce(String, crate::health::Actor) -> crate::delivery::Command,
+) -> Result<crate::delivery::CommandReply, Box<Response>> {
+    authorize(app, headers)?;
+    if !app.runtime().config.destinations.iter().any(|d| d.id == id) {
+        return Err(Box::new(not_found(id)));
+    }
+    let note = reason_of(body)?;
+    match app.engine.command(id, make(note, actor_of(headers))).await {
+        Some(crate::delivery::CommandReply::Unavailable(m)) => Err(Box::new(unavailable(m))),
+        Some(reply) => Ok(reply),
+        None => Err(Box::new(not_running(id))),
+    }
+}
+
 pub async fn pause_destination(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    admin!(app, headers);
-    if !app.runtime().config.destinations.iter().any(|d| d.id == id) {
-        return not_found(&id);
-    }
-    let note = match reason_of(&body) {
-        Ok(n) => n,
-        Err(r) => return *r,
-    };
-    let cmd = crate::delivery::Command::Pause {
-        note,
-        actor: actor_of(&headers),
-    };
-    match app.engine.command(&id, cmd).await {
-        Some(crate::delivery::CommandReply::Paused { paused_at_ms }) => json_response(
+    let make = |note, actor| crate::delivery::Command::Pause { note, actor };
+    match destination_command(&app, &headers, &id, &body, make).await {
+        Ok(crate::delivery::CommandReply::Paused { paused_at_ms }) => json_response(
             StatusCode::OK,
             &json!({"destination_id": id, "state": "paused", "paused_at": rfc3339_ms(paused_at_ms), "paused_by": "api", "paused_reason": "manual"}),
         ),
-        Some(crate::delivery::CommandReply::AlreadyPaused) => error(
+        Ok(crate::delivery::CommandReply::AlreadyPaused) => error(
             StatusCode::CONFLICT,
             "already_paused",
             format!(
                 "destination {id} is already paused; resume it with POST /v1/destinations/{id}/resume"
             ),
         ),
-        Some(crate::delivery::CommandReply::Unavailable(m)) => unavailable(m),
-        Some(other) => unavailable(format!("unexpected answer {other:?}")),
-        None => not_running(&id),
+        Ok(other) => unavailable(format!("unexpected answer {other:?}")),
+        Err(r) => *r,
     }
 }
 
@@ -445,20 +454,9 @@ pub async fn resume_destination(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    admin!(app, headers);
-    if !app.runtime().config.destinations.iter().any(|d| d.id == id) {
-        return not_found(&id);
-    }
-    let note = match reason_of(&body) {
-        Ok(n) => n,
-        Err(r) => return *r,
-    };
-    let cmd = crate::delivery::Command::Resume {
-        note,
-        actor: actor_of(&headers),
-    };
-    match app.engine.command(&id, cmd).await {
-        Some(crate::delivery::CommandReply::Resumed {
+    let make = |note, actor| crate::delivery::Command::Resume { note, actor };
+    match destination_command(&app, &headers, &id, &body, make).await {
+        Ok(crate::delivery::CommandReply::Resumed {
             resumed_at_ms,
             previous_pause_reason,
             paused_at_ms,
@@ -470,14 +468,13 @@ pub async fn resume_destination(
                 "paused_at": paused_at_ms.map(rfc3339_ms),
             }),
         ),
-        Some(crate::delivery::CommandReply::NotPaused) => error(
+        Ok(crate::delivery::CommandReply::NotPaused) => error(
             StatusCode::CONFLICT,
             "not_paused",
             format!("destination {id} is active: there is nothing to resume"),
         ),
-        Some(crate::delivery::CommandReply::Unavailable(m)) => unavailable(m),
-        Some(other) => unavailable(format!("unexpected answer {other:?}")),
-        None => not_running(&id),
+        Ok(other) => unavailable(format!("unexpected answer {other:?}")),
+        Err(r) => *r,
     }
 }
 
