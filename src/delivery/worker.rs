@@ -765,6 +765,11 @@ fn settle_sent(ctx: &DestCtx, st: &mut State, sent: Sent, acc: &mut Settlement) 
     } else {
         st.auth_streak = 0;
     }
+    let rejected = || Fate::Dlq {
+        class: ErrorClass::Rejected,
+        status,
+        body: body.clone(),
+    };
     match sent.verdict {
         Verdict::Whole(Class::Delivered) => {
             settled = sent.items.into_iter().map(|i| (i, Fate::Done)).collect();
@@ -805,20 +810,7 @@ fn settle_sent(ctx: &DestCtx, st: &mut State, sent: Sent, acc: &mut Settlement) 
             requeue(st, sent.items);
         }
         Verdict::Whole(Class::Rejected) => {
-            settled = sent
-                .items
-                .into_iter()
-                .map(|i| {
-                    (
-                        i,
-                        Fate::Dlq {
-                            class: ErrorClass::Rejected,
-                            status,
-                            body: body.clone(),
-                        },
-                    )
-                })
-                .collect();
+            settled = sent.items.into_iter().map(|i| (i, rejected())).collect();
         }
         Verdict::Whole(Class::Gone(reason)) => {
             requeue(st, sent.items);
@@ -830,14 +822,7 @@ fn settle_sent(ctx: &DestCtx, st: &mut State, sent: Sent, acc: &mut Settlement) 
             let mut rest = Vec::new();
             for (i, item) in sent.items.into_iter().enumerate() {
                 if rows.contains(&i) {
-                    settled.push((
-                        item,
-                        Fate::Dlq {
-                            class: ErrorClass::Rejected,
-                            status,
-                            body: body.clone(),
-                        },
-                    ));
+                    settled.push((item, rejected()));
                 } else {
                     rest.push(item);
                 }
@@ -849,19 +834,7 @@ fn settle_sent(ctx: &DestCtx, st: &mut State, sent: Sent, acc: &mut Settlement) 
         Verdict::Bisect => {
             let mut first = sent.items;
             if first.len() <= 1 {
-                settled = first
-                    .into_iter()
-                    .map(|i| {
-                        (
-                            i,
-                            Fate::Dlq {
-                                class: ErrorClass::Rejected,
-                                status,
-                                body: body.clone(),
-                            },
-                        )
-                    })
-                    .collect();
+                settled = first.into_iter().map(|i| (i, rejected())).collect();
             } else {
                 let second = first.split_off(first.len() / 2);
                 st.forced.push_front(second);
