@@ -392,7 +392,12 @@ async fn restart_while_paused_keeps_state_backlog_and_auto_clear() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_resume_starts_a_fresh_window_and_answers_exactly() {
-    let r = rig(failing_first(3), "").await;
+    // A window of 5 minutes: the failures before the resume would still be inside it.
+    let r = rig(
+        failing_first(4),
+        "policy = { auto_pause = { window = \"5m\" } }",
+    )
+    .await;
     pause_by_rate(&r).await;
     // Bad reasons, unknown destination.
     for body in [
@@ -425,7 +430,7 @@ async fn manual_resume_starts_a_fresh_window_and_answers_exactly() {
     assert_eq!(
         v,
         json!({"destination_id": "hooks", "state": "active", "resumed_at": "2026-11-02T12:01:00.000Z",
-               "resumed_by": "api", "previous_pause_reason": "error_rate_30.0%", "paused_at": "2026-11-02T12:01:00.000Z"})
+               "resumed_by": "api", "previous_pause_reason": "error_rate_40.0%", "paused_at": "2026-11-02T12:01:00.000Z"})
     );
     let (s, v) = post(
         &r.d,
@@ -439,17 +444,20 @@ async fn manual_resume_starts_a_fresh_window_and_answers_exactly() {
     assert_eq!(row["action"], "manual_resume");
     assert_eq!(row["reason"], "ops_intervention");
     assert_eq!(row["note"], "Platform confirmed healthy — naïve café");
-    // The retries drain; the evaluation a minute later does not count the failures
-    // from before the resume.
-    tick(&r, 1000).await;
-    tick(&r, MIN).await;
-    tick(&r, MIN).await;
-    let s = state(&r).await;
-    assert_eq!(s["state"], "active");
+    // The four retries (due 12:01:10) succeed. Counting the failures from before the
+    // resume, the 12:02 and 12:03 evaluations would see 4 errors in 14 attempts (28.6%)
+    // and pause again; the fresh window holds 4 successes (below min_samples): active.
+    tick(&r, 10_000).await;
     until("retries delivered", || async {
         r.hook.received().iter().filter(|x| x.status == 200).count() == 10
     })
     .await;
+    tick(&r, MIN).await;
+    tick(&r, MIN).await;
+    let s = state(&r).await;
+    assert_eq!(s["state"], "active");
+    // Evaluated (the clock jumped past the 12:03 mark to 12:03:10).
+    assert_eq!(s["last_checked"], "2026-11-02T12:03:10.000Z");
     r.d.shutdown().await;
 }
 
