@@ -630,6 +630,18 @@ fn next_batch(ctx: &DestCtx, st: &mut State, now: i64) -> Next {
     Next::Send(batch)
 }
 
+/// The adapter's view of a batch.
+fn outs<'a>(items: &'a [Item], ws: &'a str) -> Vec<OutEvent<'a>> {
+    items
+        .iter()
+        .map(|i| OutEvent {
+            event: &i.stored.event,
+            merchant_id: ws,
+            accepted_ms: i.stored.accepted_ms,
+        })
+        .collect()
+}
+
 async fn send(
     engine: Arc<Engine>,
     ctx: Arc<DestCtx>,
@@ -638,17 +650,7 @@ async fn send(
     tx: mpsc::UnboundedSender<Sent>,
 ) {
     let now = engine.clock.now_ms();
-    let req = {
-        let out: Vec<OutEvent<'_>> = items
-            .iter()
-            .map(|i| OutEvent {
-                event: &i.stored.event,
-                merchant_id: &ws,
-                accepted_ms: i.stored.accepted_ms,
-            })
-            .collect();
-        ctx.adapter.build(&ctx.dest, &out, now)
-    };
+    let req = ctx.adapter.build(&ctx.dest, &outs(&items, &ws), now);
     let mut secrets = req.secrets.clone();
     for i in &items {
         for (f, text) in &i.stored.event.plaintext {
@@ -666,7 +668,8 @@ async fn send(
     let at_ms = engine.clock.now_ms();
     let (verdict, response, error) = match result {
         Ok(resp) => (
-            ctx.adapter.classify(&ctx.dest, items.len(), &resp),
+            ctx.adapter
+                .classify_events(&ctx.dest, &outs(&items, &ws), &resp),
             Some(resp),
             None,
         ),
@@ -817,6 +820,11 @@ fn settle_sent(ctx: &DestCtx, st: &mut State, sent: Sent, acc: &mut Settlement) 
             if !st.is_paused() {
                 change = Some(Change::Gone(reason));
             }
+        }
+        Verdict::RowsRejected(rows) if !rows.iter().any(|r| *r < sent.items.len()) => {
+            // Rows named that are not in the request: rejected whole rather than resent
+            // forever.
+            settled = sent.items.into_iter().map(|i| (i, rejected())).collect();
         }
         Verdict::RowsRejected(rows) => {
             let mut rest = Vec::new();

@@ -12,6 +12,7 @@ use crate::ingest::event::NormalizedEvent;
 
 pub mod klaviyo;
 pub mod meta;
+pub mod reddit;
 pub mod tiktok;
 pub mod webhook;
 
@@ -102,6 +103,18 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Classifies the answer to a request of `n` events.
     fn classify(&self, dest: &Destination, n: usize, resp: &HttpResponse) -> Verdict;
+
+    /// Classifies the answer to the request built from `events`. Platforms that name
+    /// failed rows by an id the events carry (Reddit's `invalid_events`) override this
+    /// to map them back to row indexes; the others only need the count.
+    fn classify_events(
+        &self,
+        dest: &Destination,
+        events: &[OutEvent<'_>],
+        resp: &HttpResponse,
+    ) -> Verdict {
+        self.classify(dest, events.len(), resp)
+    }
 }
 
 /// The adapter of a platform, or None while it has none.
@@ -111,6 +124,7 @@ pub fn adapter(p: Platform) -> Option<&'static dyn Adapter> {
         Platform::Meta => Some(&meta::META),
         Platform::Tiktok => Some(&tiktok::TIKTOK),
         Platform::Klaviyo => Some(&klaviyo::KLAVIYO),
+        Platform::Reddit => Some(&reddit::REDDIT),
         _ => None,
     }
 }

@@ -7,8 +7,8 @@
 //!   "Classification" (Meta Graph errors, TikTok errors inside HTTP 200, Klaviyo
 //!   JSON:API `errors[]`, webhook statuses), with `Retry-After` where scripted;
 //! - validates what it receives the way the platform does (Meta: an invalid event, or
-//!   one older than 7 days, fails the whole request; none of these four platforms names
-//!   failed rows, so there are no partial failures to simulate);
+//!   one older than 7 days, fails the whole request; Reddit answers an all-or-nothing
+//!   400 naming the invalid events in `invalid_events`);
 //! - enforces the platform's own rate limit (TikTok 600 requests/min sliding, per
 //!   token; Klaviyo 350/s and 3,500/min fixed windows, per key; Meta and webhook none),
 //!   overridable with [`SimOptions::rate_limits`];
@@ -23,6 +23,7 @@
 mod cli;
 mod klaviyo;
 mod meta;
+mod reddit;
 mod script;
 mod tiktok;
 mod webhook;
@@ -338,7 +339,7 @@ pub struct SimServer {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts the simulator of `platform` (webhook, meta, tiktok or klaviyo) on `listen`
+/// Starts the simulator of `platform` (webhook, meta, tiktok, klaviyo or reddit) on `listen`
 /// (port 0: any free port; see [`SimServer::addr`]) with the platform's own limits.
 pub async fn start(
     platform: Platform,
@@ -359,7 +360,11 @@ pub async fn start_with(
 ) -> anyhow::Result<SimServer> {
     if !matches!(
         platform,
-        Platform::Webhook | Platform::Meta | Platform::Tiktok | Platform::Klaviyo
+        Platform::Webhook
+            | Platform::Meta
+            | Platform::Tiktok
+            | Platform::Klaviyo
+            | Platform::Reddit
     ) {
         anyhow::bail!("no simulator for platform {}", platform.name());
     }
@@ -499,6 +504,13 @@ fn for_each_event_id(p: Platform, body: &Value, f: impl FnMut(&str)) {
                 a.iter().filter_map(|e| s(e.get("event_id"))).for_each(f);
             }
         }
+        Platform::Reddit => {
+            if let Some(a) = body.get("events").and_then(Value::as_array) {
+                a.iter()
+                    .filter_map(|e| s(e.pointer("/event_metadata/conversion_id")))
+                    .for_each(f);
+            }
+        }
         Platform::Klaviyo => s(body.pointer("/data/attributes/unique_id"))
             .into_iter()
             .for_each(f),
@@ -512,6 +524,9 @@ fn ids_body(p: Platform, ids: &[Box<str>]) -> Value {
     match p {
         Platform::Meta | Platform::Tiktok => serde_json::json!({
             "data": ids.iter().map(|i| serde_json::json!({ "event_id": id(i) })).collect::<Vec<_>>(),
+        }),
+        Platform::Reddit => serde_json::json!({
+            "events": ids.iter().map(|i| serde_json::json!({ "event_metadata": { "conversion_id": id(i) } })).collect::<Vec<_>>(),
         }),
         Platform::Klaviyo => match ids.first() {
             Some(i) => serde_json::json!({"data": {"attributes": {"unique_id": id(i)}}}),
@@ -599,6 +614,7 @@ async fn handle(
                 Platform::Meta => meta::fault(f, now_ms, seq),
                 Platform::Tiktok => tiktok::fault(f, now_ms, seq),
                 Platform::Klaviyo => klaviyo::fault(f, now_ms, seq),
+                Platform::Reddit => reddit::fault(f, now_ms, seq),
                 _ => webhook::fault(f, now_ms),
             }),
             None => None,
@@ -624,6 +640,7 @@ async fn handle(
                 Platform::Meta => meta::handle(&s, &req),
                 Platform::Tiktok => tiktok::handle(&s, &req),
                 Platform::Klaviyo => klaviyo::handle(&s, &req),
+                Platform::Reddit => reddit::handle(&s, &req),
                 _ => webhook::handle(&s, &req),
             }
         }
