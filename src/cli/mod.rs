@@ -214,7 +214,10 @@ fn suggestion(d: &Value) -> String {
 /// `sluice destinations status [--live]`.
 pub async fn status(c: &Client, workspace: Option<&str>, live: bool) -> anyhow::Result<ExitCode> {
     let path = match workspace {
-        Some(w) => format!("/v1/destinations?workspace={}", urlencode(w)),
+        Some(w) => format!(
+            "/v1/destinations?workspace={}",
+            crate::platforms::percent_encode(w)
+        ),
         None => "/v1/destinations".to_string(),
     };
     loop {
@@ -269,7 +272,10 @@ pub async fn pause_resume(
     for id in ids {
         let (s, v) = c
             .post(
-                &format!("/v1/destinations/{}/{action}", urlencode(&id)),
+                &format!(
+                    "/v1/destinations/{}/{action}",
+                    crate::platforms::percent_encode(&id)
+                ),
                 json!({ "reason": reason }),
             )
             .await?;
@@ -315,17 +321,6 @@ pub async fn audit_export(c: &Client) -> anyhow::Result<ExitCode> {
     out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

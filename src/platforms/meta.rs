@@ -201,7 +201,7 @@ impl Adapter for Meta {
             &format!("https://graph.facebook.com/{API_VERSION}/{pixel}/events"),
             dest.endpoint.as_deref(),
         );
-        let url = format!("{base}?access_token={}", percent_encode(&token));
+        let url = format!("{base}?access_token={}", super::percent_encode(&token));
         let mut body =
             Vec::with_capacity(16 + events.iter().map(|ev| size_hint(ev.event)).sum::<usize>());
         body.extend_from_slice(b"{\"data\":[");
@@ -252,19 +252,6 @@ impl Adapter for Meta {
         };
         Verdict::Whole(class)
     }
-}
-
-/// Percent-encodes a query value (RFC 3986 unreserved characters kept), the same form
-/// [`super::redact`] recognizes.
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

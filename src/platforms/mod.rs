@@ -173,20 +173,27 @@ pub fn retry_after_ms(resp: &HttpResponse, now_ms: i64) -> Option<i64> {
     Some(ms.min(3_600_000))
 }
 
+/// Percent-encodes a URL path segment or query value: RFC 3986 unreserved characters
+/// kept, every other byte as `%XX`.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 /// Replaces every secret (and its percent-encoded form) in `text` with `[redacted]`.
 pub fn redact(text: &str, secrets: &[String]) -> String {
     let mut out = text.to_string();
     for s in secrets.iter().filter(|s| !s.is_empty()) {
         out = out.replace(s.as_str(), "[redacted]");
-        let enc: String = s
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
+        let enc = percent_encode(s);
         if enc != *s {
             out = out.replace(&enc, "[redacted]");
         }

@@ -229,7 +229,7 @@ impl Adapter for Reddit {
         }
         body.extend_from_slice(b"],\"test_mode\":false}");
         let mut url = with_endpoint(URL, dest.endpoint.as_deref());
-        url.push_str(&path_segment(account));
+        url.push_str(&super::percent_encode(account));
         json_post_bytes(
             url,
             "application/json",
@@ -275,20 +275,6 @@ impl Adapter for Reddit {
             _ => Verdict::Whole(base),
         }
     }
-}
-
-/// Percent-encodes a path segment (RFC 3986 unreserved characters kept).
-fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
