@@ -11,7 +11,7 @@ use crate::config::Platform;
 /// Arguments of `sluice simulate` (flatten into the CLI with `#[command(flatten)]`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
-    /// Platform to simulate: webhook, meta, tiktok or klaviyo.
+    /// Platform to simulate: webhook, meta, tiktok, klaviyo or reddit.
     #[arg(long)]
     pub platform: String,
     /// Address to listen on.
