@@ -30,9 +30,9 @@
 use serde_json::Value;
 
 use super::{
-    Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
-    custom_data_raw, event_name_for, json_post_bytes, retry_after_hint, with_endpoint,
-    write_json_hex_array,
+    Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, UserSrc, Verdict,
+    custom_data_raw, event_name_for, json_post_bytes, retry_after_hint, size_hint, with_endpoint,
+    write_user_fields,
 };
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
@@ -78,13 +78,6 @@ fn has_clear(e: &NormalizedEvent, f: ClearField) -> bool {
     e.clear.iter().any(|(k, v)| *k == f && !v.is_empty())
 }
 
-/// Where a `user_data` member comes from.
-#[derive(Clone, Copy)]
-enum UserSrc {
-    Hashed(Variant),
-    Clear(ClearField),
-}
-
 /// Every `user_data` member ([`HASHED_FIELDS`] and [`CLEAR_FIELDS`]), sorted by key: the
 /// order the body has always had (it was serialized from a `BTreeMap`).
 const USER_FIELDS: [(&str, UserSrc); 15] = [
@@ -96,19 +89,19 @@ const USER_FIELDS: [(&str, UserSrc); 15] = [
         "client_user_agent",
         UserSrc::Clear(ClearField::ClientUserAgent),
     ),
-    ("country", UserSrc::Hashed(Variant::Country)),
-    ("ct", UserSrc::Hashed(Variant::City)),
-    ("db", UserSrc::Hashed(Variant::DateOfBirth)),
-    ("em", UserSrc::Hashed(Variant::Email)),
-    ("external_id", UserSrc::Hashed(Variant::ExternalId)),
+    ("country", UserSrc::HashedArray(Variant::Country)),
+    ("ct", UserSrc::HashedArray(Variant::City)),
+    ("db", UserSrc::HashedArray(Variant::DateOfBirth)),
+    ("em", UserSrc::HashedArray(Variant::Email)),
+    ("external_id", UserSrc::HashedArray(Variant::ExternalId)),
     ("fbc", UserSrc::Clear(ClearField::Fbc)),
     ("fbp", UserSrc::Clear(ClearField::Fbp)),
-    ("fn", UserSrc::Hashed(Variant::FirstName)),
-    ("ge", UserSrc::Hashed(Variant::Gender)),
-    ("ln", UserSrc::Hashed(Variant::LastName)),
-    ("ph", UserSrc::Hashed(Variant::PhoneDigits)),
-    ("st", UserSrc::Hashed(Variant::State)),
-    ("zp", UserSrc::Hashed(Variant::Zip)),
+    ("fn", UserSrc::HashedArray(Variant::FirstName)),
+    ("ge", UserSrc::HashedArray(Variant::Gender)),
+    ("ln", UserSrc::HashedArray(Variant::LastName)),
+    ("ph", UserSrc::HashedArray(Variant::PhoneDigits)),
+    ("st", UserSrc::HashedArray(Variant::State)),
+    ("zp", UserSrc::HashedArray(Variant::Zip)),
 ];
 
 /// Appends one event of `data` (keys sorted, as they have always been sent).
@@ -129,32 +122,9 @@ fn write_event(out: &mut Vec<u8>, dest: &Destination, ev: &OutEvent<'_>) {
     }
     o.i64("event_time", e.event_time);
     let mut user = JsonObject::begin(o.key("user_data"));
-    for (key, src) in USER_FIELDS {
-        match src {
-            UserSrc::Hashed(v) => {
-                if let Some(h) = e.hash_of(v) {
-                    write_json_hex_array(user.key(key), h);
-                }
-            }
-            UserSrc::Clear(f) => {
-                if let Some((_, v)) = e.clear.iter().find(|(k, _)| *k == f) {
-                    user.str(key, v);
-                }
-            }
-        }
-    }
+    write_user_fields(&mut user, &USER_FIELDS, e);
     user.end();
     o.end();
-}
-
-/// A generous guess at an event's serialized size, to size the body once.
-fn size_hint(e: &NormalizedEvent) -> usize {
-    320 + e.event_id.len()
-        + e.event_name.len()
-        + e.event_source_url.as_ref().map_or(0, String::len)
-        + e.hashed.len() * 80
-        + e.clear.iter().map(|(_, v)| v.len() + 24).sum::<usize>()
-        + e.custom_data.len()
 }
 
 /// The Graph `error.code` of a response body, if any.
@@ -312,8 +282,9 @@ mod tests {
         assert_eq!(keys, want);
         for (k, src) in USER_FIELDS {
             match src {
-                UserSrc::Hashed(v) => assert!(HASHED_FIELDS.contains(&(k, v))),
+                UserSrc::HashedArray(v) => assert!(HASHED_FIELDS.contains(&(k, v))),
                 UserSrc::Clear(f) => assert_eq!(f.name(), k),
+                UserSrc::Hashed(_) => panic!("Meta sends hashes as arrays"),
             }
         }
     }

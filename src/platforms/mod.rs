@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::{Destination, Platform};
-use crate::ingest::event::NormalizedEvent;
+use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
 
 pub mod klaviyo;
 pub mod meta;
@@ -634,4 +634,53 @@ pub(crate) mod testkit {
         });
         out
     }
+}
+
+/// Where a platform's user field comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserSrc {
+    /// `["<hex>"]`: the hash of this variant, as a one-element array.
+    HashedArray(Variant),
+    /// `"<hex>"`.
+    Hashed(Variant),
+    /// The value as given.
+    Clear(ClearField),
+}
+
+/// Writes the user fields an event has, in the order of `fields` (each adapter keeps its
+/// table sorted by key: the order its bodies have always had).
+pub fn write_user_fields(
+    user: &mut JsonObject<'_>,
+    fields: &[(&str, UserSrc)],
+    e: &NormalizedEvent,
+) {
+    for (key, src) in fields {
+        match *src {
+            UserSrc::HashedArray(v) => {
+                if let Some(h) = e.hash_of(v) {
+                    write_json_hex_array(user.key(key), h);
+                }
+            }
+            UserSrc::Hashed(v) => {
+                if let Some(h) = e.hash_of(v) {
+                    write_json_hex(user.key(key), h);
+                }
+            }
+            UserSrc::Clear(f) => {
+                if let Some((_, v)) = e.clear.iter().find(|(k, _)| *k == f) {
+                    user.str(key, v);
+                }
+            }
+        }
+    }
+}
+
+/// A generous guess at an event's serialized size, to size a body once.
+pub fn size_hint(e: &NormalizedEvent) -> usize {
+    320 + e.event_id.len()
+        + e.event_name.len()
+        + e.event_source_url.as_ref().map_or(0, String::len)
+        + e.hashed.len() * 80
+        + e.clear.iter().map(|(_, v)| v.len() + 24).sum::<usize>()
+        + e.custom_data.len()
 }

@@ -49,8 +49,8 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
-    classify_status_all, custom_data_json, event_name_for, json_post_bytes, with_endpoint,
-    write_json, write_json_hex,
+    classify_status_all, custom_data_json, event_name_for, json_post_bytes, size_hint,
+    with_endpoint, write_json, write_json_hex,
 };
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
@@ -158,13 +158,6 @@ fn write_event(out: &mut Vec<u8>, dest: &Destination, e: &NormalizedEvent) {
     }
     user.end();
     o.end();
-}
-
-fn size_hint(e: &NormalizedEvent) -> usize {
-    320 + e.event_id.len()
-        + e.event_name.len()
-        + e.hashed.len() * 80
-        + e.clear.iter().map(|(_, v)| v.len() + 24).sum::<usize>()
 }
 
 /// The indexes of the rows `invalid` names (by `event_metadata.conversion_id`, which is

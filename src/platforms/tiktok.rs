@@ -29,12 +29,12 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 use super::{
-    Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
+    Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, UserSrc, Verdict,
     classify_status_all, custom_data_raw, event_name_for, json_post_bytes, retry_after_hint,
-    with_endpoint, write_json_hex, write_json_hex_array, write_json_str,
+    size_hint, with_endpoint, write_json_str, write_user_fields,
 };
 use crate::config::{Destination, Platform};
-use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
+use crate::ingest::event::{ClearField, Variant};
 
 pub struct Tiktok;
 
@@ -61,16 +61,6 @@ const CLEAR_FIELDS: [(&str, ClearField); 4] = [
 
 /// Unknown `code`s already logged (each is logged once per process).
 static SEEN_CODES: Mutex<BTreeSet<i64>> = Mutex::new(BTreeSet::new());
-
-/// Where a `user` member comes from.
-#[derive(Clone, Copy)]
-enum UserSrc {
-    /// `["<hex>"]`.
-    HashedArray(Variant),
-    /// `"<hex>"`.
-    Hashed(Variant),
-    Clear(ClearField),
-}
 
 /// Every `user` member, sorted by key: the order the body has always had (it was
 /// serialized from a `BTreeMap`).
@@ -104,37 +94,9 @@ fn write_event(out: &mut Vec<u8>, dest: &Destination, ev: &OutEvent<'_>) {
     }
     o.raw("properties", custom_data_raw(e).map_or("{}", |cd| cd.get()));
     let mut user = JsonObject::begin(o.key("user"));
-    for (key, src) in USER_FIELDS {
-        match src {
-            UserSrc::HashedArray(v) => {
-                if let Some(h) = e.hash_of(v) {
-                    write_json_hex_array(user.key(key), h);
-                }
-            }
-            UserSrc::Hashed(v) => {
-                if let Some(h) = e.hash_of(v) {
-                    write_json_hex(user.key(key), h);
-                }
-            }
-            UserSrc::Clear(f) => {
-                if let Some((_, v)) = e.clear.iter().find(|(k, _)| *k == f) {
-                    user.str(key, v);
-                }
-            }
-        }
-    }
+    write_user_fields(&mut user, &USER_FIELDS, e);
     user.end();
     o.end();
-}
-
-/// A generous guess at an event's serialized size, to size the body once.
-fn size_hint(e: &NormalizedEvent) -> usize {
-    256 + e.event_id.len()
-        + e.event_name.len()
-        + e.event_source_url.as_ref().map_or(0, String::len)
-        + e.hashed.len() * 80
-        + e.clear.iter().map(|(_, v)| v.len() + 16).sum::<usize>()
-        + e.custom_data.len()
 }
 
 impl Adapter for Tiktok {
