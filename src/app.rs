@@ -125,6 +125,45 @@ impl App {
         Ok(sha)
     }
 
+    /// [`App::reload`], audited (`config_reloaded` with the file's SHA-256, or
+    /// `config_reload_failed` with the error, which never quotes the file).
+    pub async fn reload_audited(self: &Arc<Self>, actor: &str) -> Result<String, String> {
+        let app = self.clone();
+        let result = tokio::task::spawn_blocking(move || app.reload())
+            .await
+            .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+        let mut details = serde_json::Map::new();
+        let event_type = match &result {
+            Ok(sha) => {
+                details.insert("config_sha256".into(), sha.clone().into());
+                "config_reloaded"
+            }
+            Err(e) => {
+                details.insert("error".into(), e.clone().into());
+                "config_reload_failed"
+            }
+        };
+        if let Some(path) = &self.config_path {
+            details.insert("path".into(), path.display().to_string().into());
+        }
+        let ev = crate::audit::NewAuditEvent {
+            event_type: event_type.into(),
+            resource_id: "config".into(),
+            actor: actor.into(),
+            details,
+            created_at_ms: self.intake.clock.now_ms(),
+        };
+        if let Err(e) = self
+            .intake
+            .store
+            .delivery(vec![DeliveryOp::Audit(ev)])
+            .await
+        {
+            warn!(error = %e, "could not audit the reload");
+        }
+        result
+    }
+
     /// Re-reads the config file and applies it; an invalid file keeps the running config.
     pub fn reload(&self) -> Result<String, String> {
         let Some(path) = &self.config_path else {
@@ -306,8 +345,7 @@ pub async fn serve(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
             _ = int.recv() => { info!("SIGINT: shutting down"); break; }
             _ = hup.recv() => {
                 info!("SIGHUP: reloading the configuration");
-                let app = daemon.app.clone();
-                let _ = tokio::task::spawn_blocking(move || app.reload()).await;
+                let _ = daemon.app.reload_audited("system_worker").await;
             }
         }
     }

@@ -585,3 +585,14 @@ pub async fn timeline(
         Err(e) => unavailable(e),
     }
 }
+
+/// `POST /v1/admin/reload`: re-reads the config file; an invalid one keeps the running
+/// config and answers 422 with the key path and line.
+pub async fn reload(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    admin!(app, headers);
+    let actor = actor_of(&headers).name();
+    match app.reload_audited(actor).await {
+        Ok(sha) => json_response(StatusCode::OK, &json!({"ok": true, "config_sha256": sha})),
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", e),
+    }
+}

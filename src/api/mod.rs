@@ -29,6 +29,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/v1/destinations/{id}/timeline", get(admin::timeline))
         .route("/v1/auto-pause-events", get(admin::auto_pause_events))
+        .route("/v1/admin/reload", post(admin::reload))
         .route("/v1/dlq", get(admin::dlq_list))
         .route("/v1/dlq/replay", post(admin::dlq_replay))
         .route("/v1/dlq/discard", post(admin::dlq_discard))
