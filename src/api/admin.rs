@@ -46,14 +46,6 @@ pub fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Box<Response>> {
     }
 }
 
-macro_rules! admin {
-    ($app:expr, $headers:expr) => {
-        if let Err(r) = authorize(&$app, &$headers) {
-            return *r;
-        }
-    };
-}
-
 fn unavailable(e: impl std::fmt::Display) -> Response {
     error(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -18,19 +18,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::admin::authorize;
 use super::{error, json_response};
 use crate::app::App;
 use crate::audit;
 use crate::store::StoreError;
-
-macro_rules! admin {
-    ($app:expr, $headers:expr) => {
-        if let Err(r) = authorize(&$app, &$headers) {
-            return *r;
-        }
-    };
-}
 
 fn unavailable(e: impl std::fmt::Display) -> Response {
     error(

@@ -1,5 +1,14 @@
 //! HTTP routes. Every error body is `{"error": "<code>", "message": "<human text>"}`.
 
+/// Answers with the admin-auth error unless the request carries the admin token.
+macro_rules! admin {
+    ($app:expr, $headers:expr) => {
+        if let Err(r) = $crate::api::admin::authorize(&$app, &$headers) {
+            return *r;
+        }
+    };
+}
+
 pub mod admin;
 pub mod audit;
 pub mod ingest;

@@ -420,15 +420,9 @@ async fn fill(
                 warn!(destination = %id, seq, "unreadable retry record skipped");
                 continue;
             };
-            let raw = match &rec.event_copy {
-                Some(c) => c.to_vec(),
-                None => match log::get(&ev, &ws, seq)? {
-                    Some(v) => v,
-                    None => {
-                        warn!(destination = %id, seq, "retry for an event no longer in the log skipped");
-                        continue;
-                    }
-                },
+            let Some(raw) = retry_event(&ev, &ws, seq, &rec)? else {
+                warn!(destination = %id, seq, "retry for an event no longer in the log skipped");
+                continue;
             };
             retries.push((due, seq, rec, raw));
         }
@@ -440,19 +434,9 @@ async fn fill(
     let mut fresh = Vec::new();
     for (due, seq, rec, raw) in retries {
         st.taken_retries.insert((due, seq));
-        let Some(stored) = open_event(engine, &ws, &raw) else {
-            continue;
-        };
-        fresh.push(Item {
-            seq,
-            stored,
-            raw,
-            retries: rec.retries,
-            first_seen_ms: rec.first_seen_ms,
-            origin: Origin::Retry { due_ms: due },
-            dlq_id: rec.dlq_id,
-            own_copy: rec.event_copy.is_some(),
-        });
+        if let Some(item) = retry_item(engine, &ws, due, seq, &rec, raw) {
+            fresh.push(item);
+        }
     }
     for (seq, raw) in log {
         st.next_read = seq + 1;
@@ -513,6 +497,40 @@ async fn fill(
         commit(engine, st, settled, Vec::new(), now).await;
     }
     Ok(next_due)
+}
+
+/// The event a retry is for: its own copy (a replayed DLQ entry) or the log's.
+fn retry_event<T: redb::ReadableTable<(&'static str, u64), &'static [u8]>>(
+    events: &T,
+    ws: &str,
+    seq: u64,
+    rec: &RetryRecord,
+) -> Result<Option<Vec<u8>>, redb::Error> {
+    match &rec.event_copy {
+        Some(c) => Ok(Some(c.to_vec())),
+        None => log::get(events, ws, seq),
+    }
+}
+
+/// A scheduled retry as an item to send (None when the event cannot be read).
+fn retry_item(
+    engine: &Engine,
+    ws: &str,
+    due: u64,
+    seq: u64,
+    rec: &RetryRecord,
+    raw: Vec<u8>,
+) -> Option<Item> {
+    Some(Item {
+        seq,
+        stored: open_event(engine, ws, &raw)?,
+        raw,
+        retries: rec.retries,
+        first_seen_ms: rec.first_seen_ms,
+        origin: Origin::Retry { due_ms: due },
+        dlq_id: rec.dlq_id,
+        own_copy: rec.event_copy.is_some(),
+    })
 }
 
 fn open_event(engine: &Engine, ws: &str, raw: &[u8]) -> Option<StoredEvent> {
@@ -891,14 +909,10 @@ async fn sweep_paused(
         {
             let (k, v) = row?;
             let (_, due, seq) = k.value();
-            if let Ok(rec) = decode_record::<RetryRecord>(v.value()) {
-                let raw = match &rec.event_copy {
-                    Some(c) => Some(c.to_vec()),
-                    None => log::get(&ev, &ws, seq)?,
-                };
-                if let Some(raw) = raw {
-                    retry_rows.push((due, seq, rec, raw));
-                }
+            if let Ok(rec) = decode_record::<RetryRecord>(v.value())
+                && let Some(raw) = retry_event(&ev, &ws, seq, &rec)?
+            {
+                retry_rows.push((due, seq, rec, raw));
             }
         }
         Ok((log_rows, retry_rows))
@@ -935,18 +949,8 @@ async fn sweep_paused(
     }
     st.next_read = next_read;
     for (due, seq, rec, raw) in retry_rows {
-        let Some(stored) = open_event(engine, &ws, &raw) else {
+        let Some(item) = retry_item(engine, &ws, due, seq, &rec, raw) else {
             continue;
-        };
-        let item = Item {
-            seq,
-            stored,
-            raw,
-            retries: rec.retries,
-            first_seen_ms: rec.first_seen_ms,
-            origin: Origin::Retry { due_ms: due },
-            dlq_id: rec.dlq_id,
-            own_copy: rec.event_copy.is_some(),
         };
         if expired(ctx, &item, now) {
             st.taken_retries.insert((due, seq));
