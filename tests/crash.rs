@@ -2,52 +2,17 @@
 //! with SIGKILL at an arbitrary moment; after a restart every acknowledged event is still
 //! known (re-sending it answers duplicate). Several rounds on the same store.
 
+mod common;
+
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{free_port, now_secs, spawn_sluice, wait_http_ready};
 use serde_json::{Value, json};
 
 const KEY: &str = "crash_key";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn spawn(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn sluice")
-}
-
-async fn wait_ready(http: &reqwest::Client, url: &str) {
-    for _ in 0..1000 {
-        if let Ok(r) = http.get(format!("{url}/readyz")).send().await
-            && r.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("sluice never became ready");
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 fn ev(id: &str) -> Value {
     json!({"event_id": id, "event_name": "Purchase", "event_time": now_secs(),
@@ -88,8 +53,8 @@ ingest_keys = ["{KEY}"]
         .unwrap()
         .subsec_nanos() as u64;
     for round in 0..4u64 {
-        let mut child = spawn(&config);
-        wait_ready(&http, &url).await;
+        let mut child = spawn_sluice(&config);
+        wait_http_ready(&http, &url).await;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut clients = Vec::new();
         for c in 0..8 {
@@ -134,8 +99,8 @@ ingest_keys = ["{KEY}"]
     }
 
     // Restart and re-send everything acknowledged: all duplicates.
-    let mut child = spawn(&config);
-    wait_ready(&http, &url).await;
+    let mut child = spawn_sluice(&config);
+    wait_http_ready(&http, &url).await;
     let all = acked.lock().unwrap().clone();
     assert!(
         all.len() > 100,

@@ -8,12 +8,15 @@
 //! once to each destination; the test prints how many arrived more than once and checks
 //! that number against what could have been in flight at the kills.
 
+mod common;
+
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{free_port, now_secs, spawn_sluice, wait_http_ready};
 use serde_json::{Value, json};
 use sluice::config::Platform;
 use sluice::sim::{self, FaultScript, SimServer};
@@ -26,14 +29,6 @@ const BATCH: usize = 10;
 const WEBHOOK_CONCURRENCY: usize = 8;
 const META_CONCURRENCY: usize = 4; // the platform default
 const META_MAX_BATCH: usize = 50;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The daemon's process; killed if the test fails before stopping it.
 struct Daemon(Child);
@@ -48,35 +43,7 @@ impl Drop for Daemon {
 }
 
 fn spawn(config: &std::path::Path) -> Daemon {
-    Daemon(
-        Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn sluice"),
-    )
-}
-
-async fn wait_ready(http: &reqwest::Client, url: &str) {
-    for _ in 0..1000 {
-        if let Ok(r) = http.get(format!("{url}/readyz")).send().await
-            && r.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("sluice never became ready");
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    Daemon(spawn_sluice(config))
 }
 
 /// An event both destinations can send (Meta needs `action_source` and `user_data`).
@@ -208,7 +175,7 @@ policy = {{ linger = "50ms", max_batch = {META_MAX_BATCH}, concurrency = {META_C
         .subsec_nanos() as u64;
     for round in 0..ROUNDS {
         let mut child = spawn(&config);
-        wait_ready(&http, &url).await;
+        wait_http_ready(&http, &url).await;
         let (hook_from, meta_from) = (hook.count(), meta.count());
         let stop = Arc::new(AtomicBool::new(false));
         let mut clients = Vec::new();
@@ -274,7 +241,7 @@ policy = {{ linger = "50ms", max_batch = {META_MAX_BATCH}, concurrency = {META_C
 
     // Restart, send nothing, and wait until every acknowledged event has arrived.
     let mut child = spawn(&config);
-    wait_ready(&http, &url).await;
+    wait_http_ready(&http, &url).await;
     let all = acked.lock().unwrap().clone();
     assert!(
         all.len() > 500,

@@ -254,3 +254,48 @@ pub fn recompute_export(text: &str) -> (Vec<serde_json::Value>, String) {
     }
     (out, prev)
 }
+
+// ---------------------------------------------------------------------------------------
+// The real binary (crash tests).
+
+/// A free loopback port (for a config's `listen`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `sluice serve --config <config>` as a child process, quiet.
+pub fn spawn_sluice(config: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn sluice")
+}
+
+/// Waits (up to 10 s) until `GET {url}/readyz` answers 200.
+pub async fn wait_http_ready(http: &reqwest::Client, url: &str) {
+    for _ in 0..1000 {
+        if let Ok(r) = http.get(format!("{url}/readyz")).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("sluice never became ready");
+}
+
+/// The wall clock in unix seconds.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
