@@ -798,19 +798,7 @@ fn settle_sent(ctx: &DestCtx, st: &mut State, sent: Sent, acc: &mut Settlement) 
         Verdict::Whole(Class::Retryable) => {
             let hint = sent.response.as_ref().and_then(|r| retry_after_ms(r, now));
             for item in sent.items {
-                let fate = if item.retries >= policy.retry.max_retries {
-                    Fate::Dlq {
-                        class: ErrorClass::RetriesExhausted,
-                        status,
-                        body: body.clone(),
-                    }
-                } else {
-                    let delay = backoff_ms(policy, item.retries + 1).max(hint.unwrap_or(0));
-                    Fate::Retry {
-                        due_ms: (now + delay).max(0) as u64,
-                        status,
-                    }
-                };
+                let fate = retry_fate(policy, &item, now, hint, status, &body);
                 settled.push((item, fate));
             }
         }
@@ -857,6 +845,21 @@ fn settle_sent(ctx: &DestCtx, st: &mut State, sent: Sent, acc: &mut Settlement) 
                 st.forced.push_front(rest);
             }
         }
+        Verdict::PerRow(classes) => {
+            // The request itself succeeded: each row has its own fate. A row without a
+            // class (a short answer) is taken as delivered only when the platform named
+            // every failure; adapters give one class per event.
+            for (i, item) in sent.items.into_iter().enumerate() {
+                let fate = match classes.get(i).unwrap_or(&Class::Delivered) {
+                    Class::Delivered => Fate::Done,
+                    Class::Rejected => rejected(),
+                    Class::Retryable | Class::Throttled { .. } | Class::Auth | Class::Gone(_) => {
+                        retry_fate(policy, &item, now, None, status, &body)
+                    }
+                };
+                settled.push((item, fate));
+            }
+        }
         Verdict::Bisect => {
             let mut first = sent.items;
             if first.len() <= 1 {
@@ -874,6 +877,31 @@ fn settle_sent(ctx: &DestCtx, st: &mut State, sent: Sent, acc: &mut Settlement) 
         && !acc.changes.contains(&c)
     {
         acc.changes.push(c);
+    }
+}
+
+/// A retryable failure of one event: retried after its backoff (at least `hint`), or
+/// dead-lettered as `retries_exhausted` once it has used every retry.
+fn retry_fate(
+    policy: &crate::config::PlatformPolicy,
+    item: &Item,
+    now: i64,
+    hint: Option<i64>,
+    status: Option<u16>,
+    body: &str,
+) -> Fate {
+    if item.retries >= policy.retry.max_retries {
+        Fate::Dlq {
+            class: ErrorClass::RetriesExhausted,
+            status,
+            body: body.to_string(),
+        }
+    } else {
+        let delay = backoff_ms(policy, item.retries + 1).max(hint.unwrap_or(0));
+        Fate::Retry {
+            due_ms: (now + delay).max(0) as u64,
+            status,
+        }
     }
 }
 

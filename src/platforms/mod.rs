@@ -80,6 +80,12 @@ pub enum Verdict {
     /// request's events): they go to the DLQ, the others are sent again at once with
     /// unchanged retry counts.
     RowsRejected(Vec<usize>),
+    /// The request succeeded but the platform judged each row on its own (Google Ads
+    /// `partialFailure`, Pinterest's per-event status, Microsoft Ads `PartialErrors`):
+    /// one class per event of the request, in order. `Delivered` rows are done,
+    /// `Rejected` rows go to the DLQ, any other class is retried with backoff (the
+    /// request still counts as a success for the error rate).
+    PerRow(Vec<Class>),
     /// A batch of more than one event rejected as invalid without naming rows (Meta):
     /// split it in halves until the bad events are found.
     Bisect,
