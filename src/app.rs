@@ -86,6 +86,8 @@ pub struct App {
     pub config_path: Option<PathBuf>,
     /// The store is open and every destination has its position: ingest may accept.
     started: AtomicBool,
+    /// Backpressure evaluations finished (tests wait on it).
+    pub backpressure_passes: std::sync::atomic::AtomicU64,
 }
 
 impl App {
@@ -262,6 +264,7 @@ impl Daemon {
             alerter,
             config_path: opts.config_path,
             started: AtomicBool::new(false),
+            backpressure_passes: std::sync::atomic::AtomicU64::new(0),
         });
         let (stop, mut stopped) = watch::channel(false);
         // Once the store is open: position every destination, then accept events.
@@ -274,6 +277,7 @@ impl Daemon {
             let rt = a2.runtime();
             a2.engine.sync(&rt.config);
             a2.started.store(true, Ordering::SeqCst);
+            tokio::spawn(backpressure_loop(a2.clone(), stop_logger.clone()));
             // The chain's head, at start and hourly, so a truncated tail shows in the journal.
             loop {
                 match a2.intake.store.read(crate::audit::head) {
@@ -352,6 +356,139 @@ pub async fn serve(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     daemon.shutdown().await;
     info!("stopped");
     Ok(())
+}
+
+/// SPEC §5: every 30 s (on the clock's 30 s marks), each destination's queue depth,
+/// consumer lag and DLQ growth against `[alerts.backpressure]`; an alert when one
+/// crosses its limit, another when it falls below 80% of it.
+async fn backpressure_loop(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    use crate::alerts::backpressure::{
+        BackpressureTracker, CONSUMER_LAG, DLQ_GROWTH_PER_MIN, QUEUE_DEPTH, Transition,
+    };
+    const EVERY_MS: i64 = 30_000;
+    let mut tracker = BackpressureTracker::default();
+    loop {
+        let now = app.intake.clock.now_ms();
+        let next = (now.div_euclid(EVERY_MS) + 1) * EVERY_MS;
+        tokio::select! {
+            _ = app.intake.clock.sleep_until(next) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let rt = app.runtime();
+        let cfg = &rt.config;
+        let limits = cfg.alerts.backpressure.clone();
+        let a = app.clone();
+        let c2 = rt.clone();
+        let gauges = match &limits {
+            Some(_) => tokio::task::spawn_blocking(move || a.engine.gauges(&c2.config))
+                .await
+                .unwrap_or_else(|e| Err(crate::store::StoreError::Unavailable(e.to_string()))),
+            None => Ok(Vec::new()),
+        };
+        let gauges = match gauges {
+            Ok(g) => g,
+            Err(e) => {
+                warn!(error = %e, "backpressure: cannot read the backlogs; skipped this pass");
+                app.backpressure_passes.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+        };
+        let Some(limits) = limits else {
+            // No limits: nothing is firing any more.
+            tracker = BackpressureTracker::default();
+            app.backpressure_passes.fetch_add(1, Ordering::SeqCst);
+            continue;
+        };
+        let at = app.intake.clock.now_ms();
+        for g in &gauges {
+            let Some(d) = cfg
+                .destinations
+                .iter()
+                .find(|d| d.id == g.labels.destination)
+            else {
+                continue;
+            };
+            // (metric, limit, value, unit, decimals shown)
+            let checks = [
+                (
+                    QUEUE_DEPTH,
+                    limits.queue_depth.map(|l| l as f64),
+                    g.queue_depth as f64,
+                    " events",
+                    0,
+                ),
+                (
+                    CONSUMER_LAG,
+                    limits.consumer_lag.map(|l| l.as_secs_f64()),
+                    g.consumer_lag_seconds,
+                    " s",
+                    0,
+                ),
+                (
+                    DLQ_GROWTH_PER_MIN,
+                    limits.dlq_growth_per_min.map(|l| l as f64),
+                    g.dlq_growth_per_min,
+                    "/min",
+                    1,
+                ),
+            ];
+            for (metric, limit, value, unit, decimals) in checks {
+                let Some(limit) = limit else { continue };
+                let Some(t) = tracker.observe(&d.id, metric, value, limit) else {
+                    continue;
+                };
+                let (value_s, limit_s) = (
+                    format!("{value:.decimals$}{unit}"),
+                    format!("{limit:.decimals$}{unit}"),
+                );
+                let (kind, reason) = match t {
+                    Transition::Fire => {
+                        warn!(destination = %d.id, metric, value = %value_s, limit = %limit_s, "backpressure limit crossed");
+                        (
+                            AlertKind::Backpressure {
+                                metric: metric.to_string(),
+                                value: value_s,
+                                limit: limit_s,
+                            },
+                            format!("backpressure_{metric}"),
+                        )
+                    }
+                    Transition::Resolve => {
+                        info!(destination = %d.id, metric, value = %value_s, limit = %limit_s, "backpressure resolved");
+                        (
+                            AlertKind::BackpressureResolved {
+                                metric: metric.to_string(),
+                                value: value_s,
+                                limit: limit_s,
+                            },
+                            format!("backpressure_{metric}_resolved"),
+                        )
+                    }
+                };
+                let state = app.engine.snapshot(&d.id).map(|s| s.state);
+                app.alerter.send(Alert {
+                    kind,
+                    merchant_id: d.workspace.clone(),
+                    destination_id: d.id.clone(),
+                    platform: d.platform.name().to_string(),
+                    error_rate: state
+                        .as_ref()
+                        .and_then(|s| s.error_rate)
+                        .map(|r| format!("{:.1}%", r * 100.0)),
+                    threshold: format!(
+                        "{}%",
+                        (d.policy.auto_pause.threshold * 1000.0).round() / 10.0
+                    ),
+                    auto_clear_at: state
+                        .and_then(|s| s.auto_clear_at_ms)
+                        .map(crate::clock::rfc3339_ms),
+                    reason,
+                    at: crate::clock::rfc3339_ms(at),
+                });
+            }
+        }
+        app.backpressure_passes.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// The alert for a committed state change.

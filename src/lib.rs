@@ -23,6 +23,7 @@ pub mod config;
 pub mod delivery;
 pub mod health;
 pub mod ingest;
+pub mod metrics;
 pub mod platforms;
 pub mod sim;
 pub mod store;

@@ -48,6 +48,49 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
+    /// The dead-letter queue of a destination: list, replay or discard entries (talks
+    /// to the running daemon).
+    Dlq {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        cmd: DlqCmd,
+    },
+    /// Write a consistent copy of the store under storage.backup_dir while the daemon
+    /// runs (talks to the running daemon; never overwrites a file).
+    Backup {
+        #[command(flatten)]
+        target: Target,
+        /// File name of the copy (letters, digits, '.', '_', '-').
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCmd {
+    /// Print the matching entries as JSON Lines (count on stderr).
+    List(DlqSelect),
+    /// Move the matching entries still within the platform's age limit back to the queue.
+    Replay(DlqSelect),
+    /// Delete the matching entries.
+    Discard(DlqSelect),
+}
+
+#[derive(clap::Args)]
+struct DlqSelect {
+    /// Destination id.
+    #[arg(long)]
+    destination: String,
+    /// First-seen time from (RFC 3339, inclusive).
+    #[arg(long)]
+    from: Option<String>,
+    /// First-seen time to (RFC 3339, exclusive).
+    #[arg(long)]
+    to: Option<String>,
+    /// Say what would change, change nothing (replay and discard).
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Subcommand)]
@@ -200,6 +243,25 @@ fn main() -> ExitCode {
                 DestCmd::Resume(s) => select(&c, "resume", s).await,
             }
         }),
+        Cmd::Dlq { target, cmd } => client_command(&target, |c| async move {
+            let (action, sel) = match cmd {
+                DlqCmd::List(s) => (cli::DlqAction::List, s),
+                DlqCmd::Replay(s) => (cli::DlqAction::Replay, s),
+                DlqCmd::Discard(s) => (cli::DlqAction::Discard, s),
+            };
+            cli::dlq(
+                &c,
+                action,
+                &sel.destination,
+                sel.from.as_deref(),
+                sel.to.as_deref(),
+                sel.dry_run,
+            )
+            .await
+        }),
+        Cmd::Backup { target, name } => {
+            client_command(&target, |c| async move { cli::backup(&c, &name).await })
+        }
         Cmd::Audit { target, cmd } => client_command(&target, |c| async move {
             match cmd {
                 AuditCmd::Verify => cli::audit_verify(&c).await,

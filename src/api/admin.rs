@@ -107,6 +107,7 @@ fn removed(app: &App, configured: &[Destination]) -> Result<Vec<Value>, crate::s
         for row in q.iter()? {
             ids.insert(row?.0.value().0.to_string(), ());
         }
+        let st = txn.open_table(DEST_STATE)?;
         let mut out: Vec<_> = ids
             .into_keys()
             .filter(|id| !configured.iter().any(|d| d.id == *id))
@@ -119,8 +120,17 @@ fn removed(app: &App, configured: &[Destination]) -> Result<Vec<Value>, crate::s
                     .range((id.as_str(), 0u64)..=(id.as_str(), u64::MAX))
                     .map(|r| r.count())
                     .unwrap_or(0);
+                // What it was, as its last health record says.
+                let was = st
+                    .get(id.as_str())
+                    .ok()
+                    .flatten()
+                    .and_then(|v| decode_record::<DestState>(v.value()).ok())
+                    .filter(|s| !s.workspace.is_empty());
                 json!({
-                    "destination_id": id, "merchant_id": null, "platform": null,
+                    "destination_id": id,
+                    "merchant_id": was.as_ref().map(|s| s.workspace.clone()),
+                    "platform": was.as_ref().map(|s| s.platform.clone()),
                     "state": "removed", "error_rate": null, "last_checked": null,
                     "paused_at": null, "paused_reason": null, "auto_clear_at": null,
                     "queue_depth": null, "consumer_lag_seconds": null, "dlq_depth": dlq_depth,
@@ -175,6 +185,88 @@ pub async fn get_destination(
             },
             Err(e) => unavailable(e),
         },
+    }
+}
+
+/// `POST /v1/destinations/{id}/purge`: drops a removed destination's backlog and DLQ
+/// (`409 not_removed` while it is configured); audited as `destination_purged`.
+pub async fn purge(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    admin!(app, headers);
+    let rt = app.runtime();
+    if rt.config.destinations.iter().any(|d| d.id == id) || app.engine.is_running(&id) {
+        return error(
+            StatusCode::CONFLICT,
+            "not_removed",
+            format!(
+                "destination {id:?} is configured: only a destination removed from the config can be purged"
+            ),
+        );
+    }
+    if !app
+        .engine
+        .retired_stopped(&id, std::time::Duration::from_secs(10))
+        .await
+    {
+        return error(
+            StatusCode::CONFLICT,
+            "not_removed",
+            format!("destination {id:?} is still finishing its last requests; try again shortly"),
+        );
+    }
+    let found = match removed(&app, &rt.config.destinations) {
+        Ok(r) => r.into_iter().find(|v| v["destination_id"] == id.as_str()),
+        Err(e) => return unavailable(e),
+    };
+    let Some(before) = found else {
+        return not_found(&id);
+    };
+    let backlog = app
+        .intake
+        .store
+        .read(|txn| {
+            let r = txn.open_table(RETRIES)?;
+            let retries = r
+                .range((id.as_str(), 0u64, 0u64)..=(id.as_str(), u64::MAX, u64::MAX))?
+                .count();
+            let c = txn.open_table(CURSORS)?;
+            Ok((retries, c.get(id.as_str())?.map(|v| v.value())))
+        })
+        .unwrap_or((0, None));
+    let mut details = serde_json::Map::new();
+    details.insert("dlq_entries".into(), before["dlq_depth"].clone());
+    details.insert("retries".into(), (backlog.0 as u64).into());
+    details.insert(
+        "cursor".into(),
+        backlog.1.map(Value::from).unwrap_or(Value::Null),
+    );
+    let audit = crate::audit::NewAuditEvent {
+        event_type: "destination_purged".into(),
+        resource_id: id.clone(),
+        actor: actor_of(&headers).name().into(),
+        details,
+        created_at_ms: app.intake.clock.now_ms(),
+    };
+    match app
+        .intake
+        .store
+        .delivery(vec![
+            crate::store::DeliveryOp::Purge { dest: id.clone() },
+            crate::store::DeliveryOp::Audit(audit),
+        ])
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(destination = %id, "removed destination purged");
+            json_response(
+                StatusCode::OK,
+                &json!({"destination_id": id, "purged": true, "dlq_entries": before["dlq_depth"], "retries": backlog.0}),
+            )
+        }
+        Err(e) => unavailable(e),
     }
 }
 
@@ -341,6 +433,24 @@ pub async fn dlq_discard(
         Ok(x) => x,
         Err(r) => return *r,
     };
+    if a.dry_run {
+        // Count what would go, change nothing.
+        let mut n = 0usize;
+        let mut after = 0u64;
+        loop {
+            match dlq::list(&app.intake.store, &a.destination, &sel, after, 1000) {
+                Ok((entries, next)) => {
+                    n += entries.len();
+                    match next.and_then(|c| c.parse::<u64>().ok()) {
+                        Some(c) => after = c,
+                        None => break,
+                    }
+                }
+                Err(e) => return unavailable(e),
+            }
+        }
+        return json_response(StatusCode::OK, &json!({"would_discard": n}));
+    }
     let now = app.intake.clock.now_ms();
     let actor = actor_of(&headers).name();
     match dlq::discard(&app.intake.store, &a.destination, &sel, now, actor).await {
@@ -575,6 +685,62 @@ pub async fn timeline(
     match auto_pause_rows(&app, &q, usize::MAX) {
         Ok((events, _)) => json_response(StatusCode::OK, &json!({"events": events})),
         Err(e) => unavailable(e),
+    }
+}
+
+/// `POST /v1/admin/backup` `{"name"}`: a consistent copy of the store (one read
+/// transaction) as a new file under `storage.backup_dir` → `{"path", "bytes"}`.
+pub async fn backup(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    admin!(app, headers);
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        name: String,
+    }
+    let b: Body = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("the body must be {{\"name\": \"<file name>\"}}: {e}"),
+            );
+        }
+    };
+    use crate::store::backup::{BackupError, backup as write_backup};
+    if let Err(e) = crate::store::backup::check_name(&b.name) {
+        return error(StatusCode::BAD_REQUEST, "invalid_request", e.to_string());
+    }
+    let dir = app.runtime().config.storage.backup_dir.clone();
+    let store = app.intake.store.clone();
+    let name = b.name.clone();
+    let started = std::time::Instant::now();
+    let result = tokio::task::spawn_blocking(move || write_backup(&store, &dir, &name))
+        .await
+        .unwrap_or_else(|e| Err(BackupError::Io(e.to_string())));
+    match result {
+        Ok((path, bytes)) => {
+            tracing::info!(path = %path.display(), bytes, ms = started.elapsed().as_millis() as u64, "backup written");
+            json_response(
+                StatusCode::OK,
+                &json!({"path": path.display().to_string(), "bytes": bytes}),
+            )
+        }
+        Err(BackupError::InvalidName(m)) => error(StatusCode::BAD_REQUEST, "invalid_request", m),
+        Err(e @ BackupError::Exists(_)) => error(StatusCode::CONFLICT, "exists", e.to_string()),
+        Err(BackupError::Store(e)) => unavailable(e),
+        Err(e @ BackupError::Io(_)) => {
+            tracing::error!(error = %e, "backup failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "backup_failed",
+                e.to_string(),
+            )
+        }
     }
 }
 

@@ -15,23 +15,67 @@ use crate::app::App;
 use crate::ingest::intake::{Outcome, Rejected};
 
 pub async fn post_events(State(app): State<Arc<App>>, req: Request) -> Response {
+    let mut tally = Tally::default();
+    let r = ingest(&app, req, &mut tally).await;
+    tally.record(&app.engine.metrics);
+    r
+}
+
+/// What one request adds to `sluice_ingest_events_total` and
+/// `sluice_ingest_rejected_total`: accepted events, and rejected ones by error code (a
+/// request refused whole counts once under its code; rate-limited requests count their
+/// events).
+#[derive(Default)]
+struct Tally {
+    merchant: Option<Arc<str>>,
+    accepted: u64,
+    rejected: Vec<(&'static str, u64)>,
+}
+
+impl Tally {
+    fn fail(&mut self, status: StatusCode, code: &'static str, msg: impl Into<String>) -> Response {
+        self.rejected.push((code, 1));
+        error(status, code, msg)
+    }
+
+    fn events(&mut self, rejected: &[Rejected]) {
+        for r in rejected {
+            match self.rejected.iter_mut().find(|(c, _)| *c == r.error) {
+                Some((_, n)) => *n += 1,
+                None => self.rejected.push((r.error, 1)),
+            }
+        }
+    }
+
+    fn record(&self, m: &crate::metrics::Metrics) {
+        let merchant = self.merchant.as_deref().unwrap_or("unknown");
+        m.ingested(merchant, self.accepted);
+        for (code, n) in &self.rejected {
+            m.rejected(merchant, code, *n);
+        }
+    }
+}
+
+async fn ingest(app: &App, req: Request, m: &mut Tally) -> Response {
     let rt = app.runtime();
     let (parts, body) = req.into_parts();
 
     // 1. The ingest key.
     let Some(rules) = bearer(&parts.headers).and_then(|t| rt.authenticate(t)) else {
-        return error(
+        return m.fail(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "missing or unknown ingest key: send Authorization: Bearer <workspace ingest key>",
         );
     };
+    m.merchant = Some(rules.id.clone());
     if !app.is_ready() {
+        m.rejected.push(("storage_unavailable", 1));
         return unavailable("the store is not open yet; retry shortly");
     }
     // 2. The media type.
     if !is_json(&parts.headers) {
-        return error(
+        return m.fail(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "Content-Type must be application/json",
@@ -39,8 +83,8 @@ pub async fn post_events(State(app): State<Arc<App>>, req: Request) -> Response 
     }
     // 3. The body size.
     let max = rt.config.server.max_body_bytes;
-    let too_large = || {
-        error(
+    let too_large = |m: &mut Tally| {
+        m.fail(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!("the body is larger than server.max_body_bytes ({max} bytes)"),
@@ -52,13 +96,13 @@ pub async fn post_events(State(app): State<Arc<App>>, req: Request) -> Response 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return too_large();
+        return too_large(m);
     }
     let bytes = match http_body_util::Limited::new(body, max).collect().await {
         Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(m),
         Err(_) => {
-            return error(
+            return m.fail(
                 StatusCode::BAD_REQUEST,
                 "invalid_json",
                 "the request body could not be read",
@@ -68,12 +112,12 @@ pub async fn post_events(State(app): State<Arc<App>>, req: Request) -> Response 
     // 4. The JSON shape.
     let events = match parse_body(&bytes) {
         Ok(e) => e,
-        Err(msg) => return error(StatusCode::BAD_REQUEST, "invalid_json", msg),
+        Err(msg) => return m.fail(StatusCode::BAD_REQUEST, "invalid_json", msg),
     };
     // 5. Counts.
     let max_events = rt.config.server.max_events_per_request;
     if events.len() > max_events {
-        return error(
+        return m.fail(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!(
@@ -84,7 +128,7 @@ pub async fn post_events(State(app): State<Arc<App>>, req: Request) -> Response 
     }
     let burst = rules.limits.burst;
     if rules.limits.rate > 0 && burst > 0 && events.len() as u64 > burst {
-        return error(
+        return m.fail(
             StatusCode::PAYLOAD_TOO_LARGE,
             "batch_exceeds_burst",
             format!(
@@ -109,19 +153,27 @@ pub async fn post_events(State(app): State<Arc<App>>, req: Request) -> Response 
             accepted,
             duplicates,
             rejected,
-        } => json_response(
-            StatusCode::ACCEPTED,
-            &json!({"accepted": accepted, "duplicates": duplicates, "rejected": rejected_json(&rejected)}),
-        ),
-        Outcome::AllRejected(rejected) => json_response(
-            StatusCode::BAD_REQUEST,
-            &json!({
-                "error": "all_rejected",
-                "message": format!("none of the {} events was accepted; see rejected", events.len()),
-                "rejected": rejected_json(&rejected),
-            }),
-        ),
+        } => {
+            m.accepted = accepted as u64;
+            m.events(&rejected);
+            json_response(
+                StatusCode::ACCEPTED,
+                &json!({"accepted": accepted, "duplicates": duplicates, "rejected": rejected_json(&rejected)}),
+            )
+        }
+        Outcome::AllRejected(rejected) => {
+            m.events(&rejected);
+            json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({
+                    "error": "all_rejected",
+                    "message": format!("none of the {} events was accepted; see rejected", events.len()),
+                    "rejected": rejected_json(&rejected),
+                }),
+            )
+        }
         Outcome::RateLimited { retry_after_secs } => {
+            m.rejected.push(("rate_limited", events.len() as u64));
             let mut r = error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
@@ -136,6 +188,8 @@ pub async fn post_events(State(app): State<Arc<App>>, req: Request) -> Response 
         }
         Outcome::Unavailable(why) => {
             tracing::warn!(reason = %why, "ingest answered 503");
+            m.rejected
+                .push(("storage_unavailable", events.len() as u64));
             unavailable(
                 "the store could not commit; nothing of this request that was not already stored was accepted. sluice is recovering the store: retry (stored events answer as duplicates)",
             )

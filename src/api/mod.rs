@@ -37,14 +37,17 @@ pub fn router(app: Arc<App>) -> Router {
             post(admin::resume_destination),
         )
         .route("/v1/destinations/{id}/timeline", get(admin::timeline))
+        .route("/v1/destinations/{id}/purge", post(admin::purge))
         .route("/v1/auto-pause-events", get(admin::auto_pause_events))
         .route("/v1/admin/reload", post(admin::reload))
+        .route("/v1/admin/backup", post(admin::backup))
         .route("/v1/dlq", get(admin::dlq_list))
         .route("/v1/dlq/replay", post(admin::dlq_replay))
         .route("/v1/dlq/discard", post(admin::dlq_discard))
         .route("/v1/audit", get(audit::list))
         .route("/v1/audit/export", get(audit::export))
         .route("/v1/audit/verify", get(audit::verify))
+        .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(app)
@@ -64,6 +67,28 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
 /// The uniform error body.
 pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     json_response(status, &json!({"error": code, "message": message.into()}))
+}
+
+/// `GET /metrics` (open, SPEC §10). The per-destination gauges are left out while the
+/// store cannot be read (the counters are still served).
+async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
+    let a = app.clone();
+    let text = tokio::task::spawn_blocking(move || {
+        let rt = a.runtime();
+        let gauges = a.engine.gauges(&rt.config).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "metrics: cannot read the backlogs; gauges left out");
+            Vec::new()
+        });
+        a.engine.metrics.encode(&gauges)
+    })
+    .await
+    .unwrap_or_default();
+    let mut r = (StatusCode::OK, text).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    r
 }
 
 async fn healthz() -> Response {

@@ -323,6 +323,105 @@ pub async fn audit_export(c: &Client) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What `sluice dlq` does with the matching entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DlqAction {
+    List,
+    Replay,
+    Discard,
+}
+
+/// `sluice dlq list|replay|discard --destination ID [--from T] [--to T] [--dry-run]`.
+pub async fn dlq(
+    c: &Client,
+    action: DlqAction,
+    destination: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    dry_run: bool,
+) -> anyhow::Result<ExitCode> {
+    match action {
+        DlqAction::List => {
+            let mut cursor: Option<String> = None;
+            let mut out = std::io::stdout().lock();
+            let mut n = 0u64;
+            loop {
+                let mut q = format!("/v1/dlq?destination={}&limit=1000", enc(destination));
+                if let Some(f) = from {
+                    q.push_str(&format!("&from={}", enc(f)));
+                }
+                if let Some(t) = to {
+                    q.push_str(&format!("&to={}", enc(t)));
+                }
+                if let Some(c) = &cursor {
+                    q.push_str(&format!("&cursor={}", enc(c)));
+                }
+                let v = c.get(&q).await?;
+                for e in v["entries"].as_array().into_iter().flatten() {
+                    writeln!(out, "{e}")?;
+                    n += 1;
+                }
+                match v["next_cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_string()),
+                    None => break,
+                }
+            }
+            out.flush()?;
+            eprintln!("{n} entries");
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqAction::Replay | DlqAction::Discard => {
+            let verb = if action == DlqAction::Replay {
+                "replay"
+            } else {
+                "discard"
+            };
+            let mut body = json!({"destination": destination, "dry_run": dry_run});
+            if let Some(f) = from {
+                body["from"] = json!(f);
+            }
+            if let Some(t) = to {
+                body["to"] = json!(t);
+            }
+            let (status, v) = c.post(&format!("/v1/dlq/{verb}"), body).await?;
+            if status != 200 {
+                return Err(api_error(status, &v));
+            }
+            let line = match (action, dry_run) {
+                (DlqAction::Replay, true) => format!(
+                    "dry run: would replay {} entries of {destination} ({} past the age limit would be skipped)",
+                    v["would_replay"], v["expired"]
+                ),
+                (DlqAction::Replay, false) => format!(
+                    "replayed {} entries of {destination} ({} past the age limit skipped)",
+                    v["replayed"], v["expired_skipped"]
+                ),
+                (_, true) => format!(
+                    "dry run: would discard {} entries of {destination}",
+                    v["would_discard"]
+                ),
+                (_, false) => format!("discarded {} entries of {destination}", v["discarded"]),
+            };
+            println!("{line}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `sluice backup --name NAME`: the daemon writes the copy; prints its path and size.
+pub async fn backup(c: &Client, name: &str) -> anyhow::Result<ExitCode> {
+    let (status, v) = c.post("/v1/admin/backup", json!({"name": name})).await?;
+    if status != 200 {
+        return Err(api_error(status, &v));
+    }
+    println!("backup written: {} ({} bytes)", s(&v["path"]), v["bytes"]);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn enc(v: &str) -> String {
+    crate::platforms::percent_encode(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,11 +23,12 @@ use tokio::sync::{Notify, watch};
 
 use crate::clock::SharedClock;
 use crate::config::{Config, Destination, RateScope};
+use crate::metrics::{DestGauges, DestLabels, Metrics};
 use crate::platforms::{self, Adapter};
 use crate::store::Store;
 use pacer::{Pacers, ScopePacer};
 
-pub use worker::{Command, CommandReply, DestSnapshot, pending_counts};
+pub use worker::{Backlog, Command, CommandReply, DestSnapshot, backlog, pending_counts};
 
 /// What a worker needs to know of its destination; replaced on reload.
 pub struct DestCtx {
@@ -60,6 +61,8 @@ pub struct Engine {
     pacers: Pacers,
     pii_key: Option<[u8; 32]>,
     workers: Mutex<HashMap<String, WorkerHandle>>,
+    /// Workers of destinations removed by a reload, until they have stopped.
+    retired: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
     wakes: Mutex<HashMap<String, Arc<Notify>>>,
     /// The configuration of the last sync (housekeeping reads it).
     config: Mutex<Option<Arc<Config>>>,
@@ -68,6 +71,8 @@ pub struct Engine {
     notifier: Mutex<Option<Notifier>>,
     /// Housekeeping passes finished (tests wait on it).
     pub housekeeping_passes: std::sync::atomic::AtomicU64,
+    /// Delivery counters and windows (SPEC §10).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Engine {
@@ -85,11 +90,13 @@ impl Engine {
             pacers: Pacers::default(),
             pii_key,
             workers: Mutex::new(HashMap::new()),
+            retired: Mutex::new(HashMap::new()),
             wakes: Mutex::new(HashMap::new()),
             config: Mutex::new(None),
             housekeeping: Mutex::new(None),
             housekeeping_passes: std::sync::atomic::AtomicU64::new(0),
             notifier: Mutex::new(None),
+            metrics: Arc::new(Metrics::new()),
         })
     }
 
@@ -161,6 +168,10 @@ impl Engine {
         for id in gone {
             if let Some(h) = workers.remove(&id) {
                 let _ = h.stop.send(true);
+                self.retired
+                    .lock()
+                    .expect("retired lock")
+                    .insert(id, h.task);
             }
         }
         let new_ids: Vec<&str> = cfg
@@ -212,6 +223,87 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The SPEC §10 gauges of every configured destination, now: the worker's live
+    /// health state (else the stored one), one read transaction over the backlogs, and
+    /// the 5-minute send and dead-letter windows.
+    pub fn gauges(&self, cfg: &Config) -> Result<Vec<DestGauges>, crate::store::StoreError> {
+        const SOON_MS: i64 = 3_600_000;
+        let now = self.clock.now_ms();
+        let max_age = cfg.storage.max_backlog_age.as_millis() as i64;
+        let rows = self.store.read(|txn| {
+            let states = txn.open_table(crate::store::DEST_STATE)?;
+            let mut rows = Vec::with_capacity(cfg.destinations.len());
+            for d in &cfg.destinations {
+                let b = backlog(txn, d, None, now, SOON_MS, max_age)?;
+                let stored = states
+                    .get(d.id.as_str())?
+                    .and_then(|v| {
+                        crate::store::codec::decode_record::<crate::store::codec::DestState>(
+                            v.value(),
+                        )
+                        .ok()
+                    })
+                    .unwrap_or_default();
+                rows.push((d, b, stored));
+            }
+            Ok(rows)
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(d, b, stored)| {
+                let state = self.snapshot(&d.id).map(|s| s.state).unwrap_or(stored);
+                let (sent, dlq_added) = self.metrics.window_sums(&d.id, now);
+                let drain = if b.depth == 0 {
+                    0.0
+                } else if sent == 0 {
+                    f64::INFINITY
+                } else {
+                    b.depth as f64 / (sent as f64 / 300.0)
+                };
+                DestGauges {
+                    labels: DestLabels::of(d),
+                    queue_depth: b.depth,
+                    consumer_lag_seconds: b
+                        .oldest_accepted_ms
+                        .map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0),
+                    oldest_pending_age_seconds: b
+                        .oldest_event_time
+                        .map_or(0.0, |t| (now - t * 1000).max(0) as f64 / 1000.0),
+                    error_rate: state.error_rate.unwrap_or(0.0),
+                    dlq_depth: b.dlq_depth,
+                    dlq_growth_per_min: dlq_added as f64 / 5.0,
+                    paused: state.mode == crate::store::codec::DestMode::Paused,
+                    projected_drain_seconds: drain,
+                    events_expiring_soon: b.expiring_soon,
+                }
+            })
+            .collect())
+    }
+
+    /// Waits (up to `limit`) for the worker of a removed destination to stop, so nothing
+    /// it still commits can land after a purge. False when it is still running.
+    pub async fn retired_stopped(&self, id: &str, limit: std::time::Duration) -> bool {
+        let task = self.retired.lock().expect("retired lock").remove(id);
+        match task {
+            None => true,
+            Some(mut t) => match tokio::time::timeout(limit, &mut t).await {
+                Ok(_) => true,
+                Err(_) => {
+                    self.retired
+                        .lock()
+                        .expect("retired lock")
+                        .insert(id.to_string(), t);
+                    false
+                }
+            },
+        }
+    }
+
+    /// Whether a worker runs for this destination.
+    pub fn is_running(&self, id: &str) -> bool {
+        self.workers.lock().expect("workers lock").contains_key(id)
     }
 
     /// A live view of a destination's worker, if it runs.

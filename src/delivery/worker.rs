@@ -17,6 +17,7 @@ use super::pacer::Grant;
 use super::{DestCtx, Engine};
 use crate::health::{AUTH_STREAK, Actor, Change, Ring};
 use crate::ingest::event::PlainField;
+use crate::metrics::Outcome;
 use crate::platforms::{
     Class, HttpRequest, HttpResponse, OutEvent, Verdict, redact, retry_after_ms,
 };
@@ -123,6 +124,8 @@ struct Sent {
 struct State {
     ws: String,
     id: String,
+    /// This destination's metric labels.
+    labels: crate::metrics::DestLabels,
     next_read: u64,
     cursor: u64,
     inflight_log: BTreeSet<u64>,
@@ -244,7 +247,7 @@ pub(super) async fn run(mut env: Env) {
                 let mut next = Some(sent);
                 while let Some(sent) = next {
                     st.requests_in_flight -= 1;
-                    settle_sent(&ctx, &mut st, sent, &mut batch);
+                    settle_sent(&ctx, &mut st, sent, &mut batch, &engine.metrics);
                     next = res_rx.try_recv().ok();
                 }
                 let now = batch.now;
@@ -356,6 +359,7 @@ async fn init(engine: &Engine, ctx: &DestCtx) -> Result<State, crate::store::Sto
     let now = engine.clock.now_ms();
     let probe = (health.mode == DestMode::Probing).then(Probe::default);
     Ok(State {
+        labels: crate::metrics::DestLabels::of(&ctx.dest),
         ws,
         id,
         next_read: cursor,
@@ -751,8 +755,15 @@ struct Settlement {
 }
 
 /// Decides the fate of one answer's events; the caller commits the settlement.
-fn settle_sent(ctx: &DestCtx, st: &mut State, sent: Sent, acc: &mut Settlement) {
+fn settle_sent(
+    ctx: &DestCtx,
+    st: &mut State,
+    sent: Sent,
+    acc: &mut Settlement,
+    metrics: &crate::metrics::Metrics,
+) {
     let now = sent.at_ms;
+    metrics.request(&st.labels, sent.items.len() as u64, sent.latency_ms, now);
     acc.now = acc.now.max(now);
     let status = sent.response.as_ref().map(|r| r.status);
     let body = match (&sent.response, &sent.error) {
@@ -811,6 +822,7 @@ fn settle_sent(ctx: &DestCtx, st: &mut State, sent: Sent, acc: &mut Settlement) 
                 st.dest_hold_until = st.dest_hold_until.max(until);
             }
             info!(destination = %st.id, hold_ms = until - now, "throttled by the platform; holding the scope");
+            metrics.outcome(&st.labels, Outcome::Throttled, sent.items.len() as u64, now);
             requeue(st, sent.items);
         }
         Verdict::Whole(Class::Auth) => {
@@ -1129,6 +1141,7 @@ async fn commit(
     }
     match engine.store.delivery(ops).await {
         Ok(()) => {
+            count_fates(&engine.metrics, &st.labels, &settled, now);
             st.inflight_log = after;
             st.cursor = new_cursor;
             st.settled_above.retain(|s| *s >= new_cursor);
@@ -1149,42 +1162,114 @@ async fn commit(
     }
 }
 
-/// Counts for the admin API: events pending (log events from the cursor routed here,
-/// plus scheduled retries), the accept time of the oldest pending one, and DLQ depth.
+/// `sluice_deliveries_total` for committed fates.
+fn count_fates(
+    metrics: &crate::metrics::Metrics,
+    labels: &crate::metrics::DestLabels,
+    settled: &[(Item, Fate)],
+    now: i64,
+) {
+    let (mut done, mut retried, mut dead, mut expired) = (0, 0, 0, 0);
+    for (_, fate) in settled {
+        match fate {
+            Fate::Done => done += 1,
+            Fate::Retry { .. } => retried += 1,
+            Fate::Dlq {
+                class: ErrorClass::Expired,
+                ..
+            } => expired += 1,
+            Fate::Dlq { .. } => dead += 1,
+        }
+    }
+    metrics.outcome(labels, Outcome::Delivered, done, now);
+    metrics.outcome(labels, Outcome::Retried, retried, now);
+    metrics.outcome(labels, Outcome::DeadLettered, dead, now);
+    metrics.outcome(labels, Outcome::Expired, expired, now);
+}
+
+/// What a destination has pending (SPEC §10): log events from the cursor routed here
+/// plus scheduled retries (not the DLQ).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Backlog {
+    pub depth: u64,
+    /// Accept time of the oldest pending event (ms).
+    pub oldest_accepted_ms: Option<i64>,
+    /// `event_time` of that event (s).
+    pub oldest_event_time: Option<i64>,
+    /// Pending events within `soon_ms` of their age limit.
+    pub expiring_soon: u64,
+    pub dlq_depth: u64,
+}
+
+/// Counts for the admin API: events pending, the accept time of the oldest pending one,
+/// and DLQ depth.
 pub fn pending_counts(
     txn: &redb::ReadTransaction,
     dest: &crate::config::Destination,
     cursor: Option<u64>,
 ) -> Result<(u64, Option<i64>, u64), redb::Error> {
+    let b = backlog(txn, dest, cursor, i64::MIN, 0, i64::MAX)?;
+    Ok((b.depth, b.oldest_accepted_ms, b.dlq_depth))
+}
+
+/// Reads a destination's whole backlog (log from its cursor, or from `cursor` when
+/// given, plus retries) in one read transaction. `now`, `max_backlog_age_ms` (the age
+/// limit of platforms without one) and `soon_ms` decide what counts as expiring soon.
+/// Cost: one decode per pending event.
+pub fn backlog(
+    txn: &redb::ReadTransaction,
+    dest: &crate::config::Destination,
+    cursor: Option<u64>,
+    now: i64,
+    soon_ms: i64,
+    max_backlog_age_ms: i64,
+) -> Result<Backlog, redb::Error> {
+    let mut b = Backlog {
+        dlq_depth: dlq_depth(txn, &dest.id)?,
+        ..Backlog::default()
+    };
     let cursors = txn.open_table(CURSORS)?;
     let cursor = match cursor {
         Some(c) => c,
         None => match cursors.get(dest.id.as_str())? {
             Some(c) => c.value(),
-            None => return Ok((0, None, dlq_depth(txn, &dest.id)?)),
+            None => return Ok(b),
         },
     };
+    let expiring = |e: &StoredEvent| match dest.policy.age_limit {
+        Some(limit) => now - e.event.event_time * 1000 > limit.as_millis() as i64 - soon_ms,
+        None => now - e.accepted_ms > max_backlog_age_ms - soon_ms,
+    };
+    let count = |b: &mut Backlog, e: &StoredEvent, accepted_ms: i64| {
+        b.depth += 1;
+        b.expiring_soon += expiring(e) as u64;
+        if b.oldest_accepted_ms.is_none_or(|o| accepted_ms < o) {
+            b.oldest_accepted_ms = Some(accepted_ms);
+            b.oldest_event_time = Some(e.event.event_time);
+        }
+    };
     let ev = txn.open_table(EVENTS)?;
-    let mut depth = 0u64;
-    let mut oldest: Option<i64> = None;
     let ws = dest.workspace.as_str();
     for (_, raw) in log::read(&ev, ws, cursor, usize::MAX)? {
         if let Ok(e) = decode_event(&raw)
             && routes_to(dest, &e.event)
         {
-            depth += 1;
-            oldest = Some(oldest.map_or(e.accepted_ms, |o| o.min(e.accepted_ms)));
+            count(&mut b, &e, e.accepted_ms);
         }
     }
     let rt = txn.open_table(RETRIES)?;
     for row in rt.range((dest.id.as_str(), 0u64, 0u64)..=(dest.id.as_str(), u64::MAX, u64::MAX))? {
-        let (_, v) = row?;
-        depth += 1;
-        if let Ok(r) = decode_record::<RetryRecord>(v.value()) {
-            oldest = Some(oldest.map_or(r.first_seen_ms, |o| o.min(r.first_seen_ms)));
+        let (k, v) = row?;
+        let Ok(r) = decode_record::<RetryRecord>(v.value()) else {
+            b.depth += 1;
+            continue;
+        };
+        match retry_event(&ev, ws, k.value().2, &r)?.and_then(|raw| decode_event(&raw).ok()) {
+            Some(e) => count(&mut b, &e, r.first_seen_ms),
+            None => b.depth += 1,
         }
     }
-    Ok((depth, oldest, dlq_depth(txn, &dest.id)?))
+    Ok(b)
 }
 
 fn dlq_depth(txn: &redb::ReadTransaction, dest: &str) -> Result<u64, redb::Error> {

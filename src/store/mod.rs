@@ -31,6 +31,7 @@
 //! thread too, so the process listens before the store is ready; until then the store
 //! reports not ready and every write answers `Unavailable`.
 
+pub mod backup;
 pub mod codec;
 pub mod fault;
 pub mod log;
@@ -167,6 +168,11 @@ pub enum DeliveryOp {
     },
     /// Clears a destination's outcome ring (its `sample` changed).
     OutcomesClear {
+        dest: String,
+    },
+    /// Drops everything a (removed) destination holds: position, retries, DLQ, settled
+    /// marks, health state and outcome ring. Its timeline rows and audit events stay.
+    Purge {
         dest: String,
     },
     /// Appends an `auto_pause_events` row; the writer assigns `id` (`ap_…`).

@@ -248,6 +248,15 @@ fn apply_delivery(
                             false
                         })?;
                 }
+                DeliveryOp::Purge { dest } => {
+                    let d = dest.as_str();
+                    cursors.remove(d)?;
+                    state.remove(d)?;
+                    retries.retain_in((d, 0u64, 0u64)..=(d, u64::MAX, u64::MAX), |_, _| false)?;
+                    dlq.retain_in((d, 0u64)..=(d, u64::MAX), |_, _| false)?;
+                    settled.retain_in((d, 0u64)..=(d, u64::MAX), |_, _| false)?;
+                    outcomes.retain_in((d, 0u32)..=(d, u32::MAX), |_, _| false)?;
+                }
                 DeliveryOp::AutoPauseEvent { row } => {
                     let next = ap_events.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
                     let mut row = row.clone();

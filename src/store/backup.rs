@@ -1,0 +1,126 @@
+//! Online backup (SPEC §7 `POST /v1/admin/backup`, §9 `sluice backup`): every table
+//! copied from one read transaction, so the copy is one consistent instant of the store
+//! while the daemon keeps writing. The copy is a redb file of the same schema that
+//! `sluice serve` opens as its store.
+//!
+//! It is written beside its final name (`.<name>.partial`), committed durably, then
+//! linked to the final name, which fails if that name exists: a backup never overwrites
+//! a file, and a half-written copy never carries the final name.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Key, ReadableTable, TableDefinition, Value};
+
+use super::{
+    AUTO_PAUSE_EVENTS, CURSORS, DEDUP, DEST_STATE, DLQ, EVENTS, META, MONTHLY, OUTCOMES, RETRIES,
+    SETTLED, Store, StoreError,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("a file named {0} already exists in the backup folder; choose another name")]
+    Exists(String),
+    #[error("the store could not be read: {0}")]
+    Store(#[from] StoreError),
+    #[error("the backup could not be written: {0}")]
+    Io(String),
+}
+
+/// A name is one plain file name: 1–128 of `A-Z a-z 0-9 . _ -`, not starting with a dot.
+pub fn check_name(name: &str) -> Result<(), BackupError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(BackupError::InvalidName(format!(
+            "name {name:?} must be 1-128 characters of letters, digits, '.', '_' or '-', not starting with '.'"
+        )))
+    }
+}
+
+/// Writes the backup `dir/name` and returns its path and size in bytes.
+pub fn backup(store: &Store, dir: &Path, name: &str) -> Result<(PathBuf, u64), BackupError> {
+    check_name(name)?;
+    let io = |what: &str, e: &dyn std::fmt::Display| BackupError::Io(format!("{what}: {e}"));
+    std::fs::create_dir_all(dir).map_err(|e| io(&format!("creating {}", dir.display()), &e))?;
+    let target = dir.join(name);
+    if target.exists() {
+        return Err(BackupError::Exists(name.to_string()));
+    }
+    let partial = dir.join(format!(".{name}.partial"));
+    let _ = std::fs::remove_file(&partial);
+    let copied = store.read(|src| {
+        let copy = || -> Result<(), redb::Error> {
+            let db = redb::Database::create(&partial)?;
+            let mut w = db.begin_write()?;
+            w.set_durability(redb::Durability::Immediate)?;
+            copy_table(src, &w, META)?;
+            copy_table(src, &w, EVENTS)?;
+            copy_table(src, &w, DEDUP)?;
+            copy_table(src, &w, MONTHLY)?;
+            copy_table(src, &w, CURSORS)?;
+            copy_table(src, &w, RETRIES)?;
+            copy_table(src, &w, DLQ)?;
+            copy_table(src, &w, DEST_STATE)?;
+            copy_table(src, &w, SETTLED)?;
+            copy_table(src, &w, OUTCOMES)?;
+            copy_table(src, &w, AUTO_PAUSE_EVENTS)?;
+            copy_table(src, &w, crate::audit::AUDIT)?;
+            w.commit()?;
+            Ok(())
+        };
+        Ok(copy())
+    });
+    let cleanup = |e: BackupError| {
+        let _ = std::fs::remove_file(&partial);
+        e
+    };
+    copied
+        .map_err(|e| cleanup(e.into()))?
+        .map_err(|e| cleanup(io("copying the store", &e)))?;
+    // Durable on disk under the final name, or not there at all.
+    std::fs::File::open(&partial)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| cleanup(io("syncing the backup", &e)))?;
+    match std::fs::hard_link(&partial, &target) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(cleanup(BackupError::Exists(name.to_string())));
+        }
+        Err(e) => return Err(cleanup(io("naming the backup", &e))),
+    }
+    let _ = std::fs::remove_file(&partial);
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    let bytes = std::fs::metadata(&target)
+        .map_err(|e| io("reading the backup's size", &e))?
+        .len();
+    Ok((target, bytes))
+}
+
+fn copy_table<K: Key + 'static, V: Value + 'static>(
+    src: &redb::ReadTransaction,
+    dst: &redb::WriteTransaction,
+    def: TableDefinition<K, V>,
+) -> Result<(), redb::Error> {
+    let from = match src.open_table(def) {
+        Ok(t) => t,
+        // Not created yet in the source: nothing to copy.
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut to = dst.open_table(def)?;
+    for row in from.iter()? {
+        let (k, v) = row?;
+        to.insert(k.value(), v.value())?;
+    }
+    Ok(())
+}
