@@ -255,9 +255,11 @@ impl Engine {
             .map(|(d, b, stored)| {
                 let state = self.snapshot(&d.id).map(|s| s.state).unwrap_or(stored);
                 let (sent, dlq_added) = self.metrics.window_sums(&d.id, now);
+                let paused = state.mode == crate::store::codec::DestMode::Paused;
+                // A paused destination sends nothing until resumed: it never drains.
                 let drain = if b.depth == 0 {
                     0.0
-                } else if sent == 0 {
+                } else if sent == 0 || paused {
                     f64::INFINITY
                 } else {
                     b.depth as f64 / (sent as f64 / 300.0)
@@ -274,7 +276,7 @@ impl Engine {
                     error_rate: state.error_rate.unwrap_or(0.0),
                     dlq_depth: b.dlq_depth,
                     dlq_growth_per_min: dlq_added as f64 / 5.0,
-                    paused: state.mode == crate::store::codec::DestMode::Paused,
+                    paused,
                     projected_drain_seconds: drain,
                     events_expiring_soon: b.expiring_soon,
                 }

@@ -1208,7 +1208,7 @@ pub fn pending_counts(
     dest: &crate::config::Destination,
     cursor: Option<u64>,
 ) -> Result<(u64, Option<i64>, u64), redb::Error> {
-    let b = backlog(txn, dest, cursor, i64::MIN, 0, i64::MAX)?;
+    let b = backlog(txn, dest, cursor, 0, 0, i64::MAX)?;
     Ok((b.depth, b.oldest_accepted_ms, b.dlq_depth))
 }
 
@@ -1237,8 +1237,11 @@ pub fn backlog(
         },
     };
     let expiring = |e: &StoredEvent| match dest.policy.age_limit {
-        Some(limit) => now - e.event.event_time * 1000 > limit.as_millis() as i64 - soon_ms,
-        None => now - e.accepted_ms > max_backlog_age_ms - soon_ms,
+        Some(limit) => {
+            now.saturating_sub(e.event.event_time.saturating_mul(1000))
+                > (limit.as_millis() as i64).saturating_sub(soon_ms)
+        }
+        None => now.saturating_sub(e.accepted_ms) > max_backlog_age_ms.saturating_sub(soon_ms),
     };
     let count = |b: &mut Backlog, e: &StoredEvent, accepted_ms: i64| {
         b.depth += 1;
