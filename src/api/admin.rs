@@ -189,7 +189,7 @@ pub async fn get_destination(
 }
 
 /// `POST /v1/destinations/{id}/purge`: drops a removed destination's backlog and DLQ
-/// (`409 not_removed` while it is configured); audited as `destination_purged`.
+/// (`409 not_removed` while it is configured); audited as `destination_purge`.
 pub async fn purge(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -244,7 +244,7 @@ pub async fn purge(
         backlog.1.map(Value::from).unwrap_or(Value::Null),
     );
     let audit = crate::audit::NewAuditEvent {
-        event_type: "destination_purged".into(),
+        event_type: "destination_purge".into(),
         resource_id: id.clone(),
         actor: actor_of(&headers).name().into(),
         details,
