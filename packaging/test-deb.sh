@@ -10,7 +10,7 @@
 # sluice.service starts it (same user, config, working/state directory, environment file,
 # no capabilities; through systemctl when systemd runs this machine) with a workspace
 # added to the config → one event posted (202) → SIGHUP reload → SIGTERM (exit 0 within
-# 10 s) → dpkg -r (data, config and token kept) → dpkg -P (data and /etc/sluice gone).
+# 10 s) → dpkg -i again (upgrade path) → dpkg -r (data, config and token kept) → dpkg -P (data and /etc/sluice gone).
 # Refuses to run when sluice is already installed. SLUICE_TEST_KEEP=1 leaves the package
 # installed on failure.
 set -euo pipefail
@@ -290,6 +290,19 @@ daemon_pid=
 [ "$ms" -lt 10000 ] || fail "took $ms ms to stop (bound: 10 s)"
 ok "SIGTERM → exit 0 in $ms ms"
 expect_stat /var/lib/sluice/sluice.redb sluice:sluice 640
+
+step "dpkg -i again (the upgrade path: postinst configure with the old version)"
+sum_before=$(md5sum /etc/sluice/admin-token $conf)
+dpkg -i --force-confold "$deb" >/dev/null
+[ "$sum_before" = "$(md5sum /etc/sluice/admin-token $conf)" ] ||
+  fail "reinstalling changed the token or the edited config"
+[ -s /var/lib/sluice/sluice.redb ] || fail "reinstalling lost the store"
+expect_stat /etc/sluice/sluice.toml root:sluice 640
+expect_stat /etc/sluice/admin-token root:sluice 640
+if [ "$systemd_runs" = 1 ]; then
+  systemctl is-active --quiet sluice || fail "the unit is not running after the upgrade"
+fi
+ok "reinstalled: token and edited config unchanged, store kept"
 
 # --- remove and purge ----------------------------------------------------------------------
 step "dpkg -r"
