@@ -339,20 +339,29 @@ pub async fn serve(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     let mut opts = StartOptions::new(cfg);
     opts.config_path = Some(config_path);
     let daemon = Daemon::start(opts).await?;
+    use sd_notify::NotifyState;
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    // systemd (Type=notify): ready once listening, even while the store still opens.
+    // A no-op when NOTIFY_SOCKET is unset.
+    let _ = sd_notify::notify(&[NotifyState::Ready]);
     loop {
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { info!("SIGINT: shutting down"); break; }
             _ = hup.recv() => {
                 info!("SIGHUP: reloading the configuration");
+                let mut reloading = vec![NotifyState::Reloading];
+                reloading.extend(NotifyState::monotonic_usec_now().ok());
+                let _ = sd_notify::notify(&reloading);
                 let _ = daemon.app.reload_audited("system_worker").await;
+                let _ = sd_notify::notify(&[NotifyState::Ready]);
             }
         }
     }
+    let _ = sd_notify::notify(&[NotifyState::Stopping]);
     daemon.shutdown().await;
     info!("stopped");
     Ok(())

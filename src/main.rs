@@ -12,7 +12,10 @@ const DEFAULT_CONFIG: &str = "/etc/sluice/sluice.toml";
 #[command(
     name = "sluice",
     version,
-    about = "Durable conversion-event relay to ad platforms"
+    about = "Durable conversion-event relay to ad platforms",
+    after_help = "Client commands (destinations, audit) talk to the running daemon: the URL \
+comes from --url, else server.listen of --config; the admin token from SLUICE_API_KEY, \
+else the admin-token settings of --config. Exit codes: 0 success, 1 failure, 2 usage error."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -21,13 +24,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the daemon.
+    /// Run the daemon: SIGTERM/SIGINT drain and stop, SIGHUP reloads the config.
     Serve {
         /// Config file.
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Configuration tools.
+    /// Configuration tools: `config check [PATH]` validates a file.
     Config {
         #[command(subcommand)]
         cmd: ConfigCmd,
@@ -100,6 +103,7 @@ enum DestCmd {
         /// Redraw every 2 s until interrupted.
         #[arg(long)]
         live: bool,
+        /// Only this workspace's destinations.
         #[arg(long)]
         workspace: Option<String>,
     },
@@ -112,10 +116,13 @@ enum DestCmd {
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("which").required(true).args(["id", "platform"])))]
 struct Select {
+    /// One destination, by id.
     #[arg(long)]
     id: Option<String>,
+    /// Every destination of this platform (e.g. meta).
     #[arg(long)]
     platform: Option<String>,
+    /// With --platform: only this workspace's destinations.
     #[arg(long, requires = "platform")]
     workspace: Option<String>,
     /// Why (1–500 characters); recorded in the timeline and the audit chain.
