@@ -199,7 +199,10 @@ async fn criteo_request_shape() {
         serde_json::from_slice::<Value>(&resp.body).unwrap(),
         json!({"errors": [], "warnings": []})
     );
-    assert_eq!(CRITEO.classify(&d, 1, &resp), Verdict::Whole(Class::Delivered));
+    assert_eq!(
+        CRITEO.classify(&d, 1, &resp),
+        Verdict::Whole(Class::Delivered)
+    );
     let got = server.received();
     assert_eq!(got[0].path, "/m/event?version=s2s_v0");
     assert!(got[0].accepted);
@@ -221,12 +224,18 @@ async fn criteo_request_shape() {
     );
     assert_eq!(v["events"][0].get("id"), None);
     assert_eq!(one("Search")["events"][0]["item"], json!(["A", "B"]));
-    assert_eq!(one("InitiateCheckout")["events"][0]["event"], "beginCheckout");
+    assert_eq!(
+        one("InitiateCheckout")["events"][0]["event"],
+        "beginCheckout"
+    );
     assert_eq!(
         one("AddToCart")["events"][0]["item"],
         json!([{"id": "A"}, {"id": "B"}])
     );
-    assert_eq!(one("AddPaymentInfo")["events"][0]["event"], "addPaymentInfo");
+    assert_eq!(
+        one("AddPaymentInfo")["events"][0]["event"],
+        "addPaymentInfo"
+    );
     assert_eq!(one("PageView")["events"][0]["event"], "viewPage");
     assert_eq!(one("Lead")["events"][0]["event"], "viewPage"); // event_map
     let v = one("PageView");
@@ -238,7 +247,13 @@ async fn criteo_request_shape() {
     let lead = ev("l", "Lead", Some("a@b.example"), &[], None);
     assert!(CRITEO.check(&d, &out(&lead)).is_ok());
     let sub = ev("s", "Subscribe", Some("a@b.example"), &[], None);
-    assert!(CRITEO.check(&d, &out(&sub)).unwrap_err().0.contains("event_map"));
+    assert!(
+        CRITEO
+            .check(&d, &out(&sub))
+            .unwrap_err()
+            .0
+            .contains("event_map")
+    );
     let anon = ev(
         "n",
         "Purchase",
@@ -246,7 +261,13 @@ async fn criteo_request_shape() {
         &[(ClearField::ClientIpAddress, "203.0.113.7")],
         None,
     );
-    assert!(CRITEO.check(&d, &out(&anon)).unwrap_err().0.contains("email"));
+    assert!(
+        CRITEO
+            .check(&d, &out(&anon))
+            .unwrap_err()
+            .0
+            .contains("email")
+    );
     server.shutdown().await;
 }
 
@@ -290,7 +311,11 @@ async fn criteo_classification_table() {
         server.set_script(FaultScript::always(fault.clone()));
         let resp = send(&req).await;
         assert_eq!(resp.status, status, "{fault:?}");
-        assert_eq!(CRITEO.classify(&d, 1, &resp), Verdict::Whole(class), "{fault:?}");
+        assert_eq!(
+            CRITEO.classify(&d, 1, &resp),
+            Verdict::Whole(class),
+            "{fault:?}"
+        );
     }
     server.set_script(FaultScript::none());
 
@@ -352,14 +377,19 @@ fn criteo_adapter_is_registered() {
     );
 }
 
-async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
-    for _ in 0..1000 {
-        if f() {
-            return;
+/// Moves the clock 1 s at a time (linger, backoff) until `n` requests were answered.
+async fn drive(clock: &ManualClock, server: &SimServer, n: usize) {
+    let answered = || server.received().iter().filter(|r| r.status != 0).count();
+    for _ in 0..20 {
+        for _ in 0..100 {
+            if answered() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        clock.advance_ms(1000);
     }
-    panic!("timed out waiting for: {what}");
+    panic!("only {} of {n} requests were answered", answered());
 }
 
 async fn dlq_with(d: &TestDaemon, dest: &str, n: usize) -> Value {
@@ -429,16 +459,7 @@ params = {{ account_id = "12345" }}
     events[5]["event_name"] = json!("Subscribe");
     assert_eq!(d.post(&json!({"events": events})).await.1["accepted"], 6);
 
-    clock.advance_ms(1000);
-    eventually("five answered", || {
-        server.received().iter().filter(|r| r.status != 0).count() == 5
-    })
-    .await;
-    clock.advance_ms(1000);
-    eventually("the retry answered", || {
-        server.received().iter().filter(|r| r.status != 0).count() == 6
-    })
-    .await;
+    drive(&clock, &server, 6).await;
     let dlq = dlq_with(&d, "criteo_gh", 2).await;
     let got = server.received();
     assert_eq!(got.len(), 6);

@@ -154,7 +154,10 @@ async fn outbrain_request_shape() {
     );
     let resp = send(&req).await;
     assert_eq!(resp.status, 200);
-    assert_eq!(OUTBRAIN.classify(&d, 1, &resp), Verdict::Whole(Class::Delivered));
+    assert_eq!(
+        OUTBRAIN.classify(&d, 1, &resp),
+        Verdict::Whole(Class::Delivered)
+    );
     let got = server.received();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].method, "GET");
@@ -164,13 +167,17 @@ async fn outbrain_request_shape() {
             "orderValue": "129.5", "currency": "USD", "timestamp": "2026-11-02 11:59:00"})
     );
     assert!(got[0].accepted);
-    assert_eq!(sim::event_ids(Platform::Outbrain, &got[0].body), ["ord-1001"]);
+    assert_eq!(
+        sim::event_ids(Platform::Outbrain, &got[0].body),
+        ["ord-1001"]
+    );
 
     // event_map gives the conversion name; no value or currency: not sent.
     let b = ev("lead-1", "Lead", Some(CLICK), Some(json!({"value": "n/a"})));
     let req = OUTBRAIN.build(&d, &[out(&b)], T0_MS);
     assert!(
-        req.url.contains("&name=Lead%20Form%20%22A%22&orderId=lead-1&timestamp="),
+        req.url
+            .contains("&name=Lead%20Form%20%22A%22&orderId=lead-1&timestamp="),
         "{}",
         req.url
     );
@@ -181,7 +188,13 @@ async fn outbrain_request_shape() {
     // check(): the click id is the only identifier Outbrain takes.
     assert!(OUTBRAIN.check(&d, &out(&a)).is_ok());
     let none = ev("n", "Purchase", None, None);
-    assert!(OUTBRAIN.check(&d, &out(&none)).unwrap_err().0.contains("ob_click_id"));
+    assert!(
+        OUTBRAIN
+            .check(&d, &out(&none))
+            .unwrap_err()
+            .0
+            .contains("ob_click_id")
+    );
     server.shutdown().await;
 }
 
@@ -221,7 +234,11 @@ async fn outbrain_classification_table() {
         server.set_script(FaultScript::always(fault.clone()));
         let resp = send(&req).await;
         assert_eq!(resp.status, status, "{fault:?}");
-        assert_eq!(OUTBRAIN.classify(&d, 1, &resp), Verdict::Whole(class), "{fault:?}");
+        assert_eq!(
+            OUTBRAIN.classify(&d, 1, &resp),
+            Verdict::Whole(class),
+            "{fault:?}"
+        );
     }
     server.set_script(FaultScript::none());
     // The simulator refuses what the adapter never sends: no click id, a bad timestamp.
@@ -252,14 +269,19 @@ fn outbrain_adapter_is_registered() {
     );
 }
 
-async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
-    for _ in 0..1000 {
-        if f() {
-            return;
+/// Moves the clock 1 s at a time (linger, backoff) until `n` requests were answered.
+async fn drive(clock: &ManualClock, server: &SimServer, n: usize) {
+    let answered = || server.received().iter().filter(|r| r.status != 0).count();
+    for _ in 0..20 {
+        for _ in 0..100 {
+            if answered() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        clock.advance_ms(1000);
     }
-    panic!("timed out waiting for: {what}");
+    panic!("only {} of {n} requests were answered", answered());
 }
 
 async fn dlq_with(d: &TestDaemon, dest: &str, n: usize) -> Value {
@@ -338,16 +360,7 @@ endpoint = "{url}"
         assert_eq!(e["error_class"], "unsendable");
     }
 
-    clock.advance_ms(1000);
-    eventually("three answered", || {
-        server.received().iter().filter(|r| r.status != 0).count() == 3
-    })
-    .await;
-    clock.advance_ms(1000);
-    eventually("the retry delivered", || {
-        server.received().iter().filter(|r| r.status == 200).count() == 3
-    })
-    .await;
+    drive(&clock, &server, 4).await;
     let got = server.received();
     assert_eq!(got.len(), 4);
     let failed: Vec<&sim::Received> = got.iter().filter(|r| r.status == 503).collect();

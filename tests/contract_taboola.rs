@@ -173,7 +173,10 @@ async fn taboola_request_shape() {
     let resp = send(&req).await;
     assert_eq!(resp.status, 204);
     assert!(resp.body.is_empty());
-    assert_eq!(TABOOLA.classify(&d, 2, &resp), Verdict::Whole(Class::Delivered));
+    assert_eq!(
+        TABOOLA.classify(&d, 2, &resp),
+        Verdict::Whole(Class::Delivered)
+    );
     let got = server.received();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].path, "/1234567/log/3/bulk-s2s-action");
@@ -231,7 +234,11 @@ async fn taboola_classification_table() {
         server.set_script(FaultScript::always(fault.clone()));
         let resp = send(&req).await;
         assert_eq!(resp.status, status, "{fault:?}");
-        assert_eq!(TABOOLA.classify(&d, 1, &resp), Verdict::Whole(class), "{fault:?}");
+        assert_eq!(
+            TABOOLA.classify(&d, 1, &resp),
+            Verdict::Whole(class),
+            "{fault:?}"
+        );
     }
     server.set_script(FaultScript::none());
 
@@ -240,7 +247,10 @@ async fn taboola_classification_table() {
     let bogus = ev("bogus", "Purchase", Some("not-a-click-id"), None);
     let resp = send(&TABOOLA.build(&d, &[out(&bogus)], T0_MS)).await;
     assert_eq!(resp.status, 204);
-    assert_eq!(TABOOLA.classify(&d, 1, &resp), Verdict::Whole(Class::Delivered));
+    assert_eq!(
+        TABOOLA.classify(&d, 1, &resp),
+        Verdict::Whole(Class::Delivered)
+    );
     assert_eq!(server.count_event("bogus"), 1);
     assert_eq!(server.accepted_event("bogus"), 0);
 
@@ -256,7 +266,10 @@ async fn taboola_classification_table() {
     bad.params.insert("account_id".into(), "acme".into());
     let resp = send(&TABOOLA.build(&bad, &[out(&e)], T0_MS)).await;
     assert_eq!(resp.status, 404);
-    assert_eq!(TABOOLA.classify(&d, 1, &resp), Verdict::Whole(Class::Rejected));
+    assert_eq!(
+        TABOOLA.classify(&d, 1, &resp),
+        Verdict::Whole(Class::Rejected)
+    );
     server.shutdown().await;
 }
 
@@ -268,14 +281,19 @@ fn taboola_adapter_is_registered() {
     );
 }
 
-async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
-    for _ in 0..1000 {
-        if f() {
-            return;
+/// Moves the clock 1 s at a time (linger, backoff) until `n` requests were answered.
+async fn drive(clock: &ManualClock, server: &SimServer, n: usize) {
+    let answered = || server.received().iter().filter(|r| r.status != 0).count();
+    for _ in 0..20 {
+        for _ in 0..100 {
+            if answered() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        clock.advance_ms(1000);
     }
-    panic!("timed out waiting for: {what}");
+    panic!("only {} of {n} requests were answered", answered());
 }
 
 async fn dlq_with(d: &TestDaemon, dest: &str, n: usize) -> Value {
@@ -356,21 +374,15 @@ event_map = {{ Purchase = "make_purchase" }}
         assert_eq!(e["error_class"], "unsendable");
     }
 
-    clock.advance_ms(1000);
-    eventually("the first attempt", || {
-        server.received().iter().any(|r| r.status != 0)
-    })
-    .await;
-    clock.advance_ms(1000);
-    eventually("the retry delivered", || {
-        server.received().iter().filter(|r| r.status == 204).count() == 1
-    })
-    .await;
+    drive(&clock, &server, 2).await;
     let got = server.received();
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].status, 503);
     for g in &got {
-        assert_eq!(sim::event_ids(Platform::Taboola, &g.body), ["t0", "t2", "t4"]);
+        assert_eq!(
+            sim::event_ids(Platform::Taboola, &g.body),
+            ["t0", "t2", "t4"]
+        );
         assert_eq!(g.body["actions"][0]["name"], "make_purchase");
         assert_eq!(g.body["actions"][0]["click-id"], CLICK);
     }

@@ -68,8 +68,8 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
-    classify_status_all, clear_value, custom_data_json, event_name_for, json_post_bytes,
-    size_hint, value_and_currency, with_endpoint, write_json, write_json_hex,
+    classify_status_all, clear_value, custom_data_json, event_name_for, json_post_bytes, size_hint,
+    value_and_currency, with_endpoint, write_json, write_json_hex,
 };
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
@@ -149,11 +149,7 @@ fn write_items(ev: &mut JsonObject<'_>, event: &str, e: &NormalizedEvent) {
                 ev.str("item", first);
             }
         }
-        "viewList" => {
-            if !ids.is_empty() {
-                write_json(ev.key("item"), &ids);
-            }
-        }
+        "viewList" if !ids.is_empty() => write_json(ev.key("item"), &ids),
         "trackTransaction" | "addToCart" | "viewBasket" | "beginCheckout" => {
             let items: Vec<Value> = contents
                 .iter()
@@ -213,10 +209,12 @@ fn write_body(out: &mut Vec<u8>, dest: &Destination, e: &NormalizedEvent) {
     if let Some(ip) = clear_value(e, ClearField::ClientIpAddress) {
         o.str("ip", ip);
     }
-    let site = match dest.params.get("site_type").map(String::as_str) {
-        Some(s @ ("d" | "m" | "t")) => s,
-        _ => "d",
-    };
+    let site = dest
+        .params
+        .get("site_type")
+        .map(String::as_str)
+        .filter(|s| matches!(*s, "d" | "m" | "t"))
+        .unwrap_or("d");
     o.str("site_type", site);
     if let Some(ua) = clear_value(e, ClearField::ClientUserAgent) {
         o.str("useragent", ua);
@@ -348,7 +346,10 @@ mod tests {
         };
         let d = &dests()[0];
         let c = |b: &str| CRITEO.classify(d, 1, &r(b));
-        assert_eq!(c(r#"{"errors":[],"warnings":["x"]}"#), Verdict::Whole(Class::Delivered));
+        assert_eq!(
+            c(r#"{"errors":[],"warnings":["x"]}"#),
+            Verdict::Whole(Class::Delivered)
+        );
         assert_eq!(c(""), Verdict::Whole(Class::Delivered));
         assert_eq!(
             c(r#"{"errors":["UserIdentifierMissing"]}"#),

@@ -105,7 +105,10 @@ impl Adapter for Outbrain {
     /// One conversion per request (the policy's `max_batch` is 1): only the first
     /// event is sent.
     fn build(&self, dest: &Destination, events: &[OutEvent<'_>], _now_ms: i64) -> HttpRequest {
-        debug_assert!(events.len() <= 1, "outbrain sends one conversion per request");
+        debug_assert!(
+            events.len() <= 1,
+            "outbrain sends one conversion per request"
+        );
         let mut url = with_endpoint(URL, dest.endpoint.as_deref());
         if let Some(ev) = events.first() {
             url.push('?');

@@ -93,11 +93,10 @@ pub(super) fn handle(s: &Shared, r: &Req) -> Reply {
         Some(evs) if !evs.is_empty() => {
             for e in evs {
                 match e.get("event").and_then(Value::as_str) {
-                    None | Some("") => {
-                        if !errors.contains(&"EventsMissing") {
-                            errors.push("EventsMissing");
-                        }
+                    None | Some("") if !errors.contains(&"EventsMissing") => {
+                        errors.push("EventsMissing")
                     }
+                    None | Some("") => {}
                     Some(name) if !EVENTS.contains(&name) => warnings.push("UnknownEvent"),
                     _ => {}
                 }
