@@ -4,7 +4,8 @@
 //! Sources: Criteo's "Server To Server - Website Events" guide
 //! (<https://guides.criteotilt.com/onetag/s2s/>), Criteo's mobile endpoint specification
 //! (<https://developers.criteo.com/mobile-integrations/docs/mobile-endpoint-specification>:
-//! the 307 regional redirect), Commanders Act's Criteo Events destination
+//! the event endpoint "might respond with an HTTP 307 redirect" to a regional one; public
+//! connector code says the same of `widget.criteo.com`), Commanders Act's Criteo Events destination
 //! (<https://doc.commandersact.com/features/destinations/destinations-catalog/criteo/criteo-events>:
 //! field names), walkerOS's Criteo server destination
 //! (<https://www.walkeros.io/docs/destinations/server/criteo>: endpoint, event names,

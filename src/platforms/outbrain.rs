@@ -2,13 +2,16 @@
 //!
 //! platforms.md has no Outbrain section: these facts were gathered for this adapter.
 //! Sources: Outbrain's help page "server-to-server integrations"
-//! (<https://www.outbrain.com/help/advertisers/server2server-integrations/>, read here in
-//! its Japanese copy <https://www.outbrain.com/help/jp/advertisers/jp_server2server-integrations/>
-//! and as quoted by public connector code), Stape's `stape-io/outbrain-tag`
+//! (<https://www.outbrain.com/help/advertisers/server2server-integrations/>; only its
+//! Japanese copy <https://www.outbrain.com/help/jp/advertisers/jp_server2server-integrations/>
+//! was readable here, which describes the flow: a unique click id per click, sent back
+//! by the advertiser's server with a unique event name), Stape's `stape-io/outbrain-tag`
 //! `template.js` (`GET https://tr.outbrain.com/unifiedPixel?ob_click_id=&name=&orderId=
-//! &orderValue=&currency=`). No documented "Conversions API" with authentication or
-//! batching was found (a "Teads Conversion API" at `r.teads.tv/capi/event` appears only
-//! in a machine-generated third-party spec: not used).
+//! &orderValue=&currency=`, success = any 2xx), and public connector code that quotes
+//! the English page for `timestamp` and its two formats (secondary). No documented
+//! "Conversions API" with authentication or batching was found (a "Teads Conversion
+//! API" at `r.teads.tv/capi/event` appears only in a machine-generated third-party spec:
+//! not used).
 //!
 //! - **Endpoint:** `GET https://tr.outbrain.com/unifiedPixel?ob_click_id=…&name=…
 //!   &orderId=…&orderValue=…&currency=…&timestamp=…` (query values percent-encoded, no

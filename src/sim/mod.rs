@@ -801,10 +801,15 @@ mod tests {
     #[test]
     fn ids_bodies_read_back() {
         let ids: Vec<Box<str>> = vec!["a".into(), "b\"".into()];
-        for p in [Platform::Meta, Platform::Tiktok] {
+        for p in [
+            Platform::Meta,
+            Platform::Tiktok,
+            Platform::Taboola,
+            Platform::Criteo,
+        ] {
             assert_eq!(event_ids(p, &ids_body(p, &ids)), ["a", "b\""]);
         }
-        for p in [Platform::Klaviyo, Platform::Webhook] {
+        for p in [Platform::Klaviyo, Platform::Webhook, Platform::Outbrain] {
             assert_eq!(event_ids(p, &ids_body(p, &ids[1..])), ["b\""]);
             assert_eq!(ids_body(p, &[]), Value::Null);
         }
