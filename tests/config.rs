@@ -166,7 +166,10 @@ fn platform_defaults_follow_platforms_md() {
     );
     assert_eq!(p[&Platform::Snapchat].max_batch, 2000);
     assert!(p[&Platform::MicrosoftAds].rates.is_empty());
-    assert_eq!(p[&Platform::Criteo].max_batch, 1000);
+    assert_eq!(p[&Platform::Taboola].max_batch, 1000);
+    assert_eq!(p[&Platform::Outbrain].max_batch, 1);
+    assert_eq!(p[&Platform::Criteo].max_batch, 1);
+    assert!(p[&Platform::Criteo].rates.is_empty());
 }
 
 #[test]
@@ -720,6 +723,8 @@ fn required_params_per_platform() {
         ("snapchat", &["pixel_id"], "access_token = \"t\""),
         ("reddit", &["ad_account_id"], "access_token = \"t\""),
         ("x", &["pixel_id", "event_id"], "access_token = \"t\""),
+        ("taboola", &["account_id"], ""),
+        ("criteo", &["account_id"], ""),
         (
             "microsoft_ads",
             &["customer_id", "account_id", "conversion_name"],
@@ -827,6 +832,28 @@ fn required_credentials_per_platform() {
         "developer_token = \"d\", client_id = \"c\", client_secret = \"s\", refresh_token = \"r\"",
     ));
     ok(&g("developer_token = \"d\", access_token = \"t\""));
+
+    // Taboola, Outbrain and Criteo are unauthenticated: no credential is required and
+    // none is accepted.
+    ok(&dest("taboola", "params = { account_id = \"1\" }"));
+    ok(&dest("outbrain", ""));
+    ok(&dest("criteo", "params = { account_id = \"1\" }"));
+    for (platform, params) in [
+        ("taboola", "account_id = \"1\""),
+        ("outbrain", ""),
+        ("criteo", "account_id = \"1\""),
+    ] {
+        let e = err(&dest(
+            platform,
+            &format!("params = {{ {params} }}\ncredentials = {{ access_token = \"t\" }}"),
+        ));
+        assert_eq!(
+            e.key_path.as_deref(),
+            Some("destinations[0].credentials.access_token"),
+            "{platform}: {e}"
+        );
+        assert!(e.message.contains("takes no credentials"), "{e}");
+    }
 
     // Unknown credential keys are errors.
     let e = err(&dest(

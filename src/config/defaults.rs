@@ -77,9 +77,11 @@ fn pacing(p: Platform) -> (Vec<Rate>, u32, Option<Duration>) {
         ),
         Platform::Snapchat => (Vec::new(), 2000, days(7)),
         Platform::Reddit => (Vec::new(), 1000, Some(Duration::from_secs(168 * HOUR))),
-        // Placeholders until the taboola, outbrain and criteo adapters land and write
-        // their facts down: unpaced, 1,000 per batch, 7 days.
-        Platform::Taboola | Platform::Outbrain | Platform::Criteo => (Vec::new(), 1000, days(7)),
+        // No published rate limits (obey 429); ages unverified: 7 days. Taboola's bulk
+        // endpoint takes 1,000 actions; Outbrain's postback and Criteo's S2S endpoint
+        // carry one conversion each (see the adapters' module docs).
+        Platform::Taboola => (Vec::new(), 1000, days(7)),
+        Platform::Outbrain | Platform::Criteo => (Vec::new(), 1, days(7)),
     }
 }
 
@@ -168,20 +170,17 @@ pub fn required_params(p: Platform) -> &'static [&'static str] {
         Platform::GoogleAds => &["customer_id", "conversion_action_id"],
         Platform::Linkedin => &["conversion_rule_id"],
         Platform::Pinterest | Platform::Reddit => &["ad_account_id"],
+        Platform::Taboola | Platform::Criteo => &["account_id"],
         Platform::X => &["pixel_id", "event_id"],
         Platform::MicrosoftAds => &["customer_id", "account_id", "conversion_name"],
-        Platform::Webhook
-        | Platform::Klaviyo
-        | Platform::Taboola
-        | Platform::Outbrain
-        | Platform::Criteo => &[],
+        Platform::Webhook | Platform::Klaviyo | Platform::Outbrain => &[],
     }
 }
 
 pub const OAUTH_REFRESH: [&str; 3] = ["client_id", "client_secret", "refresh_token"];
 
-/// Credential keys a platform knows. `None`: not yet known (placeholder platforms),
-/// any key is accepted and none is required.
+/// Credential keys a platform knows (an empty list: the platform takes none, so any
+/// credential key is an error). `None` would accept any key and require none.
 pub fn known_credentials(p: Platform) -> Option<&'static [&'static str]> {
     match p {
         Platform::Webhook => Some(&["signing_secret"]),
@@ -200,7 +199,9 @@ pub fn known_credentials(p: Platform) -> Option<&'static [&'static str]> {
             "client_secret",
             "refresh_token",
         ]),
-        Platform::Taboola | Platform::Outbrain | Platform::Criteo => None,
+        // Taboola's bulk S2S endpoint, Outbrain's postback and Criteo's S2S endpoint
+        // are unauthenticated: the account id (a `params` key) says whose it is.
+        Platform::Taboola | Platform::Outbrain | Platform::Criteo => Some(&[]),
     }
 }
 

@@ -1071,14 +1071,19 @@ fn credentials(
         if let Some(list) = known
             && !list.contains(&base)
         {
-            return Err(ctx.err(
-                &join(&table, k),
+            let msg = if list.is_empty() {
+                format!(
+                    "unknown credential key `{k}`: platform {} takes no credentials (its API is unauthenticated; the account id goes in `params`)",
+                    platform.name()
+                )
+            } else {
                 format!(
                     "unknown credential key `{k}` for platform {}; expected {} (each may end in `_env` or `_file`)",
                     platform.name(),
                     list.join(", ")
-                ),
-            ));
+                )
+            };
+            return Err(ctx.err(&join(&table, k), msg));
         }
         groups.entry(base.to_string()).or_default()[slot] = Some(v.clone());
     }
@@ -1167,6 +1172,8 @@ fn credentials(
                 ));
             }
         }
+        // Unauthenticated APIs: no credential to require (`known_credentials` is empty,
+        // so none is accepted either).
         Platform::Taboola | Platform::Outbrain | Platform::Criteo => {}
         _ => {
             out.get("access_token")

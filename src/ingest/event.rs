@@ -81,10 +81,12 @@ pub enum ClearField {
     RdtCid,
     Twclid,
     Msclkid,
+    Tblci,
+    ObClickId,
 }
 
 impl ClearField {
-    pub const ALL: [ClearField; 15] = [
+    pub const ALL: [ClearField; 17] = [
         ClearField::ClientIpAddress,
         ClearField::ClientUserAgent,
         ClearField::Fbc,
@@ -100,6 +102,8 @@ impl ClearField {
         ClearField::RdtCid,
         ClearField::Twclid,
         ClearField::Msclkid,
+        ClearField::Tblci,
+        ClearField::ObClickId,
     ];
 
     /// The `user_data` key.
@@ -120,6 +124,8 @@ impl ClearField {
             ClearField::RdtCid => "rdt_cid",
             ClearField::Twclid => "twclid",
             ClearField::Msclkid => "msclkid",
+            ClearField::Tblci => "tblci",
+            ClearField::ObClickId => "ob_click_id",
         }
     }
 }

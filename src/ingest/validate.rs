@@ -87,6 +87,8 @@ fn user_data_slot(key: &str) -> Option<usize> {
         "rdt_cid" => ClearField::RdtCid,
         "twclid" => ClearField::Twclid,
         "msclkid" => ClearField::Msclkid,
+        "tblci" => ClearField::Tblci,
+        "ob_click_id" => ClearField::ObClickId,
         _ => return None,
     };
     Some(IdField::ALL.len() + clear as usize)

@@ -10,9 +10,12 @@ use std::collections::BTreeMap;
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
 
+pub mod criteo;
 pub mod klaviyo;
 pub mod meta;
+pub mod outbrain;
 pub mod reddit;
+pub mod taboola;
 pub mod tiktok;
 pub mod webhook;
 
@@ -131,6 +134,9 @@ pub fn adapter(p: Platform) -> Option<&'static dyn Adapter> {
         Platform::Tiktok => Some(&tiktok::TIKTOK),
         Platform::Klaviyo => Some(&klaviyo::KLAVIYO),
         Platform::Reddit => Some(&reddit::REDDIT),
+        Platform::Taboola => Some(&taboola::TABOOLA),
+        Platform::Outbrain => Some(&outbrain::OUTBRAIN),
+        Platform::Criteo => Some(&criteo::CRITEO),
         _ => None,
     }
 }
@@ -689,4 +695,37 @@ pub fn size_hint(e: &NormalizedEvent) -> usize {
         + e.hashed.len() * 80
         + e.clear.iter().map(|(_, v)| v.len() + 24).sum::<usize>()
         + e.custom_data.len()
+}
+
+/// The event's `custom_data.value` (a number, or a string holding a finite one) and
+/// `custom_data.currency` (a non-blank string, trimmed), for adapters that send them as
+/// plain fields (Taboola, Outbrain, Criteo).
+pub fn value_and_currency(e: &NormalizedEvent) -> (Option<serde_json::Number>, Option<String>) {
+    let Some(serde_json::Value::Object(cd)) = custom_data_json(e) else {
+        return (None, None);
+    };
+    let value = match cd.get("value") {
+        Some(serde_json::Value::Number(n)) => Some(n.clone()),
+        Some(serde_json::Value::String(s)) => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64),
+        _ => None,
+    };
+    let currency = cd
+        .get("currency")
+        .and_then(serde_json::Value::as_str)
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
+    (value, currency)
+}
+
+/// A clear field's value when present and non-empty.
+pub fn clear_value(e: &NormalizedEvent, f: ClearField) -> Option<&str> {
+    e.clear
+        .iter()
+        .find(|(k, v)| *k == f && !v.is_empty())
+        .map(|(_, v)| v.as_str())
 }

@@ -8,7 +8,9 @@
 //!   JSON:API `errors[]`, webhook statuses), with `Retry-After` where scripted;
 //! - validates what it receives the way the platform does (Meta: an invalid event, or
 //!   one older than 7 days, fails the whole request; Reddit answers an all-or-nothing
-//!   400 naming the invalid events in `invalid_events`);
+//!   400 naming the invalid events in `invalid_events`; Taboola's bulk endpoint answers
+//!   204 without validating; Outbrain's pixel takes one GET per conversion; Criteo
+//!   answers 200 with `errors`);
 //! - enforces the platform's own rate limit (TikTok 600 requests/min sliding, per
 //!   token; Klaviyo 350/s and 3,500/min fixed windows, per key; Meta and webhook none),
 //!   overridable with [`SimOptions::rate_limits`];
@@ -21,10 +23,13 @@
 //!   the event ids of answered requests (for benchmarks).
 
 mod cli;
+mod criteo;
 mod klaviyo;
 mod meta;
+mod outbrain;
 mod reddit;
 mod script;
+mod taboola;
 mod tiktok;
 mod webhook;
 
@@ -339,7 +344,8 @@ pub struct SimServer {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts the simulator of `platform` (webhook, meta, tiktok, klaviyo or reddit) on `listen`
+/// Starts the simulator of `platform` (webhook, meta, tiktok, klaviyo, reddit, taboola,
+/// outbrain or criteo) on `listen`
 /// (port 0: any free port; see [`SimServer::addr`]) with the platform's own limits.
 pub async fn start(
     platform: Platform,
@@ -365,6 +371,9 @@ pub async fn start_with(
             | Platform::Tiktok
             | Platform::Klaviyo
             | Platform::Reddit
+            | Platform::Taboola
+            | Platform::Outbrain
+            | Platform::Criteo
     ) {
         anyhow::bail!("no simulator for platform {}", platform.name());
     }
@@ -514,6 +523,17 @@ fn for_each_event_id(p: Platform, body: &Value, f: impl FnMut(&str)) {
         Platform::Klaviyo => s(body.pointer("/data/attributes/unique_id"))
             .into_iter()
             .for_each(f),
+        Platform::Taboola => {
+            if let Some(a) = body.get("actions").and_then(Value::as_array) {
+                a.iter().filter_map(|e| s(e.get("orderid"))).for_each(f);
+            }
+        }
+        Platform::Outbrain => s(body.get("orderId")).into_iter().for_each(f),
+        Platform::Criteo => {
+            if let Some(a) = body.get("events").and_then(Value::as_array) {
+                a.iter().filter_map(|e| s(e.get("id"))).for_each(f);
+            }
+        }
         _ => s(body.get("event_id")).into_iter().for_each(f),
     }
 }
@@ -532,6 +552,16 @@ fn ids_body(p: Platform, ids: &[Box<str>]) -> Value {
             Some(i) => serde_json::json!({"data": {"attributes": {"unique_id": id(i)}}}),
             None => Value::Null,
         },
+        Platform::Taboola => serde_json::json!({
+            "actions": ids.iter().map(|i| serde_json::json!({ "orderid": id(i) })).collect::<Vec<_>>(),
+        }),
+        Platform::Outbrain => match ids.first() {
+            Some(i) => serde_json::json!({ "orderId": id(i) }),
+            None => Value::Null,
+        },
+        Platform::Criteo => serde_json::json!({
+            "events": ids.iter().map(|i| serde_json::json!({ "id": id(i) })).collect::<Vec<_>>(),
+        }),
         _ => match ids.first() {
             Some(i) => serde_json::json!({ "event_id": id(i) }),
             None => Value::Null,
@@ -550,7 +580,12 @@ async fn handle(
     let seq = s.seq.fetch_add(1, Ordering::SeqCst) + 1;
     let keep = s.keep_bodies.load(Ordering::Relaxed);
     // Parsed once; the record shares it with the platform module and subscribers.
-    let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    // Outbrain's postback is a GET: its query is its body.
+    let body: Value = if s.platform == Platform::Outbrain && raw.is_empty() {
+        outbrain::query_object(uri.query())
+    } else {
+        serde_json::from_slice(&raw).unwrap_or(Value::Null)
+    };
     let path = uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
@@ -615,6 +650,9 @@ async fn handle(
                 Platform::Tiktok => tiktok::fault(f, now_ms, seq),
                 Platform::Klaviyo => klaviyo::fault(f, now_ms, seq),
                 Platform::Reddit => reddit::fault(f, now_ms, seq),
+                Platform::Taboola => taboola::fault(f, now_ms, seq),
+                Platform::Outbrain => outbrain::fault(f, now_ms, seq),
+                Platform::Criteo => criteo::fault(f, now_ms, seq),
                 _ => webhook::fault(f, now_ms),
             }),
             None => None,
@@ -641,6 +679,9 @@ async fn handle(
                 Platform::Tiktok => tiktok::handle(&s, &req),
                 Platform::Klaviyo => klaviyo::handle(&s, &req),
                 Platform::Reddit => reddit::handle(&s, &req),
+                Platform::Taboola => taboola::handle(&s, &req),
+                Platform::Outbrain => outbrain::handle(&s, &req),
+                Platform::Criteo => criteo::handle(&s, &req),
                 _ => webhook::handle(&s, &req),
             }
         }
@@ -760,10 +801,15 @@ mod tests {
     #[test]
     fn ids_bodies_read_back() {
         let ids: Vec<Box<str>> = vec!["a".into(), "b\"".into()];
-        for p in [Platform::Meta, Platform::Tiktok] {
+        for p in [
+            Platform::Meta,
+            Platform::Tiktok,
+            Platform::Taboola,
+            Platform::Criteo,
+        ] {
             assert_eq!(event_ids(p, &ids_body(p, &ids)), ["a", "b\""]);
         }
-        for p in [Platform::Klaviyo, Platform::Webhook] {
+        for p in [Platform::Klaviyo, Platform::Webhook, Platform::Outbrain] {
             assert_eq!(event_ids(p, &ids_body(p, &ids[1..])), ["b\""]);
             assert_eq!(ids_body(p, &[]), Value::Null);
         }
