@@ -11,6 +11,7 @@ use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
 
 pub mod klaviyo;
+pub mod linkedin;
 pub mod meta;
 pub mod reddit;
 pub mod tiktok;
@@ -131,6 +132,7 @@ pub fn adapter(p: Platform) -> Option<&'static dyn Adapter> {
         Platform::Tiktok => Some(&tiktok::TIKTOK),
         Platform::Klaviyo => Some(&klaviyo::KLAVIYO),
         Platform::Reddit => Some(&reddit::REDDIT),
+        Platform::Linkedin => Some(&linkedin::LINKEDIN),
         _ => None,
     }
 }

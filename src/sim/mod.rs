@@ -22,6 +22,7 @@
 
 mod cli;
 mod klaviyo;
+mod linkedin;
 mod meta;
 mod reddit;
 mod script;
@@ -339,7 +340,7 @@ pub struct SimServer {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts the simulator of `platform` (webhook, meta, tiktok, klaviyo or reddit) on `listen`
+/// Starts the simulator of `platform` (webhook, meta, tiktok, klaviyo, reddit, linkedin) on `listen`
 /// (port 0: any free port; see [`SimServer::addr`]) with the platform's own limits.
 pub async fn start(
     platform: Platform,
@@ -365,6 +366,7 @@ pub async fn start_with(
             | Platform::Tiktok
             | Platform::Klaviyo
             | Platform::Reddit
+            | Platform::Linkedin
     ) {
         anyhow::bail!("no simulator for platform {}", platform.name());
     }
@@ -511,6 +513,11 @@ fn for_each_event_id(p: Platform, body: &Value, f: impl FnMut(&str)) {
                     .for_each(f);
             }
         }
+        Platform::Linkedin => {
+            if let Some(a) = body.get("elements").and_then(Value::as_array) {
+                a.iter().filter_map(|e| s(e.get("eventId"))).for_each(f);
+            }
+        }
         Platform::Klaviyo => s(body.pointer("/data/attributes/unique_id"))
             .into_iter()
             .for_each(f),
@@ -527,6 +534,9 @@ fn ids_body(p: Platform, ids: &[Box<str>]) -> Value {
         }),
         Platform::Reddit => serde_json::json!({
             "events": ids.iter().map(|i| serde_json::json!({ "event_metadata": { "conversion_id": id(i) } })).collect::<Vec<_>>(),
+        }),
+        Platform::Linkedin => serde_json::json!({
+            "elements": ids.iter().map(|i| serde_json::json!({ "eventId": id(i) })).collect::<Vec<_>>(),
         }),
         Platform::Klaviyo => match ids.first() {
             Some(i) => serde_json::json!({"data": {"attributes": {"unique_id": id(i)}}}),
@@ -615,6 +625,7 @@ async fn handle(
                 Platform::Tiktok => tiktok::fault(f, now_ms, seq),
                 Platform::Klaviyo => klaviyo::fault(f, now_ms, seq),
                 Platform::Reddit => reddit::fault(f, now_ms, seq),
+                Platform::Linkedin => linkedin::fault(f, now_ms, seq),
                 _ => webhook::fault(f, now_ms),
             }),
             None => None,
@@ -641,6 +652,7 @@ async fn handle(
                 Platform::Tiktok => tiktok::handle(&s, &req),
                 Platform::Klaviyo => klaviyo::handle(&s, &req),
                 Platform::Reddit => reddit::handle(&s, &req),
+                Platform::Linkedin => linkedin::handle(&s, &req),
                 _ => webhook::handle(&s, &req),
             }
         }
