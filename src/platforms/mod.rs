@@ -13,6 +13,7 @@ use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
 pub mod klaviyo;
 pub mod linkedin;
 pub mod meta;
+pub mod pinterest;
 pub mod reddit;
 pub mod tiktok;
 pub mod webhook;
@@ -133,6 +134,7 @@ pub fn adapter(p: Platform) -> Option<&'static dyn Adapter> {
         Platform::Klaviyo => Some(&klaviyo::KLAVIYO),
         Platform::Reddit => Some(&reddit::REDDIT),
         Platform::Linkedin => Some(&linkedin::LINKEDIN),
+        Platform::Pinterest => Some(&pinterest::PINTEREST),
         _ => None,
     }
 }

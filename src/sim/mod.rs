@@ -24,6 +24,7 @@ mod cli;
 mod klaviyo;
 mod linkedin;
 mod meta;
+mod pinterest;
 mod reddit;
 mod script;
 mod tiktok;
@@ -124,6 +125,7 @@ pub struct SimOptions {
 pub fn default_rate_limits(p: Platform) -> Vec<RateLimit> {
     match p {
         Platform::Tiktok => vec![RateLimit::sliding(600, 60_000)],
+        Platform::Pinterest => vec![RateLimit::sliding(5_000, 60_000)],
         Platform::Klaviyo => vec![
             RateLimit::fixed(350, 1_000),
             RateLimit::fixed(3_500, 60_000),
@@ -340,7 +342,7 @@ pub struct SimServer {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts the simulator of `platform` (webhook, meta, tiktok, klaviyo, reddit, linkedin) on `listen`
+/// Starts the simulator of `platform` (webhook, meta, tiktok, klaviyo, reddit, linkedin, pinterest) on `listen`
 /// (port 0: any free port; see [`SimServer::addr`]) with the platform's own limits.
 pub async fn start(
     platform: Platform,
@@ -367,6 +369,7 @@ pub async fn start_with(
             | Platform::Klaviyo
             | Platform::Reddit
             | Platform::Linkedin
+            | Platform::Pinterest
     ) {
         anyhow::bail!("no simulator for platform {}", platform.name());
     }
@@ -501,7 +504,7 @@ fn for_each_event_id(p: Platform, body: &Value, f: impl FnMut(&str)) {
         v.and_then(Value::as_str)
     }
     match p {
-        Platform::Meta | Platform::Tiktok => {
+        Platform::Meta | Platform::Tiktok | Platform::Pinterest => {
             if let Some(a) = body.get("data").and_then(Value::as_array) {
                 a.iter().filter_map(|e| s(e.get("event_id"))).for_each(f);
             }
@@ -529,7 +532,7 @@ fn for_each_event_id(p: Platform, body: &Value, f: impl FnMut(&str)) {
 fn ids_body(p: Platform, ids: &[Box<str>]) -> Value {
     let id = |i: &str| Value::String(i.to_string());
     match p {
-        Platform::Meta | Platform::Tiktok => serde_json::json!({
+        Platform::Meta | Platform::Tiktok | Platform::Pinterest => serde_json::json!({
             "data": ids.iter().map(|i| serde_json::json!({ "event_id": id(i) })).collect::<Vec<_>>(),
         }),
         Platform::Reddit => serde_json::json!({
@@ -626,6 +629,7 @@ async fn handle(
                 Platform::Klaviyo => klaviyo::fault(f, now_ms, seq),
                 Platform::Reddit => reddit::fault(f, now_ms, seq),
                 Platform::Linkedin => linkedin::fault(f, now_ms, seq),
+                Platform::Pinterest => pinterest::fault(f, now_ms, seq, batch_len(s.platform, &rec.body)),
                 _ => webhook::fault(f, now_ms),
             }),
             None => None,
@@ -653,6 +657,7 @@ async fn handle(
                 Platform::Klaviyo => klaviyo::handle(&s, &req),
                 Platform::Reddit => reddit::handle(&s, &req),
                 Platform::Linkedin => linkedin::handle(&s, &req),
+                Platform::Pinterest => pinterest::handle(&s, &req),
                 _ => webhook::handle(&s, &req),
             }
         }
@@ -702,6 +707,13 @@ async fn handle(
     }
     b.body(Body::from(reply.body))
         .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// How many events a request body carries (for faults shaped per event), at least 1.
+fn batch_len(p: Platform, body: &Value) -> usize {
+    let mut n = 0;
+    for_each_event_id(p, body, |_| n += 1);
+    n.max(1)
 }
 
 /// Sleeps `ms` on the simulator's clock; false if shutdown came first.
