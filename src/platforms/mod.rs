@@ -15,6 +15,7 @@ pub mod linkedin;
 pub mod meta;
 pub mod pinterest;
 pub mod reddit;
+pub mod snapchat;
 pub mod tiktok;
 pub mod webhook;
 
@@ -135,6 +136,7 @@ pub fn adapter(p: Platform) -> Option<&'static dyn Adapter> {
         Platform::Reddit => Some(&reddit::REDDIT),
         Platform::Linkedin => Some(&linkedin::LINKEDIN),
         Platform::Pinterest => Some(&pinterest::PINTEREST),
+        Platform::Snapchat => Some(&snapchat::SNAPCHAT),
         _ => None,
     }
 }

@@ -27,6 +27,7 @@ mod meta;
 mod pinterest;
 mod reddit;
 mod script;
+mod snapchat;
 mod tiktok;
 mod webhook;
 
@@ -342,8 +343,9 @@ pub struct SimServer {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts the simulator of `platform` (webhook, meta, tiktok, klaviyo, reddit, linkedin, pinterest) on `listen`
-/// (port 0: any free port; see [`SimServer::addr`]) with the platform's own limits.
+/// Starts the simulator of `platform` (webhook, meta, tiktok, klaviyo, reddit, linkedin,
+/// pinterest, snapchat, x) on `listen` (port 0: any free port; see [`SimServer::addr`])
+/// with the platform's own limits.
 pub async fn start(
     platform: Platform,
     listen: SocketAddr,
@@ -370,6 +372,7 @@ pub async fn start_with(
             | Platform::Reddit
             | Platform::Linkedin
             | Platform::Pinterest
+            | Platform::Snapchat
     ) {
         anyhow::bail!("no simulator for platform {}", platform.name());
     }
@@ -504,7 +507,7 @@ fn for_each_event_id(p: Platform, body: &Value, f: impl FnMut(&str)) {
         v.and_then(Value::as_str)
     }
     match p {
-        Platform::Meta | Platform::Tiktok | Platform::Pinterest => {
+        Platform::Meta | Platform::Tiktok | Platform::Pinterest | Platform::Snapchat => {
             if let Some(a) = body.get("data").and_then(Value::as_array) {
                 a.iter().filter_map(|e| s(e.get("event_id"))).for_each(f);
             }
@@ -532,7 +535,7 @@ fn for_each_event_id(p: Platform, body: &Value, f: impl FnMut(&str)) {
 fn ids_body(p: Platform, ids: &[Box<str>]) -> Value {
     let id = |i: &str| Value::String(i.to_string());
     match p {
-        Platform::Meta | Platform::Tiktok | Platform::Pinterest => serde_json::json!({
+        Platform::Meta | Platform::Tiktok | Platform::Pinterest | Platform::Snapchat => serde_json::json!({
             "data": ids.iter().map(|i| serde_json::json!({ "event_id": id(i) })).collect::<Vec<_>>(),
         }),
         Platform::Reddit => serde_json::json!({
@@ -630,6 +633,7 @@ async fn handle(
                 Platform::Reddit => reddit::fault(f, now_ms, seq),
                 Platform::Linkedin => linkedin::fault(f, now_ms, seq),
                 Platform::Pinterest => pinterest::fault(f, now_ms, seq, batch_len(s.platform, &rec.body)),
+                Platform::Snapchat => snapchat::fault(f, now_ms, seq),
                 _ => webhook::fault(f, now_ms),
             }),
             None => None,
@@ -658,6 +662,7 @@ async fn handle(
                 Platform::Reddit => reddit::handle(&s, &req),
                 Platform::Linkedin => linkedin::handle(&s, &req),
                 Platform::Pinterest => pinterest::handle(&s, &req),
+                Platform::Snapchat => snapchat::handle(&s, &req),
                 _ => webhook::handle(&s, &req),
             }
         }
