@@ -18,6 +18,7 @@ pub mod reddit;
 pub mod snapchat;
 pub mod tiktok;
 pub mod webhook;
+pub mod x;
 
 /// One event on its way out: the stored event (with `plaintext` filled in when the
 /// destination needs it and the PII key could open it), and whose it is.
@@ -137,6 +138,7 @@ pub fn adapter(p: Platform) -> Option<&'static dyn Adapter> {
         Platform::Linkedin => Some(&linkedin::LINKEDIN),
         Platform::Pinterest => Some(&pinterest::PINTEREST),
         Platform::Snapchat => Some(&snapchat::SNAPCHAT),
+        Platform::X => Some(&x::X_ADS),
         _ => None,
     }
 }

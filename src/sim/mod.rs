@@ -30,6 +30,7 @@ mod script;
 mod snapchat;
 mod tiktok;
 mod webhook;
+mod x;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -127,6 +128,7 @@ pub fn default_rate_limits(p: Platform) -> Vec<RateLimit> {
     match p {
         Platform::Tiktok => vec![RateLimit::sliding(600, 60_000)],
         Platform::Pinterest => vec![RateLimit::sliding(5_000, 60_000)],
+        Platform::X => vec![RateLimit::sliding(100_000, 900_000)],
         Platform::Klaviyo => vec![
             RateLimit::fixed(350, 1_000),
             RateLimit::fixed(3_500, 60_000),
@@ -373,6 +375,7 @@ pub async fn start_with(
             | Platform::Linkedin
             | Platform::Pinterest
             | Platform::Snapchat
+            | Platform::X
     ) {
         anyhow::bail!("no simulator for platform {}", platform.name());
     }
@@ -519,6 +522,11 @@ fn for_each_event_id(p: Platform, body: &Value, f: impl FnMut(&str)) {
                     .for_each(f);
             }
         }
+        Platform::X => {
+            if let Some(a) = body.get("conversions").and_then(Value::as_array) {
+                a.iter().filter_map(|e| s(e.get("conversion_id"))).for_each(f);
+            }
+        }
         Platform::Linkedin => {
             if let Some(a) = body.get("elements").and_then(Value::as_array) {
                 a.iter().filter_map(|e| s(e.get("eventId"))).for_each(f);
@@ -540,6 +548,9 @@ fn ids_body(p: Platform, ids: &[Box<str>]) -> Value {
         }),
         Platform::Reddit => serde_json::json!({
             "events": ids.iter().map(|i| serde_json::json!({ "event_metadata": { "conversion_id": id(i) } })).collect::<Vec<_>>(),
+        }),
+        Platform::X => serde_json::json!({
+            "conversions": ids.iter().map(|i| serde_json::json!({ "conversion_id": id(i) })).collect::<Vec<_>>(),
         }),
         Platform::Linkedin => serde_json::json!({
             "elements": ids.iter().map(|i| serde_json::json!({ "eventId": id(i) })).collect::<Vec<_>>(),
@@ -634,6 +645,7 @@ async fn handle(
                 Platform::Linkedin => linkedin::fault(f, now_ms, seq),
                 Platform::Pinterest => pinterest::fault(f, now_ms, seq, batch_len(s.platform, &rec.body)),
                 Platform::Snapchat => snapchat::fault(f, now_ms, seq),
+                Platform::X => x::fault(f, now_ms, seq),
                 _ => webhook::fault(f, now_ms),
             }),
             None => None,
@@ -663,6 +675,7 @@ async fn handle(
                 Platform::Linkedin => linkedin::handle(&s, &req),
                 Platform::Pinterest => pinterest::handle(&s, &req),
                 Platform::Snapchat => snapchat::handle(&s, &req),
+                Platform::X => x::handle(&s, &req),
                 _ => webhook::handle(&s, &req),
             }
         }
