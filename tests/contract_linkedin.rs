@@ -260,9 +260,7 @@ async fn linkedin_request_shape() {
     for e in [&a, &b, &c] {
         assert!(LINKEDIN.check(&d, &out(e)).is_ok());
     }
-    assert!(
-        platforms::adapter(Platform::Linkedin).unwrap().platform() == Platform::Linkedin
-    );
+    assert!(platforms::adapter(Platform::Linkedin).unwrap().platform() == Platform::Linkedin);
     server.shutdown().await;
 }
 
@@ -341,11 +339,7 @@ async fn linkedin_classification_table() {
         (code(403, 100), 403, whole(Class::Rejected)),
         (Fault::ServerError(404), 404, whole(Class::Rejected)),
         (code(422, 0), 422, Verdict::RowsRejected(vec![0])),
-        (
-            code(426, 0),
-            426,
-            whole(Class::Gone("api_version_retired")),
-        ),
+        (code(426, 0), 426, whole(Class::Gone("api_version_retired"))),
     ];
     for (fault, status, verdict) in cases {
         server.set_script(FaultScript::always(fault.clone()));
@@ -518,7 +512,9 @@ credentials = {{ access_token = "{TOKEN}" }}
         url = li.url(),
     );
     let d = TestDaemon::start_with(dir.path(), &text, clock.clone(), None).await;
-    let mut events: Vec<Value> = (0..5).map(|i| common::event(&format!("l{i}"), T0_MS)).collect();
+    let mut events: Vec<Value> = (0..5)
+        .map(|i| common::event(&format!("l{i}"), T0_MS))
+        .collect();
     // Not an ISO 4217 code: LinkedIn's 422 names these rows.
     events[1]["custom_data"]["currency"] = json!("euro");
     events[3]["custom_data"]["currency"] = json!("eur");

@@ -49,7 +49,6 @@ fn policy() -> PlatformPolicy {
     }
 }
 
-
 fn dest(server: &SimServer, token: &str, map: &[(&str, &str)]) -> Destination {
     Destination {
         id: "pin_dest".into(),
@@ -101,7 +100,6 @@ fn ev(
     }
 }
 
-
 fn email_ev(id: &str, name: &str) -> NormalizedEvent {
     let mut e = ev(id, &[(IdField::Email, "x@example.com")], &[], None);
     e.event_name = name.into();
@@ -136,7 +134,6 @@ async fn send(req: &HttpRequest) -> HttpResponse {
         body: r.bytes().await.unwrap().to_vec(),
     }
 }
-
 
 async fn start(clock: &Arc<ManualClock>, credential: Option<&str>) -> SimServer {
     let c: SharedClock = clock.clone();
@@ -270,14 +267,23 @@ async fn pinterest_request_shape() {
     .iter()
     .map(|n| {
         let e = email_ev("n", n);
-        let body: Value = serde_json::from_slice(&PINTEREST.build(&d, &[out(&e)], T0_MS).body)
-            .unwrap();
+        let body: Value =
+            serde_json::from_slice(&PINTEREST.build(&d, &[out(&e)], T0_MS).body).unwrap();
         body["data"][0]["event_name"].as_str().unwrap().to_string()
     })
     .collect();
     assert_eq!(
         names,
-        ["checkout", "add_to_cart", "page_visit", "lead", "signup", "custom", "search", "custom"]
+        [
+            "checkout",
+            "add_to_cart",
+            "page_visit",
+            "lead",
+            "signup",
+            "custom",
+            "search",
+            "custom"
+        ]
     );
 
     // check(): em, or IP with user agent; an event_map to a name Pinterest lacks.
@@ -387,7 +393,10 @@ async fn pinterest_classification_table() {
         PINTEREST.classify(
             &d,
             2,
-            &resp(200, json!({"num_events_received": 2, "num_events_processed": 1}))
+            &resp(
+                200,
+                json!({"num_events_received": 2, "num_events_processed": 1})
+            )
         ),
         whole(Class::Retryable)
     );
@@ -395,7 +404,10 @@ async fn pinterest_classification_table() {
         PINTEREST.classify(
             &d,
             2,
-            &resp(200, json!({"num_events_received": 2, "num_events_processed": 2}))
+            &resp(
+                200,
+                json!({"num_events_received": 2, "num_events_processed": 2})
+            )
         ),
         whole(Class::Delivered)
     );
@@ -404,13 +416,19 @@ async fn pinterest_classification_table() {
         headers: vec![],
         body: b"OK".to_vec(),
     };
-    assert_eq!(PINTEREST.classify(&d, 2, &not_json), whole(Class::Retryable));
+    assert_eq!(
+        PINTEREST.classify(&d, 2, &not_json),
+        whole(Class::Retryable)
+    );
     // A short events list or an unknown status: those rows are retried.
     assert_eq!(
         PINTEREST.classify(
             &d,
             3,
-            &resp(200, json!({"events": [{"status": "processed"}, {"status": "pending"}]}))
+            &resp(
+                200,
+                json!({"events": [{"status": "processed"}, {"status": "pending"}]})
+            )
         ),
         Verdict::PerRow(vec![Class::Delivered, Class::Retryable, Class::Retryable])
     );
@@ -499,7 +517,6 @@ async fn dlq_with(d: &TestDaemon, dest: &str, n: usize) -> Value {
     panic!("the DLQ of {dest} never held {n} entries");
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pinterest_failed_events_dead_letter_and_the_processed_are_not_resent() {
     let dir = tempfile::tempdir().unwrap();
@@ -531,7 +548,9 @@ credentials = {{ access_token = "{TOKEN}" }}
         url = pin.url(),
     );
     let d = TestDaemon::start_with(dir.path(), &text, clock.clone(), None).await;
-    let mut events: Vec<Value> = (0..5).map(|i| common::event(&format!("p{i}"), T0_MS)).collect();
+    let mut events: Vec<Value> = (0..5)
+        .map(|i| common::event(&format!("p{i}"), T0_MS))
+        .collect();
     // Not ISO-4217: Pinterest fails these events inside its 200.
     events[1]["custom_data"]["currency"] = json!("euro");
     events[3]["custom_data"]["currency"] = json!("E");
@@ -585,7 +604,9 @@ credentials = {{ access_token = "{TOKEN}" }}
             code: 1,
         },
     }));
-    let evs: Vec<Value> = (5..7).map(|i| common::event(&format!("p{i}"), T0_MS + 3_600_000)).collect();
+    let evs: Vec<Value> = (5..7)
+        .map(|i| common::event(&format!("p{i}"), T0_MS + 3_600_000))
+        .collect();
     assert_eq!(d.post(&json!({"events": evs})).await.1["accepted"], 2);
     clock.advance_ms(1000);
     dlq_with(&d, "pin_gh", 3).await;

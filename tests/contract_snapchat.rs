@@ -50,7 +50,6 @@ fn policy() -> PlatformPolicy {
     }
 }
 
-
 fn dest(server: &SimServer, token: &str, map: &[(&str, &str)]) -> Destination {
     Destination {
         id: "snap_dest".into(),
@@ -102,7 +101,6 @@ fn ev(
     }
 }
 
-
 fn email_ev(id: &str, name: &str) -> NormalizedEvent {
     let mut e = ev(
         id,
@@ -142,7 +140,6 @@ async fn send(req: &HttpRequest) -> HttpResponse {
         body: r.bytes().await.unwrap().to_vec(),
     }
 }
-
 
 async fn start(clock: &Arc<ManualClock>, credential: Option<&str>) -> SimServer {
     let c: SharedClock = clock.clone();
@@ -400,12 +397,7 @@ async fn snapchat_classification_table() {
             whole(Class::Retryable),
             whole(Class::Retryable),
         ),
-        (
-            Fault::Invalid,
-            400,
-            whole(Class::Rejected),
-            Verdict::Bisect,
-        ),
+        (Fault::Invalid, 400, whole(Class::Rejected), Verdict::Bisect),
         (
             code(403, 1),
             403,
@@ -468,7 +460,11 @@ async fn snapchat_one_invalid_event_fails_the_batch() {
     let d = dest(&server, TOKEN, &[]);
     let mut bad = email_ev("bad-1", "Purchase");
     bad.custom_data = b"{}".to_vec(); // PURCHASE without price or currency
-    let evs = [email_ev("ok-0", "Purchase"), bad, email_ev("ok-2", "PageView")];
+    let evs = [
+        email_ev("ok-0", "Purchase"),
+        bad,
+        email_ev("ok-2", "PageView"),
+    ];
     let outs: Vec<OutEvent<'_>> = evs.iter().map(out).collect();
     let r = send(&SNAPCHAT.build(&d, &outs, T0_MS)).await;
     assert_eq!(r.status, 400);
@@ -488,8 +484,10 @@ async fn snapchat_one_invalid_event_fails_the_batch() {
     assert_eq!(SNAPCHAT.classify(&d, 1, &r), whole(Class::Rejected));
     let raw = reqwest::Client::new()
         .post(format!("{}/v3/{PIXEL}/events?access_token=t", server.url()))
-        .json(&json!({"data": [{"event_name": "PAGE_VIEW", "event_time": T0_S, "event_id": "u",
-            "action_source": "website", "user_data": {"em": ["john@example.com"]}}]}))
+        .json(
+            &json!({"data": [{"event_name": "PAGE_VIEW", "event_time": T0_S, "event_id": "u",
+            "action_source": "website", "user_data": {"em": ["john@example.com"]}}]}),
+        )
         .send()
         .await
         .unwrap();
@@ -524,7 +522,6 @@ async fn dlq_with(d: &TestDaemon, dest: &str, n: usize) -> Value {
     panic!("the DLQ of {dest} never held {n} entries");
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapchat_invalid_event_is_bisected_out_and_the_rest_delivered() {
     let dir = tempfile::tempdir().unwrap();
@@ -556,7 +553,9 @@ credentials = {{ access_token = "{TOKEN}" }}
         url = snap.url(),
     );
     let d = TestDaemon::start_with(dir.path(), &text, clock.clone(), None).await;
-    let mut events: Vec<Value> = (0..4).map(|i| common::event(&format!("s{i}"), T0_MS)).collect();
+    let mut events: Vec<Value> = (0..4)
+        .map(|i| common::event(&format!("s{i}"), T0_MS))
+        .collect();
     // A Purchase without price or currency: Snap fails the whole request.
     events[1]["custom_data"] = json!({"note": "no price"});
     // Lead has no Snap name: unsendable, never sent.

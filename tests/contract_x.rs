@@ -51,7 +51,6 @@ fn policy() -> PlatformPolicy {
     }
 }
 
-
 fn dest(server: &SimServer, token: &str) -> Destination {
     Destination {
         id: "x_dest".into(),
@@ -104,7 +103,6 @@ fn ev(
     }
 }
 
-
 fn email_ev(id: &str) -> NormalizedEvent {
     ev(id, &[(IdField::Email, "x@example.com")], &[], None)
 }
@@ -137,7 +135,6 @@ async fn send(req: &HttpRequest) -> HttpResponse {
         body: r.bytes().await.unwrap().to_vec(),
     }
 }
-
 
 async fn start_limited(
     clock: &Arc<ManualClock>,
@@ -268,7 +265,10 @@ async fn x_request_shape() {
         None,
     );
     assert!(X_ADS.check(&d, &out(&ip_ua)).is_err());
-    assert_eq!(platforms::adapter(Platform::X).unwrap().platform(), Platform::X);
+    assert_eq!(
+        platforms::adapter(Platform::X).unwrap().platform(),
+        Platform::X
+    );
     server.shutdown().await;
 }
 
@@ -349,12 +349,7 @@ async fn x_classification_table() {
             whole(Class::Retryable),
             whole(Class::Retryable),
         ),
-        (
-            Fault::Invalid,
-            400,
-            whole(Class::Rejected),
-            Verdict::Bisect,
-        ),
+        (Fault::Invalid, 400, whole(Class::Rejected), Verdict::Bisect),
         (
             code(403, 1),
             403,
@@ -369,12 +364,7 @@ async fn x_classification_table() {
         ),
         // Inside a 200: fewer processed than sent is not success.
         (code(200, 0), 200, whole(Class::Rejected), Verdict::Bisect),
-        (
-            code(200, 1),
-            200,
-            whole(Class::Delivered),
-            Verdict::Bisect,
-        ),
+        (code(200, 1), 200, whole(Class::Delivered), Verdict::Bisect),
         (
             code(200, 2),
             200,
@@ -453,7 +443,9 @@ async fn x_rate_limit_and_unprocessed_conversions() {
     assert!(!server.received().last().unwrap().accepted);
     clock.advance_ms(60_000);
     let mut other = d.clone();
-    other.params.insert("event_id".into(), "tw-zzzzz-o8z6k".into());
+    other
+        .params
+        .insert("event_id".into(), "tw-zzzzz-o8z6k".into());
     let r = send(&X_ADS.build(&other, &[out(&evs[0])], T0_MS + 60_000)).await;
     let v: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["data"]["conversions_processed"], 0);
@@ -499,7 +491,6 @@ async fn dlq_with(d: &TestDaemon, dest: &str, n: usize) -> Value {
     panic!("the DLQ of {dest} never held {n} entries");
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x_unprocessed_conversions_are_bisected_out_and_the_rest_delivered() {
     let dir = tempfile::tempdir().unwrap();
@@ -532,7 +523,9 @@ credentials = {{ access_token = "{TOKEN}" }}
         url = xs.url(),
     );
     let d = TestDaemon::start_with(dir.path(), &text, clock.clone(), None).await;
-    let mut events: Vec<Value> = (0..4).map(|i| common::event(&format!("x{i}"), T0_MS)).collect();
+    let mut events: Vec<Value> = (0..4)
+        .map(|i| common::event(&format!("x{i}"), T0_MS))
+        .collect();
     // Not a currency: X answers 200 but does not process it.
     events[1]["custom_data"]["currency"] = json!("euro");
     // Not routed: one fixed conversion (events = ["Purchase"]).

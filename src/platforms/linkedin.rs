@@ -97,7 +97,10 @@ fn conversion_value(e: &NormalizedEvent) -> Option<(String, String)> {
 /// Appends one element (keys sorted).
 fn write_element(out: &mut Vec<u8>, rule: &str, e: &NormalizedEvent) {
     let mut o = JsonObject::begin(out);
-    o.str("conversion", &format!("urn:lla:llaPartnerConversion:{rule}"));
+    o.str(
+        "conversion",
+        &format!("urn:lla:llaPartnerConversion:{rule}"),
+    );
     o.i64("conversionHappenedAt", e.event_time.saturating_mul(1000));
     if let Some((currency, amount)) = conversion_value(e) {
         let mut v = JsonObject::begin(o.key("conversionValue"));
@@ -243,10 +246,7 @@ impl Adapter for Linkedin {
                     .ok()
                     .and_then(|v| v.get("message").and_then(Value::as_str).map(String::from))
                     .unwrap_or_else(|| String::from_utf8_lossy(&resp.body).into_owned());
-                let rows: Vec<usize> = indexes_named(&msg)
-                    .into_iter()
-                    .filter(|r| *r < n)
-                    .collect();
+                let rows: Vec<usize> = indexes_named(&msg).into_iter().filter(|r| *r < n).collect();
                 if rows.is_empty() {
                     Verdict::Whole(Class::Rejected)
                 } else {
@@ -291,7 +291,9 @@ mod tests {
     #[test]
     fn index_lines_name_rows() {
         assert_eq!(
-            indexes_named("Index: 3, ERROR :: /a :: x\nIndex: 0, ERROR :: /b :: y\nIndex: 3, ERROR :: /c :: z\n"),
+            indexes_named(
+                "Index: 3, ERROR :: /a :: x\nIndex: 0, ERROR :: /b :: y\nIndex: 3, ERROR :: /c :: z\n"
+            ),
             vec![0, 3]
         );
         assert!(indexes_named("ERROR :: /a :: x").is_empty());

@@ -91,8 +91,14 @@ pub const EVENT_NAMES: [&str; 9] = [
 /// Every `user_data` member, sorted by key.
 const USER_FIELDS: [(&str, UserSrc); 14] = [
     ("click_id", UserSrc::Clear(ClearField::Epik)),
-    ("client_ip_address", UserSrc::Clear(ClearField::ClientIpAddress)),
-    ("client_user_agent", UserSrc::Clear(ClearField::ClientUserAgent)),
+    (
+        "client_ip_address",
+        UserSrc::Clear(ClearField::ClientIpAddress),
+    ),
+    (
+        "client_user_agent",
+        UserSrc::Clear(ClearField::ClientUserAgent),
+    ),
     ("country", UserSrc::HashedArray(Variant::Country)),
     ("ct", UserSrc::HashedArray(Variant::City)),
     ("db", UserSrc::HashedArray(Variant::DateOfBirth)),

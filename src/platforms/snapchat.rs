@@ -110,8 +110,14 @@ pub const EVENT_NAMES: [&str; 30] = [
 
 /// Every `user_data` member, sorted by key.
 const USER_FIELDS: [(&str, UserSrc); 6] = [
-    ("client_ip_address", UserSrc::Clear(ClearField::ClientIpAddress)),
-    ("client_user_agent", UserSrc::Clear(ClearField::ClientUserAgent)),
+    (
+        "client_ip_address",
+        UserSrc::Clear(ClearField::ClientIpAddress),
+    ),
+    (
+        "client_user_agent",
+        UserSrc::Clear(ClearField::ClientUserAgent),
+    ),
     ("em", UserSrc::HashedArray(Variant::Email)),
     ("external_id", UserSrc::HashedArray(Variant::ExternalId)),
     ("ph", UserSrc::HashedArray(Variant::PhoneDigits)),

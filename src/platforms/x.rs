@@ -225,7 +225,10 @@ impl Adapter for X {
             200..=299 => {
                 let processed = serde_json::from_slice::<Value>(&resp.body)
                     .ok()
-                    .and_then(|v| v.pointer("/data/conversions_processed").and_then(Value::as_u64));
+                    .and_then(|v| {
+                        v.pointer("/data/conversions_processed")
+                            .and_then(Value::as_u64)
+                    });
                 match processed {
                     Some(p) if p >= n as u64 => Verdict::Whole(Class::Delivered),
                     Some(_) => not_processed(n),

@@ -109,7 +109,10 @@ fn invalid(e: &Value, now_ms: i64) -> Option<(&'static str, &'static str)> {
         return Some(("/conversion", "is not a valid conversion URN"));
     }
     let Some(at) = e.get("conversionHappenedAt").and_then(Value::as_i64) else {
-        return Some(("/conversionHappenedAt", "field is required (epoch milliseconds)"));
+        return Some((
+            "/conversionHappenedAt",
+            "field is required (epoch milliseconds)",
+        ));
     };
     if at < now_ms - MAX_AGE_MS {
         return Some((
@@ -163,22 +166,13 @@ pub(super) fn handle(s: &Shared, r: &Req) -> Reply {
         .unwrap_or("")
         .trim();
     if token.is_empty() {
-        return error(
-            401,
-            65600,
-            "INVALID_ACCESS_TOKEN",
-            "Invalid access token",
-        );
+        return error(401, 65600, "INVALID_ACCESS_TOKEN", "Invalid access token");
     }
     if s.credential.as_deref().is_some_and(|c| c != token) {
         return revoked();
     }
     let version = r.header("linkedin-version").unwrap_or("").trim();
-    let Some(v) = version
-        .parse::<u32>()
-        .ok()
-        .filter(|_| version.len() == 6)
-    else {
+    let Some(v) = version.parse::<u32>().ok().filter(|_| version.len() == 6) else {
         return error(
             400,
             0,

@@ -5,12 +5,15 @@
 //! Each simulator:
 //! - answers success in the platform's shape and every error shape of platforms.md
 //!   "Classification" (Meta Graph errors, TikTok errors inside HTTP 200, Klaviyo
-//!   JSON:API `errors[]`, webhook statuses), with `Retry-After` where scripted;
+//!   JSON:API `errors[]`, webhook statuses, LinkedIn's 422 `Index: n`, Pinterest's
+//!   failed events and X's short `conversions_processed` inside a 200, Snapchat's
+//!   `INVALID`), with `Retry-After` where scripted;
 //! - validates what it receives the way the platform does (Meta: an invalid event, or
 //!   one older than 7 days, fails the whole request; Reddit answers an all-or-nothing
 //!   400 naming the invalid events in `invalid_events`);
 //! - enforces the platform's own rate limit (TikTok 600 requests/min sliding, per
-//!   token; Klaviyo 350/s and 3,500/min fixed windows, per key; Meta and webhook none),
+//!   token; Klaviyo 350/s and 3,500/min fixed windows, per key; Pinterest 5,000/min per
+//!   ad account and X 100,000/15 min per pixel, sliding; the others none),
 //!   overridable with [`SimOptions::rate_limits`];
 //! - injects faults from a deterministic [`FaultScript`] (never random);
 //! - reads time only from the injected [`SharedClock`] (latency, timeouts, rate-limit
@@ -524,7 +527,9 @@ fn for_each_event_id(p: Platform, body: &Value, f: impl FnMut(&str)) {
         }
         Platform::X => {
             if let Some(a) = body.get("conversions").and_then(Value::as_array) {
-                a.iter().filter_map(|e| s(e.get("conversion_id"))).for_each(f);
+                a.iter()
+                    .filter_map(|e| s(e.get("conversion_id")))
+                    .for_each(f);
             }
         }
         Platform::Linkedin => {
@@ -543,9 +548,11 @@ fn for_each_event_id(p: Platform, body: &Value, f: impl FnMut(&str)) {
 fn ids_body(p: Platform, ids: &[Box<str>]) -> Value {
     let id = |i: &str| Value::String(i.to_string());
     match p {
-        Platform::Meta | Platform::Tiktok | Platform::Pinterest | Platform::Snapchat => serde_json::json!({
-            "data": ids.iter().map(|i| serde_json::json!({ "event_id": id(i) })).collect::<Vec<_>>(),
-        }),
+        Platform::Meta | Platform::Tiktok | Platform::Pinterest | Platform::Snapchat => {
+            serde_json::json!({
+                "data": ids.iter().map(|i| serde_json::json!({ "event_id": id(i) })).collect::<Vec<_>>(),
+            })
+        }
         Platform::Reddit => serde_json::json!({
             "events": ids.iter().map(|i| serde_json::json!({ "event_metadata": { "conversion_id": id(i) } })).collect::<Vec<_>>(),
         }),
@@ -643,7 +650,9 @@ async fn handle(
                 Platform::Klaviyo => klaviyo::fault(f, now_ms, seq),
                 Platform::Reddit => reddit::fault(f, now_ms, seq),
                 Platform::Linkedin => linkedin::fault(f, now_ms, seq),
-                Platform::Pinterest => pinterest::fault(f, now_ms, seq, batch_len(s.platform, &rec.body)),
+                Platform::Pinterest => {
+                    pinterest::fault(f, now_ms, seq, batch_len(s.platform, &rec.body))
+                }
                 Platform::Snapchat => snapchat::fault(f, now_ms, seq),
                 Platform::X => x::fault(f, now_ms, seq),
                 _ => webhook::fault(f, now_ms),
@@ -802,7 +811,15 @@ mod tests {
     #[test]
     fn ids_bodies_read_back() {
         let ids: Vec<Box<str>> = vec!["a".into(), "b\"".into()];
-        for p in [Platform::Meta, Platform::Tiktok] {
+        for p in [
+            Platform::Meta,
+            Platform::Tiktok,
+            Platform::Reddit,
+            Platform::Linkedin,
+            Platform::Pinterest,
+            Platform::Snapchat,
+            Platform::X,
+        ] {
             assert_eq!(event_ids(p, &ids_body(p, &ids)), ["a", "b\""]);
         }
         for p in [Platform::Klaviyo, Platform::Webhook] {

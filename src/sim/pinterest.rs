@@ -130,7 +130,9 @@ pub(super) fn fault(f: &Fault, now_ms: i64, _seq: u64, n: usize) -> Reply {
                 &json!({"num_events_received": n, "num_events_processed": n.saturating_sub(failed), "events": events}),
             )
         }
-        Fault::Code { status: 422, .. } => answer(&vec![Some("Simulated failure.".into()); n.max(1)]),
+        Fault::Code { status: 422, .. } => {
+            answer(&vec![Some("Simulated failure.".into()); n.max(1)])
+        }
         Fault::Code { status, code } => error(*status, *code, "Simulated error"),
         _ => Reply::plain(500, "unexpected fault"),
     }
@@ -184,8 +186,7 @@ fn invalid(e: &Value, now_ms: i64) -> Option<String> {
         || (non_empty(field("client_ip_address")) && non_empty(field("client_user_agent")));
     if !identified {
         return Some(
-            "user_data needs em, hashed_maids, or client_ip_address with client_user_agent."
-                .into(),
+            "user_data needs em, hashed_maids, or client_ip_address with client_user_agent.".into(),
         );
     }
     if let Some(c) = e.pointer("/custom_data/currency") {

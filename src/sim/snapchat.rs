@@ -80,7 +80,11 @@ pub(super) fn fault(f: &Fault, now_ms: i64, _seq: u64) -> Reply {
         }
         Fault::Auth => unauthorized(),
         Fault::Transient => status(503, "ERROR", "Service unavailable"),
-        Fault::Invalid => status(400, "INVALID", "events[0]: missing required field event_name"),
+        Fault::Invalid => status(
+            400,
+            "INVALID",
+            "events[0]: missing required field event_name",
+        ),
         Fault::Code { status: s, code } => Reply::json(
             *s,
             &json!({

@@ -154,8 +154,11 @@ pub(super) fn handle(s: &Shared, r: &Req) -> Reply {
     let pixel = match r.path.strip_prefix(PATH_PREFIX) {
         Some(p) if r.method == "POST" && !p.is_empty() && !p.contains('/') => p,
         _ => {
-            return Reply::plain(404, "<html><body>Sorry, that page does not exist</body></html>")
-                .header("content-type", "text/html".into());
+            return Reply::plain(
+                404,
+                "<html><body>Sorry, that page does not exist</body></html>",
+            )
+            .header("content-type", "text/html".into());
         }
     };
     let token = r
