@@ -382,7 +382,9 @@ mod tests {
         w.add(0, 10, 1);
         w.add(60_000, 5, 0);
         assert_eq!(w.sums(60_000), (15, 1));
-        assert_eq!(w.sums(WINDOW_MS + 5_000), (5, 0));
+        // 10 s buckets: the first leaves once the window has passed all of it.
+        assert_eq!(w.sums(WINDOW_MS + 5_000), (15, 1));
+        assert_eq!(w.sums(WINDOW_MS + 10_000), (5, 0));
         assert_eq!(w.sums(WINDOW_MS + 70_000), (0, 0));
     }
 

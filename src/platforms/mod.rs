@@ -12,12 +12,16 @@ use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
 
 pub mod criteo;
 pub mod klaviyo;
+pub mod linkedin;
 pub mod meta;
 pub mod outbrain;
+pub mod pinterest;
 pub mod reddit;
+pub mod snapchat;
 pub mod taboola;
 pub mod tiktok;
 pub mod webhook;
+pub mod x;
 
 /// One event on its way out: the stored event (with `plaintext` filled in when the
 /// destination needs it and the PII key could open it), and whose it is.
@@ -137,6 +141,10 @@ pub fn adapter(p: Platform) -> Option<&'static dyn Adapter> {
         Platform::Taboola => Some(&taboola::TABOOLA),
         Platform::Outbrain => Some(&outbrain::OUTBRAIN),
         Platform::Criteo => Some(&criteo::CRITEO),
+        Platform::Linkedin => Some(&linkedin::LINKEDIN),
+        Platform::Pinterest => Some(&pinterest::PINTEREST),
+        Platform::Snapchat => Some(&snapchat::SNAPCHAT),
+        Platform::X => Some(&x::X_ADS),
         _ => None,
     }
 }

@@ -11,8 +11,9 @@ use crate::config::Platform;
 /// Arguments of `sluice simulate` (flatten into the CLI with `#[command(flatten)]`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
-    /// Platform to simulate: webhook, meta, tiktok, klaviyo, reddit, taboola, outbrain
-    /// or criteo.
+    /// Platform to simulate: webhook or any platform name of the config (meta, tiktok,
+    /// klaviyo, google_ads, linkedin, pinterest, snapchat, reddit, x, microsoft_ads,
+    /// taboola, outbrain, criteo).
     #[arg(long)]
     pub platform: String,
     /// Address to listen on.

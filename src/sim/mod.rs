@@ -5,14 +5,17 @@
 //! Each simulator:
 //! - answers success in the platform's shape and every error shape of platforms.md
 //!   "Classification" (Meta Graph errors, TikTok errors inside HTTP 200, Klaviyo
-//!   JSON:API `errors[]`, webhook statuses), with `Retry-After` where scripted;
+//!   JSON:API `errors[]`, webhook statuses, LinkedIn's 422 `Index: n`, Pinterest's
+//!   failed events and X's short `conversions_processed` inside a 200, Snapchat's
+//!   `INVALID`), with `Retry-After` where scripted;
 //! - validates what it receives the way the platform does (Meta: an invalid event, or
 //!   one older than 7 days, fails the whole request; Reddit answers an all-or-nothing
 //!   400 naming the invalid events in `invalid_events`; Taboola's bulk endpoint answers
 //!   204 without validating; Outbrain's pixel takes one GET per conversion; Criteo
 //!   answers 200 with `errors`);
 //! - enforces the platform's own rate limit (TikTok 600 requests/min sliding, per
-//!   token; Klaviyo 350/s and 3,500/min fixed windows, per key; Meta and webhook none),
+//!   token; Klaviyo 350/s and 3,500/min fixed windows, per key; Pinterest 5,000/min per
+//!   ad account and X 100,000/15 min per pixel, sliding; the others none),
 //!   overridable with [`SimOptions::rate_limits`];
 //! - injects faults from a deterministic [`FaultScript`] (never random);
 //! - reads time only from the injected [`SharedClock`] (latency, timeouts, rate-limit
@@ -25,13 +28,17 @@
 mod cli;
 mod criteo;
 mod klaviyo;
+mod linkedin;
 mod meta;
 mod outbrain;
+mod pinterest;
 mod reddit;
 mod script;
+mod snapchat;
 mod taboola;
 mod tiktok;
 mod webhook;
+mod x;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -128,6 +135,8 @@ pub struct SimOptions {
 pub fn default_rate_limits(p: Platform) -> Vec<RateLimit> {
     match p {
         Platform::Tiktok => vec![RateLimit::sliding(600, 60_000)],
+        Platform::Pinterest => vec![RateLimit::sliding(5_000, 60_000)],
+        Platform::X => vec![RateLimit::sliding(100_000, 900_000)],
         Platform::Klaviyo => vec![
             RateLimit::fixed(350, 1_000),
             RateLimit::fixed(3_500, 60_000),
@@ -344,9 +353,8 @@ pub struct SimServer {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts the simulator of `platform` (webhook, meta, tiktok, klaviyo, reddit, taboola,
-/// outbrain or criteo) on `listen`
-/// (port 0: any free port; see [`SimServer::addr`]) with the platform's own limits.
+/// Starts the simulator of `platform` on `listen` (port 0: any free port; see
+/// [`SimServer::addr`]) with the platform's own limits.
 pub async fn start(
     platform: Platform,
     listen: SocketAddr,
@@ -374,6 +382,10 @@ pub async fn start_with(
             | Platform::Taboola
             | Platform::Outbrain
             | Platform::Criteo
+            | Platform::Linkedin
+            | Platform::Pinterest
+            | Platform::Snapchat
+            | Platform::X
     ) {
         anyhow::bail!("no simulator for platform {}", platform.name());
     }
@@ -508,7 +520,7 @@ fn for_each_event_id(p: Platform, body: &Value, f: impl FnMut(&str)) {
         v.and_then(Value::as_str)
     }
     match p {
-        Platform::Meta | Platform::Tiktok => {
+        Platform::Meta | Platform::Tiktok | Platform::Pinterest | Platform::Snapchat => {
             if let Some(a) = body.get("data").and_then(Value::as_array) {
                 a.iter().filter_map(|e| s(e.get("event_id"))).for_each(f);
             }
@@ -518,6 +530,18 @@ fn for_each_event_id(p: Platform, body: &Value, f: impl FnMut(&str)) {
                 a.iter()
                     .filter_map(|e| s(e.pointer("/event_metadata/conversion_id")))
                     .for_each(f);
+            }
+        }
+        Platform::X => {
+            if let Some(a) = body.get("conversions").and_then(Value::as_array) {
+                a.iter()
+                    .filter_map(|e| s(e.get("conversion_id")))
+                    .for_each(f);
+            }
+        }
+        Platform::Linkedin => {
+            if let Some(a) = body.get("elements").and_then(Value::as_array) {
+                a.iter().filter_map(|e| s(e.get("eventId"))).for_each(f);
             }
         }
         Platform::Klaviyo => s(body.pointer("/data/attributes/unique_id"))
@@ -542,11 +566,19 @@ fn for_each_event_id(p: Platform, body: &Value, f: impl FnMut(&str)) {
 fn ids_body(p: Platform, ids: &[Box<str>]) -> Value {
     let id = |i: &str| Value::String(i.to_string());
     match p {
-        Platform::Meta | Platform::Tiktok => serde_json::json!({
-            "data": ids.iter().map(|i| serde_json::json!({ "event_id": id(i) })).collect::<Vec<_>>(),
-        }),
+        Platform::Meta | Platform::Tiktok | Platform::Pinterest | Platform::Snapchat => {
+            serde_json::json!({
+                "data": ids.iter().map(|i| serde_json::json!({ "event_id": id(i) })).collect::<Vec<_>>(),
+            })
+        }
         Platform::Reddit => serde_json::json!({
             "events": ids.iter().map(|i| serde_json::json!({ "event_metadata": { "conversion_id": id(i) } })).collect::<Vec<_>>(),
+        }),
+        Platform::X => serde_json::json!({
+            "conversions": ids.iter().map(|i| serde_json::json!({ "conversion_id": id(i) })).collect::<Vec<_>>(),
+        }),
+        Platform::Linkedin => serde_json::json!({
+            "elements": ids.iter().map(|i| serde_json::json!({ "eventId": id(i) })).collect::<Vec<_>>(),
         }),
         Platform::Klaviyo => match ids.first() {
             Some(i) => serde_json::json!({"data": {"attributes": {"unique_id": id(i)}}}),
@@ -653,6 +685,12 @@ async fn handle(
                 Platform::Taboola => taboola::fault(f, now_ms, seq),
                 Platform::Outbrain => outbrain::fault(f, now_ms, seq),
                 Platform::Criteo => criteo::fault(f, now_ms, seq),
+                Platform::Linkedin => linkedin::fault(f, now_ms, seq),
+                Platform::Pinterest => {
+                    pinterest::fault(f, now_ms, seq, batch_len(s.platform, &rec.body))
+                }
+                Platform::Snapchat => snapchat::fault(f, now_ms, seq),
+                Platform::X => x::fault(f, now_ms, seq),
                 _ => webhook::fault(f, now_ms),
             }),
             None => None,
@@ -682,6 +720,10 @@ async fn handle(
                 Platform::Taboola => taboola::handle(&s, &req),
                 Platform::Outbrain => outbrain::handle(&s, &req),
                 Platform::Criteo => criteo::handle(&s, &req),
+                Platform::Linkedin => linkedin::handle(&s, &req),
+                Platform::Pinterest => pinterest::handle(&s, &req),
+                Platform::Snapchat => snapchat::handle(&s, &req),
+                Platform::X => x::handle(&s, &req),
                 _ => webhook::handle(&s, &req),
             }
         }
@@ -731,6 +773,13 @@ async fn handle(
     }
     b.body(Body::from(reply.body))
         .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// How many events a request body carries (for faults shaped per event), at least 1.
+fn batch_len(p: Platform, body: &Value) -> usize {
+    let mut n = 0;
+    for_each_event_id(p, body, |_| n += 1);
+    n.max(1)
 }
 
 /// Sleeps `ms` on the simulator's clock; false if shutdown came first.
@@ -806,6 +855,11 @@ mod tests {
             Platform::Tiktok,
             Platform::Taboola,
             Platform::Criteo,
+            Platform::Reddit,
+            Platform::Linkedin,
+            Platform::Pinterest,
+            Platform::Snapchat,
+            Platform::X,
         ] {
             assert_eq!(event_ids(p, &ids_body(p, &ids)), ["a", "b\""]);
         }
