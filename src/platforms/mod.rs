@@ -12,6 +12,7 @@ use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
 
 pub mod klaviyo;
 pub mod meta;
+pub mod oauth;
 pub mod reddit;
 pub mod tiktok;
 pub mod webhook;
