@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
 
+pub mod google_ads;
 pub mod klaviyo;
 pub mod meta;
+pub mod microsoft_ads;
 pub mod oauth;
 pub mod reddit;
 pub mod tiktok;
@@ -132,6 +134,8 @@ pub fn adapter(p: Platform) -> Option<&'static dyn Adapter> {
         Platform::Tiktok => Some(&tiktok::TIKTOK),
         Platform::Klaviyo => Some(&klaviyo::KLAVIYO),
         Platform::Reddit => Some(&reddit::REDDIT),
+        Platform::GoogleAds => Some(&google_ads::GOOGLE_ADS),
+        Platform::MicrosoftAds => Some(&microsoft_ads::MICROSOFT_ADS),
         _ => None,
     }
 }

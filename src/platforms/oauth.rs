@@ -374,19 +374,21 @@ mod tests {
         .unwrap();
         assert_eq!(ms.expires_in_s, 3600);
         assert_eq!(ms.refresh_token.as_deref(), Some("M.R3"));
-        assert_eq!(
-            parse(&resp(200, "{}")).unwrap_err().0,
-            Class::Retryable
-        );
+        assert_eq!(parse(&resp(200, "{}")).unwrap_err().0, Class::Retryable);
         let (c, m) = parse(&resp(
             400,
             r#"{"error":"invalid_grant","error_description":"Token has been expired or revoked."}"#,
         ))
         .unwrap_err();
         assert_eq!(c, Class::Auth);
-        assert_eq!(m, "HTTP 400 invalid_grant: Token has been expired or revoked.");
         assert_eq!(
-            parse(&resp(401, r#"{"error":"invalid_client"}"#)).unwrap_err().0,
+            m,
+            "HTTP 400 invalid_grant: Token has been expired or revoked."
+        );
+        assert_eq!(
+            parse(&resp(401, r#"{"error":"invalid_client"}"#))
+                .unwrap_err()
+                .0,
             Class::Auth
         );
         assert_eq!(parse(&resp(503, "busy")).unwrap_err().0, Class::Retryable);

@@ -11,7 +11,8 @@ use crate::config::Platform;
 /// Arguments of `sluice simulate` (flatten into the CLI with `#[command(flatten)]`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
-    /// Platform to simulate: webhook, meta, tiktok, klaviyo or reddit.
+    /// Platform to simulate: webhook, meta, tiktok, klaviyo, reddit, google_ads or
+    /// microsoft_ads.
     #[arg(long)]
     pub platform: String,
     /// Address to listen on.

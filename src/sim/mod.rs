@@ -5,7 +5,10 @@
 //! Each simulator:
 //! - answers success in the platform's shape and every error shape of platforms.md
 //!   "Classification" (Meta Graph errors, TikTok errors inside HTTP 200, Klaviyo
-//!   JSON:API `errors[]`, webhook statuses), with `Retry-After` where scripted;
+//!   JSON:API `errors[]`, webhook statuses, Google Ads `partialFailureError` and
+//!   Microsoft Ads `PartialErrors` inside HTTP 200), with `Retry-After` where scripted;
+//! - for Google Ads and Microsoft Ads, also serves the OAuth token endpoint and accepts
+//!   only unexpired access tokens (`oauth`);
 //! - validates what it receives the way the platform does (Meta: an invalid event, or
 //!   one older than 7 days, fails the whole request; Reddit answers an all-or-nothing
 //!   400 naming the invalid events in `invalid_events`);
@@ -21,8 +24,11 @@
 //!   the event ids of answered requests (for benchmarks).
 
 mod cli;
+mod google_ads;
 mod klaviyo;
 mod meta;
+mod microsoft_ads;
+mod oauth;
 mod reddit;
 mod script;
 mod tiktok;
@@ -339,7 +345,8 @@ pub struct SimServer {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts the simulator of `platform` (webhook, meta, tiktok, klaviyo or reddit) on `listen`
+/// Starts the simulator of `platform` (webhook, meta, tiktok, klaviyo, reddit, google_ads
+/// or microsoft_ads) on `listen`
 /// (port 0: any free port; see [`SimServer::addr`]) with the platform's own limits.
 pub async fn start(
     platform: Platform,
@@ -365,6 +372,8 @@ pub async fn start_with(
             | Platform::Tiktok
             | Platform::Klaviyo
             | Platform::Reddit
+            | Platform::GoogleAds
+            | Platform::MicrosoftAds
     ) {
         anyhow::bail!("no simulator for platform {}", platform.name());
     }
@@ -511,6 +520,19 @@ fn for_each_event_id(p: Platform, body: &Value, f: impl FnMut(&str)) {
                     .for_each(f);
             }
         }
+        Platform::GoogleAds => {
+            if let Some(a) = body.get("conversions").and_then(Value::as_array) {
+                a.iter().filter_map(|e| s(e.get("orderId"))).for_each(f);
+            }
+        }
+        // Microsoft carries no event id: its dedup key is the click id.
+        Platform::MicrosoftAds => {
+            if let Some(a) = body.get("OfflineConversions").and_then(Value::as_array) {
+                a.iter()
+                    .filter_map(|e| s(e.get("MicrosoftClickId")))
+                    .for_each(f);
+            }
+        }
         Platform::Klaviyo => s(body.pointer("/data/attributes/unique_id"))
             .into_iter()
             .for_each(f),
@@ -527,6 +549,12 @@ fn ids_body(p: Platform, ids: &[Box<str>]) -> Value {
         }),
         Platform::Reddit => serde_json::json!({
             "events": ids.iter().map(|i| serde_json::json!({ "event_metadata": { "conversion_id": id(i) } })).collect::<Vec<_>>(),
+        }),
+        Platform::GoogleAds => serde_json::json!({
+            "conversions": ids.iter().map(|i| serde_json::json!({ "orderId": id(i) })).collect::<Vec<_>>(),
+        }),
+        Platform::MicrosoftAds => serde_json::json!({
+            "OfflineConversions": ids.iter().map(|i| serde_json::json!({ "MicrosoftClickId": id(i) })).collect::<Vec<_>>(),
         }),
         Platform::Klaviyo => match ids.first() {
             Some(i) => serde_json::json!({"data": {"attributes": {"unique_id": id(i)}}}),
@@ -582,10 +610,20 @@ async fn handle(
         });
         rec_list.len() - 1
     };
+    // OAuth token requests are not the API: the script neither faults nor counts them.
+    let token_req = match s.platform {
+        Platform::GoogleAds => google_ads::is_token_path(uri.path()),
+        Platform::MicrosoftAds => microsoft_ads::is_token_path(uri.path()),
+        _ => false,
+    };
     let (fault, latency) = {
         let mut g = s.script.lock().unwrap();
-        g.1 += 1;
-        (g.0.fault_for(g.1).cloned(), g.0.latency_ms)
+        if token_req {
+            (None, 0)
+        } else {
+            g.1 += 1;
+            (g.0.fault_for(g.1).cloned(), g.0.latency_ms)
+        }
     };
 
     let mut reply = None;
@@ -615,6 +653,8 @@ async fn handle(
                 Platform::Tiktok => tiktok::fault(f, now_ms, seq),
                 Platform::Klaviyo => klaviyo::fault(f, now_ms, seq),
                 Platform::Reddit => reddit::fault(f, now_ms, seq),
+                Platform::GoogleAds => google_ads::fault(f, now_ms, seq),
+                Platform::MicrosoftAds => microsoft_ads::fault(f, now_ms, seq),
                 _ => webhook::fault(f, now_ms),
             }),
             None => None,
@@ -641,6 +681,8 @@ async fn handle(
                 Platform::Tiktok => tiktok::handle(&s, &req),
                 Platform::Klaviyo => klaviyo::handle(&s, &req),
                 Platform::Reddit => reddit::handle(&s, &req),
+                Platform::GoogleAds => google_ads::handle(&s, &req),
+                Platform::MicrosoftAds => microsoft_ads::handle(&s, &req),
                 _ => webhook::handle(&s, &req),
             }
         }
