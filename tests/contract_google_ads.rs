@@ -535,12 +535,24 @@ async fn google_ads_partial_failure_names_the_rows() {
     // the worst wins; an index given as a string is read; out-of-range ignored.
     let r = pf(
         json!([
-            at(json!(0), json!({"conversionUploadError": "CLICK_CONVERSION_ALREADY_EXISTS"})),
-            at(json!(1), json!({"quotaError": "RESOURCE_TEMPORARILY_EXHAUSTED"})),
+            at(
+                json!(0),
+                json!({"conversionUploadError": "CLICK_CONVERSION_ALREADY_EXISTS"})
+            ),
+            at(
+                json!(1),
+                json!({"quotaError": "RESOURCE_TEMPORARILY_EXHAUSTED"})
+            ),
             at(json!("2"), json!({"internalError": "INTERNAL_ERROR"})),
             at(json!(2), json!({"fieldError": "INVALID_VALUE"})),
-            at(json!(3), json!({"conversionUploadError": "TOO_RECENT_EVENT"})),
-            at(json!(4), json!({"authorizationError": "USER_PERMISSION_DENIED"})),
+            at(
+                json!(3),
+                json!({"conversionUploadError": "TOO_RECENT_EVENT"})
+            ),
+            at(
+                json!(4),
+                json!({"authorizationError": "USER_PERMISSION_DENIED"})
+            ),
             at(json!(9), json!({"fieldError": "REQUIRED"})),
         ]),
         json!([{}, {}, {}, {}, {}, {"gclid": "x"}]),
@@ -566,10 +578,16 @@ async fn google_ads_partial_failure_names_the_rows() {
         Verdict::PerRow(vec![Class::Rejected, Class::Retryable, Class::Delivered])
     );
     // A partial failure naming no row: the whole request is retried.
-    let r = pf(json!([{"errorCode": {"fieldError": "REQUIRED"}, "message": "m"}]), json!([]));
+    let r = pf(
+        json!([{"errorCode": {"fieldError": "REQUIRED"}, "message": "m"}]),
+        json!([]),
+    );
     assert_eq!(GOOGLE_ADS.classify(&d, 2, &r), whole(Class::Retryable));
     // A 2xx that is not JSON, or with a null partialFailureError: delivered.
-    for body in [&b"OK"[..], br#"{"results":[{}],"partialFailureError":null}"#] {
+    for body in [
+        &b"OK"[..],
+        br#"{"results":[{}],"partialFailureError":null}"#,
+    ] {
         let r = HttpResponse {
             status: 200,
             headers: vec![],
@@ -645,7 +663,13 @@ async fn google_ads_partial_failure_through_the_engine() {
     .await;
     // r1 is unparseable (rejected), r3 busy until T0+2 s (retried once, then taken).
     let busy = format!("busy-until-{}", T0_S + 2);
-    let gclids = ["Cj0-r0", "unparseable-r1", "Cj0-r2", busy.as_str(), "Cj0-r4"];
+    let gclids = [
+        "Cj0-r0",
+        "unparseable-r1",
+        "Cj0-r2",
+        busy.as_str(),
+        "Cj0-r4",
+    ];
     let events: Vec<Value> = gclids
         .iter()
         .enumerate()

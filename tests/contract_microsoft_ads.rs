@@ -60,7 +60,10 @@ fn dest(server: &SimServer, token: &str) -> Destination {
         params: [
             ("customer_id".to_string(), "1111".to_string()),
             ("account_id".to_string(), "2222".to_string()),
-            ("conversion_name".to_string(), "Offline \"Purchase\"".to_string()),
+            (
+                "conversion_name".to_string(),
+                "Offline \"Purchase\"".to_string(),
+            ),
         ]
         .into(),
         credentials: [
@@ -370,7 +373,10 @@ async fn microsoft_ads_partial_errors_name_the_rows() {
     let pe = v["PartialErrors"].as_array().unwrap();
     assert_eq!(pe.len(), 3);
     assert_eq!(pe[0]["Index"], 1);
-    assert_eq!(pe[0]["ErrorCode"], "OfflineConversionMicrosoftClickIdInvalid");
+    assert_eq!(
+        pe[0]["ErrorCode"],
+        "OfflineConversionMicrosoftClickIdInvalid"
+    );
     assert_eq!(pe[1]["Index"], 2);
     assert_eq!(pe[1]["Code"], 0);
     assert_eq!(pe[2]["Index"], 4);
@@ -410,7 +416,11 @@ async fn microsoft_ads_partial_errors_name_the_rows() {
     // Errors naming no row: the whole request is retried.
     let r = rows(json!([{"Code": 4801, "ErrorCode": "X", "Index": null}]));
     assert_eq!(MICROSOFT_ADS.classify(&d, 2, &r), whole(Class::Retryable));
-    for body in [json!({"PartialErrors": null}), json!({}), json!({"PartialErrors": []})] {
+    for body in [
+        json!({"PartialErrors": null}),
+        json!({}),
+        json!({"PartialErrors": []}),
+    ] {
         assert_eq!(
             MICROSOFT_ADS.classify(&d, 2, &resp(200, body)),
             whole(Class::Delivered)
@@ -515,10 +525,7 @@ async fn microsoft_ads_partial_errors_through_the_engine() {
     })
     .await;
     let got = server.received();
-    assert_eq!(
-        sim::event_ids(Platform::MicrosoftAds, &got[0].body),
-        clicks
-    );
+    assert_eq!(sim::event_ids(Platform::MicrosoftAds, &got[0].body), clicks);
     assert_eq!(
         sim::event_ids(Platform::MicrosoftAds, &got[1].body),
         [busy.as_str()]

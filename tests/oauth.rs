@@ -73,7 +73,12 @@ credentials = {{ developer_token = "{DEV}", client_id = "client-1.apps.example",
     )
 }
 
-async fn rig(p: Platform, credential: Option<&str>, refresh_token: &str, script: FaultScript) -> Rig {
+async fn rig(
+    p: Platform,
+    credential: Option<&str>,
+    refresh_token: &str,
+    script: FaultScript,
+) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0_MS);
     let sim = sim::start_with(
@@ -108,7 +113,11 @@ fn token_requests(r: &Rig) -> Vec<Received> {
 }
 
 fn api_requests(r: &Rig) -> Vec<Received> {
-    r.sim.received().into_iter().filter(|x| !is_token(x)).collect()
+    r.sim
+        .received()
+        .into_iter()
+        .filter(|x| !is_token(x))
+        .collect()
 }
 
 /// The id the simulator counts an event by: Google's `orderId` (the event id),
@@ -205,7 +214,10 @@ async fn expired_token_is_refreshed(p: Platform) {
         Platform::GoogleAds => assert_eq!(tokens[0].path, "/token"),
         _ => {
             assert_eq!(tokens[0].path, "/common/oauth2/v2.0/token");
-            assert!(f.iter().any(|(k, v)| k == "scope" && v.contains("msads.manage")));
+            assert!(
+                f.iter()
+                    .any(|(k, v)| k == "scope" && v.contains("msads.manage"))
+            );
         }
     }
     let first = api_requests(&r);
@@ -328,11 +340,7 @@ async fn revoked_refresh_token_pauses(p: Platform) {
     r.clock.advance_ms(3_600_000);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(token_requests(&r).len(), 3);
-    let all = format!(
-        "{}{}",
-        admin_get(&r.d, "/v1/destinations").await,
-        timeline
-    );
+    let all = format!("{}{}", admin_get(&r.d, "/v1/destinations").await, timeline);
     for s in [SECRET, "revoked-refresh-token", DEV] {
         assert!(!all.contains(s), "{s} leaked");
     }

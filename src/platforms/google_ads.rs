@@ -351,20 +351,21 @@ impl Adapter for GoogleAds {
             .and_then(|e| e.get("status"))
             .and_then(Value::as_str)
             .unwrap_or("");
-        let class = if has("authenticationError") || status == "UNAUTHENTICATED" {
-            Class::Auth
-        } else if resp.status == 403 && has("authorizationError") {
+        let auth = has("authenticationError")
+            || status == "UNAUTHENTICATED"
+            || (resp.status == 403 && has("authorizationError"));
+        let transient = has("internalError")
+            || has("databaseError")
+            || matches!(status, "UNAVAILABLE" | "INTERNAL" | "DEADLINE_EXCEEDED")
+            // A 400 without Google's error object: a proxy's answer.
+            || (resp.status == 400 && err.is_none());
+        let class = if auth {
             Class::Auth
         } else if has("quotaError") || resp.status == 429 {
             Class::Throttled {
                 hold_ms: retry_delay_ms(&errs).or_else(|| retry_after_hint(resp)),
             }
-        } else if has("internalError")
-            || has("databaseError")
-            || matches!(status, "UNAVAILABLE" | "INTERNAL" | "DEADLINE_EXCEEDED")
-        {
-            Class::Retryable
-        } else if resp.status == 400 && err.is_none() {
+        } else if transient {
             Class::Retryable
         } else {
             base

@@ -268,9 +268,9 @@ impl Adapter for MicrosoftAds {
             Class::Throttled {
                 hold_ms: retry_after_hint(resp),
             }
-        } else if errs.iter().any(|e| is_internal(e)) && base == Class::Rejected {
-            Class::Retryable
-        } else if resp.status == 400 && v.is_none() {
+        } else if (errs.iter().any(|e| is_internal(e)) && base == Class::Rejected)
+            || (resp.status == 400 && v.is_none())
+        {
             Class::Retryable
         } else {
             base
