@@ -58,6 +58,8 @@ pub struct Engine {
     store: Store,
     clock: SharedClock,
     http: reqwest::Client,
+    /// OAuth access tokens of the destinations that refresh them (Google, Microsoft).
+    oauth: platforms::oauth::TokenCache,
     pacers: Pacers,
     pii_key: Option<[u8; 32]>,
     workers: Mutex<HashMap<String, WorkerHandle>>,
@@ -87,6 +89,7 @@ impl Engine {
             store,
             clock,
             http,
+            oauth: Default::default(),
             pacers: Pacers::default(),
             pii_key,
             workers: Mutex::new(HashMap::new()),

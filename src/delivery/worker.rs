@@ -19,7 +19,7 @@ use crate::health::{AUTH_STREAK, Actor, Change, Ring};
 use crate::ingest::event::PlainField;
 use crate::metrics::Outcome;
 use crate::platforms::{
-    Class, HttpRequest, HttpResponse, OutEvent, Verdict, redact, retry_after_ms,
+    Class, HttpRequest, HttpResponse, OutEvent, Verdict, oauth, redact, retry_after_ms,
 };
 use crate::store::codec::{DestMode, OutcomeRecord};
 use crate::store::codec::{
@@ -672,9 +672,84 @@ async fn send(
     tx: mpsc::UnboundedSender<Sent>,
 ) {
     let now = engine.clock.now_ms();
-    let req = ctx.adapter.build(&ctx.dest, &outs(&items, &ws), now);
+    let (verdict, response, error, secrets) =
+        send_with_token(&engine, &ctx, &ws, &items, now).await;
+    let at_ms = engine.clock.now_ms();
+    let _ = tx.send(Sent {
+        items,
+        verdict,
+        response,
+        error,
+        secrets,
+        latency_ms: at_ms - now,
+        at_ms,
+    });
+}
+
+/// What one request came to: the verdict, the answer or the (redacted) error, and the
+/// strings to redact.
+type Attempt = (Verdict, Option<HttpResponse>, Option<String>, Vec<String>);
+
+/// OAuth (Google Ads, Microsoft Ads): sends with a current access token; a 401 to a
+/// cached one refreshes it once and sends again; a failed refresh is the attempt's
+/// outcome (platforms::oauth). Other destinations send as configured.
+async fn send_with_token(
+    engine: &Engine,
+    ctx: &DestCtx,
+    ws: &str,
+    items: &[Item],
+    now: i64,
+) -> Attempt {
+    let Some(cfg) = oauth::refresh_config(&ctx.dest) else {
+        return attempt(engine, ctx, &ctx.dest, ws, items, now).await;
+    };
+    let timeout = ctx.dest.policy.timeout.as_millis() as i64;
+    let mut stale: Option<String> = None;
+    loop {
+        let t = match engine
+            .oauth
+            .token(
+                &engine.http,
+                &*engine.clock,
+                &ctx.dest.id,
+                &cfg,
+                stale.as_deref(),
+                timeout,
+            )
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                return (
+                    Verdict::Whole(e.class),
+                    None,
+                    Some(e.message),
+                    cfg.secrets(),
+                );
+            }
+        };
+        let dest = oauth::with_access_token(&ctx.dest, &t.access_token);
+        let mut r = attempt(engine, ctx, &dest, ws, items, now).await;
+        if !t.fresh && stale.is_none() && r.0 == Verdict::Whole(Class::Auth) {
+            stale = Some(t.access_token);
+            continue;
+        }
+        r.3.extend(cfg.secrets());
+        return r;
+    }
+}
+
+async fn attempt(
+    engine: &Engine,
+    ctx: &DestCtx,
+    dest: &crate::config::Destination,
+    ws: &str,
+    items: &[Item],
+    now: i64,
+) -> Attempt {
+    let req = ctx.adapter.build(dest, &outs(items, ws), now);
     let mut secrets = req.secrets.clone();
-    for i in &items {
+    for i in items {
         for (f, text) in &i.stored.event.plaintext {
             secrets.push(text.clone());
             if *f == PlainField::PhoneE164 {
@@ -687,29 +762,18 @@ async fn send(
         r = execute(&engine.http, req) => r,
         _ = engine.clock.sleep_ms(timeout) => Err(format!("timed out after {timeout} ms")),
     };
-    let at_ms = engine.clock.now_ms();
-    let (verdict, response, error) = match result {
+    match result {
         Ok(resp) => (
-            ctx.adapter
-                .classify_events(&ctx.dest, &outs(&items, &ws), &resp),
+            ctx.adapter.classify_events(dest, &outs(items, ws), &resp),
             Some(resp),
             None,
+            secrets,
         ),
-        Err(e) => (
-            Verdict::Whole(Class::Retryable),
-            None,
-            Some(redact(&e, &secrets)),
-        ),
-    };
-    let _ = tx.send(Sent {
-        items,
-        verdict,
-        response,
-        error,
-        secrets,
-        latency_ms: at_ms - now,
-        at_ms,
-    });
+        Err(e) => {
+            let e = redact(&e, &secrets);
+            (Verdict::Whole(Class::Retryable), None, Some(e), secrets)
+        }
+    }
 }
 
 async fn execute(http: &reqwest::Client, req: HttpRequest) -> Result<HttpResponse, String> {

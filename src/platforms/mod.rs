@@ -11,9 +11,12 @@ use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
 
 pub mod criteo;
+pub mod google_ads;
 pub mod klaviyo;
 pub mod linkedin;
 pub mod meta;
+pub mod microsoft_ads;
+pub mod oauth;
 pub mod outbrain;
 pub mod pinterest;
 pub mod reddit;
@@ -145,7 +148,8 @@ pub fn adapter(p: Platform) -> Option<&'static dyn Adapter> {
         Platform::Pinterest => Some(&pinterest::PINTEREST),
         Platform::Snapchat => Some(&snapchat::SNAPCHAT),
         Platform::X => Some(&x::X_ADS),
-        _ => None,
+        Platform::GoogleAds => Some(&google_ads::GOOGLE_ADS),
+        Platform::MicrosoftAds => Some(&microsoft_ads::MICROSOFT_ADS),
     }
 }
 

@@ -7,7 +7,10 @@
 //!   "Classification" (Meta Graph errors, TikTok errors inside HTTP 200, Klaviyo
 //!   JSON:API `errors[]`, webhook statuses, LinkedIn's 422 `Index: n`, Pinterest's
 //!   failed events and X's short `conversions_processed` inside a 200, Snapchat's
-//!   `INVALID`), with `Retry-After` where scripted;
+//!   `INVALID`, Google Ads `partialFailureError` and Microsoft Ads `PartialErrors`
+//!   inside HTTP 200), with `Retry-After` where scripted;
+//! - for Google Ads and Microsoft Ads, also serves the OAuth token endpoint and accepts
+//!   only unexpired access tokens (`oauth`);
 //! - validates what it receives the way the platform does (Meta: an invalid event, or
 //!   one older than 7 days, fails the whole request; Reddit answers an all-or-nothing
 //!   400 naming the invalid events in `invalid_events`; Taboola's bulk endpoint answers
@@ -27,9 +30,12 @@
 
 mod cli;
 mod criteo;
+mod google_ads;
 mod klaviyo;
 mod linkedin;
 mod meta;
+mod microsoft_ads;
+mod oauth;
 mod outbrain;
 mod pinterest;
 mod reddit;
@@ -386,6 +392,8 @@ pub async fn start_with(
             | Platform::Pinterest
             | Platform::Snapchat
             | Platform::X
+            | Platform::GoogleAds
+            | Platform::MicrosoftAds
     ) {
         anyhow::bail!("no simulator for platform {}", platform.name());
     }
@@ -544,6 +552,19 @@ fn for_each_event_id(p: Platform, body: &Value, f: impl FnMut(&str)) {
                 a.iter().filter_map(|e| s(e.get("eventId"))).for_each(f);
             }
         }
+        Platform::GoogleAds => {
+            if let Some(a) = body.get("conversions").and_then(Value::as_array) {
+                a.iter().filter_map(|e| s(e.get("orderId"))).for_each(f);
+            }
+        }
+        // Microsoft carries no event id: its dedup key is the click id.
+        Platform::MicrosoftAds => {
+            if let Some(a) = body.get("OfflineConversions").and_then(Value::as_array) {
+                a.iter()
+                    .filter_map(|e| s(e.get("MicrosoftClickId")))
+                    .for_each(f);
+            }
+        }
         Platform::Klaviyo => s(body.pointer("/data/attributes/unique_id"))
             .into_iter()
             .for_each(f),
@@ -579,6 +600,12 @@ fn ids_body(p: Platform, ids: &[Box<str>]) -> Value {
         }),
         Platform::Linkedin => serde_json::json!({
             "elements": ids.iter().map(|i| serde_json::json!({ "eventId": id(i) })).collect::<Vec<_>>(),
+        }),
+        Platform::GoogleAds => serde_json::json!({
+            "conversions": ids.iter().map(|i| serde_json::json!({ "orderId": id(i) })).collect::<Vec<_>>(),
+        }),
+        Platform::MicrosoftAds => serde_json::json!({
+            "OfflineConversions": ids.iter().map(|i| serde_json::json!({ "MicrosoftClickId": id(i) })).collect::<Vec<_>>(),
         }),
         Platform::Klaviyo => match ids.first() {
             Some(i) => serde_json::json!({"data": {"attributes": {"unique_id": id(i)}}}),
@@ -649,10 +676,20 @@ async fn handle(
         });
         rec_list.len() - 1
     };
+    // OAuth token requests are not the API: the script neither faults nor counts them.
+    let token_req = match s.platform {
+        Platform::GoogleAds => google_ads::is_token_path(uri.path()),
+        Platform::MicrosoftAds => microsoft_ads::is_token_path(uri.path()),
+        _ => false,
+    };
     let (fault, latency) = {
         let mut g = s.script.lock().unwrap();
-        g.1 += 1;
-        (g.0.fault_for(g.1).cloned(), g.0.latency_ms)
+        if token_req {
+            (None, 0)
+        } else {
+            g.1 += 1;
+            (g.0.fault_for(g.1).cloned(), g.0.latency_ms)
+        }
     };
 
     let mut reply = None;
@@ -691,6 +728,8 @@ async fn handle(
                 }
                 Platform::Snapchat => snapchat::fault(f, now_ms, seq),
                 Platform::X => x::fault(f, now_ms, seq),
+                Platform::GoogleAds => google_ads::fault(f, now_ms, seq),
+                Platform::MicrosoftAds => microsoft_ads::fault(f, now_ms, seq),
                 _ => webhook::fault(f, now_ms),
             }),
             None => None,
@@ -724,6 +763,8 @@ async fn handle(
                 Platform::Pinterest => pinterest::handle(&s, &req),
                 Platform::Snapchat => snapchat::handle(&s, &req),
                 Platform::X => x::handle(&s, &req),
+                Platform::GoogleAds => google_ads::handle(&s, &req),
+                Platform::MicrosoftAds => microsoft_ads::handle(&s, &req),
                 _ => webhook::handle(&s, &req),
             }
         }
