@@ -201,3 +201,132 @@ async fn status_pause_resume_and_audit_through_the_cli() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized (401)"));
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_list_replay_discard_and_backup_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0_MS);
+    // hooks_a rejects every request: its events go to the DLQ.
+    let hook = sim::start(
+        Platform::Webhook,
+        "127.0.0.1:0".parse().unwrap(),
+        clock.clone(),
+        FaultScript::always(sim::Fault::Invalid),
+    )
+    .await
+    .unwrap();
+    let d = TestDaemon::start_with(
+        dir.path(),
+        &config(dir.path(), &hook.url()),
+        clock.clone(),
+        None,
+    )
+    .await;
+    let (s, _) = d
+        .post(&batch((0..3).map(|i| format!("dl{i}")), d.clock_ms()))
+        .await;
+    assert_eq!(s, 202);
+    let app = d.daemon.as_ref().unwrap().app.clone();
+    for _ in 0..1000 {
+        let depth = app
+            .intake
+            .store
+            .read(|txn| {
+                let q = txn.open_table(sluice::store::DLQ)?;
+                Ok(q.range(("hooks_a", 0u64)..=("hooks_a", u64::MAX))?.count())
+            })
+            .unwrap();
+        if depth == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+
+    let (code, out, err) = sluice(&d.url, &["dlq", "list", "--destination", "hooks_a"]).await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    let mut ids: Vec<&str> = lines
+        .iter()
+        .map(|e| e["event"]["event_id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["dl0", "dl1", "dl2"]);
+    assert!(
+        lines.iter().all(|e| e["error_class"] == "rejected"),
+        "{out}"
+    );
+    assert_eq!(err.trim(), "3 entries");
+
+    let (code, out, _) = sluice(
+        &d.url,
+        &["dlq", "replay", "--destination", "hooks_a", "--dry-run"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.trim(),
+        "dry run: would replay 3 entries of hooks_a (0 past the age limit would be skipped)"
+    );
+    let (code, out, _) = sluice(
+        &d.url,
+        &["dlq", "discard", "--destination", "hooks_a", "--dry-run"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), "dry run: would discard 3 entries of hooks_a");
+    // Nothing moved.
+    let (_, out, _) = sluice(&d.url, &["dlq", "list", "--destination", "hooks_a"]).await;
+    assert_eq!(out.lines().count(), 3);
+    // A window that holds none of them.
+    let (code, out, _) = sluice(
+        &d.url,
+        &[
+            "dlq",
+            "discard",
+            "--destination",
+            "hooks_a",
+            "--to",
+            "2026-01-01T00:00:00Z",
+        ],
+    )
+    .await;
+    assert_eq!((code, out.trim()), (0, "discarded 0 entries of hooks_a"));
+    let (code, out, _) = sluice(&d.url, &["dlq", "discard", "--destination", "hooks_a"]).await;
+    assert_eq!((code, out.trim()), (0, "discarded 3 entries of hooks_a"));
+    let (_, out, err) = sluice(&d.url, &["dlq", "list", "--destination", "hooks_a"]).await;
+    assert_eq!((out.as_str(), err.trim()), ("", "0 entries"));
+    // Bad input: a clear error and exit 1; a usage error exits 2.
+    let (code, _, err) = sluice(
+        &d.url,
+        &[
+            "dlq",
+            "list",
+            "--destination",
+            "hooks_a",
+            "--from",
+            "yesterday",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("from must be an RFC 3339 time"), "{err}");
+    let (code, _, _) = sluice(&d.url, &["dlq", "list"]).await;
+    assert_eq!(code, 2);
+
+    let (code, out, err) = sluice(&d.url, &["backup", "--name", "cli-backup"]).await;
+    assert_eq!(code, 0, "{err}");
+    let path = dir.path().join("backups").join("cli-backup");
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(
+        out.trim(),
+        format!("backup written: {} ({size} bytes)", path.display())
+    );
+    let (code, _, err) = sluice(&d.url, &["backup", "--name", "cli-backup"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("exists (409)"), "{err}");
+    d.shutdown().await;
+}
