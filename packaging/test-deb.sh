@@ -156,7 +156,8 @@ help_all() { # every (sub)command's --help exits 0; prints the command paths
 }
 help_all | sed 's/ *$//' >"$work/commands"
 for c in serve config "config check" destinations "destinations status" "destinations pause" \
-  "destinations resume" audit "audit verify" "audit export" simulate; do
+  "destinations resume" audit "audit verify" "audit export" dlq "dlq list" "dlq replay" \
+  "dlq discard" backup simulate; do
   grep -qx "sluice $c" "$work/commands" || fail "sluice --help does not list '$c'"
 done
 zcat /usr/share/man/man1/sluice.1.gz >"$work/man"
@@ -261,6 +262,12 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" 
 ok "admin API: 401 without the token, 200 with /etc/sluice/admin-token"
 /usr/bin/sluice destinations status >"$work/status" 2>&1 || { cat "$work/status"; fail "sluice destinations status (root, default --config)"; }
 ok "sluice destinations status (as root: token and URL from /etc/sluice/sluice.toml)"
+curl -s "$base/metrics" | grep -q '^sluice_ingest_events_total{merchant="pkgtest"} 1$' ||
+  fail "/metrics does not count the accepted event"
+ok "/metrics open, counts the accepted event"
+/usr/bin/sluice backup --name pkg-backup >"$work/backup" 2>&1 || { cat "$work/backup"; fail "sluice backup"; }
+expect_stat /var/lib/sluice/backups/pkg-backup sluice:sluice 640
+ok "sluice backup → $(cat "$work/backup")"
 
 step "reload (SIGHUP)"
 if [ "$systemd_runs" = 1 ]; then systemctl reload sluice; else kill -HUP "$daemon_pid"; fi
