@@ -22,6 +22,16 @@ use crate::store::DeliveryOp;
 use crate::store::{FaultSwitch, Store, StoreOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// Told the new `server.log_level` when a reload changes it (set by the binary, which
+/// owns the log subscriber).
+type LogLevelHook = Box<dyn Fn(&str) + Send + Sync>;
+static LOG_LEVEL_HOOK: std::sync::OnceLock<LogLevelHook> = std::sync::OnceLock::new();
+
+/// Registers what a reload calls with a changed `server.log_level` (once per process).
+pub fn on_log_level(f: LogLevelHook) {
+    let _ = LOG_LEVEL_HOOK.set(f);
+}
+
 /// How long in-flight requests may run on after a stop signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -118,6 +128,11 @@ impl App {
             }
         }
         let sha = new.sha256.clone();
+        if new.server.log_level != old.config.server.log_level
+            && let Some(hook) = LOG_LEVEL_HOOK.get()
+        {
+            hook(&new.server.log_level);
+        }
         self.alerter.reconfigure(&new.alerts);
         if self.started.load(Ordering::SeqCst) {
             self.engine.sync(&new);

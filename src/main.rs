@@ -149,14 +149,30 @@ enum ConfigCmd {
 }
 
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let from_env = tracing_subscriber::EnvFilter::try_from_default_env().ok();
+    let pinned = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_filter_reloading();
+    let handle = builder.reload_handle();
+    builder.init();
+    // `server.log_level` follows reloads unless RUST_LOG decides.
+    if !pinned {
+        sluice::app::on_log_level(Box::new(move |level: &str| {
+            match tracing_subscriber::EnvFilter::builder().parse(level) {
+                Ok(f) => {
+                    if handle.reload(f).is_ok() {
+                        tracing::info!(log_level = level, "log level changed");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "log level not changed"),
+            }
+        }));
+    }
 }
 
 async fn select(c: &Client, action: &str, s: Select) -> anyhow::Result<ExitCode> {

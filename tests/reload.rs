@@ -87,3 +87,110 @@ async fn reload_route_applies_or_keeps_and_audits_both() {
     assert_eq!(r.status(), 401);
     d.shutdown().await;
 }
+
+/// The real binary's logs (SPEC §10): structured lines on stderr, one per state change,
+/// never a secret; `server.log_level` follows a SIGHUP reload (RUST_LOG unset).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_structured_lines_and_follow_log_level_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let write = |level: &str| {
+        let text = config_text(dir.path(), "", "")
+            .replace(
+                "[server]\nlisten = \"127.0.0.1:0\"\n",
+                &format!(
+                    "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_token = \"{ADMIN}\"\nlog_level = \"{level}\"\n"
+                ),
+            );
+        std::fs::write(dir.path().join("sluice.toml"), text).unwrap();
+    };
+    write("error");
+    let log = dir.path().join("stderr.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--config"])
+        .arg(dir.path().join("sluice.toml"))
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}");
+    wait_http_ready(&http, &url).await;
+    let pause = |reason: &'static str| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            http.post(format!("{url}/v1/destinations/hooks_glasshouse/pause"))
+                .bearer_auth(ADMIN)
+                .json(&json!({ "reason": reason }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // At error, a manual pause (a warning line) is not logged.
+    assert_eq!(pause("quiet").await, 200);
+    write("info");
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    for _ in 0..500 {
+        if read().contains("log level changed") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(read().contains("log level changed"), "{}", read());
+    // Resume, then pause again: now one line each.
+    let status = http
+        .post(format!("{url}/v1/destinations/hooks_glasshouse/resume"))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "reason": "loud" }))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    assert_eq!(pause("loud").await, 200);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(code.success());
+    let text = read();
+    let changes: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.contains("destination=hooks_glasshouse")
+                && (l.contains("destination paused") || l.contains("destination resumed"))
+        })
+        .collect();
+    assert_eq!(
+        changes.len(),
+        2,
+        "one line per state change after the reload:\n{text}"
+    );
+    assert!(
+        changes[0].contains(" INFO ") && changes[0].contains("destination resumed"),
+        "{}",
+        changes[0]
+    );
+    assert!(
+        changes[1].contains(" WARN ") && changes[1].contains("reason=manual"),
+        "{}",
+        changes[1]
+    );
+    assert!(!text.contains(ADMIN), "the admin token is never logged");
+    assert!(!text.contains("whsec_"), "secrets are never logged");
+    // Plain lines (stderr is not a terminal): no colour codes.
+    assert!(!text.contains('\u{1b}'), "{text}");
+}
