@@ -17,7 +17,6 @@ use crate::app::App;
 use crate::clock::rfc3339_ms;
 use crate::config::Destination;
 use crate::delivery::dlq::{self, Selector};
-use crate::delivery::pending_counts;
 use crate::store::codec::{DestState, decode_record};
 use crate::store::{CURSORS, DEST_STATE, DLQ, RETRIES};
 
@@ -63,7 +62,9 @@ fn dest_json(app: &App, d: &Destination) -> Result<Value, crate::store::StoreErr
     let snap = app.engine.snapshot(&d.id);
     let now = app.intake.clock.now_ms();
     let (depth, oldest, dlq_depth, state) = app.intake.store.read(|txn| {
-        let (depth, oldest, dlq) = pending_counts(txn, d, None)?;
+        let max_age = app.runtime().config.storage.max_backlog_age.as_millis() as i64;
+        let b = app.engine.backlog(txn, d, now, max_age)?;
+        let (depth, oldest, dlq) = (b.depth, b.oldest_accepted_ms, b.dlq_depth);
         let st = txn.open_table(DEST_STATE)?;
         let state = st
             .get(d.id.as_str())?

@@ -10,6 +10,7 @@
 //! times, throttle holds and request timeouts all run on it, so tests drive a 255 s
 //! retry ladder by moving a manual clock.
 
+pub mod backlog;
 pub mod dlq;
 pub mod housekeeping;
 pub mod pacer;
@@ -28,7 +29,8 @@ use crate::platforms::{self, Adapter};
 use crate::store::Store;
 use pacer::{Pacers, ScopePacer};
 
-pub use worker::{Backlog, Command, CommandReply, DestSnapshot, backlog, pending_counts};
+pub use backlog::{Backlog, pending_counts};
+pub use worker::{Command, CommandReply, DestSnapshot};
 
 /// What a worker needs to know of its destination; replaced on reload.
 pub struct DestCtx {
@@ -63,6 +65,8 @@ pub struct Engine {
     pacers: Pacers,
     pii_key: Option<[u8; 32]>,
     workers: Mutex<HashMap<String, WorkerHandle>>,
+    /// The log part of each destination's backlog as last read (see [`backlog`]).
+    backlogs: Mutex<HashMap<String, backlog::LogSummary>>,
     /// Workers of destinations removed by a reload, until they have stopped.
     retired: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
     wakes: Mutex<HashMap<String, Arc<Notify>>>,
@@ -94,6 +98,7 @@ impl Engine {
             pii_key,
             workers: Mutex::new(HashMap::new()),
             retired: Mutex::new(HashMap::new()),
+            backlogs: Mutex::new(HashMap::new()),
             wakes: Mutex::new(HashMap::new()),
             config: Mutex::new(None),
             housekeeping: Mutex::new(None),
@@ -228,18 +233,36 @@ impl Engine {
         }
     }
 
+    /// A destination's backlog in `txn` (events expiring within the hour counted), its
+    /// log part brought up to date from the summary of the last read.
+    pub fn backlog(
+        &self,
+        txn: &redb::ReadTransaction,
+        d: &Destination,
+        now: i64,
+        max_backlog_age_ms: i64,
+    ) -> Result<Backlog, redb::Error> {
+        const SOON_MS: i64 = 3_600_000;
+        let mut all = self.backlogs.lock().expect("backlogs lock");
+        let mut cache = all.remove(&d.id);
+        let b = backlog::read(txn, d, None, &mut cache, now, SOON_MS, max_backlog_age_ms);
+        if let Some(c) = cache {
+            all.insert(d.id.clone(), c);
+        }
+        b
+    }
+
     /// The SPEC §10 gauges of every configured destination, now: the worker's live
     /// health state (else the stored one), one read transaction over the backlogs, and
     /// the 5-minute send and dead-letter windows.
     pub fn gauges(&self, cfg: &Config) -> Result<Vec<DestGauges>, crate::store::StoreError> {
-        const SOON_MS: i64 = 3_600_000;
         let now = self.clock.now_ms();
         let max_age = cfg.storage.max_backlog_age.as_millis() as i64;
         let rows = self.store.read(|txn| {
             let states = txn.open_table(crate::store::DEST_STATE)?;
             let mut rows = Vec::with_capacity(cfg.destinations.len());
             for d in &cfg.destinations {
-                let b = backlog(txn, d, None, now, SOON_MS, max_age)?;
+                let b = self.backlog(txn, d, now, max_age)?;
                 let stored = states
                     .get(d.id.as_str())?
                     .and_then(|v| {

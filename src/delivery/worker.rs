@@ -432,6 +432,12 @@ async fn fill(
         }
         let room = want.saturating_sub(retries.len());
         let log = log::read(&ev, &ws, next_read, room)?;
+        // A full page may be followed by more: read again at once, even when none of
+        // this page routes here (an `events` filter), or the rest would wait for the
+        // next ingest.
+        if room > 0 && log.len() == room {
+            next_due = now;
+        }
         Ok((retries, log, next_due))
     })?;
 
@@ -504,7 +510,7 @@ async fn fill(
 }
 
 /// The event a retry is for: its own copy (a replayed DLQ entry) or the log's.
-fn retry_event<T: redb::ReadableTable<(&'static str, u64), &'static [u8]>>(
+pub(super) fn retry_event<T: redb::ReadableTable<(&'static str, u64), &'static [u8]>>(
     events: &T,
     ws: &str,
     seq: u64,
@@ -1251,99 +1257,6 @@ fn count_fates(
     metrics.outcome(labels, Outcome::Expired, expired, now);
 }
 
-/// What a destination has pending (SPEC §10): log events from the cursor routed here
-/// plus scheduled retries (not the DLQ).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Backlog {
-    pub depth: u64,
-    /// Accept time of the oldest pending event (ms).
-    pub oldest_accepted_ms: Option<i64>,
-    /// `event_time` of that event (s).
-    pub oldest_event_time: Option<i64>,
-    /// Pending events within `soon_ms` of their age limit.
-    pub expiring_soon: u64,
-    pub dlq_depth: u64,
-}
-
-/// Counts for the admin API: events pending, the accept time of the oldest pending one,
-/// and DLQ depth.
-pub fn pending_counts(
-    txn: &redb::ReadTransaction,
-    dest: &crate::config::Destination,
-    cursor: Option<u64>,
-) -> Result<(u64, Option<i64>, u64), redb::Error> {
-    let b = backlog(txn, dest, cursor, 0, 0, i64::MAX)?;
-    Ok((b.depth, b.oldest_accepted_ms, b.dlq_depth))
-}
-
-/// Reads a destination's whole backlog (log from its cursor, or from `cursor` when
-/// given, plus retries) in one read transaction. `now`, `max_backlog_age_ms` (the age
-/// limit of platforms without one) and `soon_ms` decide what counts as expiring soon.
-/// Cost: one decode per pending event.
-pub fn backlog(
-    txn: &redb::ReadTransaction,
-    dest: &crate::config::Destination,
-    cursor: Option<u64>,
-    now: i64,
-    soon_ms: i64,
-    max_backlog_age_ms: i64,
-) -> Result<Backlog, redb::Error> {
-    let mut b = Backlog {
-        dlq_depth: dlq_depth(txn, &dest.id)?,
-        ..Backlog::default()
-    };
-    let cursors = txn.open_table(CURSORS)?;
-    let cursor = match cursor {
-        Some(c) => c,
-        None => match cursors.get(dest.id.as_str())? {
-            Some(c) => c.value(),
-            None => return Ok(b),
-        },
-    };
-    let expiring = |e: &StoredEvent| match dest.policy.age_limit {
-        Some(limit) => {
-            now.saturating_sub(e.event.event_time.saturating_mul(1000))
-                > (limit.as_millis() as i64).saturating_sub(soon_ms)
-        }
-        None => now.saturating_sub(e.accepted_ms) > max_backlog_age_ms.saturating_sub(soon_ms),
-    };
-    let count = |b: &mut Backlog, e: &StoredEvent, accepted_ms: i64| {
-        b.depth += 1;
-        b.expiring_soon += expiring(e) as u64;
-        if b.oldest_accepted_ms.is_none_or(|o| accepted_ms < o) {
-            b.oldest_accepted_ms = Some(accepted_ms);
-            b.oldest_event_time = Some(e.event.event_time);
-        }
-    };
-    let ev = txn.open_table(EVENTS)?;
-    let ws = dest.workspace.as_str();
-    for (_, raw) in log::read(&ev, ws, cursor, usize::MAX)? {
-        if let Ok(e) = decode_event(&raw)
-            && routes_to(dest, &e.event)
-        {
-            count(&mut b, &e, e.accepted_ms);
-        }
-    }
-    let rt = txn.open_table(RETRIES)?;
-    for row in rt.range((dest.id.as_str(), 0u64, 0u64)..=(dest.id.as_str(), u64::MAX, u64::MAX))? {
-        let (k, v) = row?;
-        let Ok(r) = decode_record::<RetryRecord>(v.value()) else {
-            b.depth += 1;
-            continue;
-        };
-        match retry_event(&ev, ws, k.value().2, &r)?.and_then(|raw| decode_event(&raw).ok()) {
-            Some(e) => count(&mut b, &e, r.first_seen_ms),
-            None => b.depth += 1,
-        }
-    }
-    Ok(b)
-}
-
-fn dlq_depth(txn: &redb::ReadTransaction, dest: &str) -> Result<u64, redb::Error> {
-    let t = txn.open_table(crate::store::DLQ)?;
-    Ok(t.range((dest, 0u64)..=(dest, u64::MAX))?.count() as u64)
-}
-
 /// Records one attempt in the ring; returns the write that persists it.
 fn record_attempt(
     st: &mut State,
@@ -1442,7 +1355,10 @@ async fn housekeep_health(engine: &Engine, ctx: &DestCtx, st: &mut State, now: i
             let dest = ctx.dest.clone();
             let empty = engine
                 .store
-                .read(|txn| pending_counts(txn, &dest, Some(st.cursor)).map(|(d, _, _)| d == 0))
+                .read(|txn| {
+                    super::backlog::pending_counts(txn, &dest, Some(st.cursor))
+                        .map(|(d, _, _)| d == 0)
+                })
                 .unwrap_or(false);
             if empty {
                 transition(engine, ctx, st, Change::AutoResume { rate: None }, now).await;
