@@ -638,7 +638,7 @@ async fn the_incremental_backlog_always_equals_a_whole_read() {
     let (s, v) = admin_post(&r.d, "/v1/admin/reload", json!({})).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(check("Lead only"), 3);
-    // Log trimmed below every position while the clock runs, then drained again.
+    // Housekeeping passes run (trimming the log below every position), then drained again.
     r.clock.advance_ms(3 * MIN);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(r.d.post(&mixed("d", 6, r.clock_ms())).await.0, 202);
