@@ -335,10 +335,12 @@ impl Engine {
     }
 
     /// A live view of a destination's worker, if it runs.
+    /// None until the worker has read its position and state from the store.
     pub fn snapshot(&self, dest: &str) -> Option<DestSnapshot> {
         let w = self.workers.lock().expect("workers lock");
         w.get(dest)
             .map(|h| h.snapshot.lock().expect("snapshot lock").clone())
+            .filter(|s| s.positioned)
     }
 
     /// Stops every worker; in-flight sends get up to `grace` to finish (abandoned ones

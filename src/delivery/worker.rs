@@ -76,6 +76,9 @@ pub struct DestSnapshot {
     pub requests_in_flight: usize,
     /// The persisted health state (mode, pause reason and times, last evaluation).
     pub state: DestState,
+    /// The worker has read its position and state (until then the fields above are
+    /// defaults, not the destination's).
+    pub positioned: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,6 +282,7 @@ fn publish(snap: &Mutex<DestSnapshot>, st: &State) {
         s.in_memory = st.ready.len() + st.forced.iter().map(Vec::len).sum::<usize>();
         s.requests_in_flight = st.requests_in_flight;
         s.state = st.health.clone();
+        s.positioned = true;
     }
 }
 
