@@ -123,7 +123,7 @@ credentials = {{ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }}
         let metrics = time(&http, &format!("{url}/metrics"), None, |body| {
             assert!(
                 body.contains(&format!(
-                    "sluice_queue_depth{{destination=\"held\",platform=\"webhook\",merchant=\"w\"}} {target}.0\n"
+                    "sluice_queue_depth{{destination=\"held\",platform=\"webhook\",merchant=\"w\"}} {target}\n"
                 )),
                 "queue depth must read {target}"
             );

@@ -141,6 +141,8 @@ impl Window {
 }
 
 type FloatGauge = Gauge<f64, AtomicU64>;
+/// Counts (depths, 0/1) print as integers.
+type CountGauge = Gauge;
 
 pub struct Metrics {
     registry: Registry,
@@ -148,15 +150,15 @@ pub struct Metrics {
     latency: Family<DestLabels, Histogram, fn() -> Histogram>,
     ingest_events: Family<MerchantLabels, Counter>,
     ingest_rejected: Family<RejectLabels, Counter>,
-    queue_depth: Family<DestLabels, FloatGauge>,
+    queue_depth: Family<DestLabels, CountGauge>,
     consumer_lag: Family<DestLabels, FloatGauge>,
     oldest_age: Family<DestLabels, FloatGauge>,
     error_rate: Family<DestLabels, FloatGauge>,
-    dlq_depth: Family<DestLabels, FloatGauge>,
+    dlq_depth: Family<DestLabels, CountGauge>,
     dlq_growth: Family<DestLabels, FloatGauge>,
-    paused: Family<DestLabels, FloatGauge>,
+    paused: Family<DestLabels, CountGauge>,
     drain: Family<DestLabels, FloatGauge>,
-    expiring: Family<DestLabels, FloatGauge>,
+    expiring: Family<DestLabels, CountGauge>,
     windows: Mutex<HashMap<String, Window>>,
     /// One scrape at a time sets and encodes the gauges.
     scrape: Mutex<()>,
@@ -183,10 +185,10 @@ impl Metrics {
         let ingest_events = Family::<MerchantLabels, Counter>::default();
         let ingest_rejected = Family::<RejectLabels, Counter>::default();
         let gauge = Family::<DestLabels, FloatGauge>::default;
-        let (queue_depth, consumer_lag, oldest_age, error_rate) =
-            (gauge(), gauge(), gauge(), gauge());
-        let (dlq_depth, dlq_growth, paused, drain, expiring) =
+        let count = Family::<DestLabels, CountGauge>::default;
+        let (consumer_lag, oldest_age, error_rate, dlq_growth, drain) =
             (gauge(), gauge(), gauge(), gauge(), gauge());
+        let (queue_depth, dlq_depth, paused, expiring) = (count(), count(), count(), count());
         registry.register(
             "queue_depth",
             "Events pending per destination: queued, throttled or waiting to retry (not the DLQ)",
@@ -333,21 +335,26 @@ impl Metrics {
     pub fn encode(&self, gauges: &[DestGauges]) -> String {
         let _one = self.scrape.lock().expect("metrics lock");
         for f in [
-            &self.queue_depth,
             &self.consumer_lag,
             &self.oldest_age,
             &self.error_rate,
-            &self.dlq_depth,
             &self.dlq_growth,
-            &self.paused,
             &self.drain,
+        ] {
+            f.clear();
+        }
+        for f in [
+            &self.queue_depth,
+            &self.dlq_depth,
+            &self.paused,
             &self.expiring,
         ] {
             f.clear();
         }
         for g in gauges {
             let l = &g.labels;
-            self.queue_depth.get_or_create(l).set(g.queue_depth as f64);
+            let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            self.queue_depth.get_or_create(l).set(count(g.queue_depth));
             self.consumer_lag
                 .get_or_create(l)
                 .set(g.consumer_lag_seconds);
@@ -355,13 +362,13 @@ impl Metrics {
                 .get_or_create(l)
                 .set(g.oldest_pending_age_seconds);
             self.error_rate.get_or_create(l).set(g.error_rate);
-            self.dlq_depth.get_or_create(l).set(g.dlq_depth as f64);
+            self.dlq_depth.get_or_create(l).set(count(g.dlq_depth));
             self.dlq_growth.get_or_create(l).set(g.dlq_growth_per_min);
-            self.paused.get_or_create(l).set(g.paused as u8 as f64);
+            self.paused.get_or_create(l).set(i64::from(g.paused));
             self.drain.get_or_create(l).set(g.projected_drain_seconds);
             self.expiring
                 .get_or_create(l)
-                .set(g.events_expiring_soon as f64);
+                .set(count(g.events_expiring_soon));
         }
         let mut out = String::new();
         // Writing into a String cannot fail.

@@ -301,6 +301,14 @@ async fn metrics_name_every_spec_series_and_move_with_the_pipeline() {
     let m = scrape(&r.d).await;
     assert_eq!(m.dest("sluice_queue_depth"), 5.0);
     assert_eq!(m.dest("sluice_destination_paused"), 1.0);
+    // Counts print as integers.
+    assert!(
+        m.text.contains(
+            "sluice_queue_depth{destination=\"hooks\",platform=\"webhook\",merchant=\"glasshouse\"} 5\n"
+        ),
+        "{}",
+        m.text
+    );
     assert_eq!(m.dest("sluice_consumer_lag_seconds"), 10.0);
     assert_eq!(m.dest("sluice_oldest_pending_age_seconds"), 10.0);
     assert_eq!(m.dest("sluice_projected_drain_seconds"), f64::INFINITY);
