@@ -18,9 +18,7 @@ use super::{DestCtx, Engine};
 use crate::health::{AUTH_STREAK, Actor, Change, Ring};
 use crate::ingest::event::PlainField;
 use crate::metrics::Outcome;
-use crate::platforms::{
-    Class, HttpRequest, HttpResponse, OutEvent, Verdict, oauth, redact, retry_after_ms,
-};
+use crate::platforms::{Class, HttpResponse, OutEvent, Verdict, oauth, redact, retry_after_ms};
 use crate::store::codec::{DestMode, OutcomeRecord};
 use crate::store::codec::{
     DestState, DlqRecord, ErrorClass, RetryRecord, StoredEvent, decode_event, decode_record,
@@ -769,7 +767,7 @@ async fn attempt(
     }
     let timeout = ctx.dest.policy.timeout.as_millis() as i64;
     let result = tokio::select! {
-        r = execute(&engine.http, req) => r,
+        r = crate::platforms::execute(&engine.http, req) => r,
         _ = engine.clock.sleep_ms(timeout) => Err(format!("timed out after {timeout} ms")),
     };
     match result {
@@ -784,39 +782,6 @@ async fn attempt(
             (Verdict::Whole(Class::Retryable), None, Some(e), secrets)
         }
     }
-}
-
-async fn execute(http: &reqwest::Client, req: HttpRequest) -> Result<HttpResponse, String> {
-    let method = reqwest::Method::from_bytes(req.method.as_bytes()).map_err(|e| e.to_string())?;
-    let mut rb = http.request(method, &req.url).body(req.body);
-    for (k, v) in &req.headers {
-        rb = rb.header(k, v);
-    }
-    let resp = rb.send().await.map_err(|e| {
-        // reqwest errors carry the URL, which may carry a token: drop it.
-        format!("transport error: {}", e.without_url())
-    })?;
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| format!("reading the response failed: {}", e.without_url()))?
-        .to_vec();
-    Ok(HttpResponse {
-        status,
-        headers,
-        body,
-    })
 }
 
 /// The outcomes of answers settled together.

@@ -153,6 +153,41 @@ pub fn adapter(p: Platform) -> Option<&'static dyn Adapter> {
     }
 }
 
+/// Sends `req` (never following redirects: that is the client's setting) and reads the
+/// whole answer. Transport errors never carry the URL, which may hold a token.
+pub async fn execute(http: &reqwest::Client, req: HttpRequest) -> Result<HttpResponse, String> {
+    let method = reqwest::Method::from_bytes(req.method.as_bytes()).map_err(|e| e.to_string())?;
+    let mut rb = http.request(method, &req.url).body(req.body);
+    for (k, v) in &req.headers {
+        rb = rb.header(k, v);
+    }
+    let resp = rb.send().await.map_err(|e| {
+        // reqwest errors carry the URL, which may carry a token: drop it.
+        format!("transport error: {}", e.without_url())
+    })?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("reading the response failed: {}", e.without_url()))?
+        .to_vec();
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
 /// `endpoint` replaces scheme, host and port of `default_url` (for local simulators).
 pub fn with_endpoint(default_url: &str, endpoint: Option<&str>) -> String {
     let Some(ep) = endpoint else {

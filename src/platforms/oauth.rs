@@ -42,7 +42,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::debug;
 
-use super::{Class, HttpResponse, percent_encode, redact, retry_after_hint, with_endpoint};
+use super::{
+    Class, HttpRequest, HttpResponse, percent_encode, redact, retry_after_hint, with_endpoint,
+};
 use crate::clock::Clock;
 use crate::config::{Destination, Platform, Secret};
 
@@ -253,35 +255,20 @@ async fn request(
     cfg: &RefreshConfig,
     refresh_token: &str,
 ) -> Result<HttpResponse, String> {
-    let resp = http
-        .post(&cfg.token_url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("accept", "application/json")
-        .body(form_body(cfg, refresh_token))
-        .send()
-        .await
-        .map_err(|e| format!("transport error: {}", e.without_url()))?;
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| {
+    let req = HttpRequest {
+        method: "POST",
+        url: cfg.token_url.clone(),
+        headers: vec![
             (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| format!("reading the answer failed: {}", e.without_url()))?
-        .to_vec();
-    Ok(HttpResponse {
-        status,
-        headers,
-        body,
-    })
+                "content-type".into(),
+                "application/x-www-form-urlencoded".into(),
+            ),
+            ("accept".into(), "application/json".into()),
+        ],
+        body: form_body(cfg, refresh_token).into_bytes(),
+        secrets: Vec::new(),
+    };
+    super::execute(http, req).await
 }
 
 /// A token endpoint's success.
