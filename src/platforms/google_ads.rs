@@ -377,7 +377,7 @@ impl Adapter for GoogleAds {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platforms::testkit::{dests, events};
+    use crate::platforms::testkit::{dests, events, outs};
 
     #[test]
     fn bodies_are_json_with_every_event() {
@@ -387,14 +387,7 @@ mod tests {
             dest.params
                 .insert("conversion_action_id".into(), "55".into());
             let evs = events();
-            let outs: Vec<OutEvent<'_>> = evs
-                .iter()
-                .map(|e| OutEvent {
-                    event: e,
-                    merchant_id: "m",
-                    accepted_ms: 0,
-                })
-                .collect();
+            let outs = outs(&evs);
             let req = GOOGLE_ADS.build(&dest, &outs, 0);
             let v: Value = serde_json::from_slice(&req.body).unwrap();
             let got = v["conversions"].as_array().unwrap();

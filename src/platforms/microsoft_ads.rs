@@ -282,7 +282,7 @@ impl Adapter for MicrosoftAds {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platforms::testkit::{dests, events};
+    use crate::platforms::testkit::{dests, events, outs};
 
     #[test]
     fn bodies_are_json_with_every_event() {
@@ -290,14 +290,7 @@ mod tests {
             dest.params
                 .insert("conversion_name".into(), "Purchase \"offline\"".into());
             let evs = events();
-            let outs: Vec<OutEvent<'_>> = evs
-                .iter()
-                .map(|e| OutEvent {
-                    event: e,
-                    merchant_id: "m",
-                    accepted_ms: 0,
-                })
-                .collect();
+            let outs = outs(&evs);
             let req = MICROSOFT_ADS.build(&dest, &outs, 0);
             let v: Value = serde_json::from_slice(&req.body).unwrap();
             let got = v["OfflineConversions"].as_array().unwrap();

@@ -532,6 +532,17 @@ pub(crate) mod testkit {
     };
     use crate::ingest::event::{ClearField, NormalizedEvent, PlainField, Variant};
 
+    /// The events as sent for merchant `m`, accepted at 0.
+    pub fn outs(evs: &[NormalizedEvent]) -> Vec<super::OutEvent<'_>> {
+        evs.iter()
+            .map(|e| super::OutEvent {
+                event: e,
+                merchant_id: "m",
+                accepted_ms: 0,
+            })
+            .collect()
+    }
+
     fn dest(platform: Platform, event_map: &[(&str, &str)]) -> Destination {
         let pairs = |v: &[(&str, &str)]| {
             v.iter()

@@ -273,20 +273,13 @@ impl Adapter for Reddit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platforms::testkit::{dests, events};
+    use crate::platforms::testkit::{dests, events, outs};
 
     #[test]
     fn bodies_are_json_with_every_event() {
         for dest in dests() {
             let evs = events();
-            let outs: Vec<OutEvent<'_>> = evs
-                .iter()
-                .map(|e| OutEvent {
-                    event: e,
-                    merchant_id: "m",
-                    accepted_ms: 0,
-                })
-                .collect();
+            let outs = outs(&evs);
             let req = REDDIT.build(&dest, &outs, 0);
             let v: Value = serde_json::from_slice(&req.body).unwrap();
             let got = v["events"].as_array().unwrap();
@@ -314,14 +307,7 @@ mod tests {
             destinations: vec![],
         };
         let evs = [e("a"), e("b"), e("c")];
-        let outs: Vec<OutEvent<'_>> = evs
-            .iter()
-            .map(|ev| OutEvent {
-                event: ev,
-                merchant_id: "m",
-                accepted_ms: 0,
-            })
-            .collect();
+        let outs = outs(&evs);
         let inv = |id: &str| serde_json::json!([{"error_message": "x", "event": {"event_metadata": {"conversion_id": id}}}]);
         let one = |id: &str| inv(id).as_array().unwrap().clone();
         assert!(match_rows(&outs, &one("z")).is_empty());

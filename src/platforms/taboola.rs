@@ -141,21 +141,14 @@ impl Adapter for Taboola {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platforms::testkit::{dests, events};
+    use crate::platforms::testkit::{dests, events, outs};
     use serde_json::Value;
 
     #[test]
     fn bodies_are_json_with_every_event() {
         for dest in dests() {
             let evs = events();
-            let outs: Vec<OutEvent<'_>> = evs
-                .iter()
-                .map(|e| OutEvent {
-                    event: e,
-                    merchant_id: "m",
-                    accepted_ms: 0,
-                })
-                .collect();
+            let outs = outs(&evs);
             let req = TABOOLA.build(&dest, &outs, 0);
             assert!(req.secrets.is_empty());
             let v: Value = serde_json::from_slice(&req.body).unwrap();

@@ -189,7 +189,7 @@ mod tests {
     use serde_json::{Map, Value, json};
 
     use super::*;
-    use crate::platforms::testkit::{dests, events};
+    use crate::platforms::testkit::{dests, events, outs};
     use crate::platforms::{custom_data_json, hex_hash, map_event_name};
 
     // How bodies were built before they were written straight into bytes.
@@ -266,14 +266,7 @@ mod tests {
         let defaults = default_map();
         for dest in dests() {
             let evs = events();
-            let outs: Vec<OutEvent<'_>> = evs
-                .iter()
-                .map(|e| OutEvent {
-                    event: e,
-                    merchant_id: "m",
-                    accepted_ms: 0,
-                })
-                .collect();
+            let outs = outs(&evs);
             for n in [1, 2, outs.len()] {
                 let req = TIKTOK.build(&dest, &outs[..n], 0);
                 let data: Vec<Value> = outs[..n]

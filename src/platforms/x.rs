@@ -255,20 +255,13 @@ impl Adapter for X {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platforms::testkit::{dests, events};
+    use crate::platforms::testkit::{dests, events, outs};
 
     #[test]
     fn bodies_are_json_with_every_event() {
         for dest in dests() {
             let evs = events();
-            let outs: Vec<OutEvent<'_>> = evs
-                .iter()
-                .map(|e| OutEvent {
-                    event: e,
-                    merchant_id: "m",
-                    accepted_ms: 0,
-                })
-                .collect();
+            let outs = outs(&evs);
             let req = X_ADS.build(&dest, &outs, 0);
             let v: Value = serde_json::from_slice(&req.body).unwrap();
             let got = v["conversions"].as_array().unwrap();
