@@ -7,47 +7,23 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{KEY, T0_MS, TestDaemon};
+use common::{
+    KEY, T0_MS, TestDaemon, admin_get, contract_policy, eventually, out, resp, send, sha256_hex,
+    whole,
+};
 use serde_json::{Value, json};
 use sluice::clock::{ManualClock, SharedClock};
-use sluice::config::{AutoPausePolicy, Destination, Platform, PlatformPolicy, RetryPolicy, Secret};
+use sluice::config::{Destination, Platform, Secret};
 use sluice::ingest::event::{ClearField, NormalizedEvent};
 use sluice::ingest::identifiers::{IdField, normalize};
 use sluice::platforms::google_ads::GOOGLE_ADS;
-use sluice::platforms::{self, Adapter, Class, HttpRequest, HttpResponse, OutEvent, Verdict};
+use sluice::platforms::{self, Adapter, Class, HttpResponse, OutEvent, Verdict};
 use sluice::sim::{self, Fault, FaultScript, RetryAfter, SimOptions, SimServer};
 
 const T0_S: i64 = T0_MS / 1000;
 const TOKEN: &str = "ya29.static-access-token";
 const DEV: &str = "dev-token-abc";
 const ADMIN: &str = "admin_test_token";
-
-fn policy() -> PlatformPolicy {
-    PlatformPolicy {
-        max_batch: 2000,
-        linger: Duration::from_secs(1),
-        concurrency: 4,
-        timeout: Duration::from_secs(10),
-        age_limit: None,
-        rates: vec![],
-        retry: RetryPolicy {
-            max_retries: 8,
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(128),
-            jitter: 0.0,
-        },
-        auto_pause: AutoPausePolicy {
-            threshold: 0.25,
-            interval: Duration::from_secs(300),
-            window: Duration::from_secs(300),
-            sample: 1000,
-            min_samples: 10,
-            auto_clear: Duration::from_secs(14_400),
-            reprobe: Duration::from_secs(1800),
-            probe_requests: 5,
-        },
-    }
-}
 
 fn dest(server: &SimServer, token: &str, login: Option<&str>) -> Destination {
     let mut params: std::collections::BTreeMap<String, String> = [
@@ -71,13 +47,8 @@ fn dest(server: &SimServer, token: &str, login: Option<&str>) -> Destination {
             ("developer_token".to_string(), Secret(DEV.to_string())),
         ]
         .into(),
-        policy: policy(),
+        policy: contract_policy(2000),
     }
-}
-
-fn sha256_hex(s: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(s.as_bytes()))
 }
 
 fn ev(
@@ -113,35 +84,6 @@ fn gclid_ev(id: &str, gclid: &str) -> NormalizedEvent {
     ev(id, &[], &[(ClearField::Gclid, gclid)], None)
 }
 
-fn out(e: &NormalizedEvent) -> OutEvent<'_> {
-    OutEvent {
-        event: e,
-        merchant_id: "glasshouse",
-        accepted_ms: T0_MS - 50_000,
-    }
-}
-
-async fn send(req: &HttpRequest) -> HttpResponse {
-    let c = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let mut b = c.post(&req.url);
-    for (k, v) in &req.headers {
-        b = b.header(k, v);
-    }
-    let r = b.body(req.body.clone()).send().await.unwrap();
-    HttpResponse {
-        status: r.status().as_u16(),
-        headers: r
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap().to_string()))
-            .collect(),
-        body: r.bytes().await.unwrap().to_vec(),
-    }
-}
-
 async fn start(clock: &Arc<ManualClock>, credential: Option<&str>) -> SimServer {
     let c: SharedClock = clock.clone();
     sim::start_with(
@@ -156,18 +98,6 @@ async fn start(clock: &Arc<ManualClock>, credential: Option<&str>) -> SimServer 
     )
     .await
     .unwrap()
-}
-
-fn whole(c: Class) -> Verdict {
-    Verdict::Whole(c)
-}
-
-fn resp(status: u16, body: Value) -> HttpResponse {
-    HttpResponse {
-        status,
-        headers: vec![],
-        body: serde_json::to_vec(&body).unwrap(),
-    }
 }
 
 #[tokio::test]
@@ -625,28 +555,6 @@ credentials = {{ developer_token = "{DEV}", access_token = "{TOKEN}" }}
         store = dir.join("sluice.redb").display(),
         url = sim.url(),
     )
-}
-
-async fn admin_get(d: &TestDaemon, path: &str) -> Value {
-    let r = d
-        .http
-        .get(format!("{}{path}", d.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{path}");
-    r.json().await.unwrap()
-}
-
-async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
-    for _ in 0..1000 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,46 +7,22 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{KEY, T0_MS, TestDaemon};
+use common::{
+    KEY, T0_MS, TestDaemon, admin_get, contract_policy, dlq_with, eventually, out, send,
+    sha256_hex, whole,
+};
 use serde_json::{Value, json};
 use sluice::clock::{ManualClock, SharedClock};
-use sluice::config::{AutoPausePolicy, Destination, Platform, PlatformPolicy, RetryPolicy, Secret};
+use sluice::config::{Destination, Platform, Secret};
 use sluice::ingest::event::{ClearField, NormalizedEvent};
 use sluice::ingest::identifiers::{IdField, normalize};
 use sluice::platforms::linkedin::LINKEDIN;
-use sluice::platforms::{self, Adapter, Class, HttpRequest, HttpResponse, OutEvent, Verdict};
+use sluice::platforms::{self, Adapter, Class, HttpResponse, OutEvent, Verdict};
 use sluice::sim::{self, Fault, FaultScript, RetryAfter, SimOptions, SimServer};
 
 const T0_S: i64 = T0_MS / 1000;
 const TOKEN: &str = "li-conv-token-123";
 const ADMIN: &str = "admin_test_token";
-
-fn policy() -> PlatformPolicy {
-    PlatformPolicy {
-        max_batch: 5000,
-        linger: Duration::from_secs(1),
-        concurrency: 4,
-        timeout: Duration::from_secs(10),
-        age_limit: None,
-        rates: vec![],
-        retry: RetryPolicy {
-            max_retries: 8,
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(128),
-            jitter: 0.0,
-        },
-        auto_pause: AutoPausePolicy {
-            threshold: 0.25,
-            interval: Duration::from_secs(300),
-            window: Duration::from_secs(300),
-            sample: 1000,
-            min_samples: 10,
-            auto_clear: Duration::from_secs(14_400),
-            reprobe: Duration::from_secs(1800),
-            probe_requests: 5,
-        },
-    }
-}
 
 fn dest(server: &SimServer, token: &str, extra: &[(&str, &str)]) -> Destination {
     let mut params: std::collections::BTreeMap<String, String> =
@@ -63,13 +39,8 @@ fn dest(server: &SimServer, token: &str, extra: &[(&str, &str)]) -> Destination 
         event_map: Default::default(),
         params: params.into_iter().collect(),
         credentials: [("access_token".to_string(), Secret(token.to_string()))].into(),
-        policy: policy(),
+        policy: contract_policy(5000),
     }
-}
-
-fn sha256_hex(s: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(s.as_bytes()))
 }
 
 fn ev(
@@ -105,35 +76,6 @@ fn email_ev(id: &str) -> NormalizedEvent {
     ev(id, &[(IdField::Email, "x@example.com")], &[], None)
 }
 
-fn out(e: &NormalizedEvent) -> OutEvent<'_> {
-    OutEvent {
-        event: e,
-        merchant_id: "glasshouse",
-        accepted_ms: T0_MS - 50_000,
-    }
-}
-
-async fn send(req: &HttpRequest) -> HttpResponse {
-    let c = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let mut b = c.post(&req.url);
-    for (k, v) in &req.headers {
-        b = b.header(k, v);
-    }
-    let r = b.body(req.body.clone()).send().await.unwrap();
-    HttpResponse {
-        status: r.status().as_u16(),
-        headers: r
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap().to_string()))
-            .collect(),
-        body: r.bytes().await.unwrap().to_vec(),
-    }
-}
-
 async fn start(clock: &Arc<ManualClock>, credential: Option<&str>) -> SimServer {
     let c: SharedClock = clock.clone();
     sim::start_with(
@@ -148,10 +90,6 @@ async fn start(clock: &Arc<ManualClock>, credential: Option<&str>) -> SimServer 
     )
     .await
     .unwrap()
-}
-
-fn whole(c: Class) -> Verdict {
-    Verdict::Whole(c)
 }
 
 #[tokio::test]
@@ -446,39 +384,6 @@ async fn linkedin_422_names_the_rows() {
 }
 
 // ---- Through the daemon ----
-
-async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
-    for _ in 0..1000 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
-async fn admin_get(d: &TestDaemon, path: &str) -> Value {
-    let r = d
-        .http
-        .get(format!("{}{path}", d.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{path}");
-    r.json().await.unwrap()
-}
-
-async fn dlq_with(d: &TestDaemon, dest: &str, n: usize) -> Value {
-    for _ in 0..1000 {
-        let v = admin_get(d, &format!("/v1/dlq?destination={dest}")).await;
-        if v["entries"].as_array().unwrap().len() == n {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("the DLQ of {dest} never held {n} entries");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linkedin_rows_named_by_a_422_dead_letter_and_the_rest_is_resent_at_once() {

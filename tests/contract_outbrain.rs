@@ -10,42 +10,15 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 use sluice::clock::{ManualClock, SharedClock};
-use sluice::config::{AutoPausePolicy, Destination, Platform, PlatformPolicy, RetryPolicy};
+use sluice::config::{Destination, Platform};
 use sluice::ingest::event::{ClearField, NormalizedEvent};
 use sluice::platforms::outbrain::OUTBRAIN;
-use sluice::platforms::{self, Adapter, Class, HttpRequest, HttpResponse, OutEvent, Verdict};
+use sluice::platforms::{self, Adapter, Class, Verdict};
 use sluice::sim::{self, Fault, FaultScript, RetryAfter, SimOptions, SimServer};
 
 const T0_S: i64 = T0_MS / 1000;
 const CLICK: &str = "00f1e2d3c4b5a6978800aabbccddeeff/obclick+1";
 const ADMIN: &str = "admin_test_token";
-
-fn policy() -> PlatformPolicy {
-    PlatformPolicy {
-        max_batch: 1,
-        linger: Duration::from_secs(1),
-        concurrency: 4,
-        timeout: Duration::from_secs(10),
-        age_limit: None,
-        rates: vec![],
-        retry: RetryPolicy {
-            max_retries: 8,
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(128),
-            jitter: 0.0,
-        },
-        auto_pause: AutoPausePolicy {
-            threshold: 0.25,
-            interval: Duration::from_secs(300),
-            window: Duration::from_secs(300),
-            sample: 1000,
-            min_samples: 10,
-            auto_clear: Duration::from_secs(14_400),
-            reprobe: Duration::from_secs(1800),
-            probe_requests: 5,
-        },
-    }
-}
 
 fn dest(endpoint: Option<String>, map: &[(&str, &str)]) -> Destination {
     Destination {
@@ -60,7 +33,7 @@ fn dest(endpoint: Option<String>, map: &[(&str, &str)]) -> Destination {
             .collect(),
         params: Default::default(),
         credentials: Default::default(),
-        policy: policy(),
+        policy: contract_policy(1),
     }
 }
 
@@ -80,35 +53,6 @@ fn ev(id: &str, name: &str, click: Option<&str>, custom: Option<Value>) -> Norma
             .map(|c| serde_json::to_vec(&c).unwrap())
             .unwrap_or_default(),
         destinations: vec![],
-    }
-}
-
-fn out(e: &NormalizedEvent) -> OutEvent<'_> {
-    OutEvent {
-        event: e,
-        merchant_id: "glasshouse",
-        accepted_ms: T0_MS - 50_000,
-    }
-}
-
-async fn send(req: &HttpRequest) -> HttpResponse {
-    let c = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let mut b = c.request(req.method.parse().unwrap(), &req.url);
-    for (k, v) in &req.headers {
-        b = b.header(k, v);
-    }
-    let r = b.body(req.body.clone()).send().await.unwrap();
-    HttpResponse {
-        status: r.status().as_u16(),
-        headers: r
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap().to_string()))
-            .collect(),
-        body: r.bytes().await.unwrap().to_vec(),
     }
 }
 
@@ -270,38 +214,6 @@ fn outbrain_adapter_is_registered() {
 }
 
 /// Moves the clock 1 s at a time (linger, backoff) until `n` requests were answered.
-async fn drive(clock: &ManualClock, server: &SimServer, n: usize) {
-    let answered = || server.received().iter().filter(|r| r.status != 0).count();
-    for _ in 0..20 {
-        for _ in 0..100 {
-            if answered() >= n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        clock.advance_ms(1000);
-    }
-    panic!("only {} of {n} requests were answered", answered());
-}
-
-async fn dlq_with(d: &TestDaemon, dest: &str, n: usize) -> Value {
-    for _ in 0..1000 {
-        let r = d
-            .http
-            .get(format!("{}/v1/dlq?destination={dest}", d.url))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap();
-        let v: Value = r.json().await.unwrap();
-        if v["entries"].as_array().map_or(0, Vec::len) == n {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("the DLQ of {dest} never held {n} entries");
-}
-
 /// Five events, two without a click id: those two are dead-lettered as unsendable and
 /// never sent; the other three go one per request, and the one whose request fails
 /// (503) is sent again after the backoff: each delivered exactly once.

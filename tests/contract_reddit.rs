@@ -1,49 +1,24 @@
 //! Contract tests of the Reddit Conversions API adapter against its simulator
 //! (platforms.md §8): the exact request, and each row of its classification.
 
+mod common;
+
+use common::{contract_policy, hash, out, send, sha256_hex, whole};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use sluice::clock::{ManualClock, SharedClock};
-use sluice::config::{AutoPausePolicy, Destination, Platform, PlatformPolicy, RetryPolicy, Secret};
+use sluice::config::{Destination, Platform, Secret};
 use sluice::ingest::event::{ClearField, NormalizedEvent, Variant};
 use sluice::ingest::identifiers::{IdField, normalize};
 use sluice::platforms::reddit::REDDIT;
-use sluice::platforms::{self, Adapter, Class, HttpRequest, HttpResponse, OutEvent, Verdict};
+use sluice::platforms::{self, Adapter, Class, HttpResponse, OutEvent, Verdict};
 use sluice::sim::{self, Fault, FaultScript, RetryAfter, SimOptions, SimServer};
 
 /// 2026-11-02T12:00:00Z
 const T0_MS: i64 = 1_793_620_800_000;
 const T0_S: i64 = T0_MS / 1000;
 const TOKEN: &str = "rdt-conv-token-123";
-
-fn policy() -> PlatformPolicy {
-    PlatformPolicy {
-        max_batch: 1000,
-        linger: Duration::from_secs(1),
-        concurrency: 4,
-        timeout: Duration::from_secs(10),
-        age_limit: None,
-        rates: vec![],
-        retry: RetryPolicy {
-            max_retries: 8,
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(128),
-            jitter: 0.0,
-        },
-        auto_pause: AutoPausePolicy {
-            threshold: 0.25,
-            interval: Duration::from_secs(300),
-            window: Duration::from_secs(300),
-            sample: 1000,
-            min_samples: 10,
-            auto_clear: Duration::from_secs(14_400),
-            reprobe: Duration::from_secs(1800),
-            probe_requests: 5,
-        },
-    }
-}
 
 /// A reddit destination; `id` differs per test (the adapter remembers recent requests
 /// per destination).
@@ -60,18 +35,8 @@ fn dest(id: &str, server: &SimServer, token: &str, map: &[(&str, &str)]) -> Dest
             .collect(),
         params: [("ad_account_id".to_string(), "t2_abc".to_string())].into(),
         credentials: [("access_token".to_string(), Secret(token.to_string()))].into(),
-        policy: policy(),
+        policy: contract_policy(1000),
     }
-}
-
-fn hash(field: IdField, raw: &str, variant: Variant) -> String {
-    let n = normalize(field, raw, "1", Some("US")).unwrap();
-    hex::encode(n.iter().find(|n| n.variant == variant).unwrap().sha256)
-}
-
-fn sha256_hex(s: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(s.as_bytes()))
 }
 
 fn ev(
@@ -108,35 +73,6 @@ fn email_ev(id: &str, name: &str) -> NormalizedEvent {
     ev(id, name, &[(IdField::Email, "x@example.com")], &[], None)
 }
 
-fn out(e: &NormalizedEvent) -> OutEvent<'_> {
-    OutEvent {
-        event: e,
-        merchant_id: "glasshouse",
-        accepted_ms: T0_MS - 50_000,
-    }
-}
-
-async fn send(req: &HttpRequest) -> HttpResponse {
-    let c = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let mut b = c.post(&req.url);
-    for (k, v) in &req.headers {
-        b = b.header(k, v);
-    }
-    let r = b.body(req.body.clone()).send().await.unwrap();
-    HttpResponse {
-        status: r.status().as_u16(),
-        headers: r
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap().to_string()))
-            .collect(),
-        body: r.bytes().await.unwrap().to_vec(),
-    }
-}
-
 async fn start(clock: &Arc<ManualClock>, credential: Option<&str>) -> SimServer {
     let c: SharedClock = clock.clone();
     sim::start_with(
@@ -151,10 +87,6 @@ async fn start(clock: &Arc<ManualClock>, credential: Option<&str>) -> SimServer 
     )
     .await
     .unwrap()
-}
-
-fn whole(c: Class) -> Verdict {
-    Verdict::Whole(c)
 }
 
 #[tokio::test]

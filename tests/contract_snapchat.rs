@@ -7,14 +7,16 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{KEY, T0_MS, TestDaemon};
+use common::{
+    KEY, T0_MS, TestDaemon, contract_policy, dlq_with, out, resp_raw, send, sha256_hex, whole,
+};
 use serde_json::{Value, json};
 use sluice::clock::{ManualClock, SharedClock};
-use sluice::config::{AutoPausePolicy, Destination, Platform, PlatformPolicy, RetryPolicy, Secret};
+use sluice::config::{Destination, Platform, Secret};
 use sluice::ingest::event::{ClearField, NormalizedEvent};
 use sluice::ingest::identifiers::{IdField, normalize};
 use sluice::platforms::snapchat::SNAPCHAT;
-use sluice::platforms::{self, Adapter, Class, HttpRequest, HttpResponse, OutEvent, Verdict};
+use sluice::platforms::{self, Adapter, Class, OutEvent, Verdict};
 use sluice::sim::{self, Fault, FaultScript, RetryAfter, SimOptions, SimServer};
 
 const T0_S: i64 = T0_MS / 1000;
@@ -22,33 +24,6 @@ const TOKEN: &str = "snap/conv+token=1";
 const TOKEN_ENC: &str = "snap%2Fconv%2Btoken%3D1";
 const ADMIN: &str = "admin_test_token";
 const PIXEL: &str = "a1b2c3d4-pixel";
-
-fn policy() -> PlatformPolicy {
-    PlatformPolicy {
-        max_batch: 5000,
-        linger: Duration::from_secs(1),
-        concurrency: 4,
-        timeout: Duration::from_secs(10),
-        age_limit: None,
-        rates: vec![],
-        retry: RetryPolicy {
-            max_retries: 8,
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(128),
-            jitter: 0.0,
-        },
-        auto_pause: AutoPausePolicy {
-            threshold: 0.25,
-            interval: Duration::from_secs(300),
-            window: Duration::from_secs(300),
-            sample: 1000,
-            min_samples: 10,
-            auto_clear: Duration::from_secs(14_400),
-            reprobe: Duration::from_secs(1800),
-            probe_requests: 5,
-        },
-    }
-}
 
 fn dest(server: &SimServer, token: &str, map: &[(&str, &str)]) -> Destination {
     Destination {
@@ -63,13 +38,8 @@ fn dest(server: &SimServer, token: &str, map: &[(&str, &str)]) -> Destination {
             .collect(),
         params: [("pixel_id".to_string(), PIXEL.to_string())].into(),
         credentials: [("access_token".to_string(), Secret(token.to_string()))].into(),
-        policy: policy(),
+        policy: contract_policy(5000),
     }
-}
-
-fn sha256_hex(s: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(s.as_bytes()))
 }
 
 fn ev(
@@ -112,35 +82,6 @@ fn email_ev(id: &str, name: &str) -> NormalizedEvent {
     e
 }
 
-fn out(e: &NormalizedEvent) -> OutEvent<'_> {
-    OutEvent {
-        event: e,
-        merchant_id: "glasshouse",
-        accepted_ms: T0_MS - 50_000,
-    }
-}
-
-async fn send(req: &HttpRequest) -> HttpResponse {
-    let c = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let mut b = c.post(&req.url);
-    for (k, v) in &req.headers {
-        b = b.header(k, v);
-    }
-    let r = b.body(req.body.clone()).send().await.unwrap();
-    HttpResponse {
-        status: r.status().as_u16(),
-        headers: r
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap().to_string()))
-            .collect(),
-        body: r.bytes().await.unwrap().to_vec(),
-    }
-}
-
 async fn start(clock: &Arc<ManualClock>, credential: Option<&str>) -> SimServer {
     let c: SharedClock = clock.clone();
     sim::start_with(
@@ -155,18 +96,6 @@ async fn start(clock: &Arc<ManualClock>, credential: Option<&str>) -> SimServer 
     )
     .await
     .unwrap()
-}
-
-fn whole(c: Class) -> Verdict {
-    Verdict::Whole(c)
-}
-
-fn resp(status: u16, body: &[u8]) -> HttpResponse {
-    HttpResponse {
-        status,
-        headers: vec![],
-        body: body.to_vec(),
-    }
 }
 
 #[tokio::test]
@@ -431,12 +360,12 @@ async fn snapchat_classification_table() {
         b"OK",
     ] {
         assert_eq!(
-            SNAPCHAT.classify(&d, 2, &resp(200, body)),
+            SNAPCHAT.classify(&d, 2, &resp_raw(200, body)),
             whole(Class::Delivered)
         );
     }
     assert_eq!(
-        SNAPCHAT.classify(&d, 2, &resp(200, br#"{"status":"PARTIAL"}"#)),
+        SNAPCHAT.classify(&d, 2, &resp_raw(200, br#"{"status":"PARTIAL"}"#)),
         whole(Class::Retryable)
     );
 
@@ -498,29 +427,6 @@ async fn snapchat_one_invalid_event_fails_the_batch() {
 }
 
 // ---- Through the daemon ----
-
-async fn admin_get(d: &TestDaemon, path: &str) -> Value {
-    let r = d
-        .http
-        .get(format!("{}{path}", d.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{path}");
-    r.json().await.unwrap()
-}
-
-async fn dlq_with(d: &TestDaemon, dest: &str, n: usize) -> Value {
-    for _ in 0..1000 {
-        let v = admin_get(d, &format!("/v1/dlq?destination={dest}")).await;
-        if v["entries"].as_array().unwrap().len() == n {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("the DLQ of {dest} never held {n} entries");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapchat_invalid_event_is_bisected_out_and_the_rest_delivered() {

@@ -8,14 +8,17 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{KEY, T0_MS, TestDaemon};
+use common::{
+    KEY, T0_MS, TestDaemon, admin_get, contract_policy, dlq_with, out, resp_raw, send, sha256_hex,
+    whole,
+};
 use serde_json::{Value, json};
 use sluice::clock::{ManualClock, SharedClock};
-use sluice::config::{AutoPausePolicy, Destination, Platform, PlatformPolicy, RetryPolicy, Secret};
+use sluice::config::{Destination, Platform, Secret};
 use sluice::ingest::event::{ClearField, NormalizedEvent};
 use sluice::ingest::identifiers::{IdField, normalize};
 use sluice::platforms::x::X_ADS;
-use sluice::platforms::{self, Adapter, Class, HttpRequest, HttpResponse, OutEvent, Verdict};
+use sluice::platforms::{self, Adapter, Class, OutEvent, Verdict};
 use sluice::sim::{self, Fault, FaultScript, RateLimit, RetryAfter, SimOptions, SimServer};
 
 const T0_S: i64 = T0_MS / 1000;
@@ -23,33 +26,6 @@ const TOKEN: &str = "x-events-manager-token";
 const ADMIN: &str = "admin_test_token";
 const PIXEL: &str = "o8z6j";
 const X_EVENT: &str = "tw-o8z6j-o8z6k";
-
-fn policy() -> PlatformPolicy {
-    PlatformPolicy {
-        max_batch: 5000,
-        linger: Duration::from_secs(1),
-        concurrency: 4,
-        timeout: Duration::from_secs(10),
-        age_limit: None,
-        rates: vec![],
-        retry: RetryPolicy {
-            max_retries: 8,
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(128),
-            jitter: 0.0,
-        },
-        auto_pause: AutoPausePolicy {
-            threshold: 0.25,
-            interval: Duration::from_secs(300),
-            window: Duration::from_secs(300),
-            sample: 1000,
-            min_samples: 10,
-            auto_clear: Duration::from_secs(14_400),
-            reprobe: Duration::from_secs(1800),
-            probe_requests: 5,
-        },
-    }
-}
 
 fn dest(server: &SimServer, token: &str) -> Destination {
     Destination {
@@ -65,13 +41,8 @@ fn dest(server: &SimServer, token: &str) -> Destination {
         ]
         .into(),
         credentials: [("access_token".to_string(), Secret(token.to_string()))].into(),
-        policy: policy(),
+        policy: contract_policy(5000),
     }
-}
-
-fn sha256_hex(s: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(s.as_bytes()))
 }
 
 fn ev(
@@ -107,35 +78,6 @@ fn email_ev(id: &str) -> NormalizedEvent {
     ev(id, &[(IdField::Email, "x@example.com")], &[], None)
 }
 
-fn out(e: &NormalizedEvent) -> OutEvent<'_> {
-    OutEvent {
-        event: e,
-        merchant_id: "glasshouse",
-        accepted_ms: T0_MS - 50_000,
-    }
-}
-
-async fn send(req: &HttpRequest) -> HttpResponse {
-    let c = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let mut b = c.post(&req.url);
-    for (k, v) in &req.headers {
-        b = b.header(k, v);
-    }
-    let r = b.body(req.body.clone()).send().await.unwrap();
-    HttpResponse {
-        status: r.status().as_u16(),
-        headers: r
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap().to_string()))
-            .collect(),
-        body: r.bytes().await.unwrap().to_vec(),
-    }
-}
-
 async fn start_limited(
     clock: &Arc<ManualClock>,
     credential: Option<&str>,
@@ -158,18 +100,6 @@ async fn start_limited(
 
 async fn start(clock: &Arc<ManualClock>, credential: Option<&str>) -> SimServer {
     start_limited(clock, credential, None).await
-}
-
-fn whole(c: Class) -> Verdict {
-    Verdict::Whole(c)
-}
-
-fn resp(status: u16, body: &[u8]) -> HttpResponse {
-    HttpResponse {
-        status,
-        headers: vec![],
-        body: body.to_vec(),
-    }
 }
 
 #[tokio::test]
@@ -385,7 +315,7 @@ async fn x_classification_table() {
     // A 2xx without conversions_processed: retried, never taken as delivered.
     for body in [&b"OK"[..], b"", br#"{"data":{}}"#] {
         assert_eq!(
-            X_ADS.classify(&d, 1, &resp(200, body)),
+            X_ADS.classify(&d, 1, &resp_raw(200, body)),
             whole(Class::Retryable)
         );
     }
@@ -467,29 +397,6 @@ async fn x_rate_limit_and_unprocessed_conversions() {
 }
 
 // ---- Through the daemon ----
-
-async fn admin_get(d: &TestDaemon, path: &str) -> Value {
-    let r = d
-        .http
-        .get(format!("{}{path}", d.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{path}");
-    r.json().await.unwrap()
-}
-
-async fn dlq_with(d: &TestDaemon, dest: &str, n: usize) -> Value {
-    for _ in 0..1000 {
-        let v = admin_get(d, &format!("/v1/dlq?destination={dest}")).await;
-        if v["entries"].as_array().unwrap().len() == n {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("the DLQ of {dest} never held {n} entries");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x_unprocessed_conversions_are_bisected_out_and_the_rest_delivered() {

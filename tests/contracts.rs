@@ -2,6 +2,9 @@
 //! simulator, and each row of platforms.md "Classification" driven by the simulator's
 //! scripted faults.
 
+mod common;
+
+use common::{contract_policy, hash, out, whole};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,12 +13,12 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use sluice::clock::{ManualClock, SharedClock};
-use sluice::config::{AutoPausePolicy, Destination, Platform, PlatformPolicy, RetryPolicy, Secret};
+use sluice::config::{Destination, Platform, Secret};
 use sluice::ingest::event::{ClearField, NormalizedEvent, PlainField, Variant};
 use sluice::ingest::identifiers::{IdField, normalize};
 use sluice::platforms::{
-    self, Adapter, Class, HttpRequest, HttpResponse, OutEvent, Verdict, klaviyo::KLAVIYO,
-    meta::META, redact, tiktok::TIKTOK, webhook::WEBHOOK,
+    self, Adapter, Class, HttpRequest, HttpResponse, Verdict, klaviyo::KLAVIYO, meta::META, redact,
+    tiktok::TIKTOK, webhook::WEBHOOK,
 };
 use sluice::sim::{self, Fault, FaultScript, RetryAfter, SimOptions, SimServer};
 
@@ -23,33 +26,6 @@ use sluice::sim::{self, Fault, FaultScript, RetryAfter, SimOptions, SimServer};
 const T0_MS: i64 = 1_793_620_800_000;
 const T0_S: i64 = T0_MS / 1000;
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-fn policy() -> PlatformPolicy {
-    PlatformPolicy {
-        max_batch: 1000,
-        linger: Duration::from_secs(1),
-        concurrency: 4,
-        timeout: Duration::from_secs(10),
-        age_limit: None,
-        rates: vec![],
-        retry: RetryPolicy {
-            max_retries: 8,
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(128),
-            jitter: 0.0,
-        },
-        auto_pause: AutoPausePolicy {
-            threshold: 0.25,
-            interval: Duration::from_secs(300),
-            window: Duration::from_secs(300),
-            sample: 1000,
-            min_samples: 10,
-            auto_clear: Duration::from_secs(14_400),
-            reprobe: Duration::from_secs(1800),
-            probe_requests: 5,
-        },
-    }
-}
 
 fn dest(
     platform: Platform,
@@ -76,16 +52,11 @@ fn dest(
             .iter()
             .map(|(k, v)| (k.to_string(), Secret(v.to_string())))
             .collect(),
-        policy: policy(),
+        policy: contract_policy(1000),
     }
 }
 
 /// The hex hash intake keeps for `raw` in `variant`.
-fn hash(field: IdField, raw: &str, variant: Variant) -> String {
-    let n = normalize(field, raw, "1", Some("US")).unwrap();
-    hex::encode(n.iter().find(|n| n.variant == variant).unwrap().sha256)
-}
-
 struct Ev<'a> {
     id: &'a str,
     name: &'a str,
@@ -190,14 +161,6 @@ fn full_event(id: &str, name: &str) -> NormalizedEvent {
     e.build()
 }
 
-fn out(e: &NormalizedEvent) -> OutEvent<'_> {
-    OutEvent {
-        event: e,
-        merchant_id: "glasshouse",
-        accepted_ms: T0_MS - 50_000,
-    }
-}
-
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -255,10 +218,6 @@ async fn verdict_under(
     let resp = send(&client(), req).await;
     let v = adapter.classify(d, n, &resp);
     (resp, v)
-}
-
-fn whole(c: Class) -> Verdict {
-    Verdict::Whole(c)
 }
 
 fn throttle(ra: Option<RetryAfter>) -> Fault {

@@ -16,16 +16,6 @@ const ADMIN: &str = "admin_test_token";
 const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// Polls `f` (real time, for asynchronous work to land; the clock does not move).
-async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
-    for _ in 0..1000 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
 /// Waits until `dest`'s worker has `n` requests answered by `server` and none in flight
 /// (so their outcomes are settled and any retry is scheduled on the clock's current time).
 async fn settled(d: &TestDaemon, dest: &str, server: &SimServer, n: usize) {
@@ -86,30 +76,6 @@ credentials = {{ signing_secret = "{WHSEC}" }}
     )
 }
 
-async fn admin_get(d: &TestDaemon, path: &str) -> Value {
-    let r = d
-        .http
-        .get(format!("{}{path}", d.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{path}");
-    r.json().await.unwrap()
-}
-
-async fn admin_post(d: &TestDaemon, path: &str, body: Value) -> (u16, Value) {
-    let r = d
-        .http
-        .post(format!("{}{path}", d.url))
-        .bearer_auth(ADMIN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn webhook_delivers_after_linger_with_signature() {
     let dir = tempfile::tempdir().unwrap();
@@ -148,11 +114,6 @@ async fn webhook_delivers_after_linger_with_signature() {
     assert_eq!(h["queue_depth"], 0);
     assert_eq!(h["dlq_depth"], 0);
     d.shutdown().await;
-}
-
-fn sha256_hex(s: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(s.as_bytes()))
 }
 
 #[tokio::test]
@@ -198,17 +159,6 @@ async fn retry_ladder_is_exact_then_dead_letters() {
 }
 
 /// The DLQ listing once it holds `n` entries.
-async fn dlq_with(d: &TestDaemon, dest: &str, n: usize) -> Value {
-    for _ in 0..1000 {
-        let v = admin_get(d, &format!("/v1/dlq?destination={dest}")).await;
-        if v["entries"].as_array().unwrap().len() == n {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("the DLQ of {dest} never held {n} entries");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttle_holds_the_scope_and_uses_no_retry() {
     let dir = tempfile::tempdir().unwrap();

@@ -15,16 +15,6 @@ use sluice::sim::{self, FaultScript, SimServer};
 const ADMIN: &str = "admin_test_token";
 const TOKEN: &str = "rdt-secret-token";
 
-async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
-    for _ in 0..1000 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
 fn config(dir: &std::path::Path, sim: &SimServer) -> String {
     format!(
         r#"
@@ -51,29 +41,6 @@ credentials = {{ access_token = "{TOKEN}" }}
         store = dir.join("sluice.redb").display(),
         url = sim.url(),
     )
-}
-
-async fn admin_get(d: &TestDaemon, path: &str) -> Value {
-    let r = d
-        .http
-        .get(format!("{}{path}", d.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{path}");
-    r.json().await.unwrap()
-}
-
-async fn dlq_with(d: &TestDaemon, dest: &str, n: usize) -> Value {
-    for _ in 0..1000 {
-        let v = admin_get(d, &format!("/v1/dlq?destination={dest}")).await;
-        if v["entries"].as_array().unwrap().len() == n {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("the DLQ of {dest} never held {n} entries");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -81,18 +81,6 @@ async fn rig(script: FaultScript, extra: &str) -> Rig {
     }
 }
 
-async fn get(d: &TestDaemon, path: &str) -> Value {
-    let r = d
-        .http
-        .get(format!("{}{path}", d.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{path}");
-    r.json().await.unwrap()
-}
-
 async fn post(d: &TestDaemon, path: &str, body: Value, cli: bool) -> (u16, Value) {
     let mut req = d
         .http
@@ -137,7 +125,7 @@ async fn tick(r: &Rig, ms: i64) {
 }
 
 async fn state(r: &Rig) -> Value {
-    get(&r.d, "/v1/destinations/hooks").await
+    admin_get(&r.d, "/v1/destinations/hooks").await
 }
 
 async fn send(r: &Rig, prefix: &str, n: usize) {
@@ -174,7 +162,7 @@ async fn thirty_percent_errors_pause_at_the_next_evaluation() {
     assert_eq!(s["error_rate"], 0.3);
     assert_eq!(s["last_checked"], "2026-11-02T12:01:00.000Z");
     assert_eq!(s["queue_depth"], 3);
-    let tl = get(&r.d, "/v1/destinations/hooks/timeline").await;
+    let tl = admin_get(&r.d, "/v1/destinations/hooks/timeline").await;
     let row = &tl["events"][0];
     assert!(row["id"].as_str().unwrap().starts_with("ap_"));
     assert_eq!(
@@ -198,7 +186,7 @@ async fn thirty_percent_errors_pause_at_the_next_evaluation() {
     tick(&r, 10 * MIN).await;
     assert_eq!(r.hook.count(), 10);
     assert_eq!(
-        get(&r.d, "/v1/dlq?destination=hooks").await["entries"],
+        admin_get(&r.d, "/v1/dlq?destination=hooks").await["entries"],
         json!([])
     );
     r.d.shutdown().await;
@@ -216,7 +204,7 @@ async fn twenty_percent_never_pauses() {
     let s = state(&r).await;
     assert_eq!(s["state"], "active");
     assert_eq!(
-        get(&r.d, "/v1/destinations/hooks/timeline").await["events"],
+        admin_get(&r.d, "/v1/destinations/hooks/timeline").await["events"],
         json!([])
     );
     r.d.shutdown().await;
@@ -267,7 +255,7 @@ async fn three_auth_failures_in_a_row_pause_at_once() {
     let s = state(&r).await;
     assert_eq!(s["state"], "paused");
     assert_eq!(s["auto_clear_at"], Value::Null);
-    let row = &get(&r.d, "/v1/destinations/hooks/timeline").await["events"][0];
+    let row = &admin_get(&r.d, "/v1/destinations/hooks/timeline").await["events"][0];
     assert_eq!(
         (row["action"].as_str(), row["reason"].as_str()),
         (Some("pause"), Some("auth_failed"))
@@ -302,7 +290,7 @@ async fn healthy_probe_four_hours_later_resumes() {
         state(&r).await["state"] == "active"
     })
     .await;
-    let tl = get(&r.d, "/v1/destinations/hooks/timeline").await;
+    let tl = admin_get(&r.d, "/v1/destinations/hooks/timeline").await;
     let row = &tl["events"][0];
     assert_eq!(row["action"], "auto_resume");
     assert_eq!(row["reason"], "auto_clear_4h_window");
@@ -331,14 +319,15 @@ async fn unhealthy_probe_reprobes_thirty_minutes_later() {
     r.hook.set_script(FaultScript::always(Fault::Transient));
     r.clock.advance_ms(4 * HOUR);
     until("probe failed", || async {
-        get(&r.d, "/v1/destinations/hooks/timeline").await["events"][0]["action"] == "probe_failed"
+        admin_get(&r.d, "/v1/destinations/hooks/timeline").await["events"][0]["action"]
+            == "probe_failed"
     })
     .await;
     let s = state(&r).await;
     assert_eq!(s["state"], "paused");
     assert_eq!(s["paused_reason"], "error_rate_40.0%");
     assert_eq!(s["auto_clear_at"], "2026-11-02T16:31:00.000Z");
-    let row = &get(&r.d, "/v1/destinations/hooks/timeline").await["events"][0];
+    let row = &admin_get(&r.d, "/v1/destinations/hooks/timeline").await["events"][0];
     assert_eq!(row["reason"], "probe_threshold_exceeded");
     assert_eq!(row["error_rate"], 1.0);
     assert_eq!(r.hook.count(), 15);
@@ -440,7 +429,7 @@ async fn manual_resume_starts_a_fresh_window_and_answers_exactly() {
     )
     .await;
     assert_eq!((s, v["error"].as_str()), (409, Some("not_paused")));
-    let row = &get(&r.d, "/v1/destinations/hooks/timeline").await["events"][0];
+    let row = &admin_get(&r.d, "/v1/destinations/hooks/timeline").await["events"][0];
     assert_eq!(row["action"], "manual_resume");
     assert_eq!(row["reason"], "ops_intervention");
     assert_eq!(row["note"], "Platform confirmed healthy — naïve café");
@@ -505,7 +494,7 @@ async fn manual_pause_holds_everything_and_lists_rows() {
     .await;
     assert_eq!(s, 200);
     until("delivered", || async { r.hook.count() == 4 }).await;
-    let all = get(&r.d, "/v1/auto-pause-events?destination=hooks").await;
+    let all = admin_get(&r.d, "/v1/auto-pause-events?destination=hooks").await;
     let actions: Vec<&str> = all["events"]
         .as_array()
         .unwrap()
@@ -514,21 +503,21 @@ async fn manual_pause_holds_everything_and_lists_rows() {
         .collect();
     assert_eq!(actions, ["manual_resume", "manual_pause"]);
     assert_eq!(all["next_cursor"], Value::Null);
-    let page = get(
+    let page = admin_get(
         &r.d,
         "/v1/auto-pause-events?workspace=glasshouse&platform=webhook&limit=1",
     )
     .await;
     assert_eq!(page["events"].as_array().unwrap().len(), 1);
     let next = page["next_cursor"].as_str().unwrap().to_string();
-    let page2 = get(
+    let page2 = admin_get(
         &r.d,
         &format!("/v1/auto-pause-events?limit=1&cursor={next}"),
     )
     .await;
     assert_eq!(page2["events"][0]["action"], "manual_pause");
     assert_eq!(
-        get(&r.d, "/v1/auto-pause-events?platform=meta").await["events"],
+        admin_get(&r.d, "/v1/auto-pause-events?platform=meta").await["events"],
         json!([])
     );
     r.d.shutdown().await;
@@ -620,17 +609,17 @@ async fn a_pause_alerts_and_the_outcome_is_audited() {
         "sluice destinations resume --id hooks --reason \"…\""
     );
     until("alert audited", || async {
-        get(&r.d, "/v1/audit?type=alert_sent").await["events"]
+        admin_get(&r.d, "/v1/audit?type=alert_sent").await["events"]
             .as_array()
             .unwrap()
             .len()
             == 1
     })
     .await;
-    let audit = get(&r.d, "/v1/audit?type=alert_sent").await;
+    let audit = admin_get(&r.d, "/v1/audit?type=alert_sent").await;
     assert_eq!(audit["events"][0]["details"]["channel"], "webhook");
     assert_eq!(audit["events"][0]["details"]["attempts"], 1);
-    let pause = get(&r.d, "/v1/audit?type=destination_pause").await;
+    let pause = admin_get(&r.d, "/v1/audit?type=destination_pause").await;
     assert_eq!(
         pause["events"][0]["details"],
         json!({"destination_id": "hooks", "merchant_id": "glasshouse", "platform": "webhook",

@@ -8,8 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{KEY, T0_MS, TestDaemon};
-use serde_json::{Value, json};
+use common::{KEY, T0_MS, TestDaemon, admin_get};
+use serde_json::json;
 use sluice::clock::{Clock, ManualClock};
 use sluice::config::Platform;
 use sluice::sim::{self, Fault, FaultScript, Received, SimOptions, SimServer};
@@ -159,18 +159,6 @@ async fn api_settled(r: &Rig, n: usize) {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(30)).await;
-}
-
-async fn admin_get(d: &TestDaemon, path: &str) -> Value {
-    let r = d
-        .http
-        .get(format!("{}{path}", d.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{path}");
-    r.json().await.unwrap()
 }
 
 fn bearer(r: &Received) -> String {

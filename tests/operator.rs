@@ -103,18 +103,6 @@ async fn until<F: std::future::Future<Output = bool>>(what: &str, mut f: impl Fn
     panic!("timed out waiting for: {what}");
 }
 
-async fn admin_post(d: &TestDaemon, path: &str, body: Value) -> (u16, Value) {
-    let r = d
-        .http
-        .post(format!("{}{path}", d.url))
-        .bearer_auth(ADMIN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
 async fn admin_get(d: &TestDaemon, path: &str) -> (u16, Value) {
     let r = d
         .http

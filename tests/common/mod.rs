@@ -70,6 +70,8 @@ pub struct TestDaemon {
     pub clock: Arc<ManualClock>,
     pub faults: Option<Arc<FaultSwitch>>,
     pub http: reqwest::Client,
+    /// `server.admin_token` of the config it runs with.
+    pub admin_token: Option<String>,
 }
 
 impl TestDaemon {
@@ -90,6 +92,11 @@ impl TestDaemon {
                 .try_init();
         }
         let cfg = parse(dir, text);
+        let admin_token = cfg
+            .server
+            .admin_token
+            .as_ref()
+            .map(|t| t.expose().to_string());
         let mut opts = StartOptions::new(cfg);
         opts.config_path = Some(dir.join("sluice.toml"));
         opts.clock = clock.clone();
@@ -104,6 +111,7 @@ impl TestDaemon {
             clock,
             faults,
             http: reqwest::Client::new(),
+            admin_token,
         };
         td.wait_ready().await;
         td
@@ -298,4 +306,167 @@ pub fn now_secs() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+// ---------------------------------------------------------------------------------------
+// Adapter contract tests: requests sent for real, answers and policies as fixtures, and
+// admin reads against a TestDaemon.
+
+use sluice::config::{AutoPausePolicy, PlatformPolicy, RetryPolicy};
+use sluice::ingest::event::{NormalizedEvent, Variant};
+use sluice::ingest::identifiers::{IdField, normalize};
+use sluice::platforms::{Class, HttpRequest, HttpResponse, OutEvent, Verdict};
+use sluice::sim::SimServer;
+
+/// The fixed policy of the contract tests: the shared defaults, unpaced, no age limit.
+pub fn contract_policy(max_batch: u32) -> PlatformPolicy {
+    PlatformPolicy {
+        max_batch,
+        linger: std::time::Duration::from_secs(1),
+        concurrency: 4,
+        timeout: std::time::Duration::from_secs(10),
+        age_limit: None,
+        rates: vec![],
+        retry: RetryPolicy {
+            max_retries: 8,
+            base: std::time::Duration::from_secs(1),
+            max: std::time::Duration::from_secs(128),
+            jitter: 0.0,
+        },
+        auto_pause: AutoPausePolicy {
+            threshold: 0.25,
+            interval: std::time::Duration::from_secs(300),
+            window: std::time::Duration::from_secs(300),
+            sample: 1000,
+            min_samples: 10,
+            auto_clear: std::time::Duration::from_secs(14_400),
+            reprobe: std::time::Duration::from_secs(1800),
+            probe_requests: 5,
+        },
+    }
+}
+
+/// An event as sent for merchant `glasshouse`, accepted 50 s before T0.
+pub fn out(e: &NormalizedEvent) -> OutEvent<'_> {
+    OutEvent {
+        event: e,
+        merchant_id: "glasshouse",
+        accepted_ms: T0_MS - 50_000,
+    }
+}
+
+pub fn whole(c: Class) -> Verdict {
+    Verdict::Whole(c)
+}
+
+pub fn sha256_hex(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// The lowercase-hex SHA-256 of `raw` normalized as `field` in `variant`.
+pub fn hash(field: IdField, raw: &str, variant: Variant) -> String {
+    let n = normalize(field, raw, "1", Some("US")).unwrap();
+    hex::encode(n.iter().find(|n| n.variant == variant).unwrap().sha256)
+}
+
+/// Sends an adapter's request for real (redirects not followed) and reads the answer.
+pub async fn send(req: &HttpRequest) -> HttpResponse {
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut b = c.request(req.method.parse().unwrap(), &req.url);
+    for (k, v) in &req.headers {
+        b = b.header(k, v);
+    }
+    let r = b.body(req.body.clone()).send().await.unwrap();
+    HttpResponse {
+        status: r.status().as_u16(),
+        headers: r
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap().to_string()))
+            .collect(),
+        body: r.bytes().await.unwrap().to_vec(),
+    }
+}
+
+/// An answer with a JSON body and no headers.
+pub fn resp(status: u16, body: Value) -> HttpResponse {
+    HttpResponse {
+        status,
+        headers: vec![],
+        body: serde_json::to_vec(&body).unwrap(),
+    }
+}
+
+/// An answer with these body bytes and no headers.
+pub fn resp_raw(status: u16, body: &[u8]) -> HttpResponse {
+    HttpResponse {
+        status,
+        headers: vec![],
+        body: body.to_vec(),
+    }
+}
+
+/// Polls `f` every 5 ms for up to 5 s.
+pub async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
+    for _ in 0..1000 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// Waits for `n` answered requests at `server`, moving the clock a second at a time
+/// when nothing happens (retries fall due).
+pub async fn drive(clock: &ManualClock, server: &SimServer, n: usize) {
+    let answered = || server.received().iter().filter(|r| r.status != 0).count();
+    for _ in 0..20 {
+        for _ in 0..100 {
+            if answered() >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        clock.advance_ms(1000);
+    }
+    panic!("only {} of {n} requests were answered", answered());
+}
+
+/// GET an admin route with the daemon's admin token; it must answer 200.
+pub async fn admin_get(d: &TestDaemon, path: &str) -> Value {
+    let mut req = d.http.get(format!("{}{path}", d.url));
+    if let Some(t) = &d.admin_token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    r.json().await.unwrap()
+}
+
+/// POST an admin route with the daemon's admin token: status and JSON body (null when
+/// the body is not JSON).
+pub async fn admin_post(d: &TestDaemon, path: &str, body: Value) -> (u16, Value) {
+    let mut req = d.http.post(format!("{}{path}", d.url)).json(&body);
+    if let Some(t) = &d.admin_token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// The DLQ of `dest` once it holds exactly `n` entries (waits up to 5 s).
+pub async fn dlq_with(d: &TestDaemon, dest: &str, n: usize) -> Value {
+    for _ in 0..1000 {
+        let v = admin_get(d, &format!("/v1/dlq?destination={dest}")).await;
+        if v["entries"].as_array().unwrap().len() == n {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("the DLQ of {dest} never held {n} entries");
 }
