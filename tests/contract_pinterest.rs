@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    KEY, T0_MS, TestDaemon, admin_get, contract_policy, dlq_with, out, resp, send, sha256_hex,
+    KEY, T0_MS, TestDaemon, admin_get, contract_policy, dlq_with, ev, out, resp, send, sha256_hex,
     whole,
 };
 use serde_json::{Value, json};
 use sluice::clock::{ManualClock, SharedClock};
 use sluice::config::{Destination, Platform, Secret};
 use sluice::ingest::event::{ClearField, NormalizedEvent};
-use sluice::ingest::identifiers::{IdField, normalize};
+use sluice::ingest::identifiers::IdField;
 use sluice::platforms::pinterest::PINTEREST;
 use sluice::platforms::{self, Adapter, Class, HttpResponse, OutEvent, Verdict};
 use sluice::sim::{self, Fault, FaultScript, RetryAfter, SimOptions, SimServer};
@@ -39,35 +39,6 @@ fn dest(server: &SimServer, token: &str, map: &[(&str, &str)]) -> Destination {
         params: [("ad_account_id".to_string(), ACCOUNT.to_string())].into(),
         credentials: [("access_token".to_string(), Secret(token.to_string()))].into(),
         policy: contract_policy(5000),
-    }
-}
-
-fn ev(
-    id: &str,
-    ids: &[(IdField, &str)],
-    clear: &[(ClearField, &str)],
-    custom: Option<Value>,
-) -> NormalizedEvent {
-    let mut hashed = vec![];
-    for (f, raw) in ids {
-        for n in normalize(*f, raw, "1", Some("US")).unwrap() {
-            hashed.push((n.variant, n.sha256));
-        }
-    }
-    hashed.sort_by_key(|(v, _)| *v);
-    NormalizedEvent {
-        event_id: id.into(),
-        event_name: "Purchase".into(),
-        event_time: T0_S - 60,
-        action_source: None,
-        event_source_url: None,
-        hashed,
-        clear: clear.iter().map(|(f, v)| (*f, v.to_string())).collect(),
-        plaintext: vec![],
-        custom_data: custom
-            .map(|c| serde_json::to_vec(&c).unwrap())
-            .unwrap_or_default(),
-        destinations: vec![],
     }
 }
 

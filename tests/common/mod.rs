@@ -313,7 +313,7 @@ pub fn now_secs() -> i64 {
 // admin reads against a TestDaemon.
 
 use sluice::config::{AutoPausePolicy, PlatformPolicy, RetryPolicy};
-use sluice::ingest::event::{NormalizedEvent, Variant};
+use sluice::ingest::event::{ClearField, NormalizedEvent, Variant};
 use sluice::ingest::identifiers::{IdField, normalize};
 use sluice::platforms::{Class, HttpRequest, HttpResponse, OutEvent, Verdict};
 use sluice::sim::SimServer;
@@ -343,6 +343,37 @@ pub fn contract_policy(max_batch: u32) -> PlatformPolicy {
             reprobe: std::time::Duration::from_secs(1800),
             probe_requests: 5,
         },
+    }
+}
+
+/// A Purchase a minute before T0 carrying these identifiers (hashed in every variant),
+/// clear fields and `custom_data`.
+pub fn ev(
+    id: &str,
+    ids: &[(IdField, &str)],
+    clear: &[(ClearField, &str)],
+    custom: Option<Value>,
+) -> NormalizedEvent {
+    let mut hashed = vec![];
+    for (f, raw) in ids {
+        for n in normalize(*f, raw, "1", Some("US")).unwrap() {
+            hashed.push((n.variant, n.sha256));
+        }
+    }
+    hashed.sort_by_key(|(v, _)| *v);
+    NormalizedEvent {
+        event_id: id.into(),
+        event_name: "Purchase".into(),
+        event_time: T0_MS / 1000 - 60,
+        action_source: None,
+        event_source_url: None,
+        hashed,
+        clear: clear.iter().map(|(f, v)| (*f, v.to_string())).collect(),
+        plaintext: vec![],
+        custom_data: custom
+            .map(|c| serde_json::to_vec(&c).unwrap())
+            .unwrap_or_default(),
+        destinations: vec![],
     }
 }
 
