@@ -60,8 +60,8 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
-    classify_status_all, custom_data_json, json_post_bytes, percent_encode, retry_after_hint,
-    size_hint, with_endpoint, write_json, write_json_hex,
+    batch_body, classify_status_all, custom_data_json, json_post_bytes, percent_encode,
+    retry_after_hint, with_endpoint, write_json, write_json_hex,
 };
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
@@ -287,29 +287,22 @@ impl Adapter for GoogleAds {
     }
 
     fn build(&self, dest: &Destination, events: &[OutEvent<'_>], _now_ms: i64) -> HttpRequest {
-        let cred = |k: &str| {
-            dest.credentials
-                .get(k)
-                .map(|s| s.expose().to_string())
-                .unwrap_or_default()
-        };
-        let (token, dev) = (cred("access_token"), cred("developer_token"));
+        let (token, dev) = (
+            super::credential(dest, "access_token"),
+            super::credential(dest, "developer_token"),
+        );
         let cid = customer_digits(dest.params.get("customer_id").map_or("", String::as_str));
         let action_id = dest
             .params
             .get("conversion_action_id")
             .map_or("", String::as_str);
         let action = format!("customers/{cid}/conversionActions/{}", action_id.trim());
-        let mut body =
-            Vec::with_capacity(48 + events.iter().map(|ev| size_hint(ev.event)).sum::<usize>());
-        body.extend_from_slice(b"{\"conversions\":[");
-        for (i, ev) in events.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            write_conversion(&mut body, &action, ev.event);
-        }
-        body.extend_from_slice(b"],\"partialFailure\":true}");
+        let body = batch_body(
+            b"{\"conversions\":[",
+            b"],\"partialFailure\":true}",
+            events,
+            |body, ev| write_conversion(body, &action, ev.event),
+        );
         let url = with_endpoint(
             &format!(
                 "{HOST}/{API_VERSION}/customers/{}:uploadClickConversions",

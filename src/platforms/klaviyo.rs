@@ -204,11 +204,7 @@ impl Adapter for Klaviyo {
     /// first event is built.
     fn build(&self, dest: &Destination, events: &[OutEvent<'_>], _now_ms: i64) -> HttpRequest {
         debug_assert_eq!(events.len(), 1, "klaviyo sends one event per request");
-        let key = dest
-            .credentials
-            .get("api_key")
-            .map(|s| s.expose().to_string())
-            .unwrap_or_default();
+        let key = super::credential(dest, "api_key");
         let e = events[0].event;
         let mut body = Vec::with_capacity(
             400 + e.event_id.len()

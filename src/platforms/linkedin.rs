@@ -48,7 +48,7 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
-    classify_status_all, custom_data_json, json_post_bytes, size_hint, with_endpoint,
+    batch_body, classify_status_all, custom_data_json, json_post_bytes, with_endpoint,
     write_json_hex,
 };
 use crate::config::{Destination, Platform};
@@ -178,11 +178,7 @@ impl Adapter for Linkedin {
     }
 
     fn build(&self, dest: &Destination, events: &[OutEvent<'_>], _now_ms: i64) -> HttpRequest {
-        let token = dest
-            .credentials
-            .get("access_token")
-            .map(|s| s.expose().to_string())
-            .unwrap_or_default();
+        let token = super::credential(dest, "access_token");
         let rule = dest
             .params
             .get("conversion_rule_id")
@@ -191,16 +187,9 @@ impl Adapter for Linkedin {
             .params
             .get("linkedin_version")
             .map_or(VERSION, String::as_str);
-        let mut body =
-            Vec::with_capacity(16 + events.iter().map(|ev| size_hint(ev.event)).sum::<usize>());
-        body.extend_from_slice(b"{\"elements\":[");
-        for (i, ev) in events.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            write_element(&mut body, rule, ev.event);
-        }
-        body.extend_from_slice(b"]}");
+        let body = batch_body(b"{\"elements\":[", b"]}", events, |body, ev| {
+            write_element(body, rule, ev.event)
+        });
         json_post_bytes(
             with_endpoint(URL, dest.endpoint.as_deref()),
             "application/json",

@@ -31,7 +31,7 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, UserSrc, Verdict,
-    custom_data_raw, event_name_for, json_post_bytes, retry_after_hint, size_hint, with_endpoint,
+    batch_body, custom_data_raw, event_name_for, json_post_bytes, retry_after_hint, with_endpoint,
     write_user_fields,
 };
 use crate::config::{Destination, Platform};
@@ -162,26 +162,15 @@ impl Adapter for Meta {
             .get("pixel_id")
             .map(String::as_str)
             .unwrap_or("");
-        let token = dest
-            .credentials
-            .get("access_token")
-            .map(|s| s.expose().to_string())
-            .unwrap_or_default();
+        let token = super::credential(dest, "access_token");
         let base = with_endpoint(
             &format!("https://graph.facebook.com/{API_VERSION}/{pixel}/events"),
             dest.endpoint.as_deref(),
         );
         let url = format!("{base}?access_token={}", super::percent_encode(&token));
-        let mut body =
-            Vec::with_capacity(16 + events.iter().map(|ev| size_hint(ev.event)).sum::<usize>());
-        body.extend_from_slice(b"{\"data\":[");
-        for (i, ev) in events.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            write_event(&mut body, dest, ev);
-        }
-        body.extend_from_slice(b"]}");
+        let body = batch_body(b"{\"data\":[", b"]}", events, |body, ev| {
+            write_event(body, dest, ev)
+        });
         json_post_bytes(url, "application/json", vec![], body, vec![token])
     }
 

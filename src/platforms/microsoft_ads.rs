@@ -48,7 +48,7 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
-    classify_status_all, custom_data_json, json_post_bytes, retry_after_hint, size_hint,
+    batch_body, classify_status_all, custom_data_json, json_post_bytes, retry_after_hint,
     with_endpoint, write_json, write_json_hex,
 };
 use crate::config::{Destination, Platform};
@@ -210,25 +210,15 @@ impl Adapter for MicrosoftAds {
     }
 
     fn build(&self, dest: &Destination, events: &[OutEvent<'_>], _now_ms: i64) -> HttpRequest {
-        let cred = |k: &str| {
-            dest.credentials
-                .get(k)
-                .map(|s| s.expose().to_string())
-                .unwrap_or_default()
-        };
         let param = |k: &str| dest.params.get(k).map_or("", String::as_str);
-        let (token, dev) = (cred("access_token"), cred("developer_token"));
+        let (token, dev) = (
+            super::credential(dest, "access_token"),
+            super::credential(dest, "developer_token"),
+        );
         let name = param("conversion_name");
-        let mut body =
-            Vec::with_capacity(48 + events.iter().map(|ev| size_hint(ev.event)).sum::<usize>());
-        body.extend_from_slice(b"{\"OfflineConversions\":[");
-        for (i, ev) in events.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            write_conversion(&mut body, name, ev.event);
-        }
-        body.extend_from_slice(b"]}");
+        let body = batch_body(b"{\"OfflineConversions\":[", b"]}", events, |body, ev| {
+            write_conversion(body, name, ev.event)
+        });
         json_post_bytes(
             with_endpoint(URL, dest.endpoint.as_deref()),
             "application/json",

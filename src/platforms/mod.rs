@@ -308,6 +308,36 @@ pub fn classify_status_all(resp: &HttpResponse) -> Class {
     }
 }
 
+/// A credential of the destination in clear (empty when absent: config validation
+/// makes the required ones present). It goes into the request's `secrets`.
+pub fn credential(dest: &Destination, key: &str) -> String {
+    dest.credentials
+        .get(key)
+        .map(|s| s.expose().to_string())
+        .unwrap_or_default()
+}
+
+/// A batch body: `prefix`, each event written by `write` with commas between, `suffix`;
+/// allocated once from the events' size hints.
+pub fn batch_body(
+    prefix: &[u8],
+    suffix: &[u8],
+    events: &[OutEvent<'_>],
+    mut write: impl FnMut(&mut Vec<u8>, &OutEvent<'_>),
+) -> Vec<u8> {
+    let hint: usize = events.iter().map(|ev| size_hint(ev.event)).sum();
+    let mut body = Vec::with_capacity(prefix.len() + suffix.len() + hint);
+    body.extend_from_slice(prefix);
+    for (i, ev) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        write(&mut body, ev);
+    }
+    body.extend_from_slice(suffix);
+    body
+}
+
 /// A JSON POST with the given extra headers.
 pub fn json_post(
     url: String,

@@ -53,7 +53,7 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, UserSrc, Verdict,
-    classify_status_all, custom_data_json, json_post_bytes, size_hint, with_endpoint,
+    batch_body, classify_status_all, custom_data_json, json_post_bytes, with_endpoint,
     write_user_fields,
 };
 use crate::config::{Destination, Platform};
@@ -236,22 +236,11 @@ impl Adapter for Pinterest {
     }
 
     fn build(&self, dest: &Destination, events: &[OutEvent<'_>], _now_ms: i64) -> HttpRequest {
-        let token = dest
-            .credentials
-            .get("access_token")
-            .map(|s| s.expose().to_string())
-            .unwrap_or_default();
+        let token = super::credential(dest, "access_token");
         let account = dest.params.get("ad_account_id").map_or("", String::as_str);
-        let mut body =
-            Vec::with_capacity(16 + events.iter().map(|ev| size_hint(ev.event)).sum::<usize>());
-        body.extend_from_slice(b"{\"data\":[");
-        for (i, ev) in events.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            write_event(&mut body, dest, ev.event);
-        }
-        body.extend_from_slice(b"]}");
+        let body = batch_body(b"{\"data\":[", b"]}", events, |body, ev| {
+            write_event(body, dest, ev.event)
+        });
         let mut url = with_endpoint(URL, dest.endpoint.as_deref());
         url.push_str(&super::percent_encode(account));
         url.push_str("/events");

@@ -49,7 +49,7 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
-    classify_status_all, custom_data_json, event_name_for, json_post_bytes, size_hint,
+    batch_body, classify_status_all, custom_data_json, event_name_for, json_post_bytes,
     with_endpoint, write_json, write_json_hex,
 };
 use crate::config::{Destination, Platform};
@@ -205,22 +205,14 @@ impl Adapter for Reddit {
     }
 
     fn build(&self, dest: &Destination, events: &[OutEvent<'_>], _now_ms: i64) -> HttpRequest {
-        let token = dest
-            .credentials
-            .get("access_token")
-            .map(|s| s.expose().to_string())
-            .unwrap_or_default();
+        let token = super::credential(dest, "access_token");
         let account = dest.params.get("ad_account_id").map_or("", String::as_str);
-        let mut body =
-            Vec::with_capacity(48 + events.iter().map(|ev| size_hint(ev.event)).sum::<usize>());
-        body.extend_from_slice(b"{\"events\":[");
-        for (i, ev) in events.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            write_event(&mut body, dest, ev.event);
-        }
-        body.extend_from_slice(b"],\"test_mode\":false}");
+        let body = batch_body(
+            b"{\"events\":[",
+            b"],\"test_mode\":false}",
+            events,
+            |body, ev| write_event(body, dest, ev.event),
+        );
         let mut url = with_endpoint(URL, dest.endpoint.as_deref());
         url.push_str(&super::percent_encode(account));
         json_post_bytes(

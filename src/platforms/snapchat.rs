@@ -47,7 +47,7 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, UserSrc, Verdict,
-    classify_status_all, custom_data_json, event_name_for, json_post_bytes, size_hint,
+    batch_body, classify_status_all, custom_data_json, event_name_for, json_post_bytes,
     with_endpoint, write_json, write_user_fields,
 };
 use crate::config::{Destination, Platform};
@@ -227,22 +227,11 @@ impl Adapter for Snapchat {
     }
 
     fn build(&self, dest: &Destination, events: &[OutEvent<'_>], _now_ms: i64) -> HttpRequest {
-        let token = dest
-            .credentials
-            .get("access_token")
-            .map(|s| s.expose().to_string())
-            .unwrap_or_default();
+        let token = super::credential(dest, "access_token");
         let pixel = dest.params.get("pixel_id").map_or("", String::as_str);
-        let mut body =
-            Vec::with_capacity(16 + events.iter().map(|ev| size_hint(ev.event)).sum::<usize>());
-        body.extend_from_slice(b"{\"data\":[");
-        for (i, ev) in events.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            write_event(&mut body, dest, ev.event);
-        }
-        body.extend_from_slice(b"]}");
+        let body = batch_body(b"{\"data\":[", b"]}", events, |body, ev| {
+            write_event(body, dest, ev.event)
+        });
         let mut url = with_endpoint(URL, dest.endpoint.as_deref());
         url.push_str(&super::percent_encode(pixel));
         url.push_str("/events?access_token=");

@@ -52,9 +52,9 @@
 //! whether `orderid` deduplicates (sent as the `event_id` so it can).
 
 use super::{
-    Adapter, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
+    Adapter, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict, batch_body,
     classify_status_all, clear_value, custom_data_json, event_name_for, json_post_bytes,
-    percent_encode, size_hint, value_and_currency, with_endpoint, write_json,
+    percent_encode, value_and_currency, with_endpoint, write_json,
 };
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent};
@@ -113,16 +113,9 @@ impl Adapter for Taboola {
 
     fn build(&self, dest: &Destination, events: &[OutEvent<'_>], _now_ms: i64) -> HttpRequest {
         let account = dest.params.get("account_id").map_or("", String::as_str);
-        let mut body =
-            Vec::with_capacity(16 + events.iter().map(|ev| size_hint(ev.event)).sum::<usize>());
-        body.extend_from_slice(b"{\"actions\":[");
-        for (i, ev) in events.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            write_action(&mut body, dest, ev.event);
-        }
-        body.extend_from_slice(b"]}");
+        let body = batch_body(b"{\"actions\":[", b"]}", events, |body, ev| {
+            write_action(body, dest, ev.event)
+        });
         let url = format!("{HOST}{}{PATH_SUFFIX}", percent_encode(account));
         json_post_bytes(
             with_endpoint(&url, dest.endpoint.as_deref()),

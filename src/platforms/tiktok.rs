@@ -122,11 +122,7 @@ impl Adapter for Tiktok {
     }
 
     fn build(&self, dest: &Destination, events: &[OutEvent<'_>], _now_ms: i64) -> HttpRequest {
-        let token = dest
-            .credentials
-            .get("access_token")
-            .map(|s| s.expose().to_string())
-            .unwrap_or_default();
+        let token = super::credential(dest, "access_token");
         let pixel = dest.params.get("pixel_code").map_or("", String::as_str);
         let mut body = Vec::with_capacity(
             64 + pixel.len() + events.iter().map(|ev| size_hint(ev.event)).sum::<usize>(),

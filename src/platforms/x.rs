@@ -44,7 +44,7 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
-    classify_status_all, custom_data_json, json_post_bytes, retry_after_hint, size_hint,
+    batch_body, classify_status_all, custom_data_json, json_post_bytes, retry_after_hint,
     with_endpoint, write_json, write_json_hex,
 };
 use crate::config::{Destination, Platform};
@@ -192,23 +192,12 @@ impl Adapter for X {
     }
 
     fn build(&self, dest: &Destination, events: &[OutEvent<'_>], _now_ms: i64) -> HttpRequest {
-        let token = dest
-            .credentials
-            .get("access_token")
-            .map(|s| s.expose().to_string())
-            .unwrap_or_default();
+        let token = super::credential(dest, "access_token");
         let pixel = dest.params.get("pixel_id").map_or("", String::as_str);
         let x_event = dest.params.get("event_id").map_or("", String::as_str);
-        let mut body =
-            Vec::with_capacity(24 + events.iter().map(|ev| size_hint(ev.event)).sum::<usize>());
-        body.extend_from_slice(b"{\"conversions\":[");
-        for (i, ev) in events.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            write_conversion(&mut body, x_event, ev.event);
-        }
-        body.extend_from_slice(b"]}");
+        let body = batch_body(b"{\"conversions\":[", b"]}", events, |body, ev| {
+            write_conversion(body, x_event, ev.event)
+        });
         let mut url = with_endpoint(URL, dest.endpoint.as_deref());
         url.push_str(&super::percent_encode(pixel));
         json_post_bytes(
