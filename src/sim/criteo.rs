@@ -21,19 +21,8 @@ use super::{Fault, Reply, Req, Shared};
 
 pub const PATH: &str = "/m/event";
 
-const EVENTS: [&str; 11] = [
-    "viewHome",
-    "viewPage",
-    "viewItem",
-    "viewList",
-    "viewSearch",
-    "addToCart",
-    "viewBasket",
-    "beginCheckout",
-    "addPaymentInfo",
-    "trackTransaction",
-    "login",
-];
+// The platform's event names: one list, the adapter's.
+use crate::platforms::criteo::EVENTS;
 
 fn answer(status: u16, errors: &[&str], warnings: &[&str]) -> Reply {
     Reply::json(status, &json!({"errors": errors, "warnings": warnings}))

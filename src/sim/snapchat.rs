@@ -32,38 +32,8 @@ pub const PATH_PREFIX: &str = "/v3/";
 pub const MAX_AGE_MS: i64 = 7 * 86_400_000;
 const MAX_FUTURE_MS: i64 = 5 * 60_000;
 
-const EVENT_NAMES: [&str; 30] = [
-    "PAGE_VIEW",
-    "VIEW_CONTENT",
-    "ADD_CART",
-    "ADD_TO_WISHLIST",
-    "SIGN_UP",
-    "SEARCH",
-    "PURCHASE",
-    "ADD_BILLING",
-    "COMPLETE_TUTORIAL",
-    "SUBSCRIBE",
-    "AD_CLICK",
-    "AD_VIEW",
-    "START_CHECKOUT",
-    "RATE",
-    "LIST_VIEW",
-    "ADD_TO_CART",
-    "LEVEL_COMPLETE",
-    "ACHIEVEMENT_UNLOCKED",
-    "SPEND_CREDITS",
-    "SAVE",
-    "SHARE",
-    "INVITE",
-    "LOGIN",
-    "RESERVE",
-    "START_TRIAL",
-    "CUSTOM_EVENT_1",
-    "CUSTOM_EVENT_2",
-    "CUSTOM_EVENT_3",
-    "CUSTOM_EVENT_4",
-    "CUSTOM_EVENT_5",
-];
+// The platform's event names: one list, the adapter's.
+use crate::platforms::snapchat::EVENT_NAMES;
 
 fn status(code: u16, status: &str, reason: &str) -> Reply {
     Reply::json(code, &json!({ "status": status, "reason": reason }))
