@@ -188,7 +188,7 @@ pub fn read(
         b.oldest_accepted_ms = Some(accepted);
         b.oldest_event_time = Some(event_time);
     }
-    *cache = Some(sum.clone());
+    *cache = Some(sum);
 
     let rt = txn.open_table(RETRIES)?;
     let soon_below = expiry.soon_below(now, soon_ms);
@@ -270,8 +270,8 @@ fn advance<T: redb::ReadableTable<(&'static str, u64), &'static [u8]>>(
     Ok(Some(c))
 }
 
-/// The whole backlog read from the log, no summary kept: the admin API's single reads
-/// and the reference the incremental summary is tested against.
+/// The whole backlog read from the log, no summary kept: the reference the incremental
+/// summary is tested against.
 pub fn read_whole(
     txn: &redb::ReadTransaction,
     dest: &Destination,
@@ -294,15 +294,4 @@ pub fn read_whole(
 fn dlq_depth(txn: &redb::ReadTransaction, dest: &str) -> Result<u64, redb::Error> {
     let t = txn.open_table(DLQ)?;
     Ok(t.range((dest, 0u64)..=(dest, u64::MAX))?.count() as u64)
-}
-
-/// Counts for the admin API: events pending, the accept time of the oldest pending one,
-/// and DLQ depth.
-pub fn pending_counts(
-    txn: &redb::ReadTransaction,
-    dest: &Destination,
-    cursor: Option<u64>,
-) -> Result<(u64, Option<i64>, u64), redb::Error> {
-    let b = read_whole(txn, dest, cursor, 0, 0, i64::MAX)?;
-    Ok((b.depth, b.oldest_accepted_ms, b.dlq_depth))
 }

@@ -29,7 +29,7 @@ use crate::platforms::{self, Adapter};
 use crate::store::Store;
 use pacer::{Pacers, ScopePacer};
 
-pub use backlog::{Backlog, pending_counts};
+pub use backlog::Backlog;
 pub use worker::{Command, CommandReply, DestSnapshot};
 
 /// What a worker needs to know of its destination; replaced on reload.

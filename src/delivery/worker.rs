@@ -1321,12 +1321,12 @@ async fn housekeep_health(engine: &Engine, ctx: &DestCtx, st: &mut State, now: i
             }
         }
         DestMode::Paused if st.health.auto_clear_at_ms.is_some_and(|t| now >= t) => {
-            let dest = ctx.dest.clone();
             let empty = engine
                 .store
                 .read(|txn| {
-                    super::backlog::pending_counts(txn, &dest, Some(st.cursor))
-                        .map(|(d, _, _)| d == 0)
+                    engine
+                        .backlog(txn, &ctx.dest, now, ctx.max_backlog_age_ms)
+                        .map(|b| b.depth == 0)
                 })
                 .unwrap_or(false);
             if empty {
