@@ -11,10 +11,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Key, ReadableTable, TableDefinition, Value};
 
-use super::{
-    AUTO_PAUSE_EVENTS, CURSORS, DEDUP, DEST_STATE, DLQ, EVENTS, META, MONTHLY, OUTCOMES, RETRIES,
-    SETTLED, Store, StoreError,
-};
+use super::{Store, StoreError, TableVisitor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -61,18 +58,7 @@ pub fn backup(store: &Store, dir: &Path, name: &str) -> Result<(PathBuf, u64), B
             let db = redb::Database::create(&partial)?;
             let mut w = db.begin_write()?;
             w.set_durability(redb::Durability::Immediate)?;
-            copy_table(src, &w, META)?;
-            copy_table(src, &w, EVENTS)?;
-            copy_table(src, &w, DEDUP)?;
-            copy_table(src, &w, MONTHLY)?;
-            copy_table(src, &w, CURSORS)?;
-            copy_table(src, &w, RETRIES)?;
-            copy_table(src, &w, DLQ)?;
-            copy_table(src, &w, DEST_STATE)?;
-            copy_table(src, &w, SETTLED)?;
-            copy_table(src, &w, OUTCOMES)?;
-            copy_table(src, &w, AUTO_PAUSE_EVENTS)?;
-            copy_table(src, &w, crate::audit::AUDIT)?;
+            super::visit_tables(&mut Copy { src, dst: &w })?;
             w.commit()?;
             Ok(())
         };
@@ -106,21 +92,28 @@ pub fn backup(store: &Store, dir: &Path, name: &str) -> Result<(PathBuf, u64), B
     Ok((target, bytes))
 }
 
-fn copy_table<K: Key + 'static, V: Value + 'static>(
-    src: &redb::ReadTransaction,
-    dst: &redb::WriteTransaction,
-    def: TableDefinition<K, V>,
-) -> Result<(), redb::Error> {
-    let from = match src.open_table(def) {
-        Ok(t) => t,
-        // Not created yet in the source: nothing to copy.
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut to = dst.open_table(def)?;
-    for row in from.iter()? {
-        let (k, v) = row?;
-        to.insert(k.value(), v.value())?;
+/// Copies each table it visits from `src` into `dst`.
+struct Copy<'a> {
+    src: &'a redb::ReadTransaction,
+    dst: &'a redb::WriteTransaction,
+}
+
+impl TableVisitor for Copy<'_> {
+    fn visit<K: Key + 'static, V: Value + 'static>(
+        &mut self,
+        def: TableDefinition<K, V>,
+    ) -> Result<(), redb::Error> {
+        let from = match self.src.open_table(def) {
+            Ok(t) => t,
+            // Not created yet in the source: nothing to copy.
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut to = self.dst.open_table(def)?;
+        for row in from.iter()? {
+            let (k, v) = row?;
+            to.insert(k.value(), v.value())?;
+        }
+        Ok(())
     }
-    Ok(())
 }

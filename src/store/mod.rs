@@ -61,6 +61,30 @@ pub const OUTCOMES: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("
 pub const AUTO_PAUSE_EVENTS: TableDefinition<u64, &[u8]> =
     TableDefinition::new("auto_pause_events");
 
+/// Something done to every table of the store, whatever its key and value types.
+pub trait TableVisitor {
+    fn visit<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &mut self,
+        def: TableDefinition<K, V>,
+    ) -> Result<(), redb::Error>;
+}
+
+/// Every table of the store, once: what opening creates and what a backup copies.
+pub fn visit_tables(v: &mut impl TableVisitor) -> Result<(), redb::Error> {
+    v.visit(META)?;
+    v.visit(EVENTS)?;
+    v.visit(DEDUP)?;
+    v.visit(MONTHLY)?;
+    v.visit(CURSORS)?;
+    v.visit(RETRIES)?;
+    v.visit(DLQ)?;
+    v.visit(DEST_STATE)?;
+    v.visit(OUTCOMES)?;
+    v.visit(SETTLED)?;
+    v.visit(AUTO_PAUSE_EVENTS)?;
+    v.visit(crate::audit::AUDIT)
+}
+
 /// The schema this build writes. A file with a newer version is refused.
 pub const SCHEMA_VERSION: u32 = 1;
 

@@ -345,6 +345,19 @@ fn open_until_ok(
     }
 }
 
+/// Creates each table it visits (opening a table in a write transaction creates it).
+struct Create<'t>(&'t redb::WriteTransaction);
+
+impl super::TableVisitor for Create<'_> {
+    fn visit<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &mut self,
+        def: redb::TableDefinition<K, V>,
+    ) -> Result<(), redb::Error> {
+        self.0.open_table(def)?;
+        Ok(())
+    }
+}
+
 fn open(opts: &StoreOptions) -> Result<(Database, Recovered), anyhow::Error> {
     if let Some(dir) = opts.path.parent()
         && !dir.as_os_str().is_empty()
@@ -389,18 +402,9 @@ fn open(opts: &StoreOptions) -> Result<(Database, Recovered), anyhow::Error> {
         // A real durable write: the store only reports ready once it can commit.
         let now = opts.clock.now_ms();
         meta.insert("opened_at_ms", now.to_le_bytes().as_slice())?;
-        txn.open_table(EVENTS)?;
-        txn.open_table(DEDUP)?;
-        txn.open_table(MONTHLY)?;
-        txn.open_table(CURSORS)?;
-        txn.open_table(RETRIES)?;
-        txn.open_table(DLQ)?;
-        txn.open_table(DEST_STATE)?;
-        txn.open_table(OUTCOMES)?;
-        txn.open_table(SETTLED)?;
-        txn.open_table(crate::audit::AUDIT)?;
-        txn.open_table(AUTO_PAUSE_EVENTS)?;
     }
+    // Every table exists from the first open on.
+    super::visit_tables(&mut Create(&txn))?;
     txn.commit()?;
 
     let now = opts.clock.now_ms();
