@@ -73,52 +73,39 @@ async fn post_json(
     })
 }
 
-pub(crate) struct Slack {
+/// A channel that POSTs one JSON body per alert to a URL: Slack's incoming webhook or
+/// the generic alert webhook. The URL is a secret (it carries Slack's token).
+pub(crate) struct JsonHook {
     url: String,
     secrets: Vec<String>,
+    body: fn(&Alert) -> serde_json::Value,
+    what: &'static str,
 }
 
-impl Slack {
-    pub fn new(cfg: &SlackAlert) -> Self {
-        let url = cfg.webhook_url.expose().to_string();
+impl JsonHook {
+    fn new(url: &str, body: fn(&Alert) -> serde_json::Value, what: &'static str) -> Self {
         Self {
-            secrets: url_secrets(&url),
-            url,
+            secrets: url_secrets(url),
+            url: url.to_string(),
+            body,
+            what,
         }
+    }
+
+    pub fn slack(cfg: &SlackAlert) -> Self {
+        Self::new(cfg.webhook_url.expose(), Alert::slack_body, "slack webhook")
+    }
+
+    pub fn webhook(cfg: &WebhookAlert) -> Self {
+        Self::new(cfg.url.expose(), Alert::webhook_body, "alert webhook")
     }
 
     pub async fn send(&self, http: &reqwest::Client, alert: &Alert) -> Result<(), Failure> {
         post_json(
             http,
             &self.url,
-            &alert.slack_body(),
-            "slack webhook",
-            &self.secrets,
-        )
-        .await
-    }
-}
-
-pub(crate) struct Webhook {
-    url: String,
-    secrets: Vec<String>,
-}
-
-impl Webhook {
-    pub fn new(cfg: &WebhookAlert) -> Self {
-        let url = cfg.url.expose().to_string();
-        Self {
-            secrets: url_secrets(&url),
-            url,
-        }
-    }
-
-    pub async fn send(&self, http: &reqwest::Client, alert: &Alert) -> Result<(), Failure> {
-        post_json(
-            http,
-            &self.url,
-            &alert.webhook_body(),
-            "alert webhook",
+            &(self.body)(alert),
+            self.what,
             &self.secrets,
         )
         .await

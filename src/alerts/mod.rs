@@ -153,9 +153,9 @@ pub(crate) struct Failure {
 /// One configured channel, with its settings as of the alert's send.
 #[derive(Clone)]
 enum Channel {
-    Slack(Arc<http::Slack>),
+    Slack(Arc<http::JsonHook>),
     Email(Arc<email::Email>),
-    Webhook(Arc<http::Webhook>),
+    Webhook(Arc<http::JsonHook>),
     PagerDuty(Arc<http::PagerDuty>),
 }
 
@@ -182,13 +182,13 @@ impl Channel {
 fn channels(cfg: &AlertsConfig) -> Vec<Channel> {
     let mut out = Vec::new();
     if let Some(s) = &cfg.slack {
-        out.push(Channel::Slack(Arc::new(http::Slack::new(s))));
+        out.push(Channel::Slack(Arc::new(http::JsonHook::slack(s))));
     }
     if let Some(e) = &cfg.email {
         out.push(Channel::Email(Arc::new(email::Email::new(e))));
     }
     if let Some(w) = &cfg.webhook {
-        out.push(Channel::Webhook(Arc::new(http::Webhook::new(w))));
+        out.push(Channel::Webhook(Arc::new(http::JsonHook::webhook(w))));
     }
     if let Some(p) = &cfg.pagerduty {
         out.push(Channel::PagerDuty(Arc::new(http::PagerDuty::new(p))));
