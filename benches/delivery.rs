@@ -50,6 +50,10 @@
 //! `SLUICE_BENCH_DIR` (where temp stores go; default the system temp dir),
 //! `SLUICE_BENCH_STRICT=1`.
 
+mod support;
+
+use support::{flag, now_ms, num};
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -91,16 +95,6 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Settings {
-        fn num<T: std::str::FromStr>(name: &str, default: T) -> T {
-            match std::env::var(name) {
-                Ok(v) => v.trim().parse().unwrap_or_else(|_| {
-                    eprintln!("{name}={v:?} is not a number; using the default");
-                    default
-                }),
-                Err(_) => default,
-            }
-        }
-        let flag = |name: &str| std::env::var(name).is_ok_and(|v| v == "1" || v == "true");
         Settings {
             events: num("SLUICE_BENCH_EVENTS", 300_000usize).max(1),
             ingest_batch: num("SLUICE_BENCH_INGEST_BATCH", 1000usize).clamp(1, 1000),
@@ -112,35 +106,17 @@ impl Settings {
             timeout: Duration::from_secs(num("SLUICE_BENCH_TIMEOUT_SECS", 600u64).max(10)),
             dir: std::env::var_os("SLUICE_BENCH_DIR").map(PathBuf::from),
             strict: flag("SLUICE_BENCH_STRICT"),
-            // cargo passes `--bench`; anything not starting with `-` is a filter.
-            filters: std::env::args()
-                .skip(1)
-                .filter(|a| !a.starts_with('-'))
-                .collect(),
+            filters: support::filters(),
         }
     }
 
     fn wants(&self, name: &str) -> bool {
-        self.filters.is_empty() || self.filters.iter().any(|f| name.contains(f.as_str()))
+        support::wants(&self.filters, name)
     }
 
     fn tempdir(&self) -> tempfile::TempDir {
-        match &self.dir {
-            Some(d) => {
-                std::fs::create_dir_all(d).expect("create SLUICE_BENCH_DIR");
-                tempfile::tempdir_in(d)
-            }
-            None => tempfile::tempdir(),
-        }
-        .expect("create a temp dir")
+        support::tempdir(&self.dir)
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
 }
 
 // ---------------------------------------------------------------------------------------

@@ -32,6 +32,10 @@
 //! (2), `SLUICE_BENCH_DIR` (where temp stores go; default the system temp dir),
 //! `SLUICE_BENCH_VERBOSE=1` (print wrk's own output), `SLUICE_BENCH_STRICT=1`.
 
+mod support;
+
+use support::{flag, now_ms, num};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -70,16 +74,6 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Settings {
-        fn num<T: std::str::FromStr>(name: &str, default: T) -> T {
-            match std::env::var(name) {
-                Ok(v) => v.trim().parse().unwrap_or_else(|_| {
-                    eprintln!("{name}={v:?} is not a number; using the default");
-                    default
-                }),
-                Err(_) => default,
-            }
-        }
-        let flag = |name: &str| std::env::var(name).is_ok_and(|v| v == "1" || v == "true");
         Settings {
             secs: num("SLUICE_BENCH_SECS", 10u64).max(1),
             warmup_secs: num("SLUICE_BENCH_WARMUP_SECS", 2u64),
@@ -90,27 +84,16 @@ impl Settings {
             dir: std::env::var_os("SLUICE_BENCH_DIR").map(PathBuf::from),
             verbose: flag("SLUICE_BENCH_VERBOSE"),
             strict: flag("SLUICE_BENCH_STRICT"),
-            // cargo passes `--bench`; anything not starting with `-` is a filter.
-            filters: std::env::args()
-                .skip(1)
-                .filter(|a| !a.starts_with('-'))
-                .collect(),
+            filters: support::filters(),
         }
     }
 
     fn wants(&self, name: &str) -> bool {
-        self.filters.is_empty() || self.filters.iter().any(|f| name.contains(f.as_str()))
+        support::wants(&self.filters, name)
     }
 
     fn tempdir(&self) -> tempfile::TempDir {
-        match &self.dir {
-            Some(d) => {
-                std::fs::create_dir_all(d).expect("create SLUICE_BENCH_DIR");
-                tempfile::tempdir_in(d)
-            }
-            None => tempfile::tempdir(),
-        }
-        .expect("create a temp dir")
+        support::tempdir(&self.dir)
     }
 }
 
@@ -731,13 +714,6 @@ fn redb_loop(s: &Settings, requests: usize, per_request: usize, secs: f64) -> Re
         file_bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
         cpu,
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
 }
 
 // ---------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@
 //! since the previous step) is timed on its own, then `/metrics` and
 //! `GET /v1/destinations` are timed 15 times each.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use sluice::app::{Daemon, StartOptions};
@@ -94,10 +96,7 @@ credentials = {{ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }}
     let mut previous = 0usize;
     for target in [10_000usize, 100_000, 300_000] {
         while sent < target {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("time")
-                .as_secs();
+            let now = support::now_ms() / 1000;
             let events: Vec<_> = (0..1000)
                 .map(|i| {
                     serde_json::json!({

@@ -1,0 +1,56 @@
+//! What the bench binaries share: settings from the environment, name filters, temp
+//! directories and the wall clock.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// A number from the environment variable `name`, else `default` (said on stderr when
+/// the variable is set but not a number).
+pub fn num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
+            eprintln!("{name}={v:?} is not a number; using the default");
+            default
+        }),
+        Err(_) => default,
+    }
+}
+
+/// Whether the environment variable `name` is `1` or `true`.
+pub fn flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == "1" || v == "true")
+}
+
+/// The name filters of the command line: cargo passes `--bench`; anything not starting
+/// with `-` is a filter.
+pub fn filters() -> Vec<String> {
+    std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect()
+}
+
+/// Whether the scenario `name` runs: no filters, or one that `name` contains.
+pub fn wants(filters: &[String], name: &str) -> bool {
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+}
+
+/// A temp directory, under `dir` when given (`SLUICE_BENCH_DIR`).
+pub fn tempdir(dir: &Option<PathBuf>) -> tempfile::TempDir {
+    match dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).expect("create SLUICE_BENCH_DIR");
+            tempfile::tempdir_in(d)
+        }
+        None => tempfile::tempdir(),
+    }
+    .expect("create a temp dir")
+}
+
+/// The wall clock in unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
