@@ -1,5 +1,6 @@
-//! The audit chain (SPEC §6): the shared vectors, an independent re-computation from the
-//! export, tampering with a real redb file, paging, validation, and the HTTP routes.
+//! The audit chain (docs/guardrails.md): the vectors in `tests/data/`, an independent
+//! re-computation from the export, tampering with a real redb file, paging, validation,
+//! and the HTTP routes.
 
 mod common;
 use common::{independent_canonical, independent_hash};
@@ -12,13 +13,10 @@ use sluice::audit::{
     self, AUDIT, AuditRecord, NewAuditEvent, Verify, ZERO_HASH, decode_record, encode_record,
 };
 
-const VECTORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/vectors/audit-chain.jsonl"
-);
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/audit-chain.jsonl");
 
 fn vectors() -> Vec<AuditRecord> {
-    let text = std::fs::read_to_string(VECTORS).expect("shared vectors readable");
+    let text = std::fs::read_to_string(VECTORS).expect("tests/data/audit-chain.jsonl readable");
     let v: Vec<AuditRecord> = text
         .lines()
         .filter(|l| !l.trim().is_empty())

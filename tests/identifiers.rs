@@ -1,14 +1,11 @@
-//! Identifier normalization and hashing against the shared vectors
-//! (`../shared/vectors/identifiers.json`): every case, every variant, exactly.
+//! Identifier normalization and hashing against the vectors in
+//! `tests/data/identifiers.json`: every case, every variant, exactly.
 
 use serde_json::Value;
 use sluice::ingest::event::Variant;
 use sluice::ingest::identifiers::{IdField, normalize};
 
-const VECTORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/vectors/identifiers.json"
-);
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/identifiers.json");
 
 fn variant_by_name(name: &str) -> Variant {
     Variant::ALL

@@ -41,7 +41,7 @@ impl Variant {
         Variant::ExternalId,
     ];
 
-    /// The variant's name as in platforms.md and `../shared/vectors/identifiers.json`.
+    /// The variant's name as in docs/platforms.md and `tests/data/identifiers.json`.
     pub fn name(self) -> &'static str {
         match self {
             Variant::Email => "email",

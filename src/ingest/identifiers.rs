@@ -1,6 +1,6 @@
 //! Identifier normalization and SHA-256 hashing, one hash per variant of the table in
-//! platforms.md ("Identifier variants"). `../shared/vectors/identifiers.json` is the
-//! reference: where platforms.md is terse, the vectors decide.
+//! docs/platforms.md ("Identifier variants"). `tests/data/identifiers.json` is the
+//! reference: where that table is terse, the vectors decide.
 //!
 //! Hot path: [`normalize_with`] reuses a caller's scratch buffer and reports each variant
 //! through a callback, so validation allocates nothing per identifier; [`normalize`] is
