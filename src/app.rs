@@ -14,9 +14,11 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::alerts::{Alert, AlertKind, AlertOutcome, Alerter};
+use crate::audit::{Actor, AuditType, Details, NewAuditEvent};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{self, Config, Platform};
 use crate::delivery::Engine;
+use crate::health::NoticeKind;
 use crate::ingest::intake::{Intake, Ledger, WorkspaceRules};
 use crate::store::DeliveryOp;
 use crate::store::{FaultSwitch, Store, StoreOptions};
@@ -144,32 +146,32 @@ impl App {
 
     /// [`App::reload`], audited (`config_reloaded` with the file's SHA-256, or
     /// `config_reload_failed` with the error, which never quotes the file).
-    pub async fn reload_audited(self: &Arc<Self>, actor: &str) -> Result<String, String> {
+    pub async fn reload_audited(self: &Arc<Self>, actor: Actor) -> Result<String, String> {
         let app = self.clone();
         let result = tokio::task::spawn_blocking(move || app.reload())
             .await
             .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
-        let mut details = serde_json::Map::new();
-        let event_type = match &result {
-            Ok(sha) => {
-                details.insert("config_sha256".into(), sha.clone().into());
-                "config_reloaded"
-            }
-            Err(e) => {
-                details.insert("error".into(), e.clone().into());
-                "config_reload_failed"
-            }
+        let (event_type, details) = match &result {
+            Ok(sha) => (
+                AuditType::ConfigReloaded,
+                Details::new().str("config_sha256", sha.clone()),
+            ),
+            Err(e) => (
+                AuditType::ConfigReloadFailed,
+                Details::new().str("error", e.clone()),
+            ),
         };
-        if let Some(path) = &self.config_path {
-            details.insert("path".into(), path.display().to_string().into());
-        }
-        let ev = crate::audit::NewAuditEvent {
-            event_type: event_type.into(),
-            resource_id: "config".into(),
-            actor: actor.into(),
+        let details = match &self.config_path {
+            Some(path) => details.str("path", path.display().to_string()),
+            None => details,
+        };
+        let ev = NewAuditEvent::record(
+            event_type,
+            "config",
+            actor,
             details,
-            created_at_ms: self.intake.clock.now_ms(),
-        };
+            self.intake.clock.now_ms(),
+        );
         if let Err(e) = self
             .intake
             .store
@@ -371,7 +373,7 @@ pub async fn serve(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
                 let mut reloading = vec![NotifyState::Reloading];
                 reloading.extend(NotifyState::monotonic_usec_now().ok());
                 let _ = sd_notify::notify(&reloading);
-                let _ = daemon.app.reload_audited("system_worker").await;
+                let _ = daemon.app.reload_audited(Actor::System).await;
                 let _ = sd_notify::notify(&[NotifyState::Ready]);
             }
         }
@@ -518,9 +520,9 @@ async fn backpressure_loop(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 /// The alert for a committed state change.
 fn notice_alert(n: &crate::health::Notice) -> Alert {
     let kind = match n.kind {
-        "probe_failed" => AlertKind::ProbeFailed,
-        "resume" => AlertKind::Resume,
-        _ => AlertKind::Pause,
+        NoticeKind::ProbeFailed => AlertKind::ProbeFailed,
+        NoticeKind::Resume => AlertKind::Resume,
+        NoticeKind::Pause => AlertKind::Pause,
     };
     Alert {
         kind,
@@ -536,25 +538,24 @@ fn notice_alert(n: &crate::health::Notice) -> Alert {
 }
 
 /// `alert_sent` / `alert_failed`, naming the channel.
-fn alert_audit(o: &AlertOutcome, now_ms: i64) -> crate::audit::NewAuditEvent {
-    let mut details = serde_json::Map::new();
-    details.insert("channel".into(), o.channel.into());
-    details.insert("alert".into(), o.alert_kind.into());
-    details.insert("destination_id".into(), o.destination_id.clone().into());
-    details.insert("merchant_id".into(), o.merchant_id.clone().into());
-    details.insert("attempts".into(), (o.attempts as i64).into());
-    details.insert(
-        "error".into(),
-        o.error
-            .clone()
-            .map(serde_json::Value::String)
-            .unwrap_or(serde_json::Value::Null),
-    );
-    crate::audit::NewAuditEvent {
-        event_type: if o.ok { "alert_sent" } else { "alert_failed" }.into(),
-        resource_id: o.destination_id.clone(),
-        actor: "system_worker".into(),
+fn alert_audit(o: &AlertOutcome, now_ms: i64) -> NewAuditEvent {
+    let details = Details::new()
+        .str("channel", o.channel)
+        .str("alert", o.alert_kind)
+        .str("destination_id", o.destination_id.clone())
+        .str("merchant_id", o.merchant_id.clone())
+        .int("attempts", i64::from(o.attempts))
+        .opt_str("error", o.error.clone());
+    let event_type = if o.ok {
+        AuditType::AlertSent
+    } else {
+        AuditType::AlertFailed
+    };
+    NewAuditEvent::record(
+        event_type,
+        o.destination_id.clone(),
+        Actor::System,
         details,
-        created_at_ms: now_ms,
-    }
+        now_ms,
+    )
 }

@@ -569,13 +569,9 @@ async fn the_incremental_backlog_always_equals_a_whole_read() {
         let g = g.iter().find(|g| g.labels.destination == "hooks").unwrap();
         let d = cfg.destinations.iter().find(|d| d.id == "hooks").unwrap();
         let max_age = cfg.storage.max_backlog_age.as_millis() as i64;
-        let whole = app
-            .intake
-            .store
-            .read(|txn| {
-                sluice::delivery::backlog::read_whole(txn, d, None, now, 3_600_000, max_age)
-            })
-            .unwrap();
+        let view = app.intake.store.view().unwrap();
+        let whole =
+            sluice::delivery::backlog::read_whole(&view, d, None, now, 3_600_000, max_age).unwrap();
         assert_eq!(g.queue_depth, whole.depth, "{step}: depth");
         assert_eq!(
             g.events_expiring_soon, whole.expiring_soon,

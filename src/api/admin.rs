@@ -1,24 +1,21 @@
 //! Admin routes (SPEC §7): every one needs `Authorization: Bearer <admin token>`;
 //! with no admin token configured they answer `403 admin_disabled`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use redb::ReadableTable;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use super::{error, json_response};
 use crate::app::App;
+use crate::audit::{AuditType, Details, NewAuditEvent};
 use crate::clock::rfc3339_ms;
 use crate::config::Destination;
 use crate::delivery::dlq::{self, Selector};
-use crate::store::codec::{DestState, decode_record};
-use crate::store::{CURSORS, DEST_STATE, DLQ, RETRIES};
 
 /// Checks the admin token; `Err` is the response to send.
 pub fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Box<Response>> {
@@ -61,17 +58,12 @@ pub struct WorkspaceFilter {
 fn dest_json(app: &App, d: &Destination) -> Result<Value, crate::store::StoreError> {
     let snap = app.engine.snapshot(&d.id);
     let now = app.intake.clock.now_ms();
-    let (depth, oldest, dlq_depth, state) = app.intake.store.read(|txn| {
-        let max_age = app.runtime().config.storage.max_backlog_age.as_millis() as i64;
-        let b = app.engine.backlog(txn, d, now, max_age)?;
-        let (depth, oldest, dlq) = (b.depth, b.oldest_accepted_ms, b.dlq_depth);
-        let st = txn.open_table(DEST_STATE)?;
-        let state = st
-            .get(d.id.as_str())?
-            .and_then(|v| decode_record::<DestState>(v.value()).ok())
-            .unwrap_or_default();
-        Ok((depth, oldest, dlq, state))
-    })?;
+    let view = app.intake.store.view()?;
+    let max_age = app.runtime().config.storage.max_backlog_age.as_millis() as i64;
+    let b = app.engine.backlog(&view, d, now, max_age)?;
+    let (depth, oldest, dlq_depth) = (b.depth, b.oldest_accepted_ms, b.dlq_depth);
+    let state = view.dest_state(&d.id)?.unwrap_or_default();
+    drop(view);
     // The worker's live state when it runs, else what the store holds.
     let state = snap.map(|s| s.state).unwrap_or(state);
     Ok(json!({
@@ -94,51 +86,25 @@ fn dest_json(app: &App, d: &Destination) -> Result<Value, crate::store::StoreErr
 
 /// Destinations no longer configured that still hold a position, retries or DLQ.
 fn removed(app: &App, configured: &[Destination]) -> Result<Vec<Value>, crate::store::StoreError> {
-    app.intake.store.read(|txn| {
-        let mut ids: HashMap<String, ()> = HashMap::new();
-        let c = txn.open_table(CURSORS)?;
-        for row in c.iter()? {
-            ids.insert(row?.0.value().to_string(), ());
+    let view = app.intake.store.view()?;
+    let mut out = Vec::new();
+    for id in view.known_destinations()? {
+        if configured.iter().any(|d| d.id == id) {
+            continue;
         }
-        let r = txn.open_table(RETRIES)?;
-        for row in r.iter()? {
-            ids.insert(row?.0.value().0.to_string(), ());
-        }
-        let q = txn.open_table(DLQ)?;
-        for row in q.iter()? {
-            ids.insert(row?.0.value().0.to_string(), ());
-        }
-        let st = txn.open_table(DEST_STATE)?;
-        let mut out: Vec<_> = ids
-            .into_keys()
-            .filter(|id| !configured.iter().any(|d| d.id == *id))
-            .collect();
-        out.sort();
-        Ok(out
-            .into_iter()
-            .map(|id| {
-                let dlq_depth = q
-                    .range((id.as_str(), 0u64)..=(id.as_str(), u64::MAX))
-                    .map(|r| r.count())
-                    .unwrap_or(0);
-                // What it was, as its last health record says.
-                let was = st
-                    .get(id.as_str())
-                    .ok()
-                    .flatten()
-                    .and_then(|v| decode_record::<DestState>(v.value()).ok())
-                    .filter(|s| !s.workspace.is_empty());
-                json!({
-                    "destination_id": id,
-                    "merchant_id": was.as_ref().map(|s| s.workspace.clone()),
-                    "platform": was.as_ref().map(|s| s.platform.clone()),
-                    "state": "removed", "error_rate": null, "last_checked": null,
-                    "paused_at": null, "paused_reason": null, "auto_clear_at": null,
-                    "queue_depth": null, "consumer_lag_seconds": null, "dlq_depth": dlq_depth,
-                })
-            })
-            .collect())
-    })
+        let dlq_depth = view.dlq_count(&id)?;
+        // What it was, as its last health record says.
+        let was = view.dest_state(&id)?.filter(|s| !s.workspace.is_empty());
+        out.push(json!({
+            "destination_id": id,
+            "merchant_id": was.as_ref().map(|s| s.workspace.clone()),
+            "platform": was.as_ref().map(|s| s.platform.clone()),
+            "state": "removed", "error_rate": null, "last_checked": null,
+            "paused_at": null, "paused_reason": null, "auto_clear_at": null,
+            "queue_depth": null, "consumer_lag_seconds": null, "dlq_depth": dlq_depth,
+        }));
+    }
+    Ok(out)
 }
 
 pub async fn list_destinations(
@@ -228,29 +194,20 @@ pub async fn purge(
     let backlog = app
         .intake
         .store
-        .read(|txn| {
-            let r = txn.open_table(RETRIES)?;
-            let retries = r
-                .range((id.as_str(), 0u64, 0u64)..=(id.as_str(), u64::MAX, u64::MAX))?
-                .count();
-            let c = txn.open_table(CURSORS)?;
-            Ok((retries, c.get(id.as_str())?.map(|v| v.value())))
-        })
+        .view()
+        .and_then(|v| Ok((v.retry_count(&id)?, v.cursor(&id)?)))
         .unwrap_or((0, None));
-    let mut details = serde_json::Map::new();
-    details.insert("dlq_entries".into(), before["dlq_depth"].clone());
-    details.insert("retries".into(), (backlog.0 as u64).into());
-    details.insert(
-        "cursor".into(),
-        backlog.1.map(Value::from).unwrap_or(Value::Null),
-    );
-    let audit = crate::audit::NewAuditEvent {
-        event_type: "destination_purge".into(),
-        resource_id: id.clone(),
-        actor: actor_of(&headers).name().into(),
+    let details = Details::new()
+        .int("dlq_entries", before["dlq_depth"].as_i64().unwrap_or(0))
+        .int("retries", backlog.0 as i64)
+        .opt_int("cursor", backlog.1.map(|c| c as i64));
+    let audit = NewAuditEvent::record(
+        AuditType::DestinationPurge,
+        &id,
+        actor_of(&headers),
         details,
-        created_at_ms: app.intake.clock.now_ms(),
-    };
+        app.intake.clock.now_ms(),
+    );
     match app
         .intake
         .store
@@ -397,7 +354,7 @@ pub async fn dlq_replay(
     };
     let now = app.intake.clock.now_ms();
     let max_age = rt.config.storage.max_backlog_age.as_millis() as i64;
-    let actor = actor_of(&headers).name();
+    let actor = actor_of(&headers);
     match dlq::replay(
         &app.intake.store,
         dest,
@@ -453,7 +410,7 @@ pub async fn dlq_discard(
         return json_response(StatusCode::OK, &json!({"would_discard": n}));
     }
     let now = app.intake.clock.now_ms();
-    let actor = actor_of(&headers).name();
+    let actor = actor_of(&headers);
     match dlq::discard(&app.intake.store, &a.destination, &sel, now, actor).await {
         Ok(n) => json_response(StatusCode::OK, &json!({"discarded": n})),
         Err(e) => unavailable(e),
@@ -601,21 +558,12 @@ fn auto_pause_rows(
         .as_deref()
         .and_then(|c| c.parse::<u64>().ok())
         .unwrap_or(u64::MAX);
-    app.intake.store.read(|txn| {
-        let t = txn.open_table(crate::store::AUTO_PAUSE_EVENTS)?;
-        let mut out = Vec::new();
-        let mut next = None;
-        for row in t.range(..before)?.rev() {
-            let (k, v) = row?;
-            let Some(json) = v
-                .value()
-                .get(1..)
-                .and_then(|b| serde_json::from_slice::<Value>(b).ok())
-            else {
-                continue;
-            };
-            let keep = q
-                .workspace
+    let (rows, next) = app
+        .intake
+        .store
+        .view()?
+        .auto_pause_rows(before, limit, |json| {
+            q.workspace
                 .as_ref()
                 .is_none_or(|w| json["merchant_id"] == w.as_str())
                 && q.platform
@@ -623,18 +571,9 @@ fn auto_pause_rows(
                     .is_none_or(|p| json["platform"] == p.as_str())
                 && q.destination
                     .as_ref()
-                    .is_none_or(|d| json["destination_id"] == d.as_str());
-            if !keep {
-                continue;
-            }
-            if out.len() == limit {
-                next = Some((k.value() + 1).to_string());
-                break;
-            }
-            out.push(json);
-        }
-        Ok((out, next))
-    })
+                    .is_none_or(|d| json["destination_id"] == d.as_str())
+        })?;
+    Ok((rows, next.map(|n| n.to_string())))
 }
 
 pub async fn auto_pause_events(
@@ -749,7 +688,7 @@ pub async fn backup(
 /// config and answers 422 with the key path and line.
 pub async fn reload(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     admin!(app, headers);
-    let actor = actor_of(&headers).name();
+    let actor = actor_of(&headers);
     match app.reload_audited(actor).await {
         Ok(sha) => json_response(StatusCode::OK, &json!({"ok": true, "config_sha256": sha})),
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", e),

@@ -93,14 +93,110 @@ impl From<CanonError> for InvalidAuditEvent {
     }
 }
 
-/// An event to append; the chain assigns its id, hash and link.
+/// The event types SPEC §6 names, typed (see [`EVENT_TYPES`] for their spellings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditType {
+    DestinationPause,
+    DestinationResume,
+    DestinationProbeFailed,
+    AlertSent,
+    AlertFailed,
+    ConfigReloaded,
+    ConfigReloadFailed,
+    DlqReplay,
+    DlqDiscard,
+    DestinationPurge,
+}
+
+impl AuditType {
+    pub fn name(self) -> &'static str {
+        match self {
+            AuditType::DestinationPause => "destination_pause",
+            AuditType::DestinationResume => "destination_resume",
+            AuditType::DestinationProbeFailed => "destination_probe_failed",
+            AuditType::AlertSent => "alert_sent",
+            AuditType::AlertFailed => "alert_failed",
+            AuditType::ConfigReloaded => "config_reloaded",
+            AuditType::ConfigReloadFailed => "config_reload_failed",
+            AuditType::DlqReplay => "dlq_replay",
+            AuditType::DlqDiscard => "dlq_discard",
+            AuditType::DestinationPurge => "destination_purge",
+        }
+    }
+}
+
+/// Who made a change: the actors SPEC §6 names (see [`ACTORS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    System,
+    Api,
+    Cli,
+}
+
+impl Actor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Actor::System => "system_worker",
+            Actor::Api => "api_user",
+            Actor::Cli => "cli",
+        }
+    }
+}
+
+/// The `details` of an event, built only from values the chain accepts: strings,
+/// integers within ±2^53 and null.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Details(Map<String, Value>);
+
+impl Details {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn str(mut self, key: &str, v: impl Into<String>) -> Self {
+        self.0.insert(key.into(), Value::String(v.into()));
+        self
+    }
+
+    /// A string, or null.
+    pub fn opt_str(mut self, key: &str, v: Option<impl Into<String>>) -> Self {
+        self.0.insert(
+            key.into(),
+            v.map_or(Value::Null, |s| Value::String(s.into())),
+        );
+        self
+    }
+
+    /// An integer, clamped to the ±2^53 the chain allows.
+    pub fn int(mut self, key: &str, v: i64) -> Self {
+        const MAX: i64 = 1 << 53;
+        self.0.insert(key.into(), Value::from(v.clamp(-MAX, MAX)));
+        self
+    }
+
+    /// An integer or null.
+    pub fn opt_int(self, key: &str, v: Option<i64>) -> Self {
+        match v {
+            Some(n) => self.int(key, n),
+            None => self.null(key),
+        }
+    }
+
+    pub fn null(mut self, key: &str) -> Self {
+        self.0.insert(key.into(), Value::Null);
+        self
+    }
+}
+
+/// An event to append; the chain assigns its id, hash and link. Built only through
+/// [`NewAuditEvent::new`] (checked) or [`NewAuditEvent::record`] (typed, always valid).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewAuditEvent {
-    pub event_type: String,
-    pub resource_id: String,
-    pub actor: String,
-    pub details: Map<String, Value>,
-    pub created_at_ms: i64,
+    event_type: String,
+    resource_id: String,
+    actor: String,
+    details: Map<String, Value>,
+    created_at_ms: i64,
 }
 
 impl NewAuditEvent {
@@ -121,6 +217,44 @@ impl NewAuditEvent {
         };
         ev.validate()?;
         Ok(ev)
+    }
+
+    /// An event of a known type and actor with typed details: valid by construction
+    /// (`at_ms` is clamped into 1970..=9999).
+    pub fn record(
+        event_type: AuditType,
+        resource_id: impl Into<String>,
+        actor: Actor,
+        details: Details,
+        at_ms: i64,
+    ) -> Self {
+        NewAuditEvent {
+            event_type: event_type.name().into(),
+            resource_id: resource_id.into(),
+            actor: actor.name().into(),
+            details: details.0,
+            created_at_ms: at_ms.clamp(0, MAX_TIME_MS),
+        }
+    }
+
+    pub fn event_type(&self) -> &str {
+        &self.event_type
+    }
+
+    pub fn resource_id(&self) -> &str {
+        &self.resource_id
+    }
+
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    pub fn details(&self) -> &Map<String, Value> {
+        &self.details
+    }
+
+    pub fn created_at_ms(&self) -> i64 {
+        self.created_at_ms
     }
 
     /// The event type and actor are ones SPEC §6 names; `created_at_ms` lies in

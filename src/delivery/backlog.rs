@@ -14,10 +14,10 @@
 
 use std::collections::BTreeMap;
 
-use super::worker::{retry_event, routes_to};
+use super::routes_to;
 use crate::config::Destination;
-use crate::store::codec::{RetryRecord, StoredEvent, decode_event, decode_record};
-use crate::store::{CURSORS, DLQ, EVENTS, RETRIES, log};
+use crate::store::codec::{StoredEvent, decode_event};
+use crate::store::{StoreError, View};
 
 /// A destination's backlog at one instant.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -135,53 +135,57 @@ impl LogSummary {
 /// Reads `dest`'s backlog at `cursor` (None: its stored cursor), updating `cache` (the
 /// summary of the last read, if any) instead of reading the whole log when it can.
 pub fn read(
-    txn: &redb::ReadTransaction,
+    view: &View,
     dest: &Destination,
     cursor: Option<u64>,
     cache: &mut Option<LogSummary>,
     now: i64,
     soon_ms: i64,
     max_backlog_age_ms: i64,
-) -> Result<Backlog, redb::Error> {
+) -> Result<Backlog, StoreError> {
     let mut b = Backlog {
-        dlq_depth: dlq_depth(txn, &dest.id)?,
+        dlq_depth: view.dlq_count(&dest.id)?,
         ..Backlog::default()
     };
     let cursor = match cursor {
         Some(c) => c,
-        None => match txn.open_table(CURSORS)?.get(dest.id.as_str())? {
-            Some(c) => c.value(),
+        None => match view.cursor(&dest.id)? {
+            Some(c) => c,
             None => {
                 *cache = None;
                 return Ok(b);
             }
         },
     };
-    let events = txn.open_table(EVENTS)?;
     let ws = dest.workspace.as_str();
-    let head = log::head(&events, ws)?;
+    let head = view.head(ws)?;
     let expiry = Expiry::of(dest, max_backlog_age_ms);
     let reusable = cache.take().filter(|c| {
         c.expiry == expiry && c.routing == routing_key(dest) && c.from <= cursor && c.upto <= head
     });
     let mut sum = match reusable {
-        Some(c) => match advance(&events, dest, c, cursor)? {
+        Some(c) => match advance(view, dest, c, cursor)? {
             Some(c) => c,
             None => LogSummary::empty(dest, expiry, cursor),
         },
         None => LogSummary::empty(dest, expiry, cursor),
     };
-    // What was appended since.
-    if head > sum.upto {
-        for (seq, raw) in log::read(&events, ws, sum.upto, (head - sum.upto) as usize)? {
+    // What was appended since, a page at a time.
+    while head > sum.upto {
+        let page = view.log(ws, sum.upto, PAGE.min((head - sum.upto) as usize))?;
+        let Some(last) = page.last().map(|(s, _)| *s) else {
+            break;
+        };
+        for (seq, raw) in page {
             if let Ok(e) = decode_event(&raw)
                 && routes_to(dest, &e.event)
             {
                 sum.add(seq, &e);
             }
         }
-        sum.upto = head;
+        sum.upto = last + 1;
     }
+    sum.upto = sum.upto.max(head);
     b.depth = sum.depth;
     b.expiring_soon = sum.expiring(now, soon_ms);
     if let Some((_, accepted, event_time)) = sum.first {
@@ -190,45 +194,49 @@ pub fn read(
     }
     *cache = Some(sum);
 
-    let rt = txn.open_table(RETRIES)?;
     let soon_below = expiry.soon_below(now, soon_ms);
-    for row in rt.range((dest.id.as_str(), 0u64, 0u64)..=(dest.id.as_str(), u64::MAX, u64::MAX))? {
-        let (k, v) = row?;
+    for row in view.retries(&dest.id, usize::MAX)? {
         b.depth += 1;
-        let Ok(r) = decode_record::<RetryRecord>(v.value()) else {
-            continue;
-        };
-        let Some(e) =
-            retry_event(&events, ws, k.value().2, &r)?.and_then(|raw| decode_event(&raw).ok())
+        let Some(e) = view
+            .retry_event(ws, row.seq, &row.record)?
+            .and_then(|raw| decode_event(&raw).ok())
         else {
             continue;
         };
         b.expiring_soon += u64::from(expiry.second(&e) < soon_below);
-        if b.oldest_accepted_ms.is_none_or(|o| r.first_seen_ms < o) {
-            b.oldest_accepted_ms = Some(r.first_seen_ms);
+        if b.oldest_accepted_ms
+            .is_none_or(|o| row.record.first_seen_ms < o)
+        {
+            b.oldest_accepted_ms = Some(row.record.first_seen_ms);
             b.oldest_event_time = Some(e.event.event_time);
         }
     }
     Ok(b)
 }
 
+/// Log events read at a time.
+const PAGE: usize = 1000;
+
 /// Moves a summary's start from `c.from` to `cursor` by subtracting the routed events in
 /// between. None when that range is no longer in the log (trimmed): read again whole.
-fn advance<T: redb::ReadableTable<(&'static str, u64), &'static [u8]>>(
-    events: &T,
+fn advance(
+    view: &View,
     dest: &Destination,
     mut c: LogSummary,
     cursor: u64,
-) -> Result<Option<LogSummary>, redb::Error> {
+) -> Result<Option<LogSummary>, StoreError> {
     if cursor == c.from {
         return Ok(Some(c));
     }
     let ws = dest.workspace.as_str();
     // Only the part already summed (below `upto`) is subtracted.
     let end = cursor.min(c.upto);
-    if end > c.from {
-        let gone = log::read(events, ws, c.from, (end - c.from) as usize)?;
-        if gone.len() as u64 != end - c.from || gone.first().is_some_and(|(s, _)| *s != c.from) {
+    let mut at = c.from;
+    while at < end {
+        let gone = view.log(ws, at, PAGE.min((end - at) as usize))?;
+        if gone.first().is_none_or(|(s, _)| *s != at)
+            || gone.windows(2).any(|w| w[1].0 != w[0].0 + 1)
+        {
             return Ok(None);
         }
         for (_, raw) in &gone {
@@ -238,6 +246,7 @@ fn advance<T: redb::ReadableTable<(&'static str, u64), &'static [u8]>>(
                 c.remove(&e);
             }
         }
+        at += gone.len() as u64;
     }
     c.from = cursor;
     if cursor > c.upto {
@@ -251,7 +260,7 @@ fn advance<T: redb::ReadableTable<(&'static str, u64), &'static [u8]>>(
         c.first = None;
         let mut at = cursor;
         while at < c.upto {
-            let page = log::read(events, ws, at, 1000.min((c.upto - at) as usize))?;
+            let page = view.log(ws, at, PAGE.min((c.upto - at) as usize))?;
             let Some(last) = page.last().map(|(s, _)| *s) else {
                 break;
             };
@@ -273,15 +282,15 @@ fn advance<T: redb::ReadableTable<(&'static str, u64), &'static [u8]>>(
 /// The whole backlog read from the log, no summary kept: the reference the incremental
 /// summary is tested against.
 pub fn read_whole(
-    txn: &redb::ReadTransaction,
+    view: &View,
     dest: &Destination,
     cursor: Option<u64>,
     now: i64,
     soon_ms: i64,
     max_backlog_age_ms: i64,
-) -> Result<Backlog, redb::Error> {
+) -> Result<Backlog, StoreError> {
     read(
-        txn,
+        view,
         dest,
         cursor,
         &mut None,
@@ -289,9 +298,4 @@ pub fn read_whole(
         soon_ms,
         max_backlog_age_ms,
     )
-}
-
-fn dlq_depth(txn: &redb::ReadTransaction, dest: &str) -> Result<u64, redb::Error> {
-    let t = txn.open_table(DLQ)?;
-    Ok(t.range((dest, 0u64)..=(dest, u64::MAX))?.count() as u64)
 }

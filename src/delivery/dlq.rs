@@ -1,11 +1,12 @@
 //! The dead-letter queue's operator side (SPEC §3): list, replay, discard.
 //! Selection is by destination and first-seen time (`from` inclusive, `to` exclusive).
 
+use crate::audit::{Actor, AuditType, Details, NewAuditEvent};
 use crate::clock::rfc3339_ms;
 use crate::config::Destination;
 use crate::platforms::OutEvent;
-use crate::store::codec::{DlqRecord, RetryRecord, decode_event, decode_record, encode_record};
-use crate::store::{DLQ, DeliveryOp, Store, StoreError};
+use crate::store::codec::{DlqRecord, RetryRecord, decode_event};
+use crate::store::{DeliveryOp, Store, StoreError};
 
 /// Which entries of one destination.
 #[derive(Debug, Clone, Default)]
@@ -56,34 +57,14 @@ pub fn list(
     after: u64,
     limit: usize,
 ) -> Result<(Vec<serde_json::Value>, Option<String>), StoreError> {
-    store.read(|txn| {
-        let t = txn.open_table(DLQ)?;
-        let mut out = Vec::new();
-        let mut next = None;
-        for row in t.range((dest, after.saturating_add(1))..=(dest, u64::MAX))? {
-            let (k, v) = row?;
-            let id = k.value().1;
-            let Ok(r) = decode_record::<DlqRecord>(v.value()) else {
-                continue;
-            };
-            if !sel.matches(&r) {
-                continue;
-            }
-            if out.len() == limit {
-                next = Some(out_last_id(&out));
-                break;
-            }
-            out.push(entry_json(dest, id, &r));
-        }
-        Ok((out, next))
-    })
-}
-
-fn out_last_id(out: &[serde_json::Value]) -> String {
-    out.last()
-        .and_then(|e| e["id"].as_str())
-        .unwrap_or("0")
-        .to_string()
+    let (rows, next) = store
+        .view()?
+        .dlq_page(dest, after, limit, |r| sel.matches(r))?;
+    let entries = rows
+        .iter()
+        .map(|(id, r)| entry_json(dest, *id, r))
+        .collect();
+    Ok((entries, next.map(|n| n.to_string())))
 }
 
 fn matching(
@@ -91,19 +72,10 @@ fn matching(
     dest: &str,
     sel: &Selector,
 ) -> Result<Vec<(u64, DlqRecord)>, StoreError> {
-    store.read(|txn| {
-        let t = txn.open_table(DLQ)?;
-        let mut out = Vec::new();
-        for row in t.range((dest, 0u64)..=(dest, u64::MAX))? {
-            let (k, v) = row?;
-            if let Ok(r) = decode_record::<DlqRecord>(v.value())
-                && sel.matches(&r)
-            {
-                out.push((k.value().1, r));
-            }
-        }
-        Ok(out)
-    })
+    Ok(store
+        .view()?
+        .dlq_page(dest, 0, usize::MAX, |r| sel.matches(r))?
+        .0)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +94,7 @@ pub async fn replay(
     now_ms: i64,
     max_backlog_age_ms: i64,
     dry_run: bool,
-    actor: &str,
+    actor: Actor,
 ) -> Result<ReplayCount, StoreError> {
     let entries = matching(store, &dest.id, sel)?;
     let mut count = ReplayCount {
@@ -147,14 +119,14 @@ pub async fn replay(
             dest: dest.id.clone(),
             due_ms: now_ms.max(0) as u64,
             seq: r.seq,
-            record: encode_record(&RetryRecord {
+            record: RetryRecord {
                 retries: 0,
                 first_seen_ms: r.first_seen_ms,
                 last_attempt_ms: r.last_attempt_ms,
                 last_status: r.status,
                 event_copy: Some(r.event.clone()),
                 dlq_id: Some(id),
-            }),
+            },
         });
         ops.push(DeliveryOp::DlqDel {
             dest: dest.id.clone(),
@@ -163,7 +135,7 @@ pub async fn replay(
     }
     if !dry_run {
         ops.push(audit_op(
-            "dlq_replay",
+            AuditType::DlqReplay,
             &dest.id,
             actor,
             sel,
@@ -184,7 +156,7 @@ pub async fn discard(
     dest: &str,
     sel: &Selector,
     now_ms: i64,
-    actor: &str,
+    actor: Actor,
 ) -> Result<u64, StoreError> {
     let entries = matching(store, dest, sel)?;
     let n = entries.len() as u64;
@@ -196,7 +168,7 @@ pub async fn discard(
         })
         .collect();
     ops.push(audit_op(
-        "dlq_discard",
+        AuditType::DlqDiscard,
         dest,
         actor,
         sel,
@@ -209,29 +181,21 @@ pub async fn discard(
 
 /// The audit event of a replay or discard: who, which destination, which window, how many.
 fn audit_op<const N: usize>(
-    event_type: &str,
+    event_type: AuditType,
     dest: &str,
-    actor: &str,
+    actor: Actor,
     sel: &Selector,
     now_ms: i64,
     counts: [(&str, u64); N],
 ) -> DeliveryOp {
-    let mut details = serde_json::Map::new();
-    details.insert("destination_id".into(), dest.into());
-    let time = |t: Option<i64>| {
-        t.map(|t| serde_json::Value::String(rfc3339_ms(t)))
-            .unwrap_or(serde_json::Value::Null)
-    };
-    details.insert("from".into(), time(sel.from_ms));
-    details.insert("to".into(), time(sel.to_ms));
+    let mut details = Details::new()
+        .str("destination_id", dest)
+        .opt_str("from", sel.from_ms.map(rfc3339_ms))
+        .opt_str("to", sel.to_ms.map(rfc3339_ms));
     for (k, v) in counts {
-        details.insert(k.into(), v.into());
+        details = details.int(k, i64::try_from(v).unwrap_or(i64::MAX));
     }
-    DeliveryOp::Audit(crate::audit::NewAuditEvent {
-        event_type: event_type.into(),
-        resource_id: dest.into(),
-        actor: actor.into(),
-        details,
-        created_at_ms: now_ms,
-    })
+    DeliveryOp::Audit(NewAuditEvent::record(
+        event_type, dest, actor, details, now_ms,
+    ))
 }

@@ -5,12 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use redb::ReadableTable;
 use tracing::{info, warn};
 
 use super::Engine;
-use crate::store::codec::{DestState, DlqRecord, RetryRecord, decode_record};
-use crate::store::{CURSORS, DEST_STATE, DLQ, DeliveryOp, RETRIES, StoreError};
+use crate::store::{DeliveryOp, StoreError};
 
 /// How often upkeep runs.
 pub const EVERY_MS: i64 = 60_000;
@@ -43,80 +41,53 @@ pub async fn pass(engine: &Engine) -> Result<(), StoreError> {
     };
     let now = engine.clock.now_ms();
     let cutoff = now - cfg.storage.dlq_retention.as_millis() as i64;
-    let (dlq_drop, trims) = engine.store.read(|txn| {
-        let mut drop = Vec::new();
-        let dlq = txn.open_table(DLQ)?;
-        for row in dlq.iter()? {
-            let (k, v) = row?;
-            if let Ok(r) = decode_record::<DlqRecord>(v.value())
-                && r.last_attempt_ms < cutoff
-            {
-                let (dest, id) = k.value();
-                drop.push((dest.to_string(), id));
-            }
+    let view = engine.store.view()?;
+    let dlq_drop = view.dlq_older_than(cutoff)?;
+    // Each destination's workspace: from the config, else from its stored state.
+    let mut ws_of: HashMap<String, String> = cfg
+        .destinations
+        .iter()
+        .map(|d| (d.id.clone(), d.workspace.clone()))
+        .collect();
+    for (id, s) in view.dest_states()? {
+        if !s.workspace.is_empty() {
+            ws_of.entry(id).or_insert(s.workspace);
         }
-        // Each destination's workspace: from the config, else from its stored state.
-        let mut ws_of: HashMap<String, String> = cfg
-            .destinations
-            .iter()
-            .map(|d| (d.id.clone(), d.workspace.clone()))
-            .collect();
-        let states = txn.open_table(DEST_STATE)?;
-        for row in states.iter()? {
-            let (k, v) = row?;
-            if let Ok(s) = decode_record::<DestState>(v.value())
-                && !s.workspace.is_empty()
-            {
-                ws_of.entry(k.value().to_string()).or_insert(s.workspace);
-            }
+    }
+    let mut low: HashMap<String, u64> = HashMap::new();
+    let mut blocked: Vec<String> = Vec::new();
+    let mut lower = |dest: &str, seq: u64| match ws_of.get(dest) {
+        Some(ws) => {
+            let e = low.entry(ws.clone()).or_insert(u64::MAX);
+            *e = (*e).min(seq);
         }
-        let mut low: HashMap<String, u64> = HashMap::new();
-        let mut blocked: Vec<String> = Vec::new();
-        let cursors = txn.open_table(CURSORS)?;
-        for row in cursors.iter()? {
-            let (k, v) = row?;
-            match ws_of.get(k.value()) {
-                Some(ws) => {
-                    let e = low.entry(ws.clone()).or_insert(u64::MAX);
-                    *e = (*e).min(v.value());
-                }
-                // A position whose owner is unknown: trim nothing anywhere.
-                None => blocked.push(k.value().to_string()),
-            }
+        // A position whose owner is unknown: trim nothing anywhere.
+        None => blocked.push(dest.to_string()),
+    };
+    let cursors = view.cursors()?;
+    for (dest, cursor) in &cursors {
+        lower(dest, *cursor);
+    }
+    for (dest, row) in view.all_retries()? {
+        // A replayed DLQ entry carries its own copy: it needs nothing of the log.
+        if row.record.event_copy.is_none() {
+            lower(&dest, row.seq);
         }
-        let retries = txn.open_table(RETRIES)?;
-        for row in retries.iter()? {
-            let (k, v) = row?;
-            let (dest, _, seq) = k.value();
-            let copy = decode_record::<RetryRecord>(v.value())
-                .map(|r| r.event_copy.is_some())
-                .unwrap_or(false);
-            if copy {
-                continue;
-            }
-            match ws_of.get(dest) {
-                Some(ws) => {
-                    let e = low.entry(ws.clone()).or_insert(u64::MAX);
-                    *e = (*e).min(seq);
-                }
-                None => blocked.push(dest.to_string()),
-            }
+    }
+    drop(view);
+    // Workspaces with a configured destination that has no position yet keep all.
+    for d in &cfg.destinations {
+        if !cursors.iter().any(|(id, _)| *id == d.id) {
+            low.insert(d.workspace.clone(), 0);
         }
-        // Workspaces with a configured destination that has no position yet keep all.
-        for d in &cfg.destinations {
-            if cursors.get(d.id.as_str())?.is_none() {
-                low.insert(d.workspace.clone(), 0);
-            }
-        }
-        let trims: Vec<(String, u64)> = if blocked.is_empty() {
-            low.into_iter()
-                .filter(|(_, b)| *b > 1 && *b != u64::MAX)
-                .collect()
-        } else {
-            Vec::new()
-        };
-        Ok((drop, trims))
-    })?;
+    }
+    let trims: Vec<(String, u64)> = if blocked.is_empty() {
+        low.into_iter()
+            .filter(|(_, b)| *b > 1 && *b != u64::MAX)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut ops: Vec<DeliveryOp> = dlq_drop
         .iter()
         .map(|(dest, id)| DeliveryOp::DlqDel {

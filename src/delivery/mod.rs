@@ -233,19 +233,19 @@ impl Engine {
         }
     }
 
-    /// A destination's backlog in `txn` (events expiring within the hour counted), its
+    /// A destination's backlog in `view` (events expiring within the hour counted), its
     /// log part brought up to date from the summary of the last read.
     pub fn backlog(
         &self,
-        txn: &redb::ReadTransaction,
+        view: &crate::store::View,
         d: &Destination,
         now: i64,
         max_backlog_age_ms: i64,
-    ) -> Result<Backlog, redb::Error> {
+    ) -> Result<Backlog, crate::store::StoreError> {
         const SOON_MS: i64 = 3_600_000;
         let mut all = self.backlogs.lock().expect("backlogs lock");
         let mut cache = all.remove(&d.id);
-        let b = backlog::read(txn, d, None, &mut cache, now, SOON_MS, max_backlog_age_ms);
+        let b = backlog::read(view, d, None, &mut cache, now, SOON_MS, max_backlog_age_ms);
         if let Some(c) = cache {
             all.insert(d.id.clone(), c);
         }
@@ -258,24 +258,14 @@ impl Engine {
     pub fn gauges(&self, cfg: &Config) -> Result<Vec<DestGauges>, crate::store::StoreError> {
         let now = self.clock.now_ms();
         let max_age = cfg.storage.max_backlog_age.as_millis() as i64;
-        let rows = self.store.read(|txn| {
-            let states = txn.open_table(crate::store::DEST_STATE)?;
-            let mut rows = Vec::with_capacity(cfg.destinations.len());
-            for d in &cfg.destinations {
-                let b = self.backlog(txn, d, now, max_age)?;
-                let stored = states
-                    .get(d.id.as_str())?
-                    .and_then(|v| {
-                        crate::store::codec::decode_record::<crate::store::codec::DestState>(
-                            v.value(),
-                        )
-                        .ok()
-                    })
-                    .unwrap_or_default();
-                rows.push((d, b, stored));
-            }
-            Ok(rows)
-        })?;
+        let view = self.store.view()?;
+        let mut rows = Vec::with_capacity(cfg.destinations.len());
+        for d in &cfg.destinations {
+            let b = self.backlog(&view, d, now, max_age)?;
+            let stored = view.dest_state(&d.id)?.unwrap_or_default();
+            rows.push((d, b, stored));
+        }
+        drop(view);
         Ok(rows
             .into_iter()
             .map(|(d, b, stored)| {
@@ -372,25 +362,21 @@ impl Engine {
     /// For destinations without a stored position: the log head now, so they receive
     /// events accepted from now on.
     fn heads_for(&self, cfg: &Config, ids: &[&str]) -> HashMap<String, u64> {
-        let r = self.store.read(|txn| {
-            let cursors = txn.open_table(crate::store::CURSORS)?;
-            let events = txn.open_table(crate::store::EVENTS)?;
+        let read = || -> Result<HashMap<String, u64>, crate::store::StoreError> {
+            let view = self.store.view()?;
             let mut out = HashMap::new();
             for id in ids {
-                if cursors.get(*id)?.is_some() {
+                if view.cursor(id)?.is_some() {
                     continue;
                 }
                 let Some(d) = cfg.destinations.iter().find(|d| d.id == *id) else {
                     continue;
                 };
-                out.insert(
-                    id.to_string(),
-                    crate::store::log::head(&events, &d.workspace)?,
-                );
+                out.insert(id.to_string(), view.head(&d.workspace)?);
             }
             Ok(out)
-        });
-        r.unwrap_or_else(|e| {
+        };
+        read().unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read log heads; new destinations start at their first read");
             HashMap::new()
         })
@@ -410,6 +396,19 @@ impl Engine {
             .map(|(k, rates)| self.pacers.get(&k, &rates))
             .collect()
     }
+}
+
+/// Routing (SPEC §3): the destination's `events` filter, and the event's own
+/// `destinations` restriction.
+pub fn routes_to(
+    dest: &crate::config::Destination,
+    ev: &crate::ingest::event::NormalizedEvent,
+) -> bool {
+    (ev.destinations.is_empty() || ev.destinations.contains(&dest.id))
+        && dest
+            .events
+            .as_ref()
+            .is_none_or(|names| names.contains(&ev.event_name))
 }
 
 /// The budget holder of a rate: never the credential itself, only a hash of it.

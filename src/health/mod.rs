@@ -3,15 +3,20 @@
 //! `auto_pause_events` row and audit event (committed in one transaction by the
 //! destination's worker) and the alert that follows.
 //!
-//! The state machine runs inside each destination's delivery worker
-//! ([`crate::delivery`]), so one task owns a destination's state: no race between the
-//! evaluation, the sends and an operator's pause or resume.
+//! One [`machine::Machine`] per destination holds the state, the ring, the probe and the
+//! auth streak; the destination's delivery worker ([`crate::delivery`]) owns it, so one
+//! task owns a destination's state: no race between the evaluation, the sends and an
+//! operator's pause or resume. [`apply`] is the table of SPEC §4: what each change
+//! writes and what its alert says.
+
+pub mod machine;
 
 use std::collections::VecDeque;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::audit::NewAuditEvent;
+pub use crate::audit::Actor;
+use crate::audit::{AuditType, Details, NewAuditEvent};
 use crate::clock::rfc3339_ms;
 use crate::config::{AutoPausePolicy, Destination};
 use crate::store::DeliveryOp;
@@ -86,24 +91,6 @@ pub fn rate_string(rate: f64) -> String {
         .unwrap_or_else(|| s.to_string())
 }
 
-/// Who asked for a change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Actor {
-    System,
-    Api,
-    Cli,
-}
-
-impl Actor {
-    pub fn name(self) -> &'static str {
-        match self {
-            Actor::System => "system_worker",
-            Actor::Api => "api_user",
-            Actor::Cli => "cli",
-        }
-    }
-}
-
 /// Every state change of SPEC §4.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
@@ -129,11 +116,28 @@ pub enum Change {
     },
 }
 
+/// Which alert a committed change sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeKind {
+    Pause,
+    ProbeFailed,
+    Resume,
+}
+
+impl NoticeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            NoticeKind::Pause => "pause",
+            NoticeKind::ProbeFailed => "probe_failed",
+            NoticeKind::Resume => "resume",
+        }
+    }
+}
+
 /// What an alert needs to say about a change.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notice {
-    /// `pause`, `probe_failed` or `resume`.
-    pub kind: &'static str,
+    pub kind: NoticeKind,
     pub merchant_id: String,
     pub destination_id: String,
     pub platform: String,
@@ -158,7 +162,7 @@ pub fn apply(
         &str,
         String,
         Option<String>,
-        &str,
+        AuditType,
         Actor,
         Option<f64>,
     ) = match change {
@@ -171,7 +175,7 @@ pub fn apply(
                 "pause",
                 "rate_threshold_exceeded".into(),
                 None,
-                "destination_pause",
+                AuditType::DestinationPause,
                 Actor::System,
                 Some(*rate),
             )
@@ -185,7 +189,7 @@ pub fn apply(
                 "pause",
                 "auth_failed".into(),
                 None,
-                "destination_pause",
+                AuditType::DestinationPause,
                 Actor::System,
                 None,
             )
@@ -199,7 +203,7 @@ pub fn apply(
                 "pause",
                 reason.to_string(),
                 None,
-                "destination_pause",
+                AuditType::DestinationPause,
                 Actor::System,
                 None,
             )
@@ -213,7 +217,7 @@ pub fn apply(
                 "manual_pause",
                 "ops_intervention".into(),
                 Some(note.clone()),
-                "destination_pause",
+                AuditType::DestinationPause,
                 *actor,
                 None,
             )
@@ -225,7 +229,7 @@ pub fn apply(
                 "probe_failed",
                 "probe_threshold_exceeded".into(),
                 None,
-                "destination_probe_failed",
+                AuditType::DestinationProbeFailed,
                 Actor::System,
                 Some(*rate),
             )
@@ -236,7 +240,7 @@ pub fn apply(
                 "auto_resume",
                 format!("auto_clear_{clear_h}h_window"),
                 None,
-                "destination_resume",
+                AuditType::DestinationResume,
                 Actor::System,
                 *rate,
             )
@@ -247,7 +251,7 @@ pub fn apply(
                 "manual_resume",
                 "ops_intervention".into(),
                 Some(note.clone()),
-                "destination_resume",
+                AuditType::DestinationResume,
                 *actor,
                 None,
             )
@@ -263,42 +267,28 @@ pub fn apply(
         "note": note,
         "created_at": rfc3339_ms(now_ms),
     });
-    let mut details = serde_json::Map::new();
-    details.insert("destination_id".into(), Value::String(dest.id.clone()));
-    details.insert("merchant_id".into(), Value::String(dest.workspace.clone()));
-    details.insert(
-        "platform".into(),
-        Value::String(dest.platform.name().into()),
-    );
-    details.insert("reason".into(), Value::String(row_reason.clone()));
-    details.insert(
-        "error_rate".into(),
-        rate.map(|r| Value::String(rate_string(r)))
-            .unwrap_or(Value::Null),
-    );
-    details.insert(
-        "note".into(),
-        note.clone().map(Value::String).unwrap_or(Value::Null),
-    );
+    let details = Details::new()
+        .str("destination_id", &dest.id)
+        .str("merchant_id", &dest.workspace)
+        .str("platform", dest.platform.name())
+        .str("reason", row_reason.clone())
+        .opt_str("error_rate", rate.map(rate_string))
+        .opt_str("note", note.clone());
     let ops = vec![
         DeliveryOp::State {
             dest: dest.id.clone(),
-            record: crate::store::codec::encode_record(state),
+            record: state.clone(),
         },
         DeliveryOp::AutoPauseEvent { row },
-        DeliveryOp::Audit(NewAuditEvent {
-            event_type: audit_type.into(),
-            resource_id: dest.id.clone(),
-            actor: actor.name().into(),
-            details,
-            created_at_ms: now_ms,
-        }),
+        DeliveryOp::Audit(NewAuditEvent::record(
+            audit_type, &dest.id, actor, details, now_ms,
+        )),
     ];
     let notice = Notice {
-        kind: match action {
-            "probe_failed" => "probe_failed",
-            "auto_resume" | "manual_resume" => "resume",
-            _ => "pause",
+        kind: match change {
+            Change::ProbeFailed { .. } => NoticeKind::ProbeFailed,
+            Change::AutoResume { .. } | Change::ManualResume { .. } => NoticeKind::Resume,
+            _ => NoticeKind::Pause,
         },
         merchant_id: dest.workspace.clone(),
         destination_id: dest.id.clone(),

@@ -35,6 +35,7 @@ pub mod backup;
 pub mod codec;
 pub mod fault;
 pub mod log;
+pub mod view;
 mod writer;
 
 use std::path::PathBuf;
@@ -45,6 +46,7 @@ use redb::{ReadableDatabase, TableDefinition};
 use tokio::sync::oneshot;
 
 pub use fault::FaultSwitch;
+pub use view::View;
 
 use crate::clock::SharedClock;
 
@@ -143,8 +145,9 @@ const READY: u8 = 1;
 const RECOVERING: u8 = 2;
 const CLOSED: u8 = 3;
 
-/// One change to delivery state. A list of them commits atomically.
-#[derive(Debug, Clone)]
+/// One change to delivery state. A list of them commits atomically. Records travel
+/// typed; the writer encodes them.
+#[derive(Debug, Clone, PartialEq)]
 pub enum DeliveryOp {
     Cursor {
         dest: String,
@@ -154,7 +157,7 @@ pub enum DeliveryOp {
         dest: String,
         due_ms: u64,
         seq: u64,
-        record: Vec<u8>,
+        record: codec::RetryRecord,
     },
     RetryDel {
         dest: String,
@@ -164,7 +167,7 @@ pub enum DeliveryOp {
     /// The writer assigns the id (a global counter).
     DlqPut {
         dest: String,
-        record: Vec<u8>,
+        record: codec::DlqRecord,
     },
     DlqDel {
         dest: String,
@@ -172,7 +175,7 @@ pub enum DeliveryOp {
     },
     State {
         dest: String,
-        record: Vec<u8>,
+        record: codec::DestState,
     },
     /// Events settled above the destination's cursor (out of order).
     SettledAbove {
@@ -188,7 +191,7 @@ pub enum DeliveryOp {
     Outcome {
         dest: String,
         slot: u32,
-        record: Vec<u8>,
+        record: codec::OutcomeRecord,
     },
     /// Clears a destination's outcome ring (its `sample` changed).
     OutcomesClear {
@@ -203,8 +206,7 @@ pub enum DeliveryOp {
     AutoPauseEvent {
         row: serde_json::Value,
     },
-    /// Appends an audit event to the chain (build it with [`crate::audit::NewAuditEvent::new`]
-    /// so it is valid: an invalid one fails the whole commit).
+    /// Appends an audit event to the chain.
     Audit(crate::audit::NewAuditEvent),
     /// Deletes the workspace's log chunks that lie wholly below `below`.
     TrimLog {
@@ -282,7 +284,21 @@ impl Store {
             .unwrap_or_else(|_| Err(StoreError::Unavailable("the writer stopped".into())))
     }
 
-    /// Runs `f` on a read transaction of the open database.
+    /// A consistent snapshot of the store to read with typed queries.
+    pub fn view(&self) -> Result<View, StoreError> {
+        let db = self
+            .shared
+            .db
+            .load_full()
+            .ok_or_else(|| StoreError::Unavailable("the store is not open".into()))?;
+        let txn = db
+            .begin_read()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(View::new(txn))
+    }
+
+    /// Runs `f` on a read transaction of the open database (for the modules that own
+    /// their tables: the audit chain, backups; everything else reads through [`View`]).
     pub fn read<R>(
         &self,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<R, redb::Error>,

@@ -10,6 +10,8 @@ use std::time::Duration;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tracing::{error, info, warn};
 
+use super::codec::encode_record;
+
 use super::{
     AUTO_PAUSE_EVENTS, CLOSED, CURSORS, Cmd, DEDUP, DEST_STATE, DLQ, DeliveryOp, EVENTS, META,
     MONTHLY, OPENING, OUTCOMES, READY, RECOVERING, RETRIES, Recovered, SCHEMA_VERSION, SETTLED,
@@ -215,20 +217,23 @@ fn apply_delivery(
                     seq,
                     record,
                 } => {
-                    retries.insert((dest.as_str(), *due_ms, *seq), record.as_slice())?;
+                    retries.insert(
+                        (dest.as_str(), *due_ms, *seq),
+                        encode_record(record).as_slice(),
+                    )?;
                 }
                 DeliveryOp::RetryDel { dest, due_ms, seq } => {
                     retries.remove((dest.as_str(), *due_ms, *seq))?;
                 }
                 DeliveryOp::DlqPut { dest, record } => {
-                    dlq.insert((dest.as_str(), next_id), record.as_slice())?;
+                    dlq.insert((dest.as_str(), next_id), encode_record(record).as_slice())?;
                     next_id += 1;
                 }
                 DeliveryOp::DlqDel { dest, id } => {
                     dlq.remove((dest.as_str(), *id))?;
                 }
                 DeliveryOp::State { dest, record } => {
-                    state.insert(dest.as_str(), record.as_slice())?;
+                    state.insert(dest.as_str(), encode_record(record).as_slice())?;
                 }
                 DeliveryOp::SettledAbove { dest, seqs } => {
                     for seq in seqs {
@@ -240,7 +245,7 @@ fn apply_delivery(
                         .retain_in((dest.as_str(), 0u64)..(dest.as_str(), *below), |_, _| false)?;
                 }
                 DeliveryOp::Outcome { dest, slot, record } => {
-                    outcomes.insert((dest.as_str(), *slot), record.as_slice())?;
+                    outcomes.insert((dest.as_str(), *slot), encode_record(record).as_slice())?;
                 }
                 DeliveryOp::OutcomesClear { dest } => {
                     outcomes

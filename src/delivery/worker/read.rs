@@ -1,0 +1,217 @@
+//! Reading: due retries and new log events into memory, each as one [`Item`]; events
+//! past their age limit or that the adapter cannot express are settled at once, never
+//! sent. While paused, the sweep moves expired events from the backlog to the DLQ.
+
+use tracing::warn;
+
+use super::settle::Fate;
+use super::{Item, Worker};
+use crate::delivery::{DestCtx, Engine, routes_to};
+use crate::platforms::OutEvent;
+use crate::store::StoreError;
+use crate::store::codec::{ErrorClass, StoredEvent, decode_event, pii_aad};
+
+/// Events within this much of the age limit are expired instead of sent.
+pub(super) const AGE_MARGIN_MS: i64 = 10 * 60_000;
+
+impl Worker {
+    /// Reads due retries and new log events into memory; settles what is expired or
+    /// unsendable. Returns when the next retry falls due (or `i64::MAX`).
+    pub(super) async fn fill(&mut self, now: i64) -> Result<i64, StoreError> {
+        if self.health.is_paused() {
+            return Ok(i64::MAX);
+        }
+        let policy = &self.ctx.dest.policy;
+        let max_batch = policy.max_batch as usize;
+        let cap = (max_batch * (policy.concurrency as usize + 1)).max(max_batch);
+        let held = self.held();
+        if held >= cap {
+            return Ok(i64::MAX);
+        }
+        let want = cap - held;
+        let view = self.engine.store.view()?;
+        let due = view.due_retries(&self.id, &self.ws, now, &self.taken_retries, want)?;
+        let mut next_due = due.next_due;
+        let room = want.saturating_sub(due.rows.len());
+        let log = view.log(&self.ws, self.next_read, room)?;
+        drop(view);
+        // A full page may be followed by more: read again at once, even when none of
+        // this page routes here (an `events` filter), or the rest would wait for the
+        // next ingest.
+        if room > 0 && log.len() == room {
+            next_due = now;
+        }
+
+        let mut fresh = Vec::new();
+        for (row, raw) in due.rows {
+            self.taken_retries.insert((row.due_ms, row.seq));
+            if let Some(stored) = open_event(&self.engine, &self.ws, &raw) {
+                fresh.push(Item::new(
+                    row.seq,
+                    stored,
+                    raw,
+                    Some((row.due_ms, &row.record)),
+                ));
+            }
+        }
+        for (seq, raw) in log {
+            self.next_read = seq + 1;
+            if self.settled_above.contains(&seq) {
+                continue;
+            }
+            let Some(stored) = open_event(&self.engine, &self.ws, &raw) else {
+                continue;
+            };
+            if !routes_to(&self.ctx.dest, &stored.event) {
+                continue;
+            }
+            self.inflight_log.insert(seq);
+            fresh.push(Item::new(seq, stored, raw, None));
+        }
+        // Expired or unsendable events never reach the platform.
+        let mut settled = Vec::new();
+        for item in fresh {
+            if expired(&self.ctx, &item, now) {
+                let body = "the event is within 10 minutes of the platform's age limit".to_string();
+                settled.push((
+                    item,
+                    Fate::Dlq {
+                        class: ErrorClass::Expired,
+                        status: None,
+                        body,
+                    },
+                ));
+                continue;
+            }
+            let out = OutEvent {
+                event: &item.stored.event,
+                merchant_id: &self.ws,
+                accepted_ms: item.stored.accepted_ms,
+            };
+            match self.ctx.adapter.check(&self.ctx.dest, &out) {
+                Ok(()) => self.ready.push_back(item),
+                Err(u) => settled.push((
+                    item,
+                    Fate::Dlq {
+                        class: ErrorClass::Unsendable,
+                        status: None,
+                        body: u.0,
+                    },
+                )),
+            }
+        }
+        if !settled.is_empty() || self.lowest_unsettled() != self.cursor {
+            self.commit(settled, Vec::new(), now).await;
+        }
+        Ok(next_due)
+    }
+
+    /// Age limits apply whatever the state (SPEC §3): while paused, expired events move
+    /// from the backlog to the DLQ. The log is swept over its prefix of expired (or
+    /// not-routed) events, so the cursor can follow; retries are swept one by one.
+    pub(super) async fn sweep_paused(&mut self, now: i64) -> Result<(), StoreError> {
+        const PAGE: usize = 5000;
+        let view = self.engine.store.view()?;
+        let log_rows = view.log(&self.ws, self.cursor, PAGE)?;
+        let mut retry_rows = Vec::new();
+        for row in view.retries(&self.id, PAGE)? {
+            if let Some(raw) = view.retry_event(&self.ws, row.seq, &row.record)? {
+                retry_rows.push((row, raw));
+            }
+        }
+        drop(view);
+        let mut settled = Vec::new();
+        let mut next_read = self.next_read;
+        for (seq, raw) in log_rows {
+            if self.settled_above.contains(&seq) {
+                next_read = seq + 1;
+                continue;
+            }
+            let Some(stored) = open_event(&self.engine, &self.ws, &raw) else {
+                next_read = seq + 1;
+                continue;
+            };
+            if routes_to(&self.ctx.dest, &stored.event) {
+                let item = Item::new(seq, stored, raw, None);
+                if !expired(&self.ctx, &item, now) {
+                    break;
+                }
+                self.inflight_log.insert(seq);
+                settled.push(item);
+            }
+            next_read = seq + 1;
+        }
+        self.next_read = next_read;
+        for (row, raw) in retry_rows {
+            let Some(stored) = open_event(&self.engine, &self.ws, &raw) else {
+                continue;
+            };
+            let item = Item::new(row.seq, stored, raw, Some((row.due_ms, &row.record)));
+            if expired(&self.ctx, &item, now) {
+                self.taken_retries.insert((row.due_ms, row.seq));
+                settled.push(item);
+            }
+        }
+        let fates = settled
+            .into_iter()
+            .map(|i| {
+                let body =
+                    "the event passed the platform's age limit while the destination was paused"
+                        .to_string();
+                (
+                    i,
+                    Fate::Dlq {
+                        class: ErrorClass::Expired,
+                        status: None,
+                        body,
+                    },
+                )
+            })
+            .collect::<Vec<_>>();
+        if !fates.is_empty() || self.next_read != self.cursor {
+            self.commit(fates, Vec::new(), now).await;
+        }
+        Ok(())
+    }
+
+    /// Where the cursor may move: the lowest log event still taken, else the read
+    /// position.
+    pub(super) fn lowest_unsettled(&self) -> u64 {
+        self.inflight_log.first().copied().unwrap_or(self.next_read)
+    }
+}
+
+/// Decodes a stored event and opens its sealed plaintext when the key allows.
+fn open_event(engine: &Engine, ws: &str, raw: &[u8]) -> Option<StoredEvent> {
+    let mut stored = match decode_event(raw) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(workspace = %ws, error = %e, "unreadable event skipped");
+            return None;
+        }
+    };
+    if let Some(key) = &engine.pii_key
+        && !stored.sealed.is_empty()
+    {
+        let aad = pii_aad(ws, &stored.event.event_name, &stored.event.event_id);
+        for (field, sealed) in std::mem::take(&mut stored.sealed) {
+            if let Ok(p) = crate::ingest::pii::open(key, &aad, &sealed)
+                && let Ok(text) = String::from_utf8(p)
+            {
+                stored.event.plaintext.push((field, text));
+            }
+        }
+    }
+    Some(stored)
+}
+
+/// Past the platform's age limit (less the margin), or `storage.max_backlog_age` for
+/// platforms without one.
+fn expired(ctx: &DestCtx, item: &Item, now: i64) -> bool {
+    match ctx.dest.policy.age_limit {
+        Some(limit) => {
+            now - item.stored.event.event_time * 1000 > limit.as_millis() as i64 - AGE_MARGIN_MS
+        }
+        None => now - item.stored.accepted_ms > ctx.max_backlog_age_ms,
+    }
+}
