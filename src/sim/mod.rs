@@ -27,6 +27,12 @@
 //!   kept once (shared with [`SimServer::subscribe`]rs, copied only when a test asks
 //!   for [`SimServer::received`]); [`SimServer::set_keep_bodies`]`(false)` keeps only
 //!   the event ids of answered requests (for benchmarks).
+//!
+//! What is common (recording, the script's transport faults — latency, timeout, server
+//! error, redirect, gone —, rate-limit windows, the `Date` header) is here; what is the
+//! platform's (its answers, its own faults' shapes, where its bodies carry event ids,
+//! its default limits, its token endpoint) is its module's one implementation of the
+//! `PlatformSim` trait, and `sim_for` is the one place that picks it by platform.
 
 mod cli;
 mod criteo;
@@ -137,18 +143,125 @@ pub struct SimOptions {
     pub credential: Option<String>,
 }
 
+/// One platform's simulator: everything [`handle`] asks of a platform. Each platform
+/// module implements it once; [`sim_for`] is the one place that picks it.
+trait PlatformSim: Sync {
+    /// Where its requests carry their dedup ids (what [`event_ids`] reads).
+    fn ids(&self) -> Ids;
+
+    /// Its own rate limits: the default of [`SimOptions::rate_limits`] (none unless it
+    /// says so).
+    fn limits(&self) -> Vec<RateLimit> {
+        Vec::new()
+    }
+
+    /// Whether `path` is its OAuth token endpoint: not the API, so the script neither
+    /// faults nor counts requests to it.
+    fn is_token_path(&self, _path: &str) -> bool {
+        false
+    }
+
+    /// The request's body as recorded and handed to [`PlatformSim::handle`]: the JSON
+    /// it carries (`Null` when it is not JSON).
+    fn body(&self, raw: &[u8], _query: Option<&str>) -> Value {
+        json_body(raw)
+    }
+
+    /// Its answer to a scripted fault that the platform shapes (`Throttle`, `Auth`,
+    /// `Transient`, `Invalid`, `Code`); [`handle`] answers the others alike for all.
+    /// `body` is the request's (as [`PlatformSim::body`] gave it).
+    fn fault(&self, f: &Fault, now_ms: i64, seq: u64, body: &Value) -> Reply;
+
+    /// Its answer to a request that no fault replaced.
+    fn handle(&self, s: &Shared, r: &Req) -> Reply;
+}
+
+/// The simulator of `p`: the only place that matches on the platform.
+fn sim_for(p: Platform) -> &'static dyn PlatformSim {
+    match p {
+        Platform::Webhook => &webhook::Webhook,
+        Platform::Meta => &meta::Meta,
+        Platform::Tiktok => &tiktok::Tiktok,
+        Platform::Klaviyo => &klaviyo::Klaviyo,
+        Platform::GoogleAds => &google_ads::GoogleAds,
+        Platform::Linkedin => &linkedin::Linkedin,
+        Platform::Pinterest => &pinterest::Pinterest,
+        Platform::Snapchat => &snapchat::Snapchat,
+        Platform::Reddit => &reddit::Reddit,
+        Platform::X => &x::X,
+        Platform::MicrosoftAds => &microsoft_ads::MicrosoftAds,
+        Platform::Taboola => &taboola::Taboola,
+        Platform::Outbrain => &outbrain::Outbrain,
+        Platform::Criteo => &criteo::Criteo,
+    }
+}
+
+/// A body as JSON (`Null` when it is not JSON).
+fn json_body(raw: &[u8]) -> Value {
+    serde_json::from_slice(raw).unwrap_or(Value::Null)
+}
+
+/// Where a platform's request body carries its dedup ids (each a JSON string).
+#[derive(Debug, Clone, Copy)]
+enum Ids {
+    /// One event per request; its id under these keys, outermost first.
+    One(&'static [&'static str]),
+    /// The events of the array under `list`; each one's id under the keys `id`.
+    Each {
+        list: &'static str,
+        id: &'static [&'static str],
+    },
+}
+
+impl Ids {
+    /// Calls `f` with each id `body` carries, in order, without copying them.
+    fn for_each<'a>(self, body: &'a Value, mut f: impl FnMut(&'a str)) {
+        fn at<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a str> {
+            keys.iter().try_fold(v, |v, k| v.get(k))?.as_str()
+        }
+        match self {
+            Ids::One(keys) => at(body, keys).into_iter().for_each(f),
+            Ids::Each { list, id } => {
+                if let Some(a) = body.get(list).and_then(Value::as_array) {
+                    a.iter().filter_map(|e| at(e, id)).for_each(&mut f);
+                }
+            }
+        }
+    }
+
+    /// How many ids `body` carries.
+    fn count(self, body: &Value) -> usize {
+        let mut n = 0;
+        self.for_each(body, |_| n += 1);
+        n
+    }
+
+    /// A body carrying just these ids, where [`Ids::for_each`] finds them (`One`: the
+    /// first, or `Null` when there is none).
+    fn body(self, ids: &[Box<str>]) -> Value {
+        fn nest(keys: &[&str], id: &str) -> Value {
+            keys.iter()
+                .rev()
+                .fold(Value::String(id.to_string()), |v, k| {
+                    Value::Object(serde_json::Map::from_iter([(k.to_string(), v)]))
+                })
+        }
+        match self {
+            Ids::One(keys) => ids.first().map_or(Value::Null, |i| nest(keys, i)),
+            Ids::Each { list, id } => {
+                let events = ids.iter().map(|i| nest(id, i)).collect();
+                Value::Object(serde_json::Map::from_iter([(
+                    list.to_string(),
+                    Value::Array(events),
+                )]))
+            }
+        }
+    }
+}
+
 /// The platform's default limits.
 pub fn default_rate_limits(p: Platform) -> Vec<RateLimit> {
-    match p {
-        Platform::Tiktok => vec![RateLimit::sliding(600, 60_000)],
-        Platform::Pinterest => vec![RateLimit::sliding(5_000, 60_000)],
-        Platform::X => vec![RateLimit::sliding(100_000, 900_000)],
-        Platform::Klaviyo => vec![
-            RateLimit::fixed(350, 1_000),
-            RateLimit::fixed(3_500, 60_000),
-        ],
-        _ => vec![],
-    }
+    sim_for(p).limits()
 }
 
 /// Sliding or fixed windows per (limit, key).
@@ -227,7 +340,7 @@ struct Slot {
 impl Slot {
     /// The request as [`SimServer::received`] shows it: with a body of just its event
     /// ids (in the platform's shape) when the body was not kept.
-    fn to_received(&self, p: Platform) -> Received {
+    fn to_received(&self, p: Ids) -> Received {
         match &self.ids {
             None => (*self.rec).clone(),
             Some(ids) => Received {
@@ -236,7 +349,7 @@ impl Slot {
                 method: self.rec.method.clone(),
                 path: self.rec.path.clone(),
                 headers: self.rec.headers.clone(),
-                body: ids_body(p, ids),
+                body: p.body(ids),
                 raw_body: Vec::new(),
                 status: self.rec.status,
                 accepted: self.rec.accepted,
@@ -245,16 +358,16 @@ impl Slot {
     }
 
     /// Calls `f` with each event id the request carried.
-    fn for_each_id(&self, p: Platform, mut f: impl FnMut(&str)) {
+    fn for_each_id(&self, p: Ids, mut f: impl FnMut(&str)) {
         match &self.ids {
             Some(ids) => ids.iter().for_each(|id| f(id)),
-            None => for_each_event_id(p, &self.rec.body, f),
+            None => p.for_each(&self.rec.body, f),
         }
     }
 }
 
 struct Shared {
-    platform: Platform,
+    sim: &'static dyn PlatformSim,
     clock: SharedClock,
     /// The script and how many requests it has seen.
     script: Mutex<(FaultScript, u64)>,
@@ -378,38 +491,18 @@ pub async fn start_with(
     script: FaultScript,
     opts: SimOptions,
 ) -> anyhow::Result<SimServer> {
-    if !matches!(
-        platform,
-        Platform::Webhook
-            | Platform::Meta
-            | Platform::Tiktok
-            | Platform::Klaviyo
-            | Platform::Reddit
-            | Platform::Taboola
-            | Platform::Outbrain
-            | Platform::Criteo
-            | Platform::Linkedin
-            | Platform::Pinterest
-            | Platform::Snapchat
-            | Platform::X
-            | Platform::GoogleAds
-            | Platform::MicrosoftAds
-    ) {
-        anyhow::bail!("no simulator for platform {}", platform.name());
-    }
+    let sim = sim_for(platform);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
     let shared = Arc::new(Shared {
-        platform,
+        sim,
         clock,
         script: Mutex::new((script, 0)),
         received: Mutex::new(Vec::new()),
         keep_bodies: AtomicBool::new(true),
         limiter: Mutex::new(Limiter::default()),
-        limits: opts
-            .rate_limits
-            .unwrap_or_else(|| default_rate_limits(platform)),
+        limits: opts.rate_limits.unwrap_or_else(|| sim.limits()),
         credential: opts.credential,
         seq: AtomicU64::new(0),
         shutdown,
@@ -444,7 +537,7 @@ impl SimServer {
 
     /// Every request received so far, in arrival order (a copy: tests only).
     pub fn received(&self) -> Vec<Received> {
-        let p = self.platform;
+        let p = self.shared.sim.ids();
         self.shared
             .received
             .lock()
@@ -479,7 +572,7 @@ impl SimServer {
     }
 
     fn count_where(&self, event_id: &str, accepted_only: bool) -> usize {
-        let p = self.platform;
+        let p = self.shared.sim.ids();
         let mut n = 0;
         for s in self.shared.received.lock().unwrap().iter() {
             if !accepted_only || s.rec.accepted {
@@ -518,114 +611,10 @@ impl Drop for SimServer {
 /// The dedup ids (`event_id`s) a request body carries, per platform.
 pub fn event_ids(p: Platform, body: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    for_each_event_id(p, body, |id| out.push(id.to_string()));
+    sim_for(p)
+        .ids()
+        .for_each(body, |id| out.push(id.to_string()));
     out
-}
-
-/// Calls `f` with each dedup id of [`event_ids`], without copying them.
-fn for_each_event_id(p: Platform, body: &Value, f: impl FnMut(&str)) {
-    fn s(v: Option<&Value>) -> Option<&str> {
-        v.and_then(Value::as_str)
-    }
-    match p {
-        Platform::Meta | Platform::Tiktok | Platform::Pinterest | Platform::Snapchat => {
-            if let Some(a) = body.get("data").and_then(Value::as_array) {
-                a.iter().filter_map(|e| s(e.get("event_id"))).for_each(f);
-            }
-        }
-        Platform::Reddit => {
-            if let Some(a) = body.get("events").and_then(Value::as_array) {
-                a.iter()
-                    .filter_map(|e| s(e.pointer("/event_metadata/conversion_id")))
-                    .for_each(f);
-            }
-        }
-        Platform::X => {
-            if let Some(a) = body.get("conversions").and_then(Value::as_array) {
-                a.iter()
-                    .filter_map(|e| s(e.get("conversion_id")))
-                    .for_each(f);
-            }
-        }
-        Platform::Linkedin => {
-            if let Some(a) = body.get("elements").and_then(Value::as_array) {
-                a.iter().filter_map(|e| s(e.get("eventId"))).for_each(f);
-            }
-        }
-        Platform::GoogleAds => {
-            if let Some(a) = body.get("conversions").and_then(Value::as_array) {
-                a.iter().filter_map(|e| s(e.get("orderId"))).for_each(f);
-            }
-        }
-        // Microsoft carries no event id: its dedup key is the click id.
-        Platform::MicrosoftAds => {
-            if let Some(a) = body.get("OfflineConversions").and_then(Value::as_array) {
-                a.iter()
-                    .filter_map(|e| s(e.get("MicrosoftClickId")))
-                    .for_each(f);
-            }
-        }
-        Platform::Klaviyo => s(body.pointer("/data/attributes/unique_id"))
-            .into_iter()
-            .for_each(f),
-        Platform::Taboola => {
-            if let Some(a) = body.get("actions").and_then(Value::as_array) {
-                a.iter().filter_map(|e| s(e.get("orderid"))).for_each(f);
-            }
-        }
-        Platform::Outbrain => s(body.get("orderId")).into_iter().for_each(f),
-        Platform::Criteo => {
-            if let Some(a) = body.get("events").and_then(Value::as_array) {
-                a.iter().filter_map(|e| s(e.get("id"))).for_each(f);
-            }
-        }
-        _ => s(body.get("event_id")).into_iter().for_each(f),
-    }
-}
-
-/// A body carrying just these ids, where [`event_ids`] finds them.
-fn ids_body(p: Platform, ids: &[Box<str>]) -> Value {
-    let id = |i: &str| Value::String(i.to_string());
-    match p {
-        Platform::Meta | Platform::Tiktok | Platform::Pinterest | Platform::Snapchat => {
-            serde_json::json!({
-                "data": ids.iter().map(|i| serde_json::json!({ "event_id": id(i) })).collect::<Vec<_>>(),
-            })
-        }
-        Platform::Reddit => serde_json::json!({
-            "events": ids.iter().map(|i| serde_json::json!({ "event_metadata": { "conversion_id": id(i) } })).collect::<Vec<_>>(),
-        }),
-        Platform::X => serde_json::json!({
-            "conversions": ids.iter().map(|i| serde_json::json!({ "conversion_id": id(i) })).collect::<Vec<_>>(),
-        }),
-        Platform::Linkedin => serde_json::json!({
-            "elements": ids.iter().map(|i| serde_json::json!({ "eventId": id(i) })).collect::<Vec<_>>(),
-        }),
-        Platform::GoogleAds => serde_json::json!({
-            "conversions": ids.iter().map(|i| serde_json::json!({ "orderId": id(i) })).collect::<Vec<_>>(),
-        }),
-        Platform::MicrosoftAds => serde_json::json!({
-            "OfflineConversions": ids.iter().map(|i| serde_json::json!({ "MicrosoftClickId": id(i) })).collect::<Vec<_>>(),
-        }),
-        Platform::Klaviyo => match ids.first() {
-            Some(i) => serde_json::json!({"data": {"attributes": {"unique_id": id(i)}}}),
-            None => Value::Null,
-        },
-        Platform::Taboola => serde_json::json!({
-            "actions": ids.iter().map(|i| serde_json::json!({ "orderid": id(i) })).collect::<Vec<_>>(),
-        }),
-        Platform::Outbrain => match ids.first() {
-            Some(i) => serde_json::json!({ "orderId": id(i) }),
-            None => Value::Null,
-        },
-        Platform::Criteo => serde_json::json!({
-            "events": ids.iter().map(|i| serde_json::json!({ "id": id(i) })).collect::<Vec<_>>(),
-        }),
-        _ => match ids.first() {
-            Some(i) => serde_json::json!({ "event_id": id(i) }),
-            None => Value::Null,
-        },
-    }
 }
 
 async fn handle(
@@ -639,12 +628,7 @@ async fn handle(
     let seq = s.seq.fetch_add(1, Ordering::SeqCst) + 1;
     let keep = s.keep_bodies.load(Ordering::Relaxed);
     // Parsed once; the record shares it with the platform module and subscribers.
-    // Outbrain's postback is a GET: its query is its body.
-    let body: Value = if s.platform == Platform::Outbrain && raw.is_empty() {
-        outbrain::query_object(uri.query())
-    } else {
-        serde_json::from_slice(&raw).unwrap_or(Value::Null)
-    };
+    let body = s.sim.body(&raw, uri.query());
     let path = uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
@@ -677,11 +661,7 @@ async fn handle(
         rec_list.len() - 1
     };
     // OAuth token requests are not the API: the script neither faults nor counts them.
-    let token_req = match s.platform {
-        Platform::GoogleAds => google_ads::is_token_path(uri.path()),
-        Platform::MicrosoftAds => microsoft_ads::is_token_path(uri.path()),
-        _ => false,
-    };
+    let token_req = s.sim.is_token_path(uri.path());
     let (fault, latency) = {
         let mut g = s.script.lock().unwrap();
         if token_req {
@@ -714,24 +694,7 @@ async fn handle(
                 Some(Reply::plain(307, "").header("location", "/moved".into()))
             }
             Some(Fault::Gone) => Some(Reply::plain(410, "Gone")),
-            Some(f) => Some(match s.platform {
-                Platform::Meta => meta::fault(f, now_ms, seq),
-                Platform::Tiktok => tiktok::fault(f, now_ms, seq),
-                Platform::Klaviyo => klaviyo::fault(f, now_ms, seq),
-                Platform::Reddit => reddit::fault(f, now_ms, seq),
-                Platform::Taboola => taboola::fault(f, now_ms, seq),
-                Platform::Outbrain => outbrain::fault(f, now_ms, seq),
-                Platform::Criteo => criteo::fault(f, now_ms, seq),
-                Platform::Linkedin => linkedin::fault(f, now_ms, seq),
-                Platform::Pinterest => {
-                    pinterest::fault(f, now_ms, seq, batch_len(s.platform, &rec.body))
-                }
-                Platform::Snapchat => snapchat::fault(f, now_ms, seq),
-                Platform::X => x::fault(f, now_ms, seq),
-                Platform::GoogleAds => google_ads::fault(f, now_ms, seq),
-                Platform::MicrosoftAds => microsoft_ads::fault(f, now_ms, seq),
-                _ => webhook::fault(f, now_ms),
-            }),
+            Some(f) => Some(s.sim.fault(f, now_ms, seq, &rec.body)),
             None => None,
         };
     }
@@ -751,29 +714,16 @@ async fn handle(
                 now_ms,
                 seq,
             };
-            match s.platform {
-                Platform::Meta => meta::handle(&s, &req),
-                Platform::Tiktok => tiktok::handle(&s, &req),
-                Platform::Klaviyo => klaviyo::handle(&s, &req),
-                Platform::Reddit => reddit::handle(&s, &req),
-                Platform::Taboola => taboola::handle(&s, &req),
-                Platform::Outbrain => outbrain::handle(&s, &req),
-                Platform::Criteo => criteo::handle(&s, &req),
-                Platform::Linkedin => linkedin::handle(&s, &req),
-                Platform::Pinterest => pinterest::handle(&s, &req),
-                Platform::Snapchat => snapchat::handle(&s, &req),
-                Platform::X => x::handle(&s, &req),
-                Platform::GoogleAds => google_ads::handle(&s, &req),
-                Platform::MicrosoftAds => microsoft_ads::handle(&s, &req),
-                _ => webhook::handle(&s, &req),
-            }
+            s.sim.handle(&s, &req)
         }
     };
 
     // Without bodies, only the ids stay (taken before the lock).
     let ids = (!keep).then(|| {
         let mut ids = Vec::new();
-        for_each_event_id(s.platform, &rec.body, |id| ids.push(Box::<str>::from(id)));
+        s.sim
+            .ids()
+            .for_each(&rec.body, |id| ids.push(Box::<str>::from(id)));
         ids.into_boxed_slice()
     });
     // The record is now only in the list (and in no subscriber's hands yet), so it is
@@ -814,13 +764,6 @@ async fn handle(
     }
     b.body(Body::from(reply.body))
         .unwrap_or_else(|_| Response::new(Body::empty()))
-}
-
-/// How many events a request body carries (for faults shaped per event), at least 1.
-fn batch_len(p: Platform, body: &Value) -> usize {
-    let mut n = 0;
-    for_each_event_id(p, body, |_| n += 1);
-    n.max(1)
 }
 
 /// Sleeps `ms` on the simulator's clock; false if shutdown came first.
@@ -891,22 +834,83 @@ mod tests {
     #[test]
     fn ids_bodies_read_back() {
         let ids: Vec<Box<str>> = vec!["a".into(), "b\"".into()];
-        for p in [
-            Platform::Meta,
-            Platform::Tiktok,
-            Platform::Taboola,
-            Platform::Criteo,
-            Platform::Reddit,
-            Platform::Linkedin,
-            Platform::Pinterest,
-            Platform::Snapchat,
-            Platform::X,
-        ] {
-            assert_eq!(event_ids(p, &ids_body(p, &ids)), ["a", "b\""]);
+        let mut ones = Vec::new();
+        for p in Platform::ALL {
+            match sim_for(p).ids() {
+                Ids::Each { .. } => {
+                    assert_eq!(event_ids(p, &sim_for(p).ids().body(&ids)), ["a", "b\""]);
+                }
+                Ids::One(_) => ones.push(p),
+            }
         }
-        for p in [Platform::Klaviyo, Platform::Webhook, Platform::Outbrain] {
-            assert_eq!(event_ids(p, &ids_body(p, &ids[1..])), ["b\""]);
-            assert_eq!(ids_body(p, &[]), Value::Null);
+        // The platforms of one event per request.
+        assert_eq!(
+            ones,
+            [Platform::Webhook, Platform::Klaviyo, Platform::Outbrain]
+        );
+        for p in ones {
+            let one = sim_for(p).ids();
+            assert_eq!(event_ids(p, &one.body(&ids[1..])), ["b\""]);
+            assert_eq!(one.body(&[]), Value::Null);
+        }
+    }
+
+    #[test]
+    fn ids_where_the_platforms_carry_them() {
+        for (p, body) in [
+            (
+                Platform::Meta,
+                serde_json::json!({"data": [{"event_id": "a"}]}),
+            ),
+            (
+                Platform::Tiktok,
+                serde_json::json!({"data": [{"event_id": "a"}]}),
+            ),
+            (
+                Platform::Pinterest,
+                serde_json::json!({"data": [{"event_id": "a"}]}),
+            ),
+            (
+                Platform::Snapchat,
+                serde_json::json!({"data": [{"event_id": "a"}]}),
+            ),
+            (
+                Platform::Reddit,
+                serde_json::json!({"events": [{"event_metadata": {"conversion_id": "a"}}]}),
+            ),
+            (
+                Platform::X,
+                serde_json::json!({"conversions": [{"conversion_id": "a"}]}),
+            ),
+            (
+                Platform::Linkedin,
+                serde_json::json!({"elements": [{"eventId": "a"}]}),
+            ),
+            (
+                Platform::GoogleAds,
+                serde_json::json!({"conversions": [{"orderId": "a"}]}),
+            ),
+            (
+                Platform::MicrosoftAds,
+                serde_json::json!({"OfflineConversions": [{"MicrosoftClickId": "a"}]}),
+            ),
+            (
+                Platform::Klaviyo,
+                serde_json::json!({"data": {"attributes": {"unique_id": "a"}}}),
+            ),
+            (
+                Platform::Taboola,
+                serde_json::json!({"actions": [{"orderid": "a"}]}),
+            ),
+            (Platform::Outbrain, serde_json::json!({"orderId": "a"})),
+            (
+                Platform::Criteo,
+                serde_json::json!({"events": [{"id": "a"}]}),
+            ),
+            (Platform::Webhook, serde_json::json!({"event_id": "a"})),
+        ] {
+            assert_eq!(event_ids(p, &body), ["a"], "{p:?}");
+            assert_eq!(sim_for(p).ids().body(&["a".into()]), body, "{p:?}");
         }
     }
 
