@@ -29,15 +29,17 @@
 //!   the event ids of answered requests (for benchmarks).
 //!
 //! What is common (recording, the script's transport faults — latency, timeout, server
-//! error, redirect, gone —, rate-limit windows, the `Date` header) is here; what is the
-//! platform's (its answers, its own faults' shapes, where its bodies carry event ids,
-//! its default limits, its token endpoint) is its module's one implementation of the
-//! `PlatformSim` trait, and `sim_for` is the one place that picks it by platform.
+//! error, redirect, gone —, the `Date` header) is here, the rate-limit windows in
+//! `limits`; what is the platform's (its answers, its own faults' shapes, where its
+//! bodies carry event ids, its default limits, its token endpoint) is its module's one
+//! implementation of the `PlatformSim` trait, and `registry` is the one place that
+//! picks it by platform.
 
 mod cli;
 mod criteo;
 mod google_ads;
 mod klaviyo;
+mod limits;
 mod linkedin;
 mod meta;
 mod microsoft_ads;
@@ -45,6 +47,7 @@ mod oauth;
 mod outbrain;
 mod pinterest;
 mod reddit;
+mod registry;
 mod script;
 mod snapchat;
 mod taboola;
@@ -52,7 +55,6 @@ mod tiktok;
 mod webhook;
 mod x;
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,7 +67,11 @@ use axum::response::Response;
 use serde_json::Value;
 
 pub use cli::{SimulateArgs, run_cli};
+pub use limits::RateLimit;
 pub use script::{Fault, FaultScript, RetryAfter, Rule, TIMEOUT_HOLD_MS};
+
+use limits::Limiter;
+use registry::{Ids, PlatformSim, json_body, sim_for};
 
 use crate::clock::SharedClock;
 use crate::config::Platform;
@@ -101,37 +107,6 @@ impl Received {
     }
 }
 
-/// A platform limit the simulator enforces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    pub limit: u64,
-    pub per_ms: i64,
-    /// Count events (Meta-style) rather than requests.
-    pub events: bool,
-    /// Fixed windows aligned to multiples of `per_ms` (Klaviyo) instead of sliding.
-    pub fixed: bool,
-}
-
-impl RateLimit {
-    pub const fn sliding(limit: u64, per_ms: i64) -> Self {
-        Self {
-            limit,
-            per_ms,
-            events: false,
-            fixed: false,
-        }
-    }
-
-    pub const fn fixed(limit: u64, per_ms: i64) -> Self {
-        Self {
-            limit,
-            per_ms,
-            events: false,
-            fixed: true,
-        }
-    }
-}
-
 /// Settings beyond the fault script.
 #[derive(Debug, Clone, Default)]
 pub struct SimOptions {
@@ -143,191 +118,9 @@ pub struct SimOptions {
     pub credential: Option<String>,
 }
 
-/// One platform's simulator: everything [`handle`] asks of a platform. Each platform
-/// module implements it once; [`sim_for`] is the one place that picks it.
-trait PlatformSim: Sync {
-    /// Where its requests carry their dedup ids (what [`event_ids`] reads).
-    fn ids(&self) -> Ids;
-
-    /// Its own rate limits: the default of [`SimOptions::rate_limits`] (none unless it
-    /// says so).
-    fn limits(&self) -> Vec<RateLimit> {
-        Vec::new()
-    }
-
-    /// Whether `path` is its OAuth token endpoint: not the API, so the script neither
-    /// faults nor counts requests to it.
-    fn is_token_path(&self, _path: &str) -> bool {
-        false
-    }
-
-    /// The request's body as recorded and handed to [`PlatformSim::handle`]: the JSON
-    /// it carries (`Null` when it is not JSON).
-    fn body(&self, raw: &[u8], _query: Option<&str>) -> Value {
-        json_body(raw)
-    }
-
-    /// Its answer to a scripted fault that the platform shapes (`Throttle`, `Auth`,
-    /// `Transient`, `Invalid`, `Code`); [`handle`] answers the others alike for all.
-    /// `body` is the request's (as [`PlatformSim::body`] gave it).
-    fn fault(&self, f: &Fault, now_ms: i64, seq: u64, body: &Value) -> Reply;
-
-    /// Its answer to a request that no fault replaced.
-    fn handle(&self, s: &Shared, r: &Req) -> Reply;
-}
-
-/// The simulator of `p`: the only place that matches on the platform.
-fn sim_for(p: Platform) -> &'static dyn PlatformSim {
-    match p {
-        Platform::Webhook => &webhook::Webhook,
-        Platform::Meta => &meta::Meta,
-        Platform::Tiktok => &tiktok::Tiktok,
-        Platform::Klaviyo => &klaviyo::Klaviyo,
-        Platform::GoogleAds => &google_ads::GoogleAds,
-        Platform::Linkedin => &linkedin::Linkedin,
-        Platform::Pinterest => &pinterest::Pinterest,
-        Platform::Snapchat => &snapchat::Snapchat,
-        Platform::Reddit => &reddit::Reddit,
-        Platform::X => &x::X,
-        Platform::MicrosoftAds => &microsoft_ads::MicrosoftAds,
-        Platform::Taboola => &taboola::Taboola,
-        Platform::Outbrain => &outbrain::Outbrain,
-        Platform::Criteo => &criteo::Criteo,
-    }
-}
-
-/// A body as JSON (`Null` when it is not JSON).
-fn json_body(raw: &[u8]) -> Value {
-    serde_json::from_slice(raw).unwrap_or(Value::Null)
-}
-
-/// Where a platform's request body carries its dedup ids (each a JSON string).
-#[derive(Debug, Clone, Copy)]
-enum Ids {
-    /// One event per request; its id under these keys, outermost first.
-    One(&'static [&'static str]),
-    /// The events of the array under `list`; each one's id under the keys `id`.
-    Each {
-        list: &'static str,
-        id: &'static [&'static str],
-    },
-}
-
-impl Ids {
-    /// Calls `f` with each id `body` carries, in order, without copying them.
-    fn for_each<'a>(self, body: &'a Value, mut f: impl FnMut(&'a str)) {
-        fn at<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a str> {
-            keys.iter().try_fold(v, |v, k| v.get(k))?.as_str()
-        }
-        match self {
-            Ids::One(keys) => at(body, keys).into_iter().for_each(f),
-            Ids::Each { list, id } => {
-                if let Some(a) = body.get(list).and_then(Value::as_array) {
-                    a.iter().filter_map(|e| at(e, id)).for_each(&mut f);
-                }
-            }
-        }
-    }
-
-    /// How many ids `body` carries.
-    fn count(self, body: &Value) -> usize {
-        let mut n = 0;
-        self.for_each(body, |_| n += 1);
-        n
-    }
-
-    /// A body carrying just these ids, where [`Ids::for_each`] finds them (`One`: the
-    /// first, or `Null` when there is none).
-    fn body(self, ids: &[Box<str>]) -> Value {
-        fn nest(keys: &[&str], id: &str) -> Value {
-            keys.iter()
-                .rev()
-                .fold(Value::String(id.to_string()), |v, k| {
-                    Value::Object(serde_json::Map::from_iter([(k.to_string(), v)]))
-                })
-        }
-        match self {
-            Ids::One(keys) => ids.first().map_or(Value::Null, |i| nest(keys, i)),
-            Ids::Each { list, id } => {
-                let events = ids.iter().map(|i| nest(id, i)).collect();
-                Value::Object(serde_json::Map::from_iter([(
-                    list.to_string(),
-                    Value::Array(events),
-                )]))
-            }
-        }
-    }
-}
-
 /// The platform's default limits.
 pub fn default_rate_limits(p: Platform) -> Vec<RateLimit> {
     sim_for(p).limits()
-}
-
-/// Sliding or fixed windows per (limit, key).
-#[derive(Default)]
-struct Limiter {
-    sliding: HashMap<(usize, String), VecDeque<(i64, u64)>>,
-    fixed: HashMap<(usize, String), (i64, u64)>,
-}
-
-impl Limiter {
-    /// Admits `cost` units for `key` at `now`, or says how many ms until it could.
-    fn admit(&mut self, limits: &[RateLimit], key: &str, cost: u64, now: i64) -> Result<(), i64> {
-        let mut wait = 0i64;
-        for (i, l) in limits.iter().enumerate() {
-            let cost = if l.events { cost } else { 1 };
-            if l.limit == 0 {
-                continue;
-            }
-            if l.fixed {
-                let start = now - now.rem_euclid(l.per_ms);
-                let e = self.fixed.entry((i, key.to_string())).or_insert((start, 0));
-                if e.0 != start {
-                    *e = (start, 0);
-                }
-                if e.1 + cost > l.limit {
-                    wait = wait.max(start + l.per_ms - now);
-                }
-            } else {
-                let q = self.sliding.entry((i, key.to_string())).or_default();
-                while q.front().is_some_and(|(t, _)| *t <= now - l.per_ms) {
-                    q.pop_front();
-                }
-                let used: u64 = q.iter().map(|(_, c)| c).sum();
-                if used + cost > l.limit {
-                    // The earliest time enough units have left the window.
-                    let mut freed = 0;
-                    let need = used + cost - l.limit;
-                    for (t, c) in q.iter() {
-                        freed += c;
-                        if freed >= need {
-                            wait = wait.max(t + l.per_ms - now);
-                            break;
-                        }
-                    }
-                    wait = wait.max(1);
-                }
-            }
-        }
-        if wait > 0 {
-            return Err(wait);
-        }
-        for (i, l) in limits.iter().enumerate() {
-            let cost = if l.events { cost } else { 1 };
-            if l.limit == 0 {
-                continue;
-            }
-            if l.fixed {
-                if let Some(e) = self.fixed.get_mut(&(i, key.to_string())) {
-                    e.1 += cost;
-                }
-            } else if let Some(q) = self.sliding.get_mut(&(i, key.to_string())) {
-                q.push_back((now, cost));
-            }
-        }
-        Ok(())
-    }
 }
 
 /// One recorded request.
@@ -809,110 +602,6 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sliding_window_frees_as_it_slides() {
-        let mut l = Limiter::default();
-        let lim = [RateLimit::sliding(2, 1000)];
-        assert!(l.admit(&lim, "k", 1, 0).is_ok());
-        assert!(l.admit(&lim, "k", 1, 500).is_ok());
-        assert_eq!(l.admit(&lim, "k", 1, 900), Err(100));
-        assert!(l.admit(&lim, "other", 1, 900).is_ok());
-        assert!(l.admit(&lim, "k", 1, 1000).is_ok());
-        assert_eq!(l.admit(&lim, "k", 1, 1200), Err(300));
-    }
-
-    #[test]
-    fn fixed_window_resets_on_the_boundary() {
-        let mut l = Limiter::default();
-        let lim = [RateLimit::fixed(1, 1000)];
-        assert!(l.admit(&lim, "k", 1, 10).is_ok());
-        assert_eq!(l.admit(&lim, "k", 1, 990), Err(10));
-        assert!(l.admit(&lim, "k", 1, 1000).is_ok());
-    }
-
-    #[test]
-    fn ids_bodies_read_back() {
-        let ids: Vec<Box<str>> = vec!["a".into(), "b\"".into()];
-        let mut ones = Vec::new();
-        for p in Platform::ALL {
-            match sim_for(p).ids() {
-                Ids::Each { .. } => {
-                    assert_eq!(event_ids(p, &sim_for(p).ids().body(&ids)), ["a", "b\""]);
-                }
-                Ids::One(_) => ones.push(p),
-            }
-        }
-        // The platforms of one event per request.
-        assert_eq!(
-            ones,
-            [Platform::Webhook, Platform::Klaviyo, Platform::Outbrain]
-        );
-        for p in ones {
-            let one = sim_for(p).ids();
-            assert_eq!(event_ids(p, &one.body(&ids[1..])), ["b\""]);
-            assert_eq!(one.body(&[]), Value::Null);
-        }
-    }
-
-    #[test]
-    fn ids_where_the_platforms_carry_them() {
-        for (p, body) in [
-            (
-                Platform::Meta,
-                serde_json::json!({"data": [{"event_id": "a"}]}),
-            ),
-            (
-                Platform::Tiktok,
-                serde_json::json!({"data": [{"event_id": "a"}]}),
-            ),
-            (
-                Platform::Pinterest,
-                serde_json::json!({"data": [{"event_id": "a"}]}),
-            ),
-            (
-                Platform::Snapchat,
-                serde_json::json!({"data": [{"event_id": "a"}]}),
-            ),
-            (
-                Platform::Reddit,
-                serde_json::json!({"events": [{"event_metadata": {"conversion_id": "a"}}]}),
-            ),
-            (
-                Platform::X,
-                serde_json::json!({"conversions": [{"conversion_id": "a"}]}),
-            ),
-            (
-                Platform::Linkedin,
-                serde_json::json!({"elements": [{"eventId": "a"}]}),
-            ),
-            (
-                Platform::GoogleAds,
-                serde_json::json!({"conversions": [{"orderId": "a"}]}),
-            ),
-            (
-                Platform::MicrosoftAds,
-                serde_json::json!({"OfflineConversions": [{"MicrosoftClickId": "a"}]}),
-            ),
-            (
-                Platform::Klaviyo,
-                serde_json::json!({"data": {"attributes": {"unique_id": "a"}}}),
-            ),
-            (
-                Platform::Taboola,
-                serde_json::json!({"actions": [{"orderid": "a"}]}),
-            ),
-            (Platform::Outbrain, serde_json::json!({"orderId": "a"})),
-            (
-                Platform::Criteo,
-                serde_json::json!({"events": [{"id": "a"}]}),
-            ),
-            (Platform::Webhook, serde_json::json!({"event_id": "a"})),
-        ] {
-            assert_eq!(event_ids(p, &body), ["a"], "{p:?}");
-            assert_eq!(sim_for(p).ids().body(&["a".into()]), body, "{p:?}");
-        }
-    }
 
     #[tokio::test]
     async fn bodies_kept_or_only_ids() {
