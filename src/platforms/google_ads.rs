@@ -60,8 +60,8 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
-    batch_body, classify_status_all, custom_data_json, json_post_bytes, percent_encode,
-    retry_after_hint, with_endpoint, write_json, write_json_hex,
+    batch_body, classify_status_all, clear_value, custom_data_json, json_post_bytes,
+    percent_encode, retry_after_hint, with_endpoint, write_json, write_json_hex,
 };
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
@@ -78,13 +78,6 @@ pub fn customer_digits(id: &str) -> String {
     id.chars().filter(|c| !matches!(c, '-' | ' ')).collect()
 }
 
-fn clear(e: &NormalizedEvent, f: ClearField) -> Option<&str> {
-    e.clear
-        .iter()
-        .find(|(k, v)| *k == f && !v.is_empty())
-        .map(|(_, v)| v.as_str())
-}
-
 /// The one click id sent: gclid, else gbraid, else wbraid.
 fn click_id(e: &NormalizedEvent) -> Option<(&'static str, &str)> {
     [
@@ -93,7 +86,7 @@ fn click_id(e: &NormalizedEvent) -> Option<(&'static str, &str)> {
         (ClearField::Wbraid, "wbraid"),
     ]
     .into_iter()
-    .find_map(|(f, k)| clear(e, f).map(|v| (k, v)))
+    .find_map(|(f, k)| clear_value(e, f).map(|v| (k, v)))
 }
 
 /// `yyyy-mm-dd hh:mm:ss+00:00`.

@@ -48,7 +48,7 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
-    batch_body, classify_status_all, custom_data_json, json_post_bytes, with_endpoint,
+    batch_body, classify_status_all, clear_value, custom_data_json, json_post_bytes, with_endpoint,
     write_json_hex,
 };
 use crate::config::{Destination, Platform};
@@ -62,13 +62,6 @@ pub const URL: &str = "https://api.linkedin.com/rest/conversionEvents";
 
 /// The `LinkedIn-Version` sent unless `params.linkedin_version` says otherwise.
 pub const VERSION: &str = "202603";
-
-fn clear(e: &NormalizedEvent, f: ClearField) -> Option<&str> {
-    e.clear
-        .iter()
-        .find(|(k, v)| *k == f && !v.is_empty())
-        .map(|(_, v)| v.as_str())
-}
 
 /// `custom_data.currency` and `.value` as LinkedIn's `conversionValue` wants them:
 /// the currency trimmed, the amount as a decimal string. None unless both exist.
@@ -120,7 +113,7 @@ fn write_element(out: &mut Vec<u8>, rule: &str, e: &NormalizedEvent) {
         id.end();
         first = false;
     }
-    if let Some(c) = clear(e, ClearField::LiFatId) {
+    if let Some(c) = clear_value(e, ClearField::LiFatId) {
         if !first {
             ids.push(b',');
         }
@@ -168,7 +161,7 @@ impl Adapter for Linkedin {
 
     fn check(&self, _dest: &Destination, ev: &OutEvent<'_>) -> Result<(), Unsendable> {
         let e = ev.event;
-        if e.hash_of(Variant::Email).is_some() || clear(e, ClearField::LiFatId).is_some() {
+        if e.hash_of(Variant::Email).is_some() || clear_value(e, ClearField::LiFatId).is_some() {
             Ok(())
         } else {
             Err(Unsendable(

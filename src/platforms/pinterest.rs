@@ -53,7 +53,7 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, UserSrc, Verdict,
-    batch_body, classify_status_all, custom_data_json, json_post_bytes, with_endpoint,
+    batch_body, classify_status_all, clear_value, custom_data_json, json_post_bytes, with_endpoint,
     write_user_fields,
 };
 use crate::config::{Destination, Platform};
@@ -111,13 +111,6 @@ const USER_FIELDS: [(&str, UserSrc); 14] = [
     ("st", UserSrc::HashedArray(Variant::State)),
     ("zp", UserSrc::HashedArray(Variant::Zip)),
 ];
-
-fn clear(e: &NormalizedEvent, f: ClearField) -> Option<&str> {
-    e.clear
-        .iter()
-        .find(|(k, v)| *k == f && !v.is_empty())
-        .map(|(_, v)| v.as_str())
-}
 
 /// The Pinterest event name: the `event_map` as given, else the default map, else
 /// `custom`.
@@ -223,8 +216,8 @@ impl Adapter for Pinterest {
             )));
         }
         let ok = e.hash_of(Variant::Email).is_some()
-            || (clear(e, ClearField::ClientIpAddress).is_some()
-                && clear(e, ClearField::ClientUserAgent).is_some());
+            || (clear_value(e, ClearField::ClientIpAddress).is_some()
+                && clear_value(e, ClearField::ClientUserAgent).is_some());
         if ok {
             Ok(())
         } else {

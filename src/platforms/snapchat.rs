@@ -47,8 +47,8 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, UserSrc, Verdict,
-    batch_body, classify_status_all, custom_data_json, event_name_for, json_post_bytes,
-    with_endpoint, write_json, write_user_fields,
+    batch_body, classify_status_all, clear_value, custom_data_json, event_name_for,
+    json_post_bytes, with_endpoint, write_json, write_user_fields,
 };
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
@@ -126,13 +126,6 @@ const USER_FIELDS: [(&str, UserSrc); 6] = [
 
 /// Unknown 2xx `status`es already logged (each once per process).
 static SEEN_STATUSES: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
-
-fn clear(e: &NormalizedEvent, f: ClearField) -> Option<&str> {
-    e.clear
-        .iter()
-        .find(|(k, v)| *k == f && !v.is_empty())
-        .map(|(_, v)| v.as_str())
-}
 
 /// Snap's `action_source` for the event's.
 pub fn action_source(src: Option<&str>) -> &'static str {
@@ -215,8 +208,8 @@ impl Adapter for Snapchat {
         }
         let ok = e.hash_of(Variant::Email).is_some()
             || e.hash_of(Variant::PhoneDigits).is_some()
-            || (clear(e, ClearField::ClientIpAddress).is_some()
-                && clear(e, ClearField::ClientUserAgent).is_some());
+            || (clear_value(e, ClearField::ClientIpAddress).is_some()
+                && clear_value(e, ClearField::ClientUserAgent).is_some());
         if ok {
             Ok(())
         } else {
