@@ -48,8 +48,8 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
-    batch_body, classify_status_all, clear_value, custom_data_json, json_post_bytes, with_endpoint,
-    write_json_hex,
+    batch_body, classify_status_all, clear_value, currency_text, custom_data_json, json_post_bytes,
+    value_text, with_endpoint, write_json_hex,
 };
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
@@ -65,25 +65,14 @@ pub const VERSION: &str = "202603";
 
 /// `custom_data.currency` and `.value` as LinkedIn's `conversionValue` wants them:
 /// the currency trimmed, the amount as a decimal string. None unless both exist.
+/// Not `value_and_currency`: LinkedIn takes the amount as a string, as written
+/// (`value_text`), and neither part without the other.
 fn conversion_value(e: &NormalizedEvent) -> Option<(String, String)> {
     let Some(Value::Object(cd)) = custom_data_json(e) else {
         return None;
     };
-    let currency = cd
-        .get("currency")
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|c| !c.is_empty())?;
-    let amount = match cd.get("value")? {
-        Value::Number(n) => n.as_f64().filter(|v| v.is_finite()).map(|_| n.to_string()),
-        Value::String(s) => s
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite())
-            .map(|_| s.trim().to_string()),
-        _ => None,
-    }?;
+    let currency = currency_text(cd.get("currency")?)?;
+    let amount = value_text(cd.get("value")?)?;
     Some((currency.to_string(), amount))
 }
 

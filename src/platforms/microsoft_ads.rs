@@ -48,8 +48,8 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
-    batch_body, classify_status_all, clear_value, custom_data_json, json_post_bytes,
-    retry_after_hint, with_endpoint, write_json, write_json_hex,
+    batch_body, classify_status_all, clear_value, json_post_bytes, retry_after_hint,
+    value_and_currency, with_endpoint, write_json, write_json_hex,
 };
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
@@ -74,30 +74,14 @@ fn iso_seconds(secs: i64) -> String {
 
 fn write_conversion(out: &mut Vec<u8>, name: &str, e: &NormalizedEvent) {
     let mut o = JsonObject::begin(out);
-    let cd = match custom_data_json(e) {
-        Some(Value::Object(cd)) => Some(cd),
-        _ => None,
-    };
-    if let Some(c) = cd
-        .as_ref()
-        .and_then(|cd| cd.get("currency"))
-        .and_then(Value::as_str)
-        && !c.trim().is_empty()
-    {
-        o.str("ConversionCurrencyCode", c.trim());
+    let (value, currency) = value_and_currency(e);
+    if let Some(c) = &currency {
+        o.str("ConversionCurrencyCode", c);
     }
     o.str("ConversionName", name);
     o.str("ConversionTime", &iso_seconds(e.event_time));
-    match cd.as_ref().and_then(|cd| cd.get("value")) {
-        Some(Value::Number(n)) => write_json(o.key("ConversionValue"), n),
-        Some(Value::String(s)) => {
-            if let Ok(v) = s.trim().parse::<f64>()
-                && v.is_finite()
-            {
-                write_json(o.key("ConversionValue"), &v);
-            }
-        }
-        _ => {}
+    if let Some(v) = &value {
+        write_json(o.key("ConversionValue"), v);
     }
     if let Some(h) = e.hash_of(Variant::Email) {
         write_json_hex(o.key("HashedEmailAddress"), h);

@@ -49,8 +49,8 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
-    batch_body, classify_status_all, clear_value, custom_data_json, event_name_for,
-    json_post_bytes, with_endpoint, write_json, write_json_hex,
+    batch_body, classify_status_all, clear_value, event_name_for, json_post_bytes,
+    value_and_currency, with_endpoint, write_json, write_json_hex,
 };
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
@@ -99,23 +99,12 @@ fn write_event(out: &mut Vec<u8>, dest: &Destination, e: &NormalizedEvent) {
     o.str("event_at", &iso_seconds(e.event_time));
     let mut meta = JsonObject::begin(o.key("event_metadata"));
     meta.str("conversion_id", &e.event_id);
-    if let Some(Value::Object(cd)) = custom_data_json(e) {
-        if let Some(c) = cd.get("currency").and_then(Value::as_str)
-            && !c.trim().is_empty()
-        {
-            meta.str("currency", c.trim());
-        }
-        match cd.get("value") {
-            Some(Value::Number(n)) => write_json(meta.key("value_decimal"), n),
-            Some(Value::String(s)) => {
-                if let Ok(v) = s.trim().parse::<f64>()
-                    && v.is_finite()
-                {
-                    write_json(meta.key("value_decimal"), &v);
-                }
-            }
-            _ => {}
-        }
+    let (value, currency) = value_and_currency(e);
+    if let Some(c) = &currency {
+        meta.str("currency", c);
+    }
+    if let Some(v) = &value {
+        write_json(meta.key("value_decimal"), v);
     }
     meta.end();
     let name = event_name_for(dest, &DEFAULT_EVENT_MAP, &e.event_name);

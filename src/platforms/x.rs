@@ -44,8 +44,8 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
-    batch_body, classify_status_all, clear_value, custom_data_json, json_post_bytes,
-    retry_after_hint, with_endpoint, write_json, write_json_hex,
+    batch_body, classify_status_all, clear_value, json_post_bytes, retry_after_hint,
+    value_and_currency, with_endpoint, write_json, write_json_hex,
 };
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
@@ -117,26 +117,12 @@ fn write_conversion(out: &mut Vec<u8>, x_event: &str, e: &NormalizedEvent) {
         id.end();
     }
     ids.push(b']');
-    if let Some(Value::Object(cd)) = custom_data_json(e) {
-        if let Some(c) = cd
-            .get("currency")
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-        {
-            o.str("price_currency", c);
-        }
-        match cd.get("value") {
-            Some(Value::Number(n)) => write_json(o.key("value"), n),
-            Some(Value::String(s)) => {
-                if let Ok(v) = s.trim().parse::<f64>()
-                    && v.is_finite()
-                {
-                    write_json(o.key("value"), &v);
-                }
-            }
-            _ => {}
-        }
+    let (value, currency) = value_and_currency(e);
+    if let Some(c) = &currency {
+        o.str("price_currency", c);
+    }
+    if let Some(v) = &value {
+        write_json(o.key("value"), v);
     }
     o.end();
 }
