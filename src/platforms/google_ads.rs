@@ -60,8 +60,8 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
-    batch_body, classify_status_all, custom_data_json, json_post_bytes, percent_encode,
-    retry_after_hint, with_endpoint, write_json, write_json_hex,
+    batch_body, classify_status_all, clear_value, json_post_bytes, percent_encode,
+    retry_after_hint, value_and_currency, with_endpoint, write_json, write_json_hex,
 };
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
@@ -78,13 +78,6 @@ pub fn customer_digits(id: &str) -> String {
     id.chars().filter(|c| !matches!(c, '-' | ' ')).collect()
 }
 
-fn clear(e: &NormalizedEvent, f: ClearField) -> Option<&str> {
-    e.clear
-        .iter()
-        .find(|(k, v)| *k == f && !v.is_empty())
-        .map(|(_, v)| v.as_str())
-}
-
 /// The one click id sent: gclid, else gbraid, else wbraid.
 fn click_id(e: &NormalizedEvent) -> Option<(&'static str, &str)> {
     [
@@ -93,7 +86,7 @@ fn click_id(e: &NormalizedEvent) -> Option<(&'static str, &str)> {
         (ClearField::Wbraid, "wbraid"),
     ]
     .into_iter()
-    .find_map(|(f, k)| clear(e, f).map(|v| (k, v)))
+    .find_map(|(f, k)| clear_value(e, f).map(|v| (k, v)))
 }
 
 /// `yyyy-mm-dd hh:mm:ss+00:00`.
@@ -109,23 +102,12 @@ fn write_conversion(out: &mut Vec<u8>, action: &str, e: &NormalizedEvent) {
     let mut o = JsonObject::begin(out);
     o.str("conversionAction", action);
     o.str("conversionDateTime", &date_time(e.event_time));
-    if let Some(Value::Object(cd)) = custom_data_json(e) {
-        match cd.get("value") {
-            Some(Value::Number(n)) => write_json(o.key("conversionValue"), n),
-            Some(Value::String(s)) => {
-                if let Ok(v) = s.trim().parse::<f64>()
-                    && v.is_finite()
-                {
-                    write_json(o.key("conversionValue"), &v);
-                }
-            }
-            _ => {}
-        }
-        if let Some(c) = cd.get("currency").and_then(Value::as_str)
-            && !c.trim().is_empty()
-        {
-            o.str("currencyCode", c.trim());
-        }
+    let (value, currency) = value_and_currency(e);
+    if let Some(v) = &value {
+        write_json(o.key("conversionValue"), v);
+    }
+    if let Some(c) = &currency {
+        o.str("currencyCode", c);
     }
     let click = click_id(e);
     for k in ["gbraid", "gclid"] {

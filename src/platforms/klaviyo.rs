@@ -27,8 +27,8 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
-    classify_status_all, custom_data_raw, event_name_for, json_post_bytes, with_endpoint,
-    write_json,
+    classify_status_all, custom_data_raw, event_name_for, json_post_bytes, value_number,
+    with_endpoint, write_json,
 };
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{NormalizedEvent, PlainField};
@@ -162,20 +162,11 @@ fn write_body(out: &mut Vec<u8>, dest: &Destination, ev: &OutEvent<'_>) {
         a.raw("properties", raw.map_or("{}", |r| r.get()));
         a.str("time", &iso_seconds(e.event_time));
         a.str("unique_id", &e.event_id);
-        match &probe.value {
-            Some(Value::Number(n)) => write_json(a.key("value"), n),
-            Some(Value::String(s)) => {
-                if let Some(n) = s
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-                    .and_then(serde_json::Number::from_f64)
-                {
-                    write_json(a.key("value"), &n);
-                }
-            }
-            _ => {}
+        if let Some(n) = probe.value.as_ref().and_then(value_number) {
+            write_json(a.key("value"), &n);
         }
+        // Not `currency_text`: Klaviyo has always been sent the currency as given
+        // (untrimmed, even blank), and changing that would change its requests.
         if let Some(Value::String(c)) = &probe.currency {
             a.str("value_currency", c);
         }

@@ -48,8 +48,8 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
-    batch_body, classify_status_all, custom_data_json, json_post_bytes, with_endpoint,
-    write_json_hex,
+    batch_body, classify_status_all, clear_value, currency_text, custom_data_json, json_post_bytes,
+    value_text, with_endpoint, write_json_hex,
 };
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
@@ -63,34 +63,16 @@ pub const URL: &str = "https://api.linkedin.com/rest/conversionEvents";
 /// The `LinkedIn-Version` sent unless `params.linkedin_version` says otherwise.
 pub const VERSION: &str = "202603";
 
-fn clear(e: &NormalizedEvent, f: ClearField) -> Option<&str> {
-    e.clear
-        .iter()
-        .find(|(k, v)| *k == f && !v.is_empty())
-        .map(|(_, v)| v.as_str())
-}
-
 /// `custom_data.currency` and `.value` as LinkedIn's `conversionValue` wants them:
 /// the currency trimmed, the amount as a decimal string. None unless both exist.
+/// Not `value_and_currency`: LinkedIn takes the amount as a string, as written
+/// (`value_text`), and neither part without the other.
 fn conversion_value(e: &NormalizedEvent) -> Option<(String, String)> {
     let Some(Value::Object(cd)) = custom_data_json(e) else {
         return None;
     };
-    let currency = cd
-        .get("currency")
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|c| !c.is_empty())?;
-    let amount = match cd.get("value")? {
-        Value::Number(n) => n.as_f64().filter(|v| v.is_finite()).map(|_| n.to_string()),
-        Value::String(s) => s
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite())
-            .map(|_| s.trim().to_string()),
-        _ => None,
-    }?;
+    let currency = currency_text(cd.get("currency")?)?;
+    let amount = value_text(cd.get("value")?)?;
     Some((currency.to_string(), amount))
 }
 
@@ -120,7 +102,7 @@ fn write_element(out: &mut Vec<u8>, rule: &str, e: &NormalizedEvent) {
         id.end();
         first = false;
     }
-    if let Some(c) = clear(e, ClearField::LiFatId) {
+    if let Some(c) = clear_value(e, ClearField::LiFatId) {
         if !first {
             ids.push(b',');
         }
@@ -168,7 +150,7 @@ impl Adapter for Linkedin {
 
     fn check(&self, _dest: &Destination, ev: &OutEvent<'_>) -> Result<(), Unsendable> {
         let e = ev.event;
-        if e.hash_of(Variant::Email).is_some() || clear(e, ClearField::LiFatId).is_some() {
+        if e.hash_of(Variant::Email).is_some() || clear_value(e, ClearField::LiFatId).is_some() {
             Ok(())
         } else {
             Err(Unsendable(

@@ -31,11 +31,11 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, UserSrc, Verdict,
-    batch_body, custom_data_raw, event_name_for, json_post_bytes, retry_after_hint, with_endpoint,
-    write_user_fields,
+    batch_body, clear_value, custom_data_raw, event_name_for, json_post_bytes, retry_after_hint,
+    with_endpoint, write_user_fields,
 };
 use crate::config::{Destination, Platform};
-use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
+use crate::ingest::event::{ClearField, Variant};
 
 pub struct Meta;
 
@@ -73,10 +73,6 @@ pub const THROTTLE_CODES: [i64; 6] = [4, 17, 32, 341, 613, 80004];
 pub const AUTH_CODES: [i64; 2] = [190, 102];
 /// Graph error codes meaning "transient, retry" (on 4xx or 5xx).
 pub const TRANSIENT_CODES: [i64; 2] = [1, 2];
-
-fn has_clear(e: &NormalizedEvent, f: ClearField) -> bool {
-    e.clear.iter().any(|(k, v)| *k == f && !v.is_empty())
-}
 
 /// Every `user_data` member ([`HASHED_FIELDS`] and [`CLEAR_FIELDS`]), sorted by key: the
 /// order the body has always had (it was serialized from a `BTreeMap`).
@@ -143,10 +139,10 @@ impl Adapter for Meta {
         let matchable = [Variant::Email, Variant::PhoneDigits, Variant::ExternalId]
             .iter()
             .any(|v| e.hash_of(*v).is_some())
-            || has_clear(e, ClearField::Fbc)
-            || has_clear(e, ClearField::Fbp)
-            || (has_clear(e, ClearField::ClientIpAddress)
-                && has_clear(e, ClearField::ClientUserAgent));
+            || clear_value(e, ClearField::Fbc).is_some()
+            || clear_value(e, ClearField::Fbp).is_some()
+            || (clear_value(e, ClearField::ClientIpAddress).is_some()
+                && clear_value(e, ClearField::ClientUserAgent).is_some());
         if matchable {
             Ok(())
         } else {

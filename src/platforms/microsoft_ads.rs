@@ -48,8 +48,8 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
-    batch_body, classify_status_all, custom_data_json, json_post_bytes, retry_after_hint,
-    with_endpoint, write_json, write_json_hex,
+    batch_body, classify_status_all, clear_value, json_post_bytes, retry_after_hint,
+    value_and_currency, with_endpoint, write_json, write_json_hex,
 };
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
@@ -60,13 +60,6 @@ pub static MICROSOFT_ADS: MicrosoftAds = MicrosoftAds;
 
 pub const URL: &str =
     "https://campaign.api.bingads.microsoft.com/CampaignManagement/v13/OfflineConversions/Apply";
-
-fn msclkid(e: &NormalizedEvent) -> Option<&str> {
-    e.clear
-        .iter()
-        .find(|(k, v)| *k == ClearField::Msclkid && !v.is_empty())
-        .map(|(_, v)| v.as_str())
-}
 
 /// ISO-8601 UTC, to the second.
 fn iso_seconds(secs: i64) -> String {
@@ -81,30 +74,14 @@ fn iso_seconds(secs: i64) -> String {
 
 fn write_conversion(out: &mut Vec<u8>, name: &str, e: &NormalizedEvent) {
     let mut o = JsonObject::begin(out);
-    let cd = match custom_data_json(e) {
-        Some(Value::Object(cd)) => Some(cd),
-        _ => None,
-    };
-    if let Some(c) = cd
-        .as_ref()
-        .and_then(|cd| cd.get("currency"))
-        .and_then(Value::as_str)
-        && !c.trim().is_empty()
-    {
-        o.str("ConversionCurrencyCode", c.trim());
+    let (value, currency) = value_and_currency(e);
+    if let Some(c) = &currency {
+        o.str("ConversionCurrencyCode", c);
     }
     o.str("ConversionName", name);
     o.str("ConversionTime", &iso_seconds(e.event_time));
-    match cd.as_ref().and_then(|cd| cd.get("value")) {
-        Some(Value::Number(n)) => write_json(o.key("ConversionValue"), n),
-        Some(Value::String(s)) => {
-            if let Ok(v) = s.trim().parse::<f64>()
-                && v.is_finite()
-            {
-                write_json(o.key("ConversionValue"), &v);
-            }
-        }
-        _ => {}
+    if let Some(v) = &value {
+        write_json(o.key("ConversionValue"), v);
     }
     if let Some(h) = e.hash_of(Variant::Email) {
         write_json_hex(o.key("HashedEmailAddress"), h);
@@ -112,7 +89,7 @@ fn write_conversion(out: &mut Vec<u8>, name: &str, e: &NormalizedEvent) {
     if let Some(h) = e.hash_of(Variant::PhoneE164) {
         write_json_hex(o.key("HashedPhoneNumber"), h);
     }
-    if let Some(c) = msclkid(e) {
+    if let Some(c) = clear_value(e, ClearField::Msclkid) {
         o.str("MicrosoftClickId", c);
     }
     o.end();
@@ -197,7 +174,7 @@ impl Adapter for MicrosoftAds {
 
     fn check(&self, _dest: &Destination, ev: &OutEvent<'_>) -> Result<(), Unsendable> {
         let e = ev.event;
-        if msclkid(e).is_some()
+        if clear_value(e, ClearField::Msclkid).is_some()
             || e.hash_of(Variant::Email).is_some()
             || e.hash_of(Variant::PhoneE164).is_some()
         {

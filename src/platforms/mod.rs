@@ -547,6 +547,27 @@ mod tests {
             "a=[redacted]&b=[redacted]"
         );
     }
+
+    #[test]
+    fn custom_data_value_and_currency_rules() {
+        use serde_json::json;
+        let num = |v| value_number(&v).map(|n| n.to_string());
+        let text = |v| value_text(&v);
+        assert_eq!(num(json!(12.5)), Some("12.5".into()));
+        assert_eq!(num(json!(40)), Some("40".into()));
+        assert_eq!(num(json!(" 7.10 ")), Some("7.1".into()));
+        assert_eq!(text(json!(" 7.10 ")), Some("7.10".into()));
+        assert_eq!(text(json!(40)), Some("40".into()));
+        for bad in [json!("twelve"), json!("NaN"), json!("inf"), json!("1e400")] {
+            assert_eq!((num(bad.clone()), text(bad)), (None, None));
+        }
+        for bad in [json!(null), json!(true), json!([1])] {
+            assert_eq!((num(bad.clone()), text(bad)), (None, None));
+        }
+        assert_eq!(currency_text(&json!(" EUR ")), Some("EUR"));
+        assert_eq!(currency_text(&json!("  ")), None);
+        assert_eq!(currency_text(&json!(5)), None);
+    }
 }
 
 /// Destinations and events for the adapters' tests: every identifier, strings that
@@ -785,29 +806,53 @@ pub fn size_hint(e: &NormalizedEvent) -> usize {
         + e.custom_data.len()
 }
 
-/// The event's `custom_data.value` (a number, or a string holding a finite one) and
-/// `custom_data.currency` (a non-blank string, trimmed), for adapters that send them as
-/// plain fields (Taboola, Outbrain, Criteo).
+/// The event's `custom_data.value` (as [`value_number`] reads it) and
+/// `custom_data.currency` (as [`currency_text`] reads it), when `custom_data` is an
+/// object: for adapters that send them as a number and a string (Google Ads, Microsoft
+/// Ads, Reddit, Snapchat, X, Taboola, Outbrain, Criteo).
 pub fn value_and_currency(e: &NormalizedEvent) -> (Option<serde_json::Number>, Option<String>) {
     let Some(serde_json::Value::Object(cd)) = custom_data_json(e) else {
         return (None, None);
     };
-    let value = match cd.get("value") {
-        Some(serde_json::Value::Number(n)) => Some(n.clone()),
-        Some(serde_json::Value::String(s)) => s
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64),
-        _ => None,
-    };
+    let value = cd.get("value").and_then(value_number);
     let currency = cd
         .get("currency")
-        .and_then(serde_json::Value::as_str)
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
+        .and_then(currency_text)
         .map(str::to_string);
     (value, currency)
+}
+
+/// A `custom_data.value` string's number: finite, written with surrounding blanks or
+/// not.
+fn finite_in(s: &str) -> Option<f64> {
+    s.trim().parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// A `custom_data.value` as a number: a number as given, or a string holding a finite
+/// one.
+pub fn value_number(v: &serde_json::Value) -> Option<serde_json::Number> {
+    match v {
+        serde_json::Value::Number(n) => Some(n.clone()),
+        serde_json::Value::String(s) => finite_in(s).and_then(serde_json::Number::from_f64),
+        _ => None,
+    }
+}
+
+/// A `custom_data.value` as text, for platforms that take the value as a string
+/// (LinkedIn, Pinterest): the same values as [`value_number`] takes, but as written — a
+/// number's JSON text, a string trimmed (so `"7.10"` stays `7.10`, where the number
+/// would be `7.1`).
+pub fn value_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::String(s) => finite_in(s).map(|_| s.trim().to_string()),
+        _ => None,
+    }
+}
+
+/// A `custom_data.currency`: a non-blank string, trimmed.
+pub fn currency_text(v: &serde_json::Value) -> Option<&str> {
+    v.as_str().map(str::trim).filter(|c| !c.is_empty())
 }
 
 /// A clear field's value when present and non-empty.

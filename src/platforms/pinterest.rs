@@ -53,8 +53,8 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, UserSrc, Verdict,
-    batch_body, classify_status_all, custom_data_json, json_post_bytes, with_endpoint,
-    write_user_fields,
+    batch_body, classify_status_all, clear_value, currency_text, custom_data_json, json_post_bytes,
+    value_text, with_endpoint, write_user_fields,
 };
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
@@ -112,13 +112,6 @@ const USER_FIELDS: [(&str, UserSrc); 14] = [
     ("zp", UserSrc::HashedArray(Variant::Zip)),
 ];
 
-fn clear(e: &NormalizedEvent, f: ClearField) -> Option<&str> {
-    e.clear
-        .iter()
-        .find(|(k, v)| *k == f && !v.is_empty())
-        .map(|(_, v)| v.as_str())
-}
-
 /// The Pinterest event name: the `event_map` as given, else the default map, else
 /// `custom`.
 pub fn event_name<'a>(dest: &'a Destination, name: &str) -> &'a str {
@@ -146,22 +139,11 @@ fn write_event(out: &mut Vec<u8>, dest: &Destination, e: &NormalizedEvent) {
     let mut o = JsonObject::begin(out);
     o.str("action_source", action_source(e.action_source.as_deref()));
     if let Some(Value::Object(cd)) = custom_data_json(e) {
-        let currency = cd
-            .get("currency")
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|c| !c.is_empty());
+        // Not `value_and_currency`: that would read `custom_data` a second time (for
+        // `order_id`), and Pinterest takes the value as a string, as written.
+        let currency = cd.get("currency").and_then(currency_text);
         let order = cd.get("order_id").and_then(Value::as_str);
-        let value = match cd.get("value") {
-            Some(Value::Number(n)) => Some(n.to_string()),
-            Some(Value::String(s)) => s
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite())
-                .map(|_| s.trim().to_string()),
-            _ => None,
-        };
+        let value = cd.get("value").and_then(value_text);
         if currency.is_some() || order.is_some() || value.is_some() {
             let mut c = JsonObject::begin(o.key("custom_data"));
             if let Some(cur) = currency {
@@ -223,8 +205,8 @@ impl Adapter for Pinterest {
             )));
         }
         let ok = e.hash_of(Variant::Email).is_some()
-            || (clear(e, ClearField::ClientIpAddress).is_some()
-                && clear(e, ClearField::ClientUserAgent).is_some());
+            || (clear_value(e, ClearField::ClientIpAddress).is_some()
+                && clear_value(e, ClearField::ClientUserAgent).is_some());
         if ok {
             Ok(())
         } else {

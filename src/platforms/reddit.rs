@@ -49,8 +49,8 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
-    batch_body, classify_status_all, custom_data_json, event_name_for, json_post_bytes,
-    with_endpoint, write_json, write_json_hex,
+    batch_body, classify_status_all, clear_value, event_name_for, json_post_bytes,
+    value_and_currency, with_endpoint, write_json, write_json_hex,
 };
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
@@ -79,13 +79,6 @@ pub const TRACKING_TYPES: [&str; 8] = [
     "AddToWishlist",
 ];
 
-fn clear(e: &NormalizedEvent, f: ClearField) -> Option<&str> {
-    e.clear
-        .iter()
-        .find(|(k, v)| *k == f && !v.is_empty())
-        .map(|(_, v)| v.as_str())
-}
-
 /// ISO-8601 UTC, to the second.
 fn iso_seconds(secs: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs)
@@ -100,29 +93,18 @@ fn iso_seconds(secs: i64) -> String {
 /// Appends one event (keys sorted).
 fn write_event(out: &mut Vec<u8>, dest: &Destination, e: &NormalizedEvent) {
     let mut o = JsonObject::begin(out);
-    if let Some(c) = clear(e, ClearField::RdtCid) {
+    if let Some(c) = clear_value(e, ClearField::RdtCid) {
         o.str("click_id", c);
     }
     o.str("event_at", &iso_seconds(e.event_time));
     let mut meta = JsonObject::begin(o.key("event_metadata"));
     meta.str("conversion_id", &e.event_id);
-    if let Some(Value::Object(cd)) = custom_data_json(e) {
-        if let Some(c) = cd.get("currency").and_then(Value::as_str)
-            && !c.trim().is_empty()
-        {
-            meta.str("currency", c.trim());
-        }
-        match cd.get("value") {
-            Some(Value::Number(n)) => write_json(meta.key("value_decimal"), n),
-            Some(Value::String(s)) => {
-                if let Ok(v) = s.trim().parse::<f64>()
-                    && v.is_finite()
-                {
-                    write_json(meta.key("value_decimal"), &v);
-                }
-            }
-            _ => {}
-        }
+    let (value, currency) = value_and_currency(e);
+    if let Some(c) = &currency {
+        meta.str("currency", c);
+    }
+    if let Some(v) = &value {
+        write_json(meta.key("value_decimal"), v);
     }
     meta.end();
     let name = event_name_for(dest, &DEFAULT_EVENT_MAP, &e.event_name);
@@ -147,13 +129,13 @@ fn write_event(out: &mut Vec<u8>, dest: &Destination, e: &NormalizedEvent) {
     if let Some(h) = e.hash_of(Variant::ExternalId) {
         write_json_hex(user.key("external_id"), h);
     }
-    if let Some(ip) = clear(e, ClearField::ClientIpAddress) {
+    if let Some(ip) = clear_value(e, ClearField::ClientIpAddress) {
         user.str("ip_address", ip);
     }
     if let Some(h) = e.hash_of(Variant::PhoneE164) {
         write_json_hex(user.key("phone_number"), h);
     }
-    if let Some(ua) = clear(e, ClearField::ClientUserAgent) {
+    if let Some(ua) = clear_value(e, ClearField::ClientUserAgent) {
         user.str("user_agent", ua);
     }
     user.end();
@@ -192,9 +174,9 @@ impl Adapter for Reddit {
         ]
         .iter()
         .any(|v| e.hash_of(*v).is_some())
-            || clear(e, ClearField::RdtCid).is_some()
-            || (clear(e, ClearField::ClientIpAddress).is_some()
-                && clear(e, ClearField::ClientUserAgent).is_some());
+            || clear_value(e, ClearField::RdtCid).is_some()
+            || (clear_value(e, ClearField::ClientIpAddress).is_some()
+                && clear_value(e, ClearField::ClientUserAgent).is_some());
         if ok {
             Ok(())
         } else {

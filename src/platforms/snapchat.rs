@@ -47,8 +47,8 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, UserSrc, Verdict,
-    batch_body, classify_status_all, custom_data_json, event_name_for, json_post_bytes,
-    with_endpoint, write_json, write_user_fields,
+    batch_body, classify_status_all, clear_value, event_name_for, json_post_bytes,
+    value_and_currency, with_endpoint, write_json, write_user_fields,
 };
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
@@ -127,13 +127,6 @@ const USER_FIELDS: [(&str, UserSrc); 6] = [
 /// Unknown 2xx `status`es already logged (each once per process).
 static SEEN_STATUSES: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
-fn clear(e: &NormalizedEvent, f: ClearField) -> Option<&str> {
-    e.clear
-        .iter()
-        .find(|(k, v)| *k == f && !v.is_empty())
-        .map(|(_, v)| v.as_str())
-}
-
 /// Snap's `action_source` for the event's.
 pub fn action_source(src: Option<&str>) -> &'static str {
     match src.map(str::trim) {
@@ -147,33 +140,16 @@ pub fn action_source(src: Option<&str>) -> &'static str {
 fn write_event(out: &mut Vec<u8>, dest: &Destination, e: &NormalizedEvent) {
     let mut o = JsonObject::begin(out);
     o.str("action_source", action_source(e.action_source.as_deref()));
-    if let Some(Value::Object(cd)) = custom_data_json(e) {
-        let currency = cd
-            .get("currency")
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|c| !c.is_empty());
-        let value = match cd.get("value") {
-            Some(Value::Number(n)) => Some(Value::Number(n.clone())),
-            Some(Value::String(s)) => s
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite())
-                .and_then(serde_json::Number::from_f64)
-                .map(Value::Number),
-            _ => None,
-        };
-        if currency.is_some() || value.is_some() {
-            let mut c = JsonObject::begin(o.key("custom_data"));
-            if let Some(cur) = currency {
-                c.str("currency", cur);
-            }
-            if let Some(v) = &value {
-                write_json(c.key("value"), v);
-            }
-            c.end();
+    let (value, currency) = value_and_currency(e);
+    if currency.is_some() || value.is_some() {
+        let mut c = JsonObject::begin(o.key("custom_data"));
+        if let Some(cur) = &currency {
+            c.str("currency", cur);
         }
+        if let Some(v) = &value {
+            write_json(c.key("value"), v);
+        }
+        c.end();
     }
     o.str("event_id", &e.event_id);
     o.str(
@@ -215,8 +191,8 @@ impl Adapter for Snapchat {
         }
         let ok = e.hash_of(Variant::Email).is_some()
             || e.hash_of(Variant::PhoneDigits).is_some()
-            || (clear(e, ClearField::ClientIpAddress).is_some()
-                && clear(e, ClearField::ClientUserAgent).is_some());
+            || (clear_value(e, ClearField::ClientIpAddress).is_some()
+                && clear_value(e, ClearField::ClientUserAgent).is_some());
         if ok {
             Ok(())
         } else {

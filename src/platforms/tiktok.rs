@@ -30,8 +30,8 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, UserSrc, Verdict,
-    classify_status_all, custom_data_raw, event_name_for, json_post_bytes, retry_after_hint,
-    size_hint, with_endpoint, write_json_str, write_user_fields,
+    classify_status_all, clear_value, custom_data_raw, event_name_for, json_post_bytes,
+    retry_after_hint, size_hint, with_endpoint, write_json_str, write_user_fields,
 };
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, Variant};
@@ -111,7 +111,7 @@ impl Adapter for Tiktok {
             .any(|v| e.hash_of(*v).is_some())
             || CLEAR_FIELDS
                 .iter()
-                .any(|(_, f)| e.clear.iter().any(|(k, v)| k == f && !v.is_empty()));
+                .any(|(_, f)| clear_value(e, *f).is_some());
         if any {
             Ok(())
         } else {

@@ -44,8 +44,8 @@ use serde_json::Value;
 
 use super::{
     Adapter, Class, HttpRequest, HttpResponse, JsonObject, OutEvent, Unsendable, Verdict,
-    batch_body, classify_status_all, custom_data_json, json_post_bytes, retry_after_hint,
-    with_endpoint, write_json, write_json_hex,
+    batch_body, classify_status_all, clear_value, json_post_bytes, retry_after_hint,
+    value_and_currency, with_endpoint, write_json, write_json_hex,
 };
 use crate::config::{Destination, Platform};
 use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
@@ -58,13 +58,6 @@ pub const URL: &str = "https://ads-api.x.com/12/measurement/conversions/";
 
 /// Whether a 2xx without `conversions_processed` was logged (once per process).
 static LOGGED_UNREADABLE: AtomicBool = AtomicBool::new(false);
-
-fn clear(e: &NormalizedEvent, f: ClearField) -> Option<&str> {
-    e.clear
-        .iter()
-        .find(|(k, v)| *k == f && !v.is_empty())
-        .map(|(_, v)| v.as_str())
-}
 
 /// ISO-8601 UTC with milliseconds (`2026-11-02T11:59:00.000Z`).
 fn iso_millis(secs: i64) -> String {
@@ -92,7 +85,7 @@ fn write_conversion(out: &mut Vec<u8>, x_event: &str, e: &NormalizedEvent) {
         }
         n += 1;
     };
-    if let Some(c) = clear(e, ClearField::Twclid) {
+    if let Some(c) = clear_value(e, ClearField::Twclid) {
         sep(ids);
         let mut id = JsonObject::begin(ids);
         id.str("twclid", c);
@@ -110,8 +103,8 @@ fn write_conversion(out: &mut Vec<u8>, x_event: &str, e: &NormalizedEvent) {
         write_json_hex(id.key("hashed_phone_number"), h);
         id.end();
     }
-    let ip = clear(e, ClearField::ClientIpAddress);
-    let ua = clear(e, ClearField::ClientUserAgent);
+    let ip = clear_value(e, ClearField::ClientIpAddress);
+    let ua = clear_value(e, ClearField::ClientUserAgent);
     if ip.is_some() || ua.is_some() {
         sep(ids);
         let mut id = JsonObject::begin(ids);
@@ -124,26 +117,12 @@ fn write_conversion(out: &mut Vec<u8>, x_event: &str, e: &NormalizedEvent) {
         id.end();
     }
     ids.push(b']');
-    if let Some(Value::Object(cd)) = custom_data_json(e) {
-        if let Some(c) = cd
-            .get("currency")
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-        {
-            o.str("price_currency", c);
-        }
-        match cd.get("value") {
-            Some(Value::Number(n)) => write_json(o.key("value"), n),
-            Some(Value::String(s)) => {
-                if let Ok(v) = s.trim().parse::<f64>()
-                    && v.is_finite()
-                {
-                    write_json(o.key("value"), &v);
-                }
-            }
-            _ => {}
-        }
+    let (value, currency) = value_and_currency(e);
+    if let Some(c) = &currency {
+        o.str("price_currency", c);
+    }
+    if let Some(v) = &value {
+        write_json(o.key("value"), v);
     }
     o.end();
 }
@@ -179,7 +158,7 @@ impl Adapter for X {
 
     fn check(&self, _dest: &Destination, ev: &OutEvent<'_>) -> Result<(), Unsendable> {
         let e = ev.event;
-        if clear(e, ClearField::Twclid).is_some()
+        if clear_value(e, ClearField::Twclid).is_some()
             || e.hash_of(Variant::Email).is_some()
             || e.hash_of(Variant::PhoneE164).is_some()
         {

@@ -17,7 +17,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Fault, Reply, Req, Shared};
+use super::{Fault, Ids, PlatformSim, Reply, Req, Shared};
 
 pub const PATH: &str = "/m/event";
 
@@ -28,22 +28,6 @@ fn answer(status: u16, errors: &[&str], warnings: &[&str]) -> Reply {
     Reply::json(status, &json!({"errors": errors, "warnings": warnings}))
 }
 
-pub(super) fn fault(f: &Fault, now_ms: i64, _seq: u64) -> Reply {
-    match f {
-        Fault::Throttle { retry_after } => {
-            Reply::plain(429, "Too Many Requests").retry_after(*retry_after, now_ms)
-        }
-        Fault::Auth => Reply::plain(401, "Unauthorized"),
-        Fault::Transient => Reply::plain(503, "Service Unavailable"),
-        Fault::Invalid => answer(200, &["UserIdentifierMissing"], &[]),
-        Fault::Code { status, code } => Reply::json(
-            *status,
-            &json!({"errors": [format!("Error{code}")], "warnings": []}),
-        ),
-        _ => Reply::plain(500, "unexpected fault"),
-    }
-}
-
 fn non_empty(v: Option<&Value>) -> bool {
     match v {
         Some(Value::String(s)) => !s.is_empty(),
@@ -52,51 +36,78 @@ fn non_empty(v: Option<&Value>) -> bool {
     }
 }
 
-pub(super) fn handle(s: &Shared, r: &Req) -> Reply {
-    if r.path != PATH || r.method != "POST" {
-        return Reply::plain(404, "Not Found");
+pub(super) struct Criteo;
+
+impl PlatformSim for Criteo {
+    fn ids(&self) -> Ids {
+        Ids::Each {
+            list: "events",
+            id: &["id"],
+        }
     }
-    if r.query_param("version").as_deref() != Some("s2s_v0") {
-        return Reply::plain(400, "version=s2s_v0 is required");
+
+    fn fault(&self, f: &Fault, now_ms: i64, _seq: u64, _body: &Value) -> Reply {
+        match f {
+            Fault::Throttle { retry_after } => {
+                Reply::plain(429, "Too Many Requests").retry_after(*retry_after, now_ms)
+            }
+            Fault::Auth => Reply::plain(401, "Unauthorized"),
+            Fault::Transient => Reply::plain(503, "Service Unavailable"),
+            Fault::Invalid => answer(200, &["UserIdentifierMissing"], &[]),
+            Fault::Code { status, code } => Reply::json(
+                *status,
+                &json!({"errors": [format!("Error{code}")], "warnings": []}),
+            ),
+            _ => Reply::plain(500, "unexpected fault"),
+        }
     }
-    let account = r.body.get("account").and_then(Value::as_str).unwrap_or("");
-    if let Err(wait_ms) = s.admit(account, 1, r.now_ms) {
-        let secs = (wait_ms + 999) / 1000;
-        return Reply::plain(429, "Too Many Requests").header("retry-after", secs.to_string());
-    }
-    let mut errors = Vec::new();
-    let mut warnings = Vec::new();
-    if account.is_empty() {
-        errors.push("AccountMissing");
-    }
-    let id = r.body.get("id");
-    let field = |k: &str| id.and_then(|i| i.get(k));
-    let identified = non_empty(field("email"))
-        || (non_empty(field("mapping_key")) && non_empty(field("mapped_user_id")))
-        || non_empty(field("idfa"))
-        || non_empty(field("gaid"));
-    if !identified {
-        errors.push("UserIdentifierMissing");
-    }
-    match r.body.get("events").and_then(Value::as_array) {
-        Some(evs) if !evs.is_empty() => {
-            for e in evs {
-                match e.get("event").and_then(Value::as_str) {
-                    None | Some("") if !errors.contains(&"EventsMissing") => {
-                        errors.push("EventsMissing")
+
+    fn handle(&self, s: &Shared, r: &Req) -> Reply {
+        if r.path != PATH || r.method != "POST" {
+            return Reply::plain(404, "Not Found");
+        }
+        if r.query_param("version").as_deref() != Some("s2s_v0") {
+            return Reply::plain(400, "version=s2s_v0 is required");
+        }
+        let account = r.body.get("account").and_then(Value::as_str).unwrap_or("");
+        if let Err(wait_ms) = s.admit(account, 1, r.now_ms) {
+            let secs = (wait_ms + 999) / 1000;
+            return Reply::plain(429, "Too Many Requests").header("retry-after", secs.to_string());
+        }
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        if account.is_empty() {
+            errors.push("AccountMissing");
+        }
+        let id = r.body.get("id");
+        let field = |k: &str| id.and_then(|i| i.get(k));
+        let identified = non_empty(field("email"))
+            || (non_empty(field("mapping_key")) && non_empty(field("mapped_user_id")))
+            || non_empty(field("idfa"))
+            || non_empty(field("gaid"));
+        if !identified {
+            errors.push("UserIdentifierMissing");
+        }
+        match r.body.get("events").and_then(Value::as_array) {
+            Some(evs) if !evs.is_empty() => {
+                for e in evs {
+                    match e.get("event").and_then(Value::as_str) {
+                        None | Some("") if !errors.contains(&"EventsMissing") => {
+                            errors.push("EventsMissing")
+                        }
+                        None | Some("") => {}
+                        Some(name) if !EVENTS.contains(&name) => warnings.push("UnknownEvent"),
+                        _ => {}
                     }
-                    None | Some("") => {}
-                    Some(name) if !EVENTS.contains(&name) => warnings.push("UnknownEvent"),
-                    _ => {}
                 }
             }
+            _ => errors.push("EventsMissing"),
         }
-        _ => errors.push("EventsMissing"),
-    }
-    let reply = answer(200, &errors, &warnings);
-    if errors.is_empty() {
-        reply.accepted()
-    } else {
-        reply
+        let reply = answer(200, &errors, &warnings);
+        if errors.is_empty() {
+            reply.accepted()
+        } else {
+            reply
+        }
     }
 }

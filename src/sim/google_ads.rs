@@ -38,17 +38,12 @@
 use serde_json::{Value, json};
 
 use super::oauth::{Refused, bearer, check_access};
-use super::{Fault, Reply, Req, RetryAfter, Shared};
+use super::{Fault, Ids, PlatformSim, Reply, Req, RetryAfter, Shared};
 
 /// Events older than this are `EXPIRED_EVENT`.
 pub const MAX_AGE_MS: i64 = 90 * 86_400_000;
 pub const MAX_CONVERSIONS: usize = 2000;
 const FAILURE_TYPE: &str = "type.googleapis.com/google.ads.googleads.v22.errors.GoogleAdsFailure";
-
-/// Whether `path` is this simulator's token endpoint.
-pub fn is_token_path(path: &str) -> bool {
-    path == "/token"
-}
 
 fn status_name(status: u16) -> &'static str {
     match status {
@@ -110,38 +105,6 @@ fn throttled(retry_delay_s: Option<i64>) -> Reply {
         "Too many requests. Retry in the given delay.",
         extra,
     )
-}
-
-pub(super) fn fault(f: &Fault, _now_ms: i64, _seq: u64) -> Reply {
-    match f {
-        Fault::Throttle { retry_after } => throttled(match retry_after {
-            Some(RetryAfter::Seconds(s)) => Some(*s as i64),
-            Some(RetryAfter::HttpDate { in_secs }) => Some(*in_secs),
-            None => None,
-        }),
-        Fault::Auth => auth("OAUTH_TOKEN_INVALID"),
-        Fault::Transient => Reply::json(
-            503,
-            &json!({"error": {"code": 503, "message": "The service is currently unavailable.", "status": "UNAVAILABLE"}}),
-        ),
-        Fault::Invalid => failure(
-            400,
-            400,
-            "requestError",
-            "INVALID_INPUT",
-            "The input is invalid.",
-            json!({}),
-        ),
-        Fault::Code { status, code } => failure(
-            *status,
-            *code,
-            "internalError",
-            "INTERNAL_ERROR",
-            "Simulated error",
-            json!({}),
-        ),
-        _ => Reply::plain(500, "unexpected fault"),
-    }
 }
 
 fn is_hex64(v: &Value) -> bool {
@@ -272,108 +235,156 @@ fn judge(c: &Value, cid: &str, now_ms: i64) -> Result<Value, RowError> {
     Ok(Value::Object(res))
 }
 
-pub(super) fn handle(s: &Shared, r: &Req) -> Reply {
-    if is_token_path(r.path) {
-        return super::oauth::token(s, r, false);
-    }
-    let cid = r
-        .path
-        .strip_prefix('/')
-        .and_then(|p| p.split_once("/customers/"))
-        .filter(|(v, _)| v.starts_with('v') && v[1..].bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|(_, rest)| rest.strip_suffix(":uploadClickConversions"))
-        .filter(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()));
-    let Some(cid) = cid.filter(|_| r.method == "POST") else {
-        return Reply::json(
-            404,
-            &json!({"error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND"}}),
-        );
-    };
-    match check_access(s, bearer(r), r.now_ms) {
-        Ok(()) => {}
-        Err(Refused::Missing) => return auth("OAUTH_TOKEN_HEADER_INVALID"),
-        Err(Refused::Expired) => return auth("OAUTH_TOKEN_EXPIRED"),
-        Err(Refused::Invalid) => return auth("OAUTH_TOKEN_INVALID"),
-    }
-    if r.header("developer-token")
-        .is_none_or(|t| t.trim().is_empty())
-    {
-        return auth("DEVELOPER_TOKEN_PARAMETER_MISSING");
-    }
-    if r.body.get("partialFailure") != Some(&Value::Bool(true)) {
-        return failure(
-            400,
-            400,
-            "fieldError",
-            "REQUIRED",
-            "Partial failure mode is required for this operation.",
-            json!({}),
-        );
-    }
-    let Some(convs) = r
-        .body
-        .get("conversions")
-        .and_then(Value::as_array)
-        .filter(|a| !a.is_empty())
-    else {
-        return failure(
-            400,
-            400,
-            "collectionSizeError",
-            "TOO_FEW",
-            "Too few conversions.",
-            json!({}),
-        );
-    };
-    if convs.len() > MAX_CONVERSIONS {
-        return failure(
-            400,
-            400,
-            "conversionUploadError",
-            "TOO_MANY_CONVERSIONS_IN_REQUEST",
-            "The request contained more than 2,000 conversions.",
-            json!({}),
-        );
-    }
-    if let Err(wait_ms) = s.admit(cid, convs.len() as u64, r.now_ms) {
-        return throttled(Some((wait_ms + 999) / 1000));
-    }
-    let mut results = Vec::with_capacity(convs.len());
-    let mut errors = Vec::new();
-    for (i, c) in convs.iter().enumerate() {
-        match judge(c, cid, r.now_ms) {
-            Ok(res) => results.push(res),
-            Err((kind, value, message, field)) => {
-                results.push(json!({}));
-                errors.push(json!({
-                    "errorCode": {kind: value},
-                    "message": message,
-                    "location": {"fieldPathElements": [
-                        {"fieldName": "conversions", "index": i},
-                        {"fieldName": field},
-                    ]},
-                }));
-            }
+pub(super) struct GoogleAds;
+
+impl PlatformSim for GoogleAds {
+    fn ids(&self) -> Ids {
+        Ids::Each {
+            list: "conversions",
+            id: &["orderId"],
         }
     }
-    let taken = errors.len() < convs.len();
-    let job = r.seq as i64;
-    let reply = if errors.is_empty() {
-        Reply::json(200, &json!({"results": results, "jobId": job}))
-    } else {
-        let message = errors
-            .iter()
-            .filter_map(|e| e.get("message").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join(", ");
-        Reply::json(
-            200,
-            &json!({"results": results, "jobId": job, "partialFailureError": {
-                "code": 3,
-                "message": message,
-                "details": [{"@type": FAILURE_TYPE, "errors": errors, "requestId": format!("sim-{}", r.seq)}],
-            }}),
-        )
-    };
-    if taken { reply.accepted() } else { reply }
+
+    /// Whether `path` is this simulator's token endpoint.
+    fn is_token_path(&self, path: &str) -> bool {
+        path == "/token"
+    }
+
+    fn fault(&self, f: &Fault, _now_ms: i64, _seq: u64, _body: &Value) -> Reply {
+        match f {
+            Fault::Throttle { retry_after } => throttled(match retry_after {
+                Some(RetryAfter::Seconds(s)) => Some(*s as i64),
+                Some(RetryAfter::HttpDate { in_secs }) => Some(*in_secs),
+                None => None,
+            }),
+            Fault::Auth => auth("OAUTH_TOKEN_INVALID"),
+            Fault::Transient => Reply::json(
+                503,
+                &json!({"error": {"code": 503, "message": "The service is currently unavailable.", "status": "UNAVAILABLE"}}),
+            ),
+            Fault::Invalid => failure(
+                400,
+                400,
+                "requestError",
+                "INVALID_INPUT",
+                "The input is invalid.",
+                json!({}),
+            ),
+            Fault::Code { status, code } => failure(
+                *status,
+                *code,
+                "internalError",
+                "INTERNAL_ERROR",
+                "Simulated error",
+                json!({}),
+            ),
+            _ => Reply::plain(500, "unexpected fault"),
+        }
+    }
+
+    fn handle(&self, s: &Shared, r: &Req) -> Reply {
+        if self.is_token_path(r.path) {
+            return super::oauth::token(s, r, false);
+        }
+        let cid = r
+            .path
+            .strip_prefix('/')
+            .and_then(|p| p.split_once("/customers/"))
+            .filter(|(v, _)| v.starts_with('v') && v[1..].bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|(_, rest)| rest.strip_suffix(":uploadClickConversions"))
+            .filter(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()));
+        let Some(cid) = cid.filter(|_| r.method == "POST") else {
+            return Reply::json(
+                404,
+                &json!({"error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND"}}),
+            );
+        };
+        match check_access(s, bearer(r), r.now_ms) {
+            Ok(()) => {}
+            Err(Refused::Missing) => return auth("OAUTH_TOKEN_HEADER_INVALID"),
+            Err(Refused::Expired) => return auth("OAUTH_TOKEN_EXPIRED"),
+            Err(Refused::Invalid) => return auth("OAUTH_TOKEN_INVALID"),
+        }
+        if r.header("developer-token")
+            .is_none_or(|t| t.trim().is_empty())
+        {
+            return auth("DEVELOPER_TOKEN_PARAMETER_MISSING");
+        }
+        if r.body.get("partialFailure") != Some(&Value::Bool(true)) {
+            return failure(
+                400,
+                400,
+                "fieldError",
+                "REQUIRED",
+                "Partial failure mode is required for this operation.",
+                json!({}),
+            );
+        }
+        let Some(convs) = r
+            .body
+            .get("conversions")
+            .and_then(Value::as_array)
+            .filter(|a| !a.is_empty())
+        else {
+            return failure(
+                400,
+                400,
+                "collectionSizeError",
+                "TOO_FEW",
+                "Too few conversions.",
+                json!({}),
+            );
+        };
+        if convs.len() > MAX_CONVERSIONS {
+            return failure(
+                400,
+                400,
+                "conversionUploadError",
+                "TOO_MANY_CONVERSIONS_IN_REQUEST",
+                "The request contained more than 2,000 conversions.",
+                json!({}),
+            );
+        }
+        if let Err(wait_ms) = s.admit(cid, convs.len() as u64, r.now_ms) {
+            return throttled(Some((wait_ms + 999) / 1000));
+        }
+        let mut results = Vec::with_capacity(convs.len());
+        let mut errors = Vec::new();
+        for (i, c) in convs.iter().enumerate() {
+            match judge(c, cid, r.now_ms) {
+                Ok(res) => results.push(res),
+                Err((kind, value, message, field)) => {
+                    results.push(json!({}));
+                    errors.push(json!({
+                        "errorCode": {kind: value},
+                        "message": message,
+                        "location": {"fieldPathElements": [
+                            {"fieldName": "conversions", "index": i},
+                            {"fieldName": field},
+                        ]},
+                    }));
+                }
+            }
+        }
+        let taken = errors.len() < convs.len();
+        let job = r.seq as i64;
+        let reply = if errors.is_empty() {
+            Reply::json(200, &json!({"results": results, "jobId": job}))
+        } else {
+            let message = errors
+                .iter()
+                .filter_map(|e| e.get("message").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(", ");
+            Reply::json(
+                200,
+                &json!({"results": results, "jobId": job, "partialFailureError": {
+                    "code": 3,
+                    "message": message,
+                    "details": [{"@type": FAILURE_TYPE, "errors": errors, "requestId": format!("sim-{}", r.seq)}],
+                }}),
+            )
+        };
+        if taken { reply.accepted() } else { reply }
+    }
 }

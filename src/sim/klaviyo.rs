@@ -17,7 +17,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Fault, Reply, Req, Shared};
+use super::{Fault, Ids, PlatformSim, RateLimit, Reply, Req, Shared};
 
 fn errors(status: u16, code: &str, title: &str, detail: &str, seq: u64) -> Reply {
     Reply::json(
@@ -31,42 +31,6 @@ fn errors(status: u16, code: &str, title: &str, detail: &str, seq: u64) -> Reply
             "source": {"pointer": "/data/"},
         }]}),
     )
-}
-
-pub(super) fn fault(f: &Fault, now_ms: i64, seq: u64) -> Reply {
-    match f {
-        Fault::Throttle { retry_after } => errors(
-            429,
-            "throttled",
-            "Request was throttled.",
-            "Request was throttled.",
-            seq,
-        )
-        .retry_after(*retry_after, now_ms),
-        Fault::Auth => errors(
-            401,
-            "not_authenticated",
-            "Authentication credentials were not provided.",
-            "Missing or invalid private key.",
-            seq,
-        ),
-        Fault::Transient => errors(
-            503,
-            "service_unavailable",
-            "Service unavailable",
-            "Please try again later.",
-            seq,
-        ),
-        Fault::Invalid => errors(400, "invalid", "Invalid input.", "Simulated invalid.", seq),
-        Fault::Code { status, code } => errors(
-            *status,
-            &code.to_string(),
-            "Simulated error",
-            "Simulated error",
-            seq,
-        ),
-        _ => Reply::plain(500, "unexpected fault"),
-    }
 }
 
 fn invalid(body: &Value) -> Option<&'static str> {
@@ -112,70 +76,121 @@ fn invalid(body: &Value) -> Option<&'static str> {
     None
 }
 
-pub(super) fn handle(s: &Shared, r: &Req) -> Reply {
-    if r.method != "POST" || !(r.path == "/api/events" || r.path == "/api/events/") {
-        return errors(404, "not_found", "Not found.", "Not found.", r.seq);
+pub(super) struct Klaviyo;
+
+impl PlatformSim for Klaviyo {
+    fn ids(&self) -> Ids {
+        Ids::One(&["data", "attributes", "unique_id"])
     }
-    let key = r
-        .header("authorization")
-        .and_then(|a| a.strip_prefix("Klaviyo-API-Key "))
-        .unwrap_or("")
-        .trim();
-    if key.is_empty() {
-        return errors(
-            401,
-            "not_authenticated",
-            "Authentication credentials were not provided.",
-            "Missing or invalid private key.",
-            r.seq,
-        );
+
+    fn limits(&self) -> Vec<RateLimit> {
+        vec![
+            RateLimit::fixed(350, 1_000),
+            RateLimit::fixed(3_500, 60_000),
+        ]
     }
-    if s.credential.as_deref().is_some_and(|c| c != key) {
-        return errors(
-            401,
-            "authentication_failed",
-            "Incorrect authentication credentials.",
-            "The private key is invalid.",
-            r.seq,
-        );
+
+    fn fault(&self, f: &Fault, now_ms: i64, seq: u64, _body: &Value) -> Reply {
+        match f {
+            Fault::Throttle { retry_after } => errors(
+                429,
+                "throttled",
+                "Request was throttled.",
+                "Request was throttled.",
+                seq,
+            )
+            .retry_after(*retry_after, now_ms),
+            Fault::Auth => errors(
+                401,
+                "not_authenticated",
+                "Authentication credentials were not provided.",
+                "Missing or invalid private key.",
+                seq,
+            ),
+            Fault::Transient => errors(
+                503,
+                "service_unavailable",
+                "Service unavailable",
+                "Please try again later.",
+                seq,
+            ),
+            Fault::Invalid => errors(400, "invalid", "Invalid input.", "Simulated invalid.", seq),
+            Fault::Code { status, code } => errors(
+                *status,
+                &code.to_string(),
+                "Simulated error",
+                "Simulated error",
+                seq,
+            ),
+            _ => Reply::plain(500, "unexpected fault"),
+        }
     }
-    if let Err(wait_ms) = s.admit(key, 1, r.now_ms) {
-        let secs = (wait_ms + 999) / 1000;
-        return errors(
-            429,
-            "throttled",
-            "Request was throttled.",
-            &format!("Request was throttled. Expected available in {secs} second(s)."),
-            r.seq,
-        )
-        .header("retry-after", secs.to_string());
-    }
-    if r.header("revision").is_none_or(str::is_empty) {
-        return errors(
-            400,
-            "invalid",
-            "Invalid input.",
-            "Missing `revision` header.",
-            r.seq,
-        );
-    }
-    let msg = if r.body.is_null() {
-        Some("body is not JSON")
-    } else {
-        invalid(r.body).or_else(|| {
-            r.body
-                .pointer("/data/attributes")
-                .is_none()
-                .then_some("data.attributes is required")
-        })
-    };
-    if let Some(msg) = msg {
-        return errors(400, "invalid", "Invalid input.", msg, r.seq);
-    }
-    Reply {
-        status: 202,
-        headers: vec![],
-        body: vec![],
-        accepted: true,
+
+    fn handle(&self, s: &Shared, r: &Req) -> Reply {
+        if r.method != "POST" || !(r.path == "/api/events" || r.path == "/api/events/") {
+            return errors(404, "not_found", "Not found.", "Not found.", r.seq);
+        }
+        let key = r
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Klaviyo-API-Key "))
+            .unwrap_or("")
+            .trim();
+        if key.is_empty() {
+            return errors(
+                401,
+                "not_authenticated",
+                "Authentication credentials were not provided.",
+                "Missing or invalid private key.",
+                r.seq,
+            );
+        }
+        if s.credential.as_deref().is_some_and(|c| c != key) {
+            return errors(
+                401,
+                "authentication_failed",
+                "Incorrect authentication credentials.",
+                "The private key is invalid.",
+                r.seq,
+            );
+        }
+        if let Err(wait_ms) = s.admit(key, 1, r.now_ms) {
+            let secs = (wait_ms + 999) / 1000;
+            return errors(
+                429,
+                "throttled",
+                "Request was throttled.",
+                &format!("Request was throttled. Expected available in {secs} second(s)."),
+                r.seq,
+            )
+            .header("retry-after", secs.to_string());
+        }
+        if r.header("revision").is_none_or(str::is_empty) {
+            return errors(
+                400,
+                "invalid",
+                "Invalid input.",
+                "Missing `revision` header.",
+                r.seq,
+            );
+        }
+        let msg = if r.body.is_null() {
+            Some("body is not JSON")
+        } else {
+            invalid(r.body).or_else(|| {
+                r.body
+                    .pointer("/data/attributes")
+                    .is_none()
+                    .then_some("data.attributes is required")
+            })
+        };
+        if let Some(msg) = msg {
+            return errors(400, "invalid", "Invalid input.", msg, r.seq);
+        }
+        Reply {
+            status: 202,
+            headers: vec![],
+            body: vec![],
+            accepted: true,
+        }
     }
 }

@@ -28,7 +28,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Fault, Reply, Req, Shared};
+use super::{Fault, Ids, PlatformSim, Reply, Req, Shared};
 
 pub const PATH: &str = "/rest/conversionEvents";
 
@@ -59,42 +59,6 @@ fn revoked() -> Reply {
         "REVOKED_ACCESS_TOKEN",
         "The token used in the request has been revoked by the user",
     )
-}
-
-pub(super) fn fault(f: &Fault, now_ms: i64, _seq: u64) -> Reply {
-    match f {
-        Fault::Throttle { retry_after } => error(
-            429,
-            0,
-            "TOO_MANY_REQUESTS",
-            "Resource level throttle APPLICATION DAY limit for calls to this resource is reached.",
-        )
-        .retry_after(*retry_after, now_ms),
-        Fault::Auth => revoked(),
-        Fault::Transient => error(503, 0, "SERVICE_UNAVAILABLE", "Service Unavailable"),
-        Fault::Invalid => error(
-            400,
-            100,
-            "ILLEGAL_ARGUMENT",
-            "Invalid request: the body could not be read",
-        ),
-        Fault::Code { status, code } => match status {
-            422 => error(
-                422,
-                *code,
-                "UNPROCESSABLE_ENTITY",
-                "Index: 0, ERROR :: /conversion :: simulated error\n",
-            ),
-            426 => error(
-                426,
-                *code,
-                "NONEXISTENT_VERSION",
-                "Requested version is not active",
-            ),
-            s => error(*s, *code, "SIMULATED", "Simulated error"),
-        },
-        _ => Reply::plain(500, "unexpected fault"),
-    }
 }
 
 fn is_hex64(s: &str) -> bool {
@@ -156,84 +120,131 @@ fn invalid(e: &Value, now_ms: i64) -> Option<(&'static str, &'static str)> {
     None
 }
 
-pub(super) fn handle(s: &Shared, r: &Req) -> Reply {
-    if r.path != PATH || r.method != "POST" {
-        return error(404, 0, "NOT_FOUND", "Not Found");
+pub(super) struct Linkedin;
+
+impl PlatformSim for Linkedin {
+    fn ids(&self) -> Ids {
+        Ids::Each {
+            list: "elements",
+            id: &["eventId"],
+        }
     }
-    let token = r
-        .header("authorization")
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .unwrap_or("")
-        .trim();
-    if token.is_empty() {
-        return error(401, 65600, "INVALID_ACCESS_TOKEN", "Invalid access token");
-    }
-    if s.credential.as_deref().is_some_and(|c| c != token) {
-        return revoked();
-    }
-    let version = r.header("linkedin-version").unwrap_or("").trim();
-    let Some(v) = version.parse::<u32>().ok().filter(|_| version.len() == 6) else {
-        return error(
+
+    fn fault(&self, f: &Fault, now_ms: i64, _seq: u64, _body: &Value) -> Reply {
+        match f {
+        Fault::Throttle { retry_after } => error(
+            429,
+            0,
+            "TOO_MANY_REQUESTS",
+            "Resource level throttle APPLICATION DAY limit for calls to this resource is reached.",
+        )
+        .retry_after(*retry_after, now_ms),
+        Fault::Auth => revoked(),
+        Fault::Transient => error(503, 0, "SERVICE_UNAVAILABLE", "Service Unavailable"),
+        Fault::Invalid => error(
             400,
-            0,
-            "VERSION_MISSING",
-            "A version must be present. Please specify a version by adding the LinkedIn-Version header.",
-        );
-    };
-    if v < OLDEST_VERSION {
-        return error(
-            426,
-            0,
-            "NONEXISTENT_VERSION",
-            &format!("Requested version {version} is not active"),
-        );
-    }
-    if r.header("x-restli-protocol-version") != Some("2.0.0") {
-        return error(
-            400,
-            0,
+            100,
             "ILLEGAL_ARGUMENT",
-            "X-Restli-Protocol-Version must be 2.0.0",
-        );
+            "Invalid request: the body could not be read",
+        ),
+        Fault::Code { status, code } => match status {
+            422 => error(
+                422,
+                *code,
+                "UNPROCESSABLE_ENTITY",
+                "Index: 0, ERROR :: /conversion :: simulated error\n",
+            ),
+            426 => error(
+                426,
+                *code,
+                "NONEXISTENT_VERSION",
+                "Requested version is not active",
+            ),
+            s => error(*s, *code, "SIMULATED", "Simulated error"),
+        },
+        _ => Reply::plain(500, "unexpected fault"),
     }
-    let batch = r
-        .header("x-restli-method")
-        .is_some_and(|m| m.eq_ignore_ascii_case("BATCH_CREATE"));
-    let elements: Vec<Value> = if batch {
-        match r.body.get("elements").and_then(Value::as_array) {
-            Some(a) if !a.is_empty() && a.len() <= 5000 => a.clone(),
-            _ => {
-                return error(
-                    400,
-                    0,
-                    "ILLEGAL_ARGUMENT",
-                    "elements must hold 1 to 5000 elements",
-                );
+    }
+
+    fn handle(&self, s: &Shared, r: &Req) -> Reply {
+        if r.path != PATH || r.method != "POST" {
+            return error(404, 0, "NOT_FOUND", "Not Found");
+        }
+        let token = r
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .unwrap_or("")
+            .trim();
+        if token.is_empty() {
+            return error(401, 65600, "INVALID_ACCESS_TOKEN", "Invalid access token");
+        }
+        if s.credential.as_deref().is_some_and(|c| c != token) {
+            return revoked();
+        }
+        let version = r.header("linkedin-version").unwrap_or("").trim();
+        let Some(v) = version.parse::<u32>().ok().filter(|_| version.len() == 6) else {
+            return error(
+                400,
+                0,
+                "VERSION_MISSING",
+                "A version must be present. Please specify a version by adding the LinkedIn-Version header.",
+            );
+        };
+        if v < OLDEST_VERSION {
+            return error(
+                426,
+                0,
+                "NONEXISTENT_VERSION",
+                &format!("Requested version {version} is not active"),
+            );
+        }
+        if r.header("x-restli-protocol-version") != Some("2.0.0") {
+            return error(
+                400,
+                0,
+                "ILLEGAL_ARGUMENT",
+                "X-Restli-Protocol-Version must be 2.0.0",
+            );
+        }
+        let batch = r
+            .header("x-restli-method")
+            .is_some_and(|m| m.eq_ignore_ascii_case("BATCH_CREATE"));
+        let elements: Vec<Value> = if batch {
+            match r.body.get("elements").and_then(Value::as_array) {
+                Some(a) if !a.is_empty() && a.len() <= 5000 => a.clone(),
+                _ => {
+                    return error(
+                        400,
+                        0,
+                        "ILLEGAL_ARGUMENT",
+                        "elements must hold 1 to 5000 elements",
+                    );
+                }
+            }
+        } else if r.body.is_object() {
+            vec![r.body.clone()]
+        } else {
+            return error(400, 0, "ILLEGAL_ARGUMENT", "body must be a JSON object");
+        };
+        if let Err(wait_ms) = s.admit(token, 1, r.now_ms) {
+            let secs = (wait_ms + 999) / 1000;
+            return error(429, 0, "TOO_MANY_REQUESTS", "Too Many Requests")
+                .header("retry-after", secs.to_string());
+        }
+        let mut msg = String::new();
+        for (i, e) in elements.iter().enumerate() {
+            if let Some((path, text)) = invalid(e, r.now_ms) {
+                msg.push_str(&format!("Index: {i}, ERROR :: {path} :: {text}\n"));
             }
         }
-    } else if r.body.is_object() {
-        vec![r.body.clone()]
-    } else {
-        return error(400, 0, "ILLEGAL_ARGUMENT", "body must be a JSON object");
-    };
-    if let Err(wait_ms) = s.admit(token, 1, r.now_ms) {
-        let secs = (wait_ms + 999) / 1000;
-        return error(429, 0, "TOO_MANY_REQUESTS", "Too Many Requests")
-            .header("retry-after", secs.to_string());
-    }
-    let mut msg = String::new();
-    for (i, e) in elements.iter().enumerate() {
-        if let Some((path, text)) = invalid(e, r.now_ms) {
-            msg.push_str(&format!("Index: {i}, ERROR :: {path} :: {text}\n"));
+        if !msg.is_empty() {
+            return error(422, 0, "UNPROCESSABLE_ENTITY", &msg);
         }
-    }
-    if !msg.is_empty() {
-        return error(422, 0, "UNPROCESSABLE_ENTITY", &msg);
-    }
-    if batch {
-        let statuses: Vec<Value> = elements.iter().map(|_| json!({"status": 201})).collect();
-        Reply::json(200, &json!({ "elements": statuses })).accepted()
-    } else {
-        Reply::plain(201, "").accepted()
+        if batch {
+            let statuses: Vec<Value> = elements.iter().map(|_| json!({"status": 201})).collect();
+            Reply::json(200, &json!({ "elements": statuses })).accepted()
+        } else {
+            Reply::plain(201, "").accepted()
+        }
     }
 }

@@ -16,7 +16,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Fault, Reply, Req, Shared};
+use super::{Fault, Ids, PlatformSim, Reply, Req, Shared};
 
 pub const MAX_AGE_SECS: i64 = 7 * 86_400;
 
@@ -34,26 +34,6 @@ fn graph_error(status: u16, code: i64, subcode: Option<i64>, message: &str, seq:
         err["is_transient"] = json!(true);
     }
     Reply::json(status, &json!({ "error": err }))
-}
-
-pub(super) fn fault(f: &Fault, now_ms: i64, seq: u64) -> Reply {
-    match f {
-        Fault::Throttle { retry_after } => {
-            graph_error(400, 17, Some(2_446_079), "User request limit reached", seq)
-                .retry_after(*retry_after, now_ms)
-        }
-        Fault::Auth => graph_error(
-            400,
-            190,
-            Some(463),
-            "Error validating access token: Session has expired",
-            seq,
-        ),
-        Fault::Transient => graph_error(503, 2, None, "Service temporarily unavailable", seq),
-        Fault::Invalid => graph_error(400, 100, None, "Invalid parameter", seq),
-        Fault::Code { status, code } => graph_error(*status, *code, None, "Simulated error", seq),
-        _ => Reply::plain(500, "unexpected fault"),
-    }
 }
 
 /// Why an event is invalid, if it is.
@@ -80,79 +60,112 @@ fn invalid(e: &Value, now_s: i64) -> Option<&'static str> {
     }
 }
 
-pub(super) fn handle(s: &Shared, r: &Req) -> Reply {
-    let seg: Vec<&str> = r.path.trim_matches('/').split('/').collect();
-    let pixel = match seg.as_slice() {
-        [v, pixel, "events"] if v.starts_with('v') && r.method == "POST" => *pixel,
-        _ => {
-            return graph_error(404, 100, Some(33), "Unsupported post request.", r.seq);
+pub(super) struct Meta;
+
+impl PlatformSim for Meta {
+    fn ids(&self) -> Ids {
+        Ids::Each {
+            list: "data",
+            id: &["event_id"],
         }
-    };
-    let token = r.query_param("access_token").unwrap_or_default();
-    if token.is_empty() {
-        return graph_error(
-            400,
-            104,
-            None,
-            "An access token is required to request this resource.",
-            r.seq,
-        );
     }
-    if s.credential.as_deref().is_some_and(|c| c != token) {
-        return graph_error(
-            400,
-            190,
-            None,
-            "Invalid OAuth access token - Cannot parse access token",
-            r.seq,
-        );
+
+    fn fault(&self, f: &Fault, now_ms: i64, seq: u64, _body: &Value) -> Reply {
+        match f {
+            Fault::Throttle { retry_after } => {
+                graph_error(400, 17, Some(2_446_079), "User request limit reached", seq)
+                    .retry_after(*retry_after, now_ms)
+            }
+            Fault::Auth => graph_error(
+                400,
+                190,
+                Some(463),
+                "Error validating access token: Session has expired",
+                seq,
+            ),
+            Fault::Transient => graph_error(503, 2, None, "Service temporarily unavailable", seq),
+            Fault::Invalid => graph_error(400, 100, None, "Invalid parameter", seq),
+            Fault::Code { status, code } => {
+                graph_error(*status, *code, None, "Simulated error", seq)
+            }
+            _ => Reply::plain(500, "unexpected fault"),
+        }
     }
-    let Some(data) = r.body.get("data").and_then(Value::as_array) else {
-        return graph_error(400, 100, None, "The parameter data is required", r.seq);
-    };
-    if data.is_empty() || data.len() > 1000 {
-        return graph_error(
-            400,
-            100,
-            None,
-            "Invalid parameter: data must hold 1 to 1000 events",
-            r.seq,
-        );
+
+    fn handle(&self, s: &Shared, r: &Req) -> Reply {
+        let seg: Vec<&str> = r.path.trim_matches('/').split('/').collect();
+        let pixel = match seg.as_slice() {
+            [v, pixel, "events"] if v.starts_with('v') && r.method == "POST" => *pixel,
+            _ => {
+                return graph_error(404, 100, Some(33), "Unsupported post request.", r.seq);
+            }
+        };
+        let token = r.query_param("access_token").unwrap_or_default();
+        if token.is_empty() {
+            return graph_error(
+                400,
+                104,
+                None,
+                "An access token is required to request this resource.",
+                r.seq,
+            );
+        }
+        if s.credential.as_deref().is_some_and(|c| c != token) {
+            return graph_error(
+                400,
+                190,
+                None,
+                "Invalid OAuth access token - Cannot parse access token",
+                r.seq,
+            );
+        }
+        let Some(data) = r.body.get("data").and_then(Value::as_array) else {
+            return graph_error(400, 100, None, "The parameter data is required", r.seq);
+        };
+        if data.is_empty() || data.len() > 1000 {
+            return graph_error(
+                400,
+                100,
+                None,
+                "Invalid parameter: data must hold 1 to 1000 events",
+                r.seq,
+            );
+        }
+        let now_s = r.now_ms.div_euclid(1000);
+        if data.iter().any(|e| {
+            e.get("event_time")
+                .and_then(Value::as_i64)
+                .is_some_and(|t| t < now_s - MAX_AGE_SECS)
+        }) {
+            // Subcode as commonly reported for "event_time too old" (unverified).
+            return graph_error(
+                400,
+                100,
+                Some(2_804_003),
+                "Invalid parameter: event_time is more than 7 days in the past",
+                r.seq,
+            );
+        }
+        if let Some(msg) = data.iter().find_map(|e| invalid(e, now_s)) {
+            return graph_error(400, 100, None, msg, r.seq);
+        }
+        if s.admit(pixel, data.len() as u64, r.now_ms).is_err() {
+            return graph_error(
+                400,
+                17,
+                Some(2_446_079),
+                "User request limit reached",
+                r.seq,
+            );
+        }
+        Reply::json(
+            200,
+            &json!({
+                "events_received": data.len(),
+                "messages": [],
+                "fbtrace_id": format!("SimTrace{}", r.seq),
+            }),
+        )
+        .accepted()
     }
-    let now_s = r.now_ms.div_euclid(1000);
-    if data.iter().any(|e| {
-        e.get("event_time")
-            .and_then(Value::as_i64)
-            .is_some_and(|t| t < now_s - MAX_AGE_SECS)
-    }) {
-        // Subcode as commonly reported for "event_time too old" (unverified).
-        return graph_error(
-            400,
-            100,
-            Some(2_804_003),
-            "Invalid parameter: event_time is more than 7 days in the past",
-            r.seq,
-        );
-    }
-    if let Some(msg) = data.iter().find_map(|e| invalid(e, now_s)) {
-        return graph_error(400, 100, None, msg, r.seq);
-    }
-    if s.admit(pixel, data.len() as u64, r.now_ms).is_err() {
-        return graph_error(
-            400,
-            17,
-            Some(2_446_079),
-            "User request limit reached",
-            r.seq,
-        );
-    }
-    Reply::json(
-        200,
-        &json!({
-            "events_received": data.len(),
-            "messages": [],
-            "fbtrace_id": format!("SimTrace{}", r.seq),
-        }),
-    )
-    .accepted()
 }

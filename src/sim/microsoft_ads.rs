@@ -33,16 +33,11 @@
 use serde_json::{Value, json};
 
 use super::oauth::{Refused, bearer, check_access};
-use super::{Fault, Reply, Req, Shared};
+use super::{Fault, Ids, PlatformSim, Reply, Req, Shared};
 
 pub const PATH: &str = "/CampaignManagement/v13/OfflineConversions/Apply";
 pub const MAX_AGE_MS: i64 = 90 * 86_400_000;
 pub const MAX_CONVERSIONS: usize = 1000;
-
-/// Whether `path` is this simulator's token endpoint.
-pub fn is_token_path(path: &str) -> bool {
-    path == "/token" || path.ends_with("/oauth2/v2.0/token")
-}
 
 fn errors(status: u16, code: i64, error_code: &str, message: &str) -> Reply {
     Reply::json(
@@ -59,23 +54,6 @@ fn invalid_credentials() -> Reply {
         "InvalidCredentials",
         "Authentication failed. Either supplied credentials are invalid or the account is inactive.",
     )
-}
-
-pub(super) fn fault(f: &Fault, now_ms: i64, _seq: u64) -> Reply {
-    match f {
-        Fault::Throttle { retry_after } => errors(
-            429,
-            117,
-            "CallRateExceeded",
-            "You have exceeded the number of calls that you are allowed to make in one minute.",
-        )
-        .retry_after(*retry_after, now_ms),
-        Fault::Auth => invalid_credentials(),
-        Fault::Transient => errors(500, 0, "InternalError", "An internal error has occurred."),
-        Fault::Invalid => errors(400, 100, "NullRequest", "The request message is null."),
-        Fault::Code { status, code } => errors(*status, *code, "Simulated", "Simulated error"),
-        _ => Reply::plain(500, "unexpected fault"),
-    }
 }
 
 fn is_hex64(s: &str) -> bool {
@@ -156,73 +134,107 @@ fn judge(c: &Value, now_ms: i64) -> Result<(), RowError> {
     Ok(())
 }
 
-pub(super) fn handle(s: &Shared, r: &Req) -> Reply {
-    if is_token_path(r.path) {
-        return super::oauth::token(s, r, true);
+pub(super) struct MicrosoftAds;
+
+impl PlatformSim for MicrosoftAds {
+    // Microsoft carries no event id: its dedup key is the click id.
+    fn ids(&self) -> Ids {
+        Ids::Each {
+            list: "OfflineConversions",
+            id: &["MicrosoftClickId"],
+        }
     }
-    if r.path != PATH || r.method != "POST" {
-        return errors(404, 404, "NotFound", "Not Found");
+
+    /// Whether `path` is this simulator's token endpoint.
+    fn is_token_path(&self, path: &str) -> bool {
+        path == "/token" || path.ends_with("/oauth2/v2.0/token")
     }
-    match check_access(s, bearer(r), r.now_ms) {
-        Ok(()) => {}
-        Err(Refused::Expired) => {
+
+    fn fault(&self, f: &Fault, now_ms: i64, _seq: u64, _body: &Value) -> Reply {
+        match f {
+            Fault::Throttle { retry_after } => errors(
+                429,
+                117,
+                "CallRateExceeded",
+                "You have exceeded the number of calls that you are allowed to make in one minute.",
+            )
+            .retry_after(*retry_after, now_ms),
+            Fault::Auth => invalid_credentials(),
+            Fault::Transient => errors(500, 0, "InternalError", "An internal error has occurred."),
+            Fault::Invalid => errors(400, 100, "NullRequest", "The request message is null."),
+            Fault::Code { status, code } => errors(*status, *code, "Simulated", "Simulated error"),
+            _ => Reply::plain(500, "unexpected fault"),
+        }
+    }
+
+    fn handle(&self, s: &Shared, r: &Req) -> Reply {
+        if self.is_token_path(r.path) {
+            return super::oauth::token(s, r, true);
+        }
+        if r.path != PATH || r.method != "POST" {
+            return errors(404, 404, "NotFound", "Not Found");
+        }
+        match check_access(s, bearer(r), r.now_ms) {
+            Ok(()) => {}
+            Err(Refused::Expired) => {
+                return errors(
+                    401,
+                    109,
+                    "AuthenticationTokenExpired",
+                    "Authentication token expired. Please renew it or obtain a new token.",
+                );
+            }
+            Err(Refused::Missing | Refused::Invalid) => return invalid_credentials(),
+        }
+        if r.header("developertoken")
+            .is_none_or(|t| t.trim().is_empty())
+        {
+            return invalid_credentials();
+        }
+        let account = r.header("customeraccountid").unwrap_or("").trim();
+        if account.is_empty() || r.header("customerid").is_none_or(|c| c.trim().is_empty()) {
             return errors(
-                401,
-                109,
-                "AuthenticationTokenExpired",
-                "Authentication token expired. Please renew it or obtain a new token.",
+                400,
+                116,
+                "RequestMissingHeaders",
+                "One or more required header elements are missing from the request.",
             );
         }
-        Err(Refused::Missing | Refused::Invalid) => return invalid_credentials(),
-    }
-    if r.header("developertoken")
-        .is_none_or(|t| t.trim().is_empty())
-    {
-        return invalid_credentials();
-    }
-    let account = r.header("customeraccountid").unwrap_or("").trim();
-    if account.is_empty() || r.header("customerid").is_none_or(|c| c.trim().is_empty()) {
-        return errors(
-            400,
-            116,
-            "RequestMissingHeaders",
-            "One or more required header elements are missing from the request.",
-        );
-    }
-    let Some(convs) = r
-        .body
-        .get("OfflineConversions")
-        .and_then(Value::as_array)
-        .filter(|a| !a.is_empty())
-    else {
-        return errors(400, 100, "NullRequest", "The request message is null.");
-    };
-    if convs.len() > MAX_CONVERSIONS {
-        return errors(
-            400,
-            4800,
-            "OfflineConversionsLimitExceeded",
-            "The list of offline conversions exceeds the limit of 1,000.",
-        );
-    }
-    if let Err(wait_ms) = s.admit(account, 1, r.now_ms) {
-        let secs = (wait_ms + 999) / 1000;
-        return errors(
-            429,
-            117,
-            "CallRateExceeded",
-            "You have exceeded the number of calls that you are allowed to make in one minute.",
-        )
-        .header("retry-after", secs.to_string());
-    }
-    let mut partial = Vec::new();
-    for (i, c) in convs.iter().enumerate() {
-        if let Err((code, ec, msg, field)) = judge(c, r.now_ms) {
-            partial.push(json!({"Code": code, "Details": null, "ErrorCode": ec,
-                "FieldPath": field, "Index": i, "Message": msg, "Type": "BatchError"}));
+        let Some(convs) = r
+            .body
+            .get("OfflineConversions")
+            .and_then(Value::as_array)
+            .filter(|a| !a.is_empty())
+        else {
+            return errors(400, 100, "NullRequest", "The request message is null.");
+        };
+        if convs.len() > MAX_CONVERSIONS {
+            return errors(
+                400,
+                4800,
+                "OfflineConversionsLimitExceeded",
+                "The list of offline conversions exceeds the limit of 1,000.",
+            );
         }
+        if let Err(wait_ms) = s.admit(account, 1, r.now_ms) {
+            let secs = (wait_ms + 999) / 1000;
+            return errors(
+                429,
+                117,
+                "CallRateExceeded",
+                "You have exceeded the number of calls that you are allowed to make in one minute.",
+            )
+            .header("retry-after", secs.to_string());
+        }
+        let mut partial = Vec::new();
+        for (i, c) in convs.iter().enumerate() {
+            if let Err((code, ec, msg, field)) = judge(c, r.now_ms) {
+                partial.push(json!({"Code": code, "Details": null, "ErrorCode": ec,
+                "FieldPath": field, "Index": i, "Message": msg, "Type": "BatchError"}));
+            }
+        }
+        let taken = partial.len() < convs.len();
+        let reply = Reply::json(200, &json!({"PartialErrors": partial}));
+        if taken { reply.accepted() } else { reply }
     }
-    let taken = partial.len() < convs.len();
-    let reply = Reply::json(200, &json!({"PartialErrors": partial}));
-    if taken { reply.accepted() } else { reply }
 }

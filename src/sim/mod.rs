@@ -27,11 +27,19 @@
 //!   kept once (shared with [`SimServer::subscribe`]rs, copied only when a test asks
 //!   for [`SimServer::received`]); [`SimServer::set_keep_bodies`]`(false)` keeps only
 //!   the event ids of answered requests (for benchmarks).
+//!
+//! What is common (recording, the script's transport faults — latency, timeout, server
+//! error, redirect, gone —, the `Date` header) is here, the rate-limit windows in
+//! `limits`; what is the platform's (its answers, its own faults' shapes, where its
+//! bodies carry event ids, its default limits, its token endpoint) is its module's one
+//! implementation of the `PlatformSim` trait, and `registry` is the one place that
+//! picks it by platform.
 
 mod cli;
 mod criteo;
 mod google_ads;
 mod klaviyo;
+mod limits;
 mod linkedin;
 mod meta;
 mod microsoft_ads;
@@ -39,6 +47,7 @@ mod oauth;
 mod outbrain;
 mod pinterest;
 mod reddit;
+mod registry;
 mod script;
 mod snapchat;
 mod taboola;
@@ -46,7 +55,6 @@ mod tiktok;
 mod webhook;
 mod x;
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -59,7 +67,11 @@ use axum::response::Response;
 use serde_json::Value;
 
 pub use cli::{SimulateArgs, run_cli};
+pub use limits::RateLimit;
 pub use script::{Fault, FaultScript, RetryAfter, Rule, TIMEOUT_HOLD_MS};
+
+use limits::Limiter;
+use registry::{Ids, PlatformSim, json_body, sim_for};
 
 use crate::clock::SharedClock;
 use crate::config::Platform;
@@ -95,37 +107,6 @@ impl Received {
     }
 }
 
-/// A platform limit the simulator enforces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    pub limit: u64,
-    pub per_ms: i64,
-    /// Count events (Meta-style) rather than requests.
-    pub events: bool,
-    /// Fixed windows aligned to multiples of `per_ms` (Klaviyo) instead of sliding.
-    pub fixed: bool,
-}
-
-impl RateLimit {
-    pub const fn sliding(limit: u64, per_ms: i64) -> Self {
-        Self {
-            limit,
-            per_ms,
-            events: false,
-            fixed: false,
-        }
-    }
-
-    pub const fn fixed(limit: u64, per_ms: i64) -> Self {
-        Self {
-            limit,
-            per_ms,
-            events: false,
-            fixed: true,
-        }
-    }
-}
-
 /// Settings beyond the fault script.
 #[derive(Debug, Clone, Default)]
 pub struct SimOptions {
@@ -139,82 +120,7 @@ pub struct SimOptions {
 
 /// The platform's default limits.
 pub fn default_rate_limits(p: Platform) -> Vec<RateLimit> {
-    match p {
-        Platform::Tiktok => vec![RateLimit::sliding(600, 60_000)],
-        Platform::Pinterest => vec![RateLimit::sliding(5_000, 60_000)],
-        Platform::X => vec![RateLimit::sliding(100_000, 900_000)],
-        Platform::Klaviyo => vec![
-            RateLimit::fixed(350, 1_000),
-            RateLimit::fixed(3_500, 60_000),
-        ],
-        _ => vec![],
-    }
-}
-
-/// Sliding or fixed windows per (limit, key).
-#[derive(Default)]
-struct Limiter {
-    sliding: HashMap<(usize, String), VecDeque<(i64, u64)>>,
-    fixed: HashMap<(usize, String), (i64, u64)>,
-}
-
-impl Limiter {
-    /// Admits `cost` units for `key` at `now`, or says how many ms until it could.
-    fn admit(&mut self, limits: &[RateLimit], key: &str, cost: u64, now: i64) -> Result<(), i64> {
-        let mut wait = 0i64;
-        for (i, l) in limits.iter().enumerate() {
-            let cost = if l.events { cost } else { 1 };
-            if l.limit == 0 {
-                continue;
-            }
-            if l.fixed {
-                let start = now - now.rem_euclid(l.per_ms);
-                let e = self.fixed.entry((i, key.to_string())).or_insert((start, 0));
-                if e.0 != start {
-                    *e = (start, 0);
-                }
-                if e.1 + cost > l.limit {
-                    wait = wait.max(start + l.per_ms - now);
-                }
-            } else {
-                let q = self.sliding.entry((i, key.to_string())).or_default();
-                while q.front().is_some_and(|(t, _)| *t <= now - l.per_ms) {
-                    q.pop_front();
-                }
-                let used: u64 = q.iter().map(|(_, c)| c).sum();
-                if used + cost > l.limit {
-                    // The earliest time enough units have left the window.
-                    let mut freed = 0;
-                    let need = used + cost - l.limit;
-                    for (t, c) in q.iter() {
-                        freed += c;
-                        if freed >= need {
-                            wait = wait.max(t + l.per_ms - now);
-                            break;
-                        }
-                    }
-                    wait = wait.max(1);
-                }
-            }
-        }
-        if wait > 0 {
-            return Err(wait);
-        }
-        for (i, l) in limits.iter().enumerate() {
-            let cost = if l.events { cost } else { 1 };
-            if l.limit == 0 {
-                continue;
-            }
-            if l.fixed {
-                if let Some(e) = self.fixed.get_mut(&(i, key.to_string())) {
-                    e.1 += cost;
-                }
-            } else if let Some(q) = self.sliding.get_mut(&(i, key.to_string())) {
-                q.push_back((now, cost));
-            }
-        }
-        Ok(())
-    }
+    sim_for(p).limits()
 }
 
 /// One recorded request.
@@ -227,7 +133,7 @@ struct Slot {
 impl Slot {
     /// The request as [`SimServer::received`] shows it: with a body of just its event
     /// ids (in the platform's shape) when the body was not kept.
-    fn to_received(&self, p: Platform) -> Received {
+    fn to_received(&self, p: Ids) -> Received {
         match &self.ids {
             None => (*self.rec).clone(),
             Some(ids) => Received {
@@ -236,7 +142,7 @@ impl Slot {
                 method: self.rec.method.clone(),
                 path: self.rec.path.clone(),
                 headers: self.rec.headers.clone(),
-                body: ids_body(p, ids),
+                body: p.body(ids),
                 raw_body: Vec::new(),
                 status: self.rec.status,
                 accepted: self.rec.accepted,
@@ -245,16 +151,16 @@ impl Slot {
     }
 
     /// Calls `f` with each event id the request carried.
-    fn for_each_id(&self, p: Platform, mut f: impl FnMut(&str)) {
+    fn for_each_id(&self, p: Ids, mut f: impl FnMut(&str)) {
         match &self.ids {
             Some(ids) => ids.iter().for_each(|id| f(id)),
-            None => for_each_event_id(p, &self.rec.body, f),
+            None => p.for_each(&self.rec.body, f),
         }
     }
 }
 
 struct Shared {
-    platform: Platform,
+    sim: &'static dyn PlatformSim,
     clock: SharedClock,
     /// The script and how many requests it has seen.
     script: Mutex<(FaultScript, u64)>,
@@ -378,38 +284,18 @@ pub async fn start_with(
     script: FaultScript,
     opts: SimOptions,
 ) -> anyhow::Result<SimServer> {
-    if !matches!(
-        platform,
-        Platform::Webhook
-            | Platform::Meta
-            | Platform::Tiktok
-            | Platform::Klaviyo
-            | Platform::Reddit
-            | Platform::Taboola
-            | Platform::Outbrain
-            | Platform::Criteo
-            | Platform::Linkedin
-            | Platform::Pinterest
-            | Platform::Snapchat
-            | Platform::X
-            | Platform::GoogleAds
-            | Platform::MicrosoftAds
-    ) {
-        anyhow::bail!("no simulator for platform {}", platform.name());
-    }
+    let sim = sim_for(platform);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
     let shared = Arc::new(Shared {
-        platform,
+        sim,
         clock,
         script: Mutex::new((script, 0)),
         received: Mutex::new(Vec::new()),
         keep_bodies: AtomicBool::new(true),
         limiter: Mutex::new(Limiter::default()),
-        limits: opts
-            .rate_limits
-            .unwrap_or_else(|| default_rate_limits(platform)),
+        limits: opts.rate_limits.unwrap_or_else(|| sim.limits()),
         credential: opts.credential,
         seq: AtomicU64::new(0),
         shutdown,
@@ -444,7 +330,7 @@ impl SimServer {
 
     /// Every request received so far, in arrival order (a copy: tests only).
     pub fn received(&self) -> Vec<Received> {
-        let p = self.platform;
+        let p = self.shared.sim.ids();
         self.shared
             .received
             .lock()
@@ -479,7 +365,7 @@ impl SimServer {
     }
 
     fn count_where(&self, event_id: &str, accepted_only: bool) -> usize {
-        let p = self.platform;
+        let p = self.shared.sim.ids();
         let mut n = 0;
         for s in self.shared.received.lock().unwrap().iter() {
             if !accepted_only || s.rec.accepted {
@@ -518,114 +404,10 @@ impl Drop for SimServer {
 /// The dedup ids (`event_id`s) a request body carries, per platform.
 pub fn event_ids(p: Platform, body: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    for_each_event_id(p, body, |id| out.push(id.to_string()));
+    sim_for(p)
+        .ids()
+        .for_each(body, |id| out.push(id.to_string()));
     out
-}
-
-/// Calls `f` with each dedup id of [`event_ids`], without copying them.
-fn for_each_event_id(p: Platform, body: &Value, f: impl FnMut(&str)) {
-    fn s(v: Option<&Value>) -> Option<&str> {
-        v.and_then(Value::as_str)
-    }
-    match p {
-        Platform::Meta | Platform::Tiktok | Platform::Pinterest | Platform::Snapchat => {
-            if let Some(a) = body.get("data").and_then(Value::as_array) {
-                a.iter().filter_map(|e| s(e.get("event_id"))).for_each(f);
-            }
-        }
-        Platform::Reddit => {
-            if let Some(a) = body.get("events").and_then(Value::as_array) {
-                a.iter()
-                    .filter_map(|e| s(e.pointer("/event_metadata/conversion_id")))
-                    .for_each(f);
-            }
-        }
-        Platform::X => {
-            if let Some(a) = body.get("conversions").and_then(Value::as_array) {
-                a.iter()
-                    .filter_map(|e| s(e.get("conversion_id")))
-                    .for_each(f);
-            }
-        }
-        Platform::Linkedin => {
-            if let Some(a) = body.get("elements").and_then(Value::as_array) {
-                a.iter().filter_map(|e| s(e.get("eventId"))).for_each(f);
-            }
-        }
-        Platform::GoogleAds => {
-            if let Some(a) = body.get("conversions").and_then(Value::as_array) {
-                a.iter().filter_map(|e| s(e.get("orderId"))).for_each(f);
-            }
-        }
-        // Microsoft carries no event id: its dedup key is the click id.
-        Platform::MicrosoftAds => {
-            if let Some(a) = body.get("OfflineConversions").and_then(Value::as_array) {
-                a.iter()
-                    .filter_map(|e| s(e.get("MicrosoftClickId")))
-                    .for_each(f);
-            }
-        }
-        Platform::Klaviyo => s(body.pointer("/data/attributes/unique_id"))
-            .into_iter()
-            .for_each(f),
-        Platform::Taboola => {
-            if let Some(a) = body.get("actions").and_then(Value::as_array) {
-                a.iter().filter_map(|e| s(e.get("orderid"))).for_each(f);
-            }
-        }
-        Platform::Outbrain => s(body.get("orderId")).into_iter().for_each(f),
-        Platform::Criteo => {
-            if let Some(a) = body.get("events").and_then(Value::as_array) {
-                a.iter().filter_map(|e| s(e.get("id"))).for_each(f);
-            }
-        }
-        _ => s(body.get("event_id")).into_iter().for_each(f),
-    }
-}
-
-/// A body carrying just these ids, where [`event_ids`] finds them.
-fn ids_body(p: Platform, ids: &[Box<str>]) -> Value {
-    let id = |i: &str| Value::String(i.to_string());
-    match p {
-        Platform::Meta | Platform::Tiktok | Platform::Pinterest | Platform::Snapchat => {
-            serde_json::json!({
-                "data": ids.iter().map(|i| serde_json::json!({ "event_id": id(i) })).collect::<Vec<_>>(),
-            })
-        }
-        Platform::Reddit => serde_json::json!({
-            "events": ids.iter().map(|i| serde_json::json!({ "event_metadata": { "conversion_id": id(i) } })).collect::<Vec<_>>(),
-        }),
-        Platform::X => serde_json::json!({
-            "conversions": ids.iter().map(|i| serde_json::json!({ "conversion_id": id(i) })).collect::<Vec<_>>(),
-        }),
-        Platform::Linkedin => serde_json::json!({
-            "elements": ids.iter().map(|i| serde_json::json!({ "eventId": id(i) })).collect::<Vec<_>>(),
-        }),
-        Platform::GoogleAds => serde_json::json!({
-            "conversions": ids.iter().map(|i| serde_json::json!({ "orderId": id(i) })).collect::<Vec<_>>(),
-        }),
-        Platform::MicrosoftAds => serde_json::json!({
-            "OfflineConversions": ids.iter().map(|i| serde_json::json!({ "MicrosoftClickId": id(i) })).collect::<Vec<_>>(),
-        }),
-        Platform::Klaviyo => match ids.first() {
-            Some(i) => serde_json::json!({"data": {"attributes": {"unique_id": id(i)}}}),
-            None => Value::Null,
-        },
-        Platform::Taboola => serde_json::json!({
-            "actions": ids.iter().map(|i| serde_json::json!({ "orderid": id(i) })).collect::<Vec<_>>(),
-        }),
-        Platform::Outbrain => match ids.first() {
-            Some(i) => serde_json::json!({ "orderId": id(i) }),
-            None => Value::Null,
-        },
-        Platform::Criteo => serde_json::json!({
-            "events": ids.iter().map(|i| serde_json::json!({ "id": id(i) })).collect::<Vec<_>>(),
-        }),
-        _ => match ids.first() {
-            Some(i) => serde_json::json!({ "event_id": id(i) }),
-            None => Value::Null,
-        },
-    }
 }
 
 async fn handle(
@@ -639,12 +421,7 @@ async fn handle(
     let seq = s.seq.fetch_add(1, Ordering::SeqCst) + 1;
     let keep = s.keep_bodies.load(Ordering::Relaxed);
     // Parsed once; the record shares it with the platform module and subscribers.
-    // Outbrain's postback is a GET: its query is its body.
-    let body: Value = if s.platform == Platform::Outbrain && raw.is_empty() {
-        outbrain::query_object(uri.query())
-    } else {
-        serde_json::from_slice(&raw).unwrap_or(Value::Null)
-    };
+    let body = s.sim.body(&raw, uri.query());
     let path = uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
@@ -677,11 +454,7 @@ async fn handle(
         rec_list.len() - 1
     };
     // OAuth token requests are not the API: the script neither faults nor counts them.
-    let token_req = match s.platform {
-        Platform::GoogleAds => google_ads::is_token_path(uri.path()),
-        Platform::MicrosoftAds => microsoft_ads::is_token_path(uri.path()),
-        _ => false,
-    };
+    let token_req = s.sim.is_token_path(uri.path());
     let (fault, latency) = {
         let mut g = s.script.lock().unwrap();
         if token_req {
@@ -714,24 +487,7 @@ async fn handle(
                 Some(Reply::plain(307, "").header("location", "/moved".into()))
             }
             Some(Fault::Gone) => Some(Reply::plain(410, "Gone")),
-            Some(f) => Some(match s.platform {
-                Platform::Meta => meta::fault(f, now_ms, seq),
-                Platform::Tiktok => tiktok::fault(f, now_ms, seq),
-                Platform::Klaviyo => klaviyo::fault(f, now_ms, seq),
-                Platform::Reddit => reddit::fault(f, now_ms, seq),
-                Platform::Taboola => taboola::fault(f, now_ms, seq),
-                Platform::Outbrain => outbrain::fault(f, now_ms, seq),
-                Platform::Criteo => criteo::fault(f, now_ms, seq),
-                Platform::Linkedin => linkedin::fault(f, now_ms, seq),
-                Platform::Pinterest => {
-                    pinterest::fault(f, now_ms, seq, batch_len(s.platform, &rec.body))
-                }
-                Platform::Snapchat => snapchat::fault(f, now_ms, seq),
-                Platform::X => x::fault(f, now_ms, seq),
-                Platform::GoogleAds => google_ads::fault(f, now_ms, seq),
-                Platform::MicrosoftAds => microsoft_ads::fault(f, now_ms, seq),
-                _ => webhook::fault(f, now_ms),
-            }),
+            Some(f) => Some(s.sim.fault(f, now_ms, seq, &rec.body)),
             None => None,
         };
     }
@@ -751,29 +507,16 @@ async fn handle(
                 now_ms,
                 seq,
             };
-            match s.platform {
-                Platform::Meta => meta::handle(&s, &req),
-                Platform::Tiktok => tiktok::handle(&s, &req),
-                Platform::Klaviyo => klaviyo::handle(&s, &req),
-                Platform::Reddit => reddit::handle(&s, &req),
-                Platform::Taboola => taboola::handle(&s, &req),
-                Platform::Outbrain => outbrain::handle(&s, &req),
-                Platform::Criteo => criteo::handle(&s, &req),
-                Platform::Linkedin => linkedin::handle(&s, &req),
-                Platform::Pinterest => pinterest::handle(&s, &req),
-                Platform::Snapchat => snapchat::handle(&s, &req),
-                Platform::X => x::handle(&s, &req),
-                Platform::GoogleAds => google_ads::handle(&s, &req),
-                Platform::MicrosoftAds => microsoft_ads::handle(&s, &req),
-                _ => webhook::handle(&s, &req),
-            }
+            s.sim.handle(&s, &req)
         }
     };
 
     // Without bodies, only the ids stay (taken before the lock).
     let ids = (!keep).then(|| {
         let mut ids = Vec::new();
-        for_each_event_id(s.platform, &rec.body, |id| ids.push(Box::<str>::from(id)));
+        s.sim
+            .ids()
+            .for_each(&rec.body, |id| ids.push(Box::<str>::from(id)));
         ids.into_boxed_slice()
     });
     // The record is now only in the list (and in no subscriber's hands yet), so it is
@@ -814,13 +557,6 @@ async fn handle(
     }
     b.body(Body::from(reply.body))
         .unwrap_or_else(|_| Response::new(Body::empty()))
-}
-
-/// How many events a request body carries (for faults shaped per event), at least 1.
-fn batch_len(p: Platform, body: &Value) -> usize {
-    let mut n = 0;
-    for_each_event_id(p, body, |_| n += 1);
-    n.max(1)
 }
 
 /// Sleeps `ms` on the simulator's clock; false if shutdown came first.
@@ -866,49 +602,6 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sliding_window_frees_as_it_slides() {
-        let mut l = Limiter::default();
-        let lim = [RateLimit::sliding(2, 1000)];
-        assert!(l.admit(&lim, "k", 1, 0).is_ok());
-        assert!(l.admit(&lim, "k", 1, 500).is_ok());
-        assert_eq!(l.admit(&lim, "k", 1, 900), Err(100));
-        assert!(l.admit(&lim, "other", 1, 900).is_ok());
-        assert!(l.admit(&lim, "k", 1, 1000).is_ok());
-        assert_eq!(l.admit(&lim, "k", 1, 1200), Err(300));
-    }
-
-    #[test]
-    fn fixed_window_resets_on_the_boundary() {
-        let mut l = Limiter::default();
-        let lim = [RateLimit::fixed(1, 1000)];
-        assert!(l.admit(&lim, "k", 1, 10).is_ok());
-        assert_eq!(l.admit(&lim, "k", 1, 990), Err(10));
-        assert!(l.admit(&lim, "k", 1, 1000).is_ok());
-    }
-
-    #[test]
-    fn ids_bodies_read_back() {
-        let ids: Vec<Box<str>> = vec!["a".into(), "b\"".into()];
-        for p in [
-            Platform::Meta,
-            Platform::Tiktok,
-            Platform::Taboola,
-            Platform::Criteo,
-            Platform::Reddit,
-            Platform::Linkedin,
-            Platform::Pinterest,
-            Platform::Snapchat,
-            Platform::X,
-        ] {
-            assert_eq!(event_ids(p, &ids_body(p, &ids)), ["a", "b\""]);
-        }
-        for p in [Platform::Klaviyo, Platform::Webhook, Platform::Outbrain] {
-            assert_eq!(event_ids(p, &ids_body(p, &ids[1..])), ["b\""]);
-            assert_eq!(ids_body(p, &[]), Value::Null);
-        }
-    }
 
     #[tokio::test]
     async fn bodies_kept_or_only_ids() {

@@ -27,7 +27,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Fault, Reply, Req, Shared};
+use super::{Fault, Ids, PlatformSim, RateLimit, Reply, Req, Shared};
 
 pub const PATH_PREFIX: &str = "/v5/ad_accounts/";
 
@@ -105,39 +105,6 @@ fn answer(results: &[Option<String>]) -> Reply {
     .accepted()
 }
 
-pub(super) fn fault(f: &Fault, now_ms: i64, _seq: u64, n: usize) -> Reply {
-    match f {
-        Fault::Throttle { retry_after } => {
-            error(429, 8, "Rate limit exceeded.").retry_after(*retry_after, now_ms)
-        }
-        Fault::Auth => unauthorized(),
-        Fault::Transient => error(503, 4197, "Service unavailable. Please try again later."),
-        Fault::Invalid => error(400, 4196, "Invalid request: conversion events are invalid."),
-        Fault::Code { status: 200, code } => {
-            let failed = (*code).max(0) as usize;
-            let n = n.max(1);
-            let events: Vec<Value> = (0..n)
-                .map(|i| {
-                    if i < failed {
-                        json!({"status": "failed", "error_message": "Simulated failure.", "warning_message": ""})
-                    } else {
-                        json!({"status": "processed", "error_message": "", "warning_message": ""})
-                    }
-                })
-                .collect();
-            Reply::json(
-                200,
-                &json!({"num_events_received": n, "num_events_processed": n.saturating_sub(failed), "events": events}),
-            )
-        }
-        Fault::Code { status: 422, .. } => {
-            answer(&vec![Some("Simulated failure.".into()); n.max(1)])
-        }
-        Fault::Code { status, code } => error(*status, *code, "Simulated error"),
-        _ => Reply::plain(500, "unexpected fault"),
-    }
-}
-
 fn is_hex64(v: &Value) -> bool {
     v.as_str()
         .is_some_and(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -200,33 +167,83 @@ fn invalid(e: &Value, now_ms: i64) -> Option<String> {
     None
 }
 
-pub(super) fn handle(s: &Shared, r: &Req) -> Reply {
-    let account = match r
-        .path
-        .strip_prefix(PATH_PREFIX)
-        .and_then(|p| p.strip_suffix("/events"))
-    {
-        Some(a) if r.method == "POST" && !a.is_empty() && !a.contains('/') => a,
-        _ => return error(404, 404, "Not found."),
-    };
-    let token = r
-        .header("authorization")
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .unwrap_or("")
-        .trim();
-    if token.is_empty() || s.credential.as_deref().is_some_and(|c| c != token) {
-        return unauthorized();
+pub(super) struct Pinterest;
+
+impl PlatformSim for Pinterest {
+    fn ids(&self) -> Ids {
+        Ids::Each {
+            list: "data",
+            id: &["event_id"],
+        }
     }
-    let Some(events) = r.body.get("data").and_then(Value::as_array) else {
-        return error(400, 4196, "data is required.");
-    };
-    if events.is_empty() || events.len() > 1000 {
-        return error(400, 4196, "data must hold 1 to 1000 events.");
+
+    fn limits(&self) -> Vec<RateLimit> {
+        vec![RateLimit::sliding(5_000, 60_000)]
     }
-    if let Err(wait_ms) = s.admit(account, 1, r.now_ms) {
-        let secs = (wait_ms + 999) / 1000;
-        return error(429, 8, "Rate limit exceeded.").header("retry-after", secs.to_string());
+
+    fn fault(&self, f: &Fault, now_ms: i64, _seq: u64, body: &Value) -> Reply {
+        // Faults shaped per event answer for each event the request carried.
+        let n = self.ids().count(body);
+        match f {
+            Fault::Throttle { retry_after } => {
+                error(429, 8, "Rate limit exceeded.").retry_after(*retry_after, now_ms)
+            }
+            Fault::Auth => unauthorized(),
+            Fault::Transient => error(503, 4197, "Service unavailable. Please try again later."),
+            Fault::Invalid => error(400, 4196, "Invalid request: conversion events are invalid."),
+            Fault::Code { status: 200, code } => {
+                let failed = (*code).max(0) as usize;
+                let n = n.max(1);
+                let events: Vec<Value> = (0..n)
+                .map(|i| {
+                    if i < failed {
+                        json!({"status": "failed", "error_message": "Simulated failure.", "warning_message": ""})
+                    } else {
+                        json!({"status": "processed", "error_message": "", "warning_message": ""})
+                    }
+                })
+                .collect();
+                Reply::json(
+                    200,
+                    &json!({"num_events_received": n, "num_events_processed": n.saturating_sub(failed), "events": events}),
+                )
+            }
+            Fault::Code { status: 422, .. } => {
+                answer(&vec![Some("Simulated failure.".into()); n.max(1)])
+            }
+            Fault::Code { status, code } => error(*status, *code, "Simulated error"),
+            _ => Reply::plain(500, "unexpected fault"),
+        }
     }
-    let results: Vec<Option<String>> = events.iter().map(|e| invalid(e, r.now_ms)).collect();
-    answer(&results)
+
+    fn handle(&self, s: &Shared, r: &Req) -> Reply {
+        let account = match r
+            .path
+            .strip_prefix(PATH_PREFIX)
+            .and_then(|p| p.strip_suffix("/events"))
+        {
+            Some(a) if r.method == "POST" && !a.is_empty() && !a.contains('/') => a,
+            _ => return error(404, 404, "Not found."),
+        };
+        let token = r
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .unwrap_or("")
+            .trim();
+        if token.is_empty() || s.credential.as_deref().is_some_and(|c| c != token) {
+            return unauthorized();
+        }
+        let Some(events) = r.body.get("data").and_then(Value::as_array) else {
+            return error(400, 4196, "data is required.");
+        };
+        if events.is_empty() || events.len() > 1000 {
+            return error(400, 4196, "data must hold 1 to 1000 events.");
+        }
+        if let Err(wait_ms) = s.admit(account, 1, r.now_ms) {
+            let secs = (wait_ms + 999) / 1000;
+            return error(429, 8, "Rate limit exceeded.").header("retry-after", secs.to_string());
+        }
+        let results: Vec<Option<String>> = events.iter().map(|e| invalid(e, r.now_ms)).collect();
+        answer(&results)
+    }
 }

@@ -23,7 +23,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Fault, Reply, Req, Shared};
+use super::{Fault, Ids, PlatformSim, Reply, Req, Shared};
 
 pub const PATH_PREFIX: &str = "/api/v2.0/conversions/events/";
 
@@ -56,22 +56,6 @@ fn unauthorized() -> Reply {
             "explanation": "Authorization token is invalid or has expired."
         }}),
     )
-}
-
-pub(super) fn fault(f: &Fault, now_ms: i64, _seq: u64) -> Reply {
-    match f {
-        Fault::Throttle { retry_after } => {
-            message(429, "Too Many Requests").retry_after(*retry_after, now_ms)
-        }
-        Fault::Auth => unauthorized(),
-        Fault::Transient => message(503, "Service Unavailable"),
-        Fault::Invalid => message(400, "invalid request"),
-        Fault::Code { status, code } => Reply::json(
-            *status,
-            &json!({"message": "Simulated error", "code": code}),
-        ),
-        _ => Reply::plain(500, "unexpected fault"),
-    }
 }
 
 fn non_empty(v: Option<&Value>) -> bool {
@@ -136,51 +120,78 @@ fn invalid(e: &Value, now_ms: i64) -> Option<&'static str> {
     None
 }
 
-pub(super) fn handle(s: &Shared, r: &Req) -> Reply {
-    let account = match r.path.strip_prefix(PATH_PREFIX) {
-        Some(a) if r.method == "POST" && !a.is_empty() && !a.contains('/') => a,
-        _ => return message(404, "Not Found"),
-    };
-    let token = r
-        .header("authorization")
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .unwrap_or("")
-        .trim();
-    if token.is_empty() {
-        return Reply::plain(401, "Authorization Required");
+pub(super) struct Reddit;
+
+impl PlatformSim for Reddit {
+    fn ids(&self) -> Ids {
+        Ids::Each {
+            list: "events",
+            id: &["event_metadata", "conversion_id"],
+        }
     }
-    if s.credential.as_deref().is_some_and(|c| c != token) {
-        return unauthorized();
+
+    fn fault(&self, f: &Fault, now_ms: i64, _seq: u64, _body: &Value) -> Reply {
+        match f {
+            Fault::Throttle { retry_after } => {
+                message(429, "Too Many Requests").retry_after(*retry_after, now_ms)
+            }
+            Fault::Auth => unauthorized(),
+            Fault::Transient => message(503, "Service Unavailable"),
+            Fault::Invalid => message(400, "invalid request"),
+            Fault::Code { status, code } => Reply::json(
+                *status,
+                &json!({"message": "Simulated error", "code": code}),
+            ),
+            _ => Reply::plain(500, "unexpected fault"),
+        }
     }
-    let Some(events) = r.body.get("events").and_then(Value::as_array) else {
-        return message(400, "events is required");
-    };
-    if events.is_empty() || events.len() > 1000 {
-        return message(400, "events must hold 1 to 1000 events");
+
+    fn handle(&self, s: &Shared, r: &Req) -> Reply {
+        let account = match r.path.strip_prefix(PATH_PREFIX) {
+            Some(a) if r.method == "POST" && !a.is_empty() && !a.contains('/') => a,
+            _ => return message(404, "Not Found"),
+        };
+        let token = r
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .unwrap_or("")
+            .trim();
+        if token.is_empty() {
+            return Reply::plain(401, "Authorization Required");
+        }
+        if s.credential.as_deref().is_some_and(|c| c != token) {
+            return unauthorized();
+        }
+        let Some(events) = r.body.get("events").and_then(Value::as_array) else {
+            return message(400, "events is required");
+        };
+        if events.is_empty() || events.len() > 1000 {
+            return message(400, "events must hold 1 to 1000 events");
+        }
+        if let Err(wait_ms) = s.admit(account, 1, r.now_ms) {
+            let secs = (wait_ms + 999) / 1000;
+            return message(429, "Too Many Requests").header("retry-after", secs.to_string());
+        }
+        let bad: Vec<Value> = events
+            .iter()
+            .filter_map(|e| invalid(e, r.now_ms).map(|m| json!({"error_message": m, "event": e})))
+            .collect();
+        if !bad.is_empty() {
+            return Reply::json(
+                400,
+                &json!({
+                    "message": format!(
+                        "There were {} invalid conversion events. None were processed.",
+                        bad.len()
+                    ),
+                    "invalid_events": bad,
+                }),
+            );
+        }
+        message(
+            200,
+            &format!("Successfully processed {} conversion events.", events.len()),
+        )
+        .accepted()
     }
-    if let Err(wait_ms) = s.admit(account, 1, r.now_ms) {
-        let secs = (wait_ms + 999) / 1000;
-        return message(429, "Too Many Requests").header("retry-after", secs.to_string());
-    }
-    let bad: Vec<Value> = events
-        .iter()
-        .filter_map(|e| invalid(e, r.now_ms).map(|m| json!({"error_message": m, "event": e})))
-        .collect();
-    if !bad.is_empty() {
-        return Reply::json(
-            400,
-            &json!({
-                "message": format!(
-                    "There were {} invalid conversion events. None were processed.",
-                    bad.len()
-                ),
-                "invalid_events": bad,
-            }),
-        );
-    }
-    message(
-        200,
-        &format!("Successfully processed {} conversion events.", events.len()),
-    )
-    .accepted()
 }

@@ -24,7 +24,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Fault, Reply, Req, Shared};
+use super::{Fault, Ids, PlatformSim, Reply, Req, Shared};
 
 pub const PATH_PREFIX: &str = "/v3/";
 
@@ -41,30 +41,6 @@ fn status(code: u16, status: &str, reason: &str) -> Reply {
 
 fn unauthorized() -> Reply {
     status(401, "UNAUTHORIZED", "Invalid or expired access token")
-}
-
-pub(super) fn fault(f: &Fault, now_ms: i64, _seq: u64) -> Reply {
-    match f {
-        Fault::Throttle { retry_after } => {
-            status(429, "RATE_LIMITED", "Too many requests").retry_after(*retry_after, now_ms)
-        }
-        Fault::Auth => unauthorized(),
-        Fault::Transient => status(503, "ERROR", "Service unavailable"),
-        Fault::Invalid => status(
-            400,
-            "INVALID",
-            "events[0]: missing required field event_name",
-        ),
-        Fault::Code { status: s, code } => Reply::json(
-            *s,
-            &json!({
-                "status": if (200..300).contains(s) { "INVALID" } else { "ERROR" },
-                "reason": "Simulated error",
-                "code": code,
-            }),
-        ),
-        _ => Reply::plain(500, "unexpected fault"),
-    }
 }
 
 fn hashes(v: &Value) -> bool {
@@ -120,46 +96,81 @@ fn invalid(e: &Value, now_ms: i64) -> Option<String> {
     None
 }
 
-pub(super) fn handle(s: &Shared, r: &Req) -> Reply {
-    let rest = r.path.strip_prefix(PATH_PREFIX).unwrap_or("");
-    let (pixel, validate) = match rest.split_once('/') {
-        Some((p, "events")) => (p, false),
-        Some((p, "events/validate")) => (p, true),
-        _ => ("", false),
-    };
-    if pixel.is_empty() || r.method != "POST" {
-        return status(404, "NOT_FOUND", "Not found");
+pub(super) struct Snapchat;
+
+impl PlatformSim for Snapchat {
+    fn ids(&self) -> Ids {
+        Ids::Each {
+            list: "data",
+            id: &["event_id"],
+        }
     }
-    let token = r.query_param("access_token").unwrap_or_else(|| {
-        r.header("authorization")
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .unwrap_or("")
-            .trim()
-            .to_string()
-    });
-    if token.is_empty() || s.credential.as_deref().is_some_and(|c| c != token) {
-        return unauthorized();
+
+    fn fault(&self, f: &Fault, now_ms: i64, _seq: u64, _body: &Value) -> Reply {
+        match f {
+            Fault::Throttle { retry_after } => {
+                status(429, "RATE_LIMITED", "Too many requests").retry_after(*retry_after, now_ms)
+            }
+            Fault::Auth => unauthorized(),
+            Fault::Transient => status(503, "ERROR", "Service unavailable"),
+            Fault::Invalid => status(
+                400,
+                "INVALID",
+                "events[0]: missing required field event_name",
+            ),
+            Fault::Code { status: s, code } => Reply::json(
+                *s,
+                &json!({
+                    "status": if (200..300).contains(s) { "INVALID" } else { "ERROR" },
+                    "reason": "Simulated error",
+                    "code": code,
+                }),
+            ),
+            _ => Reply::plain(500, "unexpected fault"),
+        }
     }
-    let events = match r.body.get("data").and_then(Value::as_array) {
-        Some(a) if !a.is_empty() && a.len() <= 2000 => a,
-        _ => return status(400, "INVALID", "data must hold 1 to 2000 events"),
-    };
-    if let Err(wait_ms) = s.admit(pixel, 1, r.now_ms) {
-        let secs = (wait_ms + 999) / 1000;
-        return status(429, "RATE_LIMITED", "Too many requests")
-            .header("retry-after", secs.to_string());
-    }
-    let reasons: Vec<String> = events
-        .iter()
-        .enumerate()
-        .filter_map(|(i, e)| invalid(e, r.now_ms).map(|m| format!("events[{i}]: {m}")))
-        .collect();
-    if !reasons.is_empty() {
-        return status(400, "INVALID", &reasons.join("; "));
-    }
-    if validate {
-        status(200, "VALID", "All events are valid")
-    } else {
-        status(200, "SUCCESS", "SUCCESS").accepted()
+
+    fn handle(&self, s: &Shared, r: &Req) -> Reply {
+        let rest = r.path.strip_prefix(PATH_PREFIX).unwrap_or("");
+        let (pixel, validate) = match rest.split_once('/') {
+            Some((p, "events")) => (p, false),
+            Some((p, "events/validate")) => (p, true),
+            _ => ("", false),
+        };
+        if pixel.is_empty() || r.method != "POST" {
+            return status(404, "NOT_FOUND", "Not found");
+        }
+        let token = r.query_param("access_token").unwrap_or_else(|| {
+            r.header("authorization")
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        });
+        if token.is_empty() || s.credential.as_deref().is_some_and(|c| c != token) {
+            return unauthorized();
+        }
+        let events = match r.body.get("data").and_then(Value::as_array) {
+            Some(a) if !a.is_empty() && a.len() <= 2000 => a,
+            _ => return status(400, "INVALID", "data must hold 1 to 2000 events"),
+        };
+        if let Err(wait_ms) = s.admit(pixel, 1, r.now_ms) {
+            let secs = (wait_ms + 999) / 1000;
+            return status(429, "RATE_LIMITED", "Too many requests")
+                .header("retry-after", secs.to_string());
+        }
+        let reasons: Vec<String> = events
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| invalid(e, r.now_ms).map(|m| format!("events[{i}]: {m}")))
+            .collect();
+        if !reasons.is_empty() {
+            return status(400, "INVALID", &reasons.join("; "));
+        }
+        if validate {
+            status(200, "VALID", "All events are valid")
+        } else {
+            status(200, "SUCCESS", "SUCCESS").accepted()
+        }
     }
 }

@@ -14,7 +14,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Fault, Reply, Req, Shared};
+use super::{Fault, Ids, PlatformSim, RateLimit, Reply, Req, Shared};
 
 pub const PATH: &str = "/open_api/v1.3/event/track/";
 
@@ -31,28 +31,6 @@ fn answer(status: u16, code: i64, message: &str, seq: u64) -> Reply {
     if code == 0 { r.accepted() } else { r }
 }
 
-pub(super) fn fault(f: &Fault, now_ms: i64, seq: u64) -> Reply {
-    match f {
-        Fault::Throttle { retry_after } => answer(
-            200,
-            40100,
-            "Too many requests. Please retry in some time.",
-            seq,
-        )
-        .retry_after(*retry_after, now_ms),
-        Fault::Auth => answer(
-            200,
-            40105,
-            "The access token is invalid or has been revoked.",
-            seq,
-        ),
-        Fault::Transient => answer(200, 50000, "System error", seq),
-        Fault::Invalid => answer(200, 40002, "Invalid parameter", seq),
-        Fault::Code { status, code } => answer(*status, *code, "Simulated error", seq),
-        _ => Reply::plain(500, "unexpected fault"),
-    }
-}
-
 fn invalid(e: &Value) -> Option<&'static str> {
     match e.get("event").and_then(Value::as_str) {
         None | Some("") => return Some("data.event: Missing data for required field."),
@@ -65,56 +43,93 @@ fn invalid(e: &Value) -> Option<&'static str> {
     None
 }
 
-pub(super) fn handle(s: &Shared, r: &Req) -> Reply {
-    if r.path != PATH || r.method != "POST" {
-        return Reply::plain(404, "404 page not found");
+pub(super) struct Tiktok;
+
+impl PlatformSim for Tiktok {
+    fn ids(&self) -> Ids {
+        Ids::Each {
+            list: "data",
+            id: &["event_id"],
+        }
     }
-    let token = r.header("access-token").unwrap_or("");
-    if token.is_empty() {
-        return answer(200, 40104, "Access token is null.", r.seq);
+
+    fn limits(&self) -> Vec<RateLimit> {
+        vec![RateLimit::sliding(600, 60_000)]
     }
-    if s.credential.as_deref().is_some_and(|c| c != token) {
-        return answer(
-            200,
-            40105,
-            "The access token is invalid or has been revoked.",
-            r.seq,
-        );
+
+    fn fault(&self, f: &Fault, now_ms: i64, seq: u64, _body: &Value) -> Reply {
+        match f {
+            Fault::Throttle { retry_after } => answer(
+                200,
+                40100,
+                "Too many requests. Please retry in some time.",
+                seq,
+            )
+            .retry_after(*retry_after, now_ms),
+            Fault::Auth => answer(
+                200,
+                40105,
+                "The access token is invalid or has been revoked.",
+                seq,
+            ),
+            Fault::Transient => answer(200, 50000, "System error", seq),
+            Fault::Invalid => answer(200, 40002, "Invalid parameter", seq),
+            Fault::Code { status, code } => answer(*status, *code, "Simulated error", seq),
+            _ => Reply::plain(500, "unexpected fault"),
+        }
     }
-    if s.admit(token, 1, r.now_ms).is_err() {
-        return answer(
-            200,
-            40100,
-            "Too many requests. Please retry in some time.",
-            r.seq,
-        );
+
+    fn handle(&self, s: &Shared, r: &Req) -> Reply {
+        if r.path != PATH || r.method != "POST" {
+            return Reply::plain(404, "404 page not found");
+        }
+        let token = r.header("access-token").unwrap_or("");
+        if token.is_empty() {
+            return answer(200, 40104, "Access token is null.", r.seq);
+        }
+        if s.credential.as_deref().is_some_and(|c| c != token) {
+            return answer(
+                200,
+                40105,
+                "The access token is invalid or has been revoked.",
+                r.seq,
+            );
+        }
+        if s.admit(token, 1, r.now_ms).is_err() {
+            return answer(
+                200,
+                40100,
+                "Too many requests. Please retry in some time.",
+                r.seq,
+            );
+        }
+        let source_ok = r
+            .body
+            .get("event_source_id")
+            .and_then(Value::as_str)
+            .is_some_and(|p| !p.is_empty());
+        if !source_ok {
+            return answer(
+                200,
+                40002,
+                "event_source_id: Missing data for required field.",
+                r.seq,
+            );
+        }
+        let Some(data) = r.body.get("data").and_then(Value::as_array) else {
+            return answer(200, 40002, "data: Missing data for required field.", r.seq);
+        };
+        if data.is_empty() || data.len() > 1000 {
+            return answer(
+                200,
+                40002,
+                "data: Length must be between 1 and 1000.",
+                r.seq,
+            );
+        }
+        if let Some(msg) = data.iter().find_map(invalid) {
+            return answer(200, 40002, msg, r.seq);
+        }
+        answer(200, 0, "OK", r.seq)
     }
-    let source_ok = r
-        .body
-        .get("event_source_id")
-        .and_then(Value::as_str)
-        .is_some_and(|p| !p.is_empty());
-    if !source_ok {
-        return answer(
-            200,
-            40002,
-            "event_source_id: Missing data for required field.",
-            r.seq,
-        );
-    }
-    let Some(data) = r.body.get("data").and_then(Value::as_array) else {
-        return answer(200, 40002, "data: Missing data for required field.", r.seq);
-    };
-    if data.is_empty() || data.len() > 1000 {
-        return answer(
-            200,
-            40002,
-            "data: Length must be between 1 and 1000.",
-            r.seq,
-        );
-    }
-    if let Some(msg) = data.iter().find_map(invalid) {
-        return answer(200, 40002, msg, r.seq);
-    }
-    answer(200, 0, "OK", r.seq)
 }

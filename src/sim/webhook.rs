@@ -11,23 +11,10 @@
 //!   `ServerError(status)`.
 
 use base64::Engine;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::{Fault, Reply, Req, Shared};
+use super::{Fault, Ids, PlatformSim, Reply, Req, Shared};
 use crate::platforms::webhook::sign;
-
-pub(super) fn fault(f: &Fault, now_ms: i64) -> Reply {
-    match f {
-        Fault::Throttle { retry_after } => {
-            Reply::plain(429, "Too Many Requests").retry_after(*retry_after, now_ms)
-        }
-        Fault::Auth => Reply::plain(401, "Unauthorized"),
-        Fault::Transient => Reply::plain(503, "Service Unavailable"),
-        Fault::Invalid => Reply::plain(400, "Bad Request"),
-        Fault::Code { status, code } => Reply::json(*status, &json!({"error": code.to_string()})),
-        _ => Reply::plain(500, "unexpected fault"),
-    }
-}
 
 fn verify(secret: &str, r: &Req) -> Result<(), &'static str> {
     let key = secret
@@ -57,20 +44,43 @@ fn verify(secret: &str, r: &Req) -> Result<(), &'static str> {
     }
 }
 
-pub(super) fn handle(s: &Shared, r: &Req) -> Reply {
-    if r.method != "POST" {
-        return Reply::plain(405, "Method Not Allowed");
+pub(super) struct Webhook;
+
+impl PlatformSim for Webhook {
+    fn ids(&self) -> Ids {
+        Ids::One(&["event_id"])
     }
-    if let Some(secret) = &s.credential
-        && let Err(why) = verify(secret, r)
-    {
-        return Reply::plain(401, why);
+
+    fn fault(&self, f: &Fault, now_ms: i64, _seq: u64, _body: &Value) -> Reply {
+        match f {
+            Fault::Throttle { retry_after } => {
+                Reply::plain(429, "Too Many Requests").retry_after(*retry_after, now_ms)
+            }
+            Fault::Auth => Reply::plain(401, "Unauthorized"),
+            Fault::Transient => Reply::plain(503, "Service Unavailable"),
+            Fault::Invalid => Reply::plain(400, "Bad Request"),
+            Fault::Code { status, code } => {
+                Reply::json(*status, &json!({"error": code.to_string()}))
+            }
+            _ => Reply::plain(500, "unexpected fault"),
+        }
     }
-    if r.body.is_null() {
-        return Reply::plain(400, "body is not JSON");
+
+    fn handle(&self, s: &Shared, r: &Req) -> Reply {
+        if r.method != "POST" {
+            return Reply::plain(405, "Method Not Allowed");
+        }
+        if let Some(secret) = &s.credential
+            && let Err(why) = verify(secret, r)
+        {
+            return Reply::plain(401, why);
+        }
+        if r.body.is_null() {
+            return Reply::plain(400, "body is not JSON");
+        }
+        if s.admit("webhook", 1, r.now_ms).is_err() {
+            return Reply::plain(429, "Too Many Requests").header("retry-after", "1".into());
+        }
+        Reply::json(200, &json!({"ok": true})).accepted()
     }
-    if s.admit("webhook", 1, r.now_ms).is_err() {
-        return Reply::plain(429, "Too Many Requests").header("retry-after", "1".into());
-    }
-    Reply::json(200, &json!({"ok": true})).accepted()
 }

@@ -26,7 +26,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Fault, Reply, Req, RetryAfter, Shared};
+use super::{Fault, Ids, PlatformSim, RateLimit, Reply, Req, RetryAfter, Shared};
 
 pub const PATH_PREFIX: &str = "/12/measurement/conversions/";
 
@@ -47,36 +47,6 @@ fn unauthorized() -> Reply {
         "UNAUTHORIZED_ACCESS",
         "This request is not properly authenticated",
     )
-}
-
-pub(super) fn fault(f: &Fault, now_ms: i64, _seq: u64) -> Reply {
-    match f {
-        Fault::Throttle { retry_after } => {
-            let r = errors(429, "TOO_MANY_REQUESTS", "Rate limit exceeded")
-                .header("x-rate-limit-remaining", "0".into());
-            let secs = match retry_after {
-                Some(RetryAfter::Seconds(s)) => Some(*s as i64),
-                Some(RetryAfter::HttpDate { in_secs }) => Some(*in_secs),
-                None => None,
-            };
-            match secs {
-                Some(s) => r.header("x-rate-limit-reset", (now_ms / 1000 + s).to_string()),
-                None => r,
-            }
-        }
-        Fault::Auth => unauthorized(),
-        Fault::Transient => errors(503, "SERVICE_UNAVAILABLE", "Service unavailable"),
-        Fault::Invalid => errors(400, "INVALID_PARAMETER", "conversions is invalid"),
-        Fault::Code { status: 200, code } => Reply::json(
-            200,
-            &json!({"data": {"conversions_processed": code, "debug_id": "sim"},
-                    "request": {"params": {}}}),
-        ),
-        Fault::Code { status, code } => {
-            errors(*status, &format!("SIMULATED_{code}"), "Simulated error")
-        }
-        _ => Reply::plain(500, "unexpected fault"),
-    }
 }
 
 fn is_hex64(v: &Value) -> bool {
@@ -150,65 +120,110 @@ fn dropped(c: &Value, pixel: &str, now_ms: i64) -> bool {
     })
 }
 
-pub(super) fn handle(s: &Shared, r: &Req) -> Reply {
-    let pixel = match r.path.strip_prefix(PATH_PREFIX) {
-        Some(p) if r.method == "POST" && !p.is_empty() && !p.contains('/') => p,
-        _ => {
-            return Reply::plain(
-                404,
-                "<html><body>Sorry, that page does not exist</body></html>",
-            )
-            .header("content-type", "text/html".into());
-        }
-    };
-    let token = r
-        .header("authorization")
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .unwrap_or("")
-        .trim();
-    if token.is_empty() || s.credential.as_deref().is_some_and(|c| c != token) {
-        return unauthorized();
-    }
-    let limit = s.limits.first().map_or(0, |l| l.limit);
-    let reset_in = |now_ms: i64| (now_ms / 1000 + 900).to_string();
-    if let Err(wait_ms) = s.admit(pixel, 1, r.now_ms) {
-        return errors(429, "TOO_MANY_REQUESTS", "Rate limit exceeded")
-            .header("x-rate-limit-limit", limit.to_string())
-            .header("x-rate-limit-remaining", "0".into())
-            .header(
-                "x-rate-limit-reset",
-                ((r.now_ms + wait_ms + 999) / 1000).to_string(),
-            );
-    }
-    let convs = match r.body.get("conversions").and_then(Value::as_array) {
-        Some(a) if !a.is_empty() && a.len() <= 500 => a,
-        _ => {
-            return errors(
-                400,
-                "INVALID_PARAMETER",
-                "conversions must hold 1 to 500 conversions",
-            );
-        }
-    };
-    for (i, c) in convs.iter().enumerate() {
-        if let Some(m) = malformed(c) {
-            return errors(400, "INVALID_PARAMETER", &format!("conversions[{i}]: {m}"));
+pub(super) struct X;
+
+impl PlatformSim for X {
+    fn ids(&self) -> Ids {
+        Ids::Each {
+            list: "conversions",
+            id: &["conversion_id"],
         }
     }
-    let processed = convs
-        .iter()
-        .filter(|c| !dropped(c, pixel, r.now_ms))
-        .count();
-    let reply = Reply::json(
+
+    fn limits(&self) -> Vec<RateLimit> {
+        vec![RateLimit::sliding(100_000, 900_000)]
+    }
+
+    fn fault(&self, f: &Fault, now_ms: i64, _seq: u64, _body: &Value) -> Reply {
+        match f {
+            Fault::Throttle { retry_after } => {
+                let r = errors(429, "TOO_MANY_REQUESTS", "Rate limit exceeded")
+                    .header("x-rate-limit-remaining", "0".into());
+                let secs = match retry_after {
+                    Some(RetryAfter::Seconds(s)) => Some(*s as i64),
+                    Some(RetryAfter::HttpDate { in_secs }) => Some(*in_secs),
+                    None => None,
+                };
+                match secs {
+                    Some(s) => r.header("x-rate-limit-reset", (now_ms / 1000 + s).to_string()),
+                    None => r,
+                }
+            }
+            Fault::Auth => unauthorized(),
+            Fault::Transient => errors(503, "SERVICE_UNAVAILABLE", "Service unavailable"),
+            Fault::Invalid => errors(400, "INVALID_PARAMETER", "conversions is invalid"),
+            Fault::Code { status: 200, code } => Reply::json(
+                200,
+                &json!({"data": {"conversions_processed": code, "debug_id": "sim"},
+                    "request": {"params": {}}}),
+            ),
+            Fault::Code { status, code } => {
+                errors(*status, &format!("SIMULATED_{code}"), "Simulated error")
+            }
+            _ => Reply::plain(500, "unexpected fault"),
+        }
+    }
+
+    fn handle(&self, s: &Shared, r: &Req) -> Reply {
+        let pixel = match r.path.strip_prefix(PATH_PREFIX) {
+            Some(p) if r.method == "POST" && !p.is_empty() && !p.contains('/') => p,
+            _ => {
+                return Reply::plain(
+                    404,
+                    "<html><body>Sorry, that page does not exist</body></html>",
+                )
+                .header("content-type", "text/html".into());
+            }
+        };
+        let token = r
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .unwrap_or("")
+            .trim();
+        if token.is_empty() || s.credential.as_deref().is_some_and(|c| c != token) {
+            return unauthorized();
+        }
+        let limit = s.limits.first().map_or(0, |l| l.limit);
+        let reset_in = |now_ms: i64| (now_ms / 1000 + 900).to_string();
+        if let Err(wait_ms) = s.admit(pixel, 1, r.now_ms) {
+            return errors(429, "TOO_MANY_REQUESTS", "Rate limit exceeded")
+                .header("x-rate-limit-limit", limit.to_string())
+                .header("x-rate-limit-remaining", "0".into())
+                .header(
+                    "x-rate-limit-reset",
+                    ((r.now_ms + wait_ms + 999) / 1000).to_string(),
+                );
+        }
+        let convs = match r.body.get("conversions").and_then(Value::as_array) {
+            Some(a) if !a.is_empty() && a.len() <= 500 => a,
+            _ => {
+                return errors(
+                    400,
+                    "INVALID_PARAMETER",
+                    "conversions must hold 1 to 500 conversions",
+                );
+            }
+        };
+        for (i, c) in convs.iter().enumerate() {
+            if let Some(m) = malformed(c) {
+                return errors(400, "INVALID_PARAMETER", &format!("conversions[{i}]: {m}"));
+            }
+        }
+        let processed = convs
+            .iter()
+            .filter(|c| !dropped(c, pixel, r.now_ms))
+            .count();
+        let reply = Reply::json(
         200,
         &json!({"data": {"conversions_processed": processed, "debug_id": format!("sim-{}", r.seq)},
                 "request": {"params": {"pixel_id": pixel}}}),
     )
     .header("x-rate-limit-limit", limit.to_string())
     .header("x-rate-limit-reset", reset_in(r.now_ms));
-    if processed == convs.len() {
-        reply.accepted()
-    } else {
-        reply
+        if processed == convs.len() {
+            reply.accepted()
+        } else {
+            reply
+        }
     }
 }
