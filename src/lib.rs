@@ -4,14 +4,29 @@
 //! Module map (the flow is ingest → group-commit writer → redb → delivery):
 //! - [`config`]: raw TOML → validated typed config; errors name key path and line.
 //! - [`clock`]: the one injected clock every scheduler reads (tests drive it by hand).
+//! - [`event`]: the normalized event, as intake produces it, the store keeps it and
+//!   delivery reads it.
 //! - [`ingest`]: event validation, identifier normalization and hashing, PII sealing,
 //!   dedup and ingress limits.
-//! - [`store`]: the redb tables, value codec and the group-commit writer thread.
+//! - [`store`]: the redb tables, value codec, typed reads ([`store::View`]) and the
+//!   group-commit writer thread.
+//! - [`delivery`]: one worker per destination (read, batch, pace, send, settle), the
+//!   DLQ, backlog figures and housekeeping.
+//! - [`platforms`]: one adapter per platform: request building and response
+//!   classification.
+//! - [`health`]: each destination's auto-pause state machine (SPEC §4).
 //! - [`audit`]: the tamper-evident audit chain (SPEC §6).
-//! - [`api`]: the HTTP routes.
 //! - [`alerts`]: pause/resume/backpressure notices to Slack, email, webhook, PagerDuty.
-//! - [`app`]: wiring, signals and shutdown order.
+//! - [`metrics`]: the `/metrics` series.
+//! - [`state`]: what the running daemon shares ([`state::App`]): configuration in force,
+//!   reload.
+//! - [`api`]: the HTTP routes, their one error type and authentication.
+//! - [`app`]: wiring, background tasks, signals and shutdown order.
+//! - [`cli`]: the client subcommands against the admin API.
 //! - [`sim`]: local simulators of the destination platforms (tests, `sluice simulate`).
+//!
+//! Dependencies point one way: `api` → `state` → (`delivery`, `ingest`, `alerts`) →
+//! `store` → `event`; `app` wires them.
 
 pub mod alerts;
 pub mod api;
@@ -21,9 +36,11 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+pub mod event;
 pub mod health;
 pub mod ingest;
 pub mod metrics;
 pub mod platforms;
 pub mod sim;
+pub mod state;
 pub mod store;

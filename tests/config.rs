@@ -1087,6 +1087,49 @@ policy = {{ rate = {{ limit = 10, per = "1m", unit = "requests", scope = "token"
     ok(&t("other"));
 }
 
+/// Two destinations sharing an access token but not a refresh token are one token
+/// scope, both for validation and for the pacer they run with (one `scope_key`).
+#[test]
+fn a_shared_access_token_is_one_scope_for_validation_and_pacing() {
+    let t = |rate_b: &str| {
+        with_ws(&format!(
+            r#"
+[[destinations]]
+id = "g_a"
+workspace = "ent"
+platform = "google_ads"
+events = ["Purchase"]
+params = {{ customer_id = "1", conversion_action_id = "1" }}
+credentials = {{ developer_token = "dev", access_token = "tok_shared", client_id = "c", client_secret = "s", refresh_token = "r_a" }}
+policy = {{ rate = {{ limit = 10, per = "1m", unit = "requests", scope = "token" }} }}
+
+[[destinations]]
+id = "g_b"
+workspace = "ent"
+platform = "google_ads"
+events = ["Purchase"]
+params = {{ customer_id = "2", conversion_action_id = "1" }}
+credentials = {{ developer_token = "dev", access_token = "tok_shared", client_id = "c", client_secret = "s", refresh_token = "r_b" }}
+policy = {{ rate = {{ limit = {rate_b}, per = "1m", unit = "requests", scope = "token" }} }}
+"#
+        ))
+    };
+    let e = err(&t("20"));
+    assert!(e.message.contains("shares its token pacing scope"), "{e}");
+    let cfg = ok(&t("10"));
+    let token = |i: usize| {
+        let d = &cfg.destinations[i];
+        let r = d
+            .policy
+            .rates
+            .iter()
+            .find(|r| r.scope == RateScope::Token)
+            .expect("token rate");
+        d.scope_key(&r.scope)
+    };
+    assert_eq!(token(0), token(1), "one pacer at run time");
+}
+
 #[test]
 fn policies_deep_merge_key_by_key() {
     let text = with_ws(

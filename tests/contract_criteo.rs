@@ -11,7 +11,7 @@ use common::*;
 use serde_json::{Value, json};
 use sluice::clock::{ManualClock, SharedClock};
 use sluice::config::{Destination, Platform};
-use sluice::ingest::event::{ClearField, NormalizedEvent, Variant};
+use sluice::event::{ClearField, NormalizedEvent, Variant};
 use sluice::ingest::identifiers::{IdField, normalize};
 use sluice::platforms::criteo::CRITEO;
 use sluice::platforms::{self, Adapter, Class, HttpRequest, HttpResponse, Verdict};

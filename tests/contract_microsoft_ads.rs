@@ -14,7 +14,7 @@ use common::{
 use serde_json::{Value, json};
 use sluice::clock::{ManualClock, SharedClock};
 use sluice::config::{Destination, Platform, Secret};
-use sluice::ingest::event::{ClearField, NormalizedEvent};
+use sluice::event::{ClearField, NormalizedEvent};
 use sluice::ingest::identifiers::IdField;
 use sluice::platforms::microsoft_ads::MICROSOFT_ADS;
 use sluice::platforms::{self, Adapter, Class, OutEvent, Verdict};

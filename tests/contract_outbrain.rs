@@ -11,7 +11,7 @@ use common::*;
 use serde_json::{Value, json};
 use sluice::clock::{ManualClock, SharedClock};
 use sluice::config::{Destination, Platform};
-use sluice::ingest::event::{ClearField, NormalizedEvent};
+use sluice::event::{ClearField, NormalizedEvent};
 use sluice::platforms::outbrain::OUTBRAIN;
 use sluice::platforms::{self, Adapter, Class, Verdict};
 use sluice::sim::{self, Fault, FaultScript, RetryAfter, SimOptions, SimServer};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use sluice::clock::{ManualClock, SharedClock};
 use sluice::config::{Destination, Platform, Secret};
-use sluice::ingest::event::{ClearField, NormalizedEvent, Variant};
+use sluice::event::{ClearField, NormalizedEvent, Variant};
 use sluice::ingest::identifiers::{IdField, normalize};
 use sluice::platforms::reddit::REDDIT;
 use sluice::platforms::{self, Adapter, Class, HttpResponse, OutEvent, Verdict};

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use sluice::clock::{ManualClock, SharedClock};
 use sluice::config::{Destination, Platform, Secret};
-use sluice::ingest::event::{ClearField, NormalizedEvent, PlainField, Variant};
+use sluice::event::{ClearField, NormalizedEvent, PlainField, Variant};
 use sluice::ingest::identifiers::{IdField, normalize};
 use sluice::platforms::{
     self, Adapter, Class, HttpRequest, HttpResponse, Verdict, klaviyo::KLAVIYO, meta::META, redact,

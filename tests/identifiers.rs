@@ -2,7 +2,7 @@
 //! `tests/data/identifiers.json`: every case, every variant, exactly.
 
 use serde_json::Value;
-use sluice::ingest::event::Variant;
+use sluice::event::Variant;
 use sluice::ingest::identifiers::{IdField, normalize};
 
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/identifiers.json");

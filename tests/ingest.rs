@@ -519,7 +519,7 @@ async fn reload_swaps_keys_and_a_bad_file_keeps_them() {
         text.replace("plan = \"growth\"", "plan = \"gold\""),
     )
     .unwrap();
-    let err = app.reload().unwrap_err();
+    let err = app.reload().unwrap_err().to_string();
     assert!(err.contains("plan"), "{err}");
     assert_eq!(d.post(&event("k1", T0_MS)).await.0, 202);
     // A good file with a new key: the old one stops working at once.

@@ -1,9 +1,18 @@
-//! The fire-once / resolve-below-80% rule of backpressure alerts (SPEC §5), as a pure
-//! state machine. The owner samples each destination's metrics every 30 s, feeds them
-//! to [`BackpressureTracker::observe`] and sends an [`super::AlertKind::Backpressure`]
-//! or [`super::AlertKind::BackpressureResolved`] alert for each transition it returns.
+//! Backpressure alerts (SPEC §5): the fire-once / resolve-below-80% rule as a pure
+//! state machine ([`BackpressureTracker`]), and the task ([`run`]) that samples each
+//! destination's gauges every 30 s, feeds them to [`BackpressureTracker::observe`] and
+//! sends an [`super::AlertKind::Backpressure`] or
+//! [`super::AlertKind::BackpressureResolved`] alert for each transition it returns.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::Alerter;
+use crate::delivery::Engine;
 
 /// Names of the metrics under `[alerts.backpressure]`.
 pub const QUEUE_DEPTH: &str = "queue_depth";
@@ -73,6 +82,142 @@ impl BackpressureTracker {
         let mut metrics: Vec<String> = gone.into_iter().map(|(_, m)| m).collect();
         metrics.sort();
         metrics
+    }
+}
+
+/// SPEC §5: every 30 s (on the clock's 30 s marks), each destination's queue depth,
+/// consumer lag and DLQ growth against `[alerts.backpressure]`; an alert when one
+/// crosses its limit, another when it falls below 80% of it.
+pub async fn run(
+    engine: Arc<Engine>,
+    alerter: Alerter,
+    passes: Arc<AtomicU64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    const EVERY_MS: i64 = 30_000;
+    let clock = engine.clock.clone();
+    let mut tracker = BackpressureTracker::default();
+    loop {
+        let now = clock.now_ms();
+        let next = (now.div_euclid(EVERY_MS) + 1) * EVERY_MS;
+        tokio::select! {
+            _ = clock.sleep_until(next) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let Some(cfg) = engine.config() else {
+            continue;
+        };
+        let limits = cfg.alerts.backpressure.clone();
+        let (e2, c2) = (engine.clone(), cfg.clone());
+        let gauges = match &limits {
+            Some(_) => tokio::task::spawn_blocking(move || e2.gauges(&c2))
+                .await
+                .unwrap_or_else(|e| Err(crate::store::StoreError::Unavailable(e.to_string()))),
+            None => Ok(Vec::new()),
+        };
+        let gauges = match gauges {
+            Ok(g) => g,
+            Err(e) => {
+                warn!(error = %e, "backpressure: cannot read the backlogs; skipped this pass");
+                passes.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+        };
+        let Some(limits) = limits else {
+            // No limits: nothing is firing any more.
+            tracker = BackpressureTracker::default();
+            passes.fetch_add(1, Ordering::SeqCst);
+            continue;
+        };
+        let at = clock.now_ms();
+        for g in &gauges {
+            let Some(d) = cfg
+                .destinations
+                .iter()
+                .find(|d| d.id == g.labels.destination)
+            else {
+                continue;
+            };
+            // (metric, limit, value, unit, decimals shown)
+            let checks = [
+                (
+                    QUEUE_DEPTH,
+                    limits.queue_depth.map(|l| l as f64),
+                    g.queue_depth as f64,
+                    " events",
+                    0,
+                ),
+                (
+                    CONSUMER_LAG,
+                    limits.consumer_lag.map(|l| l.as_secs_f64()),
+                    g.consumer_lag_seconds,
+                    " s",
+                    0,
+                ),
+                (
+                    DLQ_GROWTH_PER_MIN,
+                    limits.dlq_growth_per_min.map(|l| l as f64),
+                    g.dlq_growth_per_min,
+                    "/min",
+                    1,
+                ),
+            ];
+            for (metric, limit, value, unit, decimals) in checks {
+                let Some(limit) = limit else { continue };
+                let Some(t) = tracker.observe(&d.id, metric, value, limit) else {
+                    continue;
+                };
+                let (value_s, limit_s) = (
+                    format!("{value:.decimals$}{unit}"),
+                    format!("{limit:.decimals$}{unit}"),
+                );
+                let (kind, reason) = match t {
+                    Transition::Fire => {
+                        warn!(destination = %d.id, metric, value = %value_s, limit = %limit_s, "backpressure limit crossed");
+                        (
+                            super::AlertKind::Backpressure {
+                                metric: metric.to_string(),
+                                value: value_s,
+                                limit: limit_s,
+                            },
+                            format!("backpressure_{metric}"),
+                        )
+                    }
+                    Transition::Resolve => {
+                        info!(destination = %d.id, metric, value = %value_s, limit = %limit_s, "backpressure resolved");
+                        (
+                            super::AlertKind::BackpressureResolved {
+                                metric: metric.to_string(),
+                                value: value_s,
+                                limit: limit_s,
+                            },
+                            format!("backpressure_{metric}_resolved"),
+                        )
+                    }
+                };
+                let state = engine.snapshot(&d.id).map(|s| s.state);
+                alerter.send(super::Alert {
+                    kind,
+                    merchant_id: d.workspace.clone(),
+                    destination_id: d.id.clone(),
+                    platform: d.platform.name().to_string(),
+                    error_rate: state
+                        .as_ref()
+                        .and_then(|s| s.error_rate)
+                        .map(|r| format!("{:.1}%", r * 100.0)),
+                    threshold: format!(
+                        "{}%",
+                        (d.policy.auto_pause.threshold * 1000.0).round() / 10.0
+                    ),
+                    auto_clear_at: state
+                        .and_then(|s| s.auto_clear_at_ms)
+                        .map(crate::clock::rfc3339_ms),
+                    reason,
+                    at: crate::clock::rfc3339_ms(at),
+                });
+            }
+        }
+        passes.fetch_add(1, Ordering::SeqCst);
     }
 }
 

@@ -5,14 +5,15 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
-use super::{error, json_response};
-use crate::app::App;
+use super::auth::{bearer, ingest_workspace};
+use super::error::{ApiError, json};
 use crate::ingest::intake::{Outcome, Rejected};
+use crate::state::App;
 
 pub async fn post_events(State(app): State<Arc<App>>, req: Request) -> Response {
     let mut tally = Tally::default();
@@ -35,7 +36,7 @@ struct Tally {
 impl Tally {
     fn fail(&mut self, status: StatusCode, code: &'static str, msg: impl Into<String>) -> Response {
         self.rejected.push((code, 1));
-        error(status, code, msg)
+        ApiError::new(status, code, msg).into_response()
     }
 
     fn events(&mut self, rejected: &[Rejected]) {
@@ -61,7 +62,7 @@ async fn ingest(app: &App, req: Request, m: &mut Tally) -> Response {
     let (parts, body) = req.into_parts();
 
     // 1. The ingest key.
-    let Some(rules) = bearer(&parts.headers).and_then(|t| rt.authenticate(t)) else {
+    let Some(rules) = bearer(&parts.headers).and_then(|t| ingest_workspace(&rt, t)) else {
         return m.fail(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -156,14 +157,14 @@ async fn ingest(app: &App, req: Request, m: &mut Tally) -> Response {
         } => {
             m.accepted = accepted as u64;
             m.events(&rejected);
-            json_response(
+            json(
                 StatusCode::ACCEPTED,
                 &json!({"accepted": accepted, "duplicates": duplicates, "rejected": rejected_json(&rejected)}),
             )
         }
         Outcome::AllRejected(rejected) => {
             m.events(&rejected);
-            json_response(
+            json(
                 StatusCode::BAD_REQUEST,
                 &json!({
                     "error": "all_rejected",
@@ -174,17 +175,16 @@ async fn ingest(app: &App, req: Request, m: &mut Tally) -> Response {
         }
         Outcome::RateLimited { retry_after_secs } => {
             m.rejected.push(("rate_limited", events.len() as u64));
-            let mut r = error(
+            ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 format!(
                     "workspace {} is over its ingress rate ({} events/s, burst {}); retry after {retry_after_secs} s",
                     rules.id, rules.limits.rate, rules.limits.burst
                 ),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-            r
+            )
+            .retry_after(retry_after_secs)
+            .into_response()
         }
         Outcome::Unavailable(why) => {
             tracing::warn!(reason = %why, "ingest answered 503");
@@ -198,10 +198,7 @@ async fn ingest(app: &App, req: Request, m: &mut Tally) -> Response {
 }
 
 fn unavailable(msg: &str) -> Response {
-    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", msg);
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    r
+    ApiError::unavailable(msg).retry_after(1).into_response()
 }
 
 fn rejected_json(r: &[Rejected]) -> Value {
@@ -212,17 +209,6 @@ fn rejected_json(r: &[Rejected]) -> Value {
             })
             .collect(),
     )
-}
-
-/// `Authorization: Bearer <token>` (scheme case-insensitive).
-pub fn bearer(h: &HeaderMap) -> Option<&[u8]> {
-    let v = h.get(header::AUTHORIZATION)?.as_bytes();
-    if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
-        let t = v[7..].trim_ascii();
-        (!t.is_empty()).then_some(t)
-    } else {
-        None
-    }
 }
 
 fn is_json(h: &HeaderMap) -> bool {

@@ -1,27 +1,31 @@
-//! HTTP routes. Every error body is `{"error": "<code>", "message": "<human text>"}`.
-
-/// Answers with the admin-auth error unless the request carries the admin token.
-macro_rules! admin {
-    ($app:expr, $headers:expr) => {
-        if let Err(r) = $crate::api::admin::authorize(&$app, &$headers) {
-            return *r;
-        }
-    };
-}
+//! HTTP routes. Every error body is `{"error": "<code>", "message": "<human text>"}`
+//! ([`error::ApiError`]); admin routes take the [`auth::Admin`] extractor.
+//!
+//! - [`ingest`]: `POST /v1/events`;
+//! - [`admin`]: destinations, pause/resume, purge, timeline, reload, backup;
+//! - [`dlq`]: DLQ list, replay, discard;
+//! - [`audit`]: the audit chain's list, export and verify;
+//! - here: `/metrics`, `/healthz`, `/readyz`.
 
 pub mod admin;
 pub mod audit;
+pub mod auth;
+pub mod dlq;
+pub mod error;
 pub mod ingest;
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use crate::app::App;
+use crate::state::App;
+use error::{ApiError, json};
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -41,9 +45,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/auto-pause-events", get(admin::auto_pause_events))
         .route("/v1/admin/reload", post(admin::reload))
         .route("/v1/admin/backup", post(admin::backup))
-        .route("/v1/dlq", get(admin::dlq_list))
-        .route("/v1/dlq/replay", post(admin::dlq_replay))
-        .route("/v1/dlq/discard", post(admin::dlq_discard))
+        .route("/v1/dlq", get(dlq::list))
+        .route("/v1/dlq/replay", post(dlq::replay))
+        .route("/v1/dlq/discard", post(dlq::discard))
         .route("/v1/audit", get(audit::list))
         .route("/v1/audit/export", get(audit::export))
         .route("/v1/audit/verify", get(audit::verify))
@@ -53,25 +57,24 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// A JSON response with the given status.
-pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut r = (status, bytes).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
+/// A query string, refused as a JSON `400 invalid_request` (not axum's plain text) when
+/// it does not parse.
+pub struct Q<T>(pub T);
 
-/// The uniform error body.
-pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    json_response(status, &json!({"error": code, "message": message.into()}))
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Q(q.0))
+            .map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))
+    }
 }
 
 /// `GET /metrics` (open, SPEC §10). The per-destination gauges are left out while the
 /// store cannot be read (the counters are still served).
-async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
+async fn metrics(State(app): State<Arc<App>>) -> Response {
     let a = app.clone();
     let text = tokio::task::spawn_blocking(move || {
         let rt = a.runtime();
@@ -92,17 +95,15 @@ async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> R
 }
 
 async fn healthz() -> Response {
-    json_response(StatusCode::OK, &json!({"status": "ok"}))
+    json(StatusCode::OK, &json!({"status": "ok"}))
 }
 
-async fn readyz(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
+async fn readyz(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
     if app.is_ready() {
-        json_response(StatusCode::OK, &json!({"status": "ready"}))
+        Ok(json(StatusCode::OK, &json!({"status": "ready"})))
     } else {
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "storage_unavailable",
+        Err(ApiError::unavailable(
             "the store is not open or not writable yet; sluice reopens it by itself",
-        )
+        ))
     }
 }

@@ -21,6 +21,7 @@
 mod defaults;
 mod duration;
 mod raw;
+mod scope;
 mod spans;
 mod summary;
 mod types;
@@ -35,6 +36,7 @@ use sha2::{Digest, Sha256};
 
 pub use defaults::{max_batch_limit, plan_limits};
 pub use duration::{format_duration, parse_duration};
+pub use scope::scope_key;
 pub use summary::summary;
 pub use types::*;
 

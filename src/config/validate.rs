@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use sha2::{Digest, Sha256};
 
 use super::ConfigError;
 use super::defaults::{
@@ -809,9 +808,8 @@ fn ingest_keys(ctx: &Ctx, w: &RawWorkspace, path: &str) -> R<Vec<(Secret, String
 // ---------------------------------------------------------------------------------
 // Destinations
 
-/// A pacing scope shared across destinations: platform, scope name, scope value (a
-/// param value, or a digest of the token).
-type ScopeKey = (Platform, String, String);
+/// A pacing scope shared across destinations ([`super::scope_key`]).
+type ScopeKey = String;
 /// The rates a destination sets for one scope: (limit, per, unit is requests), sorted.
 type RateSig = Vec<(u64, Duration, bool)>;
 
@@ -951,15 +949,15 @@ fn destinations(
         }
         let policy = l.finish(ctx)?;
 
-        // Param scopes need the param; shared scopes need equal rates.
-        let mut by_scope: BTreeMap<String, (Option<String>, RateSig)> = BTreeMap::new();
+        // Param scopes need the param; shared scopes (one key, one pacer: see
+        // `scope_key`) need equal rates.
+        let mut by_scope: BTreeMap<String, (String, Option<String>, RateSig)> = BTreeMap::new();
         for (r, rpath) in &l.rates {
-            let value = match &r.scope {
+            let scope_name = match &r.scope {
                 RateScope::Destination => continue,
-                RateScope::Token => token_identity(&credentials),
-                RateScope::Param(name) => match params.get(name) {
-                    Some(v) => format!("param:{name}={v}"),
-                    None => {
+                RateScope::Token => "token".to_string(),
+                RateScope::Param(name) => {
+                    if !params.contains_key(name) {
                         let at = rpath
                             .as_ref()
                             .map(|p| join(p, "scope"))
@@ -972,18 +970,17 @@ fn destinations(
                             ),
                         ));
                     }
-                },
+                    name.clone()
+                }
             };
+            let key = super::scope_key(platform, &d.id, &credentials, &params, &r.scope);
             let e = by_scope
-                .entry(value)
-                .or_insert_with(|| (rpath.clone(), Vec::new()));
-            e.1.push((r.limit, r.per, r.unit == RateUnit::Requests));
+                .entry(key)
+                .or_insert_with(|| (scope_name, rpath.clone(), Vec::new()));
+            e.2.push((r.limit, r.per, r.unit == RateUnit::Requests));
         }
-        for (value, (rpath, mut rates)) in by_scope {
+        for (key, (scope_name, rpath, mut rates)) in by_scope {
             rates.sort();
-            let scope_name = value.split('=').next().unwrap_or("token").to_string();
-            let scope_name = scope_name.trim_start_matches("param:").to_string();
-            let key = (platform, scope_name.clone(), value);
             match scopes.get(&key) {
                 Some((other, other_rates)) if *other_rates != rates => {
                     let at = rpath.unwrap_or_else(|| path.clone());
@@ -1022,31 +1019,6 @@ fn destinations(
         });
     }
     Ok(out)
-}
-
-/// What `scope = "token"` groups by: a digest of the destination's token credential
-/// (never the credential itself).
-fn token_identity(creds: &BTreeMap<String, Secret>) -> String {
-    let mut h = Sha256::new();
-    let primary = ["access_token", "api_key", "refresh_token", "signing_secret"]
-        .iter()
-        .find_map(|k| creds.get(*k).map(|v| (*k, v)));
-    match primary {
-        Some((k, v)) => {
-            h.update(k.as_bytes());
-            h.update([0]);
-            h.update(v.expose().as_bytes());
-        }
-        None => {
-            for (k, v) in creds {
-                h.update(k.as_bytes());
-                h.update([0]);
-                h.update(v.expose().as_bytes());
-                h.update([0]);
-            }
-        }
-    }
-    format!("token={}", hex::encode(h.finalize()))
 }
 
 fn credentials(

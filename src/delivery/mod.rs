@@ -19,11 +19,10 @@ mod worker;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 
 use crate::clock::SharedClock;
-use crate::config::{Config, Destination, RateScope};
+use crate::config::{Config, Destination};
 use crate::metrics::{DestGauges, DestLabels, Metrics};
 use crate::platforms::{self, Adapter};
 use crate::store::Store;
@@ -58,7 +57,7 @@ pub type Notifier = Arc<dyn Fn(crate::health::Notice) + Send + Sync>;
 
 pub struct Engine {
     store: Store,
-    clock: SharedClock,
+    pub(crate) clock: SharedClock,
     http: reqwest::Client,
     /// OAuth access tokens of the destinations that refresh them (Google, Microsoft).
     oauth: platforms::oauth::TokenCache,
@@ -150,18 +149,21 @@ impl Engine {
         self.wake(workspace).notify_waiters();
     }
 
+    /// Starts periodic upkeep ([`housekeeping`]); [`Engine::shutdown`] stops it.
+    pub fn start_housekeeping(self: &Arc<Self>) {
+        let mut hk = self.housekeeping.lock().expect("housekeeping lock");
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(housekeeping::run(self.clone(), rx));
+        if let Some((old_tx, _)) = hk.replace((tx, task)) {
+            let _ = old_tx.send(true);
+        }
+    }
+
     /// Starts, updates or stops workers to match `cfg`. A removed destination stops
     /// sending and keeps its cursor, retries and DLQ in the store.
     pub fn sync(self: &Arc<Self>, cfg: &Config) {
         tracing::debug!(destinations = cfg.destinations.len(), "delivery sync");
         *self.config.lock().expect("config lock") = Some(Arc::new(cfg.clone()));
-        {
-            let mut hk = self.housekeeping.lock().expect("housekeeping lock");
-            if hk.is_none() {
-                let (tx, rx) = watch::channel(false);
-                *hk = Some((tx, tokio::spawn(housekeeping::run(self.clone(), rx))));
-            }
-        }
         let mut workers = self.workers.lock().expect("workers lock");
         let wanted: HashMap<&str, &Destination> = cfg
             .destinations
@@ -385,7 +387,7 @@ impl Engine {
     fn pacers_for(&self, d: &Destination) -> Vec<Arc<Mutex<ScopePacer>>> {
         let mut by_key: Vec<(String, Vec<crate::config::Rate>)> = Vec::new();
         for r in &d.policy.rates {
-            let key = scope_key(d, &r.scope);
+            let key = d.scope_key(&r.scope);
             match by_key.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, v)) => v.push(r.clone()),
                 None => by_key.push((key, vec![r.clone()])),
@@ -400,39 +402,12 @@ impl Engine {
 
 /// Routing (SPEC §3): the destination's `events` filter, and the event's own
 /// `destinations` restriction.
-pub fn routes_to(
-    dest: &crate::config::Destination,
-    ev: &crate::ingest::event::NormalizedEvent,
-) -> bool {
+pub fn routes_to(dest: &crate::config::Destination, ev: &crate::event::NormalizedEvent) -> bool {
     (ev.destinations.is_empty() || ev.destinations.contains(&dest.id))
         && dest
             .events
             .as_ref()
             .is_none_or(|names| names.contains(&ev.event_name))
-}
-
-/// The budget holder of a rate: never the credential itself, only a hash of it.
-pub fn scope_key(d: &Destination, scope: &RateScope) -> String {
-    let p = d.platform.name();
-    match scope {
-        RateScope::Destination => format!("{p}:destination:{}", d.id),
-        RateScope::Token => {
-            let mut h = Sha256::new();
-            for (k, v) in &d.credentials {
-                if k.ends_with("token") || k == "api_key" || k == "signing_secret" {
-                    h.update(k.as_bytes());
-                    h.update([0]);
-                    h.update(v.expose().as_bytes());
-                    h.update([0]);
-                }
-            }
-            format!("{p}:token:{}", &hex::encode(h.finalize())[..32])
-        }
-        RateScope::Param(k) => format!(
-            "{p}:{k}:{}",
-            d.params.get(k).map(String::as_str).unwrap_or("")
-        ),
-    }
 }
 
 async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {

@@ -8,7 +8,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::event::Variant;
+use crate::event::Variant;
 
 /// A `user_data` key that is an identifier (normalized and hashed at intake).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

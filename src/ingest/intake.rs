@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use crate::clock::{SharedClock, utc_month};
 use crate::config::WorkspaceLimits;
-use crate::ingest::event::{EventError, PlainField};
+use crate::event::{EventError, PlainField};
 use crate::ingest::validate::{ValidateCtx, event_id_of, validate_event};
 use crate::store::codec::{StoredEvent, encode_event, pii_aad};
 use crate::store::{IngestBatch, Recovered, Store, dedup_digest};
@@ -461,12 +461,7 @@ impl Intake {
         }
     }
 
-    fn encode(
-        &self,
-        ws: &str,
-        now_ms: i64,
-        mut e: crate::ingest::event::NormalizedEvent,
-    ) -> Vec<u8> {
+    fn encode(&self, ws: &str, now_ms: i64, mut e: crate::event::NormalizedEvent) -> Vec<u8> {
         let mut sealed = Vec::new();
         if let Some(key) = &self.pii_key {
             let aad = pii_aad(ws, &e.event_name, &e.event_id);

@@ -1,6 +1,5 @@
 //! Intake: validation, identifier normalization and hashing, PII sealing, dedup, limits.
 
-pub mod event;
 pub mod identifiers;
 pub mod intake;
 pub mod pii;

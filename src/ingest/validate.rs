@@ -12,8 +12,8 @@
 
 use serde_json::Value;
 
-use super::event::{ClearField, EventError, NormalizedEvent, PlainField, Variant};
 use super::identifiers::{IdField, normalize_with};
+use crate::event::{ClearField, EventError, NormalizedEvent, PlainField, Variant};
 
 /// Largest `custom_data` accepted, serialized compactly (16 KiB).
 pub const CUSTOM_DATA_MAX_BYTES: usize = 16 * 1024;

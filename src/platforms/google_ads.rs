@@ -64,7 +64,7 @@ use super::{
     retry_after_hint, value_and_currency, with_endpoint, write_json, write_json_hex,
 };
 use crate::config::{Destination, Platform};
-use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
+use crate::event::{ClearField, NormalizedEvent, Variant};
 
 pub struct GoogleAds;
 

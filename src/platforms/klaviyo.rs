@@ -31,7 +31,7 @@ use super::{
     with_endpoint, write_json,
 };
 use crate::config::{Destination, Platform};
-use crate::ingest::event::{NormalizedEvent, PlainField};
+use crate::event::{NormalizedEvent, PlainField};
 
 pub struct Klaviyo;
 

@@ -52,7 +52,7 @@ use super::{
     value_text, with_endpoint, write_json_hex,
 };
 use crate::config::{Destination, Platform};
-use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
+use crate::event::{ClearField, NormalizedEvent, Variant};
 
 pub struct Linkedin;
 

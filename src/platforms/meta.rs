@@ -35,7 +35,7 @@ use super::{
     with_endpoint, write_user_fields,
 };
 use crate::config::{Destination, Platform};
-use crate::ingest::event::{ClearField, Variant};
+use crate::event::{ClearField, Variant};
 
 pub struct Meta;
 

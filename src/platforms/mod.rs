@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::{Destination, Platform};
-use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
+use crate::event::{ClearField, NormalizedEvent, Variant};
 
 pub mod criteo;
 pub mod google_ads;
@@ -581,7 +581,7 @@ pub(crate) mod testkit {
     use crate::config::{
         AutoPausePolicy, Destination, Platform, PlatformPolicy, RetryPolicy, Secret,
     };
-    use crate::ingest::event::{ClearField, NormalizedEvent, PlainField, Variant};
+    use crate::event::{ClearField, NormalizedEvent, PlainField, Variant};
 
     /// The events as sent for merchant `m`, accepted at 0.
     pub fn outs(evs: &[NormalizedEvent]) -> Vec<super::OutEvent<'_>> {

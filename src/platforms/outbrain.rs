@@ -50,7 +50,7 @@ use super::{
     clear_value, event_name_for, percent_encode, value_and_currency, with_endpoint,
 };
 use crate::config::{Destination, Platform};
-use crate::ingest::event::{ClearField, NormalizedEvent};
+use crate::event::{ClearField, NormalizedEvent};
 
 pub struct Outbrain;
 

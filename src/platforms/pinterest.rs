@@ -57,7 +57,7 @@ use super::{
     value_text, with_endpoint, write_user_fields,
 };
 use crate::config::{Destination, Platform};
-use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
+use crate::event::{ClearField, NormalizedEvent, Variant};
 
 pub struct Pinterest;
 

@@ -51,7 +51,7 @@ use super::{
     value_and_currency, with_endpoint, write_json, write_user_fields,
 };
 use crate::config::{Destination, Platform};
-use crate::ingest::event::{ClearField, NormalizedEvent, Variant};
+use crate::event::{ClearField, NormalizedEvent, Variant};
 
 pub struct Snapchat;
 

@@ -57,7 +57,7 @@ use super::{
     percent_encode, value_and_currency, with_endpoint, write_json,
 };
 use crate::config::{Destination, Platform};
-use crate::ingest::event::{ClearField, NormalizedEvent};
+use crate::event::{ClearField, NormalizedEvent};
 
 pub struct Taboola;
 

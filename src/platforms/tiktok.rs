@@ -34,7 +34,7 @@ use super::{
     retry_after_hint, size_hint, with_endpoint, write_json_str, write_user_fields,
 };
 use crate::config::{Destination, Platform};
-use crate::ingest::event::{ClearField, Variant};
+use crate::event::{ClearField, Variant};
 
 pub struct Tiktok;
 

@@ -29,7 +29,7 @@ use super::{
     write_json_str,
 };
 use crate::config::{Destination, Platform};
-use crate::ingest::event::{ClearField, Variant};
+use crate::event::{ClearField, Variant};
 
 pub struct Webhook;
 

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ingest::event::{NormalizedEvent, PlainField};
+use crate::event::{NormalizedEvent, PlainField};
 
 /// Current version of [`StoredEvent`].
 pub const EVENT_V1: u8 = 1;
@@ -183,7 +183,7 @@ pub fn pii_aad(workspace: &str, event_name: &str, event_id: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::event::{ClearField, Variant};
+    use crate::event::{ClearField, Variant};
 
     #[test]
     fn roundtrip_and_version() {

@@ -313,7 +313,7 @@ pub fn now_secs() -> i64 {
 // admin reads against a TestDaemon.
 
 use sluice::config::{AutoPausePolicy, PlatformPolicy, RetryPolicy};
-use sluice::ingest::event::{ClearField, NormalizedEvent, Variant};
+use sluice::event::{ClearField, NormalizedEvent, Variant};
 use sluice::ingest::identifiers::{IdField, normalize};
 use sluice::platforms::{Class, HttpRequest, HttpResponse, OutEvent, Verdict};
 use sluice::sim::SimServer;

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::Item;
 use crate::delivery::{DestCtx, Engine};
-use crate::ingest::event::PlainField;
+use crate::event::PlainField;
 use crate::platforms::{Class, HttpResponse, OutEvent, Verdict, oauth, redact};
 
 /// What one request came to.
