@@ -1050,7 +1050,7 @@ fn paced(s: &Settings, checks: &mut Checks) -> Option<PacedRow> {
 // Report
 
 fn fmt_rate(x: f64) -> String {
-    let s = format!("{:.0}", x);
+    let s = format!("{x:.0}");
     let mut out = String::new();
     for (i, ch) in s.chars().enumerate() {
         if i > 0 && (s.len() - i) % 3 == 0 && ch != '-' {
@@ -1081,7 +1081,7 @@ fn main() -> ExitCode {
     println!(
         "sluice delivery benchmark: daemon, simulators and load generator in-process on loopback, \
          each on a tokio multi-thread runtime with 2 workers; system clock; {} CPUs",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     let mut checks = Checks::default();
     let mut rows = Vec::new();

@@ -234,8 +234,7 @@ fn wrk_available() -> bool {
     Command::new("wrk")
         .arg("-v")
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("wrk"))
-        .unwrap_or(false)
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("wrk"))
 }
 
 struct Load<'a> {
@@ -445,9 +444,7 @@ impl Sluice {
     fn stop_and_count(self) -> StoreCounts {
         self.rt.block_on(self.daemon.shutdown());
         self.rt.shutdown_timeout(Duration::from_secs(1));
-        let size = std::fs::metadata(&self.store_path)
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let size = std::fs::metadata(&self.store_path).map_or(0, |m| m.len());
         let db = redb::Database::open(&self.store_path).expect("reopen the store");
         let read = db.begin_read().expect("read txn");
         let events = sluice::store::log::read(
@@ -528,7 +525,7 @@ impl Checks {
         let ok_req = sum(|r| r.ok_requests);
         let bad_status = sum(|r| r.bad_status);
         let bad_body = sum(|r| r.bad_body);
-        let sock = sum(|r| r.socket_errors());
+        let sock = sum(WrkResult::socket_errors);
         self.check(
             bad_status == 0 && bad_body == 0 && sock == 0,
             format!(
@@ -685,8 +682,7 @@ fn redb_loop(s: &Settings, requests: usize, per_request: usize, secs: f64) -> Re
             let cur = monthly
                 .get((WORKSPACE, month))
                 .expect("get")
-                .map(|v| v.value())
-                .unwrap_or(0);
+                .map_or(0, |v| v.value());
             monthly
                 .insert((WORKSPACE, month), cur + per_commit as u64)
                 .expect("monthly insert");
@@ -711,7 +707,7 @@ fn redb_loop(s: &Settings, requests: usize, per_request: usize, secs: f64) -> Re
         commit_p50: pct(0.5),
         commit_p99: pct(0.99),
         value_bytes,
-        file_bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+        file_bytes: std::fs::metadata(&path).map_or(0, |m| m.len()),
         cpu,
     }
 }
@@ -737,7 +733,7 @@ fn fmt_us(us: u64) -> String {
 }
 
 fn fmt_rate(x: f64) -> String {
-    let s = format!("{:.0}", x);
+    let s = format!("{x:.0}");
     let mut out = String::new();
     for (i, ch) in s.chars().enumerate() {
         if i > 0 && (s.len() - i) % 3 == 0 {
@@ -800,7 +796,7 @@ fn main() -> ExitCode {
         s.wrk_threads,
         s.secs,
         s.warmup_secs,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     let mut checks = Checks::default();
     let mut rows: Vec<Row> = Vec::new();

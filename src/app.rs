@@ -223,7 +223,7 @@ async fn audit_head(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             Err(e) => warn!(error = %e, "cannot read the audit chain head"),
         }
         tokio::select! {
-            _ = app.intake.clock.sleep_ms(3_600_000) => {}
+            () = app.intake.clock.sleep_ms(3_600_000) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
     }

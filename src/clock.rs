@@ -94,7 +94,7 @@ impl Clock for ManualClock {
 
 /// RFC 3339 UTC with milliseconds, e.g. `2026-04-23T14:01:58.123Z`.
 pub fn rfc3339_ms(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let f = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
@@ -104,9 +104,9 @@ pub fn rfc3339_ms(ms: i64) -> String {
 
 /// The calendar month (UTC) of a timestamp, as `yyyy * 100 + mm`.
 pub fn utc_month(ms: i64) -> u32 {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.year() as u32 * 100 + u8::from(t.month()) as u32
+    t.year() as u32 * 100 + u32::from(u8::from(t.month()))
 }
 
 #[cfg(test)]
@@ -129,6 +129,6 @@ mod tests {
     #[test]
     fn formats_with_millis() {
         assert_eq!(rfc3339_ms(1_776_952_918_123), "2026-04-23T14:01:58.123Z");
-        assert_eq!(utc_month(1_776_952_918_123), 202604);
+        assert_eq!(utc_month(1_776_952_918_123), 202_604);
     }
 }

@@ -190,10 +190,10 @@ fn export_recomputes_independently() {
             .as_object()
             .unwrap()
             .keys()
-            .map(|k| k.as_str())
+            .map(std::string::String::as_str)
             .collect();
         let mut sorted_fields = fields.clone();
-        sorted_fields.sort();
+        sorted_fields.sort_unstable();
         assert_eq!(
             sorted_fields,
             [

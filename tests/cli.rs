@@ -253,7 +253,7 @@ async fn dlq_list_replay_discard_and_backup_through_the_cli() {
         .iter()
         .map(|e| e["event"]["event_id"].as_str().unwrap())
         .collect();
-    ids.sort();
+    ids.sort_unstable();
     assert_eq!(ids, ["dl0", "dl1", "dl2"]);
     assert!(
         lines.iter().all(|e| e["error_class"] == "rejected"),

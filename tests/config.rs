@@ -51,8 +51,7 @@ fn err(text: &str) -> ConfigError {
 fn line_of(text: &str, needle: &str) -> usize {
     text.lines()
         .position(|l| l.contains(needle))
-        .map(|i| i + 1)
-        .unwrap_or_else(|| panic!("`{needle}` not in text"))
+        .map_or_else(|| panic!("`{needle}` not in text"), |i| i + 1)
 }
 
 fn with_ws(rest: &str) -> String {
@@ -598,12 +597,18 @@ fn admin_token_env_unset_disables_admin() {
     assert!(c.server.admin_token.is_none());
     let c = ok("[server]\nadmin_token_env = \"ADMIN\"\n");
     assert_eq!(
-        c.server.admin_token.as_ref().map(|s| s.expose()),
+        c.server
+            .admin_token
+            .as_ref()
+            .map(sluice::config::Secret::expose),
         Some("admin-from-env")
     );
     let c = ok("[server]\nadmin_token = \"lit\"\n");
     assert_eq!(
-        c.server.admin_token.as_ref().map(|s| s.expose()),
+        c.server
+            .admin_token
+            .as_ref()
+            .map(sluice::config::Secret::expose),
         Some("lit")
     );
     // A file is still required to be readable.
@@ -616,7 +621,7 @@ fn ingest_keys_from_env_are_comma_separated() {
     let keys: Vec<&str> = c.workspaces[0]
         .ingest_keys
         .iter()
-        .map(|k| k.expose())
+        .map(sluice::config::Secret::expose)
         .collect();
     assert_eq!(keys, vec!["a1", "b2", "c3"]);
 }
@@ -741,7 +746,7 @@ fn required_params_per_platform() {
                 all.join(", ")
             ),
         ));
-        for missing in params.iter() {
+        for missing in *params {
             let some: Vec<String> = params
                 .iter()
                 .filter(|p| *p != missing)

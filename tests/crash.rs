@@ -48,10 +48,12 @@ ingest_keys = ["{KEY}"]
         .unwrap();
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     // Kill moments spread over the sending, varied per run.
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64;
+    let seed = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos(),
+    );
     for round in 0..4u64 {
         let mut child = spawn_sluice(&config);
         wait_http_ready(&http, &url).await;

@@ -337,7 +337,7 @@ async fn discard_drops_entries() {
         .map(|e| e["event"]["event_id"].as_str().unwrap())
         .collect();
     let mut ids = ids;
-    ids.sort();
+    ids.sort_unstable();
     assert_eq!(ids, ["x0", "x1", "x2"]);
     let (s, v) = admin_post(&d, "/v1/dlq/discard", json!({"destination": "hooks"})).await;
     assert_eq!((s, v), (200, json!({"discarded": 3})));

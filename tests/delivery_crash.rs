@@ -169,10 +169,12 @@ policy = {{ linger = "50ms", max_batch = {META_MAX_BATCH}, concurrency = {META_C
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut kills = Vec::new();
     // Kill moments spread over the sending, varied per run.
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64;
+    let seed = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos(),
+    );
     for round in 0..ROUNDS {
         let mut child = spawn(&config);
         wait_http_ready(&http, &url).await;

@@ -229,8 +229,7 @@ async fn delivered_once(what: &str, s: &SimServer, want: &[String]) {
 fn token_of(x: &sim::Received) -> String {
     x.path
         .split_once('?')
-        .map(|(_, q)| q)
-        .unwrap_or("")
+        .map_or("", |(_, q)| q)
         .split('&')
         .find_map(|kv| kv.strip_prefix("access_token="))
         .unwrap_or("")

@@ -101,7 +101,7 @@ pub async fn run(
         let now = clock.now_ms();
         let next = (now.div_euclid(EVERY_MS) + 1) * EVERY_MS;
         tokio::select! {
-            _ = clock.sleep_until(next) => {}
+            () = clock.sleep_until(next) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
         let Some(cfg) = engine.config() else {

@@ -345,7 +345,7 @@ async fn deliver(inner: &Inner, ch: &Channel, alert: &Alert) -> AlertOutcome {
         attempts += 1;
         let result = tokio::select! {
             r = ch.attempt(inner, alert) => r,
-            _ = clock.sleep_ms(ATTEMPT_TIMEOUT_MS) => Err(Failure {
+            () = clock.sleep_ms(ATTEMPT_TIMEOUT_MS) => Err(Failure {
                 message: format!("no answer within {} s", ATTEMPT_TIMEOUT_MS / 1000),
                 retryable: true,
             }),
@@ -381,7 +381,7 @@ async fn deliver(inner: &Inner, ch: &Channel, alert: &Alert) -> AlertOutcome {
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         set_waiting(inner, id, Some(retry_at), true);
         let stopped = tokio::select! {
-            _ = clock.sleep_until(retry_at) => false,
+            () = clock.sleep_until(retry_at) => false,
             _ = shutdown.wait_for(|s| *s) => true,
         };
         set_waiting(inner, id, None, false);

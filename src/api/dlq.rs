@@ -14,7 +14,7 @@ use super::error::{ApiError, ApiResult, ok};
 use crate::delivery::dlq::{self, Selector};
 use crate::state::App;
 
-fn parse_time(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
+fn parse_time(field: &str, v: Option<&String>) -> ApiResult<Option<i64>> {
     match v {
         None => Ok(None),
         Some(s) => time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
@@ -43,8 +43,8 @@ pub async fn list(State(app): State<Arc<App>>, _: Admin, Q(q): Q<DlqQuery>) -> A
         ));
     };
     let sel = Selector {
-        from_ms: parse_time("from", &q.from)?,
-        to_ms: parse_time("to", &q.to)?,
+        from_ms: parse_time("from", q.from.as_ref())?,
+        to_ms: parse_time("to", q.to.as_ref())?,
     };
     let limit = page_limit(q.limit)?;
     let after = match q.cursor.as_deref().map(str::parse::<u64>) {
@@ -75,8 +75,8 @@ fn action_body(bytes: &[u8]) -> ApiResult<(DlqAction, Selector)> {
         ))
     })?;
     let sel = Selector {
-        from_ms: parse_time("from", &a.from)?,
-        to_ms: parse_time("to", &a.to)?,
+        from_ms: parse_time("from", a.from.as_ref())?,
+        to_ms: parse_time("to", a.to.as_ref())?,
     };
     Ok((a, sel))
 }

@@ -214,14 +214,13 @@ fn rejected_json(r: &[Rejected]) -> Value {
 fn is_json(h: &HeaderMap) -> bool {
     h.get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| {
+        .is_some_and(|v| {
             v.split(';')
                 .next()
                 .unwrap_or("")
                 .trim()
                 .eq_ignore_ascii_case("application/json")
         })
-        .unwrap_or(false)
 }
 
 /// One event object, or `{"events": [ … ]}` (with no other key).

@@ -34,10 +34,10 @@ impl Client {
         let base = match &t.url {
             Some(u) => u.trim_end_matches('/').to_string(),
             None => {
-                let listen = cfg
-                    .as_ref()
-                    .map(|c| c.server.listen)
-                    .unwrap_or_else(|| "127.0.0.1:8470".parse().expect("literal"));
+                let listen = cfg.as_ref().map_or_else(
+                    || "127.0.0.1:8470".parse().expect("literal"),
+                    |c| c.server.listen,
+                );
                 let host = if listen.ip().is_unspecified() {
                     "127.0.0.1".to_string()
                 } else {
@@ -132,8 +132,7 @@ pub fn render_status(dests: &[Value]) -> String {
                 s(&d["state"]),
                 d["error_rate"]
                     .as_f64()
-                    .map(|r| format!("{:.1}", r * 100.0))
-                    .unwrap_or_else(|| "-".into()),
+                    .map_or_else(|| "-".into(), |r| format!("{:.1}", r * 100.0)),
                 d["last_checked"].as_str().unwrap_or("-").to_string(),
             ]
         })
@@ -174,7 +173,7 @@ pub fn render_status(dests: &[Value]) -> String {
 }
 
 fn s(v: &Value) -> String {
-    v.as_str().map(str::to_string).unwrap_or_else(|| "-".into())
+    v.as_str().map_or_else(|| "-".into(), str::to_string)
 }
 
 fn suggestion(d: &Value) -> String {
@@ -185,14 +184,13 @@ fn suggestion(d: &Value) -> String {
     let platform = s(&d["platform"]);
     match reason.strip_prefix("error_rate_") {
         Some(rate) => {
-            let threshold = d["threshold"]
-                .as_f64()
-                .map(|t| format!("{}%", (t * 1000.0).round() / 10.0))
-                .unwrap_or_else(|| "its".into());
+            let threshold = d["threshold"].as_f64().map_or_else(
+                || "its".into(),
+                |t| format!("{}%", (t * 1000.0).round() / 10.0),
+            );
             let mins = d["window_seconds"]
                 .as_u64()
-                .map(|w| format!("{} min", w / 60))
-                .unwrap_or_else(|| "the window".into());
+                .map_or_else(|| "the window".into(), |w| format!("{} min", w / 60));
             format!(
                 "suggestion: {platform} paused at {at} (error rate {rate} > {threshold} threshold for {mins}). Auto-clear at {} or resume manually: {resume}",
                 s(&d["auto_clear_at"])
@@ -234,7 +232,7 @@ pub async fn status(c: &Client, workspace: Option<&str>, live: bool) -> anyhow::
             return Ok(ExitCode::SUCCESS);
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
         }
     }

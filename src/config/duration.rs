@@ -8,7 +8,7 @@ pub const DURATION_HELP: &str = "invalid duration: expected a whole number follo
      (ms, s, m, h or d), like \"1500ms\", \"10s\", \"5m\", \"48h\" or \"30d\"";
 
 /// Parses `"<digits><unit>"`. Anything else (spaces, signs, fractions, other or
-/// missing units, overflow) is an error carrying [`DURATION_HELP`].
+/// missing units, overflow) is an error carrying `DURATION_HELP`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let split = s
         .find(|c: char| !c.is_ascii_digit())

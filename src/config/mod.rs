@@ -1,14 +1,14 @@
 //! Configuration: the TOML file (SPEC §8) → a validated, typed [`Config`].
 //!
 //! Two stages:
-//! 1. **Raw** ([`raw`]): the text is parsed twice — once with `toml_edit` into a
-//!    span-keeping document, from which [`spans::SpanIndex`] maps every key path
+//! 1. **Raw** (`raw`): the text is parsed twice — once with `toml_edit` into a
+//!    span-keeping document, from which `spans::SpanIndex` maps every key path
 //!    (`destinations[2].policy.auto_pause.threshold`) to its line; and once with
 //!    `toml`/serde into plain structs that deny unknown keys. Syntax and shape errors
 //!    (unknown key, wrong type, missing key) get their path and line from the error's
 //!    byte span.
-//! 2. **Validate** ([`validate`]): the raw structs become the typed structs of
-//!    [`types`]: defaults filled in (platforms.md, SPEC §2 plans), durations parsed,
+//! 2. **Validate** (`validate`): the raw structs become the typed structs of
+//!    `types`: defaults filled in (platforms.md, SPEC §2 plans), durations parsed,
 //!    every range checked (never clamped), policies deep-merged (built-in →
 //!    `[platforms.X]` → the destination's `policy`), secrets resolved from literal,
 //!    `*_env` or `*_file`, and the cross-checks run (ids, plans, scopes, PII key).
@@ -136,9 +136,10 @@ fn shape_error(idx: &spans::SpanIndex, e: &toml::de::Error) -> ConfigError {
 fn clean_serde_message(msg: &str) -> (String, Option<String>) {
     let first = msg.lines().next().unwrap_or("").trim();
     let expected = |s: &str| {
-        s.rsplit_once(", expected ")
-            .map(|(_, e)| humanize_expected(e))
-            .unwrap_or_else(|| "a different value".to_string())
+        s.rsplit_once(", expected ").map_or_else(
+            || "a different value".to_string(),
+            |(_, e)| humanize_expected(e),
+        )
     };
     if let Some(rest) = first.strip_prefix("missing field `") {
         let name = rest.trim_end_matches('`').to_string();

@@ -44,10 +44,7 @@ pub fn scope_key(
             }
             format!("{p}:token:{}", &hex::encode(h.finalize())[..32])
         }
-        RateScope::Param(k) => format!(
-            "{p}:{k}:{}",
-            params.get(k).map(String::as_str).unwrap_or("")
-        ),
+        RateScope::Param(k) => format!("{p}:{k}:{}", params.get(k).map_or("", String::as_str)),
     }
 }
 

@@ -48,7 +48,7 @@ impl SpanIndex {
     }
 
     fn walk_table(&mut self, table: &Table, prefix: &str) {
-        for (k, item) in table.iter() {
+        for (k, item) in table {
             let key_span = table.get_key_value(k).and_then(|(key, _)| key.span());
             let path = join(prefix, k);
             self.walk_item(item, path, key_span);
@@ -100,7 +100,7 @@ impl SpanIndex {
     }
 
     fn walk_inline(&mut self, t: &InlineTable, prefix: &str) {
-        for (k, v) in t.iter() {
+        for (k, v) in t {
             let key_span = t.get_key_value(k).and_then(|(key, _)| key.span());
             self.walk_value(v, join(prefix, k), key_span);
         }
@@ -138,7 +138,11 @@ impl SpanIndex {
         self.entries
             .iter()
             .filter(|e| e.value.as_ref().is_some_and(|v| v.contains(&offset)))
-            .min_by_key(|e| e.value.as_ref().map_or(usize::MAX, |v| v.len()))
+            .min_by_key(|e| {
+                e.value
+                    .as_ref()
+                    .map_or(usize::MAX, std::iter::ExactSizeIterator::len)
+            })
             .map(|e| e.path.as_str())
     }
 }

@@ -20,7 +20,11 @@ use super::raw::{
     RawServer, RawStorage, RawWorkspace,
 };
 use super::spans::SpanIndex;
-use super::types::*;
+use super::types::{
+    AlertsConfig, Backpressure, Config, Destination, EmailAlert, IngestConfig, PagerDutyAlert,
+    Plan, Platform, PlatformPolicy, Rate, RateScope, RateUnit, Secret, ServerConfig, SlackAlert,
+    StorageConfig, WebhookAlert, Workspace,
+};
 
 type R<T> = Result<T, ConfigError>;
 
@@ -960,8 +964,7 @@ fn destinations(
                     if !params.contains_key(name) {
                         let at = rpath
                             .as_ref()
-                            .map(|p| join(p, "scope"))
-                            .unwrap_or_else(|| join(&path, "params"));
+                            .map_or_else(|| join(&path, "params"), |p| join(p, "scope"));
                         return Err(ctx.err(
                             &at,
                             format!(

@@ -21,7 +21,7 @@ pub(super) async fn run(engine: Arc<Engine>, mut stop: tokio::sync::watch::Recei
     let mut next = aligned(engine.clock.now_ms());
     loop {
         tokio::select! {
-            _ = engine.clock.sleep_until(next) => {}
+            () = engine.clock.sleep_until(next) => {}
             _ = stop.changed() => return,
         }
         next = aligned(engine.clock.now_ms());

@@ -92,7 +92,7 @@ impl Engine {
             store,
             clock,
             http,
-            oauth: Default::default(),
+            oauth: platforms::oauth::TokenCache::default(),
             pacers: Pacers::default(),
             pii_key,
             workers: Mutex::new(HashMap::new()),
@@ -271,7 +271,7 @@ impl Engine {
         Ok(rows
             .into_iter()
             .map(|(d, b, stored)| {
-                let state = self.snapshot(&d.id).map(|s| s.state).unwrap_or(stored);
+                let state = self.snapshot(&d.id).map_or(stored, |s| s.state);
                 let (sent, dlq_added) = self.metrics.window_sums(&d.id, now);
                 let paused = state.mode == crate::store::codec::DestMode::Paused;
                 // A paused destination sends nothing until resumed: it never drains.

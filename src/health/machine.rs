@@ -86,9 +86,9 @@ impl Machine {
         let mut reset = false;
         if state.ring_size == sample {
             // Attempt order: slot = n % size, the oldest at `attempts`.
-            let size = sample as u64;
+            let size = u64::from(sample);
             let mut rows = rows;
-            rows.sort_by_key(|(slot, _)| (*slot as u64 + size - state.attempts % size) % size);
+            rows.sort_by_key(|(slot, _)| (u64::from(*slot) + size - state.attempts % size) % size);
             for (_, o) in rows {
                 ring.push(o);
             }
@@ -219,7 +219,7 @@ impl Machine {
         gone: Option<&'static str>,
     ) -> (Vec<DeliveryOp>, Option<Change>) {
         self.ring.push(o);
-        let size = self.state.ring_size.max(1) as u64;
+        let size = u64::from(self.state.ring_size.max(1));
         let slot = (self.state.attempts % size) as u32;
         self.state.attempts += 1;
         let ops = vec![
@@ -274,7 +274,7 @@ impl Machine {
             // Nothing left to probe with: an empty backlog resumes at once.
             return Some(Change::AutoResume { rate: None });
         }
-        let rate = p.errors as f64 / p.answered as f64;
+        let rate = f64::from(p.errors) / f64::from(p.answered);
         Some(if rate <= policy.threshold {
             Change::AutoResume { rate: Some(rate) }
         } else {

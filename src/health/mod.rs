@@ -63,9 +63,9 @@ impl Ring {
             .filter(|o| o.at_ms > now_ms - window_ms && o.at_ms >= since_ms)
         {
             n += 1;
-            errors += o.error as u32;
+            errors += u32::from(o.error);
         }
-        (n >= min_samples && n > 0).then(|| errors as f64 / n as f64)
+        (n >= min_samples && n > 0).then(|| f64::from(errors) / f64::from(n))
     }
 
     pub fn len(&self) -> usize {
@@ -87,8 +87,7 @@ pub fn rate_string(rate: f64) -> String {
     let s = format!("{rate:.4}");
     let s = s.trim_end_matches('0');
     s.strip_suffix('.')
-        .map(|x| format!("{x}.0"))
-        .unwrap_or_else(|| s.to_string())
+        .map_or_else(|| s.to_string(), |x| format!("{x}.0"))
 }
 
 /// Every state change of SPEC §4.

@@ -129,7 +129,7 @@ pub fn normalize(
                 variant,
                 normalized: normalized.map(str::to_owned),
                 sha256,
-            })
+            });
         },
     )
     .map_err(str::to_owned)?;

@@ -36,7 +36,7 @@ impl Hasher for DigestHasher {
     }
     fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
-            self.0 = (self.0 << 8) | *b as u64;
+            self.0 = (self.0 << 8) | u64::from(*b);
         }
     }
     fn write_u128(&mut self, n: u128) {

@@ -155,7 +155,7 @@ pub fn validate_event(v: &Value, ctx: &ValidateCtx) -> Result<NormalizedEvent, E
     match top[USER_DATA] {
         None => {}
         Some(Value::Object(_)) => {
-            user_data_fields(&user_data, ctx, &mut hashed, &mut clear, &mut plaintext)?
+            user_data_fields(&user_data, ctx, &mut hashed, &mut clear, &mut plaintext)?;
         }
         Some(_) => return Err(invalid("user_data must be an object")),
     }
@@ -650,7 +650,10 @@ mod tests {
         assert_eq!(code(&with("user_data", json!([]))), INVALID_FIELD);
         assert_eq!(code(&user("fbp", json!(1))), INVALID_FIELD);
         assert_eq!(code(&user("fbp", json!(" "))), INVALID_FIELD);
-        assert_eq!(code(&user("phone", json!(6505551234_u64))), INVALID_FIELD);
+        assert_eq!(
+            code(&user("phone", json!(6_505_551_234_u64))),
+            INVALID_FIELD
+        );
     }
 
     /// `custom_data` whose compact serialization is exactly `n` bytes.

@@ -234,8 +234,7 @@ fn error_names(v: &Value) -> Vec<String> {
                     other => ["code", "name", "type"]
                         .iter()
                         .find_map(|k| other.get(*k).and_then(Value::as_str))
-                        .map(str::to_string)
-                        .unwrap_or_else(|| other.to_string()),
+                        .map_or_else(|| other.to_string(), str::to_string),
                 })
                 .collect()
         })
@@ -300,11 +299,7 @@ impl Adapter for Criteo {
             return Verdict::Whole(Class::Rejected);
         }
         for u in unknown {
-            if SEEN_ERRORS
-                .lock()
-                .map(|mut s| s.insert(u.clone()))
-                .unwrap_or(false)
-            {
+            if SEEN_ERRORS.lock().is_ok_and(|mut s| s.insert(u.clone())) {
                 tracing::warn!(
                     error = %u,
                     status = resp.status,

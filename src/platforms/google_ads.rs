@@ -222,7 +222,7 @@ fn per_row(n: usize, body: &Value, pfe: &Value) -> Verdict {
         && results.len() == n
     {
         for (i, r) in results.iter().enumerate() {
-            if classes[i].is_none() && r.as_object().is_some_and(|o| o.is_empty()) {
+            if classes[i].is_none() && r.as_object().is_some_and(serde_json::Map::is_empty) {
                 classes[i] = Some(Class::Retryable);
             }
         }

@@ -263,7 +263,7 @@ mod tests {
         attrs.insert(
             "metric".into(),
             json!({"data": {"type": "metric", "attributes": {
-                "name": map_event_name(dest, &Default::default(), &e.event_name)
+                "name": map_event_name(dest, &std::collections::BTreeMap::default(), &e.event_name)
             }}}),
         );
         let mut profile = Map::new();

@@ -170,7 +170,7 @@ impl Adapter for Linkedin {
             .get("linkedin_version")
             .map_or(VERSION, String::as_str);
         let body = batch_body(b"{\"elements\":[", b"]}", events, |body, ev| {
-            write_element(body, rule, ev.event)
+            write_element(body, rule, ev.event);
         });
         json_post_bytes(
             with_endpoint(URL, dest.endpoint.as_deref()),

@@ -153,11 +153,7 @@ impl Adapter for Meta {
     }
 
     fn build(&self, dest: &Destination, events: &[OutEvent<'_>], _now_ms: i64) -> HttpRequest {
-        let pixel = dest
-            .params
-            .get("pixel_id")
-            .map(String::as_str)
-            .unwrap_or("");
+        let pixel = dest.params.get("pixel_id").map_or("", String::as_str);
         let token = super::credential(dest, "access_token");
         let base = with_endpoint(
             &format!("https://graph.facebook.com/{API_VERSION}/{pixel}/events"),
@@ -165,7 +161,7 @@ impl Adapter for Meta {
         );
         let url = format!("{base}?access_token={}", super::percent_encode(&token));
         let body = batch_body(b"{\"data\":[", b"]}", events, |body, ev| {
-            write_event(body, dest, ev)
+            write_event(body, dest, ev);
         });
         json_post_bytes(url, "application/json", vec![], body, vec![token])
     }

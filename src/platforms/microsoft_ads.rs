@@ -194,7 +194,7 @@ impl Adapter for MicrosoftAds {
         );
         let name = param("conversion_name");
         let body = batch_body(b"{\"OfflineConversions\":[", b"]}", events, |body, ev| {
-            write_conversion(body, name, ev.event)
+            write_conversion(body, name, ev.event);
         });
         json_post_bytes(
             with_endpoint(URL, dest.endpoint.as_deref()),

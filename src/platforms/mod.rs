@@ -198,8 +198,7 @@ pub fn with_endpoint(default_url: &str, endpoint: Option<&str>) -> String {
         Some(start) => {
             let path_at = default_url[start..]
                 .find('/')
-                .map(|i| start + i)
-                .unwrap_or(default_url.len());
+                .map_or(default_url.len(), |i| start + i);
             format!("{ep}{}", &default_url[path_at..])
         }
         None => default_url.to_string(),
@@ -214,8 +213,7 @@ pub fn map_event_name(dest: &Destination, defaults: &BTreeMap<&str, &str>, name:
     }
     defaults
         .get(name)
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| name.to_string())
+        .map_or_else(|| name.to_string(), std::string::ToString::to_string)
 }
 
 /// `Retry-After` as milliseconds from `now_ms`: delta-seconds or an HTTP date, capped at
@@ -239,7 +237,7 @@ pub fn percent_encode(s: &str) -> String {
     for b in s.bytes() {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
+                out.push(b as char);
             }
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -286,8 +284,10 @@ pub fn retry_after_hint(resp: &HttpResponse) -> Option<i64> {
             time::OffsetDateTime::parse(d.trim(), &time::format_description::well_known::Rfc2822)
                 .ok()
         })
-        .map(|t| t.unix_timestamp() * 1000)
-        .unwrap_or_else(|| crate::clock::Clock::now_ms(&crate::clock::SystemClock));
+        .map_or_else(
+            || crate::clock::Clock::now_ms(&crate::clock::SystemClock),
+            |t| t.unix_timestamp() * 1000,
+        );
     retry_after_ms(resp, now_ms)
 }
 
@@ -406,8 +406,7 @@ pub fn event_name_for<'a>(
     defaults
         .iter()
         .find(|(k, _)| *k == name)
-        .map(|(_, v)| *v)
-        .unwrap_or(name)
+        .map_or(name, |(_, v)| *v)
 }
 
 /// Appends `s` as a JSON string.

@@ -202,7 +202,7 @@ impl TokenCache {
         secrets.push(refresh_token.clone());
         let result = tokio::select! {
             r = request(http, cfg, &refresh_token) => r,
-            _ = clock.sleep_ms(timeout_ms) => Err(format!("timed out after {timeout_ms} ms")),
+            () = clock.sleep_ms(timeout_ms) => Err(format!("timed out after {timeout_ms} ms")),
         };
         let at = clock.now_ms();
         let resp = result.map_err(|e| RefreshError {

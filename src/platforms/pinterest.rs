@@ -221,7 +221,7 @@ impl Adapter for Pinterest {
         let token = super::credential(dest, "access_token");
         let account = dest.params.get("ad_account_id").map_or("", String::as_str);
         let body = batch_body(b"{\"data\":[", b"]}", events, |body, ev| {
-            write_event(body, dest, ev.event)
+            write_event(body, dest, ev.event);
         });
         let mut url = with_endpoint(URL, dest.endpoint.as_deref());
         url.push_str(&super::percent_encode(account));

@@ -206,7 +206,7 @@ impl Adapter for Snapchat {
         let token = super::credential(dest, "access_token");
         let pixel = dest.params.get("pixel_id").map_or("", String::as_str);
         let body = batch_body(b"{\"data\":[", b"]}", events, |body, ev| {
-            write_event(body, dest, ev.event)
+            write_event(body, dest, ev.event);
         });
         let mut url = with_endpoint(URL, dest.endpoint.as_deref());
         url.push_str(&super::percent_encode(pixel));
@@ -227,8 +227,7 @@ impl Adapter for Snapchat {
                     Some(other) => {
                         if SEEN_STATUSES
                             .lock()
-                            .map(|mut s| s.insert(other.to_string()))
-                            .unwrap_or(false)
+                            .is_ok_and(|mut s| s.insert(other.to_string()))
                         {
                             tracing::warn!(
                                 status = other,

@@ -114,7 +114,7 @@ impl Adapter for Taboola {
     fn build(&self, dest: &Destination, events: &[OutEvent<'_>], _now_ms: i64) -> HttpRequest {
         let account = dest.params.get("account_id").map_or("", String::as_str);
         let body = batch_body(b"{\"actions\":[", b"]}", events, |body, ev| {
-            write_action(body, dest, ev.event)
+            write_action(body, dest, ev.event);
         });
         let url = format!("{HOST}{}{PATH_SUFFIX}", percent_encode(account));
         json_post_bytes(

@@ -160,7 +160,7 @@ impl Adapter for Tiktok {
                     Some(40104 | 40105) => Class::Auth,
                     Some(40001 | 40002) => Class::Rejected,
                     Some(c) => {
-                        if SEEN_CODES.lock().map(|mut s| s.insert(c)).unwrap_or(false) {
+                        if SEEN_CODES.lock().is_ok_and(|mut s| s.insert(c)) {
                             tracing::warn!(
                                 code = c,
                                 status = resp.status,

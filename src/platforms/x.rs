@@ -137,8 +137,10 @@ pub fn rate_limit_reset_hint(resp: &HttpResponse) -> Option<i64> {
             time::OffsetDateTime::parse(d.trim(), &time::format_description::well_known::Rfc2822)
                 .ok()
         })
-        .map(|t| t.unix_timestamp() * 1000)
-        .unwrap_or_else(|| crate::clock::Clock::now_ms(&crate::clock::SystemClock));
+        .map_or_else(
+            || crate::clock::Clock::now_ms(&crate::clock::SystemClock),
+            |t| t.unix_timestamp() * 1000,
+        );
     Some((reset * 1000 - now_ms).clamp(0, 3_600_000))
 }
 
@@ -175,7 +177,7 @@ impl Adapter for X {
         let pixel = dest.params.get("pixel_id").map_or("", String::as_str);
         let x_event = dest.params.get("event_id").map_or("", String::as_str);
         let body = batch_body(b"{\"conversions\":[", b"]}", events, |body, ev| {
-            write_conversion(body, x_event, ev.event)
+            write_conversion(body, x_event, ev.event);
         });
         let mut url = with_endpoint(URL, dest.endpoint.as_deref());
         url.push_str(&super::percent_encode(pixel));

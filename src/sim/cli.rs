@@ -23,7 +23,7 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "N")]
     pub fail_every: Option<u64>,
     /// The fault: throttle, auth, transient, invalid, redirect, gone, timeout,
-    /// status:<http>, code:<http>:<code>, latency:<ms>.
+    /// `status:<http>`, `code:<http>:<code>`, `latency:<ms>`.
     #[arg(long, default_value = "transient", value_name = "NAME")]
     pub fault: String,
     /// Retry-After seconds sent with the throttle fault.

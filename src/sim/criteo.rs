@@ -93,7 +93,7 @@ impl PlatformSim for Criteo {
                 for e in evs {
                     match e.get("event").and_then(Value::as_str) {
                         None | Some("") if !errors.contains(&"EventsMissing") => {
-                            errors.push("EventsMissing")
+                            errors.push("EventsMissing");
                         }
                         None | Some("") => {}
                         Some(name) if !EVENTS.contains(&name) => warnings.push("UnknownEvent"),

@@ -174,7 +174,7 @@ fn judge(c: &Value, cid: &str, now_ms: i64) -> Result<Value, RowError> {
             "gbraid",
         ));
     }
-    if clicks.is_empty() && ids.is_none_or(|a| a.is_empty()) {
+    if clicks.is_empty() && ids.is_none_or(std::vec::Vec::is_empty) {
         return Err((
             "fieldError",
             "REQUIRED",

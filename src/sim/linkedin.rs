@@ -36,7 +36,7 @@ pub const PATH: &str = "/rest/conversionEvents";
 pub const MAX_AGE_MS: i64 = 90 * 86_400_000;
 
 /// Versions before this one are sunset (426).
-pub const OLDEST_VERSION: u32 = 202503;
+pub const OLDEST_VERSION: u32 = 202_503;
 
 const ID_TYPES: [&str; 4] = [
     "SHA256_EMAIL",

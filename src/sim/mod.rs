@@ -424,8 +424,7 @@ async fn handle(
     let body = s.sim.body(&raw, uri.query());
     let path = uri
         .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| uri.path().to_string());
+        .map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string());
     let rec = Arc::new(Received {
         seq,
         at_ms: now_ms,
@@ -563,7 +562,7 @@ async fn handle(
 async fn sleep_or_shutdown(s: &Shared, ms: i64) -> bool {
     let mut rx = s.shutdown.subscribe();
     tokio::select! {
-        _ = s.clock.sleep_ms(ms) => true,
+        () = s.clock.sleep_ms(ms) => true,
         _ = rx.wait_for(|v| *v) => false,
     }
 }

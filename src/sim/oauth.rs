@@ -102,8 +102,7 @@ pub(super) fn token(s: &Shared, r: &Req, microsoft: bool) -> Reply {
     let get = |k: &str| {
         f.iter()
             .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("")
+            .map_or("", |(_, v)| v.as_str())
     };
     if get("grant_type") != "refresh_token" {
         return oauth_error(

@@ -109,8 +109,7 @@ fn dropped(c: &Value, pixel: &str, now_ms: i64) -> bool {
         .and_then(|t| {
             time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
         })
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .unwrap_or(0);
+        .map_or(0, |t| (t.unix_timestamp_nanos() / 1_000_000) as i64);
     if at < now_ms - MAX_AGE_MS || at > now_ms + MAX_FUTURE_MS {
         return true;
     }

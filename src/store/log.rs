@@ -54,7 +54,7 @@ pub fn chunk_events(b: &[u8]) -> Result<Vec<&[u8]>, CodecError> {
 }
 
 fn chunk_len(b: &[u8]) -> Result<u64, CodecError> {
-    Ok(read_u32(b, 1)? as u64)
+    Ok(u64::from(read_u32(b, 1)?))
 }
 
 /// The next sequence number of a workspace's log (1 for an empty log).

@@ -20,7 +20,7 @@
 //! # Writes
 //!
 //! redb has one writer at a time and blocks, so every write goes through one thread
-//! ([`writer`]), fed by one queue. The thread takes everything queued, applies it in one
+//! (`writer`), fed by one queue. The thread takes everything queued, applies it in one
 //! write transaction and commits once with `Durability::Immediate` (one fsync for many
 //! requests: group commit); each request is answered when the commit that holds it
 //! returns. After an I/O error redb refuses further use until the database is reopened:

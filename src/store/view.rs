@@ -163,7 +163,7 @@ impl View {
                     record,
                 }),
                 Err(e) => {
-                    tracing::warn!(destination = %dest, seq, error = %e, "unreadable retry record skipped")
+                    tracing::warn!(destination = %dest, seq, error = %e, "unreadable retry record skipped");
                 }
             }
         }

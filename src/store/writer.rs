@@ -34,9 +34,8 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
         return;
     };
     loop {
-        let first = match rx.recv() {
-            Ok(c) => c,
-            Err(_) => break,
+        let Ok(first) = rx.recv() else {
+            break;
         };
         let mut ingest = Vec::new();
         let mut delivery = Vec::new();
@@ -169,7 +168,7 @@ impl Writer {
             }
             let mut monthly = txn.open_table(MONTHLY)?;
             for ((ws, month), n) in monthly_add {
-                let cur = monthly.get((&*ws, month))?.map(|v| v.value()).unwrap_or(0);
+                let cur = monthly.get((&*ws, month))?.map_or(0, |v| v.value());
                 monthly.insert((&*ws, month), cur + n)?;
             }
             if now_ms - self.last_trim_ms >= DEDUP_TRIM_EVERY_MS {
@@ -202,8 +201,7 @@ fn apply_delivery(
     let mut next_id = meta
         .get("dlq_next_id")?
         .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
-        .map(u64::from_le_bytes)
-        .unwrap_or(1);
+        .map_or(1, u64::from_le_bytes);
     let start_id = next_id;
     for (ops, _) in delivery {
         for op in ops {
@@ -242,7 +240,9 @@ fn apply_delivery(
                 }
                 DeliveryOp::SettledBelow { dest, below } => {
                     settled
-                        .retain_in((dest.as_str(), 0u64)..(dest.as_str(), *below), |_, _| false)?;
+                        .retain_in((dest.as_str(), 0u64)..(dest.as_str(), *below), |_, ()| {
+                            false
+                        })?;
                 }
                 DeliveryOp::Outcome { dest, slot, record } => {
                     outcomes.insert((dest.as_str(), *slot), encode_record(record).as_slice())?;
@@ -259,11 +259,11 @@ fn apply_delivery(
                     state.remove(d)?;
                     retries.retain_in((d, 0u64, 0u64)..=(d, u64::MAX, u64::MAX), |_, _| false)?;
                     dlq.retain_in((d, 0u64)..=(d, u64::MAX), |_, _| false)?;
-                    settled.retain_in((d, 0u64)..=(d, u64::MAX), |_, _| false)?;
+                    settled.retain_in((d, 0u64)..=(d, u64::MAX), |_, ()| false)?;
                     outcomes.retain_in((d, 0u32)..=(d, u32::MAX), |_, _| false)?;
                 }
                 DeliveryOp::AutoPauseEvent { row } => {
-                    let next = ap_events.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+                    let next = ap_events.last()?.map_or(1, |(k, _)| k.value() + 1);
                     let mut row = row.clone();
                     row["id"] = serde_json::Value::String(format!("ap_{next:012}"));
                     let mut bytes = vec![1u8];
@@ -279,9 +279,7 @@ fn apply_delivery(
                     for row in events.range((ws, 0u64)..(ws, *below))? {
                         let (k, v) = row?;
                         let first = k.value().1;
-                        let n = super::log::chunk_events(v.value())
-                            .map(|e| e.len() as u64)
-                            .unwrap_or(0);
+                        let n = super::log::chunk_events(v.value()).map_or(0, |e| e.len() as u64);
                         if first + n > *below {
                             break;
                         }
@@ -332,7 +330,7 @@ fn open_until_ok(
                 break;
             }
             match rx.recv_timeout(left) {
-                Ok(Cmd::Ingest(_, reply)) | Ok(Cmd::Delivery(_, reply)) => {
+                Ok(Cmd::Ingest(_, reply) | Cmd::Delivery(_, reply)) => {
                     let _ = reply.send(Err(StoreError::Unavailable(
                         "the store is being reopened".into(),
                     )));

@@ -262,8 +262,8 @@ pub(super) async fn run(mut env: Env) {
                     w.transition(c, now).await;
                 }
             }
-            _ = &mut notified, if !stopping => {}
-            _ = engine.clock.sleep_until(wake_at), if !stopping && wake_at != i64::MAX => {}
+            () = &mut notified, if !stopping => {}
+            () = engine.clock.sleep_until(wake_at), if !stopping && wake_at != i64::MAX => {}
             _ = env.ctx.changed(), if !stopping => {}
             _ = env.stop.changed(), if !stopping => { stopping = true; }
             Some((cmd, reply)) = env.commands.recv() => {

@@ -131,7 +131,7 @@ async fn attempt(
     let timeout = ctx.dest.policy.timeout.as_millis() as i64;
     let result = tokio::select! {
         r = crate::platforms::execute(&engine.http, req) => r,
-        _ = engine.clock.sleep_ms(timeout) => Err(format!("timed out after {timeout} ms")),
+        () = engine.clock.sleep_ms(timeout) => Err(format!("timed out after {timeout} ms")),
     };
     match result {
         Ok(resp) => Attempt {

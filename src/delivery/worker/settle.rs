@@ -206,7 +206,7 @@ impl Worker {
             at_ms: now,
             error: kind != AttemptKind::Success,
             status,
-            latency_ms: sent.latency_ms.clamp(0, u32::MAX as i64) as u32,
+            latency_ms: sent.latency_ms.clamp(0, i64::from(u32::MAX)) as u32,
         };
         let (mut extra, change) = self.health.on_attempt(&self.id, outcome, kind, gone);
         let policy = &self.ctx.dest.policy;
