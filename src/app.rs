@@ -20,6 +20,7 @@ use crate::delivery::Engine;
 use crate::health::NoticeKind;
 use crate::ingest::intake::{Intake, Ledger};
 use crate::store::DeliveryOp;
+use crate::store::dedup::{DedupIndex, Tuning};
 use crate::store::{FaultSwitch, Store, StoreOptions};
 
 pub use crate::state::{App, on_log_level};
@@ -35,6 +36,8 @@ pub struct StartOptions {
     pub faults: Option<Arc<FaultSwitch>>,
     /// Listen here instead of `server.listen` (tests pass port 0).
     pub listen: Option<SocketAddr>,
+    /// Sizes of the dedup index (tests make them small to exercise seals and merges).
+    pub dedup_tuning: Tuning,
 }
 
 impl StartOptions {
@@ -45,6 +48,7 @@ impl StartOptions {
             clock: Arc::new(SystemClock),
             faults: None,
             listen: None,
+            dedup_tuning: Tuning::default(),
         }
     }
 }
@@ -64,9 +68,12 @@ impl Daemon {
         let cfg = opts.config;
         let ledger = Ledger::new();
         let l2 = ledger.clone();
+        let dedup = DedupIndex::new(cfg.storage.dedup_window.as_millis() as i64);
         let store = Store::start(StoreOptions {
             path: cfg.storage.path.clone(),
-            dedup_window_ms: cfg.storage.dedup_window.as_millis() as i64,
+            dedup: dedup.clone(),
+            dedup_tuning: opts.dedup_tuning,
+            cache_size: cfg.storage.cache_size,
             clock: opts.clock.clone(),
             faults: opts.faults,
             on_open: Box::new(move |rec| l2.recover(rec)),
@@ -77,6 +84,7 @@ impl Daemon {
             clock: opts.clock.clone(),
             store,
             ledger,
+            dedup,
             pii_key: cfg.storage.pii_key,
             on_commit: Box::new(move |ws| e2.notify_ingest(ws)),
         };

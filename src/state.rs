@@ -157,6 +157,9 @@ impl App {
             hook(&new.server.log_level);
         }
         self.alerter.reconfigure(&new.alerts);
+        self.intake
+            .dedup
+            .set_window(new.storage.dedup_window.as_millis() as i64);
         if self.started.load(Ordering::SeqCst) {
             self.engine.sync(&new);
         }

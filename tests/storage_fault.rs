@@ -76,11 +76,11 @@ async fn failing_disk_answers_503_accepts_nothing_and_recovers() {
     let events = txn.open_table(sluice::store::EVENTS).unwrap();
     let stored = sluice::store::log::read(&events, "glasshouse", 1, usize::MAX).unwrap();
     assert_eq!(stored.len(), 10);
-    let dedup = txn.open_table(sluice::store::DEDUP).unwrap();
+    let dedup = txn.open_table(sluice::store::dedup::DEDUP_LOG).unwrap();
     let mut digests = 0;
     for row in dedup.iter().unwrap() {
         let (_, v) = row.unwrap();
-        digests += sluice::store::log::decode_dedup(v.value()).unwrap().1.len();
+        digests += sluice::store::dedup::decode_log(v.value()).unwrap().1.len();
     }
     assert_eq!(digests, 10);
 }

@@ -47,6 +47,7 @@ pub struct RawStorage {
     pub backup_dir: Option<String>,
     pub pii_key_env: Option<String>,
     pub pii_key_file: Option<String>,
+    pub cache_size: Option<ParamValue>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -127,6 +127,9 @@ pub struct StorageConfig {
     /// 32 bytes, from `pii_key_env` / `pii_key_file` (base64). Required when any
     /// destination is Klaviyo.
     pub pii_key: Option<[u8; 32]>,
+    /// redb's page cache in bytes (`storage.cache_size`, default 64 MiB): the largest
+    /// part of the daemon's memory, and the only one an operator sizes.
+    pub cache_size: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -387,6 +387,10 @@ fn storage(ctx: &Ctx, raw: &RawStorage) -> R<StorageConfig> {
             })?)
         }
     };
+    let cache_size = match &raw.cache_size {
+        None => DEFAULT_CACHE_SIZE,
+        Some(v) => cache_size(ctx, v)?,
+    };
     Ok(StorageConfig {
         path,
         dedup_window,
@@ -394,7 +398,42 @@ fn storage(ctx: &Ctx, raw: &RawStorage) -> R<StorageConfig> {
         dlq_retention,
         backup_dir,
         pii_key,
+        cache_size,
     })
+}
+
+/// `storage.cache_size` when not set: 64 MiB.
+pub const DEFAULT_CACHE_SIZE: usize = 64 << 20;
+
+/// `storage.cache_size`: bytes as an integer, or a string with a unit (`KiB`, `MiB`,
+/// `GiB`); 4 MiB to 64 GiB.
+fn cache_size(ctx: &Ctx, v: &super::raw::ParamValue) -> R<usize> {
+    const KEY: &str = "storage.cache_size";
+    let bytes = match v {
+        super::raw::ParamValue::Int(i) => *i,
+        super::raw::ParamValue::Str(s) => {
+            let s = s.trim();
+            let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            let (num, unit) = s.split_at(split);
+            let mult: i64 = match unit.trim() {
+                "" | "B" => 1,
+                "KiB" => 1 << 10,
+                "MiB" => 1 << 20,
+                "GiB" => 1 << 30,
+                _ => {
+                    return Err(ctx.err(
+                        KEY,
+                        "must be bytes (an integer) or a size such as \"64MiB\" (units: KiB, MiB, GiB)",
+                    ));
+                }
+            };
+            num.parse::<i64>()
+                .ok()
+                .and_then(|n| n.checked_mul(mult))
+                .ok_or_else(|| ctx.err(KEY, "must be a size such as \"64MiB\""))?
+        }
+    };
+    Ok(ctx.int(KEY, bytes, 4 << 20, 64 << 30)? as usize)
 }
 
 fn ingest(ctx: &Ctx, raw: &RawIngest) -> R<IngestConfig> {

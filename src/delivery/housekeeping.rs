@@ -106,5 +106,7 @@ pub async fn pass(engine: &Engine) -> Result<(), StoreError> {
             "dropped DLQ entries past storage.dlq_retention"
         );
     }
-    engine.store.delivery(ops).await
+    engine.store.delivery(ops).await?;
+    // Lets the dedup index seal and expire even when nothing else is written.
+    engine.store.maintain().await
 }

@@ -1,19 +1,18 @@
 //! Acceptance of validated events: dedup, ingress limits, monthly caps, and the hand-off
 //! to the group-commit writer.
 //!
-//! Per workspace, one mutex guards an exact in-memory index of the dedup window
-//! (digest → accept time), the token bucket and the month's counters. A request reserves
-//! its new keys as *pending* under that lock, commits outside it, and then marks them
-//! committed (or drops them if the commit failed). A concurrent request that meets a key
-//! pending for someone else waits for that commit's outcome before deciding, so of
-//! concurrent requests carrying the same key exactly one accepts it, and no request is
-//! ever told "duplicate" about an event that then failed to commit.
-//!
-//! The index is rebuilt from the store's time-ordered `dedup` table at every (re)open
-//! ([`Ledger::recover`]), so it holds exactly what the file holds.
+//! Committed digests live in the store's dedup index ([`crate::store::dedup`]): exact,
+//! on disk with in-memory filters, shared by every workspace. Per workspace, one mutex
+//! guards the keys *pending* (reserved by a request whose commit has not returned),
+//! the token bucket and the month's counters. A request looks its keys up and reserves
+//! the new ones under that lock, commits outside it, and the writer moves them into the
+//! index before the reservation is released (or drops them if the commit failed). A
+//! concurrent request that meets a key pending for someone else waits for that
+//! commit's outcome before deciding, so of concurrent requests carrying the same key
+//! exactly one accepts it, and no request is ever told "duplicate" about an event that
+//! then failed to commit.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::Value;
@@ -24,101 +23,8 @@ use crate::config::WorkspaceLimits;
 use crate::event::{EventError, PlainField};
 use crate::ingest::validate::{ValidateCtx, event_id_of, validate_event};
 use crate::store::codec::{StoredEvent, encode_event, pii_aad};
+use crate::store::dedup::{DedupIndex, DigestMap, Seen};
 use crate::store::{IngestBatch, Recovered, Store, dedup_digest};
-
-/// Digests are already uniform: hash them by their low 64 bits.
-#[derive(Default)]
-struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-    fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
-    }
-}
-
-type DigestMap<V> = HashMap<u128, V, BuildHasherDefault<DigestHasher>>;
-
-const SHARDS: usize = 64;
-
-/// The dedup index of a workspace, split in shards by the digest's top bits so that a
-/// rehash (the map doubling as the window fills) moves 1/64 of it at a time instead of
-/// stalling intake on one large copy.
-struct Seen {
-    shards: Vec<DigestMap<Slot>>,
-}
-
-impl Seen {
-    fn new() -> Self {
-        Self {
-            shards: (0..SHARDS).map(|_| DigestMap::default()).collect(),
-        }
-    }
-
-    fn shard(d: u128) -> usize {
-        (d >> 122) as usize % SHARDS
-    }
-
-    fn get(&self, d: &u128) -> Option<&Slot> {
-        self.shards[Self::shard(*d)].get(d)
-    }
-
-    fn insert(&mut self, d: u128, s: Slot) {
-        self.shards[Self::shard(d)].insert(d, s);
-    }
-
-    fn remove(&mut self, d: &u128) {
-        self.shards[Self::shard(*d)].remove(d);
-    }
-}
-
-/// Committed keys in accept order, in fixed-size chunks so that growing never copies
-/// the whole window.
-#[derive(Default)]
-struct Order {
-    chunks: VecDeque<VecDeque<(i64, u128)>>,
-}
-
-impl Order {
-    const CHUNK: usize = 4096;
-
-    fn push_back(&mut self, x: (i64, u128)) {
-        match self.chunks.back_mut() {
-            Some(c) if c.len() < Self::CHUNK => c.push_back(x),
-            _ => {
-                let mut c = VecDeque::with_capacity(Self::CHUNK);
-                c.push_back(x);
-                self.chunks.push_back(c);
-            }
-        }
-    }
-
-    fn front(&self) -> Option<&(i64, u128)> {
-        self.chunks.front().and_then(|c| c.front())
-    }
-
-    fn pop_front(&mut self) {
-        if let Some(c) = self.chunks.front_mut() {
-            c.pop_front();
-            if c.is_empty() {
-                self.chunks.pop_front();
-            }
-        }
-    }
-}
-
-enum Slot {
-    Committed(i64),
-    /// Reserved by an in-flight request; the receiver turns true when it is settled.
-    Pending(watch::Receiver<bool>),
-}
 
 struct Bucket {
     tokens: f64,
@@ -126,9 +32,8 @@ struct Bucket {
 }
 
 struct WsInner {
-    seen: Seen,
-    /// Committed keys in accept order, to expire the window.
-    order: Order,
+    /// Keys reserved by in-flight requests; the receiver turns true when settled.
+    pending: DigestMap<watch::Receiver<bool>>,
     bucket: Bucket,
     /// Committed accepted events per month (yyyymm).
     monthly: HashMap<u32, u64>,
@@ -139,26 +44,13 @@ struct WsInner {
 impl WsInner {
     fn new() -> Self {
         Self {
-            seen: Seen::new(),
-            order: Order::default(),
+            pending: DigestMap::default(),
             bucket: Bucket {
                 tokens: f64::NAN,
                 last_ms: 0,
             },
             monthly: HashMap::new(),
             monthly_pending: HashMap::new(),
-        }
-    }
-
-    fn expire(&mut self, cutoff_ms: i64) {
-        while let Some(&(t, d)) = self.order.front() {
-            if t > cutoff_ms {
-                break;
-            }
-            self.order.pop_front();
-            if matches!(self.seen.get(&d), Some(Slot::Committed(c)) if *c == t) {
-                self.seen.remove(&d);
-            }
         }
     }
 
@@ -197,25 +89,9 @@ impl Ledger {
             .clone()
     }
 
-    /// Merges what the store holds after a (re)open: committed dedup keys and the
-    /// persisted monthly counts (which are the truth for committed events).
+    /// Takes the persisted monthly counts after a (re)open (the truth for committed
+    /// events).
     pub fn recover(&self, rec: Recovered) {
-        let mut by_ws: HashMap<String, Vec<(u128, i64)>> = HashMap::new();
-        for (ws, d, ms) in rec.dedup {
-            by_ws.entry(ws).or_default().push((d, ms));
-        }
-        for (ws, mut keys) in by_ws {
-            keys.sort_by_key(|k| k.1);
-            let st = self.state(&ws);
-            let mut guard = st.lock().expect("workspace lock");
-            let g = &mut *guard;
-            for (d, ms) in keys {
-                if g.seen.get(&d).is_none() {
-                    g.seen.insert(d, Slot::Committed(ms));
-                    g.order.push_back((ms, d));
-                }
-            }
-        }
         for (ws, month, n) in rec.monthly {
             let st = self.state(&ws);
             st.lock().expect("workspace lock").monthly.insert(month, n);
@@ -261,6 +137,8 @@ pub struct Intake {
     pub clock: SharedClock,
     pub store: Store,
     pub ledger: Arc<Ledger>,
+    /// The committed keys of the dedup window (kept by the store's writer).
+    pub dedup: Arc<DedupIndex>,
     pub pii_key: Option<[u8; 32]>,
     /// Told the workspace after each successful commit (wakes its delivery workers).
     pub on_commit: Box<dyn Fn(&str) + Send + Sync>,
@@ -310,23 +188,27 @@ impl Intake {
         let (tx, rx) = watch::channel(false);
         let mut duplicates = 0;
         let mut reserved: Vec<Reserved> = Vec::new();
+        let digests: Vec<u128> = valid.iter().map(|v| v.1).collect();
+        let cutoff = now_ms - dedup_window_ms;
         loop {
             let waits = {
                 let mut g = state.lock().expect("workspace lock");
-                g.expire(now_ms - dedup_window_ms);
-                let mut waits = Vec::new();
-                for (_, d, _) in &valid {
-                    if let Some(Slot::Pending(p)) = g.seen.get(d) {
-                        waits.push(p.clone());
-                    }
-                }
+                let waits: Vec<_> = digests
+                    .iter()
+                    .filter_map(|d| g.pending.get(d).cloned())
+                    .collect();
                 if waits.is_empty() {
+                    // Committed keys: the index answers under the workspace lock, so a
+                    // commit of this workspace cannot slip between look-up and reserve.
+                    let seen = match self.dedup.lookup(&digests, cutoff, || self.store.view()) {
+                        Ok(s) => s,
+                        Err(e) => return Outcome::Unavailable(e.to_string()),
+                    };
                     duplicates = 0;
                     let mut in_request = HashSet::with_capacity(valid.len());
                     let mut fresh = Vec::with_capacity(valid.len());
-                    for (index, d, _) in &valid {
-                        let committed = matches!(g.seen.get(d), Some(Slot::Committed(t)) if *t > now_ms - dedup_window_ms);
-                        if committed || !in_request.insert(*d) {
+                    for ((index, d, _), seen) in valid.iter().zip(seen) {
+                        if seen != Seen::No || !in_request.insert(*d) {
                             duplicates += 1;
                         } else {
                             fresh.push(Reserved {
@@ -369,7 +251,7 @@ impl Intake {
                         }
                     }
                     for r in &fresh {
-                        g.seen.insert(r.digest, Slot::Pending(rx.clone()));
+                        g.pending.insert(r.digest, rx.clone());
                     }
                     *g.monthly_pending.entry(month).or_default() += fresh.len() as u64;
                     reserved = fresh;
@@ -414,8 +296,9 @@ impl Intake {
         let accepted = reserved.len();
         let digests: Vec<u128> = reserved.iter().map(|r| r.digest).collect();
         let limits = rules.limits.clone();
-        // Settlement runs on the writer thread right after the commit, so a client
-        // hanging up cannot leave keys reserved forever.
+        // Settlement runs on the writer thread right after the commit (and after the
+        // writer put the keys in the index), so a client hanging up cannot leave keys
+        // reserved forever.
         let settle = Box::new(move |ok: bool| {
             {
                 let mut g = state.lock().expect("workspace lock");
@@ -424,18 +307,12 @@ impl Intake {
                 }
                 if ok {
                     *g.monthly.entry(month).or_default() += reserved.len() as u64;
-                    for r in &reserved {
-                        g.seen.insert(r.digest, Slot::Committed(now_ms));
-                        g.order.push_back((now_ms, r.digest));
-                    }
-                } else {
-                    for r in &reserved {
-                        g.seen.remove(&r.digest);
-                    }
-                    if limits.rate > 0 && limits.burst > 0 {
-                        g.bucket.tokens =
-                            (g.bucket.tokens + reserved.len() as f64).min(limits.burst as f64);
-                    }
+                } else if limits.rate > 0 && limits.burst > 0 {
+                    g.bucket.tokens =
+                        (g.bucket.tokens + reserved.len() as f64).min(limits.burst as f64);
+                }
+                for r in &reserved {
+                    g.pending.remove(&r.digest);
                 }
             }
             let _ = tx.send(true);

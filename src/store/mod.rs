@@ -33,6 +33,7 @@
 
 pub mod backup;
 pub mod codec;
+pub mod dedup;
 pub mod fault;
 pub mod log;
 pub mod view;
@@ -52,7 +53,9 @@ use crate::clock::SharedClock;
 
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events");
-pub const DEDUP: TableDefinition<(u64, u128), &[u8]> = TableDefinition::new("dedup");
+/// The dedup table of schema 1 (`(accepted ms, first digest) → workspace, digests`),
+/// moved into `dedup_log` when such a store is opened.
+const DEDUP_V1_TABLE: &str = "dedup";
 pub const MONTHLY: TableDefinition<(&str, u32), u64> = TableDefinition::new("monthly");
 pub const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 pub const RETRIES: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("retries");
@@ -75,7 +78,9 @@ pub trait TableVisitor {
 pub fn visit_tables(v: &mut impl TableVisitor) -> Result<(), redb::Error> {
     v.visit(META)?;
     v.visit(EVENTS)?;
-    v.visit(DEDUP)?;
+    v.visit(dedup::DEDUP_LOG)?;
+    v.visit(dedup::DEDUP_META)?;
+    v.visit(dedup::runs::DEDUP_RUNS)?;
     v.visit(MONTHLY)?;
     v.visit(CURSORS)?;
     v.visit(RETRIES)?;
@@ -87,8 +92,9 @@ pub fn visit_tables(v: &mut impl TableVisitor) -> Result<(), redb::Error> {
     v.visit(crate::audit::AUDIT)
 }
 
-/// The schema this build writes. A file with a newer version is refused.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema this build writes. A file with a newer version is refused; an older one
+/// is upgraded when opened (2: the dedup index became a log plus sorted runs).
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -96,11 +102,10 @@ pub enum StoreError {
     Unavailable(String),
 }
 
-/// What the writer found in the file at (re)open; the intake rebuilds its indexes from it.
+/// What the writer found in the file at (re)open; the intake takes its counters from
+/// it (the dedup index is loaded by the writer itself, [`dedup`]).
 #[derive(Debug, Default)]
 pub struct Recovered {
-    /// `(workspace, digest, accepted_ms)` of every dedup entry inside the window.
-    pub dedup: Vec<(String, u128, i64)>,
     /// `(workspace, yyyymm, count)`.
     pub monthly: Vec<(String, u32, u64)>,
 }
@@ -131,7 +136,11 @@ impl Drop for IngestBatch {
 
 pub struct StoreOptions {
     pub path: PathBuf,
-    pub dedup_window_ms: i64,
+    /// The dedup index the writer keeps (shared with the intake; it knows the window).
+    pub dedup: Arc<dedup::DedupIndex>,
+    pub dedup_tuning: dedup::Tuning,
+    /// redb's page cache, bytes (`storage.cache_size`).
+    pub cache_size: usize,
     pub clock: SharedClock,
     /// Test hook: wraps the file backend so I/O can be made to fail.
     pub faults: Option<Arc<FaultSwitch>>,
@@ -279,6 +288,17 @@ impl Store {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Cmd::Delivery(ops, tx))
+            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the writer stopped".into())))
+    }
+
+    /// Runs a commit with nothing queued, so the dedup index's upkeep (seals at an
+    /// epoch's end, expiry) goes on while no event arrives. Housekeeping calls it.
+    pub async fn maintain(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Delivery(Vec::new(), tx))
             .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
         rx.await
             .unwrap_or_else(|_| Err(StoreError::Unavailable("the writer stopped".into())))

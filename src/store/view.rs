@@ -98,6 +98,15 @@ impl View {
         }
     }
 
+    /// The accept time of digest `d` in dedup run `run`, if the run holds it.
+    pub fn dedup_find(&self, run: u64, d: u128) -> Result<Option<i64>, StoreError> {
+        let t = self
+            .txn
+            .open_table(super::dedup::runs::DEDUP_RUNS)
+            .map_err(err)?;
+        super::dedup::find_in(&t, run, d).map_err(err)
+    }
+
     /// A destination's persisted health state.
     pub fn dest_state(&self, dest: &str) -> Result<Option<DestState>, StoreError> {
         let t = self.txn.open_table(DEST_STATE).map_err(err)?;

@@ -7,35 +7,47 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
 use tracing::{error, info, warn};
 
 use super::codec::encode_record;
 
+use super::dedup::maintain::Maintainer;
+use super::dedup::{DEDUP_LOG, DedupIndex};
 use super::{
-    AUTO_PAUSE_EVENTS, CLOSED, CURSORS, Cmd, DEDUP, DEST_STATE, DLQ, DeliveryOp, EVENTS, META,
-    MONTHLY, OPENING, OUTCOMES, READY, RECOVERING, RETRIES, Recovered, SCHEMA_VERSION, SETTLED,
-    Shared, StoreError, StoreOptions,
+    AUTO_PAUSE_EVENTS, CLOSED, CURSORS, Cmd, DEST_STATE, DLQ, DeliveryOp, EVENTS, META, MONTHLY,
+    OPENING, OUTCOMES, READY, RECOVERING, RETRIES, Recovered, SCHEMA_VERSION, SETTLED, Shared,
+    StoreError, StoreOptions,
 };
 
 /// Most events one transaction takes; the rest wait for the next commit.
 const MAX_EVENTS_PER_COMMIT: usize = 20_000;
-/// How often expired dedup entries are trimmed.
-const DEDUP_TRIM_EVERY_MS: i64 = 60_000;
 
 type Reply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
 
 pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>) {
-    let mut w = Writer {
-        seq_heads: HashMap::new(),
-        last_trim_ms: 0,
-    };
-    let Some(mut db) = open_until_ok(&mut opts, &rx, &shared, OPENING) else {
+    let Some((mut db, maint)) = open_until_ok(&mut opts, &rx, &shared, OPENING) else {
         return;
     };
+    let mut w = Writer {
+        seq_heads: HashMap::new(),
+        maint,
+        index: opts.dedup.clone(),
+    };
     loop {
-        let Ok(first) = rx.recv() else {
-            break;
+        // Maintenance with work left (a seal or merge under way) goes on between
+        // commands; otherwise wait for one.
+        let first = if w.maint.busy() {
+            match rx.try_recv() {
+                Ok(c) => Some(c),
+                Err(std::sync::mpsc::TryRecvError::Empty) => None,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+            }
+        } else {
+            let Ok(c) = rx.recv() else {
+                break;
+            };
+            Some(c)
         };
         let mut ingest = Vec::new();
         let mut delivery = Vec::new();
@@ -52,16 +64,19 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
                 delivery.push((ops, reply));
             }
         };
-        take(first, &mut shutdown, &mut n_events);
-        while shutdown.is_none() && n_events < MAX_EVENTS_PER_COMMIT {
+        let maintenance_only = first.is_none();
+        if let Some(first) = first {
+            take(first, &mut shutdown, &mut n_events);
+        }
+        while !maintenance_only && shutdown.is_none() && n_events < MAX_EVENTS_PER_COMMIT {
             match rx.try_recv() {
                 Ok(c) => take(c, &mut shutdown, &mut n_events),
                 Err(_) => break,
             }
         }
-        if !ingest.is_empty() || !delivery.is_empty() {
+        if maintenance_only || !ingest.is_empty() || !delivery.is_empty() {
             let now = opts.clock.now_ms();
-            match w.commit(&db, &ingest, &delivery, now, opts.dedup_window_ms) {
+            match w.commit(&db, &ingest, &delivery, now) {
                 Ok(()) => {
                     let replies = ingest.into_iter().map(|(mut b, r)| {
                         if let Some(f) = b.on_done.take() {
@@ -87,8 +102,12 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
                     for reply in replies.chain(delivery.into_iter().map(|(_, r)| r)) {
                         let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
                     }
+                    w.maint.failed();
                     match reopen(&mut w, db, &mut opts, &rx, &shared) {
-                        Some(d) => db = d,
+                        Some((d, m)) => {
+                            db = d;
+                            w.maint = m;
+                        }
                         None => return,
                     }
                 }
@@ -112,7 +131,7 @@ fn reopen(
     opts: &mut StoreOptions,
     rx: &Receiver<Cmd>,
     shared: &Shared,
-) -> Option<Arc<Database>> {
+) -> Option<(Arc<Database>, Maintainer)> {
     shared.status.store(RECOVERING, Ordering::SeqCst);
     shared.db.store(None);
     drop(db);
@@ -123,7 +142,9 @@ fn reopen(
 struct Writer {
     /// Next sequence number per workspace, read from the file on first use.
     seq_heads: HashMap<Arc<str>, u64>,
-    last_trim_ms: i64,
+    /// The dedup index's upkeep (seals, merges, expiry), a slice per commit.
+    maint: Maintainer,
+    index: Arc<DedupIndex>,
 }
 
 impl Writer {
@@ -133,7 +154,6 @@ impl Writer {
         batch: &[(super::IngestBatch, Reply)],
         delivery: &[(Vec<DeliveryOp>, Reply)],
         now_ms: i64,
-        window_ms: i64,
     ) -> Result<(), redb::Error> {
         // Every commit is durable: an answered request, a delivery's settlement or a
         // state change is on disk before anyone acts on it (SPEC §3: after a crash only
@@ -143,9 +163,11 @@ impl Writer {
         if !delivery.is_empty() {
             apply_delivery(&txn, delivery)?;
         }
+        // The commit sequence of each batch's digests in `dedup_log`.
+        let mut logged = Vec::with_capacity(batch.len());
         {
             let mut events = txn.open_table(EVENTS)?;
-            let mut dedup = txn.open_table(DEDUP)?;
+            let mut dlog = txn.open_table(DEDUP_LOG)?;
             let mut monthly_add: HashMap<(Arc<str>, u32), u64> = HashMap::new();
             for (b, _) in batch {
                 let ws: &str = &b.workspace;
@@ -155,12 +177,15 @@ impl Writer {
                 };
                 let n = b.digests.len() as u64;
                 if n == 0 {
+                    logged.push(None);
                     continue;
                 }
                 events.insert((ws, next), b.chunk.as_slice())?;
-                let accepted = b.accepted_ms.max(0) as u64;
-                let row = super::log::encode_dedup(ws, b.digests.iter().copied());
-                dedup.insert((accepted, b.digests[0]), row.as_slice())?;
+                logged.push(Some(self.maint.log(
+                    &mut dlog,
+                    b.accepted_ms,
+                    &b.digests,
+                )?));
                 heads.insert(b.workspace.clone(), next + n);
                 *monthly_add
                     .entry((b.workspace.clone(), b.month))
@@ -171,16 +196,19 @@ impl Writer {
                 let cur = monthly.get((&*ws, month))?.map_or(0, |v| v.value());
                 monthly.insert((&*ws, month), cur + n)?;
             }
-            if now_ms - self.last_trim_ms >= DEDUP_TRIM_EVERY_MS {
-                let cutoff = (now_ms - window_ms).max(0) as u64;
-                dedup.retain_in(..(cutoff, 0u128), |_, _| false)?;
+        }
+        self.maint.step(&txn, &self.index, now_ms)?;
+        txn.commit()?;
+        self.seq_heads.extend(heads);
+        self.maint.committed(&self.index);
+        // In the index before anyone is answered: a retry of this request is a
+        // duplicate from now on.
+        let epoch_ms = self.maint.tuning().epoch_ms;
+        for ((b, _), seq) in batch.iter().zip(logged) {
+            if let Some(seq) = seq {
+                self.index.insert(&b.digests, b.accepted_ms, epoch_ms, seq);
             }
         }
-        txn.commit()?;
-        if now_ms - self.last_trim_ms >= DEDUP_TRIM_EVERY_MS {
-            self.last_trim_ms = now_ms;
-        }
-        self.seq_heads.extend(heads);
         Ok(())
     }
 }
@@ -305,18 +333,18 @@ fn open_until_ok(
     rx: &Receiver<Cmd>,
     shared: &Shared,
     status: u8,
-) -> Option<Arc<Database>> {
+) -> Option<(Arc<Database>, Maintainer)> {
     shared.status.store(status, Ordering::SeqCst);
     let mut backoff = Duration::from_millis(50);
     loop {
         match open(opts) {
-            Ok((db, recovered)) => {
+            Ok((db, recovered, maint)) => {
                 (opts.on_open)(recovered);
                 let db = Arc::new(db);
                 shared.db.store(Some(db.clone()));
                 shared.status.store(READY, Ordering::SeqCst);
                 info!(path = %opts.path.display(), "store open");
-                return Some(db);
+                return Some((db, maint));
             }
             Err(e) => {
                 warn!(error = %e, path = %opts.path.display(), "cannot open the store; retrying");
@@ -361,15 +389,20 @@ impl super::TableVisitor for Create<'_> {
     }
 }
 
-fn open(opts: &StoreOptions) -> Result<(Database, Recovered), anyhow::Error> {
+fn open(opts: &StoreOptions) -> Result<(Database, Recovered, Maintainer), anyhow::Error> {
     if let Some(dir) = opts.path.parent()
         && !dir.as_os_str().is_empty()
     {
         std::fs::create_dir_all(dir)?;
     }
     let mut builder = Database::builder();
-    builder.set_repair_callback(|_| {
-        info!("repairing the store after an unclean shutdown");
+    builder.set_cache_size(opts.cache_size);
+    // redb reports repair progress several times: one line per open.
+    let said = std::sync::atomic::AtomicBool::new(false);
+    builder.set_repair_callback(move |_| {
+        if !said.swap(true, Ordering::Relaxed) {
+            info!("repairing the store after an unclean shutdown");
+        }
     });
     let db = match &opts.faults {
         None => builder.create(&opts.path)?,
@@ -385,45 +418,43 @@ fn open(opts: &StoreOptions) -> Result<(Database, Recovered), anyhow::Error> {
                 .create_with_backend(super::fault::FaultyBackend::new(backend, switch.clone()))?
         }
     };
-    // Create every table and check the schema version.
+    // Create every table, check the schema version, upgrade an older one.
     let txn = db.begin_write()?;
-    {
+    let found = {
         let mut meta = txn.open_table(META)?;
         let found = meta
             .get("schema_version")?
             .map(|v| v.value().to_vec())
             .map(|b| u32::from_le_bytes(b.try_into().unwrap_or([0xff; 4])));
-        match found {
-            Some(v) if v > SCHEMA_VERSION => anyhow::bail!(
+        if let Some(v) = found
+            && v > SCHEMA_VERSION
+        {
+            anyhow::bail!(
                 "the store was written by a newer sluice (schema {v}, this build knows {SCHEMA_VERSION}); upgrade sluice"
-            ),
-            Some(_) => {}
-            None => {
-                meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
-            }
+            );
         }
+        meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
         // A real durable write: the store only reports ready once it can commit.
         let now = opts.clock.now_ms();
         meta.insert("opened_at_ms", now.to_le_bytes().as_slice())?;
-    }
+        found
+    };
     // Every table exists from the first open on.
     super::visit_tables(&mut Create(&txn))?;
+    if found == Some(1) {
+        upgrade_dedup_v1(&txn)?;
+    }
+    let loaded = opts.dedup.load(&txn, &opts.dedup_tuning)?;
     txn.commit()?;
+    info!(
+        runs = opts.dedup.stats().1,
+        memtable = loaded.memtable,
+        "dedup index loaded"
+    );
+    let maint = Maintainer::new(&loaded, opts.dedup_tuning);
 
-    let now = opts.clock.now_ms();
-    let cutoff = (now - opts.dedup_window_ms).max(0) as u64;
     let mut rec = Recovered::default();
     let read = db.begin_read()?;
-    let dedup = read.open_table(DEDUP)?;
-    for row in dedup.range((cutoff, 0u128)..)? {
-        let (k, v) = row?;
-        let (ms, _) = k.value();
-        let (ws, digests) =
-            super::log::decode_dedup(v.value()).map_err(|e| anyhow::anyhow!("dedup index: {e}"))?;
-        for d in digests {
-            rec.dedup.push((ws.to_string(), d, ms as i64));
-        }
-    }
     let monthly = read.open_table(MONTHLY)?;
     for row in monthly.iter()? {
         let (k, v) = row?;
@@ -431,5 +462,41 @@ fn open(opts: &StoreOptions) -> Result<(Database, Recovered), anyhow::Error> {
         rec.monthly.push((ws.to_string(), month, v.value()));
     }
     drop(read);
-    Ok((db, rec))
+    Ok((db, rec, maint))
+}
+
+/// Schema 1 kept the dedup window as `(accept ms, first digest) → workspace, digests`:
+/// its rows become `dedup_log` rows in accept order (the memtable rebuilds from them
+/// and seals them into runs), and the old table goes.
+fn upgrade_dedup_v1(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    let old: redb::TableDefinition<(u64, u128), &[u8]> =
+        redb::TableDefinition::new(super::DEDUP_V1_TABLE);
+    let exists = txn
+        .list_tables()?
+        .any(|t| t.name() == super::DEDUP_V1_TABLE);
+    if !exists {
+        return Ok(());
+    }
+    let mut n = 0u64;
+    {
+        let table = txn.open_table(old)?;
+        let mut log = txn.open_table(DEDUP_LOG)?;
+        let mut seq = log.last()?.map_or(1, |(k, _)| k.value() + 1);
+        for row in table.iter()? {
+            let (k, v) = row?;
+            let ms = k.value().0 as i64;
+            let Ok((_, digests)) = super::log::decode_dedup(v.value()) else {
+                continue;
+            };
+            n += digests.len() as u64;
+            log.insert(seq, super::dedup::encode_log(ms, &digests).as_slice())?;
+            seq += 1;
+        }
+    }
+    txn.delete_table(old)?;
+    info!(
+        digests = n,
+        "store upgraded from schema 1: dedup index moved"
+    );
+    Ok(())
 }

@@ -1,0 +1,161 @@
+//! A blocked Bloom filter over dedup digests: each key sets [`K`] bits inside one
+//! 512-bit block (one cache line), so a lookup costs one memory access. Digests are
+//! already uniform (SHA-256), so their bits are used directly; a per-filter seed keeps
+//! the filters of different runs from sharing their false positives.
+//!
+//! Sized at [`BITS_PER_KEY`] bits per key: about 0.5% false positives, measured by the
+//! test below. A "maybe" only costs an exact look-up on disk; a "no" is certain.
+
+/// Bits per key.
+pub const BITS_PER_KEY: u64 = 12;
+/// Bits set per key (each from 9 bits of the digest's high half).
+pub const K: u32 = 7;
+const WORDS: usize = 8;
+
+/// Current serialized version.
+const BLOOM_V1: u8 = 1;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Bloom {
+    seed: u64,
+    blocks: Vec<[u64; WORDS]>,
+}
+
+impl std::fmt::Debug for Bloom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bloom({} blocks)", self.blocks.len())
+    }
+}
+
+#[inline]
+fn mix(x: u64) -> u64 {
+    // splitmix64's finalizer.
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Bloom {
+    /// An empty filter for up to `n` keys (at least one block).
+    pub fn with_capacity(n: u64, seed: u64) -> Self {
+        let bits = n.max(1).saturating_mul(BITS_PER_KEY);
+        let blocks = bits.div_ceil(512).max(1) as usize;
+        Bloom {
+            seed: mix(seed),
+            blocks: vec![[0u64; WORDS]; blocks],
+        }
+    }
+
+    #[inline]
+    fn locate(&self, d: u128) -> (usize, [u64; WORDS]) {
+        let lo = (d as u64) ^ self.seed;
+        let block = ((u128::from(lo) * self.blocks.len() as u128) >> 64) as usize;
+        let mut hi = ((d >> 64) as u64) ^ self.seed.rotate_left(32);
+        let mut mask = [0u64; WORDS];
+        for _ in 0..K {
+            let bit = (hi & 511) as usize;
+            mask[bit >> 6] |= 1u64 << (bit & 63);
+            hi >>= 9;
+        }
+        (block, mask)
+    }
+
+    pub fn insert(&mut self, d: u128) {
+        let (b, mask) = self.locate(d);
+        for (w, m) in self.blocks[b].iter_mut().zip(mask) {
+            *w |= m;
+        }
+    }
+
+    /// False: `d` was never inserted. True: it may have been.
+    #[inline]
+    pub fn may_contain(&self, d: u128) -> bool {
+        let (b, mask) = self.locate(d);
+        self.blocks[b].iter().zip(mask).all(|(w, m)| w & m == m)
+    }
+
+    /// Bytes of memory the bits take.
+    pub fn bytes(&self) -> usize {
+        self.blocks.len() * WORDS * 8
+    }
+
+    /// `[version][seed: u64 LE][blocks: u64 LE][words: u64 LE ...]`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(17 + self.bytes());
+        out.push(BLOOM_V1);
+        out.extend_from_slice(&self.seed.to_le_bytes());
+        out.extend_from_slice(&(self.blocks.len() as u64).to_le_bytes());
+        for b in &self.blocks {
+            for w in b {
+                out.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        if b.first() != Some(&BLOOM_V1) || b.len() < 17 {
+            return None;
+        }
+        let seed = u64::from_le_bytes(b[1..9].try_into().ok()?);
+        let n = u64::from_le_bytes(b[9..17].try_into().ok()?) as usize;
+        let body = &b[17..];
+        if n == 0 || body.len() != n.checked_mul(WORDS * 8)? {
+            return None;
+        }
+        let mut blocks = Vec::with_capacity(n);
+        for chunk in body.chunks_exact(WORDS * 8) {
+            let mut block = [0u64; WORDS];
+            for (w, bytes) in block.iter_mut().zip(chunk.chunks_exact(8)) {
+                *w = u64::from_le_bytes(bytes.try_into().ok()?);
+            }
+            blocks.push(block);
+        }
+        Some(Bloom { seed, blocks })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(i: u64, salt: u64) -> u128 {
+        (u128::from(mix(i ^ salt)) << 64) | u128::from(mix(i.wrapping_mul(31) ^ !salt))
+    }
+
+    #[test]
+    fn no_false_negatives_and_a_low_false_positive_rate() {
+        let n = 200_000u64;
+        let mut f = Bloom::with_capacity(n, 7);
+        for i in 0..n {
+            f.insert(digest(i, 1));
+        }
+        assert!((0..n).all(|i| f.may_contain(digest(i, 1))));
+        let trials = 1_000_000u64;
+        let fp = (0..trials).filter(|i| f.may_contain(digest(*i, 2))).count();
+        let rate = fp as f64 / trials as f64;
+        eprintln!("blocked bloom, {BITS_PER_KEY} bits/key: false positive rate {rate}");
+        assert!(rate < 0.008, "false positive rate {rate}");
+        // Whole blocks of 64 bytes.
+        assert_eq!(f.bytes() as u64, (n * BITS_PER_KEY / 8).div_ceil(64) * 64);
+    }
+
+    #[test]
+    fn seeds_decorrelate_and_encoding_roundtrips() {
+        let mut a = Bloom::with_capacity(1000, 1);
+        let mut b = Bloom::with_capacity(1000, 2);
+        for i in 0..1000 {
+            a.insert(digest(i, 3));
+            b.insert(digest(i, 3));
+        }
+        assert_ne!(a, b);
+        let back = Bloom::decode(&a.encode()).unwrap();
+        assert_eq!(back, a);
+        assert!(Bloom::decode(&a.encode()[..20]).is_none());
+        assert!(Bloom::decode(&[9]).is_none());
+        // A filter for nothing still answers.
+        let e = Bloom::with_capacity(0, 0);
+        assert!(!e.may_contain(5));
+    }
+}

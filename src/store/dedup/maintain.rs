@@ -1,0 +1,449 @@
+//! The writer's side of the dedup index: each commit does one slice of what is due —
+//! sealing a frozen memtable into a run, merging runs, deleting expired or abandoned
+//! runs, trimming `dedup_log` — so no commit stalls ingest for long. What a commit
+//! made visible is published to the in-memory index only after it returned
+//! ([`Maintainer::committed`]).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use redb::{ReadableTable, WriteTransaction};
+use tracing::{debug, info};
+
+use super::bloom::Bloom;
+use super::runs::{self, BLOCK, DEDUP_RUNS};
+use super::{
+    DEDUP_LOG, DEDUP_META, DedupIndex, Loaded, Run, RunMeta, RunState, Tuning, encode_log,
+    encode_meta,
+};
+
+struct SealJob {
+    run: u64,
+    sorted: Vec<(u128, i64)>,
+    pos: usize,
+    meta: RunMeta,
+    filter: Bloom,
+}
+
+struct Source {
+    run: Arc<Run>,
+    buf: VecDeque<(u128, i64)>,
+    /// The key of the next block to read; None once read to the end.
+    next: Option<u128>,
+}
+
+struct MergeJob {
+    out: u64,
+    sources: Vec<Source>,
+    meta: RunMeta,
+    filter: Bloom,
+    /// Entries merged but not yet written (a partial block).
+    pending: Vec<(u128, i64)>,
+}
+
+enum After {
+    Seal(Arc<Run>),
+    Replace {
+        gone: Vec<Arc<Run>>,
+        new: Option<Arc<Run>>,
+    },
+}
+
+/// A run whose rows are being deleted; `run` is held until no look-up uses it.
+struct Dying {
+    id: u64,
+    run: Option<Arc<Run>>,
+}
+
+pub struct Maintainer {
+    tuning: Tuning,
+    next_run: u64,
+    next_log: u64,
+    seal: Option<SealJob>,
+    merge: Option<MergeJob>,
+    dying: VecDeque<Dying>,
+    /// `dedup_log` rows up to here are covered by runs and may go.
+    log_covered: u64,
+    after: Vec<After>,
+}
+
+impl Maintainer {
+    pub fn new(loaded: &Loaded, tuning: Tuning) -> Self {
+        Maintainer {
+            tuning,
+            next_run: loaded.next_run,
+            next_log: loaded.next_log,
+            seal: None,
+            merge: None,
+            dying: loaded
+                .garbage
+                .iter()
+                .map(|id| Dying { id: *id, run: None })
+                .collect(),
+            log_covered: loaded.covered,
+            after: Vec::new(),
+        }
+    }
+
+    pub fn tuning(&self) -> &Tuning {
+        &self.tuning
+    }
+
+    /// Appends one request's digests to `dedup_log`; returns the commit sequence the
+    /// memtable insert carries after the commit.
+    pub fn log(
+        &mut self,
+        table: &mut redb::Table<u64, &[u8]>,
+        accepted_ms: i64,
+        digests: &[u128],
+    ) -> Result<u64, redb::Error> {
+        let seq = self.next_log;
+        table.insert(seq, encode_log(accepted_ms, digests).as_slice())?;
+        self.next_log += 1;
+        Ok(seq)
+    }
+
+    /// One slice of what is due, in the commit's transaction.
+    pub fn step(
+        &mut self,
+        txn: &WriteTransaction,
+        index: &DedupIndex,
+        now_ms: i64,
+    ) -> Result<(), redb::Error> {
+        let t = self.tuning;
+        let epoch_now = now_ms.div_euclid(t.epoch_ms.max(1));
+        let cutoff = now_ms - index.window_ms();
+        let mut meta = txn.open_table(DEDUP_META)?;
+        let mut rows = txn.open_table(DEDUP_RUNS)?;
+
+        // Expiry: a run whose newest entry left the window goes whole.
+        let expired: Vec<Arc<Run>> = index
+            .runs()
+            .iter()
+            .filter(|r| r.meta.max_ms <= cutoff)
+            .filter(|r| {
+                self.merge
+                    .as_ref()
+                    .is_none_or(|m| !m.sources.iter().any(|s| s.run.id == r.id))
+            })
+            .cloned()
+            .collect();
+        if !expired.is_empty() {
+            for r in &expired {
+                let m = RunMeta {
+                    state: RunState::Dying,
+                    ..r.meta.clone()
+                };
+                meta.insert(r.id, encode_meta(&m).as_slice())?;
+            }
+            debug!(runs = expired.len(), "dedup runs expired");
+            self.after.push(After::Replace {
+                gone: expired,
+                new: None,
+            });
+        }
+
+        // Seal the memtable when it is full or its epoch ended.
+        if self.seal.is_none() {
+            let (epoch, len) = index.active_shape();
+            if len >= t.seal_at || (len > 0 && epoch.is_some_and(|e| e < epoch_now)) {
+                self.start_seal(&mut meta, index)?;
+            }
+        }
+        let mut budget = t.slice;
+        if let Some(job) = self.seal.as_mut() {
+            let end = (job.pos + budget).min(job.sorted.len());
+            runs::write_blocks(&mut rows, job.run, &job.sorted[job.pos..end])?;
+            budget -= end - job.pos;
+            job.pos = end;
+            if job.pos == job.sorted.len() {
+                let job = self.seal.take().expect("seal job");
+                let live = RunMeta {
+                    state: RunState::Live,
+                    filter: serde_bytes::ByteBuf::from(job.filter.encode()),
+                    ..job.meta.clone()
+                };
+                meta.insert(job.run, encode_meta(&live).as_slice())?;
+                self.log_covered = self.log_covered.max(job.meta.through_log);
+                debug!(
+                    run = job.run,
+                    entries = job.sorted.len(),
+                    "dedup run sealed"
+                );
+                self.after.push(After::Seal(Arc::new(Run {
+                    id: job.run,
+                    meta: job.meta,
+                    filter: job.filter,
+                })));
+            }
+        }
+
+        // Merge runs, one merge at a time.
+        if self.merge.is_none() && self.seal.is_none() {
+            self.start_merge(&mut meta, index, epoch_now, cutoff)?;
+        }
+        if budget > 0
+            && let Some(job) = self.merge.as_mut()
+        {
+            let done = merge_slice(job, &mut rows, budget)?;
+            if done {
+                let job = self.merge.take().expect("merge job");
+                let live = RunMeta {
+                    state: RunState::Live,
+                    filter: serde_bytes::ByteBuf::from(job.filter.encode()),
+                    ..job.meta.clone()
+                };
+                meta.insert(job.out, encode_meta(&live).as_slice())?;
+                for s in &job.sources {
+                    let m = RunMeta {
+                        state: RunState::Dying,
+                        ..s.run.meta.clone()
+                    };
+                    meta.insert(s.run.id, encode_meta(&m).as_slice())?;
+                }
+                info!(
+                    run = job.out,
+                    merged = job.sources.len(),
+                    entries = job.meta.count,
+                    level = job.meta.level,
+                    "dedup runs merged"
+                );
+                self.after.push(After::Replace {
+                    gone: job.sources.into_iter().map(|s| s.run).collect(),
+                    new: Some(Arc::new(Run {
+                        id: job.out,
+                        meta: job.meta,
+                        filter: job.filter,
+                    })),
+                });
+            }
+        }
+
+        // Delete what no look-up still uses.
+        let mut blocks = (t.slice / BLOCK).max(1);
+        while blocks > 0 {
+            let Some(d) = self.dying.front() else {
+                break;
+            };
+            if d.run.as_ref().is_some_and(|r| Arc::strong_count(r) > 1) {
+                break;
+            }
+            let n = runs::delete_blocks(&mut rows, d.id, blocks)?;
+            if n < blocks {
+                meta.remove(d.id)?;
+                self.dying.pop_front();
+            }
+            blocks = blocks.saturating_sub(n.max(1));
+        }
+
+        // Trim the log the runs cover.
+        if self.log_covered > 0 {
+            let mut log = txn.open_table(DEDUP_LOG)?;
+            let keys: Vec<u64> = log
+                .range(..=self.log_covered)?
+                .take(t.slice / 16 + 1)
+                .map(|r| r.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()?;
+            for k in keys {
+                log.remove(k)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn start_seal(
+        &mut self,
+        meta: &mut redb::Table<u64, &[u8]>,
+        index: &DedupIndex,
+    ) -> Result<(), redb::Error> {
+        let frozen = index.freeze();
+        let mut sorted: Vec<(u128, i64)> = frozen.map.iter().map(|(d, ms)| (*d, *ms)).collect();
+        sorted.sort_unstable();
+        let run = self.next_run;
+        self.next_run += 1;
+        let mut filter = Bloom::with_capacity(sorted.len() as u64, run);
+        for (d, _) in &sorted {
+            filter.insert(*d);
+        }
+        let m = RunMeta {
+            state: RunState::Building,
+            epoch: frozen.epoch.unwrap_or(0),
+            level: 0,
+            min_ms: sorted.iter().map(|e| e.1).min().unwrap_or(0),
+            max_ms: sorted.iter().map(|e| e.1).max().unwrap_or(0),
+            count: sorted.len() as u64,
+            through_log: frozen.through_log,
+            filter: serde_bytes::ByteBuf::new(),
+        };
+        meta.insert(run, encode_meta(&m).as_slice())?;
+        self.seal = Some(SealJob {
+            run,
+            sorted,
+            pos: 0,
+            meta: m,
+            filter,
+        });
+        Ok(())
+    }
+
+    /// A closed epoch with more than one run merges whole; in the open epoch, the
+    /// oldest `fan_in` runs of a level with that many merge into the next level.
+    fn start_merge(
+        &mut self,
+        meta: &mut redb::Table<u64, &[u8]>,
+        index: &DedupIndex,
+        epoch_now: i64,
+        cutoff: i64,
+    ) -> Result<(), redb::Error> {
+        let runs = index.runs();
+        let mut by_epoch: BTreeMap<i64, Vec<&Arc<Run>>> = BTreeMap::new();
+        // Runs expiring now are not merged (their rows are about to go).
+        for r in runs.iter().filter(|r| r.meta.max_ms > cutoff) {
+            by_epoch.entry(r.meta.epoch).or_default().push(r);
+        }
+        let mut pick: Option<Vec<Arc<Run>>> = None;
+        for (epoch, rs) in &by_epoch {
+            if *epoch < epoch_now && rs.len() > 1 {
+                pick = Some(rs.iter().map(|r| (*r).clone()).collect());
+                break;
+            }
+            if *epoch >= epoch_now {
+                let mut levels: BTreeMap<u32, Vec<&Arc<Run>>> = BTreeMap::new();
+                for r in rs {
+                    levels.entry(r.meta.level).or_default().push(r);
+                }
+                if let Some((_, rs)) = levels.iter().find(|(_, rs)| rs.len() >= self.tuning.fan_in)
+                {
+                    let mut rs: Vec<Arc<Run>> = rs.iter().map(|r| (*r).clone()).collect();
+                    rs.sort_by_key(|r| r.id);
+                    rs.truncate(self.tuning.fan_in);
+                    pick = Some(rs);
+                    break;
+                }
+            }
+        }
+        let Some(sources) = pick else {
+            return Ok(());
+        };
+        let out = self.next_run;
+        self.next_run += 1;
+        let count: u64 = sources.iter().map(|r| r.meta.count).sum();
+        let m = RunMeta {
+            state: RunState::Building,
+            epoch: sources[0].meta.epoch,
+            level: sources.iter().map(|r| r.meta.level).max().unwrap_or(0) + 1,
+            min_ms: sources.iter().map(|r| r.meta.min_ms).min().unwrap_or(0),
+            max_ms: sources.iter().map(|r| r.meta.max_ms).max().unwrap_or(0),
+            count: 0,
+            through_log: sources
+                .iter()
+                .map(|r| r.meta.through_log)
+                .max()
+                .unwrap_or(0),
+            filter: serde_bytes::ByteBuf::new(),
+        };
+        meta.insert(out, encode_meta(&m).as_slice())?;
+        self.merge = Some(MergeJob {
+            out,
+            filter: Bloom::with_capacity(count, out),
+            sources: sources
+                .into_iter()
+                .map(|run| Source {
+                    run,
+                    buf: VecDeque::new(),
+                    next: Some(0),
+                })
+                .collect(),
+            meta: m,
+            pending: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// The commit that held the last step returned: publish what it completed.
+    pub fn committed(&mut self, index: &DedupIndex) {
+        for a in self.after.drain(..) {
+            match a {
+                After::Seal(run) => index.publish_seal(run),
+                After::Replace { gone, new } => {
+                    let ids: Vec<u64> = gone.iter().map(|r| r.id).collect();
+                    index.replace(&ids, new);
+                    self.dying.extend(gone.into_iter().map(|r| Dying {
+                        id: r.id,
+                        run: Some(r),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// The commit failed: the store reopens and the index is loaded again.
+    pub fn failed(&mut self) {
+        self.after.clear();
+        self.seal = None;
+        self.merge = None;
+    }
+
+    /// Whether maintenance has work left that is not waiting on anything (tests).
+    pub fn busy(&self) -> bool {
+        self.seal.is_some()
+            || self.merge.is_some()
+            || self
+                .dying
+                .front()
+                .is_some_and(|d| d.run.as_ref().is_none_or(|r| Arc::strong_count(r) == 1))
+    }
+}
+
+/// Merges up to `budget` entries; true when every source is exhausted and written.
+fn merge_slice(
+    job: &mut MergeJob,
+    rows: &mut redb::Table<(u64, u128), &[u8]>,
+    budget: usize,
+) -> Result<bool, redb::Error> {
+    let mut out: Vec<(u128, i64)> = std::mem::take(&mut job.pending);
+    let mut taken = 0usize;
+    loop {
+        // Refill empty buffers.
+        for s in &mut job.sources {
+            if s.buf.is_empty()
+                && let Some(from) = s.next
+            {
+                let (entries, next) = runs::read_blocks(rows, s.run.id, from, 4)?;
+                s.buf.extend(entries);
+                s.next = next;
+            }
+        }
+        // The smallest digest across sources; equal ones keep the newest time.
+        let Some(min) = job
+            .sources
+            .iter()
+            .filter_map(|s| s.buf.front().map(|e| e.0))
+            .min()
+        else {
+            break;
+        };
+        let mut ms = i64::MIN;
+        for s in &mut job.sources {
+            if s.buf.front().is_some_and(|e| e.0 == min) {
+                ms = ms.max(s.buf.pop_front().expect("front").1);
+            }
+        }
+        job.filter.insert(min);
+        job.meta.count += 1;
+        out.push((min, ms));
+        taken += 1;
+        if out.len() == BLOCK {
+            runs::write_blocks(rows, job.out, &out)?;
+            out.clear();
+        }
+        if taken >= budget {
+            job.pending = out;
+            return Ok(false);
+        }
+    }
+    if !out.is_empty() {
+        runs::write_blocks(rows, job.out, &out)?;
+    }
+    Ok(true)
+}

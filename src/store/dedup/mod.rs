@@ -1,0 +1,440 @@
+//! The dedup index: every accepted `(workspace, event_name, event_id)` digest inside
+//! `storage.dedup_window`, exactly, in memory that does not grow with the window.
+//!
+//! # Layout
+//!
+//! - **Memtable** (memory): the digests accepted since the last seal, exact
+//!   (`digest → accept ms`). Their durable copy is `dedup_log`, appended by every
+//!   ingest commit (key: a commit sequence, value: accept ms and the request's
+//!   digests), so a restart rebuilds only the memtable, never the window.
+//! - **Runs** (disk, [`runs`]): when the memtable holds [`Tuning::seal_at`] digests, or
+//!   its epoch ends, the writer freezes it and writes it as a sorted run, a few
+//!   thousand B-tree rows appended in slices across commits, then deletes the
+//!   `dedup_log` rows it covers. Each run has a blocked Bloom filter ([`bloom`]) kept
+//!   in memory and persisted with the run's record in `dedup_meta`, so reopening a
+//!   store of any size loads filters, not entries.
+//! - **Epochs**: runs never mix epochs ([`Tuning::epoch_ms`], 12 h by default). Inside
+//!   the open epoch, [`Tuning::fan_in`] runs of one level merge into one of the next;
+//!   a closed epoch merges into a single run. A run is dropped whole once its newest
+//!   entry left the window: expiry is a range delete, and the number of filters a
+//!   look-up probes stays small (about one per closed epoch plus a few).
+//!
+//! # Exactness
+//!
+//! A look-up asks the memtables (exact), then each run's filter; a "maybe" is checked
+//! on disk in that run. So "duplicate" is only ever said of a digest stored with an
+//! accept time inside the window: never a false duplicate. A digest is in the index
+//! from the moment its commit returns (the memtable insert runs on the writer thread
+//! before the request is answered) until its run expires, with these hand-overs:
+//! memtable → frozen memtable (checked after the live one) → published run (published
+//! after the commit that completed it, before the frozen memtable is dropped). A
+//! look-up takes its list of runs before it opens its read transaction, and a run's
+//! rows are deleted only when no look-up still holds it (its `Arc` count), so every
+//! run a look-up probes is whole in its snapshot.
+
+pub mod bloom;
+pub mod maintain;
+pub mod runs;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use arc_swap::ArcSwap;
+use redb::{ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+use bloom::Bloom;
+
+/// `commit sequence → [LOG_V1][accept ms: i64 LE][digest: 16 bytes BE]*`.
+pub const DEDUP_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("dedup_log");
+/// `run id → RunMeta` (version byte + postcard).
+pub const DEDUP_META: TableDefinition<u64, &[u8]> = TableDefinition::new("dedup_meta");
+
+const LOG_V1: u8 = 1;
+const META_V1: u8 = 1;
+
+/// Sizes and periods of the index (tests make them small).
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    /// Digests in the memtable that trigger a seal.
+    pub seal_at: usize,
+    /// Length of an epoch (ms).
+    pub epoch_ms: i64,
+    /// Runs of one level that merge into one of the next.
+    pub fan_in: usize,
+    /// Entries written (sealed, merged or deleted) per commit by maintenance.
+    pub slice: usize,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            seal_at: 512 * 1024,
+            epoch_ms: 12 * 3_600_000,
+            fan_in: 4,
+            slice: 64 * 1024,
+        }
+    }
+}
+
+/// Digests are already uniform: hash them by their low 64 bits.
+#[derive(Default)]
+pub struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+pub type DigestMap<V> = HashMap<u128, V, BuildHasherDefault<DigestHasher>>;
+
+/// Digests with their accept times, and the epoch of the first one.
+#[derive(Debug, Default)]
+pub struct Memtable {
+    pub map: DigestMap<i64>,
+    pub epoch: Option<i64>,
+    /// The last commit sequence whose digests are in.
+    pub through_log: u64,
+}
+
+/// What a run's record in `dedup_meta` says of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunState {
+    /// Rows being written; not used for look-ups (garbage after a crash).
+    Building,
+    /// Published: look-ups probe it.
+    Live,
+    /// Being deleted.
+    Dying,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunMeta {
+    pub state: RunState,
+    pub epoch: i64,
+    pub level: u32,
+    pub min_ms: i64,
+    pub max_ms: i64,
+    pub count: u64,
+    /// The last `dedup_log` sequence this run (or the runs merged into it) covers.
+    pub through_log: u64,
+    /// The encoded filter (empty unless Live).
+    pub filter: serde_bytes::ByteBuf,
+}
+
+pub fn encode_meta(m: &RunMeta) -> Vec<u8> {
+    let mut out = vec![META_V1];
+    postcard::to_io(m, &mut out).expect("postcard to Vec");
+    out
+}
+
+pub fn decode_meta(b: &[u8]) -> Option<RunMeta> {
+    match b.split_first() {
+        Some((&META_V1, rest)) => postcard::from_bytes(rest).ok(),
+        _ => None,
+    }
+}
+
+pub fn encode_log(accepted_ms: i64, digests: &[u128]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + digests.len() * 16);
+    out.push(LOG_V1);
+    out.extend_from_slice(&accepted_ms.to_le_bytes());
+    for d in digests {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    out
+}
+
+pub fn decode_log(b: &[u8]) -> Option<(i64, Vec<u128>)> {
+    if b.first() != Some(&LOG_V1) || b.len() < 9 || !(b.len() - 9).is_multiple_of(16) {
+        return None;
+    }
+    let ms = i64::from_le_bytes(b[1..9].try_into().ok()?);
+    let ds = b[9..]
+        .chunks_exact(16)
+        .map(|c| u128::from_be_bytes(c.try_into().expect("16 bytes")))
+        .collect();
+    Some((ms, ds))
+}
+
+/// A live run as look-ups see it.
+#[derive(Debug)]
+pub struct Run {
+    pub id: u64,
+    pub meta: RunMeta,
+    pub filter: Bloom,
+}
+
+/// The in-memory side of the index, shared by the intake (look-ups) and the writer
+/// thread (inserts after each commit, seals, merges, expiry).
+#[derive(Debug, Default)]
+pub struct DedupIndex {
+    active: Mutex<Memtable>,
+    frozen: RwLock<Option<Arc<Memtable>>>,
+    runs: ArcSwap<Vec<Arc<Run>>>,
+    /// The window in force (ms), for expiry; look-ups get theirs from the caller.
+    window_ms: AtomicI64,
+}
+
+/// What a look-up found for one digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Not accepted inside the window.
+    No,
+    /// Accepted at this time (ms), inside the window.
+    At(i64),
+}
+
+impl DedupIndex {
+    pub fn new(window_ms: i64) -> Arc<Self> {
+        let idx = DedupIndex::default();
+        idx.window_ms.store(window_ms, Ordering::Relaxed);
+        Arc::new(idx)
+    }
+
+    /// A reload changed `storage.dedup_window`: runs expire by the new one.
+    pub fn set_window(&self, window_ms: i64) {
+        self.window_ms.store(window_ms, Ordering::Relaxed);
+    }
+
+    pub fn window_ms(&self) -> i64 {
+        self.window_ms.load(Ordering::Relaxed)
+    }
+
+    /// Records digests whose commit just returned (on the writer thread).
+    pub fn insert(&self, digests: &[u128], accepted_ms: i64, epoch_ms: i64, log_seq: u64) {
+        let mut m = self.active.lock().expect("memtable lock");
+        if m.map.is_empty() {
+            m.epoch = Some(accepted_ms.div_euclid(epoch_ms.max(1)));
+        }
+        m.map.reserve(digests.len());
+        for d in digests {
+            m.map.insert(*d, accepted_ms);
+        }
+        m.through_log = m.through_log.max(log_seq);
+    }
+
+    /// Looks up `digests`, answering each with when it was accepted if that is after
+    /// `cutoff_ms`. `view` opens a read transaction, asked only for a filter's "maybe".
+    pub fn lookup(
+        &self,
+        digests: &[u128],
+        cutoff_ms: i64,
+        view: impl FnOnce() -> Result<super::View, StoreError>,
+    ) -> Result<Vec<Seen>, StoreError> {
+        let fresh = |ms: i64| (ms > cutoff_ms).then_some(Seen::At(ms));
+        let mut out: Vec<Option<Seen>> = {
+            let m = self.active.lock().expect("memtable lock");
+            digests
+                .iter()
+                .map(|d| m.map.get(d).and_then(|ms| fresh(*ms)))
+                .collect()
+        };
+        let frozen = self.frozen.read().expect("frozen lock").clone();
+        if let Some(f) = frozen {
+            for (o, d) in out.iter_mut().zip(digests) {
+                if o.is_none() {
+                    *o = f.map.get(d).and_then(|ms| fresh(*ms));
+                }
+            }
+        }
+        // The runs before the read transaction: every run in this list is whole in it.
+        let runs = self.runs.load_full();
+        let mut view_fn = Some(view);
+        let mut view: Option<super::View> = None;
+        for (o, d) in out.iter_mut().zip(digests) {
+            if o.is_some() {
+                continue;
+            }
+            // Newest first: a recent duplicate is found soonest.
+            for run in runs.iter().rev() {
+                if run.meta.max_ms <= cutoff_ms || !run.filter.may_contain(*d) {
+                    continue;
+                }
+                if view.is_none() {
+                    let f = view_fn.take().expect("opened once");
+                    view = Some(f()?);
+                }
+                let v = view.as_ref().expect("opened");
+                if let Some(ms) = v.dedup_find(run.id, *d)?
+                    && let Some(seen) = fresh(ms)
+                {
+                    *o = Some(seen);
+                    break;
+                }
+            }
+        }
+        Ok(out.into_iter().map(|o| o.unwrap_or(Seen::No)).collect())
+    }
+
+    /// Digests in the live memtable.
+    pub fn active_len(&self) -> usize {
+        self.active.lock().expect("memtable lock").map.len()
+    }
+
+    /// Figures for tests and benches: (memtable digests, runs, filter bytes).
+    pub fn stats(&self) -> (usize, usize, usize) {
+        let runs = self.runs.load();
+        (
+            self.active_len()
+                + self
+                    .frozen
+                    .read()
+                    .expect("frozen lock")
+                    .as_ref()
+                    .map_or(0, |f| f.map.len()),
+            runs.len(),
+            runs.iter().map(|r| r.filter.bytes()).sum(),
+        )
+    }
+
+    /// Replaces the whole in-memory state with what the file holds (at every open).
+    pub fn load(
+        &self,
+        txn: &redb::WriteTransaction,
+        tuning: &Tuning,
+    ) -> Result<Loaded, redb::Error> {
+        let meta = txn.open_table(DEDUP_META)?;
+        let mut live = Vec::new();
+        let mut garbage = Vec::new();
+        let mut next_run = 1u64;
+        let mut through = 0u64;
+        for row in meta.iter()? {
+            let (k, v) = row?;
+            let id = k.value();
+            next_run = next_run.max(id + 1);
+            match decode_meta(v.value()) {
+                Some(m) if m.state == RunState::Live => {
+                    through = through.max(m.through_log);
+                    let filter = Bloom::decode(&m.filter).ok_or_else(|| {
+                        redb::Error::Corrupted(format!("dedup run {id}: unreadable filter"))
+                    })?;
+                    live.push(Arc::new(Run {
+                        id,
+                        meta: RunMeta {
+                            filter: serde_bytes::ByteBuf::new(),
+                            ..m
+                        },
+                        filter,
+                    }));
+                }
+                Some(m) => {
+                    if m.state == RunState::Dying {
+                        through = through.max(m.through_log);
+                    }
+                    garbage.push(id);
+                }
+                None => garbage.push(id),
+            }
+        }
+        live.sort_by_key(|r| (r.meta.max_ms, r.id));
+        let log = txn.open_table(DEDUP_LOG)?;
+        let mut mem = Memtable::default();
+        let mut next_log = through + 1;
+        for row in log.range(through + 1..)? {
+            let (k, v) = row?;
+            let seq = k.value();
+            next_log = seq + 1;
+            let (ms, ds) = decode_log(v.value())
+                .ok_or_else(|| redb::Error::Corrupted(format!("dedup log row {seq}")))?;
+            if mem.epoch.is_none() {
+                mem.epoch = Some(ms.div_euclid(tuning.epoch_ms.max(1)));
+            }
+            for d in ds {
+                mem.map.insert(d, ms);
+            }
+            mem.through_log = seq;
+        }
+        if let Some((k, _)) = log.last()? {
+            next_log = next_log.max(k.value() + 1);
+        }
+        drop(meta);
+        drop(log);
+        let n = mem.map.len();
+        *self.active.lock().expect("memtable lock") = mem;
+        *self.frozen.write().expect("frozen lock") = None;
+        self.runs.store(Arc::new(live));
+        Ok(Loaded {
+            next_run,
+            next_log,
+            garbage,
+            memtable: n,
+            covered: through,
+        })
+    }
+
+    /// Moves the live memtable aside (the writer seals it into a run).
+    fn freeze(&self) -> Arc<Memtable> {
+        let m = std::mem::take(&mut *self.active.lock().expect("memtable lock"));
+        let m = Arc::new(m);
+        *self.frozen.write().expect("frozen lock") = Some(m.clone());
+        m
+    }
+
+    /// The live memtable's epoch and size.
+    fn active_shape(&self) -> (Option<i64>, usize) {
+        let m = self.active.lock().expect("memtable lock");
+        (m.epoch, m.map.len())
+    }
+
+    /// A sealed run is on disk: look-ups use it from now on, then forget the frozen
+    /// memtable it came from.
+    fn publish_seal(&self, run: Arc<Run>) {
+        let mut runs = (*self.runs.load_full()).clone();
+        runs.push(run);
+        runs.sort_by_key(|r| (r.meta.max_ms, r.id));
+        self.runs.store(Arc::new(runs));
+        *self.frozen.write().expect("frozen lock") = None;
+    }
+
+    /// Replaces runs `gone` by `new` (a merge), or drops them (expiry, `new` None).
+    fn replace(&self, gone: &[u64], new: Option<Arc<Run>>) {
+        let mut runs: Vec<Arc<Run>> = self
+            .runs
+            .load()
+            .iter()
+            .filter(|r| !gone.contains(&r.id))
+            .cloned()
+            .collect();
+        runs.extend(new);
+        runs.sort_by_key(|r| (r.meta.max_ms, r.id));
+        self.runs.store(Arc::new(runs));
+    }
+
+    fn runs(&self) -> Arc<Vec<Arc<Run>>> {
+        self.runs.load_full()
+    }
+}
+
+/// What [`DedupIndex::load`] found.
+#[derive(Debug)]
+pub struct Loaded {
+    pub next_run: u64,
+    pub next_log: u64,
+    /// Runs to delete (unfinished, or already dying).
+    pub garbage: Vec<u64>,
+    pub memtable: usize,
+    /// `dedup_log` rows up to here are in runs (and may be trimmed).
+    pub covered: u64,
+}
+
+/// The accept time of `d` in run `run` (for [`super::View`]).
+pub(crate) fn find_in<T: ReadableTable<(u64, u128), &'static [u8]>>(
+    t: &T,
+    run: u64,
+    d: u128,
+) -> Result<Option<i64>, redb::Error> {
+    runs::find(t, run, d)
+}

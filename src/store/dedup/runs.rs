@@ -1,0 +1,189 @@
+//! Sorted runs on disk. A run is an immutable set of `(digest, accept ms)` stored as
+//! blocks in `dedup_runs`: key `(run id, first digest of the block)`, value
+//! `[BLOCK_V1][count: u16 LE]([digest: 16 bytes BE][accept ms: i64 LE])*`, digests
+//! ascending. One B-tree row holds up to [`BLOCK`] entries, so writing a run (a seal
+//! or a merge) is a sequential append of a few thousand rows, and finding a digest is
+//! one range look-up and a binary search.
+
+use redb::{ReadableTable, TableDefinition};
+
+pub const DEDUP_RUNS: TableDefinition<(u64, u128), &[u8]> = TableDefinition::new("dedup_runs");
+
+/// Entries per block.
+pub const BLOCK: usize = 256;
+const BLOCK_V1: u8 = 1;
+const ENTRY: usize = 24;
+
+pub fn encode_block(entries: &[(u128, i64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(3 + entries.len() * ENTRY);
+    out.push(BLOCK_V1);
+    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    for (d, ms) in entries {
+        out.extend_from_slice(&d.to_be_bytes());
+        out.extend_from_slice(&ms.to_le_bytes());
+    }
+    out
+}
+
+/// The entries of a block; None when it is not one this build wrote.
+pub fn decode_block(b: &[u8]) -> Option<Vec<(u128, i64)>> {
+    if b.first() != Some(&BLOCK_V1) || b.len() < 3 {
+        return None;
+    }
+    let n = u16::from_le_bytes([b[1], b[2]]) as usize;
+    let body = &b[3..];
+    if body.len() != n * ENTRY {
+        return None;
+    }
+    Some(
+        body.chunks_exact(ENTRY)
+            .map(|c| {
+                let d = u128::from_be_bytes(c[..16].try_into().expect("16 bytes"));
+                let ms = i64::from_le_bytes(c[16..].try_into().expect("8 bytes"));
+                (d, ms)
+            })
+            .collect(),
+    )
+}
+
+/// Binary search of one encoded block without decoding it whole.
+fn search_block(b: &[u8], d: u128) -> Option<i64> {
+    if b.first() != Some(&BLOCK_V1) || b.len() < 3 {
+        return None;
+    }
+    let n = u16::from_le_bytes([b[1], b[2]]) as usize;
+    let body = b.get(3..3 + n * ENTRY)?;
+    let at =
+        |i: usize| u128::from_be_bytes(body[i * ENTRY..i * ENTRY + 16].try_into().expect("16"));
+    let (mut lo, mut hi) = (0usize, n);
+    while lo < hi {
+        let mid = usize::midpoint(lo, hi);
+        match at(mid).cmp(&d) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => {
+                let off = mid * ENTRY + 16;
+                return Some(i64::from_le_bytes(
+                    body[off..off + 8].try_into().expect("8"),
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The accept time of `d` in run `run`, if the run holds it.
+pub fn find<T: ReadableTable<(u64, u128), &'static [u8]>>(
+    t: &T,
+    run: u64,
+    d: u128,
+) -> Result<Option<i64>, redb::Error> {
+    match t.range((run, 0u128)..=(run, d))?.next_back() {
+        Some(row) => Ok(search_block(row?.1.value(), d)),
+        None => Ok(None),
+    }
+}
+
+/// Entries read from a run, and where the next block starts (None: the run is done).
+pub type Blocks = (Vec<(u128, i64)>, Option<u128>);
+
+/// Up to `max_blocks` blocks of `run` from the block starting at or after `from`:
+/// their entries in order, and where the next block starts (None: the run is done).
+pub fn read_blocks<T: ReadableTable<(u64, u128), &'static [u8]>>(
+    t: &T,
+    run: u64,
+    from: u128,
+    max_blocks: usize,
+) -> Result<Blocks, redb::Error> {
+    let mut out = Vec::new();
+    let mut iter = t.range((run, from)..=(run, u128::MAX))?;
+    for _ in 0..max_blocks {
+        match iter.next() {
+            Some(row) => {
+                let (_, v) = row?;
+                out.extend(decode_block(v.value()).ok_or_else(|| {
+                    redb::Error::Corrupted(format!("dedup run {run}: unreadable block"))
+                })?);
+            }
+            None => return Ok((out, None)),
+        }
+    }
+    let next = match iter.next() {
+        Some(row) => Some(row?.0.value().1),
+        None => None,
+    };
+    Ok((out, next))
+}
+
+/// Writes sorted `entries` as blocks of `run` (the caller keeps them sorted across
+/// calls: each call's first digest is above the previous call's last).
+pub fn write_blocks(
+    t: &mut redb::Table<(u64, u128), &[u8]>,
+    run: u64,
+    entries: &[(u128, i64)],
+) -> Result<(), redb::Error> {
+    for chunk in entries.chunks(BLOCK) {
+        t.insert((run, chunk[0].0), encode_block(chunk).as_slice())?;
+    }
+    Ok(())
+}
+
+/// Deletes up to `max_blocks` blocks of `run`; returns how many went (fewer: the run
+/// is gone).
+pub fn delete_blocks(
+    t: &mut redb::Table<(u64, u128), &[u8]>,
+    run: u64,
+    max_blocks: usize,
+) -> Result<usize, redb::Error> {
+    let keys: Vec<u128> = t
+        .range((run, 0u128)..=(run, u128::MAX))?
+        .take(max_blocks)
+        .map(|r| r.map(|(k, _)| k.value().1))
+        .collect::<Result<_, _>>()?;
+    for k in &keys {
+        t.remove((run, *k))?;
+    }
+    Ok(keys.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_roundtrip_and_search() {
+        let entries: Vec<(u128, i64)> = (0..300u128).map(|i| (i * 7 + 3, i as i64 * 10)).collect();
+        let b = encode_block(&entries[..BLOCK]);
+        assert_eq!(decode_block(&b).unwrap(), entries[..BLOCK].to_vec());
+        for (d, ms) in &entries[..BLOCK] {
+            assert_eq!(search_block(&b, *d), Some(*ms));
+            assert_eq!(search_block(&b, d + 1), None);
+        }
+        assert_eq!(search_block(&b, 0), None);
+        assert!(decode_block(&b[..b.len() - 1]).is_none());
+
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join("r.redb")).unwrap();
+        let w = db.begin_write().unwrap();
+        {
+            let mut t = w.open_table(DEDUP_RUNS).unwrap();
+            write_blocks(&mut t, 2, &entries).unwrap();
+            write_blocks(&mut t, 3, &[(1, 1)]).unwrap();
+            for (d, ms) in &entries {
+                assert_eq!(find(&t, 2, *d).unwrap(), Some(*ms));
+                assert_eq!(find(&t, 2, d + 1).unwrap(), None);
+            }
+            assert_eq!(find(&t, 2, 1).unwrap(), None, "another run's digest");
+            assert_eq!(find(&t, 3, 1).unwrap(), Some(1));
+            let (got, next) = read_blocks(&t, 2, 0, 1).unwrap();
+            assert_eq!(got.len(), BLOCK);
+            let (rest, end) = read_blocks(&t, 2, next.unwrap(), 5).unwrap();
+            assert_eq!(rest.len(), 300 - BLOCK);
+            assert_eq!(end, None);
+            assert_eq!(delete_blocks(&mut t, 2, 1).unwrap(), 1);
+            assert_eq!(delete_blocks(&mut t, 2, 5).unwrap(), 1);
+            assert_eq!(find(&t, 3, 1).unwrap(), Some(1), "other runs stay");
+        }
+        w.commit().unwrap();
+    }
+}

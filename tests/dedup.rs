@@ -1,0 +1,295 @@
+//! The dedup index against a plain model, on the real redb file through the real
+//! writer thread: random streams with repeats, across memtable seals, run merges,
+//! epoch ends, window expiry, restarts and a reopen after an I/O error. The index is
+//! made small (a seal every few digests) so every hand-over happens many times.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use sluice::clock::{Clock, ManualClock};
+use sluice::store::dedup::{DedupIndex, Seen, Tuning};
+use sluice::store::{FaultSwitch, IngestBatch, Store, StoreOptions, dedup_digest};
+
+const WINDOW: i64 = 30_000;
+const T0: i64 = 1_776_000_000_000;
+
+fn tuning() -> Tuning {
+    Tuning {
+        seal_at: 6,
+        epoch_ms: 10_000,
+        fan_in: 2,
+        slice: 5,
+    }
+}
+
+struct Rig {
+    path: std::path::PathBuf,
+    clock: Arc<ManualClock>,
+    faults: Arc<FaultSwitch>,
+    store: Store,
+    index: Arc<DedupIndex>,
+}
+
+fn start(
+    path: &Path,
+    clock: &Arc<ManualClock>,
+    faults: &Arc<FaultSwitch>,
+) -> (Store, Arc<DedupIndex>) {
+    let index = DedupIndex::new(WINDOW);
+    let store = Store::start(StoreOptions {
+        path: path.to_path_buf(),
+        dedup: index.clone(),
+        dedup_tuning: tuning(),
+        cache_size: 4 << 20,
+        clock: clock.clone(),
+        faults: Some(faults.clone()),
+        on_open: Box::new(|_| {}),
+    });
+    (store, index)
+}
+
+impl Rig {
+    async fn new(dir: &Path) -> Rig {
+        let path = dir.join("d.redb");
+        let clock = ManualClock::new(T0);
+        let faults = FaultSwitch::new();
+        let (store, index) = start(&path, &clock, &faults);
+        let r = Rig {
+            path,
+            clock,
+            faults,
+            store,
+            index,
+        };
+        r.ready().await;
+        r
+    }
+
+    async fn ready(&self) {
+        for _ in 0..2000 {
+            if self.store.is_ready() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        panic!("store never opened");
+    }
+
+    async fn restart(&mut self) {
+        self.store.close().await;
+        let (store, index) = start(&self.path, &self.clock, &self.faults);
+        self.store = store;
+        self.index = index;
+        self.ready().await;
+    }
+
+    fn lookup(&self, ds: &[u128]) -> Vec<Seen> {
+        let cutoff = self.clock.now_ms() - WINDOW;
+        self.index
+            .lookup(ds, cutoff, || self.store.view())
+            .expect("lookup")
+    }
+
+    /// Commits `ds` as one accepted request now.
+    async fn accept(&self, ds: &[u128]) -> Result<(), sluice::store::StoreError> {
+        let now = self.clock.now_ms();
+        let chunk = sluice::store::log::encode_chunk(
+            ds.iter().map(|_| &b"e"[..]).collect::<Vec<_>>().into_iter(),
+        );
+        self.store
+            .ingest(IngestBatch {
+                workspace: Arc::from("ws"),
+                month: 202_604,
+                accepted_ms: now,
+                digests: ds.to_vec(),
+                chunk,
+                on_done: None,
+            })
+            .await
+    }
+
+    /// Lets maintenance run to its end (commits with nothing else in them).
+    async fn settle(&self) {
+        for _ in 0..200 {
+            self.store.maintain().await.expect("maintenance commit");
+        }
+    }
+}
+
+fn digest(k: u8) -> u128 {
+    dedup_digest("ws", "Purchase", &format!("order-{k}"))
+}
+
+/// What the intake must decide for a request of `keys` at `now`, by the model:
+/// `Seen::At` for keys accepted inside the window (or earlier in the same request).
+fn model_decide(model: &HashMap<u128, i64>, ds: &[u128], now: i64) -> Vec<Seen> {
+    ds.iter()
+        .map(|d| match model.get(d) {
+            Some(ms) if *ms > now - WINDOW => Seen::At(*ms),
+            _ => Seen::No,
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Request { keys: Vec<u8>, advance_ms: i64 },
+    Restart,
+    Settle { advance_ms: i64 },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => (proptest::collection::vec(0u8..60, 1..8), 0i64..6_000)
+            .prop_map(|(keys, advance_ms)| Step::Request { keys, advance_ms }),
+        1 => Just(Step::Restart),
+        1 => (0i64..20_000).prop_map(|advance_ms| Step::Settle { advance_ms }),
+    ]
+}
+
+async fn run_steps(steps: Vec<Step>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Rig::new(dir.path()).await;
+    let mut model: HashMap<u128, i64> = HashMap::new();
+    for (i, s) in steps.into_iter().enumerate() {
+        match s {
+            Step::Request { keys, advance_ms } => {
+                r.clock.advance_ms(advance_ms);
+                let now = r.clock.now_ms();
+                let ds: Vec<u128> = keys.iter().map(|k| digest(*k)).collect();
+                let got = r.lookup(&ds);
+                let want = model_decide(&model, &ds, now);
+                assert_eq!(got, want, "step {i}: keys {keys:?} at +{} ms", now - T0);
+                // The fresh ones, once each (a repeat inside the request is a duplicate).
+                let mut fresh = Vec::new();
+                for (d, seen) in ds.iter().zip(&got) {
+                    if *seen == Seen::No && !fresh.contains(d) {
+                        fresh.push(*d);
+                    }
+                }
+                if !fresh.is_empty() {
+                    r.accept(&fresh).await.expect("commit");
+                    for d in fresh {
+                        model.insert(d, now);
+                    }
+                }
+            }
+            Step::Restart => r.restart().await,
+            Step::Settle { advance_ms } => {
+                r.clock.advance_ms(advance_ms);
+                r.settle().await;
+            }
+        }
+    }
+    // Every key the model knows answers as it says.
+    r.settle().await;
+    let now = r.clock.now_ms();
+    let all: Vec<u128> = (0u8..60).map(digest).collect();
+    assert_eq!(r.lookup(&all), model_decide(&model, &all, now), "final");
+    r.store.close().await;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, .. ProptestConfig::default() })]
+
+    /// The index answers exactly as a plain map of accept times would, whatever the
+    /// order of requests, seals, merges, expiries and restarts.
+    #[test]
+    fn the_index_is_exactly_a_map_of_accept_times(steps in proptest::collection::vec(step(), 1..60)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(run_steps(steps));
+    }
+}
+
+#[tokio::test]
+async fn the_window_edge_is_exact_to_the_millisecond() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Rig::new(dir.path()).await;
+    let d = [digest(1)];
+    r.accept(&d).await.unwrap();
+    // Sealed into a run and merged: the edge holds on disk too.
+    for k in 10..40 {
+        r.accept(&[digest(k)]).await.unwrap();
+    }
+    r.settle().await;
+    assert!(r.index.stats().1 > 0, "runs were sealed");
+    r.clock.advance_ms(WINDOW - 1);
+    assert_eq!(r.lookup(&d), vec![Seen::At(T0)], "one ms inside the window");
+    r.clock.advance_ms(1);
+    assert_eq!(
+        r.lookup(&d),
+        vec![Seen::No],
+        "at the window's end: new again"
+    );
+    r.store.close().await;
+}
+
+#[tokio::test]
+async fn seals_merge_and_expiry_keep_memory_and_disk_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Rig::new(dir.path()).await;
+    // 200 digests inside one epoch: sealed every 6, merged pairwise.
+    for k in 0..200u32 {
+        r.accept(&[dedup_digest("ws", "Lead", &k.to_string())])
+            .await
+            .unwrap();
+    }
+    r.settle().await;
+    let (mem, runs, bytes) = r.index.stats();
+    assert!(mem < 6, "the memtable is sealed at 6: {mem}");
+    assert!(runs <= 8, "merges keep the runs few: {runs}");
+    assert!(bytes > 0);
+    // Every one still a duplicate.
+    let all: Vec<u128> = (0..200u32)
+        .map(|k| dedup_digest("ws", "Lead", &k.to_string()))
+        .collect();
+    assert!(r.lookup(&all).iter().all(|s| *s == Seen::At(T0)));
+    // The epoch ends: its runs merge into one.
+    r.clock.advance_ms(10_000);
+    r.settle().await;
+    assert_eq!(r.index.stats().1, 1, "a closed epoch is one run");
+    // The window passes: the run and its rows go.
+    r.clock.advance_ms(WINDOW);
+    r.settle().await;
+    assert_eq!(r.index.stats(), (0, 0, 0));
+    let view = r.store.view().unwrap();
+    let rows = view
+        .txn()
+        .open_table(sluice::store::dedup::runs::DEDUP_RUNS)
+        .unwrap();
+    use redb::ReadableTableMetadata;
+    assert_eq!(rows.len().unwrap(), 0, "every run row deleted");
+    let log = view
+        .txn()
+        .open_table(sluice::store::dedup::DEDUP_LOG)
+        .unwrap();
+    assert_eq!(log.len().unwrap(), 0, "the covered log trimmed");
+    drop(view);
+    assert!(r.lookup(&all).iter().all(|s| *s == Seen::No));
+    r.store.close().await;
+}
+
+#[tokio::test]
+async fn a_failed_commit_mid_seal_loses_nothing_and_reopens_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Rig::new(dir.path()).await;
+    let before: Vec<u128> = (0..20u8).map(digest).collect();
+    for d in &before {
+        r.accept(&[*d]).await.unwrap();
+    }
+    // The disk fails while maintenance and a request are under way.
+    r.faults.fail();
+    assert!(r.accept(&[digest(100)]).await.is_err());
+    let _ = r.store.maintain().await;
+    r.faults.heal();
+    r.ready().await;
+    // Everything acknowledged is still a duplicate; the failed one is new.
+    assert!(r.lookup(&before).iter().all(|s| *s == Seen::At(T0)));
+    assert_eq!(r.lookup(&[digest(100)]), vec![Seen::No]);
+    r.accept(&[digest(100)]).await.unwrap();
+    r.settle().await;
+    assert_eq!(r.lookup(&[digest(100)]), vec![Seen::At(T0)]);
+    r.store.close().await;
+}
