@@ -69,16 +69,23 @@ impl Daemon {
         let ledger = Ledger::new();
         let l2 = ledger.clone();
         let dedup = DedupIndex::new(cfg.storage.dedup_window.as_millis() as i64);
+        let routing = crate::store::backlog::SharedRouting::default();
         let store = Store::start(StoreOptions {
             path: cfg.storage.path.clone(),
             dedup: dedup.clone(),
             dedup_tuning: opts.dedup_tuning,
+            routing: routing.clone(),
             cache_size: cfg.storage.cache_size,
             clock: opts.clock.clone(),
             faults: opts.faults,
             on_open: Box::new(move |rec| l2.recover(rec)),
         });
-        let engine = Engine::new(store.clone(), opts.clock.clone(), cfg.storage.pii_key);
+        let engine = Engine::new(
+            store.clone(),
+            opts.clock.clone(),
+            cfg.storage.pii_key,
+            routing,
+        );
         let e2 = engine.clone();
         let intake = Intake {
             clock: opts.clock.clone(),

@@ -42,6 +42,7 @@ fn start(
         path: path.to_path_buf(),
         dedup: index.clone(),
         dedup_tuning: tuning(),
+        routing: Default::default(),
         cache_size: 4 << 20,
         clock: clock.clone(),
         faults: Some(faults.clone()),
@@ -104,6 +105,7 @@ impl Rig {
                 month: 202_604,
                 accepted_ms: now,
                 digests: ds.to_vec(),
+                metas: Vec::new(),
                 chunk,
                 on_done: None,
             })

@@ -26,6 +26,7 @@ use crate::config::{Config, Destination};
 use crate::metrics::{DestGauges, DestLabels, Metrics};
 use crate::platforms::{self, Adapter};
 use crate::store::Store;
+use crate::store::backlog::SharedRouting;
 use pacer::{Pacers, ScopePacer};
 
 pub use backlog::Backlog;
@@ -64,8 +65,8 @@ pub struct Engine {
     pacers: Pacers,
     pii_key: Option<[u8; 32]>,
     workers: Mutex<HashMap<String, WorkerHandle>>,
-    /// The log part of each destination's backlog as last read (see [`backlog`]).
-    backlogs: Mutex<HashMap<String, backlog::LogSummary>>,
+    /// Every destination's routing, for the store's backlog summaries.
+    routing: SharedRouting,
     /// Workers of destinations removed by a reload, until they have stopped.
     retired: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
     wakes: Mutex<HashMap<String, Arc<Notify>>>,
@@ -81,7 +82,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(store: Store, clock: SharedClock, pii_key: Option<[u8; 32]>) -> Arc<Self> {
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        pii_key: Option<[u8; 32]>,
+        routing: SharedRouting,
+    ) -> Arc<Self> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(64)
@@ -97,7 +103,7 @@ impl Engine {
             pii_key,
             workers: Mutex::new(HashMap::new()),
             retired: Mutex::new(HashMap::new()),
-            backlogs: Mutex::new(HashMap::new()),
+            routing,
             wakes: Mutex::new(HashMap::new()),
             config: Mutex::new(None),
             housekeeping: Mutex::new(None),
@@ -164,6 +170,7 @@ impl Engine {
     pub fn sync(self: &Arc<Self>, cfg: &Config) {
         tracing::debug!(destinations = cfg.destinations.len(), "delivery sync");
         *self.config.lock().expect("config lock") = Some(Arc::new(cfg.clone()));
+        self.set_routing(cfg);
         let mut workers = self.workers.lock().expect("workers lock");
         let wanted: HashMap<&str, &Destination> = cfg
             .destinations
@@ -235,8 +242,7 @@ impl Engine {
         }
     }
 
-    /// A destination's backlog in `view` (events expiring within the hour counted), its
-    /// log part brought up to date from the summary of the last read.
+    /// A destination's backlog in `view` (events expiring within the hour counted).
     pub fn backlog(
         &self,
         view: &crate::store::View,
@@ -245,13 +251,25 @@ impl Engine {
         max_backlog_age_ms: i64,
     ) -> Result<Backlog, crate::store::StoreError> {
         const SOON_MS: i64 = 3_600_000;
-        let mut all = self.backlogs.lock().expect("backlogs lock");
-        let mut cache = all.remove(&d.id);
-        let b = backlog::read(view, d, None, &mut cache, now, SOON_MS, max_backlog_age_ms);
-        if let Some(c) = cache {
-            all.insert(d.id.clone(), c);
+        backlog::read(view, d, now, SOON_MS, max_backlog_age_ms)
+    }
+
+    /// Tells the store how every configured destination routes (its backlog summaries
+    /// count by it); a change moves the version, and the store recounts what changed.
+    fn set_routing(&self, cfg: &Config) {
+        let dests: HashMap<String, crate::store::backlog::DestRoute> = cfg
+            .destinations
+            .iter()
+            .map(|d| (d.id.clone(), backlog::route_of(d)))
+            .collect();
+        let old = self.routing.load_full();
+        if old.version > 0 && old.dests == dests {
+            return;
         }
-        b
+        self.routing.store(Arc::new(crate::store::backlog::Routing {
+            version: old.version + 1,
+            dests,
+        }));
     }
 
     /// The SPEC §10 gauges of every configured destination, now: the worker's live

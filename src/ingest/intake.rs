@@ -22,6 +22,7 @@ use crate::clock::{SharedClock, utc_month};
 use crate::config::WorkspaceLimits;
 use crate::event::{EventError, PlainField};
 use crate::ingest::validate::{ValidateCtx, event_id_of, validate_event};
+use crate::store::backlog::EventMeta;
 use crate::store::codec::{StoredEvent, encode_event, pii_aad};
 use crate::store::dedup::{DedupIndex, DigestMap, Seen};
 use crate::store::{IngestBatch, Recovered, Store, dedup_digest};
@@ -283,6 +284,7 @@ impl Intake {
 
         // Encode (and seal plaintext) outside the lock.
         let mut encoded = Vec::with_capacity(reserved.len());
+        let mut metas = Vec::with_capacity(reserved.len());
         let mut vi = valid.into_iter();
         for r in &reserved {
             let e = loop {
@@ -291,7 +293,9 @@ impl Intake {
                     break e;
                 }
             };
-            encoded.push(self.encode(&rules.id, now_ms, e));
+            let (bytes, meta) = self.encode(&rules.id, now_ms, e);
+            encoded.push(bytes);
+            metas.push(meta);
         }
         let accepted = reserved.len();
         let digests: Vec<u128> = reserved.iter().map(|r| r.digest).collect();
@@ -318,6 +322,7 @@ impl Intake {
             let _ = tx.send(true);
         });
         let batch = IngestBatch {
+            metas,
             workspace: rules.id.clone(),
             month,
             accepted_ms: now_ms,
@@ -338,7 +343,14 @@ impl Intake {
         }
     }
 
-    fn encode(&self, ws: &str, now_ms: i64, mut e: crate::event::NormalizedEvent) -> Vec<u8> {
+    /// The stored bytes of an event (plaintext sealed), and what it contributes to its
+    /// destinations' backlog summaries.
+    fn encode(
+        &self,
+        ws: &str,
+        now_ms: i64,
+        mut e: crate::event::NormalizedEvent,
+    ) -> (Vec<u8>, EventMeta) {
         let mut sealed = Vec::new();
         if let Some(key) = &self.pii_key {
             let aad = pii_aad(ws, &e.event_name, &e.event_id);
@@ -355,10 +367,18 @@ impl Intake {
             }
         }
         e.plaintext.clear();
-        encode_event(&StoredEvent {
+        let stored = StoredEvent {
             accepted_ms: now_ms,
             sealed,
             event: e,
-        })
+        };
+        let bytes = encode_event(&stored);
+        let e = stored.event;
+        let meta = EventMeta {
+            name: e.event_name,
+            destinations: e.destinations,
+            event_time: e.event_time,
+        };
+        (bytes, meta)
     }
 }

@@ -31,6 +31,7 @@
 //! thread too, so the process listens before the store is ready; until then the store
 //! reports not ready and every write answers `Unavailable`.
 
+pub mod backlog;
 pub mod backup;
 pub mod codec;
 pub mod dedup;
@@ -89,6 +90,8 @@ pub fn visit_tables(v: &mut impl TableVisitor) -> Result<(), redb::Error> {
     v.visit(OUTCOMES)?;
     v.visit(SETTLED)?;
     v.visit(AUTO_PAUSE_EVENTS)?;
+    v.visit(backlog::BACKLOG)?;
+    v.visit(backlog::BACKLOG_SECONDS)?;
     v.visit(crate::audit::AUDIT)
 }
 
@@ -117,6 +120,8 @@ pub struct IngestBatch {
     pub accepted_ms: i64,
     /// Dedup digests, in event order.
     pub digests: Vec<u128>,
+    /// What each event contributes to its destinations' backlog summaries.
+    pub metas: Vec<backlog::EventMeta>,
     /// The encoded events ([`log::encode_chunk`]).
     pub chunk: Vec<u8>,
     /// Runs on the writer thread once the commit's outcome is known (true: durable),
@@ -139,6 +144,8 @@ pub struct StoreOptions {
     /// The dedup index the writer keeps (shared with the intake; it knows the window).
     pub dedup: Arc<dedup::DedupIndex>,
     pub dedup_tuning: dedup::Tuning,
+    /// Destinations' routing, for their backlog summaries (set by the delivery engine).
+    pub routing: backlog::SharedRouting,
     /// redb's page cache, bytes (`storage.cache_size`).
     pub cache_size: usize,
     pub clock: SharedClock,

@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use redb::{ReadTransaction, ReadableTable};
 
+use super::backlog::{BACKLOG, BACKLOG_SECONDS, Summary, decode_summary};
 use super::codec::{DestState, DlqRecord, OutcomeRecord, RetryRecord, decode_record};
 use super::{
     AUTO_PAUSE_EVENTS, CURSORS, DEST_STATE, DLQ, EVENTS, OUTCOMES, RETRIES, SETTLED, StoreError,
@@ -105,6 +106,35 @@ impl View {
             .open_table(super::dedup::runs::DEDUP_RUNS)
             .map_err(err)?;
         super::dedup::find_in(&t, run, d).map_err(err)
+    }
+
+    /// A destination's backlog summary ([`super::backlog`]).
+    pub fn backlog_summary(&self, dest: &str) -> Result<Option<Summary>, StoreError> {
+        let t = self.txn.open_table(BACKLOG).map_err(err)?;
+        Ok(t.get(dest)
+            .map_err(err)?
+            .and_then(|v| decode_summary(v.value())))
+    }
+
+    /// A destination's pending log events counted under a second below `below`.
+    pub fn backlog_seconds_below(&self, dest: &str, below: i64) -> Result<u64, StoreError> {
+        let t = self.txn.open_table(BACKLOG_SECONDS).map_err(err)?;
+        let mut n = 0;
+        for row in t.range((dest, i64::MIN)..(dest, below)).map_err(err)? {
+            n += row.map_err(err)?.1.value();
+        }
+        Ok(n)
+    }
+
+    /// The oldest second a destination's summary counts pending events under.
+    pub fn backlog_min_second(&self, dest: &str) -> Result<Option<i64>, StoreError> {
+        let t = self.txn.open_table(BACKLOG_SECONDS).map_err(err)?;
+        Ok(t.range((dest, i64::MIN)..=(dest, i64::MAX))
+            .map_err(err)?
+            .next()
+            .transpose()
+            .map_err(err)?
+            .map(|(k, _)| k.value().1))
     }
 
     /// A destination's persisted health state.

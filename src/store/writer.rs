@@ -12,6 +12,7 @@ use tracing::{error, info, warn};
 
 use super::codec::encode_record;
 
+use super::backlog::{BACKLOG, BACKLOG_SECONDS, Backlogs, Tables as BacklogTables};
 use super::dedup::maintain::Maintainer;
 use super::dedup::{DEDUP_LOG, DedupIndex};
 use super::{
@@ -33,11 +34,12 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
         seq_heads: HashMap::new(),
         maint,
         index: opts.dedup.clone(),
+        backlogs: Backlogs::new(opts.routing.clone()),
     };
     loop {
         // Maintenance with work left (a seal or merge under way) goes on between
         // commands; otherwise wait for one.
-        let first = if w.maint.busy() {
+        let first = if w.maint.busy() || w.backlogs.busy() {
             match rx.try_recv() {
                 Ok(c) => Some(c),
                 Err(std::sync::mpsc::TryRecvError::Empty) => None,
@@ -103,6 +105,7 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
                         let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
                     }
                     w.maint.failed();
+                    w.backlogs.abort();
                     match reopen(&mut w, db, &mut opts, &rx, &shared) {
                         Some((d, m)) => {
                             db = d;
@@ -136,6 +139,7 @@ fn reopen(
     shared.db.store(None);
     drop(db);
     w.seq_heads.clear();
+    w.backlogs.reset();
     open_until_ok(opts, rx, shared, RECOVERING)
 }
 
@@ -145,6 +149,8 @@ struct Writer {
     /// The dedup index's upkeep (seals, merges, expiry), a slice per commit.
     maint: Maintainer,
     index: Arc<DedupIndex>,
+    /// Destinations' backlog summaries, kept by the commits that change them.
+    backlogs: Backlogs,
 }
 
 impl Writer {
@@ -160,27 +166,39 @@ impl Writer {
         // requests that were in flight are sent again). Group commit shares the fsync.
         let txn = db.begin_write()?;
         let mut heads = HashMap::new();
-        if !delivery.is_empty() {
-            apply_delivery(&txn, delivery)?;
-        }
         // The commit sequence of each batch's digests in `dedup_log`.
         let mut logged = Vec::with_capacity(batch.len());
         {
-            let mut events = txn.open_table(EVENTS)?;
+            let mut t = Tables {
+                b: BacklogTables {
+                    events: txn.open_table(EVENTS)?,
+                    cursors: txn.open_table(CURSORS)?,
+                    settled: txn.open_table(SETTLED)?,
+                    dlq: txn.open_table(DLQ)?,
+                    summary: txn.open_table(BACKLOG)?,
+                    seconds: txn.open_table(BACKLOG_SECONDS)?,
+                },
+            };
+            self.backlogs.begin(&mut t.b)?;
+            if !delivery.is_empty() {
+                apply_delivery(&txn, &mut t, &mut self.backlogs, delivery)?;
+            }
             let mut dlog = txn.open_table(DEDUP_LOG)?;
             let mut monthly_add: HashMap<(Arc<str>, u32), u64> = HashMap::new();
             for (b, _) in batch {
                 let ws: &str = &b.workspace;
                 let next = match heads.get(&b.workspace).or(self.seq_heads.get(&b.workspace)) {
                     Some(n) => *n,
-                    None => super::log::head(&events, ws)?,
+                    None => super::log::head(&t.b.events, ws)?,
                 };
                 let n = b.digests.len() as u64;
                 if n == 0 {
                     logged.push(None);
                     continue;
                 }
-                events.insert((ws, next), b.chunk.as_slice())?;
+                t.b.events.insert((ws, next), b.chunk.as_slice())?;
+                self.backlogs
+                    .on_append(&t.b, ws, next, b.accepted_ms, &b.metas)?;
                 logged.push(Some(self.maint.log(
                     &mut dlog,
                     b.accepted_ms,
@@ -196,6 +214,8 @@ impl Writer {
                 let cur = monthly.get((&*ws, month))?.map_or(0, |v| v.value());
                 monthly.insert((&*ws, month), cur + n)?;
             }
+            self.backlogs.walk(&mut t.b)?;
+            self.backlogs.finish(&mut t.b)?;
         }
         self.maint.step(&txn, &self.index, now_ms)?;
         txn.commit()?;
@@ -213,18 +233,21 @@ impl Writer {
     }
 }
 
+/// The tables every commit opens once.
+struct Tables<'t> {
+    b: BacklogTables<'t>,
+}
+
 fn apply_delivery(
     txn: &redb::WriteTransaction,
+    t: &mut Tables,
+    backlogs: &mut Backlogs,
     delivery: &[(Vec<DeliveryOp>, Reply)],
 ) -> Result<(), redb::Error> {
-    let mut cursors = txn.open_table(CURSORS)?;
     let mut retries = txn.open_table(RETRIES)?;
-    let mut dlq = txn.open_table(DLQ)?;
     let mut state = txn.open_table(DEST_STATE)?;
     let mut meta = txn.open_table(META)?;
-    let mut events = txn.open_table(EVENTS)?;
     let mut outcomes = txn.open_table(OUTCOMES)?;
-    let mut settled = txn.open_table(SETTLED)?;
     let mut ap_events = txn.open_table(AUTO_PAUSE_EVENTS)?;
     let mut next_id = meta
         .get("dlq_next_id")?
@@ -235,7 +258,8 @@ fn apply_delivery(
         for op in ops {
             match op {
                 DeliveryOp::Cursor { dest, next_seq } => {
-                    cursors.insert(dest.as_str(), *next_seq)?;
+                    backlogs.on_cursor(&mut t.b, dest, *next_seq)?;
+                    t.b.cursors.insert(dest.as_str(), *next_seq)?;
                 }
                 DeliveryOp::RetryPut {
                     dest,
@@ -252,22 +276,27 @@ fn apply_delivery(
                     retries.remove((dest.as_str(), *due_ms, *seq))?;
                 }
                 DeliveryOp::DlqPut { dest, record } => {
-                    dlq.insert((dest.as_str(), next_id), encode_record(record).as_slice())?;
+                    t.b.dlq
+                        .insert((dest.as_str(), next_id), encode_record(record).as_slice())?;
                     next_id += 1;
+                    backlogs.on_dlq(&t.b, dest, 1)?;
                 }
                 DeliveryOp::DlqDel { dest, id } => {
-                    dlq.remove((dest.as_str(), *id))?;
+                    if t.b.dlq.remove((dest.as_str(), *id))?.is_some() {
+                        backlogs.on_dlq(&t.b, dest, -1)?;
+                    }
                 }
                 DeliveryOp::State { dest, record } => {
                     state.insert(dest.as_str(), encode_record(record).as_slice())?;
                 }
                 DeliveryOp::SettledAbove { dest, seqs } => {
+                    backlogs.on_settled_above(&mut t.b, dest, seqs)?;
                     for seq in seqs {
-                        settled.insert((dest.as_str(), *seq), ())?;
+                        t.b.settled.insert((dest.as_str(), *seq), ())?;
                     }
                 }
                 DeliveryOp::SettledBelow { dest, below } => {
-                    settled
+                    t.b.settled
                         .retain_in((dest.as_str(), 0u64)..(dest.as_str(), *below), |_, ()| {
                             false
                         })?;
@@ -283,11 +312,13 @@ fn apply_delivery(
                 }
                 DeliveryOp::Purge { dest } => {
                     let d = dest.as_str();
-                    cursors.remove(d)?;
+                    backlogs.on_purge(&mut t.b, d)?;
+                    t.b.cursors.remove(d)?;
                     state.remove(d)?;
                     retries.retain_in((d, 0u64, 0u64)..=(d, u64::MAX, u64::MAX), |_, _| false)?;
-                    dlq.retain_in((d, 0u64)..=(d, u64::MAX), |_, _| false)?;
-                    settled.retain_in((d, 0u64)..=(d, u64::MAX), |_, ()| false)?;
+                    t.b.dlq.retain_in((d, 0u64)..=(d, u64::MAX), |_, _| false)?;
+                    t.b.settled
+                        .retain_in((d, 0u64)..=(d, u64::MAX), |_, ()| false)?;
                     outcomes.retain_in((d, 0u32)..=(d, u32::MAX), |_, _| false)?;
                 }
                 DeliveryOp::AutoPauseEvent { row } => {
@@ -303,18 +334,26 @@ fn apply_delivery(
                 }
                 DeliveryOp::TrimLog { workspace, below } => {
                     let ws = workspace.as_str();
+                    // The last chunk always stays: the log's head (the next sequence
+                    // number) is read from it at start, and must never go back.
+                    let last =
+                        t.b.events
+                            .range((ws, 0u64)..=(ws, u64::MAX))?
+                            .next_back()
+                            .transpose()?
+                            .map(|(k, _)| k.value().1);
                     let mut doomed = Vec::new();
-                    for row in events.range((ws, 0u64)..(ws, *below))? {
+                    for row in t.b.events.range((ws, 0u64)..(ws, *below))? {
                         let (k, v) = row?;
                         let first = k.value().1;
                         let n = super::log::chunk_events(v.value()).map_or(0, |e| e.len() as u64);
-                        if first + n > *below {
+                        if first + n > *below || Some(first) == last {
                             break;
                         }
                         doomed.push(first);
                     }
                     for first in doomed {
-                        events.remove((ws, first))?;
+                        t.b.events.remove((ws, first))?;
                     }
                 }
             }

@@ -335,16 +335,18 @@ impl Worker {
                 seqs: above,
             });
         }
-        if new_cursor > self.cursor {
-            ops.push(DeliveryOp::SettledBelow {
-                dest: self.id.clone(),
-                below: new_cursor,
-            });
-        }
+        // The cursor move first: the backlog summary subtracts what it passes that is
+        // not marked settled, and the marks it passes go after it.
         if new_cursor != self.cursor {
             ops.push(DeliveryOp::Cursor {
                 dest: self.id.clone(),
                 next_seq: new_cursor,
+            });
+        }
+        if new_cursor > self.cursor {
+            ops.push(DeliveryOp::SettledBelow {
+                dest: self.id.clone(),
+                below: new_cursor,
             });
         }
         match self.engine.store.delivery(ops).await {
