@@ -81,6 +81,11 @@ pub async fn pass(engine: &Engine) -> Result<(), StoreError> {
             low.insert(d.workspace.clone(), 0);
         }
     }
+    // A workspace no destination reads (none configured, none removed and kept):
+    // nothing needs its log; a destination added later starts at the head.
+    for w in &cfg.workspaces {
+        low.entry(w.id.clone()).or_insert(u64::MAX - 1);
+    }
     let trims: Vec<(String, u64)> = if blocked.is_empty() {
         low.into_iter()
             .filter(|(_, b)| *b > 1 && *b != u64::MAX)
