@@ -2,11 +2,9 @@
 //! lines, pause/resume by id and by platform with exit codes, and `audit verify|export`
 //! whose output an independent re-computation of the chain accepts.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use sluice::clock::ManualClock;
 use sluice::config::Platform;

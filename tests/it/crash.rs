@@ -2,14 +2,12 @@
 //! with SIGKILL at an arbitrary moment; after a restart every acknowledged event is still
 //! known (re-sending it answers duplicate). Several rounds on the same store.
 
-mod common;
-
 use std::collections::HashSet;
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{free_port, now_secs, spawn_sluice, wait_http_ready};
+use crate::common::{free_port, now_secs, spawn_sluice, wait_http_ready};
 use serde_json::{Value, json};
 
 const KEY: &str = "crash_key";

@@ -2,12 +2,10 @@
 //! sources in `src/platforms/taboola.rs`): the exact request, each row of its
 //! classification, and a batch with unsendable rows through the real daemon.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use sluice::clock::{ManualClock, SharedClock};
 use sluice::config::{Destination, Platform};

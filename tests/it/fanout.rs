@@ -12,14 +12,12 @@
 //!   as soon as it is resumed: each also exactly once, and nothing is left queued or
 //!   dead-lettered anywhere.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use sluice::clock::ManualClock;
 use sluice::config::Platform;

@@ -4,11 +4,9 @@
 //! refreshes once and resends, and a revoked refresh token pauses the destination with
 //! `auth_failed` while its events stay queued.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{KEY, T0_MS, TestDaemon, admin_get};
+use crate::common::{self, KEY, T0_MS, TestDaemon, admin_get};
 use serde_json::json;
 use sluice::clock::{Clock, ManualClock};
 use sluice::config::Platform;

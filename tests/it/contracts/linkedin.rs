@@ -2,13 +2,11 @@
 //! (platforms.md §5): the exact request, each row of its classification, and a batch
 //! failed by a 422 naming rows through the real delivery engine.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{
-    KEY, T0_MS, TestDaemon, admin_get, contract_policy, dlq_with, ev, eventually, out, send,
+use crate::common::{
+    self, KEY, T0_MS, TestDaemon, admin_get, contract_policy, dlq_with, ev, eventually, out, send,
     sha256_hex, whole,
 };
 use serde_json::{Value, json};

@@ -1,9 +1,7 @@
 //! SPEC §2 over real HTTP: every status and error code, the order of checks, batches,
 //! dedup, ingress limits, monthly caps, restarts and PII at rest.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -1,9 +1,7 @@
 //! Contract tests of the Reddit Conversions API adapter against its simulator
 //! (platforms.md §8): the exact request, and each row of its classification.
 
-mod common;
-
-use common::{contract_policy, hash, out, send, sha256_hex, whole};
+use crate::common::{contract_policy, hash, out, send, sha256_hex, whole};
 use std::sync::Arc;
 
 use serde_json::{Value, json};

@@ -2,9 +2,7 @@
 //! SHA-256; a bad one keeps the running config, answers 422 naming key and line (never
 //! the line's text), and is audited too.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 

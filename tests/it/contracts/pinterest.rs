@@ -2,14 +2,12 @@
 //! (platforms.md §6): the exact request, each row of its classification (failed events
 //! inside a 200), and a partly failed batch through the real delivery engine.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{
-    KEY, T0_MS, TestDaemon, admin_get, contract_policy, dlq_with, ev, out, resp, send, sha256_hex,
-    whole,
+use crate::common::{
+    self, KEY, T0_MS, TestDaemon, admin_get, contract_policy, dlq_with, ev, out, resp, send,
+    sha256_hex, whole,
 };
 use serde_json::{Value, json};
 use sluice::clock::{ManualClock, SharedClock};

@@ -2,12 +2,10 @@
 //! Prometheus text parser, backpressure alerts through a real alert channel, and online
 //! backups that open as a store holding the same events and audit chain.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use sluice::clock::ManualClock;
 use sluice::config::Platform;

@@ -2,11 +2,9 @@
 //! backlog for the DLQ, DLQ entries past `dlq_retention` are dropped, and the log is
 //! trimmed once every destination and retry is past an event.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use redb::ReadableDatabase;
 use serde_json::{Value, json};
 use sluice::clock::ManualClock;

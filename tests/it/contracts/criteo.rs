@@ -2,12 +2,10 @@
 //! sources in `src/platforms/criteo.rs`): the exact request, each row of its
 //! classification (errors inside HTTP 200), and a batch through the real daemon.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use sluice::clock::{ManualClock, SharedClock};
 use sluice::config::{Destination, Platform};

@@ -8,15 +8,13 @@
 //! once to each destination; the test prints how many arrived more than once and checks
 //! that number against what could have been in flight at the kills.
 
-mod common;
-
 use std::collections::HashMap;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, now_secs, spawn_sluice, wait_http_ready};
+use crate::common::{free_port, now_secs, spawn_sluice, wait_http_ready};
 use serde_json::{Value, json};
 use sluice::config::Platform;
 use sluice::sim::{self, FaultScript, SimServer};

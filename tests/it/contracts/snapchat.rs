@@ -2,13 +2,12 @@
 //! (platforms.md §7): the exact request, each row of its classification, and a batch
 //! failed whole by one invalid event, bisected through the real delivery engine.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{
-    KEY, T0_MS, TestDaemon, contract_policy, dlq_with, ev, out, resp_raw, send, sha256_hex, whole,
+use crate::common::{
+    self, KEY, T0_MS, TestDaemon, contract_policy, dlq_with, ev, out, resp_raw, send, sha256_hex,
+    whole,
 };
 use serde_json::{Value, json};
 use sluice::clock::{ManualClock, SharedClock};

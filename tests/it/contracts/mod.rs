@@ -1,10 +1,22 @@
 //! Contract tests: each adapter's requests, sent with reqwest over real sockets to its
 //! simulator, and each row of platforms.md "Classification" driven by the simulator's
 //! scripted faults.
+//!
+//! This module holds the webhook, Meta, TikTok and Klaviyo contracts and the simulator's
+//! own; each other platform has its own submodule (`contracts/<platform>.rs`).
 
-mod common;
+mod criteo;
+mod google_ads;
+mod linkedin;
+mod microsoft_ads;
+mod outbrain;
+mod pinterest;
+mod reddit;
+mod snapchat;
+mod taboola;
+mod x;
 
-use common::{contract_policy, hash, out, whole};
+use crate::common::{contract_policy, hash, out, whole};
 use std::sync::Arc;
 use std::time::Duration;
 

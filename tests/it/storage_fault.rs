@@ -2,9 +2,7 @@
 //! redb file backend): requests answer 503 with nothing accepted in part, `/readyz`
 //! reports it, and once the disk heals sluice reopens the store by itself and serves.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use redb::{ReadableDatabase, ReadableTable};
 use serde_json::json;
 use sluice::clock::ManualClock;

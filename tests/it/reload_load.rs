@@ -4,14 +4,12 @@
 //! an added destination receives events; a removed one keeps its backlog, comes back
 //! where it was, and can be purged; a rotated `*_file` token is used after the reload.
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use sluice::clock::ManualClock;
 use sluice::config::Platform;

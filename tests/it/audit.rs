@@ -2,8 +2,7 @@
 //! re-computation from the export, tampering with a real redb file, paging, validation,
 //! and the HTTP routes.
 
-mod common;
-use common::{independent_canonical, independent_hash};
+use crate::common::{self, independent_canonical, independent_hash};
 
 use std::path::Path;
 

@@ -2,13 +2,11 @@
 //! simulator (platforms.md §10a): the exact request, each documented error shape
 //! classified, and `PartialErrors` through the real delivery engine.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{
-    KEY, T0_MS, TestDaemon, admin_get, contract_policy, ev, eventually, out, resp, send,
+use crate::common::{
+    self, KEY, T0_MS, TestDaemon, admin_get, contract_policy, ev, eventually, out, resp, send,
     sha256_hex, whole,
 };
 use serde_json::{Value, json};

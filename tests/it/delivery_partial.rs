@@ -2,11 +2,9 @@
 //! platforms.md §8): the named rows go to the DLQ, the others are sent again at once
 //! with unchanged retry counts. End to end through the daemon and the Reddit simulator.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use sluice::clock::ManualClock;
 use sluice::config::Platform;

@@ -2,12 +2,10 @@
 //! error-rate pause, its floor, auth and endpoint pauses, auto-clear probes, manual
 //! pause and resume, and what survives a restart.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use sluice::clock::ManualClock;
 use sluice::config::Platform;

@@ -3,13 +3,11 @@
 //! conversions processed than sent inside a 200), and such a batch bisected through the
 //! real delivery engine.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{
-    KEY, T0_MS, TestDaemon, admin_get, contract_policy, dlq_with, ev, out, resp_raw, send,
+use crate::common::{
+    self, KEY, T0_MS, TestDaemon, admin_get, contract_policy, dlq_with, ev, out, resp_raw, send,
     sha256_hex, whole,
 };
 use serde_json::{Value, json};

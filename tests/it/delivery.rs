@@ -1,12 +1,10 @@
 //! Delivery (SPEC §3) against the platform simulators, under a manual clock that also
 //! drives linger, retry due times, throttle holds, latency and timeouts.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use sluice::clock::{Clock, ManualClock};
 use sluice::config::Platform;

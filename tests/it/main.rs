@@ -1,0 +1,29 @@
+//! The integration tests, in one crate (one binary to link instead of one per file): one
+//! module per area, the platform contract tests under `contracts/`, the shared harness in
+//! `common/`. Test vectors are read from `tests/data/`.
+//!
+//! All of them share one process: a test must not change process-wide state (environment
+//! variables, the current directory, a global subscriber other than `common`'s
+//! `try_init`).
+
+mod common;
+
+mod alerts;
+mod audit;
+mod cli;
+mod config;
+mod contracts;
+mod crash;
+mod delivery;
+mod delivery_crash;
+mod delivery_partial;
+mod fanout;
+mod guardrails;
+mod identifiers;
+mod ingest;
+mod oauth;
+mod operator;
+mod reload;
+mod reload_load;
+mod retention;
+mod storage_fault;
