@@ -49,6 +49,9 @@
 //! `SLUICE_BENCH_PACED_WARMUP_SECS` (10), `SLUICE_BENCH_TIMEOUT_SECS` (600, per run),
 //! `SLUICE_BENCH_DIR` (where temp stores go; default the system temp dir),
 //! `SLUICE_BENCH_STRICT=1`.
+// Benches measure and print; the pedantic lints the library follows would cost
+// them clarity.
+#![allow(clippy::pedantic)]
 
 mod support;
 

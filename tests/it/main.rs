@@ -6,14 +6,20 @@
 //! variables, the current directory, a global subscriber other than `common`'s
 //! `try_init`).
 
+// Tests assert exact figures (floats included) and build fixtures tersely: the
+// pedantic lints the library follows would cost them clarity.
+#![allow(clippy::pedantic)]
+
 mod common;
 
 mod alerts;
 mod audit;
+mod backlog_summary;
 mod cli;
 mod config;
 mod contracts;
 mod crash;
+mod dedup;
 mod delivery;
 mod delivery_crash;
 mod delivery_partial;

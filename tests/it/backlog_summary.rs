@@ -4,12 +4,10 @@
 //! pauses, reloads that change routing or age limits, and restarts. Both figures are
 //! read in the same read transaction, so they must be equal to the event, always.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use sluice::clock::{Clock, ManualClock};
 use sluice::config::Platform;

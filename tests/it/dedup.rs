@@ -194,7 +194,7 @@ async fn run_steps(steps: Vec<Step>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 40, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 40, failure_persistence: None, .. ProptestConfig::default() })]
 
     /// The index answers exactly as a plain map of accept times would, whatever the
     /// order of requests, seals, merges, expiries and restarts.
