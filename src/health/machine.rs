@@ -209,8 +209,9 @@ impl Machine {
     }
 
     /// Records one answered request: its place in the ring, the probe's count and the
-    /// auth streak. Returns the writes that persist the ring and a change it causes
-    /// (three auth refusals in a row, or a 410/426 `gone`).
+    /// auth streak. Returns the write that persists its ring slot (commit it with
+    /// [`Machine::state_op`] taken at commit time) and a change it causes (three auth
+    /// refusals in a row, or a 410/426 `gone`).
     pub fn on_attempt(
         &mut self,
         dest: &str,
@@ -222,14 +223,13 @@ impl Machine {
         let size = u64::from(self.state.ring_size.max(1));
         let slot = (self.state.attempts % size) as u32;
         self.state.attempts += 1;
-        let ops = vec![
-            DeliveryOp::Outcome {
-                dest: dest.to_string(),
-                slot,
-                record: o,
-            },
-            self.state_op(dest),
-        ];
+        // The state (its attempt count) is written by whoever commits this outcome,
+        // as it is then: a snapshot taken now could land after a later change.
+        let ops = vec![DeliveryOp::Outcome {
+            dest: dest.to_string(),
+            slot,
+            record: o,
+        }];
         if let Some(p) = self.probe.as_mut() {
             p.answered += 1;
             p.errors += u32::from(o.error);

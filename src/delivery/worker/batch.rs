@@ -13,7 +13,9 @@ pub(super) enum Next {
 
 impl Worker {
     pub(super) fn next_batch(&mut self, now: i64) -> Next {
-        if self.health.is_paused() {
+        // Paused, or a state change (auth refused three times, endpoint gone) waits for
+        // the commit of the answers that called for it: nothing more goes out.
+        if self.health.is_paused() || self.change_pending() {
             return Next::Idle;
         }
         let policy = &self.ctx.dest.policy;

@@ -35,7 +35,7 @@ use crate::store::codec::{DestMode, DestState, RetryRecord, StoredEvent};
 use crate::store::{DeliveryOp, StoreError};
 use batch::Next;
 use send::Sent;
-use settle::Settlement;
+use settle::{Committing, Settlement};
 
 /// How often a paused destination's backlog is swept for expired events.
 const PAUSED_SWEEP_MS: i64 = 60_000;
@@ -158,6 +158,10 @@ pub(super) struct Worker {
     /// Settled before a restart although above the cursor (see `settled` table).
     settled_above: BTreeSet<u64>,
     health: Machine,
+    /// Settled, waiting for the next commit.
+    queued: Settlement,
+    /// The commit in flight (one at a time; sending goes on meanwhile).
+    committing: Option<Committing>,
 }
 
 pub(super) async fn run(mut env: Env) {
@@ -195,14 +199,14 @@ pub(super) async fn run(mut env: Env) {
         }
         if !stopping && w.health.is_paused() {
             if now >= next_sweep {
-                if let Err(e) = w.sweep_paused(now).await {
+                if let Err(e) = w.sweep_paused(now) {
                     warn!(destination = %w.id, error = %e, "sweeping expired events failed; retrying later");
                 }
                 next_sweep = now + PAUSED_SWEEP_MS;
             }
             wake_at = wake_at.min(next_sweep);
         } else if !stopping {
-            match w.fill(now).await {
+            match w.fill(now) {
                 Ok(next_due) => wake_at = wake_at.min(next_due),
                 Err(e) => {
                     warn!(destination = %w.id, error = %e, "reading the queue failed; retrying in 1 s");
@@ -232,6 +236,11 @@ pub(super) async fn run(mut env: Env) {
                 }
             }
         }
+        // Fates settled in this pass (expired, unsendable, answers) and cursor moves go
+        // to the store, one commit at a time.
+        if w.commit_due() {
+            w.start_commit();
+        }
         // A state change in this pass (a probe's verdict, a pause) moves the next wake-up.
         if !stopping {
             wake_at = wake_at.min(w.health.wake_at());
@@ -241,25 +250,22 @@ pub(super) async fn run(mut env: Env) {
         }
         w.publish(&env.snapshot);
         debug!(destination = %w.id, now, wake_at, ready = w.ready.len(), next_read = w.next_read, in_flight = w.requests_in_flight, "delivery loop");
-        if stopping && w.requests_in_flight == 0 {
+        if stopping && w.requests_in_flight == 0 && w.committing.is_none() && !w.commit_due() {
             break;
         }
+        let has_commit = w.committing.is_some();
+        let committing = w.committing.as_mut().map(|c| c.fut.as_mut());
         tokio::select! {
+            r = async { committing.expect("a commit in flight").await }, if has_commit => {
+                w.finish_commit(r).await;
+            }
             Some(sent) = res_rx.recv() => {
-                // Settle every answer that is in, in one commit.
-                let mut batch = Settlement::default();
+                // Settle every answer that is in; the next commit records them.
                 let mut next = Some(sent);
                 while let Some(sent) = next {
                     w.requests_in_flight -= 1;
-                    w.settle_sent(sent, &mut batch);
+                    w.settle_sent(sent);
                     next = res_rx.try_recv().ok();
-                }
-                let now = batch.now;
-                if !batch.settled.is_empty() || !batch.extra.is_empty() {
-                    w.commit(batch.settled, batch.extra, now).await;
-                }
-                for c in batch.changes {
-                    w.transition(c, now).await;
                 }
             }
             () = &mut notified, if !stopping => {}
@@ -331,6 +337,8 @@ impl Worker {
             dest_hold_until: 0,
             settled_above,
             health,
+            queued: Settlement::default(),
+            committing: None,
         })
     }
 
@@ -347,6 +355,11 @@ impl Worker {
     /// Events read and not yet sent.
     fn held(&self) -> usize {
         self.ready.len() + self.forced.iter().map(Vec::len).sum::<usize>()
+    }
+
+    /// Events read and settled, not yet committed (they count against the read-ahead).
+    fn settling(&self) -> usize {
+        self.queued.settled.len() + self.committing.as_ref().map_or(0, Committing::len)
     }
 
     /// A reload that changed the ring's size, evaluations on their interval, and the
@@ -405,6 +418,8 @@ impl Worker {
         let Some(plan) = self.health.plan(&self.ctx.dest, &change, now) else {
             return;
         };
+        // What a commit in flight settles lands in memory before a pause resets it.
+        self.drain_commit().await;
         if let Err(e) = self.engine.store.delivery(plan.ops.clone()).await {
             warn!(destination = %self.id, error = %e, ?change, "could not record a state change; will retry");
             return;

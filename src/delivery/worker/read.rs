@@ -17,14 +17,14 @@ pub(super) const AGE_MARGIN_MS: i64 = 10 * 60_000;
 impl Worker {
     /// Reads due retries and new log events into memory; settles what is expired or
     /// unsendable. Returns when the next retry falls due (or `i64::MAX`).
-    pub(super) async fn fill(&mut self, now: i64) -> Result<i64, StoreError> {
+    pub(super) fn fill(&mut self, now: i64) -> Result<i64, StoreError> {
         if self.health.is_paused() {
             return Ok(i64::MAX);
         }
         let policy = &self.ctx.dest.policy;
         let max_batch = policy.max_batch as usize;
         let cap = (max_batch * (policy.concurrency as usize + 1)).max(max_batch);
-        let held = self.held();
+        let held = self.held() + self.settling();
         if held >= cap {
             return Ok(i64::MAX);
         }
@@ -100,16 +100,14 @@ impl Worker {
                 )),
             }
         }
-        if !settled.is_empty() || self.lowest_unsettled() != self.cursor {
-            self.commit(settled, Vec::new(), now).await;
-        }
+        self.queue_settled(settled, now);
         Ok(next_due)
     }
 
     /// Age limits apply whatever the state (SPEC §3): while paused, expired events move
     /// from the backlog to the DLQ. The log is swept over its prefix of expired (or
     /// not-routed) events, so the cursor can follow; retries are swept one by one.
-    pub(super) async fn sweep_paused(&mut self, now: i64) -> Result<(), StoreError> {
+    pub(super) fn sweep_paused(&mut self, now: i64) -> Result<(), StoreError> {
         const PAGE: usize = 5000;
         let view = self.engine.store.view()?;
         let log_rows = view.log(&self.ws, self.cursor, PAGE)?;
@@ -168,10 +166,15 @@ impl Worker {
                 )
             })
             .collect::<Vec<_>>();
-        if !fates.is_empty() || self.next_read != self.cursor {
-            self.commit(fates, Vec::new(), now).await;
-        }
+        self.queue_settled(fates, now);
         Ok(())
+    }
+
+    /// Fates settled without a request (expired, unsendable): the next commit records
+    /// them with the cursor move they allow.
+    fn queue_settled(&mut self, settled: Vec<(Item, Fate)>, now: i64) {
+        self.queued.settled.extend(settled);
+        self.queued.now = self.queued.now.max(now);
     }
 
     /// Where the cursor may move: the lowest log event still taken, else the read

@@ -12,8 +12,8 @@ use crate::health::Change;
 use crate::health::machine::AttemptKind;
 use crate::metrics::Outcome;
 use crate::platforms::{Class, Verdict, redact, retry_after_ms};
-use crate::store::DeliveryOp;
 use crate::store::codec::{DlqRecord, ErrorClass, OutcomeRecord, RetryRecord};
+use crate::store::{DeliveryOp, StoreError};
 
 /// The hold after a throttle answer without a hint.
 const DEFAULT_HOLD_MS: i64 = 60_000;
@@ -49,7 +49,7 @@ pub(super) enum Action {
     },
 }
 
-/// The outcomes of answers settled together.
+/// What is settled and not yet committed.
 #[derive(Default)]
 pub(super) struct Settlement {
     pub settled: Vec<(Item, Fate)>,
@@ -174,9 +174,15 @@ fn truncate(s: &mut String, max: usize) {
 }
 
 impl Worker {
-    /// Decides the fate of one answer's events and records the attempt; the caller
-    /// commits the settlement.
-    pub(super) fn settle_sent(&mut self, sent: Sent, acc: &mut Settlement) {
+    /// Decides the fate of one answer's events and records the attempt; they are
+    /// committed with the next commit.
+    pub(super) fn settle_sent(&mut self, sent: Sent) {
+        let mut acc = std::mem::take(&mut self.queued);
+        self.settle_into(sent, &mut acc);
+        self.queued = acc;
+    }
+
+    fn settle_into(&mut self, sent: Sent, acc: &mut Settlement) {
         let now = sent.at_ms;
         let metrics = self.engine.metrics.clone();
         metrics.request(&self.labels, sent.items.len() as u64, sent.latency_ms, now);
@@ -261,15 +267,43 @@ impl Worker {
         }
     }
 
-    /// Commits the fates of settled items with the cursor move they allow; memory
-    /// follows only a successful commit. On failure the items go back to be sent again.
-    pub(super) async fn commit(
-        &mut self,
-        settled: Vec<(Item, Fate)>,
-        extra: Vec<DeliveryOp>,
-        now: i64,
-    ) {
+    /// Whether answers called for a state change not yet made.
+    pub(super) fn change_pending(&self) -> bool {
+        !self.queued.changes.is_empty()
+            || self
+                .committing
+                .as_ref()
+                .is_some_and(|c| !c.job.changes.is_empty())
+    }
+
+    /// Whether a commit should start now: none is in flight, and there are fates to
+    /// record or the cursor can move.
+    pub(super) fn commit_due(&self) -> bool {
+        self.committing.is_none()
+            && (!self.queued.settled.is_empty()
+                || !self.queued.extra.is_empty()
+                || !self.queued.changes.is_empty()
+                || self.lowest_unsettled() != self.cursor)
+    }
+
+    /// Starts the commit of everything settled so far with the cursor move it allows.
+    /// Only one commit is in flight at a time; the worker goes on sending while it is
+    /// (what settles meanwhile waits for the next one). Its events stay taken (the
+    /// cursor never passes them) until the commit returns.
+    pub(super) fn start_commit(&mut self) {
+        let Settlement {
+            settled,
+            extra,
+            changes,
+            now,
+        } = std::mem::take(&mut self.queued);
+        let now = now.max(self.engine.clock.now_ms());
         let mut ops = extra;
+        // Outcome records need the state's attempt count with them: the state as it is
+        // now (a change made since they were recorded is in it).
+        if ops.iter().any(|o| matches!(o, DeliveryOp::Outcome { .. })) {
+            ops.push(self.health.state_op(&self.id));
+        }
         for (item, fate) in &settled {
             if let Origin::Retry { due_ms } = item.origin {
                 ops.push(DeliveryOp::RetryDel {
@@ -315,20 +349,20 @@ impl Worker {
                 }),
             }
         }
-        let mut after = self.inflight_log.clone();
-        for (item, _) in &settled {
-            if item.origin == Origin::Log {
-                after.remove(&item.seq);
-            }
-        }
-        let new_cursor = after.first().copied().unwrap_or(self.next_read);
-        // Settled above a lower event still in flight: remembered, so a restart does not
-        // send them again.
-        let above: Vec<u64> = settled
+        let done: Vec<u64> = settled
             .iter()
-            .filter(|(i, _)| i.origin == Origin::Log && i.seq >= new_cursor)
+            .filter(|(i, _)| i.origin == Origin::Log)
             .map(|(i, _)| i.seq)
             .collect();
+        let new_cursor = self
+            .inflight_log
+            .iter()
+            .find(|s| !done.contains(s))
+            .copied()
+            .unwrap_or(self.next_read);
+        // Settled above a lower event still in flight: remembered, so a restart does not
+        // send them again.
+        let above: Vec<u64> = done.iter().copied().filter(|s| *s >= new_cursor).collect();
         if !above.is_empty() {
             ops.push(DeliveryOp::SettledAbove {
                 dest: self.id.clone(),
@@ -349,12 +383,45 @@ impl Worker {
                 below: new_cursor,
             });
         }
-        match self.engine.store.delivery(ops).await {
+        let store = self.engine.store.clone();
+        self.committing = Some(Committing {
+            fut: Box::pin(async move { store.delivery(ops).await }),
+            job: Job {
+                settled,
+                done,
+                new_cursor,
+                changes,
+                now,
+            },
+        });
+    }
+
+    /// The commit in flight returned: memory follows a success; after a failure the
+    /// events go back to be sent again. Returns the state changes the answers called
+    /// for, to make now that their outcome records are committed.
+    pub(super) fn apply_commit(&mut self, result: Result<(), StoreError>) -> (Vec<Change>, i64) {
+        let Some(c) = self.committing.take() else {
+            return (Vec::new(), 0);
+        };
+        let Job {
+            settled,
+            done,
+            new_cursor,
+            changes,
+            now,
+        } = c.job;
+        match result {
             Ok(()) => {
                 count_fates(&self.engine.metrics, &self.labels, &settled, now);
-                self.inflight_log = after;
+                for s in &done {
+                    self.inflight_log.remove(s);
+                }
                 self.cursor = new_cursor;
+                // Settled above the cursor: never read again in this run either (a pause
+                // makes the worker read again from the cursor).
                 self.settled_above.retain(|s| *s >= new_cursor);
+                self.settled_above
+                    .extend(done.iter().copied().filter(|s| *s >= new_cursor));
                 for (item, fate) in &settled {
                     if let Origin::Retry { due_ms } = item.origin {
                         self.taken_retries.remove(&(due_ms, item.seq));
@@ -370,7 +437,63 @@ impl Worker {
                 self.requeue(settled.into_iter().map(|(i, _)| i).collect());
             }
         }
+        (changes, now)
     }
+
+    /// [`Worker::apply_commit`], then the state changes.
+    pub(super) async fn finish_commit(&mut self, result: Result<(), StoreError>) {
+        let (changes, now) = self.apply_commit(result);
+        for c in changes {
+            self.transition(c, now).await;
+        }
+    }
+
+    /// Commits everything settled so far and waits for it (before memory is reset by a
+    /// pause); the changes it calls for wait for the next commit.
+    pub(super) async fn drain_commit(&mut self) {
+        loop {
+            if let Some(c) = self.committing.as_mut() {
+                let r = c.fut.as_mut().await;
+                let (changes, _) = self.apply_commit(r);
+                self.queued.changes.extend(changes);
+            }
+            if self.queued.settled.is_empty() && self.queued.extra.is_empty() {
+                return;
+            }
+            let changes = std::mem::take(&mut self.queued.changes);
+            self.start_commit();
+            if let Some(c) = self.committing.as_mut() {
+                // Made by the caller (it is the change being made) or after.
+                c.job.changes.clear();
+            }
+            self.queued.changes = changes;
+        }
+    }
+}
+
+/// A commit in flight: the store's answer to come, and what it settles.
+pub(super) struct Committing {
+    pub fut: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>>,
+    job: Job,
+}
+
+impl Committing {
+    /// Events it settles.
+    pub fn len(&self) -> usize {
+        self.job.settled.len()
+    }
+}
+
+/// What a commit in flight settles and the state it leads to.
+struct Job {
+    settled: Vec<(Item, Fate)>,
+    /// Log sequences it settles (leave the taken set on success).
+    done: Vec<u64>,
+    new_cursor: u64,
+    /// State changes the answers called for, made once the commit returned (after the
+    /// outcome records it carries).
+    changes: Vec<Change>,
+    now: i64,
 }
 
 /// `sluice_deliveries_total` for committed fates.
