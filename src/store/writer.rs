@@ -1,7 +1,7 @@
 //! The writer thread: the only code that opens write transactions (see the module doc of
 //! [`super`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -23,6 +23,8 @@ use super::{
 
 /// Most events one transaction takes; the rest wait for the next commit.
 const MAX_EVENTS_PER_COMMIT: usize = 20_000;
+/// Most ingested events a transaction takes when delivery work is in it too.
+const INGEST_BESIDE_DELIVERY: usize = 4_000;
 
 type Reply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
 
@@ -36,10 +38,12 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
         index: opts.dedup.clone(),
         backlogs: Backlogs::new(opts.routing.clone()),
     };
+    // Ingest batches received but not yet committed: delivery work goes first.
+    let mut waiting: VecDeque<(super::IngestBatch, Reply)> = VecDeque::new();
     loop {
-        // Maintenance with work left (a seal or merge under way) goes on between
-        // commands; otherwise wait for one.
-        let first = if w.maint.busy() || w.backlogs.busy() {
+        // Maintenance with work left (a seal or merge under way) or ingest waiting goes
+        // on between commands; otherwise wait for one.
+        let first = if w.maint.busy() || w.backlogs.busy() || !waiting.is_empty() {
             match rx.try_recv() {
                 Ok(c) => Some(c),
                 Err(std::sync::mpsc::TryRecvError::Empty) => None,
@@ -51,31 +55,50 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
             };
             Some(c)
         };
-        let mut ingest = Vec::new();
         let mut delivery = Vec::new();
         let mut shutdown = None;
-        let mut n_events = 0;
-        let mut take = |c: Cmd, shutdown: &mut Option<_>, n: &mut usize| match c {
+        let mut n_ops = 0;
+        let mut take = |c: Cmd, shutdown: &mut Option<_>, n_ops: &mut usize| match c {
             Cmd::Shutdown(done) => *shutdown = Some(done),
             Cmd::Ingest(b, reply) => {
-                *n += b.digests.len();
-                ingest.push((b, reply));
+                waiting.push_back((b, reply));
             }
             Cmd::Delivery(ops, reply) => {
-                *n += ops.len();
+                *n_ops += ops.len();
                 delivery.push((ops, reply));
             }
         };
-        let maintenance_only = first.is_none();
+        let idle = first.is_none();
         if let Some(first) = first {
-            take(first, &mut shutdown, &mut n_events);
+            take(first, &mut shutdown, &mut n_ops);
         }
-        while !maintenance_only && shutdown.is_none() && n_events < MAX_EVENTS_PER_COMMIT {
+        // Everything queued: settlements never wait behind a pile of ingest.
+        while shutdown.is_none() && n_ops < MAX_EVENTS_PER_COMMIT {
             match rx.try_recv() {
-                Ok(c) => take(c, &mut shutdown, &mut n_events),
+                Ok(c) => take(c, &mut shutdown, &mut n_ops),
                 Err(_) => break,
             }
         }
+        // This commit's ingest: a full share when nothing else waits, a smaller one
+        // beside delivery work so its commit returns soon; all of it at shutdown.
+        let budget = if shutdown.is_some() {
+            usize::MAX
+        } else if delivery.is_empty() {
+            MAX_EVENTS_PER_COMMIT
+        } else {
+            INGEST_BESIDE_DELIVERY
+        };
+        let mut ingest = Vec::new();
+        let mut n_events = 0usize;
+        while let Some((b, _)) = waiting.front() {
+            let n = b.digests.len();
+            if !ingest.is_empty() && n_events + n > budget {
+                break;
+            }
+            n_events += n;
+            ingest.push(waiting.pop_front().expect("front"));
+        }
+        let maintenance_only = idle && ingest.is_empty() && delivery.is_empty();
         if maintenance_only || !ingest.is_empty() || !delivery.is_empty() {
             let now = opts.clock.now_ms();
             match w.commit(&db, &ingest, &delivery, now) {
@@ -106,6 +129,13 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
                     }
                     w.maint.failed();
                     w.backlogs.abort();
+                    // What waited is answered like the queue: the store is reopening.
+                    for (mut b, r) in waiting.drain(..) {
+                        if let Some(f) = b.on_done.take() {
+                            f(false);
+                        }
+                        let _ = r.send(Err(StoreError::Unavailable(msg.clone())));
+                    }
                     match reopen(&mut w, db, &mut opts, &rx, &shared) {
                         Some((d, m)) => {
                             db = d;
