@@ -124,7 +124,7 @@ impl Daemon {
         // the background tasks.
         let (a2, s2) = (app.clone(), stopped.clone());
         tokio::spawn(async move {
-            while !a2.intake.store.is_ready() {
+            while !a2.intake.store.is_open() {
                 if *s2.borrow() {
                     return;
                 }

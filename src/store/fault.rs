@@ -16,6 +16,8 @@ use redb::{BackendError, StorageBackend};
 pub struct FaultSwitch {
     failing: AtomicBool,
     injected: AtomicU64,
+    /// When set (plus one), the free space the store's disk reports (a full disk).
+    free_bytes: AtomicU64,
 }
 
 impl FaultSwitch {
@@ -34,6 +36,20 @@ impl FaultSwitch {
 
     pub fn is_failing(&self) -> bool {
         self.failing.load(Ordering::SeqCst)
+    }
+
+    /// Makes the store's disk report this much free space (None: the real figure).
+    pub fn set_free_bytes(&self, bytes: Option<u64>) {
+        self.free_bytes
+            .store(bytes.map_or(0, |b| b.saturating_add(1)), Ordering::SeqCst);
+    }
+
+    /// The free space to report instead of the real one, if set.
+    pub fn free_bytes(&self) -> Option<u64> {
+        match self.free_bytes.load(Ordering::SeqCst) {
+            0 => None,
+            n => Some(n - 1),
+        }
     }
 
     /// How many operations were made to fail so far.

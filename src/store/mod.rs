@@ -241,6 +241,46 @@ enum Cmd {
 struct Shared {
     status: AtomicU8,
     db: arc_swap::ArcSwapOption<redb::Database>,
+    space: SpaceCheck,
+}
+
+/// Free space under this on the store's filesystem: not ready (a commit could fail
+/// half way through a burst; new events are refused with 503 before that happens).
+pub const MIN_FREE_BYTES: u64 = 32 << 20;
+
+/// Whether the store's filesystem has room, checked at most once a second.
+struct SpaceCheck {
+    dir: PathBuf,
+    faults: Option<Arc<FaultSwitch>>,
+    checked: Mutex<Option<(std::time::Instant, bool)>>,
+}
+
+impl SpaceCheck {
+    fn has_room(&self) -> bool {
+        let mut c = self.checked.lock().expect("space check lock");
+        if let Some((at, ok)) = *c
+            && at.elapsed() < std::time::Duration::from_secs(1)
+        {
+            return ok;
+        }
+        let free = match self.faults.as_ref().and_then(|f| f.free_bytes()) {
+            Some(b) => Some(b),
+            None => rustix::fs::statvfs(&self.dir)
+                .ok()
+                .map(|s| s.f_bavail.saturating_mul(s.f_frsize)),
+        };
+        // A filesystem that cannot say is taken to have room.
+        let ok = free.is_none_or(|b| b >= MIN_FREE_BYTES);
+        if !ok && c.is_none_or(|(_, was)| was) {
+            tracing::warn!(
+                path = %self.dir.display(),
+                free_bytes = free.unwrap_or(0),
+                "the store's disk is nearly full: not ready, new events are refused until space is freed"
+            );
+        }
+        *c = Some((std::time::Instant::now(), ok));
+        ok
+    }
 }
 
 /// Handle to the store; cheap to clone.
@@ -256,9 +296,18 @@ impl Store {
     /// background. Returns at once.
     pub fn start(opts: StoreOptions) -> Store {
         let (tx, rx) = std::sync::mpsc::channel();
+        let dir = match opts.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
         let shared = Arc::new(Shared {
             status: AtomicU8::new(OPENING),
             db: arc_swap::ArcSwapOption::empty(),
+            space: SpaceCheck {
+                dir,
+                faults: opts.faults.clone(),
+                checked: Mutex::new(None),
+            },
         });
         let s2 = shared.clone();
         let handle = std::thread::Builder::new()
@@ -272,8 +321,15 @@ impl Store {
         }
     }
 
-    /// The store is open and its last commit succeeded.
+    /// The store is open, its last commit succeeded, and its disk has room for more
+    /// ([`MIN_FREE_BYTES`]): a durable write works.
     pub fn is_ready(&self) -> bool {
+        self.is_open() && self.shared.space.has_room()
+    }
+
+    /// The store is open and its last commit succeeded (delivery goes on while the
+    /// disk is nearly full: it frees space).
+    pub fn is_open(&self) -> bool {
         self.shared.status.load(Ordering::SeqCst) == READY
     }
 

@@ -27,6 +27,10 @@ impl Worker {
         if self.dest_hold_until > now {
             return Next::Wait(self.dest_hold_until);
         }
+        // The store refused to record outcomes: nothing goes out until it takes them.
+        if self.store_hold.holding(now) {
+            return Next::Wait(self.store_hold.until);
+        }
         let max_batch = policy.max_batch as usize;
         let wanted = match self.forced.front() {
             Some(b) => b.len(),

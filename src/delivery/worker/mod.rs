@@ -35,7 +35,7 @@ use crate::store::codec::{DestMode, DestState, RetryRecord, StoredEvent};
 use crate::store::{DeliveryOp, StoreError};
 use batch::Next;
 use send::Sent;
-use settle::{Committing, Settlement};
+use settle::{Committing, Settlement, StoreHold};
 
 /// How often a paused destination's backlog is swept for expired events.
 const PAUSED_SWEEP_MS: i64 = 60_000;
@@ -162,13 +162,15 @@ pub(super) struct Worker {
     queued: Settlement,
     /// The commit in flight (one at a time; sending goes on meanwhile).
     committing: Option<Committing>,
+    /// Set while the store refuses commits: nothing is sent, commits are retried.
+    store_hold: StoreHold,
 }
 
 pub(super) async fn run(mut env: Env) {
     let engine = env.engine.clone();
     debug!(destination = %env.ctx.borrow().dest.id, "delivery worker starting");
     // The store opens in the background: wait for it.
-    while !engine.store.is_ready() {
+    while !engine.store.is_open() {
         if *env.stop.borrow() {
             return;
         }
@@ -240,6 +242,9 @@ pub(super) async fn run(mut env: Env) {
         // to the store, one commit at a time.
         if w.commit_due() {
             w.start_commit();
+        }
+        if w.store_hold.holding(now) {
+            wake_at = wake_at.min(w.store_hold.until);
         }
         // A state change in this pass (a probe's verdict, a pause) moves the next wake-up.
         if !stopping {
@@ -339,13 +344,14 @@ impl Worker {
             health,
             queued: Settlement::default(),
             committing: None,
+            store_hold: StoreHold::default(),
         })
     }
 
     fn publish(&self, snap: &Mutex<DestSnapshot>) {
         if let Ok(mut s) = snap.lock() {
             s.cursor = self.cursor;
-            s.in_memory = self.held();
+            s.in_memory = self.held() + self.settling();
             s.requests_in_flight = self.requests_in_flight;
             s.state = self.health.state().clone();
             s.positioned = true;
@@ -357,9 +363,10 @@ impl Worker {
         self.ready.len() + self.forced.iter().map(Vec::len).sum::<usize>()
     }
 
-    /// Events read and settled, not yet committed (they count against the read-ahead).
+    /// Events read and settled, not yet committed (they count against the read-ahead);
+    /// a commit in flight counts at least one (it may only move the cursor).
     fn settling(&self) -> usize {
-        self.queued.settled.len() + self.committing.as_ref().map_or(0, Committing::len)
+        self.queued.settled.len() + self.committing.as_ref().map_or(0, |c| c.len().max(1))
     }
 
     /// A reload that changed the ring's size, evaluations on their interval, and the

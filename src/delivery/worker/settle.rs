@@ -280,6 +280,7 @@ impl Worker {
     /// record or the cursor can move.
     pub(super) fn commit_due(&self) -> bool {
         self.committing.is_none()
+            && self.engine.clock.now_ms() >= self.store_hold.until
             && (!self.queued.settled.is_empty()
                 || !self.queued.extra.is_empty()
                 || !self.queued.changes.is_empty()
@@ -298,6 +299,7 @@ impl Worker {
             now,
         } = std::mem::take(&mut self.queued);
         let now = now.max(self.engine.clock.now_ms());
+        let kept_extra = extra.clone();
         let mut ops = extra;
         // Outcome records need the state's attempt count with them: the state as it is
         // now (a change made since they were recorded is in it).
@@ -388,6 +390,7 @@ impl Worker {
             fut: Box::pin(async move { store.delivery(ops).await }),
             job: Job {
                 settled,
+                extra: kept_extra,
                 done,
                 new_cursor,
                 changes,
@@ -405,6 +408,7 @@ impl Worker {
         };
         let Job {
             settled,
+            extra,
             done,
             new_cursor,
             changes,
@@ -412,6 +416,7 @@ impl Worker {
         } = c.job;
         match result {
             Ok(()) => {
+                self.store_hold = StoreHold::default();
                 count_fates(&self.engine.metrics, &self.labels, &settled, now);
                 for s in &done {
                     self.inflight_log.remove(s);
@@ -432,9 +437,27 @@ impl Worker {
                 }
             }
             Err(e) => {
-                warn!(destination = %self.id, error = %e, "could not record delivery outcomes; the events will be sent again");
-                self.dest_hold_until = self.dest_hold_until.max(now + 1000);
-                self.requeue(settled.into_iter().map(|(i, _)| i).collect());
+                // The fates are known: keep them and commit them again once the store
+                // takes writes; send nothing meanwhile (a re-send would only repeat
+                // what the platform already has). Backoff 1 s doubling up to 30 s.
+                let wait = self.store_hold.fail();
+                warn!(destination = %self.id, error = %e, events = settled.len(), retry_in_ms = wait, "could not record delivery outcomes; holding them and sending nothing until the store takes writes again");
+                self.store_hold.until = self.engine.clock.now_ms() + wait;
+                let mut q = std::mem::take(&mut self.queued);
+                let mut again = Settlement {
+                    settled,
+                    extra,
+                    changes: Vec::new(),
+                    now,
+                };
+                again.settled.append(&mut q.settled);
+                again.extra.append(&mut q.extra);
+                again.changes = q.changes;
+                again.now = again.now.max(q.now);
+                self.queued = again;
+                // The changes wait for a commit that carries their outcome records.
+                self.queued.changes.extend(changes);
+                return (Vec::new(), now);
             }
         }
         (changes, now)
@@ -457,7 +480,11 @@ impl Worker {
                 let (changes, _) = self.apply_commit(r);
                 self.queued.changes.extend(changes);
             }
-            if self.queued.settled.is_empty() && self.queued.extra.is_empty() {
+            // Done, or the store refuses writes (what is settled waits for it).
+            let now = self.engine.clock.now_ms();
+            if (self.queued.settled.is_empty() && self.queued.extra.is_empty())
+                || self.store_hold.holding(now)
+            {
                 return;
             }
             let changes = std::mem::take(&mut self.queued.changes);
@@ -477,6 +504,25 @@ pub(super) struct Committing {
     job: Job,
 }
 
+/// Sends and commits held after the store refused a commit.
+#[derive(Debug, Default)]
+pub(super) struct StoreHold {
+    pub until: i64,
+    failures: u32,
+}
+
+impl StoreHold {
+    /// One more refusal: how long to wait before the next try (ms).
+    fn fail(&mut self) -> i64 {
+        self.failures += 1;
+        (1000i64 << (self.failures - 1).min(5)).min(30_000)
+    }
+
+    pub fn holding(&self, now: i64) -> bool {
+        now < self.until
+    }
+}
+
 impl Committing {
     /// Events it settles.
     pub fn len(&self) -> usize {
@@ -487,6 +533,8 @@ impl Committing {
 /// What a commit in flight settles and the state it leads to.
 struct Job {
     settled: Vec<(Item, Fate)>,
+    /// The outcome records it carries (kept to commit again after a failure).
+    extra: Vec<DeliveryOp>,
     /// Log sequences it settles (leave the taken set on success).
     done: Vec<u64>,
     new_cursor: u64,

@@ -85,6 +85,18 @@ impl TestDaemon {
         clock: Arc<ManualClock>,
         faults: Option<Arc<FaultSwitch>>,
     ) -> TestDaemon {
+        let td = Self::launch(dir, text, clock, faults).await;
+        td.wait_ready().await;
+        td
+    }
+
+    /// Starts the daemon without waiting for it to be ready.
+    pub async fn launch(
+        dir: &Path,
+        text: &str,
+        clock: Arc<ManualClock>,
+        faults: Option<Arc<FaultSwitch>>,
+    ) -> TestDaemon {
         if let Ok(filter) = std::env::var("RUST_LOG") {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -104,7 +116,7 @@ impl TestDaemon {
         opts.listen = Some("127.0.0.1:0".parse().unwrap());
         let daemon = Daemon::start(opts).await.expect("daemon starts");
         let url = format!("http://{}", daemon.addr);
-        let td = TestDaemon {
+        TestDaemon {
             daemon: Some(daemon),
             url,
             dir: dir.to_path_buf(),
@@ -112,9 +124,7 @@ impl TestDaemon {
             faults,
             http: reqwest::Client::new(),
             admin_token,
-        };
-        td.wait_ready().await;
-        td
+        }
     }
 
     pub async fn wait_ready(&self) {
@@ -133,6 +143,18 @@ impl TestDaemon {
     pub async fn restart(mut self, text: &str) -> TestDaemon {
         self.daemon.take().unwrap().shutdown().await;
         Self::start_with(
+            &self.dir.clone(),
+            text,
+            self.clock.clone(),
+            self.faults.clone(),
+        )
+        .await
+    }
+
+    /// [`TestDaemon::restart`] without waiting for it to be ready.
+    pub async fn restart_unready(mut self, text: &str) -> TestDaemon {
+        self.daemon.take().unwrap().shutdown().await;
+        Self::launch(
             &self.dir.clone(),
             text,
             self.clock.clone(),
