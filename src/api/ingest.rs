@@ -187,7 +187,7 @@ async fn ingest(app: &App, req: Request, m: &mut Tally) -> Response {
             .into_response()
         }
         Outcome::Unavailable(why) => {
-            tracing::warn!(reason = %why, "ingest answered 503");
+            tracing::warn!(reason = ?why, "ingest answered 503");
             m.rejected
                 .push(("storage_unavailable", events.len() as u64));
             unavailable(

@@ -217,6 +217,16 @@ fn bounded_string(v: Option<&Value>, name: &str, max: usize) -> Result<String, E
             "{name} must be 1 to {max} characters long"
         )));
     }
+    if s.trim().is_empty() {
+        return Err(invalid(format!("{name} must not be blank")));
+    }
+    // Ids and names travel in headers, log lines and platform payloads: no control
+    // characters (a NUL, a newline) in them.
+    if s.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "{name} must not contain control characters (such as a newline or NUL)"
+        )));
+    }
     Ok(s.clone())
 }
 

@@ -153,6 +153,24 @@ pub fn adapter(p: Platform) -> Option<&'static dyn Adapter> {
     }
 }
 
+/// Whether `req` can be sent at all: a method, a URL and header values HTTP allows. A
+/// value from an event that HTTP cannot carry (a control character in a header) makes
+/// the request unbuildable: the data's fault, never the pipe's. The reason names the
+/// header, never its value.
+pub fn buildable(req: &HttpRequest) -> Result<(), String> {
+    reqwest::Method::from_bytes(req.method.as_bytes())
+        .map_err(|_| "the request method is not valid HTTP".to_string())?;
+    reqwest::Url::parse(&req.url).map_err(|_| "the request URL is not valid".to_string())?;
+    for (k, v) in &req.headers {
+        reqwest::header::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| "a header name is not valid HTTP".to_string())?;
+        reqwest::header::HeaderValue::from_str(v).map_err(|_| {
+            format!("header {k} would hold characters HTTP does not allow (from the event's data)")
+        })?;
+    }
+    Ok(())
+}
+
 /// Sends `req` (never following redirects: that is the client's setting) and reads the
 /// whole answer. Transport errors never carry the URL, which may hold a token.
 pub async fn execute(http: &reqwest::Client, req: HttpRequest) -> Result<HttpResponse, String> {

@@ -25,6 +25,7 @@ mod delivery_crash;
 mod delivery_partial;
 mod fanout;
 mod guardrails;
+mod hardening;
 mod identifiers;
 mod ingest;
 mod oauth;

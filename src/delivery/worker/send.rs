@@ -20,6 +20,8 @@ pub(super) struct Attempt {
     pub error: Option<String>,
     /// The strings to redact from anything kept of the answer.
     pub secrets: Vec<String>,
+    /// The request could not be built from these events (nothing was sent): why.
+    pub unbuildable: Option<String>,
 }
 
 /// An answered request, back to the worker.
@@ -96,6 +98,7 @@ async fn send_with_token(
                     response: None,
                     error: Some(e.message),
                     secrets: cfg.secrets(),
+                    unbuildable: None,
                 };
             }
         };
@@ -128,6 +131,15 @@ async fn attempt(
             }
         }
     }
+    if let Err(why) = crate::platforms::buildable(&req) {
+        return Attempt {
+            verdict: Verdict::Whole(Class::Rejected),
+            response: None,
+            error: Some(why.clone()),
+            secrets,
+            unbuildable: Some(why),
+        };
+    }
     let timeout = ctx.dest.policy.timeout.as_millis() as i64;
     let result = tokio::select! {
         r = crate::platforms::execute(&engine.http, req) => r,
@@ -139,12 +151,14 @@ async fn attempt(
             response: Some(resp),
             error: None,
             secrets,
+            unbuildable: None,
         },
         Err(e) => Attempt {
             verdict: Verdict::Whole(Class::Retryable),
             response: None,
             error: Some(redact(&e, &secrets)),
             secrets,
+            unbuildable: None,
         },
     }
 }

@@ -184,6 +184,31 @@ impl Worker {
 
     fn settle_into(&mut self, sent: Sent, acc: &mut Settlement) {
         let now = sent.at_ms;
+        // Nothing was sent: the events' data cannot go into a request. Not an attempt
+        // (the pipe is fine); a lone event goes to the DLQ as unsendable, a batch is
+        // split until the poison one is alone.
+        if let Some(why) = &sent.attempt.unbuildable {
+            acc.now = acc.now.max(now);
+            let mut items = sent.items;
+            if items.len() <= 1 {
+                for item in items {
+                    warn!(destination = %self.id, reason = %why, "an event cannot be sent; it goes to the DLQ as unsendable");
+                    acc.settled.push((
+                        item,
+                        Fate::Dlq {
+                            class: ErrorClass::Unsendable,
+                            status: None,
+                            body: format!("the request could not be built: {why}"),
+                        },
+                    ));
+                }
+            } else {
+                let second = items.split_off(items.len() / 2);
+                self.forced.push_front(second);
+                self.forced.push_front(items);
+            }
+            return;
+        }
         let metrics = self.engine.metrics.clone();
         metrics.request(&self.labels, sent.items.len() as u64, sent.latency_ms, now);
         acc.now = acc.now.max(now);
@@ -432,7 +457,9 @@ impl Worker {
                         self.taken_retries.remove(&(due_ms, item.seq));
                     }
                     if let Fate::Dlq { class, .. } = fate {
-                        info!(destination = %self.id, event_id = %item.stored.event.event_id, class = class.name(), "dead-lettered");
+                        // The id comes from outside: escaped (Debug), so no character of it can
+                        // end the line or forge another.
+                        info!(destination = %self.id, event_id = ?item.stored.event.event_id, class = class.name(), "dead-lettered");
                     }
                 }
             }
