@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::alerts::{Alert, AlertKind, AlertOutcome, Alerter};
 use crate::audit::{Actor, AuditType, Details, NewAuditEvent};
@@ -38,6 +38,8 @@ pub struct StartOptions {
     pub listen: Option<SocketAddr>,
     /// Sizes of the dedup index (tests make them small to exercise seals and merges).
     pub dedup_tuning: Tuning,
+    /// Connection cap and client timeouts.
+    pub http_limits: crate::api::serve::Limits,
 }
 
 impl StartOptions {
@@ -49,6 +51,7 @@ impl StartOptions {
             faults: None,
             listen: None,
             dedup_tuning: Tuning::default(),
+            http_limits: crate::api::serve::Limits::default(),
         }
     }
 }
@@ -118,7 +121,9 @@ impl Daemon {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         let addr = listener.local_addr()?;
-        let app = Arc::new(App::new(cfg, intake, engine, alerter, opts.config_path));
+        let mut app = App::new(cfg, intake, engine, alerter, opts.config_path);
+        app.http_limits = opts.http_limits;
+        let app = Arc::new(app);
         let (stop, stopped) = watch::channel(false);
         // Once the store is open: position every destination, accept events, then run
         // the background tasks.
@@ -136,16 +141,12 @@ impl Daemon {
         });
         let router = crate::api::router(app.clone());
         let mut stopped = stopped;
+        let limits = opts.http_limits;
         let server = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            if let Err(e) = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                error!(error = %e, "HTTP server failed");
-            }
+            crate::api::serve::serve(listener, router, limits, shutdown).await;
         });
         info!(%addr, "listening");
         Ok(Daemon {

@@ -101,6 +101,8 @@ pub struct App {
     started: AtomicBool,
     /// Backpressure evaluations finished (tests wait on it).
     pub backpressure_passes: Arc<std::sync::atomic::AtomicU64>,
+    /// Connection cap and timeouts for clients ([`crate::api::serve`]).
+    pub http_limits: crate::api::serve::Limits,
 }
 
 impl App {
@@ -119,6 +121,7 @@ impl App {
             config_path,
             started: AtomicBool::new(false),
             backpressure_passes: Arc::default(),
+            http_limits: crate::api::serve::Limits::default(),
         }
     }
 

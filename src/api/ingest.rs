@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -17,8 +17,14 @@ use crate::state::App;
 
 pub async fn post_events(State(app): State<Arc<App>>, req: Request) -> Response {
     let mut tally = Tally::default();
-    let r = ingest(&app, req, &mut tally).await;
+    let mut r = ingest(&app, req, &mut tally).await;
     tally.record(&app.engine.metrics);
+    // Answered before the body was read: the connection closes (what is left of the
+    // body is never read), and the client is told so.
+    if !tally.body_read {
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     r
 }
 
@@ -28,6 +34,8 @@ pub async fn post_events(State(app): State<Arc<App>>, req: Request) -> Response 
 /// events).
 #[derive(Default)]
 struct Tally {
+    /// The whole body was read (else the connection is closed after the answer).
+    body_read: bool,
     merchant: Option<Arc<str>>,
     accepted: u64,
     rejected: Vec<(&'static str, u64)>,
@@ -99,10 +107,22 @@ async fn ingest(app: &App, req: Request, m: &mut Tally) -> Response {
     if declared.is_some_and(|n| n > max as u64) {
         return too_large(m);
     }
-    let bytes = match http_body_util::Limited::new(body, max).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(m),
+    let read = http_body_util::Limited::new(body, max).collect();
+    let body_timeout = app.http_limits.body_timeout;
+    let bytes = match tokio::time::timeout(body_timeout, read).await {
         Err(_) => {
+            return m.fail(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the body did not arrive within {} ms",
+                    body_timeout.as_millis()
+                ),
+            );
+        }
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(m),
+        Ok(Err(_)) => {
             return m.fail(
                 StatusCode::BAD_REQUEST,
                 "invalid_json",
@@ -110,8 +130,9 @@ async fn ingest(app: &App, req: Request, m: &mut Tally) -> Response {
             );
         }
     };
+    m.body_read = true;
     // 4. The JSON shape.
-    let events = match parse_body(&bytes) {
+    let (events, duplicate_keys) = match parse_body(&bytes) {
         Ok(e) => e,
         Err(msg) => return m.fail(StatusCode::BAD_REQUEST, "invalid_json", msg),
     };
@@ -147,6 +168,7 @@ async fn ingest(app: &App, req: Request, m: &mut Tally) -> Response {
             &rt.config.ingest.default_country_code,
             rt.config.storage.dedup_window.as_millis() as i64,
             &events,
+            &duplicate_keys,
         )
         .await;
     match outcome {
@@ -223,21 +245,44 @@ fn is_json(h: &HeaderMap) -> bool {
         })
 }
 
-/// One event object, or `{"events": [ … ]}` (with no other key).
-fn parse_body(bytes: &[u8]) -> Result<Vec<Value>, String> {
-    let v: Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("the body is not valid JSON: {e}"))?;
-    match v {
-        Value::Object(mut m) if m.contains_key("events") => {
+/// One event object, or `{"events": [ … ]}` (with no other key); and for each event,
+/// the keys it gives more than once. A key given twice outside the events (two
+/// `events`) makes the whole body invalid.
+fn parse_body(bytes: &[u8]) -> Result<(Vec<Value>, Vec<Vec<String>>), String> {
+    let parsed =
+        super::strict_json::parse(bytes).map_err(|e| format!("the body is not valid JSON: {e}"))?;
+    let v = parsed.value;
+    let batch = matches!(&v, Value::Object(m) if m.contains_key("events"));
+    let events = match v {
+        Value::Object(mut m) if batch => {
+            if let Some(d) = parsed.duplicates.iter().find(|d| !d.starts_with("events[")) {
+                return Err(format!("the key {d} appears more than once in the body"));
+            }
             if m.len() != 1 {
                 return Err("a batch body is {\"events\": [...]} with no other key".to_string());
             }
             match m.remove("events") {
-                Some(Value::Array(a)) => Ok(a),
-                _ => Err("\"events\" must be an array of event objects".to_string()),
+                Some(Value::Array(a)) => a,
+                _ => return Err("\"events\" must be an array of event objects".to_string()),
             }
         }
-        Value::Object(m) => Ok(vec![Value::Object(m)]),
-        _ => Err("the body must be an event object or {\"events\": [...]}".to_string()),
+        Value::Object(m) => vec![Value::Object(m)],
+        _ => return Err("the body must be an event object or {\"events\": [...]}".to_string()),
+    };
+    let mut dups = vec![Vec::new(); events.len()];
+    for d in parsed.duplicates {
+        if batch {
+            // `events[3].user_data.email` → event 3, `user_data.email`.
+            if let Some(rest) = d.strip_prefix("events[")
+                && let Some((i, key)) = rest.split_once(']')
+                && let Ok(i) = i.parse::<usize>()
+                && let Some(slot) = dups.get_mut(i)
+            {
+                slot.push(key.trim_start_matches('.').to_string());
+            }
+        } else if let Some(slot) = dups.get_mut(0) {
+            slot.push(d);
+        }
     }
+    Ok((events, dups))
 }

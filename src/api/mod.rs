@@ -13,6 +13,8 @@ pub mod auth;
 pub mod dlq;
 pub mod error;
 pub mod ingest;
+pub mod serve;
+pub mod strict_json;
 
 use std::sync::Arc;
 
@@ -54,6 +56,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(app)
 }
 
@@ -92,6 +96,20 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     r
+}
+
+/// Every answer is the JSON error body, an unknown route's too.
+async fn unknown_route(uri: axum::http::Uri) -> ApiError {
+    let path: String = uri.path().chars().take(128).collect();
+    ApiError::not_found(format!("no route {path:?}: see docs/api.md for the routes"))
+}
+
+async fn wrong_method(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on this route"),
+    )
 }
 
 async fn healthz() -> Response {

@@ -159,6 +159,7 @@ impl Intake {
         default_country_code: &str,
         dedup_window_ms: i64,
         events: &[Value],
+        duplicate_keys: &[Vec<String>],
     ) -> Outcome {
         let now_ms = self.clock.now_ms();
         let ctx = ValidateCtx {
@@ -170,6 +171,16 @@ impl Intake {
         let mut rejected = Vec::new();
         let mut valid = Vec::with_capacity(events.len());
         for (index, v) in events.iter().enumerate() {
+            // A key given twice: which one the sender meant is unknown.
+            if let Some(key) = duplicate_keys.get(index).and_then(|d| d.first()) {
+                rejected.push(Rejected {
+                    index,
+                    event_id: event_id_of(v),
+                    error: crate::ingest::validate::INVALID_FIELD,
+                    message: format!("the key {key} appears more than once in the event"),
+                });
+                continue;
+            }
             match validate_event(v, &ctx) {
                 Ok(e) => {
                     let digest = dedup_digest(&rules.id, &e.event_name, &e.event_id);

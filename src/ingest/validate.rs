@@ -95,9 +95,19 @@ fn user_data_slot(key: &str) -> Option<usize> {
 }
 
 /// The event's `event_id` when it is a string (for the `rejected` list).
+/// At most its first [`ECHO_MAX_CHARS`] characters: a rejection never echoes a
+/// megabyte back.
 pub fn event_id_of(v: &Value) -> Option<String> {
-    v.get("event_id").and_then(Value::as_str).map(str::to_owned)
+    v.get("event_id")
+        .and_then(Value::as_str)
+        .map(|s| match s.char_indices().nth(ECHO_MAX_CHARS) {
+            Some((cut, _)) => format!("{}…", &s[..cut]),
+            None => s.to_owned(),
+        })
 }
+
+/// How much of a rejected event's id is echoed back.
+pub const ECHO_MAX_CHARS: usize = 128;
 
 /// Validates one event and normalizes it: identifiers hashed in every variant.
 pub fn validate_event(v: &Value, ctx: &ValidateCtx) -> Result<NormalizedEvent, EventError> {
@@ -260,6 +270,19 @@ fn event_time(v: Option<&Value>, now_secs: i64) -> Result<i64, EventError> {
     }
 }
 
+/// The longest `user_data` value taken, in characters: no identifier is longer (an
+/// email is at most 254; a user agent, the longest clear field, rarely passes 512).
+pub const USER_DATA_MAX_CHARS: usize = 1024;
+
+fn too_long(name: &str, s: &str) -> Result<(), EventError> {
+    if s.len() > USER_DATA_MAX_CHARS && s.chars().count() > USER_DATA_MAX_CHARS {
+        return Err(invalid(format!(
+            "{name} must be at most {USER_DATA_MAX_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
 /// Validates the slotted `user_data` values in SPEC order, hashing identifiers and
 /// keeping clear fields as given. Outputs come out sorted, since both slot orders
 /// follow the `Variant` and `ClearField` orders.
@@ -294,6 +317,7 @@ fn user_data_fields(
                 field.key()
             )));
         };
+        too_long(&format!("user_data.{}", field.key()), raw)?;
         let result = normalize_with(
             field,
             raw,
@@ -319,7 +343,10 @@ fn user_data_fields(
     for (&field, value) in ClearField::ALL.iter().zip(clears) {
         let Some(value) = value else { continue };
         match value {
-            Value::String(s) if !s.trim().is_empty() => clear.push((field, s.clone())),
+            Value::String(s) if !s.trim().is_empty() => {
+                too_long(&format!("user_data.{}", field.name()), s)?;
+                clear.push((field, s.clone()));
+            }
             Value::String(_) => {
                 return Err(invalid(format!("user_data.{} is empty", field.name())));
             }

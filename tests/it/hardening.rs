@@ -240,3 +240,210 @@ async fn outside_values_cannot_forge_log_lines() {
     );
     assert_eq!(hook.count(), 0);
 }
+
+/// 14.3: a key given twice is refused, never silently resolved: in the body
+/// (`invalid_json`), or inside one event (`invalid_field`, the others accepted).
+#[tokio::test]
+async fn duplicate_json_keys_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = TestDaemon::start(dir.path(), &config_text(dir.path(), "", "")).await;
+    let e = |id: &str| serde_json::to_string(&event(id, T0_MS)).unwrap();
+    let body = format!(r#"{{"events":[{}],"events":[{}]}}"#, e("d1"), e("d2"));
+    let (s, _, v) = d
+        .post_raw(Some(KEY), Some("application/json"), body.into_bytes())
+        .await;
+    assert_eq!((s, v["error"].as_str()), (400, Some("invalid_json")), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("events"), "{v}");
+    // Inside one event of a batch: that event only.
+    let twice = e("d3").replacen(
+        "\"event_id\":\"d3\"",
+        "\"event_id\":\"d3\",\"event_id\":\"d4\"",
+        1,
+    );
+    let body = format!(r#"{{"events":[{},{}]}}"#, e("d5"), twice);
+    let (s, _, v) = d
+        .post_raw(Some(KEY), Some("application/json"), body.into_bytes())
+        .await;
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["accepted"], 1);
+    assert_eq!(v["rejected"][0]["index"], 1);
+    assert_eq!(v["rejected"][0]["error"], "invalid_field");
+    assert!(
+        v["rejected"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("event_id")
+    );
+    // A single event with a duplicate in user_data.
+    let one = e("d6").replacen("\"user_data\":{", "\"user_data\":{\"email\":\"a@b.co\",", 1);
+    let (s, _, v) = d
+        .post_raw(Some(KEY), Some("application/json"), one.into_bytes())
+        .await;
+    assert_eq!(
+        (s, v["rejected"][0]["error"].as_str()),
+        (400, Some("invalid_field")),
+        "{v}"
+    );
+    // Neither d3, d4 nor d6 was stored.
+    for id in ["d3", "d4", "d6"] {
+        let (s, v) = d.post(&event(id, T0_MS)).await;
+        assert_eq!(
+            (s, v["accepted"].as_u64()),
+            (202, Some(1)),
+            "{id} was not stored before"
+        );
+    }
+    d.shutdown().await;
+}
+
+/// 14 (also): every error is the JSON error body (unknown route, wrong method, a
+/// query that does not parse); a rejection echoes at most 128 characters of an id; a
+/// megabyte email is refused; an early answer closes the connection and says so; 401
+/// comes before 413.
+#[tokio::test]
+async fn errors_are_json_bounded_and_in_contract_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(dir.path(), "", "").replace(
+        "[server]\nlisten = \"127.0.0.1:0\"",
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"adm_h\"\nmax_body_bytes = 4096",
+    );
+    let d = TestDaemon::start(dir.path(), &text).await;
+    let r = d.http.get(format!("{}/nope", d.url)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "not_found");
+    let r = d
+        .http
+        .delete(format!("{}/v1/events", d.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "method_not_allowed"
+    );
+    let r = d
+        .http
+        .get(format!(
+            "{}/v1/dlq?destination=hooks_glasshouse&limit=-1",
+            d.url
+        ))
+        .bearer_auth("adm_h")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
+    // Echo bounded.
+    let mut e = event("x", T0_MS);
+    e["event_id"] = json!("i".repeat(200));
+    e["event_time"] = json!("not a time");
+    let (s, v) = d.post(&e).await;
+    assert_eq!(s, 400);
+    let echoed = v["rejected"][0]["event_id"].as_str().unwrap();
+    assert_eq!(
+        echoed.chars().count(),
+        129,
+        "128 characters and an ellipsis"
+    );
+    // A 1 MB email: refused, and the answer stays small.
+    let mut e = event("big", T0_MS);
+    e["user_data"]["email"] = json!(format!("{}@example.com", "a".repeat(2000)));
+    let (s, v) = d.post(&e).await;
+    assert_eq!(
+        (s, v["rejected"][0]["error"].as_str()),
+        (400, Some("invalid_field"))
+    );
+    // 401 before 413, and both close the connection.
+    let big = vec![b' '; 10_000];
+    let (s, h, v) = d
+        .post_raw(Some("wrong"), Some("application/json"), big.clone())
+        .await;
+    assert_eq!((s, v["error"].as_str()), (401, Some("unauthorized")));
+    assert_eq!(h["connection"], "close");
+    let (s, h, v) = d.post_raw(Some(KEY), Some("application/json"), big).await;
+    assert_eq!((s, v["error"].as_str()), (413, Some("payload_too_large")));
+    assert_eq!(h["connection"], "close");
+    let (s, h, _) = d
+        .post_raw(
+            Some(KEY),
+            Some("application/json"),
+            serde_json::to_vec(&event("ok1", T0_MS)).unwrap(),
+        )
+        .await;
+    assert_eq!(s, 202);
+    assert!(
+        h.get("connection").is_none(),
+        "a read request keeps its connection"
+    );
+    d.shutdown().await;
+}
+
+/// 14.4: slow clients are cut off (half a header, half a body), and past the cap on
+/// open connections a new one is answered 503 with Retry-After instead of being held;
+/// the daemon keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_time_out_and_the_connection_cap_answers_503() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(dir.path(), "", "");
+    let cfg = parse(dir.path(), &text);
+    let mut opts = sluice::app::StartOptions::new(cfg);
+    opts.listen = Some("127.0.0.1:0".parse().unwrap());
+    opts.clock = ManualClock::new(T0_MS);
+    opts.http_limits = sluice::api::serve::Limits {
+        max_connections: 6,
+        header_timeout: std::time::Duration::from_millis(300),
+        body_timeout: std::time::Duration::from_millis(300),
+    };
+    let daemon = sluice::app::Daemon::start(opts).await.unwrap();
+    let addr = daemon.addr;
+    let url = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    wait_http_ready(&http, &url).await;
+    let read_all = |mut s: tokio::net::TcpStream| async move {
+        let mut out = Vec::new();
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(3), s.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    // Half a header: closed after the header timeout, without an answer of ours.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let _ = read_all(s).await;
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(2),
+        "closed: {:?}",
+        t.elapsed()
+    );
+    // Half a body: 408 after the body timeout.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"event").as_bytes()).await.unwrap();
+    let answer = read_all(s).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    // Six silent connections take every slot; the seventh is told to come back.
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let answer = read_all(s).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    assert!(answer.contains("\"error\":\"overloaded\""), "{answer}");
+    // The silent ones time out and free their slots: served again.
+    drop(held);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let r = http.get(format!("{url}/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    daemon.shutdown().await;
+}

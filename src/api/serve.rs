@@ -1,0 +1,118 @@
+//! The HTTP listener: an accept loop with a cap on open connections and timeouts for
+//! slow clients, serving the router over HTTP/1.1.
+//!
+//! - **Header timeout** (`server.header_timeout`, 10 s): a client that sends half a
+//!   header, or nothing, or sits idle on a kept-alive connection, is disconnected.
+//!   Body reads have their own deadline in the routes that read bodies
+//!   ([`super::ingest`]: `server.body_timeout`).
+//! - **Connection cap** (`server.max_connections`, default: the process's open-file
+//!   limit less a reserve of 256 for the store, outbound deliveries and alerts): past
+//!   it, a new connection is answered `503 overloaded` with `Retry-After: 1` and
+//!   closed at once, instead of being held while the process runs out of descriptors.
+//! - **Shutdown**: stop accepting, let in-flight requests finish (the caller bounds
+//!   how long).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// What the listener and the routes that read bodies enforce.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request body (`POST /v1/events`).
+    pub body_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: default_max_connections(),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Descriptors kept free for everything but inbound connections.
+pub const FD_RESERVE: u64 = 256;
+
+/// The connection cap when the configuration does not set one: the open-file limit
+/// less [`FD_RESERVE`], at least 64.
+pub fn default_max_connections() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(4096);
+    soft.saturating_sub(FD_RESERVE).max(64) as usize
+}
+
+const OVERLOADED: &str =
+    "{\"error\":\"overloaded\",\"message\":\"too many open connections; retry in a moment\"}";
+
+/// Serves `router` on `listener` until `shutdown` resolves, then waits for the
+/// connections in flight to finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = &mut shutdown => break,
+        };
+        let (stream, _) = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of descriptors or a transient error: back off a little.
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(refuse(stream));
+            continue;
+        };
+        let svc = TowerToHyperService::new(router.clone());
+        let conn = builder.serve_connection(TokioIo::new(stream), svc);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Answers an over-the-cap connection without reading it, then closes it.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        OVERLOADED.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(head.as_bytes()).await;
+        let _ = stream.write_all(OVERLOADED.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
