@@ -286,3 +286,119 @@ fn parse_body(bytes: &[u8]) -> Result<(Vec<Value>, Vec<Vec<String>>), String> {
     }
     Ok((events, dups))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The body parser and per-event validation under random input: never a panic,
+    //! always an answer; and the duplicate-aware parser reads every document without
+    //! duplicates exactly as `serde_json` does. Cases: `PROPTEST_CASES` (256 by
+    //! default here, more on demand).
+
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::parse_body;
+    use crate::ingest::validate::{ValidateCtx, validate_event};
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(256),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    fn valid_body() -> String {
+        json!({"events": [
+            {"event_id": "o-1", "event_name": "Purchase", "event_time": 1_793_620_700,
+             "action_source": "website",
+             "user_data": {"email": "A@Example.com", "phone": "+1 415 555 0100",
+                           "client_ip_address": "203.0.113.9", "fbp": "fb.1.2.3"},
+             "custom_data": {"value": 42.5, "currency": "EUR", "items": [1, {"a": null}]}},
+            {"event_id": "o-2", "event_name": "Lead", "event_time": 1_793_620_800}
+        ]})
+        .to_string()
+    }
+
+    /// Any JSON value (small).
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z_]{1,8}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn check(bytes: &[u8]) {
+        let ctx = ValidateCtx {
+            now_secs: 1_793_620_800,
+            default_country_code: "1",
+            destination_ids: &[],
+            keep_plaintext: false,
+        };
+        match parse_body(bytes) {
+            Ok((events, dups)) => {
+                assert_eq!(events.len(), dups.len());
+                for e in &events {
+                    match validate_event(e, &ctx) {
+                        Ok(n) => assert!(!n.event_id.is_empty()),
+                        Err(err) => assert!(!err.message.is_empty()),
+                    }
+                }
+            }
+            Err(msg) => assert!(!msg.is_empty()),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            check(&bytes);
+        }
+
+        #[test]
+        fn mutated_valid_bodies_never_panic(
+            cuts in proptest::collection::vec((0usize..400, 0usize..8, ".{0,6}"), 1..6)
+        ) {
+            let mut s = valid_body();
+            for (at, len, insert) in cuts {
+                let at = at.min(s.len());
+                let mut at = at;
+                while !s.is_char_boundary(at) { at -= 1; }
+                let mut end = (at + len).min(s.len());
+                while !s.is_char_boundary(end) { end -= 1; }
+                s.replace_range(at..end.max(at), &insert);
+            }
+            check(s.as_bytes());
+        }
+
+        #[test]
+        fn any_event_shape_is_answered(v in any_json()) {
+            check(v.to_string().as_bytes());
+            check(json!({"events": [v]}).to_string().as_bytes());
+        }
+
+        #[test]
+        fn without_duplicates_the_strict_parser_is_serde_json(v in any_json()) {
+            let text = v.to_string();
+            let p = super::super::strict_json::parse(text.as_bytes()).unwrap();
+            prop_assert!(p.duplicates.is_empty());
+            prop_assert_eq!(p.value, serde_json::from_str::<Value>(&text).unwrap());
+        }
+    }
+}
