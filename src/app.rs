@@ -184,6 +184,26 @@ impl Daemon {
 pub async fn serve(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     let mut opts = StartOptions::new(cfg);
     opts.config_path = Some(config_path);
+    // Crash tests of the real binary: while the file named here exists, every write
+    // and fsync of the store fails with ENOSPC (a full disk). Never set in production.
+    if let Some(path) = std::env::var_os("SLUICE_FAULT_FILE") {
+        let switch = FaultSwitch::new();
+        let s2 = switch.clone();
+        std::thread::Builder::new()
+            .name("sluice-fault-file".into())
+            .spawn(move || {
+                loop {
+                    if std::path::Path::new(&path).exists() {
+                        s2.fail();
+                    } else {
+                        s2.heal();
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            })?;
+        warn!("SLUICE_FAULT_FILE is set: store failures can be injected (a test hook)");
+        opts.faults = Some(switch);
+    }
     let daemon = Daemon::start(opts).await?;
     use sd_notify::NotifyState;
     use tokio::signal::unix::{SignalKind, signal};

@@ -44,7 +44,18 @@ impl Drop for Daemon {
 }
 
 fn spawn(config: &std::path::Path) -> Daemon {
-    Daemon(spawn_sluice(config))
+    let fault_file = config.with_file_name("disk-full");
+    Daemon(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "error")
+            .env("SLUICE_FAULT_FILE", fault_file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn sluice"),
+    )
 }
 
 /// An event both destinations can send (Meta needs `action_source` and `user_data`).
@@ -176,6 +187,7 @@ policy = {{ linger = "50ms", max_batch = {META_MAX_BATCH}, concurrency = {META_C
             .unwrap()
             .subsec_nanos(),
     );
+    let fault_file = config.with_file_name("disk-full");
     for round in 0..ROUNDS {
         let mut child = spawn(&config);
         wait_http_ready(&http, &url).await;
@@ -224,16 +236,26 @@ policy = {{ linger = "50ms", max_batch = {META_MAX_BATCH}, concurrency = {META_C
         } else {
             0
         };
+        // The last round fills the disk first: the store refuses every commit for a
+        // while (ingest answers 503, delivery holds what it knows), then the kill.
+        let full = if round == ROUNDS - 1 {
+            std::fs::write(&fault_file, b"full").unwrap();
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            1500
+        } else {
+            0
+        };
         let (hook_pending, meta_pending) = (pending(&hook, hook_from), pending(&meta, meta_from));
         kills.push(now_ms());
         child.0.kill().unwrap(); // SIGKILL
         child.0.wait().unwrap();
+        let _ = std::fs::remove_file(&fault_file);
         stop.store(true, Ordering::SeqCst);
         for c in clients {
             let _ = c.await;
         }
         eprintln!(
-            "round {round}: killed after {delay} ms (+{quiet} ms without sending) with ~{hook_pending} webhook and \
+            "round {round}: killed after {delay} ms (+{quiet} ms without sending, +{full} ms with a full disk) with ~{hook_pending} webhook and \
              ~{meta_pending} meta requests in flight; {} acknowledged so far; \
              received so far: webhook {} requests, meta {} requests",
             acked.lock().unwrap().len(),
