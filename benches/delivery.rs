@@ -2,7 +2,8 @@
 //! platform simulators ([`sluice::sim`]) on loopback, counted where they arrive.
 //!
 //! Run: `cargo bench --bench delivery` (optionally followed by `-- <filter>...`, where the
-//! filters pick scenarios by name: `batched`, `webhook`, `paced`).
+//! filters pick scenarios by name: `batched`, `webhook`, `paced`, `sustained`, `burst`,
+//! `latency`). `sustained` and `burst` need `wrk` (`apt-get install wrk`).
 //!
 //! Scenarios (each with its own daemon over a fresh temp store, system clock; the daemon,
 //! the simulators and the load generator each on their own multi-thread tokio runtime
@@ -32,7 +33,54 @@
 //!    period's boundaries (the pacer spends a window's budget in a burst when the
 //!    previous one leaves the window): a warm-up that is a multiple of W is moved by W/2.
 //!
-//! Correctness is checked after each run from what the simulators recorded: every
+//! Scenarios 4–6 (issue 13, "delivery keeps pace with ingest") each start a daemon over a
+//! fresh temp store with one `webhook` destination `hook` (`max_batch` 1, `linger` 0s,
+//! `concurrency` `SLUICE_BENCH_HOOK_CONC` (64); the workspace's limits lifted) pointing at
+//! a do-nothing receiver run by the bench on its own runtime: it answers `200` at once,
+//! reads the `webhook-id` header, counts the `event_id`s of each body (must be 1) and
+//! records the arrival time (wall clock, µs) per event id; it does not verify signatures
+//! (the `webhook` scenario's simulator does). Event ids are
+//! `<run>-<thread>-<counter>-<send µs>`: the wall clock when the bench sent the request,
+//! so create → delivered is arrival − send, per event. Each runs `SLUICE_BENCH_SECS`
+//! (20) s of load:
+//! 4. `sustained`: `wrk -t2 -c64` (`SLUICE_BENCH_WRK_THREADS`, `SLUICE_BENCH_CONNS`) with
+//!    `benches/ingest/events.lua` in `stamp` mode, single events, after a warm-up of
+//!    `SLUICE_BENCH_WARMUP_SECS` (2) s and its drain. Reported: ingest req/s (202s between
+//!    the first and the last 202 ÷ that time), deliveries/s in the same window (events
+//!    first arriving in it ÷ its length) and their ratio (target ≥ 0.9), end to end
+//!    (acknowledged events ÷ first send → last arrival), p50/p99 create → delivered (all
+//!    events, and those delivered during the load), the drain after the last 202.
+//! 5. `burst`: first the destination alone: paused (as an operator would, through the
+//!    engine's command channel), `SLUICE_BENCH_ALONE_EVENTS` (200,000) events ingested
+//!    in-process (100-event bodies over `SLUICE_BENCH_INGEST_CONNS` connections), resumed;
+//!    its rate alone = events ÷ resume → last arrival. Then `wrk -t2 -c16`
+//!    (`SLUICE_BENCH_BATCH_CONNS`) with `{"events": [100 events]}` bodies
+//!    (`SLUICE_BENCH_BATCH`) for the same seconds while delivering. Reported: ingest
+//!    events/s, deliveries/s during the load, their ratio to the rate alone (target
+//!    ≥ 0.5), the drain after the load.
+//! 6. `latency`: `SLUICE_BENCH_LATENCY_RATE` (500) single-event requests/s paced
+//!    in-process (a tokio interval, missed ticks caught up; reqwest with at most
+//!    `SLUICE_BENCH_LATENCY_CONNS` (8) requests, so connections, in flight; a tick that
+//!    finds all busy waits and is counted). Reported: p50/p99/max create → delivered
+//!    (target p50 < 50 ms) and the cores the daemon used (its runtime's threads and the
+//!    store's writer thread).
+//!
+//! Checks of 4–6: every 202 carried `accepted` 1 (or 100); after the load, the bench
+//! waits until the destination's persisted cursor has passed the log head (every stored
+//! event delivered and committed), then every stored event must have arrived (stored ⊇
+//! acknowledged: wrk cannot say which of its requests were answered, so the store's
+//! count is the reference, and acknowledged ≤ stored ≤ sent, at most one request per
+//! connection apart), no id that was not sent, exactly one event per request;
+//! duplicates are counted and printed. `latency` also checks each acknowledged id by
+//! name. A final table lists every figure with its target and PASS/MISS. Each load
+//! window also prints the daemon's own view, for telling where its time goes: its
+//! worker's snapshot sampled every 20 ms (requests in flight of the concurrency, events
+//! held in memory) and the mean send → answer time of its requests in the window (from
+//! `sluice_platform_latency_seconds` on `/metrics`, before and after): the receiver
+//! answers at once, so a long send → answer is the daemon's runtime getting to it late,
+//! and deliveries/s ≈ requests in flight ÷ send → answer.
+//!
+//! Checks of 1–3, after each run, from what the simulators recorded: every
 //! ingested event arrived at every destination at least once in an accepted request
 //! (duplicates are reported), no request was answered with an error, and every ingest
 //! request was answered 202 with `accepted` equal to its events. A failed check exits 1;
@@ -41,34 +89,46 @@
 //! The daemon, the simulators and the load generator share this 2-core machine; the
 //! simulators parse and record every request (they keep every body in memory for the
 //! checks). Each row says how many cores each part used (per-thread CPU time from
-//! /proc, grouped by runtime) and how busy other processes kept the machine.
+//! /proc, grouped by runtime; wrk, a child process, counts as load once reaped) and how
+//! busy other processes kept the machine.
 //!
 //! Environment: `SLUICE_BENCH_EVENTS` (300000), `SLUICE_BENCH_INGEST_BATCH` (1000),
 //! `SLUICE_BENCH_INGEST_CONNS` (4), `SLUICE_BENCH_WEBHOOK_EVENTS` (20000),
 //! `SLUICE_BENCH_WEBHOOK_CONC` (32), `SLUICE_BENCH_PACED_SECS` (60),
-//! `SLUICE_BENCH_PACED_WARMUP_SECS` (10), `SLUICE_BENCH_TIMEOUT_SECS` (600, per run),
-//! `SLUICE_BENCH_DIR` (where temp stores go; default the system temp dir),
-//! `SLUICE_BENCH_STRICT=1`.
+//! `SLUICE_BENCH_PACED_WARMUP_SECS` (10), `SLUICE_BENCH_TIMEOUT_SECS` (600, per wait
+//! for a drain), `SLUICE_BENCH_DIR` (where temp stores go; default the system temp dir),
+//! `SLUICE_BENCH_STRICT=1` (a missed target exits 1). For `sustained`, `burst`,
+//! `latency`: `SLUICE_BENCH_SECS` (20), `SLUICE_BENCH_WARMUP_SECS` (2),
+//! `SLUICE_BENCH_CONNS` (64), `SLUICE_BENCH_BATCH_CONNS` (16), `SLUICE_BENCH_BATCH`
+//! (100), `SLUICE_BENCH_WRK_THREADS` (2), `SLUICE_BENCH_ALONE_EVENTS` (200000),
+//! `SLUICE_BENCH_HOOK_CONC` (64), `SLUICE_BENCH_LATENCY_RATE` (500),
+//! `SLUICE_BENCH_LATENCY_CONNS` (8).
 // Benches measure and print; the pedantic lints the library follows would cost
 // them clarity.
 #![allow(clippy::pedantic)]
 
 mod support;
 
-use support::{flag, now_ms, num};
+use support::wrk::{self, WrkResult};
+use support::{flag, now_ms, now_us, num};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 use sluice::app::{Daemon, StartOptions};
+use sluice::audit::Actor;
 use sluice::clock::{SharedClock, SystemClock};
 use sluice::config::Platform;
+use sluice::delivery::{Command, CommandReply};
 use sluice::sim::{self, FaultScript, RateLimit, Received, SimOptions, SimServer};
 
 const KEY: &str = "bench_live_delivery_key";
@@ -81,6 +141,14 @@ const BATCHED_TARGET: f64 = 100_000.0;
 const PACED_TOLERANCE: f64 = 0.02;
 /// Requests per second of the paced destination's limit (× W per W seconds).
 const PACED_PER_SEC: u64 = 100;
+/// `sustained`: deliveries/s during the load ÷ ingest/s must be at least this.
+const SUSTAINED_TARGET_RATIO: f64 = 0.9;
+/// `burst`: deliveries/s during batch ingest ÷ the destination's drain rate alone.
+const BURST_TARGET_RATIO: f64 = 0.5;
+/// `latency`: p50 create → delivered below this (ms).
+const LATENCY_TARGET_P50_MS: f64 = 50.0;
+/// The webhook destination of `sustained`, `burst` and `latency`.
+const HOOK: &str = "hook";
 
 struct Settings {
     events: usize,
@@ -94,6 +162,17 @@ struct Settings {
     dir: Option<PathBuf>,
     strict: bool,
     filters: Vec<String>,
+    /// `sustained`, `burst`, `latency`.
+    secs: u64,
+    warmup_secs: u64,
+    conns: usize,
+    batch_conns: usize,
+    batch: usize,
+    wrk_threads: usize,
+    alone_events: usize,
+    hook_conc: usize,
+    latency_rate: u64,
+    latency_conns: usize,
 }
 
 impl Settings {
@@ -110,6 +189,16 @@ impl Settings {
             dir: std::env::var_os("SLUICE_BENCH_DIR").map(PathBuf::from),
             strict: flag("SLUICE_BENCH_STRICT"),
             filters: support::filters(),
+            secs: num("SLUICE_BENCH_SECS", 20u64).max(1),
+            warmup_secs: num("SLUICE_BENCH_WARMUP_SECS", 2u64),
+            conns: num("SLUICE_BENCH_CONNS", 64usize).max(1),
+            batch_conns: num("SLUICE_BENCH_BATCH_CONNS", 16usize).max(1),
+            batch: num("SLUICE_BENCH_BATCH", 100usize).clamp(2, 1000),
+            wrk_threads: num("SLUICE_BENCH_WRK_THREADS", 2usize).max(1),
+            alone_events: num("SLUICE_BENCH_ALONE_EVENTS", 200_000usize).max(1000),
+            hook_conc: num("SLUICE_BENCH_HOOK_CONC", 64usize).clamp(1, 256),
+            latency_rate: num("SLUICE_BENCH_LATENCY_RATE", 500u64).clamp(1, 100_000),
+            latency_conns: num("SLUICE_BENCH_LATENCY_CONNS", 8usize).max(1),
         }
     }
 
@@ -138,6 +227,8 @@ struct CpuSnap {
     at: Instant,
     machine_busy: u64,
     process: u64,
+    /// CPU of reaped children (wrk): cutime + cstime.
+    children: u64,
     /// tid → (name, jiffies).
     threads: HashMap<u32, (String, u64)>,
 }
@@ -167,6 +258,7 @@ fn cpu_snap() -> Option<CpuSnap> {
     // Fields after `(comm)`: utime is index 11, stime 12.
     let (_, me) = stat_fields(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
     let process = me.get(11)? + me.get(12)?;
+    let children = me.get(13)? + me.get(14)?;
     let mut threads = HashMap::new();
     for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
         let Ok(tid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -184,6 +276,7 @@ fn cpu_snap() -> Option<CpuSnap> {
         at: Instant::now(),
         machine_busy: total - idle,
         process,
+        children,
         threads,
     })
 }
@@ -230,14 +323,17 @@ impl CpuUse {
         }
         let process = b.process.saturating_sub(a.process);
         u.rest = cores(process.saturating_sub(named));
+        // wrk, a child reaped before `b` was taken, is load.
+        let children = b.children.saturating_sub(a.children);
+        u.load += cores(children);
         let all = cores(b.machine_busy.saturating_sub(a.machine_busy));
-        u.others = (all - cores(process)).max(0.0);
+        u.others = (all - cores(process + children)).max(0.0);
         Some(u)
     }
 
     fn short(&self) -> String {
         format!(
-            "daemon {:.2} + writer {:.2} + simulators {:.2} + load {:.2} + rest {:.2} = {:.2} cores; other processes {:.2}",
+            "daemon {:.2} + writer {:.2} + simulators/receiver {:.2} + load {:.2} + rest {:.2} = {:.2} cores; other processes {:.2}",
             self.daemon,
             self.writer,
             self.sims,
@@ -405,6 +501,43 @@ impl Sluice {
             .map_or(0, |snap| snap.cursor)
     }
 
+    /// The workspace's log head: the sequence the next ingested event gets.
+    fn head(&self) -> u64 {
+        self.daemon
+            .app
+            .intake
+            .store
+            .read(|txn| {
+                let t = txn.open_table(sluice::store::EVENTS)?;
+                sluice::store::log::head(&t, WORKSPACE)
+            })
+            .expect("read the log head")
+    }
+
+    /// Pauses (true) or resumes the destination, as an operator would; waits for the
+    /// committed outcome.
+    fn pause(&self, dest: &str, pause: bool) -> Result<(), String> {
+        let note = "delivery bench".to_string();
+        let cmd = if pause {
+            Command::Pause {
+                note,
+                actor: Actor::Cli,
+            }
+        } else {
+            Command::Resume {
+                note,
+                actor: Actor::Cli,
+            }
+        };
+        match self.rt.block_on(self.daemon.app.engine.command(dest, cmd)) {
+            Some(CommandReply::Paused { .. } | CommandReply::Resumed { .. }) => Ok(()),
+            other => Err(format!(
+                "{} {dest}: {other:?}",
+                if pause { "pause" } else { "resume" }
+            )),
+        }
+    }
+
     fn stop(self) {
         let Sluice { rt, daemon, _dir } = self;
         rt.block_on(async {
@@ -425,8 +558,12 @@ fn event_id(prefix: &str, i: usize) -> String {
 }
 
 fn event_json(prefix: &str, i: usize, now_secs: i64) -> Value {
+    event_json_with_id(&event_id(prefix, i), i, now_secs)
+}
+
+fn event_json_with_id(id: &str, i: usize, now_secs: i64) -> Value {
     serde_json::json!({
-        "event_id": event_id(prefix, i),
+        "event_id": id,
         "event_name": "Purchase",
         "event_time": now_secs,
         "action_source": "website",
@@ -1050,6 +1187,1158 @@ fn paced(s: &Settings, checks: &mut Checks) -> Option<PacedRow> {
 }
 
 // ---------------------------------------------------------------------------------------
+// The do-nothing webhook receiver of `sustained`, `burst` and `latency`
+
+/// One event as it arrived. Event ids are `<prefix>-<tid>-<counter>-<send µs>` (the
+/// stamped ids of events.lua, and the same shape from the in-process load generators).
+#[derive(Clone, Copy)]
+struct Arrival {
+    /// Index of the id's prefix among the receiver's registered runs.
+    run: u16,
+    tid: u32,
+    counter: u64,
+    /// When the bench sent the request that carried the event (unix µs; 0: unknown).
+    sent_us: i64,
+    /// When the receiver had the request (unix µs).
+    at_us: i64,
+}
+
+#[derive(Default)]
+struct RecvInner {
+    runs: Vec<String>,
+    arrivals: Vec<Arrival>,
+    unknown_sample: Vec<String>,
+}
+
+#[derive(Default)]
+struct RecvShared {
+    inner: Mutex<RecvInner>,
+    requests: AtomicU64,
+    /// Requests whose body did not carry exactly one `event_id`.
+    not_one_event: AtomicU64,
+    /// Requests whose `webhook-id` named no registered run.
+    unknown: AtomicU64,
+}
+
+/// What the receiver got since the last [`Receiver::take`].
+struct Taken {
+    arrivals: Vec<Arrival>,
+    requests: u64,
+    not_one_event: u64,
+    unknown: u64,
+    unknown_sample: Vec<String>,
+}
+
+/// A webhook endpoint that answers `200` at once: it reads the `webhook-id` header
+/// (`<event_name>:<event_id>`), counts the `event_id`s in the body and records the
+/// arrival time per event id. It does not verify signatures (the `webhook` scenario's
+/// simulator does).
+struct Receiver {
+    rt: tokio::runtime::Runtime,
+    addr: SocketAddr,
+    shared: Arc<RecvShared>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// `<prefix>-<tid>-<counter>-<send µs>` → its parts.
+fn parse_stamped(id: &str) -> Option<(&str, u32, u64, i64)> {
+    let mut it = id.rsplitn(4, '-');
+    let sent = it.next()?.parse().ok()?;
+    let counter = it.next()?.parse().ok()?;
+    let tid = it.next()?.parse().ok()?;
+    Some((it.next()?, tid, counter, sent))
+}
+
+fn count_occurrences(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+async fn hook(State(r): State<Arc<RecvShared>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let at_us = now_us();
+    r.requests.fetch_add(1, Ordering::Relaxed);
+    if count_occurrences(&body, b"\"event_id\"") != 1 {
+        r.not_one_event.fetch_add(1, Ordering::Relaxed);
+    }
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(':'))
+        .map(|(_, id)| id);
+    let mut g = r.inner.lock().expect("receiver lock");
+    let known = id
+        .and_then(parse_stamped)
+        .and_then(|(prefix, tid, counter, sent_us)| {
+            let run = g.runs.iter().position(|p| p == prefix)?;
+            Some(Arrival {
+                run: run as u16,
+                tid,
+                counter,
+                sent_us,
+                at_us,
+            })
+        });
+    match known {
+        Some(a) => g.arrivals.push(a),
+        None => {
+            r.unknown.fetch_add(1, Ordering::Relaxed);
+            if g.unknown_sample.len() < 3 {
+                g.unknown_sample
+                    .push(id.unwrap_or("(no webhook-id)").to_string());
+            }
+        }
+    }
+    StatusCode::OK
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let rt = runtime(RT_SIM);
+        let shared = Arc::new(RecvShared::default());
+        let router = axum::Router::new()
+            .route("/hook", axum::routing::post(hook))
+            .with_state(shared.clone());
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind the receiver");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = rt.spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Receiver {
+            rt,
+            addr,
+            shared,
+            stop,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Makes ids with this prefix known; returns the run's index.
+    fn register(&self, prefix: &str) -> u16 {
+        let mut g = self.shared.inner.lock().expect("receiver lock");
+        g.runs.push(prefix.to_string());
+        (g.runs.len() - 1) as u16
+    }
+
+    /// Everything received since the last call (and forgets it).
+    fn take(&self) -> Taken {
+        let mut g = self.shared.inner.lock().expect("receiver lock");
+        Taken {
+            arrivals: std::mem::take(&mut g.arrivals),
+            unknown_sample: std::mem::take(&mut g.unknown_sample),
+            requests: self.shared.requests.swap(0, Ordering::Relaxed),
+            not_one_event: self.shared.not_one_event.swap(0, Ordering::Relaxed),
+            unknown: self.shared.unknown.swap(0, Ordering::Relaxed),
+        }
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self
+            .rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(5), self.task).await });
+        self.rt.shutdown_timeout(Duration::from_secs(1));
+    }
+}
+
+/// One run's events at the receiver.
+#[derive(Default)]
+struct RunStats {
+    /// Events received (with duplicates).
+    received: usize,
+    distinct: usize,
+    duplicates: usize,
+    /// Ids the run never sent (thread or counter out of range).
+    never_sent: usize,
+    /// Per distinct event, its first arrival: (at µs, sent µs), sorted by arrival.
+    firsts: Vec<(i64, i64)>,
+    /// The distinct (tid, counter) keys, sorted.
+    keys: Vec<(u32, u64)>,
+}
+
+impl RunStats {
+    fn of(t: &Taken, run: u16, sent: impl Fn(u32, u64) -> bool) -> RunStats {
+        let mut mine: Vec<(u32, u64, i64, i64)> = t
+            .arrivals
+            .iter()
+            .filter(|a| a.run == run)
+            .map(|a| (a.tid, a.counter, a.at_us, a.sent_us))
+            .collect();
+        mine.sort_unstable();
+        let mut st = RunStats {
+            received: mine.len(),
+            ..Default::default()
+        };
+        let mut prev: Option<(u32, u64)> = None;
+        for (tid, counter, at, sent_us) in mine {
+            if prev == Some((tid, counter)) {
+                st.duplicates += 1;
+                continue;
+            }
+            prev = Some((tid, counter));
+            st.distinct += 1;
+            if !sent(tid, counter) {
+                st.never_sent += 1;
+            }
+            st.firsts.push((at, sent_us));
+            st.keys.push((tid, counter));
+        }
+        st.firsts.sort_unstable();
+        st
+    }
+
+    fn first_at(&self) -> Option<i64> {
+        self.firsts.first().map(|f| f.0)
+    }
+
+    fn last_at(&self) -> Option<i64> {
+        self.firsts.last().map(|f| f.0)
+    }
+
+    /// Distinct events first delivered in `[from, to]` (µs).
+    fn delivered_between(&self, from: i64, to: i64) -> usize {
+        let lo = self.firsts.partition_point(|f| f.0 < from);
+        let hi = self.firsts.partition_point(|f| f.0 <= to);
+        hi.saturating_sub(lo)
+    }
+
+    /// Create → delivered (first arrival) of every distinct event with a send time,
+    /// in ms, sorted; optionally only of those delivered in `[from, to]`.
+    fn latencies_ms(&self, window: Option<(i64, i64)>) -> Vec<f64> {
+        let mut v: Vec<f64> = self
+            .firsts
+            .iter()
+            .filter(|(at, sent)| *sent > 0 && window.is_none_or(|(a, b)| *at >= a && *at <= b))
+            .map(|(at, sent)| (at - sent) as f64 / 1000.0)
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    }
+}
+
+/// The `p`-quantile (0..=1) of sorted `v`.
+fn pct(v: &[f64], p: f64) -> Option<f64> {
+    (!v.is_empty()).then(|| v[((v.len() - 1) as f64 * p).round() as usize])
+}
+
+fn fmt_lat(v: &[f64]) -> String {
+    match (pct(v, 0.5), pct(v, 0.99), v.last()) {
+        (Some(a), Some(b), Some(c)) => format!("p50 {a:.1} ms, p99 {b:.1} ms, max {c:.1} ms"),
+        _ => "-".into(),
+    }
+}
+
+/// Waits until the destination's persisted cursor has passed the log head, i.e. every
+/// stored event was delivered and its settlement committed. The head is read after a
+/// pause (a request in flight when the load stopped may still commit) and again once it
+/// is reached. Returns the head.
+fn wait_drained(s: &Settings, d: &Sluice, dest: &str) -> Result<u64, String> {
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let mut last_report = Instant::now();
+    let mut head = d.head();
+    loop {
+        let cursor = d.cursor(dest);
+        if cursor >= head {
+            let again = d.head();
+            if again == head {
+                return Ok(head);
+            }
+            head = again;
+            continue;
+        }
+        if t0.elapsed() > s.timeout {
+            return Err(format!(
+                "timed out after {:?}: cursor {cursor}, log head {head}",
+                s.timeout
+            ));
+        }
+        if last_report.elapsed() > Duration::from_secs(10) {
+            eprintln!("  ... cursor {cursor} of {head}");
+            last_report = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `(sum in seconds, count)` of `sluice_platform_latency_seconds` (send → answer, per
+/// request, as the daemon measures it) for `dest`, from `GET /metrics` (None when the
+/// scrape failed).
+fn platform_latency(addr: SocketAddr, dest: &str) -> Option<(f64, u64)> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    conn.read_to_string(&mut text).ok()?;
+    let label = format!("destination=\"{dest}\"");
+    let value = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains(&label))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    if !text.contains("# EOF") {
+        return None;
+    }
+    // No series yet: no request answered so far.
+    Some((
+        value("sluice_platform_latency_seconds_sum").unwrap_or(0.0),
+        value("sluice_platform_latency_seconds_count").unwrap_or(0.0) as u64,
+    ))
+}
+
+/// The daemon's own view of a load window: its destination worker's snapshot sampled
+/// every 20 ms (requests in flight, events held in memory), and the mean send → answer
+/// time of the requests it made meanwhile (its latency histogram, before and after).
+/// With a receiver that answers at once, a long send → answer time is time the
+/// daemon's runtime took to get to the answer.
+struct Probe {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<(f64, f64, usize)>,
+    addr: SocketAddr,
+    dest: String,
+    before: Option<(f64, u64)>,
+}
+
+struct ProbeResult {
+    in_flight: f64,
+    in_memory: f64,
+    /// Mean send → answer (ms) and requests answered in the window.
+    latency: Option<(f64, u64)>,
+}
+
+impl Probe {
+    fn start(d: &Sluice, dest: &str) -> Probe {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (app, id, flag) = (d.daemon.app.clone(), dest.to_string(), stop.clone());
+        let handle = std::thread::spawn(move || {
+            let (mut flight, mut mem, mut n) = (0usize, 0usize, 0usize);
+            while !flag.load(Ordering::Relaxed) {
+                if let Some(snap) = app.engine.snapshot(&id) {
+                    flight += snap.requests_in_flight;
+                    mem += snap.in_memory;
+                    n += 1;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let per = |x: usize| x as f64 / n.max(1) as f64;
+            (per(flight), per(mem), n)
+        });
+        Probe {
+            stop,
+            handle,
+            addr: d.daemon.addr,
+            dest: dest.to_string(),
+            before: platform_latency(d.daemon.addr, dest),
+        }
+    }
+
+    fn finish(self) -> ProbeResult {
+        let after = platform_latency(self.addr, &self.dest);
+        self.stop.store(true, Ordering::Relaxed);
+        let (in_flight, in_memory, _) = self.handle.join().unwrap_or_default();
+        let latency = match (self.before, after) {
+            (Some((s0, c0)), Some((s1, c1))) if c1 > c0 => {
+                Some((1000.0 * (s1 - s0) / (c1 - c0) as f64, c1 - c0))
+            }
+            _ => None,
+        };
+        ProbeResult {
+            in_flight,
+            in_memory,
+            latency,
+        }
+    }
+
+    /// How the daemon saw it, for a row's notes.
+    fn line(r: &ProbeResult, conc: usize) -> String {
+        format!(
+            "requests in flight {:.1} of {conc} on average, events held in memory {:.0}; send → answer {}",
+            r.in_flight,
+            r.in_memory,
+            match r.latency {
+                Some((ms, n)) => format!("mean {ms:.2} ms over {n} requests"),
+                None => "-".into(),
+            }
+        )
+    }
+}
+
+/// A daemon with one webhook destination `hook` (one event per request, no linger,
+/// `SLUICE_BENCH_HOOK_CONC` requests in flight) pointing at a fresh receiver.
+fn hook_setup(s: &Settings) -> (Receiver, Sluice) {
+    let recv = Receiver::start();
+    let policy = format!(
+        r#"max_batch = 1, linger = "0s", concurrency = {}"#,
+        s.hook_conc
+    );
+    let d = Sluice::start(s, &webhook_dest(HOOK, &recv.url(), &policy));
+    (recv, d)
+}
+
+/// A stamped wrk run against the daemon.
+fn wrk_run(
+    s: &Settings,
+    script: &Path,
+    d: &Sluice,
+    conns: usize,
+    per_req: usize,
+    secs: u64,
+    prefix: &str,
+) -> Result<WrkResult, String> {
+    wrk::run(
+        script,
+        &wrk::Load {
+            addr: d.daemon.addr,
+            threads: s.wrk_threads,
+            conns,
+            per_req,
+            secs,
+            prefix,
+            key: KEY,
+            stamp: true,
+        },
+    )
+    .map(|(r, _)| r)
+}
+
+impl Checks {
+    /// A wrk run's answers against what the store holds: every answer 202 with the
+    /// right `accepted`; accepted ≤ stored ≤ sent (the difference: in flight when wrk
+    /// stopped).
+    fn wrk_ingest(&mut self, name: &str, r: &WrkResult, per_req: usize, conns: usize, stored: u64) {
+        self.check(
+            r.bad_status == 0 && r.bad_body == 0 && r.socket_errors() == 0,
+            format!(
+                "{name}: {} ingest requests answered 202, every one with `accepted` {per_req}: non-202 {}, wrong `accepted` {}, socket errors {}",
+                r.ok_requests,
+                r.bad_status,
+                r.bad_body,
+                r.socket_errors()
+            ),
+        );
+        let in_flight_max = (conns * per_req) as u64;
+        self.check(
+            r.accepted_events == r.ok_requests * per_req as u64
+                && stored >= r.accepted_events
+                && stored <= r.sent_events
+                && r.sent_events - stored <= in_flight_max,
+            format!(
+                "{name}: stored {stored} events; acknowledged {} <= stored <= sent {} (sent but unanswered when wrk stopped: {}, at most {in_flight_max})",
+                r.accepted_events,
+                r.sent_events,
+                r.sent_events.saturating_sub(r.accepted_events)
+            ),
+        );
+    }
+
+    /// What the receiver got for a run whose `stored` events were all settled: each
+    /// stored event arrived (so each acknowledged one did, acknowledged ⊆ stored),
+    /// nothing else did, one event per request.
+    fn delivered(&mut self, name: &str, t: &Taken, st: &RunStats, stored: u64) {
+        self.check(
+            st.distinct as u64 == stored && st.never_sent == 0,
+            format!(
+                "{name}: every stored (so every acknowledged) event arrived at the receiver: distinct {} of {stored} stored, ids never sent {}",
+                st.distinct, st.never_sent
+            ),
+        );
+        self.check(
+            t.unknown == 0 && t.not_one_event == 0,
+            format!(
+                "{name}: receiver requests {}, with an unknown id {}{}, without exactly one event {}",
+                t.requests,
+                t.unknown,
+                if t.unknown_sample.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (e.g. {})", t.unknown_sample.join(", "))
+                },
+                t.not_one_event
+            ),
+        );
+        self.lines.push(format!(
+            "  [info] {name}: duplicate deliveries {} ({} events received)",
+            st.duplicates, st.received
+        ));
+    }
+}
+
+/// Whether (tid, counter) is an id a wrk run sent.
+fn wrk_sent(r: &WrkResult) -> impl Fn(u32, u64) -> bool + '_ {
+    move |tid, counter| counter >= 1 && r.per_thread.iter().any(|(t, n)| *t == tid && counter <= *n)
+}
+
+/// A figure of the final table.
+struct Figure {
+    scenario: &'static str,
+    what: String,
+    value: String,
+    target: String,
+    /// None: no target (information).
+    pass: Option<bool>,
+}
+
+fn info(scenario: &'static str, what: impl Into<String>, value: impl Into<String>) -> Figure {
+    Figure {
+        scenario,
+        what: what.into(),
+        value: value.into(),
+        target: "-".into(),
+        pass: None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// sustained: maximum single-event ingest while delivering
+
+fn sustained(s: &Settings, checks: &mut Checks, script: &Path, figs: &mut Vec<Figure>) {
+    const SC: &str = "sustained";
+    let (recv, d) = hook_setup(s);
+    let base = format!("{SC}-{}", now_ms());
+    let mut head0 = d.head();
+    if s.warmup_secs > 0 {
+        eprintln!("  warm-up {} s, then drain...", s.warmup_secs);
+        let prefix = format!("{base}-warm");
+        let run = recv.register(&prefix);
+        match wrk_run(s, script, &d, s.conns, 1, s.warmup_secs, &prefix).and_then(|r| {
+            let head = wait_drained(s, &d, HOOK)?;
+            Ok((r, head))
+        }) {
+            Ok((r, head)) => {
+                let t = recv.take();
+                let st = RunStats::of(&t, run, wrk_sent(&r));
+                checks.wrk_ingest("sustained warm-up", &r, 1, s.conns, head - head0);
+                checks.delivered("sustained warm-up", &t, &st, head - head0);
+                head0 = head;
+            }
+            Err(e) => {
+                checks.check(false, format!("{SC} warm-up: {e}"));
+                d.stop();
+                recv.stop();
+                return;
+            }
+        }
+    }
+    let prefix = format!("{base}-run");
+    let run = recv.register(&prefix);
+    eprintln!(
+        "  {} s of single events at {} connections...",
+        s.secs, s.conns
+    );
+    let probe = Probe::start(&d, HOOK);
+    let before = cpu_snap();
+    let res = wrk_run(s, script, &d, s.conns, 1, s.secs, &prefix);
+    let mid = cpu_snap();
+    let seen = probe.finish();
+    let r = match res {
+        Ok(r) => r,
+        Err(e) => {
+            checks.check(false, format!("{SC}: {e}"));
+            d.stop();
+            recv.stop();
+            return;
+        }
+    };
+    eprintln!(
+        "  load done ({} accepted); waiting for the drain...",
+        r.accepted_events
+    );
+    let drained = wait_drained(s, &d, HOOK);
+    let after = cpu_snap();
+    let t = recv.take();
+    d.stop();
+    recv.stop();
+    let head = match drained {
+        Ok(h) => h,
+        Err(e) => {
+            checks.check(false, format!("{SC}: not everything was delivered: {e}"));
+            return;
+        }
+    };
+    let stored = head - head0;
+    let st = RunStats::of(&t, run, wrk_sent(&r));
+    checks.wrk_ingest(SC, &r, 1, s.conns, stored);
+    checks.delivered(SC, &t, &st, stored);
+
+    let (from, to) = (r.first_ok_us as i64, r.last_ok_us as i64);
+    let w = r.ok_window_secs().max(1e-3);
+    let ingest_rate = r.ok_requests as f64 / w;
+    let during = st.delivered_between(from, to);
+    let deliv_rate = during as f64 / w;
+    let ratio = deliv_rate / ingest_rate.max(1e-9);
+    let last_at = st.last_at().unwrap_or(to);
+    let e2e_secs = (last_at - r.first_send_us as i64).max(1) as f64 / 1e6;
+    let e2e = r.accepted_events as f64 / e2e_secs;
+    let after_load = st.delivered_between(to + 1, i64::MAX);
+    let drain_secs = (last_at - to).max(0) as f64 / 1e6;
+    let lat = st.latencies_ms(None);
+    let lat_load = st.latencies_ms(Some((from, to)));
+    let cpu_load = CpuUse::between(&before, &mid);
+    let cpu_drain = CpuUse::between(&mid, &after);
+
+    println!();
+    println!(
+        "sustained: wrk -t{} -c{} single events for {} s (stamped ids), webhook destination concurrency {}, max_batch 1, linger 0s",
+        s.wrk_threads, s.conns, s.secs, s.hook_conc
+    );
+    println!(
+        "  ingest: {} requests answered 202 in {:.2} s (first to last 202) = {} req/s; wrk p50/p99 answer {:.2}/{:.2} ms",
+        r.ok_requests,
+        w,
+        fmt_rate(ingest_rate),
+        r.p50_us as f64 / 1000.0,
+        r.p99_us as f64 / 1000.0
+    );
+    println!(
+        "  delivered during the load: {during} = {} /s ({:.2} × ingest); backlog at the last 202: {}",
+        fmt_rate(deliv_rate),
+        ratio,
+        r.accepted_events.saturating_sub(during as u64)
+    );
+    println!(
+        "  end to end: {} acknowledged events from the first send to the last arrival ({:.2} s) = {} /s",
+        r.accepted_events,
+        e2e_secs,
+        fmt_rate(e2e)
+    );
+    println!(
+        "  drain after the load: {after_load} events in {:.2} s = {} /s",
+        drain_secs,
+        if drain_secs > 0.0 {
+            fmt_rate(after_load as f64 / drain_secs)
+        } else {
+            "-".into()
+        }
+    );
+    println!("  create → delivered, all events: {}", fmt_lat(&lat));
+    println!(
+        "  create → delivered, events delivered during the load: {}",
+        fmt_lat(&lat_load)
+    );
+    if let Some(c) = cpu_load {
+        println!("  cpu during the load:  {}", c.short());
+    }
+    if let Some(c) = cpu_drain {
+        println!("  cpu during the drain: {}", c.short());
+    }
+    println!(
+        "  the daemon during the load: {}",
+        Probe::line(&seen, s.hook_conc)
+    );
+
+    figs.push(info(
+        SC,
+        "ingest req/s (first → last 202)",
+        fmt_rate(ingest_rate),
+    ));
+    figs.push(info(
+        SC,
+        "deliveries/s during the load",
+        fmt_rate(deliv_rate),
+    ));
+    figs.push(Figure {
+        scenario: SC,
+        what: "deliveries/s ÷ ingest req/s".into(),
+        value: format!("{ratio:.3}"),
+        target: format!(">= {SUSTAINED_TARGET_RATIO}"),
+        pass: Some(ratio >= SUSTAINED_TARGET_RATIO),
+    });
+    figs.push(info(SC, "end to end events/s", fmt_rate(e2e)));
+    figs.push(info(
+        SC,
+        "create → delivered p50 / p99",
+        format!(
+            "{:.1} / {:.1} ms",
+            pct(&lat, 0.5).unwrap_or(f64::NAN),
+            pct(&lat, 0.99).unwrap_or(f64::NAN)
+        ),
+    ));
+    figs.push(info(
+        SC,
+        "drain after the load",
+        format!(
+            "{after_load} ev, {}/s",
+            if drain_secs > 0.0 {
+                fmt_rate(after_load as f64 / drain_secs)
+            } else {
+                "-".into()
+            }
+        ),
+    ));
+    if let Some(c) = cpu_load {
+        figs.push(info(
+            SC,
+            "cores during the load: daemon+writer / others",
+            format!("{:.2} / {:.2}", c.daemon + c.writer, c.others),
+        ));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// burst: the destination alone, then during 100-event batch ingest
+
+/// `{"events": [...]}` bodies with ids `<prefix>-0-<i>-0` (no send time), `n` in all.
+fn stamped_bodies(prefix: &str, n: usize, batch: usize) -> Vec<(usize, Bytes)> {
+    let now = now_ms() / 1000;
+    (0..n)
+        .step_by(batch)
+        .map(|start| {
+            let end = (start + batch).min(n);
+            let events: Vec<Value> = (start..end)
+                .map(|i| event_json_with_id(&format!("{prefix}-0-{}-0", i + 1), i, now))
+                .collect();
+            let body = serde_json::to_vec(&serde_json::json!({ "events": events }))
+                .expect("serialize a body");
+            (end - start, Bytes::from(body))
+        })
+        .collect()
+}
+
+fn burst(s: &Settings, checks: &mut Checks, script: &Path, figs: &mut Vec<Figure>) {
+    const SC: &str = "burst";
+    let (recv, d) = hook_setup(s);
+    let base = format!("{SC}-{}", now_ms());
+    let n = s.alone_events;
+
+    // 1. The destination alone: paused while n events are ingested, then resumed.
+    let prefix_a = format!("{base}-alone");
+    let run_a = recv.register(&prefix_a);
+    if let Err(e) = d.pause(HOOK, true) {
+        checks.check(false, format!("{SC}: {e}"));
+        d.stop();
+        recv.stop();
+        return;
+    }
+    let head0 = d.head();
+    eprintln!("  alone: {n} events ingested while the destination is paused...");
+    let load = runtime(RT_LOAD);
+    let ing = ingest(
+        &load,
+        d.daemon.addr,
+        stamped_bodies(&prefix_a, n, s.batch),
+        s.ingest_conns,
+    );
+    load.shutdown_timeout(Duration::from_secs(1));
+    checks.ingest("burst alone", &ing, n);
+    eprintln!("  alone: resumed; draining...");
+    let probe = Probe::start(&d, HOOK);
+    let before_a = cpu_snap();
+    let resumed_us = now_us();
+    let resumed = d.pause(HOOK, false);
+    let drained = resumed.and_then(|()| wait_drained(s, &d, HOOK));
+    let after_a = cpu_snap();
+    let seen_alone = probe.finish();
+    let head_a = match drained {
+        Ok(h) => h,
+        Err(e) => {
+            checks.check(false, format!("{SC} alone: {e}"));
+            d.stop();
+            recv.stop();
+            return;
+        }
+    };
+    let t_a = recv.take();
+    let st_a = RunStats::of(&t_a, run_a, |tid, c| tid == 0 && c >= 1 && c <= n as u64);
+    checks.delivered("burst alone", &t_a, &st_a, head_a - head0);
+    let alone_secs = (st_a.last_at().unwrap_or(resumed_us) - resumed_us).max(1) as f64 / 1e6;
+    let alone_rate = st_a.distinct as f64 / alone_secs;
+    let alone_window = match (st_a.first_at(), st_a.last_at()) {
+        (Some(a), Some(b)) if b > a => st_a.distinct as f64 / ((b - a) as f64 / 1e6),
+        _ => 0.0,
+    };
+    let cpu_alone = CpuUse::between(&before_a, &after_a);
+
+    // 2. 100-event batches while delivering.
+    let prefix = format!("{base}-load");
+    let run = recv.register(&prefix);
+    eprintln!(
+        "  load: {} s of {}-event batches at {} connections...",
+        s.secs, s.batch, s.batch_conns
+    );
+    let probe = Probe::start(&d, HOOK);
+    let before = cpu_snap();
+    let res = wrk_run(s, script, &d, s.batch_conns, s.batch, s.secs, &prefix);
+    let mid = cpu_snap();
+    let seen = probe.finish();
+    let r = match res {
+        Ok(r) => r,
+        Err(e) => {
+            checks.check(false, format!("{SC}: {e}"));
+            d.stop();
+            recv.stop();
+            return;
+        }
+    };
+    eprintln!(
+        "  load done ({} events accepted); waiting for the drain...",
+        r.accepted_events
+    );
+    let drained = wait_drained(s, &d, HOOK);
+    let after = cpu_snap();
+    let t = recv.take();
+    d.stop();
+    recv.stop();
+    let head = match drained {
+        Ok(h) => h,
+        Err(e) => {
+            checks.check(false, format!("{SC}: not everything was delivered: {e}"));
+            return;
+        }
+    };
+    let stored = head - head_a;
+    let st = RunStats::of(&t, run, wrk_sent(&r));
+    checks.wrk_ingest(SC, &r, s.batch, s.batch_conns, stored);
+    checks.delivered(SC, &t, &st, stored);
+
+    let (from, to) = (r.first_ok_us as i64, r.last_ok_us as i64);
+    let w = r.ok_window_secs().max(1e-3);
+    let ingest_rate = r.accepted_events as f64 / w;
+    let during = st.delivered_between(from, to);
+    let during_rate = during as f64 / w;
+    let ratio = during_rate / alone_rate.max(1e-9);
+    let last_at = st.last_at().unwrap_or(to);
+    let after_load = st.delivered_between(to + 1, i64::MAX);
+    let drain_secs = (last_at - to).max(0) as f64 / 1e6;
+    let drain_rate = if drain_secs > 0.0 {
+        after_load as f64 / drain_secs
+    } else {
+        0.0
+    };
+    let cpu_load = CpuUse::between(&before, &mid);
+    let cpu_drain = CpuUse::between(&mid, &after);
+
+    println!();
+    println!(
+        "burst: webhook destination concurrency {}, max_batch 1, linger 0s",
+        s.hook_conc
+    );
+    println!(
+        "  alone: {} events ingested while paused ({} ms), resumed: all delivered in {:.2} s = {} /s from the resume ({} /s first → last arrival)",
+        n,
+        ing.end_ms - ing.start_ms,
+        alone_secs,
+        fmt_rate(alone_rate),
+        fmt_rate(alone_window)
+    );
+    if let Some(c) = cpu_alone {
+        println!("  cpu alone:            {}", c.short());
+    }
+    println!(
+        "  the daemon alone: {}",
+        Probe::line(&seen_alone, s.hook_conc)
+    );
+    println!(
+        "  load: wrk -t{} -c{} {}-event batches for {} s: {} events acknowledged in {:.2} s = {} events/s ({} req/s); wrk p50/p99 answer {:.1}/{:.1} ms",
+        s.wrk_threads,
+        s.batch_conns,
+        s.batch,
+        s.secs,
+        r.accepted_events,
+        w,
+        fmt_rate(ingest_rate),
+        fmt_rate(r.ok_requests as f64 / w),
+        r.p50_us as f64 / 1000.0,
+        r.p99_us as f64 / 1000.0
+    );
+    println!(
+        "  delivered during the load: {during} = {} /s = {:.2} × alone; backlog at the last 202: {}",
+        fmt_rate(during_rate),
+        ratio,
+        r.accepted_events.saturating_sub(during as u64)
+    );
+    println!(
+        "  drain after the load: {after_load} events in {:.2} s = {} /s ({:.2} × alone)",
+        drain_secs,
+        fmt_rate(drain_rate),
+        drain_rate / alone_rate.max(1e-9)
+    );
+    if let Some(c) = cpu_load {
+        println!("  cpu during the load:  {}", c.short());
+    }
+    if let Some(c) = cpu_drain {
+        println!("  cpu during the drain: {}", c.short());
+    }
+    println!(
+        "  the daemon during the load: {}",
+        Probe::line(&seen, s.hook_conc)
+    );
+
+    figs.push(info(SC, "delivered alone, events/s", fmt_rate(alone_rate)));
+    figs.push(info(SC, "batch ingest events/s", fmt_rate(ingest_rate)));
+    figs.push(info(
+        SC,
+        "deliveries/s during the load",
+        fmt_rate(during_rate),
+    ));
+    figs.push(Figure {
+        scenario: SC,
+        what: "during the load ÷ alone".into(),
+        value: format!("{ratio:.3}"),
+        target: format!(">= {BURST_TARGET_RATIO}"),
+        pass: Some(ratio >= BURST_TARGET_RATIO),
+    });
+    figs.push(info(
+        SC,
+        "drain after the load, events/s",
+        fmt_rate(drain_rate),
+    ));
+    if let Some(c) = cpu_load {
+        figs.push(info(
+            SC,
+            "cores during the load: daemon+writer / others",
+            format!("{:.2} / {:.2}", c.daemon + c.writer, c.others),
+        ));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// latency: paced single events
+
+#[derive(Default)]
+struct PacedLoad {
+    sent: u64,
+    /// Counters of the events answered 202 with `accepted` 1.
+    acked: Vec<u64>,
+    bad_status: u64,
+    bad_body: u64,
+    errors: Vec<String>,
+    first_send_us: i64,
+    last_send_us: i64,
+    /// Ticks that found every connection busy (the pace slipped).
+    waited: u64,
+}
+
+/// One single-event request every 1/`rate` s for `secs` s (tokio interval, missed
+/// ticks caught up), at most `conns` in flight (reqwest keeps that many connections).
+fn paced_load(
+    load: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    prefix: &str,
+    rate: u64,
+    secs: u64,
+    conns: usize,
+) -> PacedLoad {
+    let url = format!("http://{addr}/v1/events");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(conns)
+        .build()
+        .expect("HTTP client");
+    let prefix = prefix.to_string();
+    load.block_on(async move {
+        let sem = Arc::new(tokio::sync::Semaphore::new(conns));
+        let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let now_secs = now_ms() / 1000;
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut out = PacedLoad::default();
+        let end = Instant::now() + Duration::from_secs(secs);
+        let mut i = 0u64;
+        type Answer = (u64, Result<(u16, String), String>);
+        let record = |out: &mut PacedLoad, (i, res): Answer| match res {
+            Ok((202, text)) => {
+                let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                if v["accepted"].as_u64() == Some(1) {
+                    out.acked.push(i);
+                } else {
+                    out.bad_body += 1;
+                    if out.errors.len() < 3 {
+                        out.errors.push(format!("202 {text}"));
+                    }
+                }
+            }
+            Ok((status, text)) => {
+                out.bad_status += 1;
+                if out.errors.len() < 3 {
+                    out.errors.push(format!("{status}: {text}"));
+                }
+            }
+            Err(e) => {
+                out.bad_status += 1;
+                if out.errors.len() < 3 {
+                    out.errors.push(format!("transport: {e}"));
+                }
+            }
+        };
+        while Instant::now() < end {
+            tick.tick().await;
+            let permit = match sem.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    out.waited += 1;
+                    sem.clone().acquire_owned().await.expect("semaphore")
+                }
+            };
+            i += 1;
+            let sent_us = now_us();
+            if out.first_send_us == 0 {
+                out.first_send_us = sent_us;
+            }
+            out.last_send_us = sent_us;
+            let id = format!("{prefix}-0-{i}-{sent_us}");
+            let body = serde_json::to_vec(&event_json_with_id(&id, i as usize, now_secs))
+                .expect("serialize an event");
+            let req = client
+                .post(&url)
+                .bearer_auth(KEY)
+                .header("content-type", "application/json")
+                .body(body);
+            tasks.spawn(async move {
+                let res = match req.send().await {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        Ok((status, r.text().await.unwrap_or_default()))
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                drop(permit);
+                (i, res)
+            });
+            while let Some(done) = tasks.try_join_next() {
+                record(&mut out, done.expect("request task"));
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            record(&mut out, done.expect("request task"));
+        }
+        out.sent = i;
+        out
+    })
+}
+
+fn latency(s: &Settings, checks: &mut Checks, figs: &mut Vec<Figure>) {
+    const SC: &str = "latency";
+    let (recv, d) = hook_setup(s);
+    let prefix = format!("{SC}-{}", now_ms());
+    let run = recv.register(&prefix);
+    let head0 = d.head();
+    let load = runtime(RT_LOAD);
+    eprintln!(
+        "  {} req/s of single events for {} s over at most {} connections...",
+        s.latency_rate, s.secs, s.latency_conns
+    );
+    let probe = Probe::start(&d, HOOK);
+    let before = cpu_snap();
+    let p = paced_load(
+        &load,
+        d.daemon.addr,
+        &prefix,
+        s.latency_rate,
+        s.secs,
+        s.latency_conns,
+    );
+    let mid = cpu_snap();
+    let seen = probe.finish();
+    load.shutdown_timeout(Duration::from_secs(1));
+    let drained = wait_drained(s, &d, HOOK);
+    let t = recv.take();
+    d.stop();
+    recv.stop();
+    let head = match drained {
+        Ok(h) => h,
+        Err(e) => {
+            checks.check(false, format!("{SC}: not everything was delivered: {e}"));
+            return;
+        }
+    };
+    let stored = head - head0;
+    let sent = p.sent;
+    let st = RunStats::of(&t, run, |tid, c| tid == 0 && c >= 1 && c <= sent);
+    checks.check(
+        p.bad_status == 0 && p.bad_body == 0 && p.acked.len() as u64 == p.sent,
+        format!(
+            "{SC}: {} requests, every one 202 with `accepted` 1: acknowledged {}, non-202/transport {}, wrong `accepted` {}{}",
+            p.sent,
+            p.acked.len(),
+            p.bad_status,
+            p.bad_body,
+            if p.errors.is_empty() {
+                String::new()
+            } else {
+                format!("; e.g. {}", p.errors.join(" | "))
+            }
+        ),
+    );
+    let missing = p
+        .acked
+        .iter()
+        .filter(|c| st.keys.binary_search(&(0, **c)).is_err())
+        .count();
+    checks.check(
+        missing == 0,
+        format!(
+            "{SC}: every one of {} acknowledged events arrived at the receiver (missing {missing})",
+            p.acked.len()
+        ),
+    );
+    checks.delivered(SC, &t, &st, stored);
+
+    let load_secs = (p.last_send_us - p.first_send_us).max(1) as f64 / 1e6;
+    let achieved = p.sent as f64 / load_secs;
+    let lat = st.latencies_ms(None);
+    let p50 = pct(&lat, 0.5).unwrap_or(f64::NAN);
+    let p99 = pct(&lat, 0.99).unwrap_or(f64::NAN);
+    let max = lat.last().copied().unwrap_or(f64::NAN);
+    let cpu = CpuUse::between(&before, &mid);
+
+    println!();
+    println!(
+        "latency: {} req/s of single events paced in-process (tokio interval, reqwest, at most {} in flight) for {} s; webhook destination concurrency {}, max_batch 1, linger 0s",
+        s.latency_rate, s.latency_conns, s.secs, s.hook_conc
+    );
+    println!(
+        "  sent {} requests = {:.1} req/s (ticks that waited for a free connection: {})",
+        p.sent, achieved, p.waited
+    );
+    println!("  create → delivered: {}", fmt_lat(&lat));
+    if let Some(c) = cpu {
+        println!("  cpu during the load: {}", c.short());
+    }
+    println!(
+        "  the daemon during the load: {}",
+        Probe::line(&seen, s.hook_conc)
+    );
+
+    figs.push(info(SC, "paced ingest req/s", format!("{achieved:.1}")));
+    figs.push(Figure {
+        scenario: SC,
+        what: "create → delivered p50".into(),
+        value: format!("{p50:.2} ms"),
+        target: format!("< {LATENCY_TARGET_P50_MS} ms"),
+        pass: Some(p50 < LATENCY_TARGET_P50_MS),
+    });
+    figs.push(info(
+        SC,
+        "create → delivered p99 / max",
+        format!("{p99:.2} / {max:.2} ms"),
+    ));
+    if let Some(c) = cpu {
+        figs.push(info(
+            SC,
+            "cores: daemon rt + writer / others",
+            format!(
+                "{:.2} + {:.2} = {:.2} / {:.2}",
+                c.daemon,
+                c.writer,
+                c.daemon + c.writer,
+                c.others
+            ),
+        ));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Report
 
 fn fmt_rate(x: f64) -> String {
@@ -1110,6 +2399,35 @@ fn main() -> ExitCode {
             s.paced_secs
         );
         paced_row = paced(&s, &mut checks);
+    }
+    let mut figs: Vec<Figure> = Vec::new();
+    let wants_wrk = s.wants("sustained") || s.wants("burst");
+    let script_dir = s.tempdir();
+    let script = wrk::write_script(script_dir.path());
+    if wants_wrk && !wrk::available() {
+        eprintln!("{}", wrk::INSTALL_HINT);
+        return ExitCode::from(2);
+    }
+    if s.wants("sustained") {
+        eprintln!(
+            "running sustained (webhook, single events at {} connections for {} s)...",
+            s.conns, s.secs
+        );
+        sustained(&s, &mut checks, &script, &mut figs);
+    }
+    if s.wants("burst") {
+        eprintln!(
+            "running burst (webhook alone on {} events, then {}-event batches at {} connections for {} s)...",
+            s.alone_events, s.batch, s.batch_conns, s.secs
+        );
+        burst(&s, &mut checks, &script, &mut figs);
+    }
+    if s.wants("latency") {
+        eprintln!(
+            "running latency (webhook, {} req/s paced for {} s)...",
+            s.latency_rate, s.secs
+        );
+        latency(&s, &mut checks, &mut figs);
     }
 
     // ----- report
@@ -1254,6 +2572,31 @@ fn main() -> ExitCode {
         );
         if !ok {
             missed.push("paced rate");
+        }
+    }
+
+    if !figs.is_empty() {
+        println!();
+        println!(
+            "{:<10} {:<46} {:>24} {:>10} {:>6}",
+            "scenario", "figure", "value", "target", "result"
+        );
+        for f in &figs {
+            println!(
+                "{:<10} {:<46} {:>24} {:>10} {:>6}",
+                f.scenario,
+                f.what,
+                f.value,
+                f.target,
+                match f.pass {
+                    Some(true) => "PASS",
+                    Some(false) => "MISS",
+                    None => "info",
+                }
+            );
+            if f.pass == Some(false) {
+                missed.push(f.scenario);
+            }
         }
     }
 

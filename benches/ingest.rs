@@ -1,19 +1,30 @@
-//! Ingest benchmark: sluice's `POST /v1/events` against a do-nothing HTTP server, under
-//! the same load generator (`wrk` + `benches/ingest/events.lua`), plus the redb store's
-//! own ceiling for the same inserts.
+//! Ingest benchmark: sluice's `POST /v1/events` against a do-nothing HTTP server and a
+//! group-fsync server, under the same load generator (`wrk` + `benches/ingest/events.lua`,
+//! the same bodies), plus the redb store's own ceiling for the same inserts.
 //!
 //! Run: `cargo bench --bench ingest` (optionally followed by `-- <filter>...`, where the
-//! filters pick scenarios by name: `ceiling`, `single`, `batch`, `redb`).
+//! filters pick scenarios by name: `ceiling`, `fsync`, `sluice`, `single`, `batch`,
+//! `redb`). In one invocation the servers run in this order: `ceiling-single`,
+//! `fsync-single`, `sluice-single`, `ceiling-batch`, `fsync-batch`, `sluice-batch`, so
+//! every ratio compares runs of the same invocation.
 //!
 //! Scenarios (all on loopback, each server on its own multi-thread tokio runtime with 2
-//! worker threads):
+//! worker threads, each run after a `SLUICE_BENCH_WARMUP_SECS` warm-up):
 //! 1. `ceiling-single`: an axum server that reads the body and answers 202 with a tiny
 //!    JSON body, single-event bodies, `SLUICE_BENCH_CONNS` connections (64).
-//! 2. `sluice-single`: the real daemon ([`Daemon::start`], temp store, one `enterprise`
-//!    workspace with every limit 0 = unlimited), same load. Target: ≥ 50% of (1).
-//! 3. `ceiling-batch` / `sluice-batch`: `{"events": [100 events]}` bodies at
-//!    `SLUICE_BENCH_BATCH_CONNS` connections (32). Target for sluice: ≥ 200,000 events/s.
-//! 4. `redb-*`: the writer's inserts without HTTP or intake: per event one `events`
+//! 2. `fsync-single`: the floor of any durable server, same load: an axum server that
+//!    queues each body to one writer thread, which takes everything queued, appends it
+//!    to one file (in a temp dir under `SLUICE_BENCH_DIR`, like sluice's store) with one
+//!    write, calls `sync_data` (fdatasync) once, and only then answers all of those
+//!    requests 202 (group fsync; steady state, the file grows). Printed: fdatasyncs,
+//!    requests per fdatasync, mean fdatasync time.
+//! 3. `sluice-single`: the real daemon ([`Daemon::start`], temp store, one `enterprise`
+//!    workspace with every limit 0 = unlimited), same load. Targets: ≥ 50% of (1)'s
+//!    requests/s; ≥ 80% of (2)'s.
+//! 4. `ceiling-batch` / `fsync-batch` / `sluice-batch`: `{"events": [100 events]}` bodies
+//!    at `SLUICE_BENCH_BATCH_CONNS` connections (32). Targets for sluice: ≥ 200,000
+//!    events/s; ≥ 50% of `fsync-batch`'s events/s.
+//! 5. `redb-*`: the writer's inserts without HTTP or intake: per event one `events`
 //!    insert keyed `(workspace, seq)` with a real encoded event (~500 bytes) and one
 //!    `dedup_log` row keyed by a sequence, one `monthly` update per commit, 1,000
 //!    events per durable commit. Plus two breakdown runs (events only, dedup only).
@@ -23,7 +34,9 @@
 //! checked after each sluice run: every response was 202 with `accepted` equal to the
 //! events it carried, and the store (reopened after a graceful shutdown) holds between
 //! "accepted in answers" and "sent" events (the difference is what was in flight when
-//! wrk stopped), with `events`, the dedup index and `monthly` agreeing. A failed check exits 1;
+//! wrk stopped), with `events`, the dedup index and `monthly` agreeing; after each fsync
+//! run, every answer was 202, the writer wrote and synced at least as many requests as
+//! were answered, and the file holds every byte written. A failed check exits 1;
 //! a missed performance target is reported (exit 0 unless `SLUICE_BENCH_STRICT=1`).
 //!
 //! Environment: `SLUICE_BENCH_SECS` (10) measured seconds per run,
@@ -37,11 +50,14 @@
 
 mod support;
 
+use support::wrk::{self, WrkResult};
 use support::{flag, now_ms, num};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -56,12 +72,23 @@ use sluice::store::codec::{StoredEvent, encode_event};
 use sluice::store::dedup::{DEDUP_LOG, DEDUP_META, RunState, decode_log, decode_meta, encode_log};
 use sluice::store::{EVENTS, MONTHLY, dedup_digest};
 
-const LUA: &str = include_str!("ingest/events.lua");
 const KEY: &str = "bench_live_ingest_key";
 const WORKSPACE: &str = "bench";
 const SINGLE_TARGET_RATIO: f64 = 0.50;
 const BATCH_TARGET_EVENTS_PER_SEC: f64 = 200_000.0;
+/// sluice ÷ the group-fsync server, single events (requests/s = events/s).
+const FSYNC_SINGLE_TARGET_RATIO: f64 = 0.8;
+/// sluice ÷ the group-fsync server, 100-event batches, in events/s.
+const FSYNC_BATCH_TARGET_RATIO: f64 = 0.5;
 const REDB_EVENTS_PER_COMMIT: usize = 1_000;
+
+/// Which server a scenario runs.
+#[derive(Clone, Copy)]
+enum Server {
+    Ceiling,
+    Fsync,
+    Sluice,
+}
 
 struct Settings {
     secs: u64,
@@ -155,92 +182,6 @@ fn cpu_between(a: Option<CpuSnap>, b: Option<CpuSnap>) -> Option<(f64, f64)> {
 // ---------------------------------------------------------------------------------------
 // wrk
 
-/// The `BENCH` line printed by the Lua script's `done`.
-#[derive(Debug, Default, Clone)]
-struct WrkResult {
-    duration_us: u64,
-    requests: u64,
-    err_connect: u64,
-    err_read: u64,
-    err_write: u64,
-    err_status: u64,
-    err_timeout: u64,
-    p50_us: u64,
-    p90_us: u64,
-    p99_us: u64,
-    max_us: u64,
-    sent_requests: u64,
-    sent_events: u64,
-    ok_requests: u64,
-    accepted_events: u64,
-    bad_status: u64,
-    bad_body: u64,
-    /// Cores used by this process + wrk, and by other processes, during the run.
-    cpu: Option<(f64, f64)>,
-}
-
-impl WrkResult {
-    fn parse(out: &str) -> Option<WrkResult> {
-        let line = out.lines().find_map(|l| l.strip_prefix("BENCH "))?;
-        let mut r = WrkResult::default();
-        for kv in line.split_whitespace() {
-            let (k, v) = kv.split_once('=')?;
-            // Lua prints numbers; latencies may come as floats.
-            let v = v.parse::<f64>().ok()? as u64;
-            let slot = match k {
-                "duration_us" => &mut r.duration_us,
-                "requests" => &mut r.requests,
-                "err_connect" => &mut r.err_connect,
-                "err_read" => &mut r.err_read,
-                "err_write" => &mut r.err_write,
-                "err_status" => &mut r.err_status,
-                "err_timeout" => &mut r.err_timeout,
-                "p50_us" => &mut r.p50_us,
-                "p90_us" => &mut r.p90_us,
-                "p99_us" => &mut r.p99_us,
-                "max_us" => &mut r.max_us,
-                "sent_requests" => &mut r.sent_requests,
-                "sent_events" => &mut r.sent_events,
-                "ok_requests" => &mut r.ok_requests,
-                "accepted_events" => &mut r.accepted_events,
-                "bad_status" => &mut r.bad_status,
-                "bad_body" => &mut r.bad_body,
-                _ => continue,
-            };
-            *slot = v;
-        }
-        Some(r)
-    }
-
-    fn secs(&self) -> f64 {
-        self.duration_us as f64 / 1e6
-    }
-
-    fn req_per_sec(&self) -> f64 {
-        self.requests as f64 / self.secs()
-    }
-
-    /// Events the server reported accepted, per second.
-    fn events_per_sec(&self) -> f64 {
-        self.accepted_events as f64 / self.secs()
-    }
-
-    fn socket_errors(&self) -> u64 {
-        self.err_connect + self.err_read + self.err_write + self.err_timeout
-    }
-
-    fn failures(&self) -> u64 {
-        self.bad_status + self.bad_body + self.socket_errors()
-    }
-}
-
-fn wrk_available() -> bool {
-    Command::new("wrk")
-        .arg("-v")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("wrk"))
-}
-
 struct Load<'a> {
     addr: SocketAddr,
     conns: usize,
@@ -250,40 +191,24 @@ struct Load<'a> {
 }
 
 fn run_wrk(s: &Settings, script: &Path, load: &Load) -> Result<WrkResult, String> {
-    let threads = s.wrk_threads.min(load.conns);
     let before = cpu_snap();
-    let out = Command::new("wrk")
-        .arg(format!("-t{threads}"))
-        .arg(format!("-c{}", load.conns))
-        .arg(format!("-d{}s", load.secs))
-        .arg("--timeout")
-        .arg("30s")
-        .arg("--latency")
-        .arg("-s")
-        .arg(script)
-        .arg(format!("http://{}/v1/events", load.addr))
-        .arg("--")
-        .arg(load.prefix)
-        .arg(load.per_req.to_string())
-        .arg(KEY)
-        .output()
-        .map_err(|e| format!("cannot run wrk: {e}"))?;
-    let cpu = cpu_between(before, cpu_snap());
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (mut r, stdout) = wrk::run(
+        script,
+        &wrk::Load {
+            addr: load.addr,
+            threads: s.wrk_threads,
+            conns: load.conns,
+            per_req: load.per_req,
+            secs: load.secs,
+            prefix: load.prefix,
+            key: KEY,
+            stamp: false,
+        },
+    )?;
+    r.cpu = cpu_between(before, cpu_snap());
     if s.verbose {
         println!("--- wrk ({}) ---\n{stdout}", load.prefix);
     }
-    if !out.status.success() {
-        return Err(format!(
-            "wrk failed ({}): {}{}",
-            out.status,
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let mut r = WrkResult::parse(&stdout)
-        .ok_or_else(|| format!("no BENCH line in wrk's output:\n{stdout}"))?;
-    r.cpu = cpu;
     Ok(r)
 }
 
@@ -388,6 +313,165 @@ impl Ceiling {
             .rt
             .block_on(async { tokio::time::timeout(Duration::from_secs(5), self.task).await });
         self.rt.shutdown_timeout(Duration::from_secs(1));
+    }
+}
+
+/// The group-fsync server: the floor of any server that answers only after its data is
+/// durable. Each request's body is queued to one writer thread, which takes everything
+/// queued, appends it to one file with one write, calls `sync_data` (fdatasync) once and
+/// then answers all of those requests 202 (the same tiny JSON body as [`Ceiling`]).
+struct Fsync {
+    rt: tokio::runtime::Runtime,
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+    writer: std::thread::JoinHandle<FsyncStats>,
+    done: Arc<AtomicBool>,
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// What the writer did.
+#[derive(Debug, Default, Clone, Copy)]
+struct FsyncStats {
+    syncs: u64,
+    requests: u64,
+    bytes: u64,
+    largest_group: usize,
+    /// Time inside `sync_data`.
+    sync_time: Duration,
+    /// Failed writes or syncs (each answered 503).
+    failures: u64,
+}
+
+type FsyncJob = (Bytes, tokio::sync::oneshot::Sender<bool>);
+
+#[derive(Clone)]
+struct FsyncState {
+    jobs: std::sync::mpsc::Sender<FsyncJob>,
+    reply: Bytes,
+}
+
+async fn fsync_append(State(st): State<FsyncState>, body: Bytes) -> axum::response::Response {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if st.jobs.send((body, tx)).is_ok() && rx.await == Ok(true) {
+        (
+            StatusCode::ACCEPTED,
+            [(header::CONTENT_TYPE, "application/json")],
+            st.reply,
+        )
+            .into_response()
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE.into_response()
+    }
+}
+
+/// The writer thread: one append and one fdatasync per group of queued requests.
+/// Ends when every sender is gone, or when `done` is set and nothing is queued.
+fn fsync_writer(
+    mut file: std::fs::File,
+    jobs: std::sync::mpsc::Receiver<FsyncJob>,
+    done: Arc<AtomicBool>,
+) -> FsyncStats {
+    use std::io::Write;
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut st = FsyncStats::default();
+    let mut group: Vec<FsyncJob> = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        let first = match jobs.recv_timeout(Duration::from_millis(100)) {
+            Ok(j) => j,
+            Err(RecvTimeoutError::Timeout) if !done.load(Ordering::Relaxed) => continue,
+            Err(_) => break,
+        };
+        group.push(first);
+        while let Ok(more) = jobs.try_recv() {
+            group.push(more);
+        }
+        buf.clear();
+        for (body, _) in &group {
+            buf.extend_from_slice(body);
+        }
+        let mut ok = file.write_all(&buf).is_ok();
+        let t = Instant::now();
+        ok &= file.sync_data().is_ok();
+        st.sync_time += t.elapsed();
+        st.syncs += 1;
+        st.requests += group.len() as u64;
+        st.bytes += buf.len() as u64;
+        st.largest_group = st.largest_group.max(group.len());
+        if !ok {
+            st.failures += group.len() as u64;
+        }
+        for (_, tx) in group.drain(..) {
+            let _ = tx.send(ok);
+        }
+    }
+    st
+}
+
+impl Fsync {
+    fn start(s: &Settings, per_req: usize) -> Fsync {
+        let dir = s.tempdir();
+        let path = dir.path().join("fsync.log");
+        let file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .expect("create the fsync server's file");
+        let (jobs, queue) = std::sync::mpsc::channel::<FsyncJob>();
+        let done = Arc::new(AtomicBool::new(false));
+        let writer_done = done.clone();
+        let writer = std::thread::Builder::new()
+            .name("fsync-writer".into())
+            .spawn(move || fsync_writer(file, queue, writer_done))
+            .expect("start the fsync writer");
+        let rt = runtime();
+        let state = FsyncState {
+            jobs,
+            reply: Bytes::from(format!(
+                r#"{{"accepted":{per_req},"duplicates":0,"rejected":[]}}"#
+            )),
+        };
+        let router = axum::Router::new()
+            .route("/v1/events", axum::routing::post(fsync_append))
+            .with_state(state);
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind the fsync server");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = rt.spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Fsync {
+            rt,
+            addr,
+            stop,
+            task,
+            writer,
+            done,
+            path,
+            _dir: dir,
+        }
+    }
+
+    /// Stops the server (dropping the last sender ends the writer); the writer's counts
+    /// and the file's size.
+    fn stop(self) -> (FsyncStats, u64) {
+        let _ = self.stop.send(());
+        let _ = self
+            .rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(5), self.task).await });
+        self.rt.shutdown_timeout(Duration::from_secs(1));
+        self.done.store(true, Ordering::Relaxed);
+        let stats = self.writer.join().unwrap_or_default();
+        let size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        (stats, size)
     }
 }
 
@@ -771,14 +855,20 @@ fn fmt_rate(x: f64) -> String {
     out
 }
 
-fn print_row(row: &Row, ceiling: Option<&Row>) {
+/// `row`'s requests/s as a share of the ceiling's, and its events/s as a share of the
+/// fsync server's.
+fn print_row(row: &Row, ceiling: Option<&Row>, fsync: Option<&Row>) {
     let r = &row.r;
     let ratio = match ceiling {
         Some(c) => format!("{:.1}%", 100.0 * r.req_per_sec() / c.r.req_per_sec()),
         None => "-".into(),
     };
+    let vs_fsync = match fsync {
+        Some(f) => format!("{:.1}%", 100.0 * r.events_per_sec() / f.r.events_per_sec()),
+        None => "-".into(),
+    };
     println!(
-        "{:<16} {:>5} {:>6} {:>11} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10} {:>10}",
+        "{:<16} {:>5} {:>6} {:>11} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10} {:>9} {:>10}",
         row.name,
         row.conns,
         row.per_req,
@@ -790,6 +880,7 @@ fn print_row(row: &Row, ceiling: Option<&Row>) {
         fmt_us(r.max_us),
         r.failures(),
         ratio,
+        vs_fsync,
         match r.cpu {
             Some((own, other)) => format!("{own:.2}/{other:.2}"),
             None => "-".into(),
@@ -799,23 +890,15 @@ fn print_row(row: &Row, ceiling: Option<&Row>) {
 
 fn main() -> ExitCode {
     let s = Settings::from_env();
-    if !wrk_available() {
-        eprintln!(
-            "error: `wrk` (the HTTP load generator this benchmark uses) was not found in PATH.\n\
-             Install it, then rerun:\n  \
-             Debian/Ubuntu: sudo apt-get update && sudo apt-get install -y wrk\n  \
-             Fedora:        sudo dnf install wrk\n  \
-             macOS:         brew install wrk\n  \
-             from source:   https://github.com/wg/wrk (make; put ./wrk in PATH)"
-        );
+    if !wrk::available() {
+        eprintln!("{}", wrk::INSTALL_HINT);
         return ExitCode::from(2);
     }
     // Fail early if the bodies the Lua script builds would not validate.
     encoded_event("selftest", 1, now_ms());
 
     let script_dir = s.tempdir();
-    let script = script_dir.path().join("events.lua");
-    std::fs::write(&script, LUA).expect("write the wrk script");
+    let script = wrk::write_script(script_dir.path());
 
     println!(
         "sluice ingest benchmark: wrk -t{} on loopback, {} s measured after {} s warm-up per run; \
@@ -829,62 +912,111 @@ fn main() -> ExitCode {
     let mut rows: Vec<Row> = Vec::new();
     let mut store_notes: Vec<String> = Vec::new();
 
-    let scenarios: [(&str, bool, usize, usize); 4] = [
-        ("ceiling-single", false, s.conns, 1),
-        ("sluice-single", true, s.conns, 1),
-        ("ceiling-batch", false, s.batch_conns, s.batch),
-        ("sluice-batch", true, s.batch_conns, s.batch),
+    // In each load, the ceilings first, then sluice, so every ratio comes from one run.
+    let scenarios: [(&str, Server, usize, usize); 6] = [
+        ("ceiling-single", Server::Ceiling, s.conns, 1),
+        ("fsync-single", Server::Fsync, s.conns, 1),
+        ("sluice-single", Server::Sluice, s.conns, 1),
+        ("ceiling-batch", Server::Ceiling, s.batch_conns, s.batch),
+        ("fsync-batch", Server::Fsync, s.batch_conns, s.batch),
+        ("sluice-batch", Server::Sluice, s.batch_conns, s.batch),
     ];
-    for (name, is_sluice, conns, per_req) in scenarios {
+    for (name, kind, conns, per_req) in scenarios {
         if !s.wants(name) {
             continue;
         }
         eprintln!("running {name} ({conns} connections, {per_req} events/request)...");
-        if is_sluice {
-            let server = Sluice::start(&s);
-            let res = warm_and_measure(&s, &script, server.daemon.addr, conns, per_req, name);
-            let counts = server.stop_and_count();
-            match res {
-                Ok((warm, run)) => {
-                    let mut runs = vec![&run];
-                    runs.extend(warm.as_ref());
-                    checks.verify_sluice(name, conns, per_req, &runs, &counts);
-                    store_notes.push(format!(
-                        "  {name}: store file {:.1} MiB for {} events ({:.0} bytes/event)",
-                        counts.file_bytes as f64 / 1048576.0,
-                        counts.events,
-                        counts.file_bytes as f64 / counts.events.max(1) as f64
-                    ));
-                    rows.push(Row {
-                        name: name.into(),
-                        conns,
-                        per_req,
-                        r: run,
-                    });
+        match kind {
+            Server::Sluice => {
+                let server = Sluice::start(&s);
+                let res = warm_and_measure(&s, &script, server.daemon.addr, conns, per_req, name);
+                let counts = server.stop_and_count();
+                match res {
+                    Ok((warm, run)) => {
+                        let mut runs = vec![&run];
+                        runs.extend(warm.as_ref());
+                        checks.verify_sluice(name, conns, per_req, &runs, &counts);
+                        store_notes.push(format!(
+                            "  {name}: store file {:.1} MiB for {} events ({:.0} bytes/event)",
+                            counts.file_bytes as f64 / 1048576.0,
+                            counts.events,
+                            counts.file_bytes as f64 / counts.events.max(1) as f64
+                        ));
+                        rows.push(Row {
+                            name: name.into(),
+                            conns,
+                            per_req,
+                            r: run,
+                        });
+                    }
+                    Err(e) => checks.check(false, format!("{name}: {e}")),
                 }
-                Err(e) => checks.check(false, format!("{name}: {e}")),
             }
-        } else {
-            let server = Ceiling::start(per_req);
-            let res = warm_and_measure(&s, &script, server.addr, conns, per_req, name);
-            server.stop();
-            match res {
-                Ok((_, run)) => {
-                    checks.check(
-                        run.failures() == 0,
-                        format!(
-                            "{name}: non-202 / bad answers / socket errors: {}",
-                            run.failures()
-                        ),
-                    );
-                    rows.push(Row {
-                        name: name.into(),
-                        conns,
-                        per_req,
-                        r: run,
-                    });
+            Server::Fsync => {
+                let server = Fsync::start(&s, per_req);
+                let res = warm_and_measure(&s, &script, server.addr, conns, per_req, name);
+                let (st, file_bytes) = server.stop();
+                match res {
+                    Ok((warm, run)) => {
+                        let ok_requests =
+                            run.ok_requests + warm.as_ref().map_or(0, |w| w.ok_requests);
+                        checks.check(
+                            run.failures() == 0 && st.failures == 0,
+                            format!(
+                                "{name}: non-202 / bad answers / socket errors: {}; failed writes or syncs: {}",
+                                run.failures(),
+                                st.failures
+                            ),
+                        );
+                        checks.check(
+                            st.requests >= ok_requests && file_bytes == st.bytes,
+                            format!(
+                                "{name}: requests written and synced {} >= 202 answers {ok_requests} (warm-up and run); file {file_bytes} bytes = bytes written {}",
+                                st.requests, st.bytes
+                            ),
+                        );
+                        store_notes.push(format!(
+                            "  {name}: {} fdatasyncs for {} requests ({:.1} requests per fsync, largest group {}), \
+                             mean fdatasync {}, file {:.1} MiB",
+                            st.syncs,
+                            st.requests,
+                            st.requests as f64 / st.syncs.max(1) as f64,
+                            st.largest_group,
+                            fmt_us((st.sync_time.as_micros() as u64) / st.syncs.max(1)),
+                            file_bytes as f64 / 1048576.0
+                        ));
+                        rows.push(Row {
+                            name: name.into(),
+                            conns,
+                            per_req,
+                            r: run,
+                        });
+                    }
+                    Err(e) => checks.check(false, format!("{name}: {e}")),
                 }
-                Err(e) => checks.check(false, format!("{name}: {e}")),
+            }
+            Server::Ceiling => {
+                let server = Ceiling::start(per_req);
+                let res = warm_and_measure(&s, &script, server.addr, conns, per_req, name);
+                server.stop();
+                match res {
+                    Ok((_, run)) => {
+                        checks.check(
+                            run.failures() == 0,
+                            format!(
+                                "{name}: non-202 / bad answers / socket errors: {}",
+                                run.failures()
+                            ),
+                        );
+                        rows.push(Row {
+                            name: name.into(),
+                            conns,
+                            per_req,
+                            r: run,
+                        });
+                    }
+                    Err(e) => checks.check(false, format!("{name}: {e}")),
+                }
             }
         }
     }
@@ -905,7 +1037,7 @@ fn main() -> ExitCode {
     if !rows.is_empty() {
         println!();
         println!(
-            "{:<16} {:>5} {:>6} {:>11} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10} {:>10}",
+            "{:<16} {:>5} {:>6} {:>11} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10} {:>9} {:>10}",
             "target",
             "conns",
             "ev/req",
@@ -917,18 +1049,22 @@ fn main() -> ExitCode {
             "max",
             "errors",
             "vs ceiling",
+            "vs fsync",
             "cpu b/o"
         );
         for row in &rows {
-            let ceiling = match row.name.as_str() {
-                "sluice-single" => find("ceiling-single"),
-                "sluice-batch" => find("ceiling-batch"),
-                _ => None,
+            let (ceiling, fsync) = match row.name.as_str() {
+                "sluice-single" => (find("ceiling-single"), find("fsync-single")),
+                "sluice-batch" => (find("ceiling-batch"), find("fsync-batch")),
+                "fsync-single" => (find("ceiling-single"), None),
+                "fsync-batch" => (find("ceiling-batch"), None),
+                _ => (None, None),
             };
-            print_row(row, ceiling);
+            print_row(row, ceiling, fsync);
         }
         println!(
             "(events/s = events answered 202 and counted in `accepted`; errors = non-202, wrong `accepted`, socket errors;\n \
+             vs ceiling = requests/s ÷ the do-nothing server's; vs fsync = events/s ÷ the group-fsync server's (same load, same bodies);\n \
              cpu b/o = cores used by this benchmark incl. wrk / by other processes during the run: other > 0.1 means the figures are skewed)"
         );
     }
@@ -1001,6 +1137,41 @@ fn main() -> ExitCode {
         );
         if !ok {
             missed.push("batch events/s");
+        }
+    }
+
+    for (sl, fs, target, what) in [
+        (
+            "sluice-single",
+            "fsync-single",
+            FSYNC_SINGLE_TARGET_RATIO,
+            "single-event",
+        ),
+        (
+            "sluice-batch",
+            "fsync-batch",
+            FSYNC_BATCH_TARGET_RATIO,
+            "batch",
+        ),
+    ] {
+        if let (Some(r), Some(f)) = (find(sl), find(fs)) {
+            let ratio = r.r.events_per_sec() / f.r.events_per_sec();
+            let ok = ratio >= target;
+            println!(
+                "  [{}] sluice {what} {} events/s = {:.1}% of the group-fsync server's {} events/s, same load and bodies (target >= {:.0}%)",
+                if ok { "met " } else { "MISS" },
+                fmt_rate(r.r.events_per_sec()),
+                100.0 * ratio,
+                fmt_rate(f.r.events_per_sec()),
+                100.0 * target
+            );
+            if !ok {
+                missed.push(if sl == "sluice-single" {
+                    "single-event vs fsync"
+                } else {
+                    "batch vs fsync"
+                });
+            }
         }
     }
 

@@ -2,6 +2,8 @@
 //! directories and the wall clock.
 #![allow(dead_code)]
 
+pub mod wrk;
+
 use std::path::PathBuf;
 
 /// A number from the environment variable `name`, else `default` (said on stderr when
@@ -53,4 +55,12 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
         .as_millis() as i64
+}
+
+/// The wall clock in unix microseconds.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_micros() as i64
 }
