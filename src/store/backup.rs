@@ -3,11 +3,18 @@
 //! while the daemon keeps writing. The copy is a redb file of the same schema that
 //! `sluice serve` opens as its store.
 //!
-//! It is written beside its final name (`.<name>.partial`), committed durably, then
-//! linked to the final name, which fails if that name exists: a backup never overwrites
-//! a file, and a half-written copy never carries the final name.
+//! It is written beside its final name (`.<name>.<pid>.partial`, created new), committed
+//! durably, then linked to the final name, which fails if that name exists: a backup
+//! never overwrites a file, and a half-written copy never carries the final name.
+//!
+//! Two backups with one name at once: the second finds the name taken by the first
+//! (in this process) and answers [`BackupError::Exists`] at once, as it would once the
+//! first has finished; neither touches the other's partial file (issue 14: they used to
+//! share one partial path and fail with I/O errors).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use redb::{Key, ReadableTable, TableDefinition, Value};
 
@@ -17,7 +24,9 @@ use super::{Store, StoreError, TableVisitor};
 pub enum BackupError {
     #[error("{0}")]
     InvalidName(String),
-    #[error("a file named {0} already exists in the backup folder; choose another name")]
+    #[error(
+        "a file named {0} already exists (or is being written) in the backup folder; choose another name"
+    )]
     Exists(String),
     #[error("the store could not be read: {0}")]
     Store(#[from] StoreError),
@@ -42,17 +51,84 @@ pub fn check_name(name: &str) -> Result<(), BackupError> {
     }
 }
 
+/// Backups being written by this process, by target path.
+static WRITING: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// The claim on a target name while its backup is written; released on drop.
+struct Claim(PathBuf);
+
+impl Claim {
+    /// Claims `target`, or `None` when another backup of this process holds it.
+    fn take(target: &Path) -> Option<Claim> {
+        WRITING
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(target.to_path_buf())
+            .then(|| Claim(target.to_path_buf()))
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        WRITING
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.0);
+    }
+}
+
+/// Removes partial files of `name` left by processes that no longer run (a crash
+/// mid-backup); best effort, where `/proc` tells which processes run.
+fn remove_stale_partials(dir: &Path, name: &str) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(pid) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|f| f.strip_suffix(".partial"))
+        else {
+            continue;
+        };
+        let ended = pid
+            .parse::<u32>()
+            .is_ok_and(|pid| pid != std::process::id() && !proc.join(pid.to_string()).exists());
+        if ended {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Writes the backup `dir/name` and returns its path and size in bytes.
 pub fn backup(store: &Store, dir: &Path, name: &str) -> Result<(PathBuf, u64), BackupError> {
     check_name(name)?;
     let io = |what: &str, e: &dyn std::fmt::Display| BackupError::Io(format!("{what}: {e}"));
     std::fs::create_dir_all(dir).map_err(|e| io(&format!("creating {}", dir.display()), &e))?;
     let target = dir.join(name);
-    if target.exists() {
-        return Err(BackupError::Exists(name.to_string()));
+    let exists = || BackupError::Exists(name.to_string());
+    let Some(_claim) = Claim::take(&target) else {
+        return Err(exists());
+    };
+    if target.symlink_metadata().is_ok() {
+        return Err(exists());
     }
-    let partial = dir.join(format!(".{name}.partial"));
+    remove_stale_partials(dir, name);
+    // Ours alone: named for this process, which holds the claim on `name`. A file of
+    // that name is from a process that had this pid before: not running any more.
+    let partial = dir.join(format!(".{name}.{}.partial", std::process::id()));
     let _ = std::fs::remove_file(&partial);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&partial)
+        .map_err(|e| io(&format!("creating {}", partial.display()), &e))?;
     let copied = store.read(|src| {
         let copy = || -> Result<(), redb::Error> {
             let db = redb::Database::create(&partial)?;
@@ -78,7 +154,7 @@ pub fn backup(store: &Store, dir: &Path, name: &str) -> Result<(PathBuf, u64), B
     match std::fs::hard_link(&partial, &target) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(cleanup(BackupError::Exists(name.to_string())));
+            return Err(cleanup(exists()));
         }
         Err(e) => return Err(cleanup(io("naming the backup", &e))),
     }

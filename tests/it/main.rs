@@ -17,6 +17,7 @@ mod audit;
 mod backlog_summary;
 mod cli;
 mod config;
+mod config_hardening;
 mod contracts;
 mod crash;
 mod dedup;
