@@ -20,6 +20,7 @@
 
 mod defaults;
 mod duration;
+mod files;
 mod raw;
 mod scope;
 mod spans;
@@ -36,6 +37,7 @@ use sha2::{Digest, Sha256};
 
 pub use defaults::{max_batch_limit, plan_limits};
 pub use duration::{format_duration, parse_duration};
+pub use files::{CONFIG_MAX_BYTES, SECRET_MAX_BYTES};
 pub use scope::scope_key;
 pub use summary::summary;
 pub use types::*;
@@ -63,9 +65,10 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Reads and validates the file at `path`; `*_env` values come from the process
-/// environment, relative paths are resolved against the file's directory.
+/// environment, relative paths are resolved against the file's directory. The file
+/// must be a regular file (or a symlink to one) of at most [`CONFIG_MAX_BYTES`].
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let text = files::read_text(path, CONFIG_MAX_BYTES).map_err(|e| ConfigError {
         key_path: None,
         line: None,
         message: format!("cannot read config file {}: {e}", path.display()),

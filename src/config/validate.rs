@@ -199,7 +199,7 @@ fn secret(
                 return Err(ctx.err(&path, "must name a file"));
             }
             let file = ctx.resolve_path(value);
-            let text = std::fs::read_to_string(&file)
+            let text = super::files::read_text(&file, super::files::SECRET_MAX_BYTES)
                 .map_err(|e| ctx.err(&path, format!("cannot read file {}: {e}", file.display())))?;
             let trimmed = text.trim_end_matches(['\n', '\r']);
             if trimmed.is_empty() {
