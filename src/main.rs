@@ -301,6 +301,12 @@ fn main() -> ExitCode {
             Ok(cfg) => {
                 println!("{} is valid", path.display());
                 print!("{}", sluice::config::summary(&cfg));
+                if cfg.workspaces.is_empty() {
+                    eprintln!(
+                        "warning: {}: no [[workspaces]]: every ingest request is answered 401 until one is added",
+                        path.display()
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -40,6 +40,10 @@ pub enum ReloadError {
     Invalid(#[from] ConfigError),
     #[error("destination {0} may not change its platform or workspace; give it a new id")]
     Immutable(String),
+    /// A valid file that a running daemon does not take by reload (it would remove every
+    /// workspace, or disable the admin API); a restart with the file is the override.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// The configuration in force, with lookups derived from it. Swapped whole on reload.
@@ -153,6 +157,22 @@ impl App {
                 return Err(ReloadError::Immutable(d.id.clone()));
             }
         }
+        // An emptied or truncated file must not silently take every ingest key and the
+        // admin API (and with it the reload route) away from a running daemon (issue 14).
+        if new.workspaces.is_empty() && !old.config.workspaces.is_empty() {
+            return Err(ReloadError::Refused(
+                "workspaces: the new file defines no [[workspaces]], so a reload would remove every workspace and ingest key; \
+                 not reloaded (if this is really intended, restart the daemon with the new file)"
+                    .to_string(),
+            ));
+        }
+        if new.server.admin_token.is_none() && old.config.server.admin_token.is_some() {
+            return Err(ReloadError::Refused(
+                "server.admin_token: the new file sets no admin token, so a reload would disable the admin API (this route included); \
+                 not reloaded (if this is really intended, restart the daemon with the new file)"
+                    .to_string(),
+            ));
+        }
         let sha = new.sha256.clone();
         if new.server.log_level != old.config.server.log_level
             && let Some(hook) = LOG_LEVEL_HOOK.get()
@@ -221,12 +241,13 @@ impl App {
         let Some(path) = &self.config_path else {
             return Err(ReloadError::NoConfigFile);
         };
-        match config::load(path) {
+        let result = match config::load(path) {
             Ok(cfg) => self.apply(cfg),
-            Err(e) => {
-                error!(error = %e, "reload failed; keeping the running configuration");
-                Err(e.into())
-            }
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = &result {
+            error!(error = %e, "reload failed; keeping the running configuration");
         }
+        result
     }
 }

@@ -96,6 +96,15 @@ pub fn parse(
         }
     })?;
     let idx = spans::SpanIndex::build(text, doc.as_table());
+    if !sets_a_key(doc.as_table()) {
+        return Err(ConfigError {
+            key_path: None,
+            line: None,
+            message: "the file is empty (it sets no key); a config that runs on defaults alone is refused: \
+                 set at least a [[workspaces]] table (see config.example.toml)"
+                .to_string(),
+        });
+    }
 
     // Stage 1b: shape (unknown keys, types, required keys).
     let raw: raw::RawConfig = toml::from_str(text).map_err(|e| shape_error(&idx, &e))?;
@@ -111,6 +120,16 @@ pub fn parse(
         base_dir,
     };
     validate::build(raw, &ctx, sha256, origin)
+}
+
+/// Whether the document sets anything: a key with a value, or a `[[table]]` entry
+/// (an empty file, comments or bare `[table]` headers set nothing).
+fn sets_a_key(t: &toml_edit::Table) -> bool {
+    t.iter().any(|(_, item)| match item {
+        toml_edit::Item::Table(t) => sets_a_key(t),
+        toml_edit::Item::None => false,
+        toml_edit::Item::Value(_) | toml_edit::Item::ArrayOfTables(_) => true,
+    })
 }
 
 fn shape_error(idx: &spans::SpanIndex, e: &toml::de::Error) -> ConfigError {

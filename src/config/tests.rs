@@ -133,3 +133,16 @@ fn builtin_defaults_are_themselves_valid() {
         assert!(b.rates.iter().all(|r| r.limit > 0));
     }
 }
+
+#[test]
+fn a_file_that_sets_nothing_is_refused() {
+    for text in ["", "# c\n", "[server]\n[storage]\n", "[platforms.meta]\n"] {
+        let e = err(text);
+        assert!(e.message.starts_with("the file is empty"), "{text:?}: {e}");
+        assert_eq!((e.key_path.as_deref(), e.line), (None, None));
+    }
+    // A `[[workspaces]]` entry sets something: the shape error names what it lacks.
+    let e = err("[[workspaces]]\n");
+    assert_eq!(e.key_path.as_deref(), Some("workspaces[0].id"));
+    assert!(parse("[server]\nlog_level = \"info\"\n", None, &no_env).is_ok());
+}

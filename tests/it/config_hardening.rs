@@ -1,6 +1,7 @@
 //! Issue 14, the backup and configuration findings of the adversarial run: concurrent
 //! backups with one name; config and secret files that are not regular files (a FIFO,
-//! `/dev/zero`) or are too large.
+//! `/dev/zero`) or are too large; an empty file, or a reload that would drop every
+//! workspace or the admin API.
 
 use std::path::Path;
 use std::process::Command;
@@ -257,4 +258,102 @@ fn oversized_config_and_secret_files_are_errors_and_symlinks_are_followed() {
         c.server.admin_token.as_ref().map(|t| t.expose()),
         Some("from-a-link")
     );
+}
+
+// ------------------------------------------------------------------ 3. empty files, reloads
+
+#[test]
+fn an_empty_file_is_refused() {
+    for text in [
+        "",
+        "\n\n",
+        "# only a comment\n",
+        "  \n# a\n\n",
+        "[server]\n",
+    ] {
+        let e = parse(text, None, &no_env).expect_err(text);
+        assert!(e.message.contains("empty"), "{text:?}: {e}");
+        assert!(e.message.contains("[[workspaces]]"), "{text:?}: {e}");
+    }
+    // A file that sets something but has no workspace yet is valid: the daemon starts
+    // (the Debian package's conffile is such a file) and answers every key with 401.
+    let c = parse("[server]\nlisten = \"127.0.0.1:8470\"\n", None, &no_env).expect("valid");
+    assert!(c.workspaces.is_empty());
+}
+
+#[test]
+fn config_check_refuses_an_empty_file_and_warns_without_workspaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(&path, "").unwrap();
+    let (code, out, err, _) = config_check(&path);
+    assert_eq!(code, Some(1), "stdout: {out}\nstderr: {err}");
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(err.contains("empty"), "{err}");
+    assert!(!out.contains("is valid"), "{out}");
+    // Settings but no workspace (the Debian conffile): valid, with a warning.
+    std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:8470\"\n").unwrap();
+    let (code, out, err, _) = config_check(&path);
+    assert_eq!(code, Some(0), "stdout: {out}\nstderr: {err}");
+    assert!(out.contains("is valid"), "{out}");
+    assert!(
+        err.contains("warning") && err.contains("no [[workspaces]]"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_never_drops_every_workspace_or_the_admin_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = with_admin(dir.path());
+    let d = TestDaemon::start(dir.path(), &text).await;
+    let app = d.daemon.as_ref().unwrap().app.clone();
+    let running = app.runtime().config.sha256.clone();
+    let path = dir.path().join("sluice.toml");
+    let store = dir.path().join("sluice.redb");
+    let no_workspaces = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN}\"\n\n[storage]\npath = \"{}\"\n",
+        store.display()
+    );
+    let no_admin = text.replace(&format!("admin_token = \"{ADMIN}\"\n"), "");
+    assert_ne!(no_admin, text);
+    for (what, bad, want) in [
+        ("an empty file", String::new(), "empty"),
+        ("no workspace", no_workspaces, "every workspace"),
+        ("no admin token", no_admin, "admin API"),
+    ] {
+        std::fs::write(&path, &bad).unwrap();
+        let e = app.reload().expect_err(what).to_string();
+        assert!(e.contains(want), "{what}: {e}");
+        if what != "an empty file" {
+            assert!(e.contains("restart"), "{what}: {e}");
+        }
+        assert_eq!(app.runtime().config.sha256, running, "{what}");
+        assert_eq!(
+            d.post(&event(&format!("kept-{}", want.len()), T0_MS))
+                .await
+                .0,
+            202,
+            "{what}: the running keys stay"
+        );
+        let (s, _) = admin_post(
+            &d,
+            "/v1/admin/backup",
+            json!({"name": format!("{}", want.len())}),
+        )
+        .await;
+        assert_eq!(s, 200, "{what}: the admin API stays");
+    }
+    // The HTTP route says the same, and a good file still reloads.
+    std::fs::write(&path, "").unwrap();
+    let (s, v) = admin_post(&d, "/v1/admin/reload", json!({})).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (422, Some("invalid_config")),
+        "{v}"
+    );
+    std::fs::write(&path, text.replace(KEY, "rotated_hardening_key")).unwrap();
+    app.reload().expect("a good file reloads");
+    assert_eq!(d.post(&event("after", T0_MS)).await.0, 401);
+    d.shutdown().await;
 }
