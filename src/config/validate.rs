@@ -248,7 +248,12 @@ pub fn build(raw: RawConfig, ctx: &Ctx, sha256: String, origin: Option<&Path>) -
         layered.insert(p, l);
     }
 
-    let workspaces = workspaces(ctx, &raw.workspaces)?;
+    let workspaces = workspaces(
+        ctx,
+        &raw.workspaces,
+        &raw.server,
+        server.admin_token.as_ref(),
+    )?;
     let destinations = destinations(
         ctx,
         &raw.destinations,
@@ -716,7 +721,21 @@ impl Layered {
 // ---------------------------------------------------------------------------------
 // Workspaces
 
-fn workspaces(ctx: &Ctx, raw: &[RawWorkspace]) -> R<Vec<Workspace>> {
+/// The workspaces. No ingest key may equal `admin_token` (resolved from `server`, whose
+/// form the error names).
+fn workspaces(
+    ctx: &Ctx,
+    raw: &[RawWorkspace],
+    server: &RawServer,
+    admin_token: Option<&Secret>,
+) -> R<Vec<Workspace>> {
+    let admin_key = if server.admin_token.is_some() {
+        "server.admin_token"
+    } else if server.admin_token_env.is_some() {
+        "server.admin_token_env"
+    } else {
+        "server.admin_token_file"
+    };
     let mut out: Vec<Workspace> = Vec::new();
     let mut key_owner: HashMap<String, String> = HashMap::new();
     for (i, w) in raw.iter().enumerate() {
@@ -741,6 +760,14 @@ fn workspaces(ctx: &Ctx, raw: &[RawWorkspace]) -> R<Vec<Workspace>> {
         })?;
         let keys = ingest_keys(ctx, w, &path)?;
         for (key, key_path) in &keys {
+            if admin_token.is_some_and(|t| t.expose() == key.expose()) {
+                return Err(ctx.err(
+                    key_path,
+                    format!(
+                        "an ingest key of this workspace is also the admin token (`{admin_key}`); an ingest key must never open the admin API, so give them different values"
+                    ),
+                ));
+            }
             match key_owner.get(key.expose()) {
                 Some(owner) if owner != &w.id => {
                     return Err(ctx.err(

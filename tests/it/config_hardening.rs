@@ -1,7 +1,7 @@
 //! Issue 14, the backup and configuration findings of the adversarial run: concurrent
 //! backups with one name; config and secret files that are not regular files (a FIFO,
 //! `/dev/zero`) or are too large; an empty file, or a reload that would drop every
-//! workspace or the admin API.
+//! workspace or the admin API; an ingest key equal to the admin token.
 
 use std::path::Path;
 use std::process::Command;
@@ -356,4 +356,41 @@ async fn a_reload_never_drops_every_workspace_or_the_admin_api() {
     app.reload().expect("a good file reloads");
     assert_eq!(d.post(&event("after", T0_MS)).await.0, 401);
     d.shutdown().await;
+}
+
+// ------------------------------------------------------------------ 4. key = token
+
+#[test]
+fn an_ingest_key_equal_to_the_admin_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = with_admin(dir.path()).replace("\"gh_second_key\"", &format!("\"{ADMIN}\""));
+    let e = parse(&text, None, &no_env).expect_err("key = token");
+    assert_eq!(
+        e.key_path.as_deref(),
+        Some("workspaces[0].ingest_keys[1]"),
+        "{e}"
+    );
+    assert!(e.line.is_some(), "{e}");
+    assert!(e.message.contains("admin token"), "{e}");
+    assert!(!format!("{e} {e:?}").contains(ADMIN), "{e}");
+
+    // The same through files and the environment.
+    std::fs::write(dir.path().join("keys"), format!("a_key,{ADMIN}\n")).unwrap();
+    let text = with_admin(dir.path())
+        .replace(
+            &format!("admin_token = \"{ADMIN}\""),
+            "admin_token_env = \"TOK\"",
+        )
+        .replace(
+            "ingest_keys = [\"other_key\"]",
+            "ingest_keys_file = \"keys\"",
+        );
+    let env = |n: &str| (n == "TOK").then(|| ADMIN.to_string());
+    let e = parse(&text, Some(&dir.path().join("sluice.toml")), &env).expect_err("key = token");
+    assert_eq!(
+        e.key_path.as_deref(),
+        Some("workspaces[1].ingest_keys_file"),
+        "{e}"
+    );
+    assert!(!format!("{e} {e:?}").contains(ADMIN), "{e}");
 }
