@@ -146,3 +146,21 @@ fn a_file_that_sets_nothing_is_refused() {
     assert_eq!(e.key_path.as_deref(), Some("workspaces[0].id"));
     assert!(parse("[server]\nlog_level = \"info\"\n", None, &no_env).is_ok());
 }
+
+#[test]
+fn env_names_are_quoted_only_when_they_look_like_one() {
+    for name in ["META_TOKEN", "A", "_X1", "PD_ROUTING_KEY_2"] {
+        assert!(validate::conventional_env_name(name), "{name}");
+    }
+    for name in [
+        "",
+        "1ABC",
+        "meta_token",
+        "EAABsbCS1iHg",
+        "A-B",
+        "A.B",
+        &"A".repeat(65),
+    ] {
+        assert!(!validate::conventional_env_name(name), "{name}");
+    }
+}

@@ -184,13 +184,17 @@ fn secret(
             if value.is_empty() {
                 return Err(ctx.err(&path, "must name an environment variable"));
             }
+            // The variable is named only when it looks like one (`META_TOKEN`): a
+            // secret pasted here by mistake (`access_token_env = "EAAB…"`) is not.
+            let var = if conventional_env_name(value) {
+                format!("environment variable `{value}`")
+            } else {
+                "the environment variable this key names (not shown: it is not an upper-case name such as META_TOKEN, and may be a pasted secret)".to_string()
+            };
             match (ctx.env)(value) {
                 None if unset_env_is_none => Ok(None),
-                None => Err(ctx.err(&path, format!("environment variable `{value}` is not set"))),
-                Some(v) if v.is_empty() => Err(ctx.err(
-                    &path,
-                    format!("environment variable `{value}` is set but empty"),
-                )),
+                None => Err(ctx.err(&path, format!("{var} is not set"))),
+                Some(v) if v.is_empty() => Err(ctx.err(&path, format!("{var} is set but empty"))),
                 Some(v) => Ok(Some(Secret(v))),
             }
         }
@@ -210,6 +214,16 @@ fn secret(
         Kind::Literal if value.is_empty() => Err(ctx.err(&path, "must not be empty")),
         Kind::Literal => Ok(Some(Secret(value.to_string()))),
     }
+}
+
+/// `A-Z`, `0-9` and `_`, not starting with a digit, at most 64 characters: how
+/// environment variables are named, and what an error may quote of a `*_env` value.
+pub(super) fn conventional_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn required_secret(ctx: &Ctx, table: &str, key: &str, forms: Forms) -> R<Secret> {

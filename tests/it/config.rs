@@ -530,6 +530,18 @@ fn missing_env_var_is_named() {
     assert!(e.message.contains("NOT_SET_ANYWHERE"), "{e}");
     let e = err(&text.replace("NOT_SET_ANYWHERE", "EMPTY"));
     assert!(e.message.contains("empty"), "{e}");
+    // A value that is not an upper-case variable name may be a secret pasted into the
+    // wrong key: it is not quoted (issue 14).
+    let e = err(&text.replace("NOT_SET_ANYWHERE", "EAABsbCS1iHgBAPasted9token"));
+    assert_eq!(
+        e.key_path.as_deref(),
+        Some("destinations[0].credentials.access_token_env")
+    );
+    assert!(e.message.contains("not set"), "{e}");
+    assert!(
+        !format!("{e} {e:?}").contains("EAABsbCS1iHgBAPasted9token"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -1,13 +1,17 @@
 //! Issue 14, the backup and configuration findings of the adversarial run: concurrent
 //! backups with one name; config and secret files that are not regular files (a FIFO,
 //! `/dev/zero`) or are too large; an empty file, or a reload that would drop every
-//! workspace or the admin API; an ingest key equal to the admin token.
+//! workspace or the admin API; an ingest key equal to the admin token; and a property
+//! test of the parser (never panics, never echoes a secret).
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use proptest::prelude::*;
+use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use serde_json::{Value, json};
 use sluice::config::{ConfigError, parse};
 
@@ -393,4 +397,354 @@ fn an_ingest_key_equal_to_the_admin_token_is_refused() {
         "{e}"
     );
     assert!(!format!("{e} {e:?}").contains(ADMIN), "{e}");
+}
+
+// ------------------------------------------------------------------ 5. property test
+
+/// Distinctive secrets of the base config: literals in the text, one from a file and one
+/// from the environment (never in the text).
+const LIT_SECRETS: [&str; 9] = [
+    "sEcReT_admin_9f3a",
+    "sEcReT_ingest_a_71c2",
+    "sEcReT_ingest_b_55de",
+    "sEcReT_meta_tok_0b8e",
+    "sEcReT_gads_client_2d4f",
+    "sEcReT_gads_refresh_8a1b",
+    "sEcReT_smtp_pass_6c3d",
+    "sEcReT_pd_route_4e9a",
+    "https://hooks.example/sEcReT_slack_7f2c",
+];
+const FILE_SECRET: &str = "sEcReT_from_file_3b7d";
+const ENV_SECRET: &str = "sEcReT_from_env_c4a0";
+
+fn base_config(dir: &Path) -> String {
+    let [
+        admin,
+        ing_a,
+        ing_b,
+        meta,
+        gclient,
+        grefresh,
+        smtp,
+        pd,
+        slack,
+    ] = LIT_SECRETS;
+    format!(
+        r#"[server]
+listen = "127.0.0.1:8470"
+admin_token = "{admin}"
+max_body_bytes = 65536
+log_level = "info"
+
+[storage]
+path = "{store}"
+dedup_window = "24h"
+pii_key_env = "PII"
+
+[ingest]
+default_country_code = "44"
+
+[platforms.meta]
+timeout = "5s"
+retry = {{ max_retries = 3, base = "2s" }}
+auto_pause = {{ threshold = 0.3, interval = "1m" }}
+
+[[workspaces]]
+id = "shop"
+plan = "enterprise"
+ingest_keys = ["{ing_a}", "{ing_b}"]
+limits = {{ rate = 10, burst = 100 }}
+
+[[workspaces]]
+id = "other"
+plan = "growth"
+ingest_keys_env = "KEYS"
+
+[[destinations]]
+id = "meta_shop"
+workspace = "shop"
+platform = "meta"
+params = {{ pixel_id = "1234" }}
+credentials = {{ access_token = "{meta}" }}
+policy = {{ concurrency = 2 }}
+
+[[destinations]]
+id = "gads"
+workspace = "shop"
+platform = "google_ads"
+events = ["Purchase"]
+params = {{ customer_id = "1", conversion_action_id = "2" }}
+credentials = {{ developer_token_file = "{file}", client_id = "cid", client_secret = "{gclient}", refresh_token = "{grefresh}" }}
+
+[[destinations]]
+id = "hook"
+workspace = "other"
+platform = "webhook"
+endpoint = "https://crm.example.com/in"
+credentials = {{ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }}
+
+[[destinations]]
+id = "kl"
+workspace = "other"
+platform = "klaviyo"
+credentials = {{ api_key_env = "KL" }}
+
+[alerts]
+slack = {{ webhook_url = "{slack}" }}
+email = {{ smtp = "127.0.0.1:25", password = "{smtp}", from = "a@example.com", to = ["o@example.com"] }}
+pagerduty = {{ routing_key = "{pd}" }}
+backpressure = {{ queue_depth = 100 }}
+"#,
+        store = dir.join("s.redb").display(),
+        file = dir.join("dev.token").display(),
+    )
+}
+
+fn prop_env(name: &str) -> Option<String> {
+    match name {
+        "PII" => Some("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_string()),
+        "KEYS" => Some("plain_key_1,plain_key_2".to_string()),
+        "KL" => Some(ENV_SECRET.to_string()),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    Delete(usize),
+    Duplicate(usize),
+    /// Swap the values (after `=`) of two lines.
+    SwapValues(usize, usize),
+    /// Insert text at a position (a fraction of the line) of a line.
+    Insert(usize, u8, String),
+    /// Replace the value of a line with a random one.
+    Revalue(usize, String),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let junk = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 1..8)
+            .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+        "[\\[\\]{}=\",.#\\n\\\\ a-z0-9]{1,6}",
+        Just("\"".to_string()),
+        Just("\n[[workspaces]]\n".to_string()),
+    ];
+    let value = prop_oneof![
+        Just("\"\"".to_string()),
+        Just("-1".to_string()),
+        Just("0".to_string()),
+        Just("99999999999999999999".to_string()),
+        Just("1.5".to_string()),
+        Just("true".to_string()),
+        Just("[]".to_string()),
+        Just("{}".to_string()),
+        Just("\"1s\"".to_string()),
+        Just("\"none\"".to_string()),
+        Just("\"shop\"".to_string()),
+        Just("\"/dev/null\"".to_string()),
+        "\"[a-zA-Z0-9_:/.]{0,12}\"",
+    ];
+    prop_oneof![
+        any::<usize>().prop_map(Mutation::Delete),
+        any::<usize>().prop_map(Mutation::Duplicate),
+        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Mutation::SwapValues(a, b)),
+        (any::<usize>(), any::<u8>(), junk).prop_map(|(l, at, s)| Mutation::Insert(l, at, s)),
+        (any::<usize>(), value).prop_map(|(l, v)| Mutation::Revalue(l, v)),
+    ]
+}
+
+fn apply(base: &str, muts: &[Mutation]) -> String {
+    let mut lines: Vec<String> = base.lines().map(str::to_string).collect();
+    for m in muts {
+        if lines.is_empty() {
+            break;
+        }
+        let n = lines.len();
+        match m {
+            Mutation::Delete(i) => {
+                lines.remove(i % n);
+            }
+            Mutation::Duplicate(i) => {
+                let l = lines[i % n].clone();
+                lines.insert(i % n, l);
+            }
+            Mutation::SwapValues(a, b) => {
+                let (a, b) = (a % n, b % n);
+                if let (Some((ka, va)), Some((kb, vb))) =
+                    (lines[a].split_once('='), lines[b].split_once('='))
+                {
+                    let (la, lb) = (format!("{ka}={vb}"), format!("{kb}={va}"));
+                    lines[a] = la;
+                    lines[b] = lb;
+                }
+            }
+            Mutation::Insert(i, at, s) => {
+                let l = &mut lines[i % n];
+                let mut pos = l.len() * usize::from(*at) / 255;
+                while !l.is_char_boundary(pos) {
+                    pos -= 1;
+                }
+                l.insert_str(pos, s);
+            }
+            Mutation::Revalue(i, v) => {
+                let l = &mut lines[i % n];
+                if let Some((k, _)) = l.split_once('=') {
+                    *l = format!("{k}= {v}");
+                }
+            }
+        }
+    }
+    lines.join("\n") + "\n"
+}
+
+/// The string values the text holds under a secret key (what an error must never
+/// show); every distinctive literal when the text is not TOML at all. A value of the
+/// base config that is not a secret there (a plan name, `info`) moved under a secret
+/// key by a swap is left out: error wording may name it for its own sake ("must be one
+/// of starter, growth, …").
+fn secrets_in(text: &str, base: &str) -> Vec<String> {
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return LIT_SECRETS
+            .iter()
+            .filter(|s| text.contains(**s))
+            .map(|s| s.to_string())
+            .collect();
+    };
+    fn is_secret_key(parent: &str, key: &str) -> bool {
+        matches!(
+            key,
+            "admin_token"
+                | "ingest_keys"
+                | "webhook_url"
+                | "password"
+                | "routing_key"
+                | "signing_secret"
+        ) || (parent == "credentials" && !key.ends_with("_env") && !key.ends_with("_file"))
+            || (parent == "webhook" && key == "url")
+    }
+    fn strings(v: &toml::Value, out: &mut Vec<String>) {
+        match v {
+            toml::Value::String(s) => out.push(s.clone()),
+            toml::Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+            toml::Value::Table(t) => t.values().for_each(|v| strings(v, out)),
+            _ => {}
+        }
+    }
+    fn walk(parent: &str, t: &toml::Table, out: &mut Vec<String>) {
+        for (k, v) in t {
+            if is_secret_key(parent, k) {
+                strings(v, out);
+            } else if let toml::Value::Table(sub) = v {
+                walk(k, sub, out);
+            } else if let toml::Value::Array(a) = v {
+                for v in a {
+                    if let toml::Value::Table(sub) = v {
+                        walk(k, sub, out);
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", &table, &mut out);
+    // Short values ("t", "") would match ordinary words.
+    out.retain(|s| s.len() >= 6 && (s.contains("sEcReT") || !base.contains(s.as_str())));
+    out
+}
+
+#[derive(Debug, Clone)]
+enum Input {
+    Arbitrary(String),
+    TomlIsh(String),
+    Mutated(Vec<Mutation>),
+}
+
+fn input() -> impl Strategy<Value = Input> {
+    prop_oneof![
+        1 => any::<String>().prop_map(Input::Arbitrary),
+        1 => "([a-z_.\\[\\]]{0,12}( ?= ?)?(\"[a-z0-9 ]{0,8}\"?|[0-9.-]{0,6}|\\[|\\{|\\}|\\])?\\n){0,12}"
+            .prop_map(Input::TomlIsh),
+        6 => proptest::collection::vec(mutation(), 1..5).prop_map(Input::Mutated),
+    ]
+}
+
+/// Parsing never panics and answers Ok or an error with a message; an error never
+/// shows a secret value (nor the value from a `*_file` or `*_env` secret), nor a whole
+/// line of the file. `PROPTEST_CASES` sets the number of cases (256 by default).
+#[test]
+fn the_parser_never_panics_and_never_echoes_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dev.token"), format!("{FILE_SECRET}\n")).unwrap();
+    let base = base_config(dir.path());
+    parse(&base, None, &prop_env).expect("the base config is valid");
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let (ran, valid) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(&input(), |inp| {
+        ran.fetch_add(1, Ordering::Relaxed);
+        let text = match &inp {
+            Input::Arbitrary(s) | Input::TomlIsh(s) => s.clone(),
+            Input::Mutated(m) => apply(&base, m),
+        };
+        let outcome = std::panic::catch_unwind(|| parse(&text, None, &prop_env))
+            .map_err(|_| TestCaseError::fail(format!("parse panicked on:\n{text}")))?;
+        let e = match outcome {
+            Ok(_) => {
+                valid.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        prop_assert!(
+            !e.message.trim().is_empty(),
+            "an empty message for:\n{text}"
+        );
+        let shown = format!("{e} {e:?}");
+        for s in secrets_in(&text, &base)
+            .iter()
+            .map(String::as_str)
+            .chain([FILE_SECRET, ENV_SECRET])
+        {
+            prop_assert!(
+                !shown.contains(s),
+                "the error shows the secret {s:?}: {shown}\n---\n{text}"
+            );
+        }
+        if matches!(inp, Input::Mutated(_)) {
+            // Key/value lines (a bare header such as `[[workspaces]]` is fixed wording).
+            let kv = |l: &&str| l.len() >= 12 && l.contains('=');
+            for line in text.lines().map(str::trim).filter(kv) {
+                prop_assert!(
+                    !shown.contains(line),
+                    "the error quotes the line {line:?}: {shown}"
+                );
+            }
+            // Nor a distinctive literal moved (by a swap) under a key whose value an
+            // error may name: a secret pasted as a variable name (`*_env`) is not
+            // quoted either.
+            for s in LIT_SECRETS {
+                prop_assert!(
+                    !shown.contains(s),
+                    "the error shows {s:?}, moved under another key: {shown}\n---\n{text}"
+                );
+            }
+        }
+        Ok(())
+    });
+    eprintln!(
+        "config parser property: {} cases run, {} valid, {} errors",
+        ran.load(Ordering::Relaxed),
+        valid.load(Ordering::Relaxed),
+        ran.load(Ordering::Relaxed) - valid.load(Ordering::Relaxed),
+    );
+    if let Err(e) = result {
+        panic!("{e}");
+    }
 }
