@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{free_port, now_secs, spawn_sluice, wait_http_ready};
+use crate::common::{free_port, now_secs, wait_http_ready};
 use serde_json::{Value, json};
 use sluice::config::Platform;
 use sluice::sim::{self, FaultScript, SimServer};
