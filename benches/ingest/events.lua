@@ -14,7 +14,10 @@
 -- of events sent in that request. In `done` machine-readable lines are printed:
 --   BENCH key=value ...            (totals; latencies and times in microseconds)
 --   BENCHTHREADS <tid>=<events> …  (events sent per thread: its ids' counters are 1..n)
--- which the Rust side parses.
+--   BENCHERR <status> <body>       (the first non-202 answers of each thread, if any)
+-- which the Rust side parses. wrk calls `request` once before the run on the first
+-- thread (to check the script) and never sends that request: its events count as sent
+-- and never reach the server.
 
 local threads = {}
 local next_tid = 1
@@ -74,6 +77,9 @@ function init(args)
    first_send_us = 0
    first_ok_us = 0
    last_ok_us = 0
+   -- "<status> <body>" of the first few non-202 answers, newline-separated.
+   bad_samples = ""
+   bad_sampled = 0
 end
 
 local function one_event(now, tail)
@@ -111,6 +117,11 @@ end
 function response(status, hdrs, body)
    if status ~= 202 then
       bad_status = bad_status + 1
+      if bad_sampled < 3 then
+         bad_sampled = bad_sampled + 1
+         local b = string.gsub(string.sub(body or "", 1, 160), "[\r\n]", " ")
+         bad_samples = bad_samples .. string.format("%d %s\n", status, b)
+      end
       return
    end
    if stamp then
@@ -158,4 +169,9 @@ function done(summary, latency, requests)
       t.ok_requests, t.accepted_events, t.bad_status, t.bad_body, first_send, first_ok,
       last_ok))
    io.write("BENCHTHREADS " .. table.concat(per_thread, " ") .. "\n")
+   for _, th in ipairs(threads) do
+      for line in string.gmatch(th:get("bad_samples") or "", "[^\n]+") do
+         io.write("BENCHERR " .. line .. "\n")
+      end
+   end
 end

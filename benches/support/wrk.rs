@@ -57,7 +57,11 @@ pub struct WrkResult {
     pub first_ok_us: u64,
     pub last_ok_us: u64,
     /// Events sent per wrk thread (1-based thread id → its ids' counters are 1..=n).
+    /// `sent_*` count one request more than went out: wrk builds one on the first
+    /// thread to check the script and never sends it.
     pub per_thread: Vec<(u32, u64)>,
+    /// `<status> <body>` of the first non-202 answers (a few per thread).
+    pub errors: Vec<String>,
     /// Cores used by the benchmark (incl. wrk) and by other processes during the run,
     /// when the caller measured them.
     pub cpu: Option<(f64, f64)>,
@@ -96,6 +100,11 @@ impl WrkResult {
             };
             *slot = v;
         }
+        r.errors = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("BENCHERR "))
+            .map(str::to_string)
+            .collect();
         if let Some(line) = out.lines().find_map(|l| l.strip_prefix("BENCHTHREADS ")) {
             for kv in line.split_whitespace() {
                 let (k, v) = kv.split_once('=')?;
@@ -124,6 +133,15 @@ impl WrkResult {
 
     pub fn failures(&self) -> u64 {
         self.bad_status + self.bad_body + self.socket_errors()
+    }
+
+    /// The non-202 samples for a check line ("" when none).
+    pub fn error_note(&self) -> String {
+        if self.errors.is_empty() {
+            String::new()
+        } else {
+            format!("; e.g. {}", self.errors.join(" | "))
+        }
     }
 
     /// Seconds from the first to the last 202 (stamped runs).
