@@ -37,24 +37,26 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
         maint,
         index: opts.dedup.clone(),
         backlogs: Backlogs::new(opts.routing.clone()),
+        trims: HashMap::new(),
     };
     // Ingest batches received but not yet committed: delivery work goes first.
     let mut waiting: VecDeque<(super::IngestBatch, Reply)> = VecDeque::new();
     loop {
         // Maintenance with work left (a seal or merge under way) or ingest waiting goes
         // on between commands; otherwise wait for one.
-        let first = if w.maint.busy() || w.backlogs.busy() || !waiting.is_empty() {
-            match rx.try_recv() {
-                Ok(c) => Some(c),
-                Err(std::sync::mpsc::TryRecvError::Empty) => None,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
-            }
-        } else {
-            let Ok(c) = rx.recv() else {
-                break;
+        let first =
+            if w.maint.busy() || w.backlogs.busy() || !w.trims.is_empty() || !waiting.is_empty() {
+                match rx.try_recv() {
+                    Ok(c) => Some(c),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => None,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+                }
+            } else {
+                let Ok(c) = rx.recv() else {
+                    break;
+                };
+                Some(c)
             };
-            Some(c)
-        };
         let mut delivery = Vec::new();
         let mut shutdown = None;
         let mut n_ops = 0;
@@ -170,6 +172,7 @@ fn reopen(
     drop(db);
     w.seq_heads.clear();
     w.backlogs.reset();
+    w.trims.clear();
     open_until_ok(opts, rx, shared, RECOVERING)
 }
 
@@ -181,6 +184,8 @@ struct Writer {
     index: Arc<DedupIndex>,
     /// Destinations' backlog summaries, kept by the commits that change them.
     backlogs: Backlogs,
+    /// Log trimming still to do: workspace → delete the chunks wholly below this.
+    trims: HashMap<String, u64>,
 }
 
 impl Writer {
@@ -211,8 +216,9 @@ impl Writer {
             };
             self.backlogs.begin(&mut t.b)?;
             if !delivery.is_empty() {
-                apply_delivery(&txn, &mut t, &mut self.backlogs, delivery)?;
+                apply_delivery(&txn, &mut t, &mut self.backlogs, &mut self.trims, delivery)?;
             }
+            trim_slice(&mut t, &mut self.trims)?;
             let mut dlog = txn.open_table(DEDUP_LOG)?;
             let mut monthly_add: HashMap<(Arc<str>, u32), u64> = HashMap::new();
             for (b, _) in batch {
@@ -272,6 +278,7 @@ fn apply_delivery(
     txn: &redb::WriteTransaction,
     t: &mut Tables,
     backlogs: &mut Backlogs,
+    trims: &mut HashMap<String, u64>,
     delivery: &[(Vec<DeliveryOp>, Reply)],
 ) -> Result<(), redb::Error> {
     let mut retries = txn.open_table(RETRIES)?;
@@ -363,34 +370,65 @@ fn apply_delivery(
                     crate::audit::append(txn, entry)?;
                 }
                 DeliveryOp::TrimLog { workspace, below } => {
-                    let ws = workspace.as_str();
-                    // The last chunk always stays: the log's head (the next sequence
-                    // number) is read from it at start, and must never go back.
-                    let last =
-                        t.b.events
-                            .range((ws, 0u64)..=(ws, u64::MAX))?
-                            .next_back()
-                            .transpose()?
-                            .map(|(k, _)| k.value().1);
-                    let mut doomed = Vec::new();
-                    for row in t.b.events.range((ws, 0u64)..(ws, *below))? {
-                        let (k, v) = row?;
-                        let first = k.value().1;
-                        let n = super::log::chunk_events(v.value()).map_or(0, |e| e.len() as u64);
-                        if first + n > *below || Some(first) == last {
-                            break;
-                        }
-                        doomed.push(first);
-                    }
-                    for first in doomed {
-                        t.b.events.remove((ws, first))?;
-                    }
+                    // Done a slice per commit ([`trim_slice`]), so trimming a large
+                    // log never stalls the commits that answer requests.
+                    let goal = trims.entry(workspace.clone()).or_insert(0);
+                    *goal = (*goal).max(*below);
                 }
             }
         }
     }
     if next_id != start_id {
         meta.insert("dlq_next_id", next_id.to_le_bytes().as_slice())?;
+    }
+    Ok(())
+}
+
+/// Log chunks deleted per commit.
+const TRIM_SLICE: usize = 2_000;
+
+/// Deletes up to [`TRIM_SLICE`] chunks of the logs being trimmed. The last chunk of a
+/// workspace always stays: the log's head (the next sequence number) is read from it at
+/// start, and must never go back.
+fn trim_slice(t: &mut Tables, trims: &mut HashMap<String, u64>) -> Result<(), redb::Error> {
+    let mut budget = TRIM_SLICE;
+    let mut done = Vec::new();
+    for (ws, below) in trims.iter() {
+        if budget == 0 {
+            break;
+        }
+        let ws = ws.as_str();
+        let last =
+            t.b.events
+                .range((ws, 0u64)..=(ws, u64::MAX))?
+                .next_back()
+                .transpose()?
+                .map(|(k, _)| k.value().1);
+        let mut doomed = Vec::new();
+        let mut finished = true;
+        for row in t.b.events.range((ws, 0u64)..(ws, *below))? {
+            let (k, v) = row?;
+            let first = k.value().1;
+            let n = super::log::chunk_events(v.value()).map_or(0, |e| e.len() as u64);
+            if first + n > *below || Some(first) == last {
+                break;
+            }
+            if doomed.len() == budget {
+                finished = false;
+                break;
+            }
+            doomed.push(first);
+        }
+        budget -= doomed.len();
+        for first in doomed {
+            t.b.events.remove((ws, first))?;
+        }
+        if finished {
+            done.push(ws.to_string());
+        }
+    }
+    for ws in done {
+        trims.remove(&ws);
     }
     Ok(())
 }
