@@ -62,6 +62,50 @@ pub struct Daemon {
     pub app: Arc<App>,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
+    /// Serves HTTP (routes, intake) on threads of its own.
+    _http_rt: HttpRuntime,
+}
+
+/// The runtime that serves HTTP: as many threads as CPUs, each at a lower CPU priority
+/// than the delivery runtime's ([`crate::delivery`]): when both want every core (a
+/// burst of batch ingest), the OS gives delivery the larger share, so a burst slows
+/// intake a little rather than stalling every destination. Dropped in the background.
+struct HttpRuntime(Option<tokio::runtime::Runtime>);
+
+/// How much lower the HTTP threads' priority is (nice value; weight 1024 vs 335).
+const HTTP_NICE: i32 = 5;
+
+impl HttpRuntime {
+    fn new() -> std::io::Result<Self> {
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("sluice-http")
+            .on_thread_start(|| {
+                // Linux: the calling thread's nice value. Best effort: a failure leaves
+                // the thread at the default priority.
+                let _ = rustix::process::setpriority_process(None, HTTP_NICE);
+            })
+            .enable_all()
+            .build()?;
+        Ok(HttpRuntime(Some(rt)))
+    }
+
+    fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.0.as_ref().expect("http runtime").spawn(f)
+    }
+}
+
+impl Drop for HttpRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl Daemon {
@@ -117,9 +161,9 @@ impl Daemon {
         let a = alerter.clone();
         engine.set_notifier(Arc::new(move |n| a.send(notice_alert(&n))));
         let addr = opts.listen.unwrap_or(cfg.server.listen);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
+        let listener = std::net::TcpListener::bind(addr)
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let mut app = App::new(cfg, intake, engine, alerter, opts.config_path);
         app.http_limits = opts.http_limits;
@@ -142,7 +186,15 @@ impl Daemon {
         let router = crate::api::router(app.clone());
         let mut stopped = stopped;
         let limits = opts.http_limits;
-        let server = tokio::spawn(async move {
+        let http_rt = HttpRuntime::new()?;
+        let server = http_rt.spawn(async move {
+            let listener = match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot serve on the listening socket");
+                    return;
+                }
+            };
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
@@ -154,6 +206,7 @@ impl Daemon {
             app,
             stop,
             server,
+            _http_rt: http_rt,
         })
     }
 

@@ -67,6 +67,10 @@ pub struct Engine {
     workers: Mutex<HashMap<String, WorkerHandle>>,
     /// Every destination's routing, for the store's backlog summaries.
     routing: SharedRouting,
+    /// The runtime the workers (and their requests) run on, apart from the one that
+    /// serves HTTP: a burst of ingest competes with delivery for the CPU as threads do
+    /// (the OS shares it), instead of queueing delivery behind request parsing.
+    rt: DeliveryRuntime,
     /// Workers of destinations removed by a reload, until they have stopped.
     retired: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
     wakes: Mutex<HashMap<String, Arc<Notify>>>,
@@ -104,6 +108,7 @@ impl Engine {
             workers: Mutex::new(HashMap::new()),
             retired: Mutex::new(HashMap::new()),
             routing,
+            rt: DeliveryRuntime::new(),
             wakes: Mutex::new(HashMap::new()),
             config: Mutex::new(None),
             housekeeping: Mutex::new(None),
@@ -219,7 +224,7 @@ impl Engine {
                     let (stop_tx, stop_rx) = watch::channel(false);
                     let snapshot = Arc::new(Mutex::new(DestSnapshot::default()));
                     let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
-                    let task = tokio::spawn(worker::run(worker::Env {
+                    let task = self.rt.spawn(worker::run(worker::Env {
                         engine: self.clone(),
                         ctx: ctx_rx,
                         stop: stop_rx,
@@ -426,6 +431,39 @@ pub fn routes_to(dest: &crate::config::Destination, ev: &crate::event::Normalize
             .events
             .as_ref()
             .is_none_or(|names| names.contains(&ev.event_name))
+}
+
+/// The delivery runtime: as many worker threads as CPUs. Dropped in the background
+/// (the engine may be dropped inside another runtime).
+struct DeliveryRuntime(Option<tokio::runtime::Runtime>);
+
+impl DeliveryRuntime {
+    fn new() -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("sluice-delivery")
+            .enable_all()
+            .build()
+            .expect("the delivery runtime");
+        DeliveryRuntime(Some(rt))
+    }
+
+    fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.0.as_ref().expect("delivery runtime").spawn(f)
+    }
+}
+
+impl Drop for DeliveryRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {

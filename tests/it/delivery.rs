@@ -23,7 +23,7 @@ async fn settled(d: &TestDaemon, dest: &str, server: &SimServer, n: usize) {
         let idle = app
             .engine
             .snapshot(dest)
-            .is_some_and(|s| s.requests_in_flight == 0);
+            .is_some_and(|s| s.requests_in_flight == 0 && s.unsettled == 0);
         answered == n && idle
     })
     .await;
@@ -520,7 +520,7 @@ policy = {{ max_batch = 1, linger = "0s", concurrency = 8 }}
             let idle = app
                 .engine
                 .snapshot("tt")
-                .is_some_and(|s| s.requests_in_flight == 0);
+                .is_some_and(|s| s.requests_in_flight == 0 && s.unsettled == 0);
             if idle && answered == last {
                 break;
             }

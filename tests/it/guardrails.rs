@@ -110,7 +110,7 @@ async fn settled(r: &Rig, n: usize) {
         let idle = app
             .engine
             .snapshot("hooks")
-            .is_some_and(|s| s.requests_in_flight == 0);
+            .is_some_and(|s| s.requests_in_flight == 0 && s.unsettled == 0);
         async move { answered == n && idle }
     })
     .await;

@@ -153,7 +153,7 @@ async fn api_settled(r: &Rig, n: usize) {
             && app
                 .engine
                 .snapshot(id)
-                .is_some_and(|s| s.requests_in_flight == 0)
+                .is_some_and(|s| s.requests_in_flight == 0 && s.unsettled == 0)
     })
     .await;
     tokio::time::sleep(Duration::from_millis(30)).await;

@@ -77,6 +77,9 @@ pub struct DestSnapshot {
     pub cursor: u64,
     pub in_memory: usize,
     pub requests_in_flight: usize,
+    /// Outcomes received and not yet durably committed (a test waits for 0 before it
+    /// reads what the store says).
+    pub unsettled: usize,
     /// The persisted health state (mode, pause reason and times, last evaluation).
     pub state: DestState,
     /// The worker has read its position and state (until then the fields above are
@@ -353,6 +356,7 @@ impl Worker {
             s.cursor = self.cursor;
             s.in_memory = self.held() + self.settling();
             s.requests_in_flight = self.requests_in_flight;
+            s.unsettled = self.settling();
             s.state = self.health.state().clone();
             s.positioned = true;
         }

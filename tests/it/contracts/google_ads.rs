@@ -569,7 +569,7 @@ async fn google_ads_partial_failure_through_the_engine() {
     eventually("the first answer settled", || {
         app.engine
             .snapshot("gads")
-            .is_some_and(|s| s.requests_in_flight == 0)
+            .is_some_and(|s| s.requests_in_flight == 0 && s.unsettled == 0)
     })
     .await;
     tokio::time::sleep(Duration::from_millis(50)).await;

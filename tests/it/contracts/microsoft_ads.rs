@@ -391,7 +391,7 @@ async fn microsoft_ads_partial_errors_through_the_engine() {
             && app
                 .engine
                 .snapshot("msads")
-                .is_some_and(|s| s.requests_in_flight == 0)
+                .is_some_and(|s| s.requests_in_flight == 0 && s.unsettled == 0)
     })
     .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
