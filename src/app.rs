@@ -111,6 +111,10 @@ impl Drop for HttpRuntime {
 impl Daemon {
     /// Binds, starts serving, and opens the store in the background (SPEC §11: listen
     /// before a long repair finishes; `/readyz` and ingest answer 503 until it is open).
+    #[allow(
+        clippy::unused_async,
+        reason = "must be called inside a runtime (the background tasks are spawned on it)"
+    )]
     pub async fn start(opts: StartOptions) -> anyhow::Result<Daemon> {
         let cfg = opts.config;
         let ledger = Ledger::new();
