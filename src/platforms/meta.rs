@@ -130,6 +130,10 @@ pub fn graph_error_code(body: &[u8]) -> Option<i64> {
 }
 
 impl Adapter for Meta {
+    fn request_id(&self, resp: &HttpResponse) -> Option<String> {
+        super::body_request_id(&resp.body, "fbtrace_id")
+    }
+
     fn platform(&self) -> Platform {
         Platform::Meta
     }

@@ -131,6 +131,36 @@ pub trait Adapter: Send + Sync + 'static {
     ) -> Verdict {
         self.classify(dest, events.len(), resp)
     }
+
+    /// The platform's id of this request, where it gives one (what its support asks
+    /// for): by default the `request-id` / `x-request-id` response header; Meta's
+    /// `fbtrace_id` and TikTok's `request_id` come in the body.
+    fn request_id(&self, resp: &HttpResponse) -> Option<String> {
+        ["request-id", "x-request-id"]
+            .iter()
+            .find_map(|h| resp.header(h))
+            .and_then(clean_request_id)
+    }
+}
+
+/// A request id as the platform sent it, if it looks like one: at most 128 printable
+/// ASCII characters without spaces or quotes (it is shown in answers, logs and pages).
+pub fn clean_request_id(id: &str) -> Option<String> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\\' | b'<' | b'>'));
+    ok.then(|| id.to_string())
+}
+
+/// A string field of a JSON body (top level, or inside `error` for Graph errors).
+pub fn body_request_id(body: &[u8], key: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v.get(key)
+        .or_else(|| v.get("error").and_then(|e| e.get(key)))
+        .and_then(serde_json::Value::as_str)
+        .and_then(clean_request_id)
 }
 
 /// The adapter of a platform, or None while it has none.
@@ -522,6 +552,49 @@ impl<'o> JsonObject<'o> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn request_ids_come_from_the_body_or_a_header_and_only_when_they_look_like_one() {
+        let resp = |headers: &[(&str, &str)], body: &str| super::HttpResponse {
+            status: 200,
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        };
+        let meta = super::adapter(crate::config::Platform::Meta).unwrap();
+        let tiktok = super::adapter(crate::config::Platform::Tiktok).unwrap();
+        let hook = super::adapter(crate::config::Platform::Webhook).unwrap();
+        let ok = r#"{"events_received":1,"messages":[],"fbtrace_id":"AbC_12-x"}"#;
+        assert_eq!(meta.request_id(&resp(&[], ok)).as_deref(), Some("AbC_12-x"));
+        let err = r#"{"error":{"message":"m","code":190,"fbtrace_id":"Err9"}}"#;
+        assert_eq!(meta.request_id(&resp(&[], err)).as_deref(), Some("Err9"));
+        let tt = r#"{"code":0,"message":"OK","request_id":"2026120412","data":{}}"#;
+        assert_eq!(
+            tiktok.request_id(&resp(&[], tt)).as_deref(),
+            Some("2026120412")
+        );
+        assert_eq!(
+            hook.request_id(&resp(&[("x-request-id", "req-1")], ""))
+                .as_deref(),
+            Some("req-1")
+        );
+        assert_eq!(
+            hook.request_id(&resp(&[("Request-Id", "g-7")], ""))
+                .as_deref(),
+            Some("g-7")
+        );
+        // Not an id: spaces, markup, quotes, too long, empty.
+        for bad in ["a b", "<script>", "x\"y", &"z".repeat(129), ""] {
+            assert_eq!(
+                hook.request_id(&resp(&[("x-request-id", bad)], "")),
+                None,
+                "{bad}"
+            );
+        }
+        assert_eq!(meta.request_id(&resp(&[], "not json")), None);
+    }
+
     use super::*;
 
     #[test]

@@ -100,6 +100,10 @@ fn write_event(out: &mut Vec<u8>, dest: &Destination, ev: &OutEvent<'_>) {
 }
 
 impl Adapter for Tiktok {
+    fn request_id(&self, resp: &HttpResponse) -> Option<String> {
+        super::body_request_id(&resp.body, "request_id")
+    }
+
     fn platform(&self) -> Platform {
         Platform::Tiktok
     }

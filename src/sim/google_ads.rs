@@ -238,6 +238,10 @@ fn judge(c: &Value, cid: &str, now_ms: i64) -> Result<Value, RowError> {
 pub(super) struct GoogleAds;
 
 impl PlatformSim for GoogleAds {
+    fn request_id_header(&self) -> Option<&'static str> {
+        Some("request-id")
+    }
+
     fn ids(&self) -> Ids {
         Ids::Each {
             list: "conversions",

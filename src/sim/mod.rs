@@ -554,6 +554,13 @@ async fn handle(
     for (k, v) in &reply.headers {
         b = b.header(k.as_str(), v.as_str());
     }
+    // Every answer carries an id of its request, as the platforms do (Meta and TikTok
+    // also put theirs in the body): what sluice's request log and trace show.
+    if let Some(h) = s.sim.request_id_header()
+        && !reply.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(h))
+    {
+        b = b.header(h, format!("sim-{seq:08}"));
+    }
     b.body(Body::from(reply.body))
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }

@@ -42,6 +42,12 @@ pub(super) trait PlatformSim: Sync {
 
     /// Its answer to a request that no fault replaced.
     fn handle(&self, s: &Shared, r: &Req) -> Reply;
+
+    /// The response header that carries the platform's request id (Google Ads:
+    /// `request-id`); None where the platform sends none.
+    fn request_id_header(&self) -> Option<&'static str> {
+        Some("x-request-id")
+    }
 }
 
 /// The simulator of `p`: the only place that matches on the platform.
