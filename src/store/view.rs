@@ -99,8 +99,9 @@ impl View {
         }
     }
 
-    /// The accept time of digest `d` in dedup run `run`, if the run holds it.
-    pub fn dedup_find(&self, run: u64, d: u128) -> Result<Option<i64>, StoreError> {
+    /// The mark (accept time, log sequence) of digest `d` in dedup run `run`, if the
+    /// run holds it.
+    pub fn dedup_find(&self, run: u64, d: u128) -> Result<Option<super::dedup::Mark>, StoreError> {
         let t = self
             .txn
             .open_table(super::dedup::runs::DEDUP_RUNS)

@@ -235,11 +235,10 @@ impl Writer {
                 t.b.events.insert((ws, next), b.chunk.as_slice())?;
                 self.backlogs
                     .on_append(&t.b, ws, next, b.accepted_ms, &b.metas)?;
-                logged.push(Some(self.maint.log(
-                    &mut dlog,
-                    b.accepted_ms,
-                    &b.digests,
-                )?));
+                logged.push(Some((
+                    next,
+                    self.maint.log(&mut dlog, b.accepted_ms, next, &b.digests)?,
+                )));
                 heads.insert(b.workspace.clone(), next + n);
                 *monthly_add
                     .entry((b.workspace.clone(), b.month))
@@ -261,8 +260,9 @@ impl Writer {
         // duplicate from now on.
         let epoch_ms = self.maint.tuning().epoch_ms;
         for ((b, _), seq) in batch.iter().zip(logged) {
-            if let Some(seq) = seq {
-                self.index.insert(&b.digests, b.accepted_ms, epoch_ms, seq);
+            if let Some((first, seq)) = seq {
+                self.index
+                    .insert(&b.digests, b.accepted_ms, first, epoch_ms, seq);
             }
         }
         Ok(())
@@ -596,7 +596,10 @@ fn upgrade_dedup_v1(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
                 continue;
             };
             n += digests.len() as u64;
-            log.insert(seq, super::dedup::encode_log(ms, &digests).as_slice())?;
+            log.insert(
+                seq,
+                super::dedup::encode_log(ms, super::dedup::NO_SEQ, &digests).as_slice(),
+            )?;
             seq += 1;
         }
     }

@@ -86,6 +86,17 @@ impl Rig {
         self.ready().await;
     }
 
+    /// The log sequences the index remembers for `ds` (None: not in the window).
+    fn seqs(&self, ds: &[u128]) -> Vec<Option<u64>> {
+        let cutoff = self.clock.now_ms() - WINDOW;
+        self.index
+            .marks(ds, cutoff, || self.store.view())
+            .expect("marks")
+            .into_iter()
+            .map(|m| m.map(|m| m.seq))
+            .collect()
+    }
+
     fn lookup(&self, ds: &[u128]) -> Vec<Seen> {
         let cutoff = self.clock.now_ms() - WINDOW;
         self.index
@@ -155,6 +166,9 @@ async fn run_steps(steps: Vec<Step>) {
     let dir = tempfile::tempdir().unwrap();
     let mut r = Rig::new(dir.path()).await;
     let mut model: HashMap<u128, i64> = HashMap::new();
+    // Where each key's newest event is in the workspace's log (the first is 1).
+    let mut seqs: HashMap<u128, u64> = HashMap::new();
+    let mut next_seq = 1u64;
     for (i, s) in steps.into_iter().enumerate() {
         match s {
             Step::Request { keys, advance_ms } => {
@@ -175,6 +189,8 @@ async fn run_steps(steps: Vec<Step>) {
                     r.accept(&fresh).await.expect("commit");
                     for d in fresh {
                         model.insert(d, now);
+                        seqs.insert(d, next_seq);
+                        next_seq += 1;
                     }
                 }
             }
@@ -189,7 +205,15 @@ async fn run_steps(steps: Vec<Step>) {
     r.settle().await;
     let now = r.clock.now_ms();
     let all: Vec<u128> = (0u8..60).map(digest).collect();
-    assert_eq!(r.lookup(&all), model_decide(&model, &all, now), "final");
+    let want = model_decide(&model, &all, now);
+    assert_eq!(r.lookup(&all), want, "final");
+    // Each key in the window leads to its newest event's place in the log.
+    let want_seqs: Vec<Option<u64>> = all
+        .iter()
+        .zip(&want)
+        .map(|(d, w)| (*w != Seen::No).then(|| seqs[d]))
+        .collect();
+    assert_eq!(r.seqs(&all), want_seqs, "final sequences");
     r.store.close().await;
 }
 

@@ -78,7 +78,7 @@ async fn failing_disk_answers_503_accepts_nothing_and_recovers() {
     let mut digests = 0;
     for row in dedup.iter().unwrap() {
         let (_, v) = row.unwrap();
-        digests += sluice::store::dedup::decode_log(v.value()).unwrap().1.len();
+        digests += sluice::store::dedup::decode_log(v.value()).unwrap().2.len();
     }
     assert_eq!(digests, 10);
 }

@@ -13,13 +13,13 @@ use tracing::{debug, info};
 use super::bloom::Bloom;
 use super::runs::{self, BLOCK, DEDUP_RUNS};
 use super::{
-    DEDUP_LOG, DEDUP_META, DedupIndex, Loaded, Run, RunMeta, RunState, Tuning, encode_log,
+    DEDUP_LOG, DEDUP_META, DedupIndex, Loaded, Mark, Run, RunMeta, RunState, Tuning, encode_log,
     encode_meta,
 };
 
 struct SealJob {
     run: u64,
-    sorted: Vec<(u128, i64)>,
+    sorted: Vec<(u128, Mark)>,
     pos: usize,
     meta: RunMeta,
     filter: Bloom,
@@ -27,7 +27,7 @@ struct SealJob {
 
 struct Source {
     run: Arc<Run>,
-    buf: VecDeque<(u128, i64)>,
+    buf: VecDeque<(u128, Mark)>,
     /// The key of the next block to read; None once read to the end.
     next: Option<u128>,
 }
@@ -38,7 +38,7 @@ struct MergeJob {
     meta: RunMeta,
     filter: Bloom,
     /// Entries merged but not yet written (a partial block).
-    pending: Vec<(u128, i64)>,
+    pending: Vec<(u128, Mark)>,
 }
 
 enum After {
@@ -95,10 +95,11 @@ impl Maintainer {
         &mut self,
         table: &mut redb::Table<u64, &[u8]>,
         accepted_ms: i64,
+        first_seq: u64,
         digests: &[u128],
     ) -> Result<u64, redb::Error> {
         let seq = self.next_log;
-        table.insert(seq, encode_log(accepted_ms, digests).as_slice())?;
+        table.insert(seq, encode_log(accepted_ms, first_seq, digests).as_slice())?;
         self.next_log += 1;
         Ok(seq)
     }
@@ -257,8 +258,8 @@ impl Maintainer {
         index: &DedupIndex,
     ) -> Result<(), redb::Error> {
         let frozen = index.freeze();
-        let mut sorted: Vec<(u128, i64)> = frozen.map.iter().map(|(d, ms)| (*d, *ms)).collect();
-        sorted.sort_unstable();
+        let mut sorted: Vec<(u128, Mark)> = frozen.map.iter().map(|(d, m)| (*d, *m)).collect();
+        sorted.sort_unstable_by_key(|e| e.0);
         let run = self.next_run;
         self.next_run += 1;
         let mut filter = Bloom::with_capacity(sorted.len() as u64, run);
@@ -269,8 +270,8 @@ impl Maintainer {
             state: RunState::Building,
             epoch: frozen.epoch.unwrap_or(0),
             level: 0,
-            min_ms: sorted.iter().map(|e| e.1).min().unwrap_or(0),
-            max_ms: sorted.iter().map(|e| e.1).max().unwrap_or(0),
+            min_ms: sorted.iter().map(|e| e.1.ms).min().unwrap_or(0),
+            max_ms: sorted.iter().map(|e| e.1.ms).max().unwrap_or(0),
             count: sorted.len() as u64,
             through_log: frozen.through_log,
             filter: serde_bytes::ByteBuf::new(),
@@ -401,7 +402,7 @@ fn merge_slice(
     rows: &mut redb::Table<(u64, u128), &[u8]>,
     budget: usize,
 ) -> Result<bool, redb::Error> {
-    let mut out: Vec<(u128, i64)> = std::mem::take(&mut job.pending);
+    let mut out: Vec<(u128, Mark)> = std::mem::take(&mut job.pending);
     let mut taken = 0usize;
     loop {
         // Refill empty buffers.
@@ -423,15 +424,19 @@ fn merge_slice(
         else {
             break;
         };
-        let mut ms = i64::MIN;
+        let mut mark: Option<Mark> = None;
         for s in &mut job.sources {
             if s.buf.front().is_some_and(|e| e.0 == min) {
-                ms = ms.max(s.buf.pop_front().expect("front").1);
+                let m = s.buf.pop_front().expect("front").1;
+                if mark.is_none_or(|k| m.ms > k.ms) {
+                    mark = Some(m);
+                }
             }
         }
+        let mark = mark.expect("a source held the smallest digest");
         job.filter.insert(min);
         job.meta.count += 1;
-        out.push((min, ms));
+        out.push((min, mark));
         taken += 1;
         if out.len() == BLOCK {
             runs::write_blocks(rows, job.out, &out)?;

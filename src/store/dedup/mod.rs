@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! - **Memtable** (memory): the digests accepted since the last seal, exact
-//!   (`digest → accept ms`). Their durable copy is `dedup_log`, appended by every
+//!   (`digest → `[`Mark`]: accept ms and the event's log sequence, which the event
+//!   trace follows). Their durable copy is `dedup_log`, appended by every
 //!   ingest commit (key: a commit sequence, value: accept ms and the request's
 //!   digests), so a restart rebuilds only the memtable, never the window.
 //! - **Runs** (disk, [`runs`]): when the memtable holds [`Tuning::seal_at`] digests, or
@@ -48,12 +49,15 @@ use serde::{Deserialize, Serialize};
 use super::StoreError;
 use bloom::Bloom;
 
-/// `commit sequence → [LOG_V1][accept ms: i64 LE][digest: 16 bytes BE]*`.
+/// `commit sequence → [LOG_V2][accept ms: i64 LE][first event seq: u64 LE][digest: 16
+/// bytes BE]*` (the request's events are consecutive in its workspace's log, in digest
+/// order). `LOG_V1` rows (no sequence) are still read.
 pub const DEDUP_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("dedup_log");
 /// `run id → RunMeta` (version byte + postcard).
 pub const DEDUP_META: TableDefinition<u64, &[u8]> = TableDefinition::new("dedup_meta");
 
 const LOG_V1: u8 = 1;
+const LOG_V2: u8 = 2;
 const META_V1: u8 = 1;
 
 /// Sizes and periods of the index (tests make them small).
@@ -100,10 +104,23 @@ impl Hasher for DigestHasher {
 
 pub type DigestMap<V> = HashMap<u128, V, BuildHasherDefault<DigestHasher>>;
 
+/// What the index keeps of one accepted digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    /// When it was accepted (ms).
+    pub ms: i64,
+    /// The event's sequence in its workspace's log ([`NO_SEQ`] for entries written
+    /// before the index kept it).
+    pub seq: u64,
+}
+
+/// The sequence of an entry that predates sequences in the index.
+pub const NO_SEQ: u64 = u64::MAX;
+
 /// Digests with their accept times, and the epoch of the first one.
 #[derive(Debug, Default)]
 pub struct Memtable {
-    pub map: DigestMap<i64>,
+    pub map: DigestMap<Mark>,
     pub epoch: Option<i64>,
     /// The last commit sequence whose digests are in.
     pub through_log: u64,
@@ -147,26 +164,46 @@ pub fn decode_meta(b: &[u8]) -> Option<RunMeta> {
     }
 }
 
-pub fn encode_log(accepted_ms: i64, digests: &[u128]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(9 + digests.len() * 16);
-    out.push(LOG_V1);
+pub fn encode_log(accepted_ms: i64, first_seq: u64, digests: &[u128]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(17 + digests.len() * 16);
+    out.push(LOG_V2);
     out.extend_from_slice(&accepted_ms.to_le_bytes());
+    out.extend_from_slice(&first_seq.to_le_bytes());
     for d in digests {
         out.extend_from_slice(&d.to_be_bytes());
     }
     out
 }
 
-pub fn decode_log(b: &[u8]) -> Option<(i64, Vec<u128>)> {
-    if b.first() != Some(&LOG_V1) || b.len() < 9 || !(b.len() - 9).is_multiple_of(16) {
+/// A `dedup_log` row: accept ms, the first event's sequence ([`NO_SEQ`] in a V1 row)
+/// and the digests.
+pub fn decode_log(b: &[u8]) -> Option<(i64, u64, Vec<u128>)> {
+    let (head, first_seq) = match b.first() {
+        Some(&LOG_V1) => (9, NO_SEQ),
+        Some(&LOG_V2) if b.len() >= 17 => (17, u64::from_le_bytes(b[9..17].try_into().ok()?)),
+        _ => return None,
+    };
+    if b.len() < head || !(b.len() - head).is_multiple_of(16) {
         return None;
     }
     let ms = i64::from_le_bytes(b[1..9].try_into().ok()?);
-    let ds = b[9..]
+    let ds = b[head..]
         .chunks_exact(16)
         .map(|c| u128::from_be_bytes(c.try_into().expect("16 bytes")))
         .collect();
-    Some((ms, ds))
+    Some((ms, first_seq, ds))
+}
+
+/// The mark of the `i`-th digest of a request whose first event is `first_seq`.
+pub fn nth_mark(ms: i64, first_seq: u64, i: usize) -> Mark {
+    Mark {
+        ms,
+        seq: if first_seq == NO_SEQ {
+            NO_SEQ
+        } else {
+            first_seq + i as u64
+        },
+    }
 }
 
 /// A live run as look-ups see it.
@@ -213,15 +250,23 @@ impl DedupIndex {
         self.window_ms.load(Ordering::Relaxed)
     }
 
-    /// Records digests whose commit just returned (on the writer thread).
-    pub fn insert(&self, digests: &[u128], accepted_ms: i64, epoch_ms: i64, log_seq: u64) {
+    /// Records digests whose commit just returned (on the writer thread); the events
+    /// are `first_seq`, `first_seq + 1`, … of their workspace's log.
+    pub fn insert(
+        &self,
+        digests: &[u128],
+        accepted_ms: i64,
+        first_seq: u64,
+        epoch_ms: i64,
+        log_seq: u64,
+    ) {
         let mut m = self.active.lock().expect("memtable lock");
         if m.map.is_empty() {
             m.epoch = Some(accepted_ms.div_euclid(epoch_ms.max(1)));
         }
         m.map.reserve(digests.len());
-        for d in digests {
-            m.map.insert(*d, accepted_ms);
+        for (i, d) in digests.iter().enumerate() {
+            m.map.insert(*d, nth_mark(accepted_ms, first_seq, i));
         }
         m.through_log = m.through_log.max(log_seq);
     }
@@ -234,19 +279,34 @@ impl DedupIndex {
         cutoff_ms: i64,
         view: impl FnOnce() -> Result<super::View, StoreError>,
     ) -> Result<Vec<Seen>, StoreError> {
-        let fresh = |ms: i64| (ms > cutoff_ms).then_some(Seen::At(ms));
-        let mut out: Vec<Option<Seen>> = {
+        Ok(self
+            .marks(digests, cutoff_ms, view)?
+            .into_iter()
+            .map(|m| m.map_or(Seen::No, |m| Seen::At(m.ms)))
+            .collect())
+    }
+
+    /// The marks of `digests` accepted after `cutoff_ms` (the newest where a digest
+    /// was accepted again after an earlier acceptance left the window).
+    pub fn marks(
+        &self,
+        digests: &[u128],
+        cutoff_ms: i64,
+        view: impl FnOnce() -> Result<super::View, StoreError>,
+    ) -> Result<Vec<Option<Mark>>, StoreError> {
+        let fresh = |m: Mark| (m.ms > cutoff_ms).then_some(m);
+        let mut out: Vec<Option<Mark>> = {
             let m = self.active.lock().expect("memtable lock");
             digests
                 .iter()
-                .map(|d| m.map.get(d).and_then(|ms| fresh(*ms)))
+                .map(|d| m.map.get(d).and_then(|k| fresh(*k)))
                 .collect()
         };
         let frozen = self.frozen.read().expect("frozen lock").clone();
         if let Some(f) = frozen {
             for (o, d) in out.iter_mut().zip(digests) {
                 if o.is_none() {
-                    *o = f.map.get(d).and_then(|ms| fresh(*ms));
+                    *o = f.map.get(d).and_then(|k| fresh(*k));
                 }
             }
         }
@@ -268,15 +328,15 @@ impl DedupIndex {
                     view = Some(f()?);
                 }
                 let v = view.as_ref().expect("opened");
-                if let Some(ms) = v.dedup_find(run.id, *d)?
-                    && let Some(seen) = fresh(ms)
+                if let Some(k) = v.dedup_find(run.id, *d)?
+                    && let Some(k) = fresh(k)
                 {
-                    *o = Some(seen);
+                    *o = Some(k);
                     break;
                 }
             }
         }
-        Ok(out.into_iter().map(|o| o.unwrap_or(Seen::No)).collect())
+        Ok(out)
     }
 
     /// Digests in the live memtable.
@@ -347,13 +407,13 @@ impl DedupIndex {
             let (k, v) = row?;
             let seq = k.value();
             next_log = seq + 1;
-            let (ms, ds) = decode_log(v.value())
+            let (ms, first, ds) = decode_log(v.value())
                 .ok_or_else(|| redb::Error::Corrupted(format!("dedup log row {seq}")))?;
             if mem.epoch.is_none() {
                 mem.epoch = Some(ms.div_euclid(tuning.epoch_ms.max(1)));
             }
-            for d in ds {
-                mem.map.insert(d, ms);
+            for (i, d) in ds.into_iter().enumerate() {
+                mem.map.insert(d, nth_mark(ms, first, i));
             }
             mem.through_log = seq;
         }
@@ -430,11 +490,11 @@ pub struct Loaded {
     pub covered: u64,
 }
 
-/// The accept time of `d` in run `run` (for [`super::View`]).
+/// The mark of `d` in run `run` (for [`super::View`]).
 pub(crate) fn find_in<T: ReadableTable<(u64, u128), &'static [u8]>>(
     t: &T,
     run: u64,
     d: u128,
-) -> Result<Option<i64>, redb::Error> {
+) -> Result<Option<Mark>, redb::Error> {
     runs::find(t, run, d)
 }
