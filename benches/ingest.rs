@@ -551,7 +551,7 @@ impl Sluice {
             .expect("iter")
         {
             let (_, v) = row.expect("row");
-            dedup += decode_log(v.value()).expect("dedup_log row").1.len() as u64;
+            dedup += decode_log(v.value()).expect("dedup_log row").2.len() as u64;
         }
         let mut covered = 0u64;
         for row in read
@@ -575,7 +575,7 @@ impl Sluice {
             .expect("range")
         {
             let (_, v) = row.expect("row");
-            dedup -= decode_log(v.value()).expect("dedup_log row").1.len() as u64;
+            dedup -= decode_log(v.value()).expect("dedup_log row").2.len() as u64;
         }
         let mut monthly = 0;
         for row in read
@@ -789,7 +789,7 @@ fn redb_loop(s: &Settings, requests: usize, per_request: usize, secs: f64) -> Re
                     .insert((WORKSPACE, seq), chunk.as_slice())
                     .expect("insert events");
                 dedup
-                    .insert(seq, encode_log(accepted as i64, ds).as_slice())
+                    .insert(seq, encode_log(accepted as i64, seq, ds).as_slice())
                     .expect("insert dedup_log");
                 seq += ds.len() as u64;
             }
