@@ -34,7 +34,7 @@ pub(super) async fn run(engine: Arc<Engine>, mut stop: tokio::sync::watch::Recei
     }
 }
 
-/// One pass: DLQ retention, then log trimming.
+/// One pass: DLQ retention, log trimming, event history past the dedup window.
 pub async fn pass(engine: &Engine) -> Result<(), StoreError> {
     let Some(cfg) = engine.config() else {
         return Ok(());
@@ -105,6 +105,10 @@ pub async fn pass(engine: &Engine) -> Result<(), StoreError> {
             .into_iter()
             .map(|(workspace, below)| DeliveryOp::TrimLog { workspace, below }),
     );
+    // Event history is kept as long as the dedup window (a slice per pass).
+    ops.push(DeliveryOp::TrimHistory {
+        cutoff_ms: now - cfg.storage.dedup_window.as_millis() as i64,
+    });
     if !dlq_drop.is_empty() {
         info!(
             entries = dlq_drop.len(),

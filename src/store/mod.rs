@@ -36,6 +36,7 @@ pub mod backup;
 pub mod codec;
 pub mod dedup;
 pub mod fault;
+pub mod history;
 pub mod log;
 pub mod view;
 mod writer;
@@ -92,6 +93,8 @@ pub fn visit_tables(v: &mut impl TableVisitor) -> Result<(), redb::Error> {
     v.visit(AUTO_PAUSE_EVENTS)?;
     v.visit(backlog::BACKLOG)?;
     v.visit(backlog::BACKLOG_SECONDS)?;
+    v.visit(history::HISTORY)?;
+    v.visit(history::EVENT_NAMES)?;
     v.visit(crate::audit::AUDIT)
 }
 
@@ -224,6 +227,20 @@ pub enum DeliveryOp {
     },
     /// Appends an audit event to the chain.
     Audit(crate::audit::NewAuditEvent),
+    /// The latest fate of event `seq` of `ws` at `dest` ([`history`]). When
+    /// `after_dlq_put`, the op before it is this event's `DlqPut` and the row takes the
+    /// id the writer gave that entry.
+    History {
+        ws: String,
+        seq: u64,
+        dest: String,
+        record: history::HistoryRecord,
+        after_dlq_put: bool,
+    },
+    /// Deletes history rows of events accepted at or before `cutoff_ms` (a slice).
+    TrimHistory {
+        cutoff_ms: i64,
+    },
     /// Deletes the workspace's log chunks that lie wholly below `below`.
     TrimLog {
         workspace: String,

@@ -11,6 +11,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
 use tracing::{error, info, warn};
 
 use super::codec::encode_record;
+use super::history::{self, HistoryFate};
 
 use super::backlog::{BACKLOG, BACKLOG_SECONDS, Backlogs, Tables as BacklogTables};
 use super::dedup::maintain::Maintainer;
@@ -34,6 +35,7 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
     };
     let mut w = Writer {
         seq_heads: HashMap::new(),
+        names: HashMap::new(),
         maint,
         index: opts.dedup.clone(),
         backlogs: Backlogs::new(opts.routing.clone()),
@@ -171,6 +173,7 @@ fn reopen(
     shared.db.store(None);
     drop(db);
     w.seq_heads.clear();
+    w.names.clear();
     w.backlogs.reset();
     w.trims.clear();
     open_until_ok(opts, rx, shared, RECOVERING)
@@ -179,6 +182,8 @@ fn reopen(
 struct Writer {
     /// Next sequence number per workspace, read from the file on first use.
     seq_heads: HashMap<Arc<str>, u64>,
+    /// Event names seen per workspace (`event_names`), read from the file on first use.
+    names: HashMap<Arc<str>, std::collections::HashSet<String>>,
     /// The dedup index's upkeep (seals, merges, expiry), a slice per commit.
     maint: Maintainer,
     index: Arc<DedupIndex>,
@@ -189,6 +194,28 @@ struct Writer {
 }
 
 impl Writer {
+    /// Records event names a workspace has not used before (at most
+    /// [`history::MAX_NAMES`] per workspace): the trace looks an id up under each.
+    fn note_names(
+        &mut self,
+        t: &mut redb::Table<(&str, &str), ()>,
+        ws: &Arc<str>,
+        metas: &[super::backlog::EventMeta],
+    ) -> Result<(), redb::Error> {
+        if !self.names.contains_key(ws) {
+            let known = history::names(t, ws)?;
+            self.names.insert(ws.clone(), known.into_iter().collect());
+        }
+        let set = self.names.get_mut(ws).expect("just loaded");
+        for m in metas {
+            if set.len() < history::MAX_NAMES && !set.contains(&m.name) {
+                t.insert((&**ws, m.name.as_str()), ())?;
+                set.insert(m.name.clone());
+            }
+        }
+        Ok(())
+    }
+
     fn commit(
         &mut self,
         db: &Database,
@@ -221,6 +248,7 @@ impl Writer {
             trim_slice(&mut t, &mut self.trims)?;
             let mut dlog = txn.open_table(DEDUP_LOG)?;
             let mut monthly_add: HashMap<(Arc<str>, u32), u64> = HashMap::new();
+            let mut names_t = txn.open_table(history::EVENT_NAMES)?;
             for (b, _) in batch {
                 let ws: &str = &b.workspace;
                 let next = match heads.get(&b.workspace).or(self.seq_heads.get(&b.workspace)) {
@@ -233,6 +261,7 @@ impl Writer {
                     continue;
                 }
                 t.b.events.insert((ws, next), b.chunk.as_slice())?;
+                self.note_names(&mut names_t, &b.workspace, &b.metas)?;
                 self.backlogs
                     .on_append(&t.b, ws, next, b.accepted_ms, &b.metas)?;
                 logged.push(Some((
@@ -286,6 +315,7 @@ fn apply_delivery(
     let mut meta = txn.open_table(META)?;
     let mut outcomes = txn.open_table(OUTCOMES)?;
     let mut ap_events = txn.open_table(AUTO_PAUSE_EVENTS)?;
+    let mut hist = txn.open_table(history::HISTORY)?;
     let mut next_id = meta
         .get("dlq_next_id")?
         .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
@@ -368,6 +398,33 @@ fn apply_delivery(
                 }
                 DeliveryOp::Audit(entry) => {
                     crate::audit::append(txn, entry)?;
+                }
+                DeliveryOp::History {
+                    ws,
+                    seq,
+                    dest,
+                    record,
+                    after_dlq_put,
+                } => {
+                    let v = if *after_dlq_put
+                        && let HistoryFate::DeadLettered { class, .. } = &record.fate
+                    {
+                        let mut r = record.clone();
+                        r.fate = HistoryFate::DeadLettered {
+                            class: *class,
+                            dlq_id: Some(next_id - 1),
+                        };
+                        history::encode(&r)
+                    } else {
+                        history::encode(record)
+                    };
+                    hist.insert((ws.as_str(), *seq, dest.as_str()), v.as_slice())?;
+                }
+                DeliveryOp::TrimHistory { cutoff_ms } => {
+                    let n = history::trim(&mut hist, *cutoff_ms, history::TRIM_SLICE)?;
+                    if n > 0 {
+                        tracing::debug!(rows = n, "history trimmed");
+                    }
                 }
                 DeliveryOp::TrimLog { workspace, below } => {
                     // Done a slice per commit ([`trim_slice`]), so trimming a large

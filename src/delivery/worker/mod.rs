@@ -94,6 +94,17 @@ enum Origin {
     Retry { due_ms: u64 },
 }
 
+/// The answer an event last got, shared by the events of one request.
+#[derive(Debug)]
+struct Last {
+    /// A request was sent (false: it could not be built).
+    sent: bool,
+    status: Option<u16>,
+    request_id: Option<String>,
+    /// The error, shortened and redacted (None for a success).
+    error: Option<String>,
+}
+
 /// One event taken for sending.
 struct Item {
     seq: u64,
@@ -107,6 +118,8 @@ struct Item {
     dlq_id: Option<u64>,
     /// The retry record carried its own copy (a replay): keep carrying it.
     own_copy: bool,
+    /// What the last request that carried it got (for the event's history row).
+    last: Option<Arc<Last>>,
 }
 
 impl Item {
@@ -127,6 +140,7 @@ impl Item {
                 origin: Origin::Log,
                 dlq_id: None,
                 own_copy: false,
+                last: None,
             },
             Some((due_ms, rec)) => Item {
                 seq,
@@ -137,6 +151,7 @@ impl Item {
                 origin: Origin::Retry { due_ms },
                 dlq_id: rec.dlq_id,
                 own_copy: rec.event_copy.is_some(),
+                last: None,
             },
         }
     }

@@ -3,16 +3,19 @@
 //! records the fates with the cursor move they allow. Memory follows only a successful
 //! commit; after a failed one the events go back to be sent again.
 
+use std::sync::Arc;
+
 use tracing::{info, warn};
 
 use super::send::Sent;
-use super::{Item, Origin, Worker};
+use super::{Item, Last, Origin, Worker};
 use crate::config::PlatformPolicy;
 use crate::health::Change;
 use crate::health::machine::AttemptKind;
 use crate::metrics::Outcome;
 use crate::platforms::{Class, Verdict, redact, retry_after_ms};
 use crate::store::codec::{DlqRecord, ErrorClass, OutcomeRecord, RetryRecord};
+use crate::store::history::{self, HistoryFate, HistoryRecord};
 use crate::store::{DeliveryOp, StoreError};
 
 /// The hold after a throttle answer without a hint.
@@ -163,6 +166,34 @@ pub(super) fn decide(
     }
 }
 
+/// The history row of an event's settled fate.
+fn history_op(
+    ws: &str,
+    dest: &str,
+    item: &Item,
+    fate: HistoryFate,
+    after_dlq_put: bool,
+    now: i64,
+) -> DeliveryOp {
+    let last = item.last.as_deref();
+    DeliveryOp::History {
+        ws: ws.to_string(),
+        seq: item.seq,
+        dest: dest.to_string(),
+        record: HistoryRecord {
+            fate,
+            at_ms: now,
+            accepted_ms: item.stored.accepted_ms,
+            event_time: item.stored.event.event_time,
+            attempts: item.retries + u32::from(last.is_some_and(|l| l.sent)),
+            status: last.and_then(|l| l.status),
+            request_id: last.and_then(|l| l.request_id.clone()),
+            error: last.and_then(|l| l.error.clone()),
+        },
+        after_dlq_put,
+    }
+}
+
 fn truncate(s: &mut String, max: usize) {
     if s.len() > max {
         let mut cut = max;
@@ -191,7 +222,16 @@ impl Worker {
             acc.now = acc.now.max(now);
             let mut items = sent.items;
             if items.len() <= 1 {
-                for item in items {
+                let mut error = format!("the request could not be built: {why}");
+                truncate(&mut error, history::ERROR_KEEP);
+                let last = Arc::new(Last {
+                    sent: false,
+                    status: None,
+                    request_id: None,
+                    error: Some(error),
+                });
+                for mut item in items {
+                    item.last = Some(last.clone());
                     warn!(destination = %self.id, reason = %why, "an event cannot be sent; it goes to the DLQ as unsendable");
                     acc.settled.push((
                         item,
@@ -270,10 +310,28 @@ impl Worker {
             }
             _ => None,
         };
-        let retries: Vec<u32> = sent.items.iter().map(|i| i.retries).collect();
+        let delivered = matches!(a.verdict, Verdict::Whole(Class::Delivered));
+        let last = Arc::new(Last {
+            sent: true,
+            status,
+            request_id: a
+                .response
+                .as_ref()
+                .and_then(|r| self.ctx.adapter.request_id(r)),
+            error: (!delivered).then(|| {
+                let mut e = body.clone();
+                truncate(&mut e, history::ERROR_KEEP);
+                e
+            }),
+        });
+        let mut items = sent.items;
+        for item in &mut items {
+            item.last = Some(last.clone());
+        }
+        let retries: Vec<u32> = items.iter().map(|i| i.retries).collect();
         let actions = decide(&a.verdict, &retries, policy, now, hint, status, &body);
         let (mut requeue, mut groups) = (Vec::new(), [Vec::new(), Vec::new()]);
-        for (item, action) in sent.items.into_iter().zip(actions) {
+        for (item, action) in items.into_iter().zip(actions) {
             match action {
                 Action::Settle(f) => acc.settled.push((item, f)),
                 Action::Requeue => requeue.push(item),
@@ -339,6 +397,17 @@ impl Worker {
                     seq: item.seq,
                 });
             }
+            let (hfate, after_dlq_put) = match fate {
+                Fate::Done => (HistoryFate::Delivered, false),
+                Fate::Retry { due_ms, .. } => (HistoryFate::Retrying { due_ms: *due_ms }, false),
+                Fate::Dlq { class, .. } => (
+                    HistoryFate::DeadLettered {
+                        class: *class,
+                        dlq_id: None,
+                    },
+                    true,
+                ),
+            };
             match fate {
                 Fate::Done => {}
                 Fate::Retry { due_ms, status } => ops.push(DeliveryOp::RetryPut {
@@ -375,6 +444,8 @@ impl Worker {
                     },
                 }),
             }
+            // Right after its DlqPut: the row takes the id the writer gives that entry.
+            ops.push(history_op(&self.ws, &self.id, item, hfate, after_dlq_put, now));
         }
         let done: Vec<u64> = settled
             .iter()
