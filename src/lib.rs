@@ -14,6 +14,8 @@
 //!   DLQ, backlog figures and housekeeping.
 //! - [`platforms`]: one adapter per platform: request building and response
 //!   classification.
+//! - [`trace`]: where an event is: from its id to its fate at each destination, read
+//!   from the dedup index, the log, the event history and the workers.
 //! - [`health`]: each destination's auto-pause state machine (SPEC §4).
 //! - [`audit`]: the tamper-evident audit chain (SPEC §6).
 //! - [`alerts`]: pause/resume/backpressure notices to Slack, email, webhook, PagerDuty.
@@ -50,3 +52,4 @@ pub mod platforms;
 pub mod sim;
 pub mod state;
 pub mod store;
+pub mod trace;

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 pub mod dlq;
 pub mod error;
+pub mod events;
 pub mod ingest;
 pub mod serve;
 pub mod strict_json;
@@ -32,6 +33,7 @@ use error::{ApiError, json};
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/events", post(ingest::post_events))
+        .route("/v1/events/{event_id}", get(events::get_trace))
         .route("/v1/destinations", get(admin::list_destinations))
         .route("/v1/destinations/{id}", get(admin::get_destination))
         .route(

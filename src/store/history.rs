@@ -53,7 +53,9 @@ pub const TRIM_SLICE: usize = 20_000;
 pub enum HistoryFate {
     Delivered,
     /// Failed; sent again at `due_ms`.
-    Retrying { due_ms: u64 },
+    Retrying {
+        due_ms: u64,
+    },
     /// In the DLQ (`dlq_id`, assigned in the same commit).
     DeadLettered {
         class: ErrorClass,
@@ -172,7 +174,8 @@ mod tests {
                     for dest in ["d1", "d2"] {
                         // Workspace c is all recent.
                         let at = if ws == "c" { 1_000 } else { s as i64 * 10 };
-                        t.insert((ws, s, dest), encode(&rec(at)).as_slice()).unwrap();
+                        t.insert((ws, s, dest), encode(&rec(at)).as_slice())
+                            .unwrap();
                     }
                 }
             }

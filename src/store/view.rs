@@ -109,6 +109,25 @@ impl View {
         super::dedup::find_in(&t, run, d).map_err(err)
     }
 
+    /// Every destination's history row of event `seq` of `ws` ([`super::history`]).
+    pub fn history(
+        &self,
+        ws: &str,
+        seq: u64,
+    ) -> Result<Vec<(String, super::history::HistoryRecord)>, StoreError> {
+        let t = self.txn.open_table(super::history::HISTORY).map_err(err)?;
+        super::history::rows(&t, ws, seq).map_err(err)
+    }
+
+    /// The event names `ws` has used (at most [`super::history::MAX_NAMES`]).
+    pub fn event_names(&self, ws: &str) -> Result<Vec<String>, StoreError> {
+        let t = self
+            .txn
+            .open_table(super::history::EVENT_NAMES)
+            .map_err(err)?;
+        super::history::names(&t, ws).map_err(err)
+    }
+
     /// A destination's backlog summary ([`super::backlog`]).
     pub fn backlog_summary(&self, dest: &str) -> Result<Option<Summary>, StoreError> {
         let t = self.txn.open_table(BACKLOG).map_err(err)?;

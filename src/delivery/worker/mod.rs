@@ -75,6 +75,9 @@ pub enum CommandReply {
 #[derive(Debug, Clone, Default)]
 pub struct DestSnapshot {
     pub cursor: u64,
+    /// Events below this were read from the log (the ones above the cursor and not
+    /// settled are in flight).
+    pub next_read: u64,
     pub in_memory: usize,
     pub requests_in_flight: usize,
     /// Outcomes received and not yet durably committed (a test waits for 0 before it
@@ -369,6 +372,7 @@ impl Worker {
     fn publish(&self, snap: &Mutex<DestSnapshot>) {
         if let Ok(mut s) = snap.lock() {
             s.cursor = self.cursor;
+            s.next_read = self.next_read;
             s.in_memory = self.held() + self.settling();
             s.requests_in_flight = self.requests_in_flight;
             s.unsettled = self.settling();

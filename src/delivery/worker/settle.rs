@@ -445,7 +445,14 @@ impl Worker {
                 }),
             }
             // Right after its DlqPut: the row takes the id the writer gives that entry.
-            ops.push(history_op(&self.ws, &self.id, item, hfate, after_dlq_put, now));
+            ops.push(history_op(
+                &self.ws,
+                &self.id,
+                item,
+                hfate,
+                after_dlq_put,
+                now,
+            ));
         }
         let done: Vec<u64> = settled
             .iter()

@@ -1,0 +1,269 @@
+//! The event trace (`GET /v1/events/{event_id}`): an event followed to each fate at
+//! the destinations of its workspace, with the simulators' request ids, after a
+//! restart and after the log behind it was trimmed.
+
+use std::sync::Arc;
+
+use crate::common::*;
+use serde_json::Value;
+use sluice::clock::{Clock, ManualClock};
+use sluice::config::Platform;
+use sluice::sim::{self, Fault, FaultScript, SimServer};
+
+const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+async fn hook(clock: &Arc<ManualClock>, script: FaultScript) -> SimServer {
+    sim::start(
+        Platform::Webhook,
+        "127.0.0.1:0".parse().unwrap(),
+        clock.clone(),
+        script,
+    )
+    .await
+    .unwrap()
+}
+
+fn dest(id: &str, url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[destinations]]
+id = "{id}"
+workspace = "glasshouse"
+platform = "webhook"
+endpoint = "{url}/hook"
+credentials = {{ signing_secret = "{WHSEC}" }}
+{extra}
+"#
+    )
+}
+
+fn config(dir: &std::path::Path, dests: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_token = "admin_test_token"
+
+[storage]
+path = "{}"
+
+[[workspaces]]
+id = "glasshouse"
+plan = "enterprise"
+ingest_keys = ["{KEY}"]
+{dests}
+"#,
+        dir.join("sluice.redb").display()
+    )
+}
+
+async fn trace(d: &TestDaemon, id: &str) -> (u16, Value) {
+    let r = d
+        .http
+        .get(format!("{}/v1/events/{id}?workspace=glasshouse", d.url))
+        .bearer_auth("admin_test_token")
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// The fate of the (one) event at `dest`.
+fn at<'a>(t: &'a Value, dest: &str) -> &'a Value {
+    assert_eq!(t["events"].as_array().unwrap().len(), 1, "{t}");
+    t["events"][0]["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["destination_id"] == dest)
+        .unwrap_or_else(|| panic!("no {dest} in {t}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_is_traced_to_each_fate_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0_MS);
+    let ok = hook(&clock, FaultScript::none()).await;
+    let flaky = hook(&clock, FaultScript::always(Fault::Transient)).await;
+    let bad = hook(&clock, FaultScript::always(Fault::Invalid)).await;
+    let held = hook(&clock, FaultScript::none()).await;
+    let dests = [
+        dest("ok", &ok.url(), ""),
+        dest("flaky", &flaky.url(), ""),
+        dest("bad", &bad.url(), ""),
+        dest("views", &ok.url(), r#"events = ["PageView"]"#),
+        dest("held", &held.url(), ""),
+    ]
+    .concat();
+    let text = config(dir.path(), &dests);
+    let d = TestDaemon::start_with(dir.path(), &text, clock.clone(), None).await;
+    let (s, _) = admin_post(
+        &d,
+        "/v1/destinations/held/pause",
+        serde_json::json!({"reason": "trace test"}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    // Two events ahead of the traced one at the paused destination.
+    let now = clock.now_ms();
+    assert_eq!(d.post(&batch(["a1".into(), "a2".into()], now)).await.0, 202);
+    assert_eq!(d.post(&event("order-1234", now)).await.0, 202);
+    eventually("delivered, retried and rejected", || {
+        ok.accepted_event("order-1234") == 1
+            && flaky.received().iter().filter(|r| r.status != 0).count() == 3
+            && bad.received().iter().filter(|r| r.status != 0).count() == 3
+    })
+    .await;
+    let app = d.daemon.as_ref().unwrap().app.clone();
+    let settled = || {
+        ["ok", "flaky", "bad"].iter().all(|id| {
+            app.engine
+                .snapshot(id)
+                .is_some_and(|s| s.requests_in_flight == 0 && s.unsettled == 0)
+        })
+    };
+    eventually("outcomes committed", settled).await;
+
+    let check = |t: &Value| {
+        let e = &t["events"][0];
+        assert_eq!(e["event_name"], "Purchase");
+        assert_eq!(
+            e["event_time"],
+            sluice::clock::rfc3339_ms(T0_MS / 1000 * 1000)
+        );
+        assert_eq!(e["accepted_at"], sluice::clock::rfc3339_ms(T0_MS));
+        let f = at(t, "ok");
+        assert_eq!(f["fate"], "delivered", "{f}");
+        assert_eq!(f["attempts"], 1);
+        assert_eq!(f["status"], 200);
+        // The webhook simulator's request id (x-request-id), as the platform gives it.
+        assert!(f["request_id"].as_str().unwrap().starts_with("sim-"), "{f}");
+        let f = at(t, "flaky");
+        assert_eq!(f["fate"], "retrying", "{f}");
+        assert_eq!(f["attempts"], 1);
+        assert_eq!(f["status"], 503);
+        assert!(f["next_attempt_at"].as_str().unwrap() > f["at"].as_str().unwrap());
+        assert!(f["last_error"].is_string());
+        let f = at(t, "bad");
+        assert_eq!(f["fate"], "dead_lettered", "{f}");
+        assert_eq!(f["class"], "rejected");
+        assert_eq!(f["status"], 400);
+        assert!(f["dlq_id"].as_u64().is_some());
+        let f = at(t, "views");
+        assert_eq!(f["fate"], "not_routed", "{f}");
+        assert_eq!(f["reason"], "the destination's events filter");
+        let f = at(t, "held");
+        assert_eq!(f["fate"], "queued", "{f}");
+        assert_eq!(f["destination_state"], "paused");
+        assert_eq!(f["ahead"], 2);
+    };
+    let (s, t) = trace(&d, "order-1234").await;
+    assert_eq!(s, 200, "{t}");
+    check(&t);
+    // The DLQ id is the entry's.
+    let dlq = admin_get(&d, "/v1/dlq?destination=bad").await;
+    let ids: Vec<u64> = dlq["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&at(&t, "bad")["dlq_id"].as_u64().unwrap()),
+        "{dlq}"
+    );
+
+    // Unknown ids and workspaces are 404; no workspace is a 400.
+    assert_eq!(trace(&d, "order-9999").await.0, 404);
+    let r = d
+        .http
+        .get(format!("{}/v1/events/order-1234?workspace=nope", d.url))
+        .bearer_auth("admin_test_token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = d
+        .http
+        .get(format!("{}/v1/events/order-1234", d.url))
+        .bearer_auth("admin_test_token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = d
+        .http
+        .get(format!(
+            "{}/v1/events/order-1234?workspace=glasshouse",
+            d.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // The same after a restart.
+    let d = d.restart(&text).await;
+    let (s, t) = trace(&d, "order-1234").await;
+    assert_eq!(s, 200, "{t}");
+    check(&t);
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivered_event_is_traced_after_its_log_was_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0_MS);
+    let ok = hook(&clock, FaultScript::none()).await;
+    let text = config(dir.path(), &dest("ok", &ok.url(), ""));
+    let d = TestDaemon::start_with(dir.path(), &text, clock.clone(), None).await;
+    let now = clock.now_ms();
+    // Two requests: trimming keeps the last chunk of a log (its numbering), the first
+    // one goes.
+    assert_eq!(d.post(&event("order-7", now)).await.0, 202);
+    assert_eq!(d.post(&event("order-8", now)).await.0, 202);
+    eventually("delivered", || {
+        ok.accepted_event("order-7") == 1 && ok.accepted_event("order-8") == 1
+    })
+    .await;
+    let app = d.daemon.as_ref().unwrap().app.clone();
+    eventually("committed", || {
+        app.engine
+            .snapshot("ok")
+            .is_some_and(|s| s.requests_in_flight == 0 && s.unsettled == 0 && s.cursor > 2)
+    })
+    .await;
+    let passes = app
+        .engine
+        .housekeeping_passes
+        .load(std::sync::atomic::Ordering::SeqCst);
+    clock.advance_ms(61_000);
+    eventually("a housekeeping pass", || {
+        app.engine
+            .housekeeping_passes
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > passes
+    })
+    .await;
+    // The log no longer holds it.
+    let view = app.intake.store.view().unwrap();
+    let left: Vec<u64> = view
+        .log("glasshouse", 1, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(left, vec![2], "order-7 (1) trimmed, the last chunk kept");
+    drop(view);
+    let (s, t) = trace(&d, "order-7").await;
+    assert_eq!(s, 200, "{t}");
+    let e = &t["events"][0];
+    assert_eq!(
+        e["event_time"],
+        sluice::clock::rfc3339_ms(T0_MS / 1000 * 1000)
+    );
+    let f = at(&t, "ok");
+    assert_eq!(f["fate"], "delivered", "{f}");
+    assert!(f["request_id"].as_str().unwrap().starts_with("sim-"));
+    d.shutdown().await;
+}
