@@ -59,6 +59,14 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DlqCmd,
     },
+    /// Where an event is: its fate at each destination of its workspace (talks to the
+    /// running daemon).
+    Events {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        cmd: EventsCmd,
+    },
     /// Write a consistent copy of the store under storage.backup_dir while the daemon
     /// runs (talks to the running daemon; never overwrites a file).
     Backup {
@@ -67,6 +75,22 @@ enum Cmd {
         /// File name of the copy (letters, digits, '.', '_', '-').
         #[arg(long)]
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCmd {
+    /// Each stored event with this id and its fate per destination (exit 1 when the
+    /// store knows none inside storage.dedup_window).
+    Trace {
+        /// The event's `event_id`.
+        event_id: String,
+        /// Its workspace.
+        #[arg(long)]
+        workspace: String,
+        /// Only the event with this `event_name`.
+        #[arg(long)]
+        name: Option<String>,
     },
 }
 
@@ -281,6 +305,17 @@ fn main() -> ExitCode {
                 sel.dry_run,
             )
             .await
+        }),
+        Cmd::Events {
+            target,
+            cmd:
+                EventsCmd::Trace {
+                    event_id,
+                    workspace,
+                    name,
+                },
+        } => client_command(&target, |c| async move {
+            cli::events_trace(&c, &event_id, &workspace, name.as_deref()).await
         }),
         Cmd::Backup { target, name } => {
             client_command(&target, |c| async move { cli::backup(&c, &name).await })

@@ -11,6 +11,9 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
 
+mod trace;
+pub use trace::{events_trace, render_trace};
+
 /// Where the daemon is and how to authenticate.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Target {
@@ -145,23 +148,7 @@ pub fn render_status(dests: &[Value]) -> String {
         "Error %",
         "Last Checked",
     ];
-    let mut widths = head.map(str::len);
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r.iter()) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let mut l = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            l.push_str(&format!("{:<w$}  ", c, w = widths[i]));
-        }
-        l.trim_end().to_string() + "\n"
-    };
-    out.push_str(&line(&head.map(String::from)));
-    for r in &rows {
-        out.push_str(&line(r));
-    }
+    out.push_str(&table(&head, &rows));
     for d in dests
         .iter()
         .filter(|d| d["state"] == "paused" || d["state"] == "probing")
@@ -172,7 +159,29 @@ pub fn render_status(dests: &[Value]) -> String {
     out
 }
 
-fn s(v: &Value) -> String {
+/// Rows under a header, each column as wide as its widest cell, two spaces apart.
+pub(crate) fn table<R: AsRef<[String]>>(head: &[&str], rows: &[R]) -> String {
+    let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r.as_ref()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut l = String::new();
+        for (c, w) in cells.zip(&widths) {
+            l.push_str(&format!("{c:<w$}  "));
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&mut head.iter().copied());
+    for r in rows {
+        out.push_str(&line(&mut r.as_ref().iter().map(String::as_str)));
+    }
+    out
+}
+
+pub(crate) fn s(v: &Value) -> String {
     v.as_str().map_or_else(|| "-".into(), str::to_string)
 }
 

@@ -68,6 +68,21 @@ async fn trace(d: &TestDaemon, id: &str) -> (u16, Value) {
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
+async fn cli(url: &str, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.args(args)
+        .args(["--url", url, "--config", "/nonexistent/sluice.toml"])
+        .env("SLUICE_API_KEY", "admin_test_token");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The fate of the (one) event at `dest`.
 fn at<'a>(t: &'a Value, dest: &str) -> &'a Value {
     assert_eq!(t["events"].as_array().unwrap().len(), 1, "{t}");
@@ -201,6 +216,38 @@ async fn an_event_is_traced_to_each_fate_across_a_restart() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+
+    // The CLI: a table with each fate, exit 1 for an id the store does not know.
+    let (code, out, err) = cli(
+        &d.url,
+        &["events", "trace", "order-1234", "--workspace", "glasshouse"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("Purchase order-1234 in glasshouse: event time "),
+        "{out}"
+    );
+    for (dest, fate) in [
+        ("ok", "delivered"),
+        ("flaky", "retrying"),
+        ("bad", "dead_lettered"),
+        ("views", "not_routed"),
+        ("held", "queued"),
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(dest) && l.contains(fate)),
+            "{dest} {fate}: {out}"
+        );
+    }
+    assert!(out.contains("2 ahead, destination paused"), "{out}");
+    let (code, _, err) = cli(
+        &d.url,
+        &["events", "trace", "nope", "--workspace", "glasshouse"],
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("not_found (404)"), "{err}");
 
     // The same after a restart.
     let d = d.restart(&text).await;
