@@ -514,6 +514,25 @@ impl Sluice {
             .expect("read the log head")
     }
 
+    /// The event history table (issue 15): rows, and bytes on disk (leaf bytes stored,
+    /// B-tree metadata and fragmentation included).
+    fn history_size(&self) -> (u64, u64) {
+        use redb::ReadableTableMetadata;
+        self.daemon
+            .app
+            .intake
+            .store
+            .read(|txn| {
+                let t = txn.open_table(sluice::store::history::HISTORY)?;
+                let st = t.stats()?;
+                Ok((
+                    t.len()?,
+                    st.stored_bytes() + st.metadata_bytes() + st.fragmented_bytes(),
+                ))
+            })
+            .expect("read the history table")
+    }
+
     /// Pauses (true) or resumes the destination, as an operator would; waits for the
     /// committed outcome.
     fn pause(&self, dest: &str, pause: bool) -> Result<(), String> {
@@ -954,6 +973,13 @@ fn throughput_run(
     let ids: Vec<&str> = dests.iter().map(|(id, _)| *id).collect();
     let settled = wait_settled(s, &d, &ids, n as u64 + 1);
     let after = cpu_snap();
+    let (rows, bytes) = d.history_size();
+    eprintln!(
+        "  event history: {rows} rows ({} events x {} destinations), {bytes} bytes on disk = {:.1} bytes per event per destination",
+        n,
+        dests.len(),
+        bytes as f64 / rows.max(1) as f64
+    );
     checks.ingest(name, &ing, n);
     let settled_ms = match settled {
         Ok(t) => Some(t),
