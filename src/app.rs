@@ -45,13 +45,13 @@ pub struct StartOptions {
 impl StartOptions {
     pub fn new(config: Config) -> Self {
         Self {
-            config,
             config_path: None,
             clock: Arc::new(SystemClock),
             faults: None,
             listen: None,
             dedup_tuning: Tuning::default(),
-            http_limits: crate::api::serve::Limits::default(),
+            http_limits: crate::api::serve::Limits::of(&config.server),
+            config,
         }
     }
 }

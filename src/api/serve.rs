@@ -42,6 +42,19 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// What `[server]` says (`header_timeout`, `body_timeout`, `max_connections`).
+    pub fn of(server: &crate::config::ServerConfig) -> Self {
+        Limits {
+            max_connections: server
+                .max_connections
+                .unwrap_or_else(default_max_connections),
+            header_timeout: server.header_timeout,
+            body_timeout: server.body_timeout,
+        }
+    }
+}
+
 /// Descriptors kept free for everything but inbound connections.
 pub const FD_RESERVE: u64 = 256;
 

@@ -35,6 +35,9 @@ pub struct RawServer {
     pub max_body_bytes: Option<i64>,
     pub max_events_per_request: Option<i64>,
     pub log_level: Option<String>,
+    pub header_timeout: Option<String>,
+    pub body_timeout: Option<String>,
+    pub max_connections: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -114,6 +114,13 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub max_events_per_request: usize,
     pub log_level: String,
+    /// A client must send a request's header (or, idle on a kept-alive connection, its
+    /// next one) within this.
+    pub header_timeout: Duration,
+    /// A client must send an ingest request's body within this.
+    pub body_timeout: Duration,
+    /// Open inbound connections at most (None: the open-file limit less a reserve).
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone)]

@@ -332,6 +332,23 @@ fn server(ctx: &Ctx, raw: &RawServer) -> R<ServerConfig> {
         Some(v) => ctx.int("server.max_events_per_request", v, 1, 100_000)? as usize,
         None => 1000,
     };
+    let header_timeout = match &raw.header_timeout {
+        Some(s) => ctx.dur_in(
+            "server.header_timeout",
+            s,
+            Duration::from_millis(100),
+            10 * MIN,
+        )?,
+        None => Duration::from_secs(10),
+    };
+    let body_timeout = match &raw.body_timeout {
+        Some(s) => ctx.dur_in("server.body_timeout", s, Duration::from_millis(100), HOUR)?,
+        None => Duration::from_secs(30),
+    };
+    let max_connections = match raw.max_connections {
+        Some(v) => Some(ctx.int("server.max_connections", v, 1, 1_000_000)? as usize),
+        None => None,
+    };
     let log_level = raw.log_level.clone().unwrap_or_else(|| "info".to_string());
     if log_level.trim().is_empty()
         || tracing_subscriber::EnvFilter::builder()
@@ -349,6 +366,9 @@ fn server(ctx: &Ctx, raw: &RawServer) -> R<ServerConfig> {
         max_body_bytes,
         max_events_per_request,
         log_level,
+        header_timeout,
+        body_timeout,
+        max_connections,
     })
 }
 

@@ -387,16 +387,16 @@ async fn errors_are_json_bounded_and_in_contract_order() {
 async fn slow_clients_time_out_and_the_connection_cap_answers_503() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
-    let text = config_text(dir.path(), "", "");
+    // The limits come from the config file's [server] keys.
+    let text = config_text(dir.path(), "", "").replace(
+        "[server]\nlisten = \"127.0.0.1:0\"",
+        "[server]\nlisten = \"127.0.0.1:0\"\nmax_connections = 6\nheader_timeout = \"300ms\"\nbody_timeout = \"300ms\"",
+    );
     let cfg = parse(dir.path(), &text);
     let mut opts = sluice::app::StartOptions::new(cfg);
     opts.listen = Some("127.0.0.1:0".parse().unwrap());
     opts.clock = ManualClock::new(T0_MS);
-    opts.http_limits = sluice::api::serve::Limits {
-        max_connections: 6,
-        header_timeout: std::time::Duration::from_millis(300),
-        body_timeout: std::time::Duration::from_millis(300),
-    };
+    assert_eq!(opts.http_limits.max_connections, 6);
     let daemon = sluice::app::Daemon::start(opts).await.unwrap();
     let addr = daemon.addr;
     let url = format!("http://{addr}");
@@ -446,4 +446,42 @@ async fn slow_clients_time_out_and_the_connection_cap_answers_503() {
     let r = http.get(format!("{url}/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     daemon.shutdown().await;
+}
+
+/// The client limits are config keys with defaults (10 s, 30 s, the open-file limit less
+/// 256) and ranges; a value out of range names its key.
+#[test]
+fn client_limits_are_config_keys_with_defaults_and_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = config_text(dir.path(), "", "");
+    let limits = |extra: &str| {
+        let text = base.replace(
+            "[server]\nlisten = \"127.0.0.1:0\"",
+            &format!("[server]\nlisten = \"127.0.0.1:0\"\n{extra}"),
+        );
+        let path = dir.path().join("sluice.toml");
+        sluice::config::parse(&text, Some(&path), &|_| None)
+            .map(|c| sluice::api::serve::Limits::of(&c.server))
+            .map_err(|e| e.to_string())
+    };
+    let d = limits("").unwrap();
+    assert_eq!(d.header_timeout, std::time::Duration::from_secs(10));
+    assert_eq!(d.body_timeout, std::time::Duration::from_secs(30));
+    assert_eq!(
+        d.max_connections,
+        sluice::api::serve::default_max_connections()
+    );
+    let l =
+        limits("header_timeout = \"2s\"\nbody_timeout = \"1m\"\nmax_connections = 900").unwrap();
+    assert_eq!(l.header_timeout, std::time::Duration::from_secs(2));
+    assert_eq!(l.body_timeout, std::time::Duration::from_secs(60));
+    assert_eq!(l.max_connections, 900);
+    for (bad, key) in [
+        ("header_timeout = \"10ms\"", "server.header_timeout"),
+        ("body_timeout = \"2h\"", "server.body_timeout"),
+        ("max_connections = 0", "server.max_connections"),
+    ] {
+        let e = limits(bad).unwrap_err();
+        assert!(e.contains(key), "{bad}: {e}");
+    }
 }
