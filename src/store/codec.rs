@@ -155,6 +155,64 @@ pub struct OutcomeRecord {
     pub latency_ms: u32,
 }
 
+/// What one request to a platform came to, as its destination's request log keeps it.
+/// Stored by position: new variants only ever go at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestOutcome {
+    /// The platform took every event.
+    Delivered,
+    /// The platform judged rows on their own and not all were taken (per-row
+    /// failures, or named rows rejected while the others are sent again).
+    Partial,
+    /// The platform refused the request as invalid (a batch without named rows is
+    /// then split).
+    Rejected,
+    /// A retryable answer (5xx, a transient error code).
+    Retryable,
+    /// The platform's throttle signal.
+    Throttled,
+    /// The credentials were refused.
+    Auth,
+    /// The endpoint is gone or the API version retired.
+    Gone,
+    /// No answer: a connection error or the destination's timeout.
+    Transport,
+}
+
+impl RequestOutcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            RequestOutcome::Delivered => "delivered",
+            RequestOutcome::Partial => "partial",
+            RequestOutcome::Rejected => "rejected",
+            RequestOutcome::Retryable => "retryable",
+            RequestOutcome::Throttled => "throttled",
+            RequestOutcome::Auth => "auth",
+            RequestOutcome::Gone => "gone",
+            RequestOutcome::Transport => "transport",
+        }
+    }
+}
+
+/// One request of a destination's request log (`request_log` table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// When the request was sent (ms since epoch, UTC).
+    pub sent_ms: i64,
+    /// Events the request carried.
+    pub events: u32,
+    /// The HTTP status; None when there was no answer.
+    pub status: Option<u16>,
+    pub latency_ms: u32,
+    pub outcome: RequestOutcome,
+    /// The platform's id of the request, when it gave one.
+    pub request_id: Option<String>,
+    /// The first KiB of the answer (or the transport error): credentials and plaintext
+    /// identifiers replaced by `[redacted]`, hex runs of a SHA-256's length or longer
+    /// by `[hashed]`.
+    pub excerpt: String,
+}
+
 pub fn encode_record<T: Serialize>(r: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     out.push(RECORD_V1);
@@ -213,5 +271,20 @@ mod tests {
             Err(CodecError::UnknownVersion(99))
         ));
         assert!(matches!(decode_event(&[]), Err(CodecError::Empty)));
+    }
+
+    #[test]
+    fn request_record_roundtrip() {
+        let r = RequestRecord {
+            sent_ms: 1_700_000_000_000,
+            events: 3,
+            status: None,
+            latency_ms: 10_000,
+            outcome: RequestOutcome::Transport,
+            request_id: Some("SimTrace1".into()),
+            excerpt: "timed out after 10000 ms".into(),
+        };
+        let bytes = encode_record(&r);
+        assert_eq!(decode_record::<RequestRecord>(&bytes).unwrap(), r);
     }
 }
