@@ -37,7 +37,8 @@ enum Cmd {
     },
     /// Run a local simulator of a platform's API (for drills and tests).
     Simulate(sluice::sim::SimulateArgs),
-    /// Destination state: status, pause, resume (talks to the running daemon).
+    /// Destination state: status, pause, resume, its request log (talks to the running
+    /// daemon).
     Destinations {
         #[command(flatten)]
         target: Target,
@@ -111,6 +112,15 @@ enum DestCmd {
     Pause(Select),
     /// Resume one destination (--id) or all of a platform (--platform [--workspace]).
     Resume(Select),
+    /// The destination's last requests, newest first: time, events, status, latency,
+    /// outcome, the platform's request id and the start of its answer.
+    Requests {
+        /// Destination id.
+        id: String,
+        /// How many requests to show.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+    },
 }
 
 #[derive(clap::Args)]
@@ -264,6 +274,7 @@ fn main() -> ExitCode {
                 }
                 DestCmd::Pause(s) => select(&c, "pause", s).await,
                 DestCmd::Resume(s) => select(&c, "resume", s).await,
+                DestCmd::Requests { id, limit } => cli::requests(&c, &id, limit as usize).await,
             }
         }),
         Cmd::Dlq { target, cmd } => client_command(&target, |c| async move {

@@ -3,6 +3,7 @@
 //!
 //! - [`ingest`]: `POST /v1/events`;
 //! - [`admin`]: destinations, pause/resume, purge, timeline, reload, backup;
+//! - [`requests`]: a destination's request log;
 //! - [`dlq`]: DLQ list, replay, discard;
 //! - [`audit`]: the audit chain's list, export and verify;
 //! - here: `/metrics`, `/healthz`, `/readyz`.
@@ -13,6 +14,7 @@ pub mod auth;
 pub mod dlq;
 pub mod error;
 pub mod ingest;
+pub mod requests;
 pub mod serve;
 pub mod strict_json;
 
@@ -44,6 +46,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/v1/destinations/{id}/timeline", get(admin::timeline))
         .route("/v1/destinations/{id}/purge", post(admin::purge))
+        .route("/v1/destinations/{id}/requests", get(requests::list))
         .route("/v1/auto-pause-events", get(admin::auto_pause_events))
         .route("/v1/admin/reload", post(admin::reload))
         .route("/v1/admin/backup", post(admin::backup))

@@ -145,29 +145,35 @@ pub fn render_status(dests: &[Value]) -> String {
         "Error %",
         "Last Checked",
     ];
-    let mut widths = head.map(str::len);
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r.iter()) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let mut l = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            l.push_str(&format!("{:<w$}  ", c, w = widths[i]));
-        }
-        l.trim_end().to_string() + "\n"
-    };
-    out.push_str(&line(&head.map(String::from)));
-    for r in &rows {
-        out.push_str(&line(r));
-    }
+    out.push_str(&table(&head, &rows));
     for d in dests
         .iter()
         .filter(|d| d["state"] == "paused" || d["state"] == "probing")
     {
         out.push_str(&suggestion(d));
         out.push('\n');
+    }
+    out
+}
+
+/// Columns padded to their widest cell, two spaces apart, no trailing blanks.
+fn table<R: AsRef<[String]>>(head: &[&str], rows: &[R]) -> String {
+    let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r.as_ref()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut l = String::new();
+        for (i, c) in cells.enumerate() {
+            l.push_str(&format!("{:<w$}  ", c, w = widths[i]));
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&mut head.iter().copied());
+    for r in rows {
+        out.push_str(&line(&mut r.as_ref().iter().map(String::as_str)));
     }
     out
 }
@@ -406,6 +412,88 @@ pub async fn dlq(
     }
 }
 
+/// The most characters of a response excerpt a table shows.
+const EXCERPT_SHOWN: usize = 60;
+
+/// An excerpt on one table line: control characters and runs of blanks as one space,
+/// at most [`EXCERPT_SHOWN`] characters (then `…`).
+fn one_line(text: &str) -> String {
+    let mut out = String::new();
+    let mut blank = false;
+    for c in text.chars() {
+        if c.is_control() || c.is_whitespace() {
+            blank = !out.is_empty();
+            continue;
+        }
+        if blank {
+            out.push(' ');
+            blank = false;
+        }
+        out.push(c);
+    }
+    if out.chars().count() > EXCERPT_SHOWN {
+        out = out.chars().take(EXCERPT_SHOWN - 1).collect::<String>() + "…";
+    }
+    out
+}
+
+/// `sluice destinations requests ID`: the request log as a table, newest first.
+pub fn render_requests(rows: &[Value]) -> String {
+    let num = |v: &Value| v.as_u64().map_or_else(|| "-".into(), |n| n.to_string());
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                num(&r["seq"]),
+                s(&r["sent_at"]),
+                num(&r["events"]),
+                num(&r["status"]),
+                num(&r["latency_ms"]),
+                s(&r["outcome"]),
+                s(&r["request_id"]),
+                one_line(r["response_excerpt"].as_str().unwrap_or("")),
+            ]
+        })
+        .collect();
+    let head = [
+        "Seq",
+        "Sent At",
+        "Events",
+        "Status",
+        "Latency ms",
+        "Outcome",
+        "Request Id",
+        "Response",
+    ];
+    table(&head, &cells)
+}
+
+/// `sluice destinations requests ID [--limit N]`: the newest `limit` requests (pages of
+/// up to 1,000).
+pub async fn requests(c: &Client, id: &str, limit: usize) -> anyhow::Result<ExitCode> {
+    let mut rows: Vec<Value> = Vec::new();
+    let mut cursor: Option<String> = None;
+    while rows.len() < limit {
+        let want = (limit - rows.len()).min(1000);
+        let mut q = format!("/v1/destinations/{}/requests?limit={want}", enc(id));
+        if let Some(c) = &cursor {
+            q.push_str(&format!("&cursor={}", enc(c)));
+        }
+        let v = c.get(&q).await?;
+        rows.extend(v["requests"].as_array().into_iter().flatten().cloned());
+        match v["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    if rows.is_empty() {
+        println!("no requests recorded for {id}");
+    } else {
+        print!("{}", render_requests(&rows));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `sluice backup --name NAME`: the daemon writes the copy; prints its path and size.
 pub async fn backup(c: &Client, name: &str) -> anyhow::Result<ExitCode> {
     let (status, v) = c.post("/v1/admin/backup", json!({"name": name})).await?;
@@ -423,6 +511,36 @@ fn enc(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_table() {
+        let rows = vec![
+            json!({"seq": 12, "sent_at": "2026-11-02T12:00:01.000Z", "events": 3, "status": 200,
+                   "latency_ms": 131, "outcome": "delivered", "request_id": "SimTrace12",
+                   "response_excerpt": "{\"events_received\":3,\n  \"messages\":[]}"}),
+            json!({"seq": 11, "sent_at": "2026-11-02T12:00:00.000Z", "events": 1, "status": null,
+                   "latency_ms": 10000, "outcome": "transport", "request_id": null,
+                   "response_excerpt": "x".repeat(100)}),
+        ];
+        let text = render_requests(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "Seq  Sent At                   Events  Status  Latency ms  Outcome    Request Id  Response"
+        );
+        assert_eq!(
+            lines[1],
+            "12   2026-11-02T12:00:01.000Z  3       200     131         delivered  SimTrace12  {\"events_received\":3, \"messages\":[]}"
+        );
+        assert_eq!(
+            lines[2],
+            format!(
+                "11   2026-11-02T12:00:00.000Z  1       -       10000       transport  -           {}…",
+                "x".repeat(59)
+            )
+        );
+        assert_eq!(lines.len(), 3);
+    }
 
     #[test]
     fn status_table_and_suggestions() {
