@@ -52,8 +52,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
-    /// The dead-letter queue of a destination: list, replay or discard entries (talks
-    /// to the running daemon).
+    /// The dead-letter queue: list, replay or discard a destination's entries, or count
+    /// them per destination and reason (talks to the running daemon).
     Dlq {
         #[command(flatten)]
         target: Target,
@@ -74,11 +74,29 @@ enum Cmd {
 #[derive(Subcommand)]
 enum DlqCmd {
     /// Print the matching entries as JSON Lines (count on stderr).
-    List(DlqSelect),
+    List(DlqListArgs),
     /// Move the matching entries still within the platform's age limit back to the queue.
     Replay(DlqSelect),
     /// Delete the matching entries.
     Discard(DlqSelect),
+    /// Count the entries per destination and reason.
+    Summary {
+        /// Only entries dead-lettered at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+    },
+}
+
+#[derive(clap::Args)]
+struct DlqListArgs {
+    #[command(flatten)]
+    select: DlqSelect,
+    /// Only entries of this reason: rejected, retries_exhausted, expired, unsendable.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only entries of the event with this event_id.
+    #[arg(long)]
+    event_id: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -279,7 +297,17 @@ fn main() -> ExitCode {
         }),
         Cmd::Dlq { target, cmd } => client_command(&target, |c| async move {
             let (action, sel) = match cmd {
-                DlqCmd::List(s) => (cli::DlqAction::List, s),
+                DlqCmd::List(l) => {
+                    let sel = cli::DlqList {
+                        destination: &l.select.destination,
+                        from: l.select.from.as_deref(),
+                        to: l.select.to.as_deref(),
+                        reason: l.reason.as_deref(),
+                        event_id: l.event_id.as_deref(),
+                    };
+                    return cli::dlq_list(&c, &sel).await;
+                }
+                DlqCmd::Summary { since } => return cli::dlq_summary(&c, since.as_deref()).await,
                 DlqCmd::Replay(s) => (cli::DlqAction::Replay, s),
                 DlqCmd::Discard(s) => (cli::DlqAction::Discard, s),
             };

@@ -4,7 +4,7 @@
 //! - [`ingest`]: `POST /v1/events`;
 //! - [`admin`]: destinations, pause/resume, purge, timeline, reload, backup;
 //! - [`requests`]: a destination's request log;
-//! - [`dlq`]: DLQ list, replay, discard;
+//! - [`dlq`]: DLQ list (by reason, by event id), summary, replay, discard;
 //! - [`audit`]: the audit chain's list, export and verify;
 //! - here: `/metrics`, `/healthz`, `/readyz`.
 
@@ -51,6 +51,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/admin/reload", post(admin::reload))
         .route("/v1/admin/backup", post(admin::backup))
         .route("/v1/dlq", get(dlq::list))
+        .route("/v1/dlq/summary", get(dlq::summary))
         .route("/v1/dlq/replay", post(dlq::replay))
         .route("/v1/dlq/discard", post(dlq::discard))
         .route("/v1/audit", get(audit::list))

@@ -346,33 +346,13 @@ pub async fn dlq(
 ) -> anyhow::Result<ExitCode> {
     match action {
         DlqAction::List => {
-            let mut cursor: Option<String> = None;
-            let mut out = std::io::stdout().lock();
-            let mut n = 0u64;
-            loop {
-                let mut q = format!("/v1/dlq?destination={}&limit=1000", enc(destination));
-                if let Some(f) = from {
-                    q.push_str(&format!("&from={}", enc(f)));
-                }
-                if let Some(t) = to {
-                    q.push_str(&format!("&to={}", enc(t)));
-                }
-                if let Some(c) = &cursor {
-                    q.push_str(&format!("&cursor={}", enc(c)));
-                }
-                let v = c.get(&q).await?;
-                for e in v["entries"].as_array().into_iter().flatten() {
-                    writeln!(out, "{e}")?;
-                    n += 1;
-                }
-                match v["next_cursor"].as_str() {
-                    Some(next) => cursor = Some(next.to_string()),
-                    None => break,
-                }
-            }
-            out.flush()?;
-            eprintln!("{n} entries");
-            Ok(ExitCode::SUCCESS)
+            let sel = DlqList {
+                destination,
+                from,
+                to,
+                ..DlqList::default()
+            };
+            dlq_list(c, &sel).await
         }
         DlqAction::Replay | DlqAction::Discard => {
             let verb = if action == DlqAction::Replay {
@@ -494,6 +474,87 @@ pub async fn requests(c: &Client, id: &str, limit: usize) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
+/// What `sluice dlq list` selects.
+#[derive(Debug, Clone, Default)]
+pub struct DlqList<'a> {
+    pub destination: &'a str,
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub event_id: Option<&'a str>,
+}
+
+/// `sluice dlq list`: every matching entry as JSON Lines (all pages), the count on
+/// stderr.
+pub async fn dlq_list(c: &Client, sel: &DlqList<'_>) -> anyhow::Result<ExitCode> {
+    let mut cursor: Option<String> = None;
+    let mut out = std::io::stdout().lock();
+    let mut n = 0u64;
+    loop {
+        let mut q = format!("/v1/dlq?destination={}&limit=1000", enc(sel.destination));
+        for (k, v) in [
+            ("from", sel.from),
+            ("to", sel.to),
+            ("reason", sel.reason),
+            ("event_id", sel.event_id),
+            ("cursor", cursor.as_deref()),
+        ] {
+            if let Some(v) = v {
+                q.push_str(&format!("&{k}={}", enc(v)));
+            }
+        }
+        let v = c.get(&q).await?;
+        for e in v["entries"].as_array().into_iter().flatten() {
+            writeln!(out, "{e}")?;
+            n += 1;
+        }
+        match v["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    out.flush()?;
+    eprintln!("{n} entries");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sluice dlq summary`: a table of the counts, then the total.
+pub fn render_dlq_summary(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = v["counts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            vec![
+                s(&r["destination_id"]),
+                s(&r["reason"]),
+                r["count"].as_u64().unwrap_or(0).to_string(),
+            ]
+        })
+        .collect();
+    let since = v["since"]
+        .as_str()
+        .map_or_else(String::new, |t| format!(" since {t}"));
+    let total = v["total"].as_u64().unwrap_or(0);
+    if rows.is_empty() {
+        return format!("no DLQ entries{since}\n");
+    }
+    let mut out = table(&["Destination", "Reason", "Count"], &rows);
+    out.push_str(&format!("{total} entries{since}\n"));
+    out
+}
+
+/// `sluice dlq summary [--since T]`.
+pub async fn dlq_summary(c: &Client, since: Option<&str>) -> anyhow::Result<ExitCode> {
+    let path = match since {
+        Some(t) => format!("/v1/dlq/summary?since={}", enc(t)),
+        None => "/v1/dlq/summary".to_string(),
+    };
+    let v = c.get(&path).await?;
+    print!("{}", render_dlq_summary(&v));
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `sluice backup --name NAME`: the daemon writes the copy; prints its path and size.
 pub async fn backup(c: &Client, name: &str) -> anyhow::Result<ExitCode> {
     let (status, v) = c.post("/v1/admin/backup", json!({"name": name})).await?;
@@ -540,6 +601,26 @@ mod tests {
             )
         );
         assert_eq!(lines.len(), 3);
+    }
+
+    #[test]
+    fn dlq_summary_table() {
+        let v = json!({"since": "2026-11-02T12:00:00.000Z", "total": 5, "counts": [
+            {"destination_id": "hooks_a", "reason": "rejected", "count": 2},
+            {"destination_id": "hooks_a", "reason": "retries_exhausted", "count": 1},
+            {"destination_id": "meta_main", "reason": "rejected", "count": 2}]});
+        assert_eq!(
+            render_dlq_summary(&v),
+            "Destination  Reason             Count\n\
+             hooks_a      rejected           2\n\
+             hooks_a      retries_exhausted  1\n\
+             meta_main    rejected           2\n\
+             5 entries since 2026-11-02T12:00:00.000Z\n"
+        );
+        assert_eq!(
+            render_dlq_summary(&json!({"since": null, "total": 0, "counts": []})),
+            "no DLQ entries\n"
+        );
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub struct RetryRecord {
 }
 
 /// Why an event was dead-lettered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ErrorClass {
     Rejected,
     RetriesExhausted,
@@ -76,6 +76,14 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Every class, in stored order.
+    pub const ALL: [ErrorClass; 4] = [
+        ErrorClass::Rejected,
+        ErrorClass::RetriesExhausted,
+        ErrorClass::Expired,
+        ErrorClass::Unsendable,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             ErrorClass::Rejected => "rejected",
@@ -83,6 +91,11 @@ impl ErrorClass {
             ErrorClass::Expired => "expired",
             ErrorClass::Unsendable => "unsendable",
         }
+    }
+
+    /// The class of a [`ErrorClass::name`].
+    pub fn from_name(name: &str) -> Option<ErrorClass> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
     }
 }
 
@@ -101,6 +114,37 @@ pub struct DlqRecord {
     pub retries: u32,
     pub first_seen_ms: i64,
     pub last_attempt_ms: i64,
+}
+
+/// The fields of a stored [`DlqRecord`] a count needs, read without copying the event
+/// (same field order as [`DlqRecord`]: postcard is positional).
+#[derive(Deserialize)]
+struct DlqHead<'a> {
+    #[serde(borrow)]
+    _workspace: &'a str,
+    _seq: u64,
+    #[serde(borrow)]
+    _event: &'a serde_bytes::Bytes,
+    error_class: ErrorClass,
+    _status: Option<u16>,
+    #[serde(borrow)]
+    _response_body: &'a str,
+    _retries: u32,
+    _first_seen_ms: i64,
+    last_attempt_ms: i64,
+}
+
+/// The class and last-attempt time of an encoded [`DlqRecord`] (for counts over the
+/// whole DLQ: the event copy is not decoded).
+pub fn dlq_class_and_time(bytes: &[u8]) -> Result<(ErrorClass, i64), CodecError> {
+    match bytes.split_first() {
+        None => Err(CodecError::Empty),
+        Some((&RECORD_V1, rest)) => {
+            let h: DlqHead<'_> = postcard::from_bytes(rest)?;
+            Ok((h.error_class, h.last_attempt_ms))
+        }
+        Some((&v, _)) => Err(CodecError::UnknownVersion(v)),
+    }
 }
 
 /// A destination's delivery state (SPEC §4).
@@ -271,6 +315,36 @@ mod tests {
             Err(CodecError::UnknownVersion(99))
         ));
         assert!(matches!(decode_event(&[]), Err(CodecError::Empty)));
+    }
+
+    #[test]
+    fn dlq_class_and_time_reads_the_full_record() {
+        let r = DlqRecord {
+            workspace: "glasshouse".into(),
+            seq: 7,
+            event: serde_bytes::ByteBuf::from(vec![1, 2, 3, 255]),
+            error_class: ErrorClass::RetriesExhausted,
+            status: Some(503),
+            response_body: "Service Unavailable".into(),
+            retries: 8,
+            first_seen_ms: 1_700_000_000_000,
+            last_attempt_ms: 1_700_000_255_000,
+        };
+        let bytes = encode_record(&r);
+        assert_eq!(
+            dlq_class_and_time(&bytes).unwrap(),
+            (ErrorClass::RetriesExhausted, 1_700_000_255_000)
+        );
+        let mut bad = bytes.clone();
+        bad[0] = 9;
+        assert!(matches!(
+            dlq_class_and_time(&bad),
+            Err(CodecError::UnknownVersion(9))
+        ));
+        for c in ErrorClass::ALL {
+            assert_eq!(ErrorClass::from_name(c.name()), Some(c));
+        }
+        assert_eq!(ErrorClass::from_name("Rejected"), None);
     }
 
     #[test]

@@ -8,7 +8,8 @@ use redb::{ReadTransaction, ReadableTable};
 
 use super::backlog::{BACKLOG, BACKLOG_SECONDS, Summary, decode_summary};
 use super::codec::{
-    DestState, DlqRecord, OutcomeRecord, RequestRecord, RetryRecord, decode_record,
+    DestState, DlqRecord, ErrorClass, OutcomeRecord, RequestRecord, RetryRecord, decode_record,
+    dlq_class_and_time,
 };
 use super::{
     AUTO_PAUSE_EVENTS, CURSORS, DEST_STATE, DLQ, EVENTS, OUTCOMES, REQUEST_LOG, RETRIES, SETTLED,
@@ -332,6 +333,26 @@ impl View {
             out.push((k.value().1, r));
         }
         Ok((out, None))
+    }
+
+    /// DLQ entries per destination and class whose last attempt (the moment they were
+    /// dead-lettered) is at or after `since_ms` (all of them when None).
+    pub fn dlq_counts(
+        &self,
+        since_ms: Option<i64>,
+    ) -> Result<std::collections::BTreeMap<(String, ErrorClass), u64>, StoreError> {
+        let t = self.txn.open_table(DLQ).map_err(err)?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in t.iter().map_err(err)? {
+            let (k, v) = row.map_err(err)?;
+            let Ok((class, at)) = dlq_class_and_time(v.value()) else {
+                continue;
+            };
+            if since_ms.is_none_or(|s| at >= s) {
+                *out.entry((k.value().0.to_string(), class)).or_default() += 1;
+            }
+        }
+        Ok(out)
     }
 
     /// A destination's request log below number `before`, newest first, at most
