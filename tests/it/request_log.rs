@@ -394,6 +394,44 @@ async fn request_log_zero_records_nothing_and_unknown_ids_are_404() {
     d.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_destination_keeps_its_log_until_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0_MS);
+    let a = sim(Platform::Webhook, &clock, FaultScript::none()).await;
+    let b = sim(Platform::Webhook, &clock, FaultScript::none()).await;
+    let kept = webhook("hooks", &a.url(), "");
+    let text = config(
+        dir.path(),
+        "",
+        &(kept.clone() + &webhook("hooks_gone", &b.url(), "")),
+    );
+    let d = TestDaemon::start_with(dir.path(), &text, clock.clone(), None).await;
+    d.post(&batch((0..2).map(|i| format!("p{i}")), T0_MS)).await;
+    settled(&d, "hooks", &a, 2).await;
+    settled(&d, "hooks_gone", &b, 2).await;
+
+    std::fs::write(
+        dir.path().join("sluice.toml"),
+        config(dir.path(), "", &kept),
+    )
+    .unwrap();
+    let (s, _) = admin_post(&d, "/v1/admin/reload", json!({})).await;
+    assert_eq!(s, 200);
+    assert_eq!(seqs(&requests(&d, "hooks_gone").await), [2, 1]);
+    let (s, v) = admin_post(&d, "/v1/destinations/hooks_gone/purge", json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(stored_rows(&d, "hooks_gone"), Vec::<u64>::new());
+    let (s, _) = get(&d, "/v1/destinations/hooks_gone/requests").await;
+    assert_eq!(s, 404);
+    assert_eq!(
+        seqs(&requests(&d, "hooks").await),
+        [2, 1],
+        "another's log stays"
+    );
+    d.shutdown().await;
+}
+
 /// A stand-in platform that echoes what it was sent (the URL with its token, the body
 /// with its hashed identifiers) in a 400: what a careless real API might answer.
 async fn echo_server() -> (String, tokio::task::JoinHandle<()>) {

@@ -216,16 +216,24 @@ impl Worker {
         let a = sent.attempt;
         let status = a.response.as_ref().map(|r| r.status);
         // The request log's excerpt is taken from the whole redacted answer, before
-        // the DLQ's cut.
+        // the DLQ's cut (only while the log is on).
+        let logged = self.ctx.request_log > 0;
+        let excerpt = |t: &str| {
+            if logged {
+                request_log::excerpt(t)
+            } else {
+                String::new()
+            }
+        };
         let (body, excerpt) = match (&a.response, &a.error) {
             (Some(r), _) => {
                 let mut text = String::from_utf8_lossy(&r.body).into_owned();
                 text = redact(&text, &a.secrets);
-                let excerpt = request_log::excerpt(&text);
+                let excerpt = excerpt(&text);
                 truncate(&mut text, BODY_KEEP);
                 (text, excerpt)
             }
-            (None, Some(e)) => (e.clone(), request_log::excerpt(e)),
+            (None, Some(e)) => (e.clone(), excerpt(e)),
             (None, None) => (String::new(), String::new()),
         };
         self.log_request(&sent.items, &a, now, sent.latency_ms, excerpt, acc);
@@ -308,6 +316,11 @@ impl Worker {
         excerpt: String,
         acc: &mut Settlement,
     ) {
+        let keep = self.ctx.request_log;
+        // Finding the request id may parse the answer: not done for nothing.
+        if keep == 0 && !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
         let status = a.response.as_ref().map(|r| r.status);
         let request_id = a
             .response
@@ -316,7 +329,6 @@ impl Worker {
         let outcome = request_log::outcome(&a.verdict, a.response.is_some(), items.len());
         // The request id is the platform's, cleaned to printable ASCII without spaces.
         debug!(destination = %self.id, events = items.len(), status, latency_ms, outcome = outcome.name(), request_id = request_id.as_deref().unwrap_or("-"), "request answered");
-        let keep = self.ctx.request_log;
         if keep == 0 {
             return;
         }
