@@ -37,7 +37,8 @@ enum Cmd {
     },
     /// Run a local simulator of a platform's API (for drills and tests).
     Simulate(sluice::sim::SimulateArgs),
-    /// Destination state: status, pause, resume (talks to the running daemon).
+    /// Destination state: status, pause, resume, its request log (talks to the running
+    /// daemon).
     Destinations {
         #[command(flatten)]
         target: Target,
@@ -51,8 +52,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
-    /// The dead-letter queue of a destination: list, replay or discard entries (talks
-    /// to the running daemon).
+    /// The dead-letter queue: list, replay or discard a destination's entries, or count
+    /// them per destination and reason (talks to the running daemon).
     Dlq {
         #[command(flatten)]
         target: Target,
@@ -97,11 +98,29 @@ enum EventsCmd {
 #[derive(Subcommand)]
 enum DlqCmd {
     /// Print the matching entries as JSON Lines (count on stderr).
-    List(DlqSelect),
+    List(DlqListArgs),
     /// Move the matching entries still within the platform's age limit back to the queue.
     Replay(DlqSelect),
     /// Delete the matching entries.
     Discard(DlqSelect),
+    /// Count the entries per destination and reason.
+    Summary {
+        /// Only entries dead-lettered at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+    },
+}
+
+#[derive(clap::Args)]
+struct DlqListArgs {
+    #[command(flatten)]
+    select: DlqSelect,
+    /// Only entries of this reason: rejected, retries_exhausted, expired, unsendable.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only entries of the event with this event_id.
+    #[arg(long)]
+    event_id: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -135,6 +154,15 @@ enum DestCmd {
     Pause(Select),
     /// Resume one destination (--id) or all of a platform (--platform [--workspace]).
     Resume(Select),
+    /// The destination's last requests, newest first: time, events, status, latency,
+    /// outcome, the platform's request id and the start of its answer.
+    Requests {
+        /// Destination id.
+        id: String,
+        /// How many requests to show.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+    },
 }
 
 #[derive(clap::Args)]
@@ -288,11 +316,22 @@ fn main() -> ExitCode {
                 }
                 DestCmd::Pause(s) => select(&c, "pause", s).await,
                 DestCmd::Resume(s) => select(&c, "resume", s).await,
+                DestCmd::Requests { id, limit } => cli::requests(&c, &id, limit as usize).await,
             }
         }),
         Cmd::Dlq { target, cmd } => client_command(&target, |c| async move {
             let (action, sel) = match cmd {
-                DlqCmd::List(s) => (cli::DlqAction::List, s),
+                DlqCmd::List(l) => {
+                    let sel = cli::DlqList {
+                        destination: &l.select.destination,
+                        from: l.select.from.as_deref(),
+                        to: l.select.to.as_deref(),
+                        reason: l.reason.as_deref(),
+                        event_id: l.event_id.as_deref(),
+                    };
+                    return cli::dlq_list(&c, &sel).await;
+                }
+                DlqCmd::Summary { since } => return cli::dlq_summary(&c, since.as_deref()).await,
                 DlqCmd::Replay(s) => (cli::DlqAction::Replay, s),
                 DlqCmd::Discard(s) => (cli::DlqAction::Discard, s),
             };

@@ -1,5 +1,6 @@
-//! DLQ routes (SPEC §3, §7): list a destination's entries with paging, replay or
-//! discard a window of them (a dry run first shows what would move). Admin only.
+//! DLQ routes (SPEC §3, §7): list a destination's entries with paging (by reason and
+//! event id too), count them per destination and reason, replay or discard a window of
+//! them (a dry run first shows what would move). Admin only.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use super::auth::Admin;
 use super::error::{ApiError, ApiResult, ok};
 use crate::delivery::dlq::{self, Selector};
 use crate::state::App;
+use crate::store::codec::ErrorClass;
 
 fn parse_time(field: &str, v: Option<&String>) -> ApiResult<Option<i64>> {
     match v {
@@ -32,8 +34,25 @@ pub struct DlqQuery {
     destination: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    reason: Option<String>,
+    event_id: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
+}
+
+/// A `reason` filter: one of the DLQ's error classes.
+fn parse_reason(v: Option<&str>) -> ApiResult<Option<ErrorClass>> {
+    match v {
+        None => Ok(None),
+        Some(s) => ErrorClass::from_name(s).map(Some).ok_or_else(|| {
+            let names: Vec<&str> = ErrorClass::ALL.iter().map(|c| c.name()).collect();
+            ApiError::bad_request(format!(
+                "reason must be one of {}; got {:?}",
+                names.join(", "),
+                s.chars().take(64).collect::<String>()
+            ))
+        }),
+    }
 }
 
 pub async fn list(State(app): State<Arc<App>>, _: Admin, Q(q): Q<DlqQuery>) -> ApiResult {
@@ -45,6 +64,8 @@ pub async fn list(State(app): State<Arc<App>>, _: Admin, Q(q): Q<DlqQuery>) -> A
     let sel = Selector {
         from_ms: parse_time("from", q.from.as_ref())?,
         to_ms: parse_time("to", q.to.as_ref())?,
+        reason: parse_reason(q.reason.as_deref())?,
+        event_id: q.event_id,
     };
     let limit = page_limit(q.limit)?;
     let after = match q.cursor.as_deref().map(str::parse::<u64>) {
@@ -56,6 +77,32 @@ pub async fn list(State(app): State<Arc<App>>, _: Admin, Q(q): Q<DlqQuery>) -> A
     };
     let (entries, next) = dlq::list(&app.intake.store, &dest, &sel, after, limit)?;
     ok(&json!({"entries": entries, "next_cursor": next}))
+}
+
+#[derive(Deserialize)]
+pub struct SummaryQuery {
+    since: Option<String>,
+}
+
+/// `GET /v1/dlq/summary[?since=T]`: entries per destination and reason dead-lettered
+/// at or after `since` (every entry without it). The whole DLQ is read (each record's
+/// class and time only), off the HTTP threads.
+pub async fn summary(State(app): State<Arc<App>>, _: Admin, Q(q): Q<SummaryQuery>) -> ApiResult {
+    let since = parse_time("since", q.since.as_ref())?;
+    let store = app.intake.store.clone();
+    let counts = tokio::task::spawn_blocking(move || dlq::summary(&store, since))
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the DLQ could not be read: {e}")))??;
+    let total: u64 = counts.iter().map(|c| c.count).sum();
+    let rows: Vec<_> = counts
+        .iter()
+        .map(|c| json!({"destination_id": c.destination_id, "reason": c.reason.name(), "count": c.count}))
+        .collect();
+    ok(&json!({
+        "since": since.map(crate::clock::rfc3339_ms),
+        "total": total,
+        "counts": rows,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -77,6 +124,7 @@ fn action_body(bytes: &[u8]) -> ApiResult<(DlqAction, Selector)> {
     let sel = Selector {
         from_ms: parse_time("from", a.from.as_ref())?,
         to_ms: parse_time("to", a.to.as_ref())?,
+        ..Selector::default()
     };
     Ok((a, sel))
 }

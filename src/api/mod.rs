@@ -3,7 +3,8 @@
 //!
 //! - [`ingest`]: `POST /v1/events`;
 //! - [`admin`]: destinations, pause/resume, purge, timeline, reload, backup;
-//! - [`dlq`]: DLQ list, replay, discard;
+//! - [`requests`]: a destination's request log;
+//! - [`dlq`]: DLQ list (by reason, by event id), summary, replay, discard;
 //! - [`audit`]: the audit chain's list, export and verify;
 //! - here: `/metrics`, `/healthz`, `/readyz`.
 
@@ -14,6 +15,7 @@ pub mod dlq;
 pub mod error;
 pub mod events;
 pub mod ingest;
+pub mod requests;
 pub mod serve;
 pub mod strict_json;
 
@@ -46,10 +48,12 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/v1/destinations/{id}/timeline", get(admin::timeline))
         .route("/v1/destinations/{id}/purge", post(admin::purge))
+        .route("/v1/destinations/{id}/requests", get(requests::list))
         .route("/v1/auto-pause-events", get(admin::auto_pause_events))
         .route("/v1/admin/reload", post(admin::reload))
         .route("/v1/admin/backup", post(admin::backup))
         .route("/v1/dlq", get(dlq::list))
+        .route("/v1/dlq/summary", get(dlq::summary))
         .route("/v1/dlq/replay", post(dlq::replay))
         .route("/v1/dlq/discard", post(dlq::discard))
         .route("/v1/audit", get(audit::list))

@@ -349,33 +349,13 @@ pub async fn dlq(
 ) -> anyhow::Result<ExitCode> {
     match action {
         DlqAction::List => {
-            let mut cursor: Option<String> = None;
-            let mut out = std::io::stdout().lock();
-            let mut n = 0u64;
-            loop {
-                let mut q = format!("/v1/dlq?destination={}&limit=1000", enc(destination));
-                if let Some(f) = from {
-                    q.push_str(&format!("&from={}", enc(f)));
-                }
-                if let Some(t) = to {
-                    q.push_str(&format!("&to={}", enc(t)));
-                }
-                if let Some(c) = &cursor {
-                    q.push_str(&format!("&cursor={}", enc(c)));
-                }
-                let v = c.get(&q).await?;
-                for e in v["entries"].as_array().into_iter().flatten() {
-                    writeln!(out, "{e}")?;
-                    n += 1;
-                }
-                match v["next_cursor"].as_str() {
-                    Some(next) => cursor = Some(next.to_string()),
-                    None => break,
-                }
-            }
-            out.flush()?;
-            eprintln!("{n} entries");
-            Ok(ExitCode::SUCCESS)
+            let sel = DlqList {
+                destination,
+                from,
+                to,
+                ..DlqList::default()
+            };
+            dlq_list(c, &sel).await
         }
         DlqAction::Replay | DlqAction::Discard => {
             let verb = if action == DlqAction::Replay {
@@ -415,6 +395,169 @@ pub async fn dlq(
     }
 }
 
+/// The most characters of a response excerpt a table shows.
+const EXCERPT_SHOWN: usize = 60;
+
+/// An excerpt on one table line: control characters and runs of blanks as one space,
+/// at most [`EXCERPT_SHOWN`] characters (then `…`).
+fn one_line(text: &str) -> String {
+    let mut out = String::new();
+    let mut blank = false;
+    for c in text.chars() {
+        if c.is_control() || c.is_whitespace() {
+            blank = !out.is_empty();
+            continue;
+        }
+        if blank {
+            out.push(' ');
+            blank = false;
+        }
+        out.push(c);
+    }
+    if out.chars().count() > EXCERPT_SHOWN {
+        out = out.chars().take(EXCERPT_SHOWN - 1).collect::<String>() + "…";
+    }
+    out
+}
+
+/// `sluice destinations requests ID`: the request log as a table, newest first.
+pub fn render_requests(rows: &[Value]) -> String {
+    let num = |v: &Value| v.as_u64().map_or_else(|| "-".into(), |n| n.to_string());
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                num(&r["seq"]),
+                s(&r["sent_at"]),
+                num(&r["events"]),
+                num(&r["status"]),
+                num(&r["latency_ms"]),
+                s(&r["outcome"]),
+                s(&r["request_id"]),
+                one_line(r["response_excerpt"].as_str().unwrap_or("")),
+            ]
+        })
+        .collect();
+    let head = [
+        "Seq",
+        "Sent At",
+        "Events",
+        "Status",
+        "Latency ms",
+        "Outcome",
+        "Request Id",
+        "Response",
+    ];
+    table(&head, &cells)
+}
+
+/// `sluice destinations requests ID [--limit N]`: the newest `limit` requests (pages of
+/// up to 1,000).
+pub async fn requests(c: &Client, id: &str, limit: usize) -> anyhow::Result<ExitCode> {
+    let mut rows: Vec<Value> = Vec::new();
+    let mut cursor: Option<String> = None;
+    while rows.len() < limit {
+        let want = (limit - rows.len()).min(1000);
+        let mut q = format!("/v1/destinations/{}/requests?limit={want}", enc(id));
+        if let Some(c) = &cursor {
+            q.push_str(&format!("&cursor={}", enc(c)));
+        }
+        let v = c.get(&q).await?;
+        rows.extend(v["requests"].as_array().into_iter().flatten().cloned());
+        match v["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    if rows.is_empty() {
+        println!("no requests recorded for {id}");
+    } else {
+        print!("{}", render_requests(&rows));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `sluice dlq list` selects.
+#[derive(Debug, Clone, Default)]
+pub struct DlqList<'a> {
+    pub destination: &'a str,
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub event_id: Option<&'a str>,
+}
+
+/// `sluice dlq list`: every matching entry as JSON Lines (all pages), the count on
+/// stderr.
+pub async fn dlq_list(c: &Client, sel: &DlqList<'_>) -> anyhow::Result<ExitCode> {
+    let mut cursor: Option<String> = None;
+    let mut out = std::io::stdout().lock();
+    let mut n = 0u64;
+    loop {
+        let mut q = format!("/v1/dlq?destination={}&limit=1000", enc(sel.destination));
+        for (k, v) in [
+            ("from", sel.from),
+            ("to", sel.to),
+            ("reason", sel.reason),
+            ("event_id", sel.event_id),
+            ("cursor", cursor.as_deref()),
+        ] {
+            if let Some(v) = v {
+                q.push_str(&format!("&{k}={}", enc(v)));
+            }
+        }
+        let v = c.get(&q).await?;
+        for e in v["entries"].as_array().into_iter().flatten() {
+            writeln!(out, "{e}")?;
+            n += 1;
+        }
+        match v["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    out.flush()?;
+    eprintln!("{n} entries");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sluice dlq summary`: a table of the counts, then the total.
+pub fn render_dlq_summary(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = v["counts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            vec![
+                s(&r["destination_id"]),
+                s(&r["reason"]),
+                r["count"].as_u64().unwrap_or(0).to_string(),
+            ]
+        })
+        .collect();
+    let since = v["since"]
+        .as_str()
+        .map_or_else(String::new, |t| format!(" since {t}"));
+    let total = v["total"].as_u64().unwrap_or(0);
+    if rows.is_empty() {
+        return format!("no DLQ entries{since}\n");
+    }
+    let mut out = table(&["Destination", "Reason", "Count"], &rows);
+    out.push_str(&format!("{total} entries{since}\n"));
+    out
+}
+
+/// `sluice dlq summary [--since T]`.
+pub async fn dlq_summary(c: &Client, since: Option<&str>) -> anyhow::Result<ExitCode> {
+    let path = match since {
+        Some(t) => format!("/v1/dlq/summary?since={}", enc(t)),
+        None => "/v1/dlq/summary".to_string(),
+    };
+    let v = c.get(&path).await?;
+    print!("{}", render_dlq_summary(&v));
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `sluice backup --name NAME`: the daemon writes the copy; prints its path and size.
 pub async fn backup(c: &Client, name: &str) -> anyhow::Result<ExitCode> {
     let (status, v) = c.post("/v1/admin/backup", json!({"name": name})).await?;
@@ -432,6 +575,56 @@ fn enc(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_table() {
+        let rows = vec![
+            json!({"seq": 12, "sent_at": "2026-11-02T12:00:01.000Z", "events": 3, "status": 200,
+                   "latency_ms": 131, "outcome": "delivered", "request_id": "SimTrace12",
+                   "response_excerpt": "{\"events_received\":3,\n  \"messages\":[]}"}),
+            json!({"seq": 11, "sent_at": "2026-11-02T12:00:00.000Z", "events": 1, "status": null,
+                   "latency_ms": 10000, "outcome": "transport", "request_id": null,
+                   "response_excerpt": "x".repeat(100)}),
+        ];
+        let text = render_requests(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "Seq  Sent At                   Events  Status  Latency ms  Outcome    Request Id  Response"
+        );
+        assert_eq!(
+            lines[1],
+            "12   2026-11-02T12:00:01.000Z  3       200     131         delivered  SimTrace12  {\"events_received\":3, \"messages\":[]}"
+        );
+        assert_eq!(
+            lines[2],
+            format!(
+                "11   2026-11-02T12:00:00.000Z  1       -       10000       transport  -           {}…",
+                "x".repeat(59)
+            )
+        );
+        assert_eq!(lines.len(), 3);
+    }
+
+    #[test]
+    fn dlq_summary_table() {
+        let v = json!({"since": "2026-11-02T12:00:00.000Z", "total": 5, "counts": [
+            {"destination_id": "hooks_a", "reason": "rejected", "count": 2},
+            {"destination_id": "hooks_a", "reason": "retries_exhausted", "count": 1},
+            {"destination_id": "meta_main", "reason": "rejected", "count": 2}]});
+        assert_eq!(
+            render_dlq_summary(&v),
+            "Destination  Reason             Count\n\
+             hooks_a      rejected           2\n\
+             hooks_a      retries_exhausted  1\n\
+             meta_main    rejected           2\n\
+             5 entries since 2026-11-02T12:00:00.000Z\n"
+        );
+        assert_eq!(
+            render_dlq_summary(&json!({"since": null, "total": 0, "counts": []})),
+            "no DLQ entries\n"
+        );
+    }
 
     #[test]
     fn status_table_and_suggestions() {

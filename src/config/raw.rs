@@ -47,6 +47,7 @@ pub struct RawStorage {
     pub dedup_window: Option<String>,
     pub max_backlog_age: Option<String>,
     pub dlq_retention: Option<String>,
+    pub request_log: Option<i64>,
     pub backup_dir: Option<String>,
     pub pii_key_env: Option<String>,
     pub pii_key_file: Option<String>,

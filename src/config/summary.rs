@@ -57,6 +57,10 @@ pub fn summary(cfg: &Config) -> String {
             "not set"
         }
     );
+    let _ = match cfg.storage.request_log {
+        0 => writeln!(s, "request log: off"),
+        n => writeln!(s, "request log: last {n} requests per destination"),
+    };
     let _ = writeln!(s, "workspaces ({}):", cfg.workspaces.len());
     for w in &cfg.workspaces {
         let _ = writeln!(

@@ -130,6 +130,8 @@ pub struct StorageConfig {
     pub dedup_window: Duration,
     pub max_backlog_age: Duration,
     pub dlq_retention: Duration,
+    /// Requests kept per destination in its request log (0: none recorded).
+    pub request_log: u32,
     pub backup_dir: PathBuf,
     /// 32 bytes, from `pii_key_env` / `pii_key_file` (base64). Required when any
     /// destination is Klaviyo.

@@ -390,6 +390,10 @@ fn storage(ctx: &Ctx, raw: &RawStorage) -> R<StorageConfig> {
         Some(s) => ctx.dur_in("storage.dlq_retention", s, HOUR, 365 * DAY)?,
         None => 30 * DAY,
     };
+    let request_log = match raw.request_log {
+        Some(v) => ctx.uint("storage.request_log", v, 0, MAX_REQUEST_LOG)?,
+        None => DEFAULT_REQUEST_LOG,
+    };
     let backup_dir = match raw.backup_dir.as_deref() {
         Some("") => return Err(ctx.err("storage.backup_dir", "must not be empty")),
         Some(d) => ctx.resolve_path(d),
@@ -435,11 +439,18 @@ fn storage(ctx: &Ctx, raw: &RawStorage) -> R<StorageConfig> {
         dedup_window,
         max_backlog_age,
         dlq_retention,
+        request_log,
         backup_dir,
         pii_key,
         cache_size,
     })
 }
+
+/// `storage.request_log` when not set: the last 1,000 requests of each destination.
+pub const DEFAULT_REQUEST_LOG: u32 = 1000;
+/// The most `storage.request_log` allows (a row takes at most about 1.4 KiB on disk:
+/// 140 MB per destination at this limit).
+pub const MAX_REQUEST_LOG: i64 = 100_000;
 
 /// `storage.cache_size` when not set: 64 MiB.
 pub const DEFAULT_CACHE_SIZE: usize = 64 << 20;

@@ -1,11 +1,13 @@
-//! The dead-letter queue's operator side (SPEC §3): list, replay, discard.
-//! Selection is by destination and first-seen time (`from` inclusive, `to` exclusive).
+//! The dead-letter queue's operator side (SPEC §3): list, replay, discard, and the
+//! counts per destination and reason ("what went undelivered, and why").
+//! Selection is by destination and first-seen time (`from` inclusive, `to` exclusive);
+//! a list also by reason (the error class) and event id.
 
 use crate::audit::{Actor, AuditType, Details, NewAuditEvent};
 use crate::clock::rfc3339_ms;
 use crate::config::Destination;
 use crate::platforms::OutEvent;
-use crate::store::codec::{DlqRecord, RetryRecord, decode_event};
+use crate::store::codec::{DlqRecord, ErrorClass, RetryRecord, decode_event};
 use crate::store::{DeliveryOp, Store, StoreError};
 
 /// Which entries of one destination.
@@ -13,13 +15,46 @@ use crate::store::{DeliveryOp, Store, StoreError};
 pub struct Selector {
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
+    /// Only entries of this class (lists only).
+    pub reason: Option<ErrorClass>,
+    /// Only entries of the event with this `event_id` (lists only).
+    pub event_id: Option<String>,
 }
 
 impl Selector {
     fn matches(&self, r: &DlqRecord) -> bool {
         self.from_ms.is_none_or(|f| r.first_seen_ms >= f)
             && self.to_ms.is_none_or(|t| r.first_seen_ms < t)
+            && self.reason.is_none_or(|c| r.error_class == c)
+            && self
+                .event_id
+                .as_ref()
+                .is_none_or(|id| decode_event(&r.event).is_ok_and(|e| e.event.event_id == *id))
     }
+}
+
+/// How many entries one destination holds of one reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReasonCount {
+    pub destination_id: String,
+    pub reason: ErrorClass,
+    pub count: u64,
+}
+
+/// DLQ entries per destination and reason dead-lettered at or after `since_ms` (their
+/// last attempt; every entry when None), sorted by destination, then reason in the
+/// order of [`ErrorClass::ALL`]; only reasons that have entries.
+pub fn summary(store: &Store, since_ms: Option<i64>) -> Result<Vec<ReasonCount>, StoreError> {
+    Ok(store
+        .view()?
+        .dlq_counts(since_ms)?
+        .into_iter()
+        .map(|((destination_id, reason), count)| ReasonCount {
+            destination_id,
+            reason,
+            count,
+        })
+        .collect())
 }
 
 /// One entry as the API shows it.

@@ -14,6 +14,7 @@ pub mod backlog;
 pub mod dlq;
 pub mod housekeeping;
 pub mod pacer;
+pub mod request_log;
 mod worker;
 
 use std::collections::HashMap;
@@ -39,6 +40,8 @@ pub struct DestCtx {
     pub pacers: Vec<Arc<Mutex<ScopePacer>>>,
     /// `storage.max_backlog_age` in ms (the age limit of platforms without one).
     pub max_backlog_age_ms: i64,
+    /// `storage.request_log`: requests kept in its request log (0: none recorded).
+    pub request_log: u32,
     /// The log head when this destination was added by a reload: it receives events
     /// accepted from then on. None at start-up: the head when the worker first runs.
     pub initial_head: Option<u64>,
@@ -213,6 +216,7 @@ impl Engine {
                 dest: d.clone(),
                 adapter,
                 max_backlog_age_ms: cfg.storage.max_backlog_age.as_millis() as i64,
+                request_log: cfg.storage.request_log,
                 initial_head: heads.get(d.id.as_str()).copied(),
             });
             match workers.get(&d.id) {

@@ -67,7 +67,7 @@ pub struct RetryRecord {
 }
 
 /// Why an event was dead-lettered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ErrorClass {
     Rejected,
     RetriesExhausted,
@@ -76,6 +76,14 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Every class, in stored order.
+    pub const ALL: [ErrorClass; 4] = [
+        ErrorClass::Rejected,
+        ErrorClass::RetriesExhausted,
+        ErrorClass::Expired,
+        ErrorClass::Unsendable,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             ErrorClass::Rejected => "rejected",
@@ -83,6 +91,11 @@ impl ErrorClass {
             ErrorClass::Expired => "expired",
             ErrorClass::Unsendable => "unsendable",
         }
+    }
+
+    /// The class of a [`ErrorClass::name`].
+    pub fn from_name(name: &str) -> Option<ErrorClass> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
     }
 }
 
@@ -101,6 +114,37 @@ pub struct DlqRecord {
     pub retries: u32,
     pub first_seen_ms: i64,
     pub last_attempt_ms: i64,
+}
+
+/// The fields of a stored [`DlqRecord`] a count needs, read without copying the event
+/// (same field order as [`DlqRecord`]: postcard is positional).
+#[derive(Deserialize)]
+struct DlqHead<'a> {
+    #[serde(borrow)]
+    _workspace: &'a str,
+    _seq: u64,
+    #[serde(borrow)]
+    _event: &'a serde_bytes::Bytes,
+    error_class: ErrorClass,
+    _status: Option<u16>,
+    #[serde(borrow)]
+    _response_body: &'a str,
+    _retries: u32,
+    _first_seen_ms: i64,
+    last_attempt_ms: i64,
+}
+
+/// The class and last-attempt time of an encoded [`DlqRecord`] (for counts over the
+/// whole DLQ: the event copy is not decoded).
+pub fn dlq_class_and_time(bytes: &[u8]) -> Result<(ErrorClass, i64), CodecError> {
+    match bytes.split_first() {
+        None => Err(CodecError::Empty),
+        Some((&RECORD_V1, rest)) => {
+            let h: DlqHead<'_> = postcard::from_bytes(rest)?;
+            Ok((h.error_class, h.last_attempt_ms))
+        }
+        Some((&v, _)) => Err(CodecError::UnknownVersion(v)),
+    }
 }
 
 /// A destination's delivery state (SPEC §4).
@@ -153,6 +197,64 @@ pub struct OutcomeRecord {
     pub error: bool,
     pub status: Option<u16>,
     pub latency_ms: u32,
+}
+
+/// What one request to a platform came to, as its destination's request log keeps it.
+/// Stored by position: new variants only ever go at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestOutcome {
+    /// The platform took every event.
+    Delivered,
+    /// The platform judged rows on their own and not all were taken (per-row
+    /// failures, or named rows rejected while the others are sent again).
+    Partial,
+    /// The platform refused the request as invalid (a batch without named rows is
+    /// then split).
+    Rejected,
+    /// A retryable answer (5xx, a transient error code).
+    Retryable,
+    /// The platform's throttle signal.
+    Throttled,
+    /// The credentials were refused.
+    Auth,
+    /// The endpoint is gone or the API version retired.
+    Gone,
+    /// No answer: a connection error or the destination's timeout.
+    Transport,
+}
+
+impl RequestOutcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            RequestOutcome::Delivered => "delivered",
+            RequestOutcome::Partial => "partial",
+            RequestOutcome::Rejected => "rejected",
+            RequestOutcome::Retryable => "retryable",
+            RequestOutcome::Throttled => "throttled",
+            RequestOutcome::Auth => "auth",
+            RequestOutcome::Gone => "gone",
+            RequestOutcome::Transport => "transport",
+        }
+    }
+}
+
+/// One request of a destination's request log (`request_log` table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// When the request was sent (ms since epoch, UTC).
+    pub sent_ms: i64,
+    /// Events the request carried.
+    pub events: u32,
+    /// The HTTP status; None when there was no answer.
+    pub status: Option<u16>,
+    pub latency_ms: u32,
+    pub outcome: RequestOutcome,
+    /// The platform's id of the request, when it gave one.
+    pub request_id: Option<String>,
+    /// The first KiB of the answer (or the transport error): credentials and plaintext
+    /// identifiers replaced by `[redacted]`, hex runs of a SHA-256's length or longer
+    /// by `[hashed]`.
+    pub excerpt: String,
 }
 
 pub fn encode_record<T: Serialize>(r: &T) -> Vec<u8> {
@@ -213,5 +315,50 @@ mod tests {
             Err(CodecError::UnknownVersion(99))
         ));
         assert!(matches!(decode_event(&[]), Err(CodecError::Empty)));
+    }
+
+    #[test]
+    fn dlq_class_and_time_reads_the_full_record() {
+        let r = DlqRecord {
+            workspace: "glasshouse".into(),
+            seq: 7,
+            event: serde_bytes::ByteBuf::from(vec![1, 2, 3, 255]),
+            error_class: ErrorClass::RetriesExhausted,
+            status: Some(503),
+            response_body: "Service Unavailable".into(),
+            retries: 8,
+            first_seen_ms: 1_700_000_000_000,
+            last_attempt_ms: 1_700_000_255_000,
+        };
+        let bytes = encode_record(&r);
+        assert_eq!(
+            dlq_class_and_time(&bytes).unwrap(),
+            (ErrorClass::RetriesExhausted, 1_700_000_255_000)
+        );
+        let mut bad = bytes.clone();
+        bad[0] = 9;
+        assert!(matches!(
+            dlq_class_and_time(&bad),
+            Err(CodecError::UnknownVersion(9))
+        ));
+        for c in ErrorClass::ALL {
+            assert_eq!(ErrorClass::from_name(c.name()), Some(c));
+        }
+        assert_eq!(ErrorClass::from_name("Rejected"), None);
+    }
+
+    #[test]
+    fn request_record_roundtrip() {
+        let r = RequestRecord {
+            sent_ms: 1_700_000_000_000,
+            events: 3,
+            status: None,
+            latency_ms: 10_000,
+            outcome: RequestOutcome::Transport,
+            request_id: Some("SimTrace1".into()),
+            excerpt: "timed out after 10000 ms".into(),
+        };
+        let bytes = encode_record(&r);
+        assert_eq!(decode_record::<RequestRecord>(&bytes).unwrap(), r);
     }
 }

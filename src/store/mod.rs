@@ -15,6 +15,7 @@
 //! | `dest_state` | destination id | [`codec::DestState`]: active, paused or probing; since when, why, auto-clear time, evaluation window, ring position |
 //! | `outcomes` | `(destination, slot: u32)` | [`codec::OutcomeRecord`]: one attempt of the ring buffer (`slot = n % sample`), so error rates survive restarts |
 //! | `auto_pause_events` | `seq: u64` | one `auto_pause_events` row as JSON (version byte + JSON) |
+//! | `request_log` | `(destination, n: u64)` | [`codec::RequestRecord`]: one request the destination sent (`n` counts its requests from 1), the last `storage.request_log` of them; written and trimmed by the settlement commits |
 //! | `audit` | `seq: u64` | one audit chain record ([`crate::audit`]) |
 //!
 //! # Writes
@@ -67,6 +68,7 @@ pub const SETTLED: TableDefinition<(&str, u64), ()> = TableDefinition::new("sett
 pub const OUTCOMES: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("outcomes");
 pub const AUTO_PAUSE_EVENTS: TableDefinition<u64, &[u8]> =
     TableDefinition::new("auto_pause_events");
+pub const REQUEST_LOG: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("request_log");
 
 /// Something done to every table of the store, whatever its key and value types.
 pub trait TableVisitor {
@@ -91,6 +93,7 @@ pub fn visit_tables(v: &mut impl TableVisitor) -> Result<(), redb::Error> {
     v.visit(OUTCOMES)?;
     v.visit(SETTLED)?;
     v.visit(AUTO_PAUSE_EVENTS)?;
+    v.visit(REQUEST_LOG)?;
     v.visit(backlog::BACKLOG)?;
     v.visit(backlog::BACKLOG_SECONDS)?;
     v.visit(history::HISTORY)?;
@@ -217,7 +220,8 @@ pub enum DeliveryOp {
         dest: String,
     },
     /// Drops everything a (removed) destination holds: position, retries, DLQ, settled
-    /// marks, health state and outcome ring. Its timeline rows and audit events stay.
+    /// marks, health state, outcome ring and request log. Its timeline rows and audit
+    /// events stay.
     Purge {
         dest: String,
     },
@@ -245,6 +249,13 @@ pub enum DeliveryOp {
     TrimLog {
         workspace: String,
         below: u64,
+    },
+    /// Appends one request to a destination's request log; the writer numbers it (the
+    /// destination's last number + 1) and deletes what falls beyond the newest `keep`.
+    RequestLog {
+        dest: String,
+        keep: u32,
+        record: codec::RequestRecord,
     },
 }
 

@@ -7,10 +7,13 @@ use std::collections::{BTreeSet, HashSet};
 use redb::{ReadTransaction, ReadableTable};
 
 use super::backlog::{BACKLOG, BACKLOG_SECONDS, Summary, decode_summary};
-use super::codec::{DestState, DlqRecord, OutcomeRecord, RetryRecord, decode_record};
+use super::codec::{
+    DestState, DlqRecord, ErrorClass, OutcomeRecord, RequestRecord, RetryRecord, decode_record,
+    dlq_class_and_time,
+};
 use super::{
-    AUTO_PAUSE_EVENTS, CURSORS, DEST_STATE, DLQ, EVENTS, OUTCOMES, RETRIES, SETTLED, StoreError,
-    log,
+    AUTO_PAUSE_EVENTS, CURSORS, DEST_STATE, DLQ, EVENTS, OUTCOMES, REQUEST_LOG, RETRIES, SETTLED,
+    StoreError, log,
 };
 
 fn err(e: impl Into<redb::Error>) -> StoreError {
@@ -37,6 +40,10 @@ pub struct DueRetries {
 
 /// A page of DLQ entries `(id, record)` and the id to continue after, if more remain.
 pub type DlqPage = (Vec<(u64, DlqRecord)>, Option<u64>);
+
+/// A page of a destination's request log `(n, record)`, newest first, and the number
+/// to continue below, if more remain.
+pub type RequestPage = (Vec<(u64, RequestRecord)>, Option<u64>);
 
 /// One read transaction of the store.
 pub struct View {
@@ -346,6 +353,59 @@ impl View {
             out.push((k.value().1, r));
         }
         Ok((out, None))
+    }
+
+    /// DLQ entries per destination and class whose last attempt (the moment they were
+    /// dead-lettered) is at or after `since_ms` (all of them when None).
+    pub fn dlq_counts(
+        &self,
+        since_ms: Option<i64>,
+    ) -> Result<std::collections::BTreeMap<(String, ErrorClass), u64>, StoreError> {
+        let t = self.txn.open_table(DLQ).map_err(err)?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in t.iter().map_err(err)? {
+            let (k, v) = row.map_err(err)?;
+            let Ok((class, at)) = dlq_class_and_time(v.value()) else {
+                continue;
+            };
+            if since_ms.is_none_or(|s| at >= s) {
+                *out.entry((k.value().0.to_string(), class)).or_default() += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// A destination's request log below number `before`, newest first, at most
+    /// `limit` rows (unreadable ones skipped); and the number to continue below.
+    pub fn requests(
+        &self,
+        dest: &str,
+        before: u64,
+        limit: usize,
+    ) -> Result<RequestPage, StoreError> {
+        let t = self.txn.open_table(REQUEST_LOG).map_err(err)?;
+        let mut out: Vec<(u64, RequestRecord)> = Vec::new();
+        for row in t.range((dest, 0u64)..(dest, before)).map_err(err)?.rev() {
+            let (k, v) = row.map_err(err)?;
+            let Ok(r) = decode_record::<RequestRecord>(v.value()) else {
+                continue;
+            };
+            if out.len() == limit {
+                let last = out.last().map_or(before, |(n, _)| *n);
+                return Ok((out, Some(last)));
+            }
+            out.push((k.value().1, r));
+        }
+        Ok((out, None))
+    }
+
+    /// Whether a destination has rows in its request log.
+    pub fn has_requests(&self, dest: &str) -> Result<bool, StoreError> {
+        let t = self.txn.open_table(REQUEST_LOG).map_err(err)?;
+        Ok(t.range((dest, 0u64)..=(dest, u64::MAX))
+            .map_err(err)?
+            .next()
+            .is_some())
     }
 
     /// Every DLQ entry (of any destination) whose last attempt is before `before_ms`:

@@ -18,8 +18,8 @@ use super::dedup::maintain::Maintainer;
 use super::dedup::{DEDUP_LOG, DedupIndex};
 use super::{
     AUTO_PAUSE_EVENTS, CLOSED, CURSORS, Cmd, DEST_STATE, DLQ, DeliveryOp, EVENTS, META, MONTHLY,
-    OPENING, OUTCOMES, READY, RECOVERING, RETRIES, Recovered, SCHEMA_VERSION, SETTLED, Shared,
-    StoreError, StoreOptions,
+    OPENING, OUTCOMES, READY, RECOVERING, REQUEST_LOG, RETRIES, Recovered, SCHEMA_VERSION, SETTLED,
+    Shared, StoreError, StoreOptions,
 };
 
 /// Most events one transaction takes; the rest wait for the next commit.
@@ -316,6 +316,7 @@ fn apply_delivery(
     let mut outcomes = txn.open_table(OUTCOMES)?;
     let mut ap_events = txn.open_table(AUTO_PAUSE_EVENTS)?;
     let mut hist = txn.open_table(history::HISTORY)?;
+    let mut requests = txn.open_table(REQUEST_LOG)?;
     let mut next_id = meta
         .get("dlq_next_id")?
         .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
@@ -387,6 +388,7 @@ fn apply_delivery(
                     t.b.settled
                         .retain_in((d, 0u64)..=(d, u64::MAX), |_, ()| false)?;
                     outcomes.retain_in((d, 0u32)..=(d, u32::MAX), |_, _| false)?;
+                    requests.retain_in((d, 0u64)..=(d, u64::MAX), |_, _| false)?;
                 }
                 DeliveryOp::AutoPauseEvent { row } => {
                     let next = ap_events.last()?.map_or(1, |(k, _)| k.value() + 1);
@@ -432,11 +434,39 @@ fn apply_delivery(
                     let goal = trims.entry(workspace.clone()).or_insert(0);
                     *goal = (*goal).max(*below);
                 }
+                DeliveryOp::RequestLog { dest, keep, record } => {
+                    append_request(&mut requests, dest, *keep, record)?;
+                }
             }
         }
     }
     if next_id != start_id {
         meta.insert("dlq_next_id", next_id.to_le_bytes().as_slice())?;
+    }
+    Ok(())
+}
+
+/// Appends a request to `dest`'s request log as its next number and deletes the rows
+/// older than the newest `keep` (a range at the low end of its keys: few rows, as each
+/// append trims).
+fn append_request(
+    table: &mut redb::Table<(&str, u64), &[u8]>,
+    dest: &str,
+    keep: u32,
+    record: &super::codec::RequestRecord,
+) -> Result<(), redb::Error> {
+    if keep == 0 {
+        return Ok(());
+    }
+    let n = table
+        .range((dest, 0u64)..=(dest, u64::MAX))?
+        .next_back()
+        .transpose()?
+        .map_or(1, |(k, _)| k.value().1 + 1);
+    table.insert((dest, n), encode_record(record).as_slice())?;
+    let below = n.saturating_sub(u64::from(keep) - 1);
+    if below > 1 {
+        table.retain_in((dest, 0u64)..(dest, below), |_, _| false)?;
     }
     Ok(())
 }

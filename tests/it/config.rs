@@ -96,6 +96,7 @@ fn a_file_of_one_default_gets_every_default() {
     assert_eq!(c.storage.dedup_window, Duration::from_secs(48 * 3600));
     assert_eq!(c.storage.max_backlog_age, Duration::from_secs(30 * 86400));
     assert_eq!(c.storage.dlq_retention, Duration::from_secs(30 * 86400));
+    assert_eq!(c.storage.request_log, 1000);
     assert!(c.storage.pii_key.is_none());
     assert_eq!(c.ingest.default_country_code, "1");
     assert_eq!(c.platforms.len(), Platform::ALL.len());
@@ -462,6 +463,15 @@ fn server_storage_ingest_ranges() {
     err("[storage]\ndedup_window = \"30s\"\n");
     err("[storage]\nmax_backlog_age = \"366d\"\n");
     err("[storage]\ndlq_retention = \"0s\"\n");
+    let e = err("[storage]\nrequest_log = -1\n");
+    assert_eq!(e.key_path.as_deref(), Some("storage.request_log"));
+    err("[storage]\nrequest_log = 100001\n");
+    err("[storage]\nrequest_log = \"5\"\n");
+    assert_eq!(ok("[storage]\nrequest_log = 0\n").storage.request_log, 0);
+    assert_eq!(
+        ok("[storage]\nrequest_log = 100000\n").storage.request_log,
+        100_000
+    );
     for bad in ["\"\"", "\"+1\"", "\"1234\"", "\"a\""] {
         let e = err(&format!("[ingest]\ndefault_country_code = {bad}\n"));
         assert_eq!(e.key_path.as_deref(), Some("ingest.default_country_code"));

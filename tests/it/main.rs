@@ -33,6 +33,7 @@ mod oauth;
 mod operator;
 mod reload;
 mod reload_load;
+mod request_log;
 mod retention;
 mod storage_fault;
 mod trace;

@@ -5,16 +5,17 @@
 
 use std::sync::Arc;
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::send::Sent;
 use super::{Item, Last, Origin, Worker};
 use crate::config::PlatformPolicy;
+use crate::delivery::request_log;
 use crate::health::Change;
 use crate::health::machine::AttemptKind;
 use crate::metrics::Outcome;
 use crate::platforms::{Class, Verdict, redact, retry_after_ms};
-use crate::store::codec::{DlqRecord, ErrorClass, OutcomeRecord, RetryRecord};
+use crate::store::codec::{DlqRecord, ErrorClass, OutcomeRecord, RequestRecord, RetryRecord};
 use crate::store::history::{self, HistoryFate, HistoryRecord};
 use crate::store::{DeliveryOp, StoreError};
 
@@ -254,16 +255,28 @@ impl Worker {
         acc.now = acc.now.max(now);
         let a = sent.attempt;
         let status = a.response.as_ref().map(|r| r.status);
-        let body = match (&a.response, &a.error) {
+        // The request log's excerpt is taken from the whole redacted answer, before
+        // the DLQ's cut (only while the log is on).
+        let logged = self.ctx.request_log > 0;
+        let excerpt = |t: &str| {
+            if logged {
+                request_log::excerpt(t)
+            } else {
+                String::new()
+            }
+        };
+        let (body, excerpt) = match (&a.response, &a.error) {
             (Some(r), _) => {
                 let mut text = String::from_utf8_lossy(&r.body).into_owned();
                 text = redact(&text, &a.secrets);
+                let excerpt = excerpt(&text);
                 truncate(&mut text, BODY_KEEP);
-                text
+                (text, excerpt)
             }
-            (None, Some(e)) => e.clone(),
-            (None, None) => String::new(),
+            (None, Some(e)) => (e.clone(), excerpt(e)),
+            (None, None) => (String::new(), String::new()),
         };
+        self.log_request(&sent.items, &a, now, sent.latency_ms, excerpt, acc);
         // Every request is an attempt; a rejection is a data problem, not a pipe failure.
         let (kind, gone) = match &a.verdict {
             Verdict::Whole(Class::Auth) => (AttemptKind::Auth, None),
@@ -348,6 +361,48 @@ impl Worker {
         {
             acc.changes.push(c);
         }
+    }
+
+    /// One answered request: a debug line, and a row of the request log (when it is
+    /// on) that commits with the settlement.
+    fn log_request(
+        &self,
+        items: &[Item],
+        a: &super::send::Attempt,
+        at_ms: i64,
+        latency_ms: i64,
+        excerpt: String,
+        acc: &mut Settlement,
+    ) {
+        let keep = self.ctx.request_log;
+        // Finding the request id may parse the answer: not done for nothing.
+        if keep == 0 && !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        let status = a.response.as_ref().map(|r| r.status);
+        let request_id = a
+            .response
+            .as_ref()
+            .and_then(|r| self.ctx.adapter.request_id(r));
+        let outcome = request_log::outcome(&a.verdict, a.response.is_some(), items.len());
+        // The request id is the platform's, cleaned to printable ASCII without spaces.
+        debug!(destination = %self.id, events = items.len(), status, latency_ms, outcome = outcome.name(), request_id = request_id.as_deref().unwrap_or("-"), "request answered");
+        if keep == 0 {
+            return;
+        }
+        acc.extra.push(DeliveryOp::RequestLog {
+            dest: self.id.clone(),
+            keep,
+            record: RequestRecord {
+                sent_ms: at_ms - latency_ms,
+                events: u32::try_from(items.len()).unwrap_or(u32::MAX),
+                status,
+                latency_ms: latency_ms.clamp(0, i64::from(u32::MAX)) as u32,
+                outcome,
+                request_id,
+                excerpt,
+            },
+        });
     }
 
     /// Whether answers called for a state change not yet made.
@@ -534,10 +589,10 @@ impl Worker {
                     if let Origin::Retry { due_ms } = item.origin {
                         self.taken_retries.remove(&(due_ms, item.seq));
                     }
-                    if let Fate::Dlq { class, .. } = fate {
+                    if let Fate::Dlq { class, status, .. } = fate {
                         // The id comes from outside: escaped (Debug), so no character of it can
                         // end the line or forge another.
-                        info!(destination = %self.id, event_id = ?item.stored.event.event_id, class = class.name(), "dead-lettered");
+                        info!(destination = %self.id, event_id = ?item.stored.event.event_id, class = class.name(), status, retries = item.retries, "dead-lettered");
                     }
                 }
             }
