@@ -35,3 +35,4 @@ mod reload;
 mod reload_load;
 mod retention;
 mod storage_fault;
+mod test_send;
