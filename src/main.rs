@@ -37,7 +37,7 @@ enum Cmd {
     },
     /// Run a local simulator of a platform's API (for drills and tests).
     Simulate(sluice::sim::SimulateArgs),
-    /// Destination state: status, pause, resume (talks to the running daemon).
+    /// Destination state: status, pause, resume; test sends (talks to the running daemon).
     Destinations {
         #[command(flatten)]
         target: Target,
@@ -111,6 +111,19 @@ enum DestCmd {
     Pause(Select),
     /// Resume one destination (--id) or all of a platform (--platform [--workspace]).
     Resume(Select),
+    /// Send one synthetic event to a destination, marked as a test where the platform
+    /// offers that, and print the platform's verdict (exit 1 unless delivered).
+    Test {
+        /// Destination id.
+        id: String,
+        /// Send even where the request cannot be marked as a test: a real event the
+        /// platform counts.
+        #[arg(long)]
+        live: bool,
+        /// Event name (default: the first of the destination's `events`, else Purchase).
+        #[arg(long)]
+        event_name: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -264,6 +277,11 @@ fn main() -> ExitCode {
                 }
                 DestCmd::Pause(s) => select(&c, "pause", s).await,
                 DestCmd::Resume(s) => select(&c, "resume", s).await,
+                DestCmd::Test {
+                    id,
+                    live,
+                    event_name,
+                } => cli::test_send(&c, &id, live, event_name.as_deref()).await,
             }
         }),
         Cmd::Dlq { target, cmd } => client_command(&target, |c| async move {
