@@ -90,13 +90,12 @@ fn verdict_json(id: &str, platform: &str, v: &TestVerdict) -> serde_json::Value 
 
 /// The error answer of a test send that did not happen (or was not audited).
 fn refusal(id: &str, e: TestRefused, now_ms: i64) -> ApiError {
-    let unavailable = StatusCode::BAD_REQUEST;
     match e {
         TestRefused::NoTestMode {
             platform,
             needs_param: None,
         } => ApiError::new(
-            unavailable,
+            StatusCode::BAD_REQUEST,
             "test_mode_unavailable",
             format!(
                 "platform {platform} has no test mode: a test send to destination {id} would be a real event that {platform} counts. To send it anyway, send {{\"live\": true}} (sluice destinations test {id} --live)"
@@ -106,7 +105,7 @@ fn refusal(id: &str, e: TestRefused, now_ms: i64) -> ApiError {
             platform,
             needs_param: Some(param),
         } => ApiError::new(
-            unavailable,
+            StatusCode::BAD_REQUEST,
             "test_mode_unavailable",
             format!(
                 "destination {id} has no params.{param}: set it to the code of {platform}'s test events tool to send a marked test; without it a test send is a real event that {platform} counts. To send it anyway, send {{\"live\": true}} (sluice destinations test {id} --live)"
@@ -137,6 +136,13 @@ fn refusal(id: &str, e: TestRefused, now_ms: i64) -> ApiError {
         TestRefused::NoAdapter => ApiError::conflict(
             "not_running",
             format!("destination {id}'s platform has no adapter"),
+        ),
+        TestRefused::Interrupted(why) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "interrupted",
+            format!(
+                "the test send to destination {id} did not finish (sluice is stopping?): {why}"
+            ),
         ),
         TestRefused::NotRecorded { verdict, error } => ApiError::unavailable(format!(
             "the test event was sent (class {}, status {}) but its audit event could not be committed: {error}",

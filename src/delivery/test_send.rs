@@ -96,6 +96,8 @@ pub enum TestRefused {
     StoreUnavailable,
     /// The platform has no adapter.
     NoAdapter,
+    /// The send did not finish (the delivery runtime is shutting down).
+    Interrupted(String),
     /// Sent and answered, but the audit event could not be committed.
     NotRecorded {
         verdict: Box<TestVerdict>,
@@ -113,6 +115,9 @@ impl Engine {
         req: TestRequest,
     ) -> Result<TestVerdict, TestRefused> {
         let adapter = platforms::adapter(dest.platform).ok_or(TestRefused::NoAdapter)?;
+        let now = self.clock.now_ms();
+        let name = event_name(dest, req.event_name.as_deref())?;
+        let event = synthetic(cfg, dest, &name, now).map_err(TestRefused::BadEventName)?;
         let test_mode = if req.live {
             None
         } else {
@@ -135,9 +140,6 @@ impl Engine {
         if !self.store.is_open() {
             return Err(TestRefused::StoreUnavailable);
         }
-        let now = self.clock.now_ms();
-        let name = event_name(dest, req.event_name.as_deref())?;
-        let event = synthetic(cfg, dest, &name, now).map_err(TestRefused::BadEventName)?;
         let out = platforms::OutEvent {
             event: &event,
             merchant_id: &dest.workspace,
@@ -181,7 +183,7 @@ impl Engine {
             .rt
             .spawn(async move { worker::send::one_off(&engine, &ctx, stored).await })
             .await
-            .map_err(|e| TestRefused::Unsendable(format!("the test send failed: {e}")))?;
+            .map_err(|e| TestRefused::Interrupted(e.to_string()))?;
         let at = self.clock.now_ms();
         if let Some(why) = a.unbuildable {
             return Err(TestRefused::Unsendable(why));
