@@ -37,8 +37,8 @@ enum Cmd {
     },
     /// Run a local simulator of a platform's API (for drills and tests).
     Simulate(sluice::sim::SimulateArgs),
-    /// Destination state: status, pause, resume, its request log (talks to the running
-    /// daemon).
+    /// Destination state: status, pause, resume, its request log, test sends (talks to
+    /// the running daemon).
     Destinations {
         #[command(flatten)]
         target: Target,
@@ -162,6 +162,19 @@ enum DestCmd {
         /// How many requests to show.
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
+    },
+    /// Send one synthetic event to a destination, marked as a test where the platform
+    /// offers that, and print the platform's verdict (exit 1 unless delivered).
+    Test {
+        /// Destination id.
+        id: String,
+        /// Send even where the request cannot be marked as a test: a real event the
+        /// platform counts.
+        #[arg(long)]
+        live: bool,
+        /// Event name (default: the first of the destination's `events`, else Purchase).
+        #[arg(long)]
+        event_name: Option<String>,
     },
 }
 
@@ -317,6 +330,11 @@ fn main() -> ExitCode {
                 DestCmd::Pause(s) => select(&c, "pause", s).await,
                 DestCmd::Resume(s) => select(&c, "resume", s).await,
                 DestCmd::Requests { id, limit } => cli::requests(&c, &id, limit as usize).await,
+                DestCmd::Test {
+                    id,
+                    live,
+                    event_name,
+                } => cli::test_send(&c, &id, live, event_name.as_deref()).await,
             }
         }),
         Cmd::Dlq { target, cmd } => client_command(&target, |c| async move {

@@ -6,6 +6,7 @@
 //! - [`requests`]: a destination's request log;
 //! - [`dlq`]: DLQ list (by reason, by event id), summary, replay, discard;
 //! - [`audit`]: the audit chain's list, export and verify;
+//! - [`test_send`]: `POST /v1/destinations/{id}/test`;
 //! - here: `/metrics`, `/healthz`, `/readyz`.
 
 pub mod admin;
@@ -18,6 +19,7 @@ pub mod ingest;
 pub mod requests;
 pub mod serve;
 pub mod strict_json;
+pub mod test_send;
 
 use std::sync::Arc;
 
@@ -49,6 +51,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/destinations/{id}/timeline", get(admin::timeline))
         .route("/v1/destinations/{id}/purge", post(admin::purge))
         .route("/v1/destinations/{id}/requests", get(requests::list))
+        .route(
+            "/v1/destinations/{id}/test",
+            post(test_send::test_destination),
+        )
         .route("/v1/auto-pause-events", get(admin::auto_pause_events))
         .route("/v1/admin/reload", post(admin::reload))
         .route("/v1/admin/backup", post(admin::backup))

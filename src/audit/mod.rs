@@ -65,7 +65,7 @@ pub const ZERO_HASH: &str = "000000000000000000000000000000000000000000000000000
 /// The actors SPEC §6 names.
 pub const ACTORS: &[&str] = &["system_worker", "api_user", "cli"];
 
-/// The event types SPEC §6 names.
+/// The event types SPEC §6 names, and `destination_test` (a test send, issue 15).
 pub const EVENT_TYPES: &[&str] = &[
     "destination_pause",
     "destination_resume",
@@ -77,6 +77,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "dlq_replay",
     "dlq_discard",
     "destination_purge",
+    "destination_test",
 ];
 
 /// The latest time [`rfc3339_ms`] can print: 9999-12-31T23:59:59.999Z.
@@ -106,6 +107,8 @@ pub enum AuditType {
     DlqReplay,
     DlqDiscard,
     DestinationPurge,
+    /// A one-off test send to a destination (`POST /v1/destinations/{id}/test`).
+    DestinationTest,
 }
 
 impl AuditType {
@@ -121,6 +124,7 @@ impl AuditType {
             AuditType::DlqReplay => "dlq_replay",
             AuditType::DlqDiscard => "dlq_discard",
             AuditType::DestinationPurge => "destination_purge",
+            AuditType::DestinationTest => "destination_test",
         }
     }
 }
@@ -180,6 +184,11 @@ impl Details {
             Some(n) => self.int(key, n),
             None => self.null(key),
         }
+    }
+
+    pub fn bool(mut self, key: &str, v: bool) -> Self {
+        self.0.insert(key.into(), Value::Bool(v));
+        self
     }
 
     pub fn null(mut self, key: &str) -> Self {

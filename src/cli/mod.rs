@@ -300,6 +300,60 @@ pub async fn pause_resume(
     })
 }
 
+/// `sluice destinations test ID [--live] [--event-name NAME]`: one synthetic event to
+/// the destination (`POST /v1/destinations/{id}/test`); prints the platform's verdict.
+/// Exit 0 when the platform took it (`delivered`, or a per-row answer whose row was),
+/// 1 otherwise.
+pub async fn test_send(
+    c: &Client,
+    id: &str,
+    live: bool,
+    event_name: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let mut body = json!({ "live": live });
+    if let Some(n) = event_name {
+        body["event_name"] = json!(n);
+    }
+    let (status, v) = c
+        .post(&format!("/v1/destinations/{}/test", enc(id)), body)
+        .await?;
+    if status != 200 {
+        return Err(api_error(status, &v));
+    }
+    print!("{}", render_test(&v));
+    let took = v["class"] == "delivered" || (v["class"] == "per_row" && v["detail"] == "delivered");
+    Ok(if took {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// A test send's verdict as `sluice destinations test` prints it.
+pub fn render_test(v: &Value) -> String {
+    let class = match v["detail"].as_str() {
+        Some(d) => format!("{} ({d})", s(&v["class"])),
+        None => s(&v["class"]),
+    };
+    let status = v["status"]
+        .as_u64()
+        .map_or_else(|| "no answer".to_string(), |st| format!("HTTP {st}"));
+    let marked = match v["test_mode"].as_str() {
+        Some(m) => format!("marked as a test ({m})"),
+        None => "LIVE: a real event, not marked as a test".to_string(),
+    };
+    format!(
+        "{id} ({platform}): {class}, {status}, request id {rid}, {ms} ms\nevent: {name} {eid}, {marked}\nresponse: {excerpt}\n",
+        id = s(&v["destination_id"]),
+        platform = s(&v["platform"]),
+        rid = s(&v["request_id"]),
+        ms = v["latency_ms"],
+        name = s(&v["event_name"]),
+        eid = s(&v["event_id"]),
+        excerpt = v["response_excerpt"].as_str().unwrap_or(""),
+    )
+}
+
 /// `sluice audit verify`: exit 0 when the chain is intact.
 pub async fn audit_verify(c: &Client) -> anyhow::Result<ExitCode> {
     let v = c.get("/v1/audit/verify").await?;
@@ -624,6 +678,29 @@ mod tests {
             render_dlq_summary(&json!({"since": null, "total": 0, "counts": []})),
             "no DLQ entries\n"
         );
+    }
+
+    #[test]
+    fn test_verdict_lines() {
+        let v = json!({"destination_id": "meta_main", "platform": "meta", "event_id": "sluice-test-1793620800000",
+            "event_name": "Purchase", "live": false, "marked_test": true, "test_mode": "test_event_code",
+            "sent_at": "2026-11-02T12:00:00.000Z", "status": 200, "class": "delivered", "detail": null,
+            "request_id": "AbC123", "latency_ms": 84, "response_excerpt": "{\"events_received\":1}"});
+        assert_eq!(
+            render_test(&v),
+            "meta_main (meta): delivered, HTTP 200, request id AbC123, 84 ms\n\
+             event: Purchase sluice-test-1793620800000, marked as a test (test_event_code)\n\
+             response: {\"events_received\":1}\n"
+        );
+        let live = json!({"destination_id": "k", "platform": "klaviyo", "event_id": "e", "event_name": "Purchase",
+            "test_mode": null, "status": null, "class": "retryable", "detail": null, "request_id": null,
+            "latency_ms": 10000, "response_excerpt": "timed out after 10000 ms"});
+        let text = render_test(&live);
+        assert!(
+            text.starts_with("k (klaviyo): retryable, no answer, request id -, 10000 ms\n"),
+            "{text}"
+        );
+        assert!(text.contains("LIVE: a real event"), "{text}");
     }
 
     #[test]

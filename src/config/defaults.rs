@@ -162,7 +162,7 @@ pub fn plan_limits(p: Plan) -> WorkspaceLimits {
     }
 }
 
-/// `params` keys a destination of this platform must set (others are allowed).
+/// `params` keys a destination of this platform must set.
 pub fn required_params(p: Platform) -> &'static [&'static str] {
     match p {
         Platform::Meta | Platform::Snapchat => &["pixel_id"],
@@ -174,6 +174,29 @@ pub fn required_params(p: Platform) -> &'static [&'static str] {
         Platform::X => &["pixel_id", "event_id"],
         Platform::MicrosoftAds => &["customer_id", "account_id", "conversion_name"],
         Platform::Webhook | Platform::Klaviyo | Platform::Outbrain => &[],
+    }
+}
+
+/// `params` keys a destination of this platform may set besides the required ones: what
+/// its adapter (or the OAuth refresh, or a test send) reads. Any other key is an error,
+/// except one that a rate `scope` of the destination names (a budget shared by that
+/// param's value).
+pub fn optional_params(p: Platform) -> &'static [&'static str] {
+    match p {
+        // Marks test sends (`POST /v1/destinations/{id}/test`), never live traffic.
+        Platform::Meta | Platform::Tiktok => &["test_event_code"],
+        Platform::GoogleAds => &["login_customer_id", "token_url"],
+        Platform::MicrosoftAds => &["token_url"],
+        Platform::Linkedin => &["linkedin_version"],
+        Platform::Criteo => &["site_type"],
+        Platform::Webhook
+        | Platform::Klaviyo
+        | Platform::Pinterest
+        | Platform::Snapchat
+        | Platform::Reddit
+        | Platform::X
+        | Platform::Taboola
+        | Platform::Outbrain => &[],
     }
 }
 

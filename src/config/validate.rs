@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use super::ConfigError;
 use super::defaults::{
     OAUTH_REFRESH, builtin_policy, default_scope, known_credentials, max_batch_limit,
-    needs_events_filter, plan_from_name, plan_limits, required_params,
+    needs_events_filter, optional_params, plan_from_name, plan_limits, required_params,
 };
 use super::duration::{format_duration, parse_duration};
 use super::raw::{
@@ -1063,6 +1063,7 @@ fn destinations(
             l.apply(ctx, pol, &join(&path, "policy"))?;
         }
         let policy = l.finish(ctx)?;
+        known_params(ctx, &params, platform, &l.rates, &path)?;
 
         // Param scopes need the param; shared scopes (one key, one pacer: see
         // `scope_key`) need equal rates.
@@ -1133,6 +1134,44 @@ fn destinations(
         });
     }
     Ok(out)
+}
+
+/// Every `params` key is one the platform reads ([`required_params`],
+/// [`optional_params`]) or one a rate `scope` of the destination names; any other is an
+/// error at its path, as unknown credential keys are (a typo such as `pixel-id` or
+/// `test_event_cod` would otherwise be ignored in silence).
+fn known_params(
+    ctx: &Ctx,
+    params: &BTreeMap<String, String>,
+    platform: Platform,
+    rates: &[(Rate, Option<String>)],
+    path: &str,
+) -> R<()> {
+    let (required, optional) = (required_params(platform), optional_params(platform));
+    let scoped = |k: &str| {
+        rates
+            .iter()
+            .any(|(r, _)| matches!(&r.scope, RateScope::Param(n) if n == k))
+    };
+    let Some(unknown) = params
+        .keys()
+        .find(|k| !required.contains(&k.as_str()) && !optional.contains(&k.as_str()) && !scoped(k))
+    else {
+        return Ok(());
+    };
+    let pname = platform.name();
+    let known: Vec<&str> = required.iter().chain(optional).copied().collect();
+    let msg = if known.is_empty() {
+        format!(
+            "unknown param `{unknown}`: platform {pname} takes no params (a param named by a rate `scope` is allowed)"
+        )
+    } else {
+        format!(
+            "unknown param `{unknown}` for platform {pname}; expected {} (or a param named by a rate `scope`)",
+            known.join(", ")
+        )
+    };
+    Err(ctx.err(&format!("{path}.params.{unknown}"), msg))
 }
 
 fn credentials(

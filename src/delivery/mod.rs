@@ -15,6 +15,7 @@ pub mod dlq;
 pub mod housekeeping;
 pub mod pacer;
 pub mod request_log;
+pub mod test_send;
 mod worker;
 
 use std::collections::HashMap;
@@ -45,6 +46,9 @@ pub struct DestCtx {
     /// The log head when this destination was added by a reload: it receives events
     /// accepted from then on. None at start-up: the head when the worker first runs.
     pub initial_head: Option<u64>,
+    /// Requests are marked as tests ([`Adapter::mark_test`]): only a one-off test send
+    /// ([`test_send`]) sets it, never a worker's context.
+    pub mark_test: bool,
 }
 
 struct WorkerHandle {
@@ -218,6 +222,7 @@ impl Engine {
                 max_backlog_age_ms: cfg.storage.max_backlog_age.as_millis() as i64,
                 request_log: cfg.storage.request_log,
                 initial_head: heads.get(d.id.as_str()).copied(),
+                mark_test: false,
             });
             match workers.get(&d.id) {
                 Some(h) => {

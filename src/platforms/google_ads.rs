@@ -49,6 +49,10 @@
 //!   default); `internalError`, `databaseError`, statuses `UNAVAILABLE`, `INTERNAL`,
 //!   `DEADLINE_EXCEEDED`, 408, 5xx, 3xx → retryable; a 400 that is not Google's JSON →
 //!   retryable (a proxy's answer); other 4xx → rejected.
+//! - Test sends ([`Adapter::mark_test`]): `validateOnly: true` at the top level of the
+//!   body; Google validates the upload (errors come back as usual) and stores nothing.
+//!   Unverified: the exact success body of a validate-only upload (taken as a 2xx
+//!   without `partialFailureError`, hence delivered, whatever `results` holds).
 //!
 //! Unverified: the API version (v22, as Stape's tag uses; Google sunsets versions about
 //! yearly: change [`API_VERSION`]); whether `orderId` deduplicates click conversions;
@@ -250,6 +254,15 @@ fn retry_delay_ms(errs: &[&Value]) -> Option<i64> {
 }
 
 impl Adapter for GoogleAds {
+    /// `validateOnly: true`: Google validates the upload and stores nothing.
+    fn test_mode(&self, _dest: &Destination) -> super::TestMode {
+        super::TestMode::Marked("validateOnly")
+    }
+
+    fn mark_test(&self, _dest: &Destination, req: &mut HttpRequest) {
+        super::insert_top_level(&mut req.body, "validateOnly", b"true");
+    }
+
     fn platform(&self) -> Platform {
         Platform::GoogleAds
     }

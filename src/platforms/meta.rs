@@ -26,6 +26,9 @@
 //!   auth; 4xx/5xx with code 1 or 2 → retryable; 408, 5xx and 3xx → retryable; any
 //!   other 4xx rejects the whole batch without naming rows, so a batch of more than one
 //!   event is bisected and a single event is rejected.
+//! - Test sends ([`Adapter::mark_test`]): the destination's `test_event_code` param as
+//!   the top-level `test_event_code` of the body; Meta shows such events in Events
+//!   Manager's Test events and does not count them. Live requests never carry it.
 
 use serde_json::Value;
 
@@ -130,6 +133,15 @@ pub fn graph_error_code(body: &[u8]) -> Option<i64> {
 }
 
 impl Adapter for Meta {
+    /// `test_event_code` from the destination's params, at the top level of the body.
+    fn test_mode(&self, dest: &Destination) -> super::TestMode {
+        super::test_event_code_mode(dest)
+    }
+
+    fn mark_test(&self, dest: &Destination, req: &mut HttpRequest) {
+        super::mark_test_event_code(dest, req);
+    }
+
     fn request_id(&self, resp: &HttpResponse) -> Option<String> {
         super::body_request_id(&resp.body, "fbtrace_id")
     }

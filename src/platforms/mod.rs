@@ -106,6 +106,19 @@ pub enum Verdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsendable(pub String);
 
+/// Whether a one-off test request to a destination can be marked so that the platform
+/// answers as usual but does not count the event (platforms.md, "Test sends").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestMode {
+    /// [`Adapter::mark_test`] marks the request with this (e.g. `test_event_code`,
+    /// `validateOnly`).
+    Marked(&'static str),
+    /// The platform has a test mode, but this destination lacks the param it needs.
+    NeedsParam(&'static str),
+    /// The platform has none: every request it receives counts.
+    Unsupported,
+}
+
 pub trait Adapter: Send + Sync + 'static {
     fn platform(&self) -> Platform;
 
@@ -131,6 +144,16 @@ pub trait Adapter: Send + Sync + 'static {
     ) -> Verdict {
         self.classify(dest, events.len(), resp)
     }
+
+    /// Whether a test send to this destination can be marked as a test (default: the
+    /// platform has no test mode).
+    fn test_mode(&self, _dest: &Destination) -> TestMode {
+        TestMode::Unsupported
+    }
+
+    /// Marks a request [`Adapter::build`] made as a test, when [`Adapter::test_mode`]
+    /// says [`TestMode::Marked`]. Only a test send calls it, never live delivery.
+    fn mark_test(&self, _dest: &Destination, _req: &mut HttpRequest) {}
 
     /// The platform's id of this request, where it gives one (what its support asks
     /// for): by default the `request-id` / `x-request-id` response header; Meta's
@@ -457,6 +480,52 @@ pub fn event_name_for<'a>(
         .map_or(name, |(_, v)| *v)
 }
 
+/// Puts `"key":<value>` first in a body that is a JSON object (`value` is raw JSON):
+/// how a test send adds its marker to a body an adapter built. A body that is no JSON
+/// object is left as it is.
+pub fn insert_top_level(body: &mut Vec<u8>, key: &str, value: &[u8]) {
+    if body.first() != Some(&b'{') {
+        return;
+    }
+    let mut member = Vec::with_capacity(key.len() + value.len() + 4);
+    write_json_str(&mut member, key);
+    member.push(b':');
+    member.extend_from_slice(value);
+    if body
+        .get(1..)
+        .is_some_and(|rest| rest.trim_ascii_start().first() != Some(&b'}'))
+    {
+        member.push(b',');
+    }
+    body.splice(1..1, member);
+}
+
+/// Meta's and TikTok's test mode: the destination's `test_event_code` param (from the
+/// platform's test-events tool).
+pub fn test_event_code_mode(dest: &Destination) -> TestMode {
+    match param(dest, "test_event_code") {
+        Some(_) => TestMode::Marked("test_event_code"),
+        None => TestMode::NeedsParam("test_event_code"),
+    }
+}
+
+/// Meta's and TikTok's marker: `test_event_code` at the top level of the body.
+pub fn mark_test_event_code(dest: &Destination, req: &mut HttpRequest) {
+    if let Some(code) = param(dest, "test_event_code") {
+        let mut v = Vec::with_capacity(code.len() + 2);
+        write_json_str(&mut v, code.trim());
+        insert_top_level(&mut req.body, "test_event_code", &v);
+    }
+}
+
+/// A destination's param when set and not blank.
+pub fn param<'a>(dest: &'a Destination, key: &str) -> Option<&'a str> {
+    dest.params
+        .get(key)
+        .map(String::as_str)
+        .filter(|v| !v.trim().is_empty())
+}
+
 /// Appends `s` as a JSON string.
 pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
     write_json(out, s);
@@ -627,6 +696,19 @@ mod tests {
             Some(10_000)
         );
         assert_eq!(retry_after_ms(&r("soon"), 0), None);
+    }
+
+    #[test]
+    fn test_markers_go_first_in_an_object() {
+        let mut b = br#"{"data":[1]}"#.to_vec();
+        insert_top_level(&mut b, "test_event_code", br#""TEST1""#);
+        assert_eq!(b, br#"{"test_event_code":"TEST1","data":[1]}"#);
+        let mut empty = b"{ }".to_vec();
+        insert_top_level(&mut empty, "validateOnly", b"true");
+        assert_eq!(empty, br#"{"validateOnly":true }"#);
+        let mut not_object = b"[1]".to_vec();
+        insert_top_level(&mut not_object, "k", b"1");
+        assert_eq!(not_object, b"[1]");
     }
 
     #[test]

@@ -22,6 +22,9 @@
 //!   any other non-zero code retryable, each unknown code logged once. A 2xx whose body
 //!   is not the expected JSON is retryable (never lose an event to a guess; TikTok
 //!   dedups resends on `event_id`).
+//! - Test sends ([`Adapter::mark_test`]): the destination's `test_event_code` param as
+//!   the top-level `test_event_code` of the body (TikTok's Events Manager test events);
+//!   live requests never carry it.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -100,6 +103,15 @@ fn write_event(out: &mut Vec<u8>, dest: &Destination, ev: &OutEvent<'_>) {
 }
 
 impl Adapter for Tiktok {
+    /// `test_event_code` from the destination's params, at the top level of the body.
+    fn test_mode(&self, dest: &Destination) -> super::TestMode {
+        super::test_event_code_mode(dest)
+    }
+
+    fn mark_test(&self, dest: &Destination, req: &mut HttpRequest) {
+        super::mark_test_event_code(dest, req);
+    }
+
     fn request_id(&self, resp: &HttpResponse) -> Option<String> {
         super::body_request_id(&resp.body, "request_id")
     }

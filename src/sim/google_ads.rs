@@ -29,6 +29,9 @@
 //!   with an empty object at each bad row's place and `location.fieldPathElements`
 //!   naming `conversions` and its index; good rows are taken (`accepted`: at least one
 //!   row was).
+//! - `validateOnly: true` (a boolean, else `400 INVALID_ARGUMENT`): judged the same,
+//!   stored nothing: `200 {}`, or `200 {"partialFailureError"}` naming the bad rows; no
+//!   `results`, no `jobId`; recorded as the request's test mark, never accepted.
 //! - Faults: `Throttle` → 429 `RESOURCE_TEMPORARILY_EXHAUSTED` (`retryDelay` from the
 //!   scripted `Retry-After` seconds, if any; Google sends no `Retry-After`); `Auth` → 401
 //!   `OAUTH_TOKEN_INVALID`; `Transient` → 503 `UNAVAILABLE`; `Invalid` → 400
@@ -44,6 +47,20 @@ use super::{Fault, Ids, PlatformSim, Reply, Req, RetryAfter, Shared};
 pub const MAX_AGE_MS: i64 = 90 * 86_400_000;
 pub const MAX_CONVERSIONS: usize = 2000;
 const FAILURE_TYPE: &str = "type.googleapis.com/google.ads.googleads.v22.errors.GoogleAdsFailure";
+
+/// A `partialFailureError` naming these row errors.
+fn partial_failure(errors: &[Value], seq: u64) -> Value {
+    let message = errors
+        .iter()
+        .filter_map(|e| e.get("message").and_then(Value::as_str))
+        .collect::<Vec<_>>()
+        .join(", ");
+    json!({
+        "code": 3,
+        "message": message,
+        "details": [{"@type": FAILURE_TYPE, "errors": errors, "requestId": format!("sim-{seq}")}],
+    })
+}
 
 fn status_name(status: u16) -> &'static str {
     match status {
@@ -242,6 +259,10 @@ impl PlatformSim for GoogleAds {
         Some("request-id")
     }
 
+    fn test_mark(&self, body: &Value) -> Option<String> {
+        (body.get("validateOnly") == Some(&Value::Bool(true))).then(|| "validateOnly".to_string())
+    }
+
     fn ids(&self) -> Ids {
         Ids::Each {
             list: "conversions",
@@ -324,6 +345,20 @@ impl PlatformSim for GoogleAds {
                 json!({}),
             );
         }
+        let validate_only = match r.body.get("validateOnly") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return failure(
+                    400,
+                    400,
+                    "fieldError",
+                    "INVALID_VALUE",
+                    "Invalid value at 'validate_only' (TYPE_BOOL).",
+                    json!({}),
+                );
+            }
+        };
         let Some(convs) = r
             .body
             .get("conversions")
@@ -372,21 +407,23 @@ impl PlatformSim for GoogleAds {
         }
         let taken = errors.len() < convs.len();
         let job = r.seq as i64;
+        if validate_only {
+            // Validated, stored nothing: no results, no job; failures as usual.
+            return if errors.is_empty() {
+                Reply::json(200, &json!({}))
+            } else {
+                Reply::json(
+                    200,
+                    &json!({"partialFailureError": partial_failure(&errors, r.seq)}),
+                )
+            };
+        }
         let reply = if errors.is_empty() {
             Reply::json(200, &json!({"results": results, "jobId": job}))
         } else {
-            let message = errors
-                .iter()
-                .filter_map(|e| e.get("message").and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join(", ");
             Reply::json(
                 200,
-                &json!({"results": results, "jobId": job, "partialFailureError": {
-                    "code": 3,
-                    "message": message,
-                    "details": [{"@type": FAILURE_TYPE, "errors": errors, "requestId": format!("sim-{}", r.seq)}],
-                }}),
+                &json!({"results": results, "jobId": job, "partialFailureError": partial_failure(&errors, r.seq)}),
             )
         };
         if taken { reply.accepted() } else { reply }

@@ -8,6 +8,8 @@
 //!   event with `event_name` "Invalid", or without `event_name`, integer `event_time`,
 //!   `action_source` or a non-empty `user_data`, fails the whole request with 400 code
 //!   100; any event older than 7 days does too (whole request, nothing processed).
+//! - Test events: a top-level `test_event_code` (a non-empty string, else 400 code 100)
+//!   is answered as usual and recorded as the request's test mark; nothing is counted.
 //! - Faults: `Throttle` → 400 code 17 subcode 2446079 ("User request limit reached":
 //!   Meta throttles with HTTP 400, not 429); `Auth` → 400 code 190; `Transient` → 503
 //!   code 2; `Invalid` → 400 code 100; `Code{status, code}` → that status and code.
@@ -60,6 +62,15 @@ fn invalid(e: &Value, now_s: i64) -> Option<&'static str> {
     }
 }
 
+/// A top-level `test_event_code` that is a non-empty string (Meta's and TikTok's test
+/// marker).
+pub(super) fn test_event_code(body: &Value) -> Option<String> {
+    body.get("test_event_code")
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+}
+
 pub(super) struct Meta;
 
 impl PlatformSim for Meta {
@@ -68,6 +79,10 @@ impl PlatformSim for Meta {
             list: "data",
             id: &["event_id"],
         }
+    }
+
+    fn test_mark(&self, body: &Value) -> Option<String> {
+        test_event_code(body)
     }
 
     fn fault(&self, f: &Fault, now_ms: i64, seq: u64, _body: &Value) -> Reply {
@@ -128,6 +143,15 @@ impl PlatformSim for Meta {
                 100,
                 None,
                 "Invalid parameter: data must hold 1 to 1000 events",
+                r.seq,
+            );
+        }
+        if r.body.get("test_event_code").is_some() && test_event_code(r.body).is_none() {
+            return graph_error(
+                400,
+                100,
+                None,
+                "Invalid parameter: test_event_code must be a non-empty string",
                 r.seq,
             );
         }

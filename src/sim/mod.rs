@@ -23,6 +23,9 @@
 //! - injects faults from a deterministic [`FaultScript`] (never random);
 //! - reads time only from the injected [`SharedClock`] (latency, timeouts, rate-limit
 //!   windows, event age, the `Date` header), so tests under a manual clock are exact;
+//! - honours the platform's test mode where it has one (Meta and TikTok
+//!   `test_event_code`, Google Ads `validateOnly`): such a request is answered as usual
+//!   and recorded with its [`Received::test_mark`], and never counted as accepted;
 //! - records every request ([`Received`]) for tests to inspect: each is parsed once and
 //!   kept once (shared with [`SimServer::subscribe`]rs, copied only when a test asks
 //!   for [`SimServer::received`]); [`SimServer::set_keep_bodies`]`(false)` keeps only
@@ -94,8 +97,13 @@ pub struct Received {
     pub raw_body: Vec<u8>,
     /// The status answered (0 while the answer is pending).
     pub status: u16,
-    /// Whether the platform took the events (its success answer).
+    /// Whether the platform took the events (its success answer). A request marked as
+    /// a test is never accepted: the platform answers it, and counts nothing.
     pub accepted: bool,
+    /// The request's test marker, as the platform reads it: Meta's and TikTok's
+    /// `test_event_code`, `validateOnly` for Google Ads' `validateOnly: true`; None for
+    /// live requests (and on platforms without a test mode).
+    pub test_mark: Option<String>,
 }
 
 impl Received {
@@ -146,6 +154,7 @@ impl Slot {
                 raw_body: Vec::new(),
                 status: self.rec.status,
                 accepted: self.rec.accepted,
+                test_mark: self.rec.test_mark.clone(),
             },
         }
     }
@@ -425,6 +434,7 @@ async fn handle(
     let path = uri
         .path_and_query()
         .map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string());
+    let test_mark = s.sim.test_mark(&body);
     let rec = Arc::new(Received {
         seq,
         at_ms: now_ms,
@@ -443,6 +453,7 @@ async fn handle(
         raw_body: if keep { raw.to_vec() } else { Vec::new() },
         status: 0,
         accepted: false,
+        test_mark,
     });
     let index = {
         let mut rec_list = s.received.lock().unwrap();
@@ -534,7 +545,7 @@ async fn handle(
             let slot = &mut list[i];
             let r = Arc::make_mut(&mut slot.rec);
             r.status = reply.status;
-            r.accepted = reply.accepted;
+            r.accepted = reply.accepted && r.test_mark.is_none();
             if let Some(ids) = ids {
                 dropped = std::mem::take(&mut r.body);
                 slot.ids = Some(ids);

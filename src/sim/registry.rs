@@ -40,6 +40,13 @@ pub(super) trait PlatformSim: Sync {
     /// all. `body` is the request's (as [`PlatformSim::body`] gave it).
     fn fault(&self, f: &Fault, now_ms: i64, seq: u64, body: &Value) -> Reply;
 
+    /// The test marker `body` carries, when the platform has a test mode (Meta and
+    /// TikTok: `test_event_code`; Google Ads: `validateOnly: true`): recorded as
+    /// [`super::Received::test_mark`]; such a request is never counted as accepted.
+    fn test_mark(&self, _body: &Value) -> Option<String> {
+        None
+    }
+
     /// Its answer to a request that no fault replaced.
     fn handle(&self, s: &Shared, r: &Req) -> Reply;
 

@@ -8,6 +8,8 @@
 //!   requests/min, sliding window, per token) → 40100; a malformed body or event (no
 //!   `event_source_id`, no `event`, no integer `event_time`, event "Invalid") → 40002.
 //!   An unknown path is a plain 404.
+//! - Test events: a top-level `test_event_code` (a non-empty string, else code 40002)
+//!   is answered as usual and recorded as the request's test mark; nothing is counted.
 //! - Faults: `Throttle` → 200 code 40100; `Auth` → 200 code 40105; `Transient` → 200
 //!   code 50000 (a code the adapter does not know: retryable); `Invalid` → 200 code
 //!   40002; `Code{status, code}` → that status with that code.
@@ -46,6 +48,10 @@ fn invalid(e: &Value) -> Option<&'static str> {
 pub(super) struct Tiktok;
 
 impl PlatformSim for Tiktok {
+    fn test_mark(&self, body: &Value) -> Option<String> {
+        super::meta::test_event_code(body)
+    }
+
     fn ids(&self) -> Ids {
         Ids::Each {
             list: "data",
@@ -119,6 +125,10 @@ impl PlatformSim for Tiktok {
         let Some(data) = r.body.get("data").and_then(Value::as_array) else {
             return answer(200, 40002, "data: Missing data for required field.", r.seq);
         };
+        if r.body.get("test_event_code").is_some() && super::meta::test_event_code(r.body).is_none()
+        {
+            return answer(200, 40002, "test_event_code: Not a valid string.", r.seq);
+        }
         if data.is_empty() || data.len() > 1000 {
             return answer(
                 200,

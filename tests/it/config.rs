@@ -794,12 +794,22 @@ fn required_params_per_platform() {
             assert!(e.line.is_some(), "{e}");
         }
     }
-    // Unknown params are allowed (future use); integers are accepted as ids.
+    // Integers are accepted as ids.
     let c = ok(&dest(
+        "meta",
+        "params = { pixel_id = 123 }\ncredentials = { access_token = \"t\" }",
+    ));
+    assert_eq!(c.destinations[0].params["pixel_id"], "123");
+    // Unknown params are errors (tests/it/test_send.rs has the full table).
+    let e = err(&dest(
         "meta",
         "params = { pixel_id = 123, future_thing = \"x\" }\ncredentials = { access_token = \"t\" }",
     ));
-    assert_eq!(c.destinations[0].params["pixel_id"], "123");
+    assert_eq!(
+        e.key_path.as_deref(),
+        Some("destinations[0].params.future_thing"),
+        "{e}"
+    );
 }
 
 #[test]

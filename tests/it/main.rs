@@ -36,4 +36,5 @@ mod reload_load;
 mod request_log;
 mod retention;
 mod storage_fault;
+mod test_send;
 mod trace;

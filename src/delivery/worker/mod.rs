@@ -19,7 +19,7 @@
 
 mod batch;
 mod read;
-mod send;
+pub(super) mod send;
 mod settle;
 
 use std::collections::{BTreeSet, HashSet, VecDeque};

@@ -1,6 +1,7 @@
 //! Sending: one request through the platform adapter, bounded by the destination's
 //! timeout on the injected clock. OAuth destinations (Google Ads, Microsoft Ads) send
 //! with a current access token and refresh it once after a 401 to a cached one.
+//! [`one_off`] is the same request for an event outside any worker (a test send).
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use crate::event::PlainField;
 use crate::platforms::{Class, HttpResponse, OutEvent, Verdict, oauth, redact};
 
 /// What one request came to.
-pub(super) struct Attempt {
+pub(in crate::delivery) struct Attempt {
     pub verdict: Verdict,
     /// The platform's answer, when there was one.
     pub response: Option<HttpResponse>,
@@ -42,6 +43,19 @@ fn outs<'a>(items: &'a [Item], ws: &'a str) -> Vec<OutEvent<'a>> {
             accepted_ms: i.stored.accepted_ms,
         })
         .collect()
+}
+
+/// One request carrying `event` alone, sent as a worker sends (build, OAuth, timeout,
+/// classification) but settled by no one: nothing is committed, counted or retried.
+/// With `ctx.mark_test` the request is marked as a test.
+pub(in crate::delivery) async fn one_off(
+    engine: &Engine,
+    ctx: &DestCtx,
+    event: crate::store::codec::StoredEvent,
+) -> Attempt {
+    let now = engine.clock.now_ms();
+    let item = Item::new(0, event, Vec::new(), None);
+    send_with_token(engine, ctx, &ctx.dest.workspace, &[item], now).await
 }
 
 /// Sends one batch and hands the answer back to the worker.
@@ -121,7 +135,10 @@ async fn attempt(
     items: &[Item],
     now: i64,
 ) -> Attempt {
-    let req = ctx.adapter.build(dest, &outs(items, ws), now);
+    let mut req = ctx.adapter.build(dest, &outs(items, ws), now);
+    if ctx.mark_test {
+        ctx.adapter.mark_test(dest, &mut req);
+    }
     let mut secrets = req.secrets.clone();
     for i in items {
         for (f, text) in &i.stored.event.plaintext {
