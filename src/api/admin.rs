@@ -207,6 +207,18 @@ pub async fn purge(State(app): State<Arc<App>>, admin: Admin, Path(id): Path<Str
     )
 }
 
+/// `404 not_found` unless `id` is a configured destination or one the store still
+/// holds (removed from the config, not yet purged).
+pub(super) fn known(app: &App, id: &str) -> ApiResult<()> {
+    if app.runtime().config.destinations.iter().any(|d| d.id == id)
+        || app.intake.store.view()?.known_destinations()?.contains(id)
+    {
+        Ok(())
+    } else {
+        Err(not_found(id))
+    }
+}
+
 pub(super) fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!(
         "no destination {id:?}: list them with GET /v1/destinations"

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Q;
-use super::admin::{not_found, page_limit};
+use super::admin::{known, not_found, page_limit};
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult, ok};
 use crate::delivery::dlq::{self, Selector};
@@ -61,6 +61,7 @@ pub async fn list(State(app): State<Arc<App>>, _: Admin, Q(q): Q<DlqQuery>) -> A
             "destination is required: GET /v1/dlq?destination=ID",
         ));
     };
+    known(&app, &dest)?;
     let sel = Selector {
         from_ms: parse_time("from", q.from.as_ref())?,
         to_ms: parse_time("to", q.to.as_ref())?,
@@ -169,6 +170,7 @@ pub async fn discard(
     body: axum::body::Bytes,
 ) -> ApiResult {
     let (a, sel) = action_body(&body)?;
+    known(&app, &a.destination)?;
     if a.dry_run {
         // Count what would go, change nothing.
         let mut n = 0usize;

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Q;
-use super::admin::{not_found, page_limit};
+use super::admin::{known, not_found, page_limit};
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult, ok};
 use crate::delivery::request_log;
@@ -36,12 +36,9 @@ pub async fn list(
             .parse::<u64>()
             .map_err(|_| ApiError::bad_request("cursor is not one this API gave out"))?,
     };
-    if !app.runtime().config.destinations.iter().any(|d| d.id == id) {
-        // A removed destination keeps its log until it is purged.
-        let view = app.intake.store.view()?;
-        if !view.has_requests(&id)? && !view.known_destinations()?.contains(&id) {
-            return Err(not_found(&id));
-        }
+    // A removed destination keeps its log until it is purged.
+    if known(&app, &id).is_err() && !app.intake.store.view()?.has_requests(&id)? {
+        return Err(not_found(&id));
     }
     let (rows, next) = request_log::page(&app.intake.store, &id, before, limit)?;
     ok(&json!({"destination_id": id, "requests": rows, "next_cursor": next}))

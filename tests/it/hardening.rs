@@ -485,3 +485,40 @@ fn client_limits_are_config_keys_with_defaults_and_ranges() {
         assert!(e.contains(key), "{bad}: {e}");
     }
 }
+
+/// DLQ routes answer 404 for a destination that is neither configured nor in the store,
+/// as replay does: discard answered `200 {"would_discard": 0}` and list an empty page.
+#[tokio::test]
+async fn dlq_routes_refuse_an_unknown_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(dir.path(), "", "").replace(
+        "[server]\nlisten = \"127.0.0.1:0\"",
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"adm_h\"",
+    );
+    let d = TestDaemon::start(dir.path(), &text).await;
+    for dry_run in [true, false] {
+        for (dest, want) in [("nope", 404), ("hooks_glasshouse", 200)] {
+            let (s, v) = admin_post(
+                &d,
+                "/v1/dlq/discard",
+                json!({"destination": dest, "dry_run": dry_run}),
+            )
+            .await;
+            assert_eq!(s, want, "discard {dest} dry_run={dry_run}: {v}");
+            if want == 404 {
+                assert_eq!(v["error"], "not_found");
+            }
+        }
+    }
+    let r = d
+        .http
+        .get(format!("{}/v1/dlq?destination=nope", d.url))
+        .bearer_auth("adm_h")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let (s, _) = admin_post(&d, "/v1/dlq/replay", json!({"destination": "nope"})).await;
+    assert_eq!(s, 404);
+    d.shutdown().await;
+}
