@@ -50,11 +50,20 @@ impl Admin {
     pub fn check(app: &App, headers: &HeaderMap) -> Result<Admin, ApiError> {
         let rt = app.runtime();
         let Some(token) = &rt.config.server.admin_token else {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "admin_disabled",
-                "the admin API is disabled: set server.admin_token_env (or admin_token / admin_token_file) and reload",
-            ));
+            let shown = rt.config.server.admin_token_env.as_ref().filter(|v| {
+                // Only a variable's name is shown (never a secret pasted in its place).
+                v.len() <= 64
+                    && v.bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            });
+            let why = match (shown, &rt.config.server.admin_token_env) {
+                (Some(var), _) => format!(
+                    "the admin API is disabled: server.admin_token_env names {var}, which was not set in the daemon's environment when it started; start the daemon with {var} exported (a reload does not read the environment again), or set server.admin_token_file and reload"
+                ),
+                (None, Some(_)) => "the admin API is disabled: the variable server.admin_token_env names was not set in the daemon's environment when it started; start the daemon with it exported (a reload does not read the environment again), or set server.admin_token_file and reload".to_string(),
+                (None, None) => "the admin API is disabled: no admin token is configured; set server.admin_token_file (or admin_token) and reload".to_string(),
+            };
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "admin_disabled", why));
         };
         let given = bearer(headers).unwrap_or_default();
         let a: [u8; 32] = Sha256::digest(given).into();

@@ -111,6 +111,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// None: admin routes answer 403 admin_disabled.
     pub admin_token: Option<Secret>,
+    /// The variable `admin_token_env` names (kept to say what is missing when it was
+    /// not set).
+    pub admin_token_env: Option<String>,
     pub max_body_bytes: usize,
     pub max_events_per_request: usize,
     pub log_level: String,

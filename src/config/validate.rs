@@ -363,6 +363,7 @@ fn server(ctx: &Ctx, raw: &RawServer) -> R<ServerConfig> {
     Ok(ServerConfig {
         listen,
         admin_token,
+        admin_token_env: raw.admin_token_env.clone(),
         max_body_bytes,
         max_events_per_request,
         log_level,

@@ -522,3 +522,33 @@ async fn dlq_routes_refuse_an_unknown_destination() {
     assert_eq!(s, 404);
     d.shutdown().await;
 }
+
+/// The admin_disabled answer says what is missing: the variable admin_token_env names
+/// was not exported when the daemon started, and a restart (not a reload) fixes it.
+#[tokio::test]
+async fn admin_disabled_names_the_unset_variable_and_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(dir.path(), "", "").replace(
+        "[server]\nlisten = \"127.0.0.1:0\"",
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token_env = \"SLUICE_TEST_NEVER_SET_TOKEN\"",
+    );
+    let d = TestDaemon::start(dir.path(), &text).await;
+    let r = d
+        .http
+        .get(format!("{}/v1/destinations", d.url))
+        .bearer_auth("anything")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "admin_disabled");
+    let m = v["message"].as_str().unwrap();
+    assert!(m.contains("SLUICE_TEST_NEVER_SET_TOKEN"), "{m}");
+    assert!(m.contains("was not set in the daemon's environment"), "{m}");
+    assert!(
+        m.contains("a reload does not read the environment again"),
+        "{m}"
+    );
+    d.shutdown().await;
+}
