@@ -84,6 +84,7 @@ pub fn visit_tables(v: &mut impl TableVisitor) -> Result<(), redb::Error> {
     v.visit(EVENTS)?;
     v.visit(dedup::DEDUP_LOG)?;
     v.visit(dedup::DEDUP_META)?;
+    v.visit(dedup::DEDUP_FILTERS)?;
     v.visit(dedup::runs::DEDUP_RUNS)?;
     v.visit(MONTHLY)?;
     v.visit(CURSORS)?;

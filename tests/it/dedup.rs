@@ -292,6 +292,11 @@ async fn seals_merge_and_expiry_keep_memory_and_disk_bounded() {
         .open_table(sluice::store::dedup::DEDUP_LOG)
         .unwrap();
     assert_eq!(log.len().unwrap(), 0, "the covered log trimmed");
+    let filters = view
+        .txn()
+        .open_table(sluice::store::dedup::DEDUP_FILTERS)
+        .unwrap();
+    assert_eq!(filters.len().unwrap(), 0, "every run's filter rows deleted");
     drop(view);
     assert!(r.lookup(&all).iter().all(|s| *s == Seen::No));
     r.store.close().await;

@@ -94,6 +94,49 @@ impl Bloom {
         out
     }
 
+    /// The filter as rows of at most `chunk_blocks` blocks each: row 0 is `[version][seed:
+    /// u64 LE][blocks: u64 LE]`, then each row is the words of its blocks (u64 LE).
+    /// Written row by row, so no copy of the whole filter is ever made.
+    pub fn write_chunks(
+        &self,
+        chunk_blocks: usize,
+        mut put: impl FnMut(u32, &[u8]) -> Result<(), redb::Error>,
+    ) -> Result<(), redb::Error> {
+        let mut head = Vec::with_capacity(17);
+        head.push(BLOOM_V1);
+        head.extend_from_slice(&self.seed.to_le_bytes());
+        head.extend_from_slice(&(self.blocks.len() as u64).to_le_bytes());
+        put(0, &head)?;
+        let mut buf = Vec::with_capacity(chunk_blocks * WORDS * 8);
+        for (i, blocks) in self.blocks.chunks(chunk_blocks.max(1)).enumerate() {
+            buf.clear();
+            for b in blocks {
+                for w in b {
+                    buf.extend_from_slice(&w.to_le_bytes());
+                }
+            }
+            put(i as u32 + 1, &buf)?;
+        }
+        Ok(())
+    }
+
+    /// Starts reading a filter written by [`Bloom::write_chunks`] from its row 0; feed
+    /// the other rows in order with [`BloomReader::push`].
+    pub fn reader(head: &[u8]) -> Option<BloomReader> {
+        if head.len() != 17 || head[0] != BLOOM_V1 {
+            return None;
+        }
+        let seed = u64::from_le_bytes(head[1..9].try_into().ok()?);
+        let n = u64::from_le_bytes(head[9..17].try_into().ok()?) as usize;
+        (n > 0).then(|| BloomReader {
+            n,
+            bloom: Bloom {
+                seed,
+                blocks: Vec::with_capacity(n),
+            },
+        })
+    }
+
     pub fn decode(b: &[u8]) -> Option<Self> {
         if b.first() != Some(&BLOOM_V1) || b.len() < 17 {
             return None;
@@ -113,6 +156,34 @@ impl Bloom {
             blocks.push(block);
         }
         Some(Bloom { seed, blocks })
+    }
+}
+
+/// A filter being read row by row (no copy of the whole encoded filter is made).
+pub struct BloomReader {
+    n: usize,
+    bloom: Bloom,
+}
+
+impl BloomReader {
+    /// One row of blocks; None when it is not whole blocks or there are too many.
+    pub fn push(&mut self, row: &[u8]) -> Option<()> {
+        if !row.len().is_multiple_of(WORDS * 8) {
+            return None;
+        }
+        for chunk in row.chunks_exact(WORDS * 8) {
+            let mut block = [0u64; WORDS];
+            for (w, bytes) in block.iter_mut().zip(chunk.chunks_exact(8)) {
+                *w = u64::from_le_bytes(bytes.try_into().ok()?);
+            }
+            self.bloom.blocks.push(block);
+        }
+        (self.bloom.blocks.len() <= self.n).then_some(())
+    }
+
+    /// The filter, if every block came.
+    pub fn finish(self) -> Option<Bloom> {
+        (self.bloom.blocks.len() == self.n).then_some(self.bloom)
     }
 }
 
@@ -139,6 +210,32 @@ mod tests {
         assert!(rate < 0.008, "false positive rate {rate}");
         // Whole blocks of 64 bytes.
         assert_eq!(f.bytes() as u64, (n * BITS_PER_KEY / 8).div_ceil(64) * 64);
+    }
+
+    #[test]
+    fn chunked_rows_roundtrip() {
+        let mut f = Bloom::with_capacity(5_000, 9);
+        for d in 0..5_000u128 {
+            f.insert(d * 0x9E37_79B9_7F4A_7C15);
+        }
+        let mut rows: Vec<Vec<u8>> = Vec::new();
+        f.write_chunks(7, |i, r| {
+            assert_eq!(i as usize, rows.len());
+            rows.push(r.to_vec());
+            Ok(())
+        })
+        .unwrap();
+        assert!(rows.len() > 2);
+        let mut rd = Bloom::reader(&rows[0]).unwrap();
+        for r in &rows[1..] {
+            rd.push(r).unwrap();
+        }
+        let g = rd.finish().unwrap();
+        assert_eq!(g.encode(), f.encode());
+        // A missing row is refused.
+        let mut rd = Bloom::reader(&rows[0]).unwrap();
+        rd.push(&rows[1]).unwrap();
+        assert!(rd.finish().is_none());
     }
 
     #[test]

@@ -13,8 +13,8 @@ use tracing::{debug, info};
 use super::bloom::Bloom;
 use super::runs::{self, BLOCK, DEDUP_RUNS};
 use super::{
-    DEDUP_LOG, DEDUP_META, DedupIndex, Loaded, Mark, Run, RunMeta, RunState, Tuning, encode_log,
-    encode_meta,
+    DEDUP_FILTERS, DEDUP_LOG, DEDUP_META, DedupIndex, Loaded, Mark, Run, RunMeta, RunState, Tuning,
+    delete_filter, encode_log, encode_meta, write_filter,
 };
 
 struct SealJob {
@@ -115,6 +115,7 @@ impl Maintainer {
         let epoch_now = now_ms.div_euclid(t.epoch_ms.max(1));
         let cutoff = now_ms - index.window_ms();
         let mut meta = txn.open_table(DEDUP_META)?;
+        let mut filters = txn.open_table(DEDUP_FILTERS)?;
         let mut rows = txn.open_table(DEDUP_RUNS)?;
 
         // Expiry: a run whose newest entry left the window goes whole.
@@ -161,9 +162,9 @@ impl Maintainer {
                 let job = self.seal.take().expect("seal job");
                 let live = RunMeta {
                     state: RunState::Live,
-                    filter: serde_bytes::ByteBuf::from(job.filter.encode()),
                     ..job.meta.clone()
                 };
+                write_filter(&mut filters, job.run, &job.filter)?;
                 meta.insert(job.run, encode_meta(&live).as_slice())?;
                 self.log_covered = self.log_covered.max(job.meta.through_log);
                 debug!(
@@ -191,9 +192,9 @@ impl Maintainer {
                 let job = self.merge.take().expect("merge job");
                 let live = RunMeta {
                     state: RunState::Live,
-                    filter: serde_bytes::ByteBuf::from(job.filter.encode()),
                     ..job.meta.clone()
                 };
+                write_filter(&mut filters, job.out, &job.filter)?;
                 meta.insert(job.out, encode_meta(&live).as_slice())?;
                 for s in &job.sources {
                     let m = RunMeta {
@@ -232,6 +233,7 @@ impl Maintainer {
             let n = runs::delete_blocks(&mut rows, d.id, blocks)?;
             if n < blocks {
                 meta.remove(d.id)?;
+                delete_filter(&mut filters, d.id)?;
                 self.dying.pop_front();
             }
             blocks = blocks.saturating_sub(n.max(1));

@@ -53,6 +53,48 @@ use bloom::Bloom;
 /// bytes BE]*` (the request's events are consecutive in its workspace's log, in digest
 /// order). `LOG_V1` rows (no sequence) are still read.
 pub const DEDUP_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("dedup_log");
+/// `(run id, row) → a run's Bloom filter` in rows of [`FILTER_ROW_BLOCKS`] blocks (row
+/// 0: version, seed, block count): written and read row by row, so no whole copy of a
+/// large filter is made (a closed epoch's run holds tens of millions of digests).
+pub const DEDUP_FILTERS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("dedup_filters");
+
+/// Filter blocks (64 bytes each) per `dedup_filters` row: 1 MiB.
+pub const FILTER_ROW_BLOCKS: usize = 16 * 1024;
+
+/// Writes `filter` as run `run`'s rows of `dedup_filters`.
+pub fn write_filter(
+    t: &mut redb::Table<(u64, u32), &[u8]>,
+    run: u64,
+    filter: &Bloom,
+) -> Result<(), redb::Error> {
+    filter.write_chunks(FILTER_ROW_BLOCKS, |i, row| {
+        t.insert((run, i), row)?;
+        Ok(())
+    })
+}
+
+/// Deletes run `run`'s filter rows.
+pub fn delete_filter(t: &mut redb::Table<(u64, u32), &[u8]>, run: u64) -> Result<(), redb::Error> {
+    Ok(t.retain_in((run, 0u32)..=(run, u32::MAX), |_, _| false)?)
+}
+
+/// Reads run `run`'s filter rows; None when there are none.
+fn read_filter<T: ReadableTable<(u64, u32), &'static [u8]>>(
+    t: &T,
+    run: u64,
+) -> Result<Option<Bloom>, redb::Error> {
+    let mut rows = t.range((run, 0u32)..=(run, u32::MAX))?;
+    let Some(head) = rows.next() else {
+        return Ok(None);
+    };
+    let bad = || redb::Error::Corrupted(format!("dedup run {run}: unreadable filter"));
+    let mut rd = Bloom::reader(head?.1.value()).ok_or_else(bad)?;
+    for row in rows {
+        rd.push(row?.1.value()).ok_or_else(bad)?;
+    }
+    rd.finish().ok_or_else(bad).map(Some)
+}
+
 /// `run id → RunMeta` (version byte + postcard).
 pub const DEDUP_META: TableDefinition<u64, &[u8]> = TableDefinition::new("dedup_meta");
 
@@ -147,7 +189,8 @@ pub struct RunMeta {
     pub count: u64,
     /// The last `dedup_log` sequence this run (or the runs merged into it) covers.
     pub through_log: u64,
-    /// The encoded filter (empty unless Live).
+    /// The encoded filter of a run written before filters moved to `dedup_filters`
+    /// (empty for newer runs: their filter is in that table).
     pub filter: serde_bytes::ByteBuf,
 }
 
@@ -367,6 +410,7 @@ impl DedupIndex {
         tuning: &Tuning,
     ) -> Result<Loaded, redb::Error> {
         let meta = txn.open_table(DEDUP_META)?;
+        let filters = txn.open_table(DEDUP_FILTERS)?;
         let mut live = Vec::new();
         let mut garbage = Vec::new();
         let mut next_run = 1u64;
@@ -378,7 +422,12 @@ impl DedupIndex {
             match decode_meta(v.value()) {
                 Some(m) if m.state == RunState::Live => {
                     through = through.max(m.through_log);
-                    let filter = Bloom::decode(&m.filter).ok_or_else(|| {
+                    let filter = if m.filter.is_empty() {
+                        read_filter(&filters, id)?
+                    } else {
+                        Bloom::decode(&m.filter)
+                    }
+                    .ok_or_else(|| {
                         redb::Error::Corrupted(format!("dedup run {id}: unreadable filter"))
                     })?;
                     live.push(Arc::new(Run {
@@ -421,6 +470,7 @@ impl DedupIndex {
             next_log = next_log.max(k.value() + 1);
         }
         drop(meta);
+        drop(filters);
         drop(log);
         let n = mem.map.len();
         *self.active.lock().expect("memtable lock") = mem;
