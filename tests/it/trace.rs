@@ -314,3 +314,79 @@ async fn a_delivered_event_is_traced_after_its_log_was_trimmed() {
     assert!(f["request_id"].as_str().unwrap().starts_with("sim-"));
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_and_unsendable_events_are_traced_with_their_dlq_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0_MS);
+    let ok = hook(&clock, FaultScript::none()).await;
+    let meta = sim::start(
+        Platform::Meta,
+        "127.0.0.1:0".parse().unwrap(),
+        clock.clone(),
+        FaultScript::none(),
+    )
+    .await
+    .unwrap();
+    let dests = [
+        dest("young", &ok.url(), r#"policy = { age_limit = "1h" }"#),
+        format!(
+            r#"
+[[destinations]]
+id = "meta_gh"
+workspace = "glasshouse"
+platform = "meta"
+endpoint = "{}"
+params = {{ pixel_id = "1234567890" }}
+credentials = {{ access_token = "tok" }}
+policy = {{ linger = "0s" }}
+"#,
+            meta.url()
+        ),
+    ]
+    .concat();
+    let text = config(dir.path(), &dests);
+    let d = TestDaemon::start_with(dir.path(), &text, clock.clone(), None).await;
+    let now = clock.now_ms();
+    // Two hours old: past `young`'s one-hour age limit, inside Meta's seven days.
+    assert_eq!(d.post(&event("old-1", now - 2 * 3_600_000)).await.0, 202);
+    // Nothing Meta can match a person with (an IP without a user agent).
+    let mut anon = event("anon-1", now);
+    anon["user_data"] = serde_json::json!({"client_ip_address": "203.0.113.9"});
+    assert_eq!(d.post(&anon).await.0, 202);
+    eventually("the other fates delivered", || {
+        ok.accepted_event("anon-1") == 1 && meta.accepted_event("old-1") == 1
+    })
+    .await;
+    let young = dlq_with(&d, "young", 1).await;
+    let meta_dlq = dlq_with(&d, "meta_gh", 1).await;
+    let app = d.daemon.as_ref().unwrap().app.clone();
+    eventually("committed", || {
+        ["young", "meta_gh"].iter().all(|id| {
+            app.engine
+                .snapshot(id)
+                .is_some_and(|s| s.requests_in_flight == 0 && s.unsettled == 0)
+        })
+    })
+    .await;
+    let dlq_id = |v: &Value| -> u64 { v["entries"][0]["id"].as_str().unwrap().parse().unwrap() };
+
+    let (s, t) = trace(&d, "old-1").await;
+    assert_eq!(s, 200, "{t}");
+    let f = at(&t, "young");
+    assert_eq!(f["fate"], "expired", "{f}");
+    assert_eq!(f["class"], "expired");
+    assert_eq!(f["attempts"], 0, "never sent");
+    assert_eq!(f["dlq_id"].as_u64(), Some(dlq_id(&young)));
+    assert_eq!(at(&t, "meta_gh")["fate"], "delivered");
+
+    let (s, t) = trace(&d, "anon-1").await;
+    assert_eq!(s, 200, "{t}");
+    let f = at(&t, "meta_gh");
+    assert_eq!(f["fate"], "unsendable", "{f}");
+    assert_eq!(f["class"], "unsendable");
+    assert_eq!(f["attempts"], 0, "never sent");
+    assert_eq!(f["dlq_id"].as_u64(), Some(dlq_id(&meta_dlq)));
+    assert_eq!(at(&t, "young")["fate"], "delivered");
+    d.shutdown().await;
+}
