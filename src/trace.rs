@@ -44,8 +44,7 @@ pub struct DestFate {
     pub destination_id: String,
     pub platform: String,
     /// `queued`, `in_flight`, `delivered`, `retrying`, `dead_lettered`, `expired`,
-    /// `unsendable`, `not_routed`, or `unknown` (settled before this store kept
-    /// event history).
+    /// `unsendable` or `not_routed`.
     pub fate: &'static str,
     /// Queued: the destination's state (`active`, `paused`, `probing`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,7 +74,8 @@ pub struct DestFate {
     pub class: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dlq_id: Option<u64>,
-    /// Not routed: why (`events filter`, `destinations list`).
+    /// Not routed: why (the destination's events filter, the event's destinations
+    /// list, or passed without a recorded fate).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
 }
@@ -234,16 +234,13 @@ fn fate_at(
     let snap = engine.snapshot(&d.id);
     let below_cursor = cursor.is_some_and(|c| seq < c);
     if seq == NO_SEQ || below_cursor {
-        // Passed without a history row: not for this destination (its log is trimmed,
-        // so the filter cannot be checked again), or settled before history was kept.
-        f.fate = if event.is_none() {
-            "not_routed"
-        } else {
-            "unknown"
-        };
-        if event.is_none() {
-            f.reason = Some("the log is trimmed and no fate was recorded");
-        }
+        // Passed without a history row: not for this destination (its filter said no
+        // and the log is trimmed, so it cannot be asked again), accepted before the
+        // destination was added, or settled before this store kept history.
+        f.fate = "not_routed";
+        f.reason = Some(
+            "passed by the destination without a recorded fate: not routed to it, accepted before it was added, or settled before event history was kept",
+        );
         return Ok(f);
     }
     if snap.as_ref().is_some_and(|s| seq < s.next_read) {

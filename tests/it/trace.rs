@@ -390,3 +390,38 @@ policy = {{ linger = "0s" }}
     assert_eq!(at(&t, "young")["fate"], "delivered");
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_added_later_says_the_event_was_not_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0_MS);
+    let ok = hook(&clock, FaultScript::none()).await;
+    let text = config(dir.path(), &dest("ok", &ok.url(), ""));
+    let d = TestDaemon::start_with(dir.path(), &text, clock.clone(), None).await;
+    assert_eq!(d.post(&event("before-1", clock.now_ms())).await.0, 202);
+    eventually("delivered", || ok.accepted_event("before-1") == 1).await;
+    let more = config(
+        dir.path(),
+        &[dest("ok", &ok.url(), ""), dest("later", &ok.url(), "")].concat(),
+    );
+    let d = d.restart(&more).await;
+    let app = d.daemon.as_ref().unwrap().app.clone();
+    eventually("the new destination positioned", || {
+        app.engine.snapshot("later").is_some()
+    })
+    .await;
+    let (s, t) = trace(&d, "before-1").await;
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(at(&t, "ok")["fate"], "delivered");
+    let f = at(&t, "later");
+    assert_eq!(f["fate"], "not_routed", "{f}");
+    assert!(
+        f["reason"]
+            .as_str()
+            .unwrap()
+            .contains("accepted before it was added"),
+        "{f}"
+    );
+    assert_eq!(ok.accepted_event("before-1"), 1, "never sent to `later`");
+    d.shutdown().await;
+}
