@@ -40,7 +40,7 @@ pub fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
     let _ = v.serialize(&mut serde_json::Serializer::new(out));
 }
 
-/// Appends a hash as a JSON string of lowercase hex (what [`hex_hash`] gives).
+/// Appends a hash as a JSON string of lowercase hex (what [`super::hex_hash`] gives).
 pub fn write_json_hex(out: &mut Vec<u8>, h: &[u8; 32]) {
     let mut hex = [0u8; 64];
     // Cannot fail: the buffer is exactly twice the input.
