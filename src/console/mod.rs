@@ -233,6 +233,10 @@ impl FromRequestParts<Arc<App>> for Signed {
 impl Signed {
     /// The CSRF check of a state-changing request: the form's `csrf` must be this
     /// session's token (`403 csrf` otherwise).
+    #[allow(
+        clippy::result_large_err,
+        reason = "the refusal is the answer, built once"
+    )]
     fn check(&self, form: &HashMap<String, String>) -> Result<(), Response> {
         let given = form.get("csrf").map_or(&[][..], |s| s.as_bytes());
         if !given.is_empty() && bool::from(given.ct_eq(self.session.csrf.as_bytes())) {
@@ -539,7 +543,13 @@ async fn event_lookup(
     };
     html(
         StatusCode::OK,
-        pages::event_lookup(&s.session, &workspaces, &q.workspace, &q.event_id, result),
+        pages::event_lookup(
+            &s.session,
+            &workspaces,
+            q.workspace.as_deref(),
+            q.event_id.as_deref(),
+            result,
+        ),
     )
 }
 

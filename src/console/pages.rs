@@ -412,7 +412,7 @@ pub fn destination(s: &Session, notice: Option<&str>, d: &DestinationPage) -> Ma
             p #state { "State: " (state_cell(v, d.now_ms)) }
             p { "Error rate " (pct(v.error_rate)) " (threshold " (pct(v.threshold)) "), last evaluation "
                 (opt(v.last_checked.as_deref())) ". Queue " (v.queue_depth.unwrap_or(0))
-                ", lag " (v.consumer_lag_seconds.map_or(0.0, |l| l.round())) " s, DLQ " (v.dlq_depth) "." }
+                ", lag " (v.consumer_lag_seconds.map_or(0.0, f64::round)) " s, DLQ " (v.dlq_depth) "." }
             @if let Some(sug) = suggestion(v) { p.suggestion { code { (sug) } } }
         }
         section.actions {
@@ -601,8 +601,8 @@ pub fn test_notice(v: &Value) -> String {
 pub fn event_lookup(
     s: &Session,
     workspaces: &[String],
-    ws: &Option<String>,
-    event_id: &Option<String>,
+    ws: Option<&str>,
+    event_id: Option<&str>,
     result: Option<Result<Value, ApiError>>,
 ) -> Markup {
     let body = html! {
@@ -610,11 +610,11 @@ pub fn event_lookup(
             label { "Workspace "
                 select name="workspace" {
                     @for w in workspaces {
-                        option value=(w) selected[ws.as_deref() == Some(w.as_str())] { (w) }
+                        option value=(w) selected[ws == Some(w.as_str())] { (w) }
                     }
                 }
             }
-            label { "Event id " input #event-id name="event_id" value=(event_id.clone().unwrap_or_default()) required; }
+            label { "Event id " input #event-id name="event_id" value=(event_id.unwrap_or_default()) required; }
             button type="submit" { "Look up" }
         }
         @match result {

@@ -26,16 +26,18 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             () = app.intake.clock.sleep_until(next) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        if let Err(e) = sample_once(&app, &mut last, next).await {
+        // Timed at the boundary just passed (after a jump of the clock, the latest one).
+        let at = app.intake.clock.now_ms().div_euclid(series::INTERVAL_MS) * series::INTERVAL_MS;
+        if let Err(e) = sample_once(&app, &mut last, at).await {
             warn!(error = %e, "console series: cannot take a sample");
         }
     }
 }
 
 /// Takes and commits one sample of every configured destination, timed `at_ms`.
-pub async fn sample_once(
+pub async fn sample_once<S: std::hash::BuildHasher>(
     app: &Arc<App>,
-    last: &mut HashMap<String, u64>,
+    last: &mut HashMap<String, u64, S>,
     at_ms: i64,
 ) -> Result<(), crate::store::StoreError> {
     let a = app.clone();
