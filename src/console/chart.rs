@@ -56,7 +56,7 @@ pub fn spark(label: &str, points: &Points, from: i64, to: i64, max: Option<f64>)
     html! {
         svg.spark width="120" height="28" viewBox="0 0 120 28" role="img"
             aria-label=(format!("{label}: latest {}", fmt(last))) {
-            title { (label) ": latest " (fmt(last)) ", max " (fmt(max_of(points))) " (24 h)" }
+            title { (label) ": latest " (fmt(last)) ", max " (fmt(max_of(points))) " (up to 24 h)" }
             rect x="0" y="0" width="120" height="28" fill="#f6f7f9" {}
             @if !line.is_empty() {
                 polyline points=(line) fill="none" stroke="#2b6cb0" stroke-width="1.5" {}
@@ -82,7 +82,7 @@ pub fn chart(
     let x = |t: i64| ((t.clamp(from, to) - from) as f64 / span * w).round();
     html! {
         figure.chart {
-            figcaption { (label) " — last 24 h, max " (fmt(m)) }
+            figcaption { (label) ", max " (fmt(m)) }
             svg width="720" height="120" viewBox="0 0 720 120" role="img" aria-label=(label) {
                 rect x="0" y="0" width="720" height="120" fill="#f6f7f9" {}
                 @for (a, b) in pauses {

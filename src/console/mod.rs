@@ -268,7 +268,8 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for FormMap {
     }
 }
 
-/// The console's routes (under `/console`), behind [`guard`].
+/// The console's routes (under `/console`), each behind the `guard` (`server.console`,
+/// security headers).
 pub fn router(app: Arc<App>) -> Router<Arc<App>> {
     Router::new()
         .route(

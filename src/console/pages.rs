@@ -157,6 +157,16 @@ fn opt(v: Option<&str>) -> &str {
     v.unwrap_or("–")
 }
 
+/// Where a chart's time axis starts: 24 h back, or the first sample when the series
+/// is younger (so a new daemon's first minutes are not squeezed into one pixel).
+fn chart_from(samples: &[Sample], now_ms: i64) -> i64 {
+    let day = now_ms - DAY_MS;
+    samples
+        .first()
+        .map_or(day, |s| s.at_ms.max(day))
+        .min(now_ms - crate::store::series::INTERVAL_MS)
+}
+
 fn points(samples: &[Sample], f: impl Fn(&Sample) -> Option<f64>) -> Vec<(i64, f64)> {
     samples
         .iter()
@@ -189,7 +199,6 @@ fn state_cell(v: &DestinationView, now_ms: i64) -> Markup {
 
 /// The overview's body (also what the page's script swaps in every few seconds).
 pub fn overview_body(d: &Overview) -> Markup {
-    let from = d.now_ms - DAY_MS;
     let mut by_merchant: Vec<(String, Vec<&Row>)> = Vec::new();
     for r in &d.rows {
         let m = r
@@ -217,6 +226,7 @@ pub fn overview_body(d: &Overview) -> Markup {
                     tbody {
                         @for r in rows {
                             @let v = &r.view;
+                            @let from = chart_from(&r.samples, d.now_ms);
                             tr id=(format!("dest-{}", v.destination_id)) data-destination=(v.destination_id) {
                                 td { a href=(super::dest_url(&v.destination_id)) { (v.destination_id) }
                                      br; small { (opt(v.platform.as_deref())) } }
@@ -402,7 +412,7 @@ fn cell(v: &Value) -> String {
 pub fn destination(s: &Session, notice: Option<&str>, d: &DestinationPage) -> Markup {
     let v = &d.view;
     let id = &v.destination_id;
-    let from = d.now_ms - DAY_MS;
+    let from = chart_from(&d.samples, d.now_ms);
     let p = pauses(&d.timeline, d.now_ms);
     let base = super::dest_url(id);
     let body = html! {
@@ -440,6 +450,7 @@ pub fn destination(s: &Session, notice: Option<&str>, d: &DestinationPage) -> Ma
         }
         section.charts {
             h2 { "Last 24 hours" }
+            p { small { "From " (rfc3339_ms(from)) " to " (rfc3339_ms(d.now_ms)) "; paused stretches shaded." } }
             (chart::chart("Error rate", &points(&d.samples, |s| s.error_rate), from, d.now_ms, &p, Some(1.0)))
             (chart::chart("Queue depth", &points(&d.samples, |s| Some(s.queue_depth as f64)), from, d.now_ms, &p, None))
             (chart::chart("Delivered per 30 s", &points(&d.samples, |s| Some(s.delivered as f64)), from, d.now_ms, &p, None))
