@@ -25,18 +25,31 @@ fn downsample(points: &Points, from: i64, to: i64, buckets: usize) -> Vec<(usize
     out
 }
 
-fn polyline(points: &Points, from: i64, to: i64, w: f64, h: f64, max: f64) -> String {
-    let buckets = w as usize;
-    let ds = downsample(points, from, to, buckets.max(2));
+/// The points of a line, as (x, y) in a `w`×`h` box: values from 0 (bottom) to `max`
+/// (top), kept 3 px inside the box so a flat line at either end stays visible.
+fn coords(points: &Points, from: i64, to: i64, w: f64, h: f64, max: f64) -> Vec<(f64, f64)> {
+    let buckets = (w as usize).max(2);
+    let ds = downsample(points, from, to, buckets);
     let max = if max > 0.0 { max } else { 1.0 };
-    let mut s = String::with_capacity(ds.len() * 12);
-    for (b, v) in ds {
-        let x = b as f64 * w / (buckets.max(2) - 1) as f64;
-        let y = h - (v / max).clamp(0.0, 1.0) * (h - 2.0) - 1.0;
+    ds.into_iter()
+        .map(|(b, v)| {
+            let x = 3.0 + b as f64 * (w - 6.0) / (buckets - 1) as f64;
+            let y = h - 3.0 - (v / max).clamp(0.0, 1.0) * (h - 6.0);
+            (x, y)
+        })
+        .collect()
+}
+
+fn polyline(c: &[(f64, f64)]) -> String {
+    let mut s = String::with_capacity(c.len() * 12);
+    for (x, y) in c {
         s.push_str(&format!("{x:.1},{y:.1} "));
     }
     s
 }
+
+/// Few points: each gets a dot (a single one draws no line).
+const DOTS_UP_TO: usize = 60;
 
 fn max_of(points: &Points) -> f64 {
     points
@@ -51,7 +64,8 @@ fn max_of(points: &Points) -> f64 {
 pub fn spark(label: &str, points: &Points, from: i64, to: i64, max: Option<f64>) -> Markup {
     let (w, h) = (120.0, 28.0);
     let m = max.unwrap_or_else(|| max_of(points));
-    let line = polyline(points, from, to, w, h, m);
+    let c = coords(points, from, to, w, h, m);
+    let line = polyline(&c);
     let last = points.last().map_or(0.0, |p| p.1);
     html! {
         svg.spark width="120" height="28" viewBox="0 0 120 28" role="img"
@@ -60,6 +74,11 @@ pub fn spark(label: &str, points: &Points, from: i64, to: i64, max: Option<f64>)
             rect x="0" y="0" width="120" height="28" fill="#f6f7f9" {}
             @if !line.is_empty() {
                 polyline points=(line) fill="none" stroke="#2b6cb0" stroke-width="1.5" {}
+            }
+            @if c.len() <= DOTS_UP_TO {
+                @for (x, y) in &c {
+                    circle cx=(format!("{x:.1}")) cy=(format!("{y:.1}")) r="1.5" fill="#2b6cb0" {}
+                }
             }
         }
     }
@@ -77,7 +96,8 @@ pub fn chart(
 ) -> Markup {
     let (w, h) = (720.0, 120.0);
     let m = max.unwrap_or_else(|| max_of(points));
-    let line = polyline(points, from, to, w, h, m);
+    let c = coords(points, from, to, w, h, m);
+    let line = polyline(&c);
     let span = (to - from).max(1) as f64;
     let x = |t: i64| ((t.clamp(from, to) - from) as f64 / span * w).round();
     html! {
@@ -95,6 +115,11 @@ pub fn chart(
                 }
                 @if !line.is_empty() {
                     polyline points=(line) fill="none" stroke="#2b6cb0" stroke-width="1.5" {}
+                }
+                @if c.len() <= DOTS_UP_TO {
+                    @for (x, y) in &c {
+                        circle cx=(format!("{x:.1}")) cy=(format!("{y:.1}")) r="2.5" fill="#2b6cb0" {}
+                    }
                 }
             }
         }

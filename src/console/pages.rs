@@ -119,7 +119,13 @@ pub async fn overview_data(app: &Arc<App>) -> Result<Overview, ApiError> {
         let rows = app.intake.store.read(|txn| {
             let mut rows = Vec::with_capacity(views.len());
             for view in views {
-                let samples = crate::store::series::read(txn, &view.destination_id, from)?;
+                let samples = crate::store::series::read_sparse(
+                    txn,
+                    &view.destination_id,
+                    from,
+                    now_ms,
+                    120,
+                )?;
                 rows.push(Row { view, samples });
             }
             Ok(rows)
@@ -595,15 +601,20 @@ pub fn dlq_notice(replay: bool, v: &Value) -> String {
 }
 
 pub fn test_notice(v: &Value) -> String {
-    let verdict = v["verdict"]
-        .as_str()
-        .or_else(|| v["outcome"].as_str())
-        .unwrap_or("sent");
     format!(
-        "Test send: {verdict}{}",
+        "Test send ({}): {}{}{}",
+        if v["live"] == true {
+            "live"
+        } else {
+            "marked as a test"
+        },
+        v["class"].as_str().unwrap_or("sent"),
         v["status"]
             .as_u64()
-            .map_or(String::new(), |s| format!(" (HTTP {s})"))
+            .map_or(String::new(), |s| format!(", HTTP {s}")),
+        v["detail"]
+            .as_str()
+            .map_or(String::new(), |d| format!(" — {d}"))
     )
 }
 

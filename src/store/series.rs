@@ -90,6 +90,47 @@ pub fn read(
     Ok(out)
 }
 
+/// At most `points` of `dest`'s samples in `from_ms..=to_ms`: the first sample of each
+/// of `points` equal stretches of the span from the first sample to `to_ms` (one seek each, however many samples a stretch holds;
+/// the overview's sparklines, where reading every sample of 100 destinations would
+/// cost 288,000 rows).
+pub fn read_sparse(
+    txn: &redb::ReadTransaction,
+    dest: &str,
+    from_ms: i64,
+    to_ms: i64,
+    points: usize,
+) -> Result<Vec<Sample>, redb::Error> {
+    let table = match txn.open_table(SERIES) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    // The stretches divide the span from the first sample on.
+    let first = match table.range((dest, from_ms)..=(dest, to_ms))?.next() {
+        Some(row) => row?.0.value().1,
+        None => return Ok(Vec::new()),
+    };
+    let from_ms = first;
+    let points = points.max(1) as i64;
+    let step = ((to_ms - from_ms) / points).max(1);
+    let mut out = Vec::new();
+    let mut at = from_ms;
+    while at <= to_ms {
+        let Some(row) = table.range((dest, at)..=(dest, to_ms))?.next() else {
+            break;
+        };
+        let (k, v) = row?;
+        let t = k.value().1;
+        if let Some(s) = decode(t, v.value()) {
+            out.push(s);
+        }
+        // The next stretch after the one this sample is in.
+        at = from_ms + ((t - from_ms) / step + 1) * step;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +154,47 @@ mod tests {
             assert_eq!(decode(s.at_ms, &encode(&s)), Some(s));
         }
         assert_eq!(decode(1, &[2u8; 25]), None);
+    }
+
+    #[test]
+    fn sparse_reads_take_one_sample_per_stretch() {
+        use redb::ReadableDatabase;
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join("s.redb")).unwrap();
+        let w = db.begin_write().unwrap();
+        {
+            let mut t = w.open_table(SERIES).unwrap();
+            for i in 0..2880i64 {
+                let s = Sample {
+                    at_ms: i * INTERVAL_MS,
+                    error_rate: None,
+                    queue_depth: i as u64,
+                    delivered: 0,
+                };
+                append(&mut t, "d", &s).unwrap();
+            }
+            append(
+                &mut t,
+                "e",
+                &Sample {
+                    at_ms: 0,
+                    error_rate: Some(1.0),
+                    queue_depth: 0,
+                    delivered: 0,
+                },
+            )
+            .unwrap();
+        }
+        w.commit().unwrap();
+        let r = db.begin_read().unwrap();
+        let all = read(&r, "d", 0).unwrap();
+        assert_eq!(all.len(), 2880);
+        let to = 2879 * INTERVAL_MS;
+        let sparse = read_sparse(&r, "d", 0, to, 120).unwrap();
+        assert!((115..=121).contains(&sparse.len()), "{}", sparse.len());
+        assert_eq!(sparse[0], all[0]);
+        assert!(sparse.windows(2).all(|w| w[0].at_ms < w[1].at_ms));
+        assert_eq!(read_sparse(&r, "e", 0, to, 120).unwrap().len(), 1);
+        assert!(read_sparse(&r, "x", 0, to, 120).unwrap().is_empty());
     }
 }

@@ -721,6 +721,32 @@ async fn browser_looks_up_an_event_and_replays_the_dlq_after_a_dry_run() {
     let b = browser().await;
     b.sign_in(&r.d).await;
 
+    // The overview refreshes itself: a pause through the API shows without a reload.
+    assert_eq!(b.text("#dest-hooks .state").await, "active");
+    let (s, _) = admin_post(
+        &r.d,
+        "/v1/destinations/hooks/pause",
+        json!({"reason": "drill"}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = b.text("#dest-hooks .state").await;
+        if seen == "paused" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, "paused", "the overview never refreshed");
+    let (s, _) = admin_post(
+        &r.d,
+        "/v1/destinations/hooks/resume",
+        json!({"reason": "drill over"}),
+    )
+    .await;
+    assert_eq!(s, 200);
+
     // Event lookup.
     b.click("nav a[href='/console/events']").await;
     b.fill("#event-id", "bad1").await;
@@ -763,6 +789,27 @@ async fn browser_looks_up_an_event_and_replays_the_dlq_after_a_dry_run() {
     let audit = admin(&r.d, "/v1/audit?type=dlq_replay").await;
     assert_eq!(audit["events"][0]["actor"], "console");
     b.screenshot("dlq-replayed").await;
+
+    // A test send and a reload, both audited as the console.
+    b.click("#test-form input[name=live]").await;
+    b.click("#test-form button").await;
+    let notice = b.text(".notice").await;
+    assert!(
+        notice.starts_with("Test send (live): delivered"),
+        "{notice}"
+    );
+    let audit = admin(&r.d, "/v1/audit?type=destination_test").await;
+    assert_eq!(audit["events"][0]["actor"], "console");
+    b.click("nav a[href='/console/config']").await;
+    assert!(b.text("#last-reload").await.contains("No reload"));
+    b.click("#reload-form button").await;
+    let notice = b.text(".notice").await;
+    assert!(notice.starts_with("Reloaded"), "{notice}");
+    assert!(b.text("#last-reload").await.contains("by console: ok"));
+    assert!(b.text("#summary").await.contains("config sha256"));
+    let audit = admin(&r.d, "/v1/audit?type=config_reloaded").await;
+    assert_eq!(audit["events"][0]["actor"], "console");
+    b.screenshot("config").await;
     b.close().await;
     r.d.shutdown().await;
 }
