@@ -813,3 +813,76 @@ async fn browser_looks_up_an_event_and_replays_the_dlq_after_a_dry_run() {
     b.close().await;
     r.d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_discard_shows_a_dry_run_then_discards_on_confirmation() {
+    let r = rig(FaultScript::always(Fault::Invalid), "").await;
+    tick(&r, 10_000).await;
+    send(&r, "bad", 4).await;
+    settled(&r, 4).await;
+    until("4 in the DLQ", || async {
+        admin(&r.d, "/v1/destinations/hooks").await["dlq_depth"] == 4
+    })
+    .await;
+    let (cookie, _) = sign_in(&r.d).await;
+    let (_, _, page) = get_page(&r.d, &cookie, "/console/destinations/hooks").await;
+    assert!(page.contains("rejected: 4"), "{page}");
+    let token = csrf_of(&page);
+    let url = format!("{}/console/dlq/discard", r.d.url);
+    // The first POST is a dry run: a confirmation page, nothing discarded.
+    let resp = http()
+        .post(&url)
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", token.as_str()),
+            ("destination", "hooks"),
+            ("from", ""),
+            ("to", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let confirm = resp.text().await.unwrap();
+    assert!(confirm.contains("id=\"would-move\">4<"), "{confirm}");
+    assert!(confirm.contains("name=\"confirm\" value=\"1\""));
+    assert_eq!(admin(&r.d, "/v1/destinations/hooks").await["dlq_depth"], 4);
+    assert!(
+        admin(&r.d, "/v1/audit?type=dlq_discard").await["events"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // Confirmed: discarded, audited as the console.
+    let resp = http()
+        .post(&url)
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", token.as_str()),
+            ("destination", "hooks"),
+            ("from", ""),
+            ("to", ""),
+            ("confirm", "1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let loc = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(loc.contains("Discarded%204"), "{loc}");
+    assert_eq!(admin(&r.d, "/v1/destinations/hooks").await["dlq_depth"], 0);
+    let audit = admin(&r.d, "/v1/audit?type=dlq_discard").await;
+    assert_eq!(audit["events"][0]["actor"], "console");
+    assert_eq!(audit["events"][0]["details"]["discarded"], 4);
+    // An id with no entries: the API's dry run counts none, and so does the page.
+    let resp = http()
+        .post(&url)
+        .header("cookie", &cookie)
+        .form(&[("csrf", token.as_str()), ("destination", "nope")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("id=\"would-move\">0<"));
+    r.d.shutdown().await;
+}
