@@ -207,7 +207,7 @@ pub async fn purge(State(app): State<Arc<App>>, admin: Admin, Path(id): Path<Str
     )
 }
 
-pub(crate) fn not_found(id: &str) -> ApiError {
+pub(super) fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!(
         "no destination {id:?}: list them with GET /v1/destinations"
     ))

@@ -45,6 +45,12 @@ pub fn samples(app: &App, dest: &str, hours: u32) -> ApiResult<Vec<Sample>> {
     Ok(app.intake.store.read(|txn| series::read(txn, dest, from))?)
 }
 
+/// The admin API's `404 not_found` for a destination id (the console's pages answer
+/// the same).
+pub fn destination_not_found(id: &str) -> ApiError {
+    not_found(id)
+}
+
 /// The JSON of samples: `[{"at", "error_rate", "queue_depth", "delivered"}]`.
 pub fn samples_json(samples: &[Sample]) -> Vec<Value> {
     samples

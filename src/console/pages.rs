@@ -292,7 +292,7 @@ pub async fn destination_data(
         None => DestinationView::removed(app, &rt.config.destinations)?
             .into_iter()
             .find(|v| v.destination_id == id)
-            .ok_or_else(|| crate::api::admin::not_found(id))?,
+            .ok_or_else(|| crate::api::series::destination_not_found(id))?,
     };
     let now_ms = app.intake.clock.now_ms();
     let samples = crate::api::series::samples(app, id, 24)?;
