@@ -305,6 +305,8 @@ fn start_background_tasks(app: &Arc<App>, stop: &watch::Receiver<bool>) {
     ));
     // The audit chain's head in the log, hourly.
     tokio::spawn(audit_head(app.clone(), stop.clone()));
+    // The console's time series, a sample of every destination every 30 s.
+    tokio::spawn(crate::console::sampler::run(app.clone(), stop.clone()));
 }
 
 /// The audit chain's head, at start and hourly, so a truncated tail shows in the

@@ -25,6 +25,8 @@
 //! - [`api`]: the HTTP routes, their one error type and authentication.
 //! - [`app`]: wiring, background tasks, signals and shutdown order.
 //! - [`cli`]: the client subcommands against the admin API.
+//! - [`console`]: the operator's web console under `/console/` (sessions, pages,
+//!   charts) and the time-series sampler behind its charts.
 //! - [`sim`]: local simulators of the destination platforms (tests, `sluice simulate`).
 //!
 //! Dependencies point one way: `api` → `state` → (`delivery`, `ingest`, `alerts`) →
@@ -43,6 +45,7 @@ pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod delivery;
 pub mod event;
 pub mod health;

@@ -160,6 +160,9 @@ pub struct Metrics {
     drain: Family<DestLabels, FloatGauge>,
     expiring: Family<DestLabels, CountGauge>,
     windows: Mutex<HashMap<String, Window>>,
+    /// Events delivered per destination since the process started (the console's
+    /// series takes differences of it).
+    delivered: Mutex<HashMap<String, u64>>,
     /// One scrape at a time sets and encodes the gauges.
     scrape: Mutex<()>,
 }
@@ -266,6 +269,7 @@ impl Metrics {
             drain,
             expiring,
             windows: Mutex::new(HashMap::new()),
+            delivered: Mutex::new(HashMap::new()),
             scrape: Mutex::new(()),
         }
     }
@@ -283,6 +287,10 @@ impl Metrics {
                 outcome: outcome.name(),
             })
             .inc_by(n);
+        if outcome == Outcome::Delivered {
+            let mut m = self.delivered.lock().expect("metrics lock");
+            *m.entry(d.destination.clone()).or_default() += n;
+        }
         if matches!(outcome, Outcome::DeadLettered | Outcome::Expired) {
             self.window_at(&d.destination, now_ms, 0, n);
         }
@@ -299,6 +307,12 @@ impl Metrics {
     fn window_at(&self, dest: &str, now: i64, sent: u64, dlq: u64) {
         let mut w = self.windows.lock().expect("metrics lock");
         w.entry(dest.to_string()).or_default().add(now, sent, dlq);
+    }
+
+    /// Events of `dest` delivered since the process started.
+    pub fn delivered_total(&self, dest: &str) -> u64 {
+        let m = self.delivered.lock().expect("metrics lock");
+        m.get(dest).copied().unwrap_or(0)
     }
 
     /// (events sent, DLQ entries added) over the 5 minutes before `now`.

@@ -107,6 +107,8 @@ pub struct App {
     pub backpressure_passes: Arc<std::sync::atomic::AtomicU64>,
     /// Connection cap and timeouts for clients ([`crate::api::serve`]).
     pub http_limits: crate::api::serve::Limits,
+    /// The web console's sessions, sign-in limiter and reload notes.
+    pub console: crate::console::ConsoleState,
 }
 
 impl App {
@@ -126,7 +128,15 @@ impl App {
             started: AtomicBool::new(false),
             backpressure_passes: Arc::default(),
             http_limits: crate::api::serve::Limits::default(),
+            console: crate::console::ConsoleState::default(),
         }
+        .loaded_now()
+    }
+
+    /// Notes when the configuration in force was loaded (the console shows it).
+    fn loaded_now(self) -> Self {
+        self.console.note_loaded(self.intake.clock.now_ms());
+        self
     }
 
     /// Ready to accept events: store open and writable, delivery positioned.
@@ -187,6 +197,7 @@ impl App {
             self.engine.sync(&new);
         }
         self.runtime.store(Arc::new(Runtime::new(new)));
+        self.console.note_loaded(self.intake.clock.now_ms());
         info!(config_sha256 = %sha, "configuration reloaded");
         Ok(sha)
     }
@@ -204,6 +215,8 @@ impl App {
                     message: format!("reload task failed: {e}"),
                 }))
             });
+        self.console
+            .note_reload(self.intake.clock.now_ms(), actor, &result);
         let (event_type, details) = match &result {
             Ok(sha) => (
                 AuditType::ConfigReloaded,

@@ -49,7 +49,7 @@ pub struct DestinationView {
 impl DestinationView {
     /// A configured destination: the worker's live state when it runs, else the stored
     /// one; its backlog from the engine.
-    fn configured(app: &App, d: &Destination) -> ApiResult<Self> {
+    pub fn configured(app: &App, d: &Destination) -> ApiResult<Self> {
         let now = app.intake.clock.now_ms();
         let view = app.intake.store.view()?;
         let max_age = app.runtime().config.storage.max_backlog_age.as_millis() as i64;
@@ -79,7 +79,7 @@ impl DestinationView {
     }
 
     /// Destinations no longer configured that still hold a position, retries or DLQ.
-    fn removed(app: &App, configured: &[Destination]) -> ApiResult<Vec<Self>> {
+    pub fn removed(app: &App, configured: &[Destination]) -> ApiResult<Vec<Self>> {
         let view = app.intake.store.view()?;
         let mut out = Vec::new();
         for id in view.known_destinations()? {
@@ -108,7 +108,7 @@ impl DestinationView {
         Ok(out)
     }
 
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }

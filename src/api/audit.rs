@@ -51,6 +51,28 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
+impl ListQuery {
+    /// Every type and resource, `limit` a page (the console's audit page).
+    pub fn page(limit: usize, cursor: Option<String>) -> Self {
+        ListQuery {
+            event_type: None,
+            resource: None,
+            limit: Some(limit),
+            cursor,
+        }
+    }
+
+    /// The events of one resource (the console's timeline takes their actors).
+    pub fn resource(resource: &str, limit: usize) -> Self {
+        ListQuery {
+            event_type: None,
+            resource: Some(resource.to_string()),
+            limit: Some(limit),
+            cursor: None,
+        }
+    }
+}
+
 pub async fn list(State(app): State<Arc<App>>, _: Admin, Q(q): Q<ListQuery>) -> ApiResult {
     let limit = page_limit(q.limit)?;
     let cursor = match q.cursor.as_deref().filter(|c| !c.is_empty()) {

@@ -40,6 +40,26 @@ pub struct DlqQuery {
     cursor: Option<String>,
 }
 
+impl DlqQuery {
+    /// One page of a destination's entries, of one reason or all (the console).
+    pub fn page(
+        destination: &str,
+        reason: Option<String>,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Self {
+        DlqQuery {
+            destination: Some(destination.to_string()),
+            from: None,
+            to: None,
+            reason,
+            event_id: None,
+            limit: Some(limit),
+            cursor,
+        }
+    }
+}
+
 /// A `reason` filter: one of the DLQ's error classes.
 fn parse_reason(v: Option<&str>) -> ApiResult<Option<ErrorClass>> {
     match v {

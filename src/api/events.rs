@@ -19,6 +19,16 @@ pub struct TraceQuery {
     event_name: Option<String>,
 }
 
+impl TraceQuery {
+    /// Every event of that id in `workspace` (the console's lookup).
+    pub fn for_workspace(workspace: &str) -> Self {
+        TraceQuery {
+            workspace: Some(workspace.to_string()),
+            event_name: None,
+        }
+    }
+}
+
 pub async fn get_trace(
     State(app): State<Arc<App>>,
     _: Admin,

@@ -4,6 +4,7 @@
 //! - [`ingest`]: `POST /v1/events`;
 //! - [`admin`]: destinations, pause/resume, purge, timeline, reload, backup;
 //! - [`requests`]: a destination's request log;
+//! - [`series`]: a destination's time series (the console's charts);
 //! - [`dlq`]: DLQ list (by reason, by event id), summary, replay, discard;
 //! - [`audit`]: the audit chain's list, export and verify;
 //! - [`test_send`]: `POST /v1/destinations/{id}/test`;
@@ -17,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod ingest;
 pub mod requests;
+pub mod series;
 pub mod serve;
 pub mod strict_json;
 pub mod test_send;
@@ -51,6 +53,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/destinations/{id}/timeline", get(admin::timeline))
         .route("/v1/destinations/{id}/purge", post(admin::purge))
         .route("/v1/destinations/{id}/requests", get(requests::list))
+        .route("/v1/destinations/{id}/series", get(series::get_series))
         .route(
             "/v1/destinations/{id}/test",
             post(test_send::test_destination),
@@ -68,6 +71,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(crate::console::router(app.clone()))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(app)

@@ -21,6 +21,16 @@ pub struct RequestsQuery {
     cursor: Option<String>,
 }
 
+impl RequestsQuery {
+    /// The newest `limit` requests (the console's destination page).
+    pub fn latest(limit: usize) -> Self {
+        RequestsQuery {
+            limit: Some(limit),
+            cursor: None,
+        }
+    }
+}
+
 /// `200 {"destination_id", "requests": [...], "next_cursor"}`; `404 not_found` for an
 /// id that is neither configured nor holds anything in the store.
 pub async fn list(

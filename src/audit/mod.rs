@@ -33,7 +33,7 @@
 //!
 //! `details` is a JSON object whose values are strings, integers within ±2^53, booleans
 //! or null (no floats, no nested arrays or objects: SPEC §6). [`NewAuditEvent::new`]
-//! checks this, the actor (`system_worker`, `api_user`, `cli`), the event type (the
+//! checks this, the actor (`system_worker`, `api_user`, `cli`, `console`), the event type (the
 //! SPEC §6 list) and the time; build events with it *before* queueing them for the
 //! writer. [`append`] checks again as a last line of defence, and refuses an invalid
 //! event with an `InvalidInput` I/O error rather than write a record nobody could
@@ -62,8 +62,8 @@ pub const RECORD_VERSION: u8 = 1;
 /// The `prev_hash` of the first record, and the head of an empty chain.
 pub const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The actors SPEC §6 names.
-pub const ACTORS: &[&str] = &["system_worker", "api_user", "cli"];
+/// The actors SPEC §6 names, and `console` (the web console, issue 16).
+pub const ACTORS: &[&str] = &["system_worker", "api_user", "cli", "console"];
 
 /// The event types SPEC §6 names, and `destination_test` (a test send, issue 15).
 pub const EVENT_TYPES: &[&str] = &[
@@ -78,6 +78,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "dlq_discard",
     "destination_purge",
     "destination_test",
+    "console_sign_in_failed",
 ];
 
 /// The latest time [`rfc3339_ms`] can print: 9999-12-31T23:59:59.999Z.
@@ -109,6 +110,8 @@ pub enum AuditType {
     DestinationPurge,
     /// A one-off test send to a destination (`POST /v1/destinations/{id}/test`).
     DestinationTest,
+    /// A failed sign-in to the web console (issue 16).
+    ConsoleSignInFailed,
 }
 
 impl AuditType {
@@ -125,6 +128,7 @@ impl AuditType {
             AuditType::DlqDiscard => "dlq_discard",
             AuditType::DestinationPurge => "destination_purge",
             AuditType::DestinationTest => "destination_test",
+            AuditType::ConsoleSignInFailed => "console_sign_in_failed",
         }
     }
 }
@@ -135,6 +139,8 @@ pub enum Actor {
     System,
     Api,
     Cli,
+    /// The web console (issue 16).
+    Console,
 }
 
 impl Actor {
@@ -143,6 +149,7 @@ impl Actor {
             Actor::System => "system_worker",
             Actor::Api => "api_user",
             Actor::Cli => "cli",
+            Actor::Console => "console",
         }
     }
 }

@@ -185,7 +185,9 @@ pub(crate) fn s(v: &Value) -> String {
     v.as_str().map_or_else(|| "-".into(), str::to_string)
 }
 
-fn suggestion(d: &Value) -> String {
+/// The next step for a paused destination, as `sluice destinations status` prints it
+/// (the web console shows the same line).
+pub fn suggestion(d: &Value) -> String {
     let id = s(&d["destination_id"]);
     let resume = format!("sluice destinations resume --id {id} --reason \"…\"");
     let reason = s(&d["paused_reason"]);

@@ -38,6 +38,7 @@ pub struct RawServer {
     pub header_timeout: Option<String>,
     pub body_timeout: Option<String>,
     pub max_connections: Option<i64>,
+    pub console: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -124,6 +124,8 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// Open inbound connections at most (None: the open-file limit less a reserve).
     pub max_connections: Option<usize>,
+    /// The web console under `/console/` (issue 16); off: those routes answer 404.
+    pub console: bool,
 }
 
 #[derive(Debug, Clone)]

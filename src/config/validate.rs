@@ -370,6 +370,7 @@ fn server(ctx: &Ctx, raw: &RawServer) -> R<ServerConfig> {
         header_timeout,
         body_timeout,
         max_connections,
+        console: raw.console.unwrap_or(true),
     })
 }
 

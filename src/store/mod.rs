@@ -39,6 +39,7 @@ pub mod dedup;
 pub mod fault;
 pub mod history;
 pub mod log;
+pub mod series;
 pub mod view;
 mod writer;
 
@@ -99,6 +100,7 @@ pub fn visit_tables(v: &mut impl TableVisitor) -> Result<(), redb::Error> {
     v.visit(backlog::BACKLOG_SECONDS)?;
     v.visit(history::HISTORY)?;
     v.visit(history::EVENT_NAMES)?;
+    v.visit(series::SERIES)?;
     v.visit(crate::audit::AUDIT)
 }
 
@@ -221,7 +223,7 @@ pub enum DeliveryOp {
         dest: String,
     },
     /// Drops everything a (removed) destination holds: position, retries, DLQ, settled
-    /// marks, health state, outcome ring and request log. Its timeline rows and audit
+    /// marks, health state, outcome ring, request log and time series. Its timeline rows and audit
     /// events stay.
     Purge {
         dest: String,
@@ -257,6 +259,12 @@ pub enum DeliveryOp {
         dest: String,
         keep: u32,
         record: codec::RequestRecord,
+    },
+    /// Appends a sample to a destination's time series and trims it to
+    /// [`series::KEEP_MS`] (the console's charts, issue 16).
+    Sample {
+        dest: String,
+        sample: series::Sample,
     },
 }
 

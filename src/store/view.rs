@@ -375,6 +375,22 @@ impl View {
         Ok(out)
     }
 
+    /// One destination's DLQ entries per class (its range of the DLQ only).
+    pub fn dlq_counts_of(
+        &self,
+        dest: &str,
+    ) -> Result<std::collections::BTreeMap<ErrorClass, u64>, StoreError> {
+        let t = self.txn.open_table(DLQ).map_err(err)?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in t.range((dest, 0u64)..=(dest, u64::MAX)).map_err(err)? {
+            let (_, v) = row.map_err(err)?;
+            if let Ok((class, _)) = dlq_class_and_time(v.value()) {
+                *out.entry(class).or_default() += 1;
+            }
+        }
+        Ok(out)
+    }
+
     /// A destination's request log below number `before`, newest first, at most
     /// `limit` rows (unreadable ones skipped); and the number to continue below.
     pub fn requests(

@@ -317,6 +317,7 @@ fn apply_delivery(
     let mut ap_events = txn.open_table(AUTO_PAUSE_EVENTS)?;
     let mut hist = txn.open_table(history::HISTORY)?;
     let mut requests = txn.open_table(REQUEST_LOG)?;
+    let mut series = txn.open_table(super::series::SERIES)?;
     let mut next_id = meta
         .get("dlq_next_id")?
         .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
@@ -389,6 +390,7 @@ fn apply_delivery(
                         .retain_in((d, 0u64)..=(d, u64::MAX), |_, ()| false)?;
                     outcomes.retain_in((d, 0u32)..=(d, u32::MAX), |_, _| false)?;
                     requests.retain_in((d, 0u64)..=(d, u64::MAX), |_, _| false)?;
+                    super::series::purge(&mut series, d)?;
                 }
                 DeliveryOp::AutoPauseEvent { row } => {
                     let next = ap_events.last()?.map_or(1, |(k, _)| k.value() + 1);
@@ -436,6 +438,9 @@ fn apply_delivery(
                 }
                 DeliveryOp::RequestLog { dest, keep, record } => {
                     append_request(&mut requests, dest, *keep, record)?;
+                }
+                DeliveryOp::Sample { dest, sample } => {
+                    super::series::append(&mut series, dest, sample)?;
                 }
             }
         }

@@ -18,6 +18,7 @@ mod backlog_summary;
 mod cli;
 mod config;
 mod config_hardening;
+mod console;
 mod contracts;
 mod crash;
 mod dedup;
