@@ -312,7 +312,9 @@ policy = {{ linger = "50ms", max_batch = {META_MAX_BATCH}, concurrency = {META_C
     // yet committed).
     let n_kills = kills.len();
     let mut over = Vec::new();
-    let window = |concurrency: usize, max_batch: usize| (2 * concurrency + 1) * max_batch;
+    // In flight (c · max_batch) plus outcomes not yet committed (3 read-ahead caps of
+    // (c + 1) · max_batch).
+    let window = |concurrency: usize, max_batch: usize| (4 * concurrency + 3) * max_batch;
     for (name, c, bound) in [
         (
             "webhook",

@@ -11,6 +11,9 @@ use crate::platforms::OutEvent;
 use crate::store::StoreError;
 use crate::store::codec::{ErrorClass, StoredEvent, decode_event, pii_aad};
 
+/// Outcomes not yet committed a worker may hold, in read-ahead caps.
+pub(super) const SETTLING_ROOM: usize = 3;
+
 /// Events within this much of the age limit are expired instead of sent.
 pub(super) const AGE_MARGIN_MS: i64 = 10 * 60_000;
 
@@ -23,9 +26,14 @@ impl Worker {
         }
         let policy = &self.ctx.dest.policy;
         let max_batch = policy.max_batch as usize;
+        // Read ahead: a batch per request slot and one more. Outcomes waiting for their
+        // commit have a room of their own (SETTLING_ROOM caps), so a commit in flight
+        // does not stop the reading and sending (it did: delivery then ran at one cap per
+        // commit latency); what a crash can send again is what is in flight plus that
+        // room: `(4c + 3) · max_batch` (docs, the crash test).
         let cap = (max_batch * (policy.concurrency as usize + 1)).max(max_batch);
-        let held = self.held() + self.settling();
-        if held >= cap {
+        let held = self.held();
+        if held >= cap || self.settling() >= SETTLING_ROOM * cap {
             return Ok(i64::MAX);
         }
         let want = cap - held;
