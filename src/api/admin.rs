@@ -119,6 +119,13 @@ pub async fn list_destinations(
     Q(q): Q<WorkspaceFilter>,
 ) -> ApiResult {
     let rt = app.runtime();
+    if let Some(w) = &q.workspace
+        && !rt.config.workspaces.iter().any(|ws| ws.id == *w)
+    {
+        return Err(ApiError::not_found(format!(
+            "no workspace {w:?} is configured"
+        )));
+    }
     let mut out = Vec::new();
     for d in &rt.config.destinations {
         if q.workspace.as_ref().is_none_or(|w| *w == d.workspace) {

@@ -259,6 +259,16 @@ pub async fn pause_resume(
     let ids: Vec<String> = match (id, platform) {
         (Some(id), _) => vec![id.to_string()],
         (None, Some(p)) => {
+            if crate::config::Platform::from_name(p).is_none() {
+                let known: Vec<&str> = crate::config::Platform::ALL
+                    .iter()
+                    .map(|p| p.name())
+                    .collect();
+                return Err(anyhow!(
+                    "unknown platform {p} (known: {})",
+                    known.join(", ")
+                ));
+            }
             let v = c.get("/v1/destinations").await?;
             v["destinations"]
                 .as_array()
@@ -272,7 +282,12 @@ pub async fn pause_resume(
         (None, None) => return Err(anyhow!("give --id or --platform")),
     };
     if ids.is_empty() {
-        eprintln!("no destination matches");
+        let wanted = match (platform, workspace) {
+            (Some(p), Some(w)) => format!(" platform {p} in workspace {w}"),
+            (Some(p), None) => format!(" platform {p}"),
+            _ => String::new(),
+        };
+        eprintln!("error: no destination matches{wanted}");
         return Ok(ExitCode::from(1));
     }
     let mut failed = false;

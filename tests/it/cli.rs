@@ -328,3 +328,65 @@ async fn dlq_list_replay_discard_and_backup_through_the_cli() {
     assert!(err.contains("exists (409)"), "{err}");
     d.shutdown().await;
 }
+
+/// One rule for unknown ids (issue 19): an unknown destination, workspace or platform
+/// is an error naming it, exit 1; a known platform with no destination is a different
+/// error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_ids_are_errors_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0_MS);
+    let hook = sim::start(
+        Platform::Webhook,
+        "127.0.0.1:0".parse().unwrap(),
+        clock.clone(),
+        FaultScript::none(),
+    )
+    .await
+    .unwrap();
+    let d = TestDaemon::start_with(
+        dir.path(),
+        &config(dir.path(), &hook.url()),
+        clock.clone(),
+        None,
+    )
+    .await;
+    let url = d.url.clone();
+    for args in [
+        &["dlq", "list", "--destination", "nope"][..],
+        &["dlq", "discard", "--destination", "nope"][..],
+        &["dlq", "discard", "--destination", "nope", "--dry-run"][..],
+        &["dlq", "replay", "--destination", "nope"][..],
+    ] {
+        let (code, out, err) = sluice(&url, args).await;
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        assert!(
+            err.starts_with("error: not_found (404): no destination \"nope\""),
+            "{args:?}: {err}"
+        );
+    }
+    let (code, out, err) = sluice(&url, &["destinations", "status", "--workspace", "nope"]).await;
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(
+        err.contains("not_found (404): no workspace \"nope\" is configured"),
+        "{err}"
+    );
+    let (code, out, err) = sluice(
+        &url,
+        &["destinations", "pause", "--platform", "metaa", "--reason", "x"],
+    )
+    .await;
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(
+        err.starts_with("error: unknown platform metaa (known: webhook, meta, tiktok, "),
+        "{err}"
+    );
+    let (code, out, err) = sluice(
+        &url,
+        &["destinations", "resume", "--platform", "meta", "--reason", "x"],
+    )
+    .await;
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert_eq!(err.trim(), "error: no destination matches platform meta");
+    d.shutdown().await;
+}
