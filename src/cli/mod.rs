@@ -117,9 +117,32 @@ impl Client {
 
 fn api_error(status: u16, v: &Value) -> anyhow::Error {
     match (v["error"].as_str(), v["message"].as_str()) {
-        (Some(code), Some(msg)) => anyhow!("{code} ({status}): {msg}"),
+        (Some(code), Some(msg)) => anyhow!("{code} ({status}): {}", cli_words(msg)),
         _ => anyhow!("HTTP {status}: {v}"),
     }
+}
+
+/// An API message as the CLI shows it: the routes it names for what to do next become
+/// the CLI commands that do it (API clients keep the API's own words).
+pub fn cli_words(msg: &str) -> String {
+    let mut out = msg.replace(
+        "list them with GET /v1/destinations",
+        "list them with sluice destinations status",
+    );
+    // "resume it with POST /v1/destinations/{id}/resume"
+    const RESUME: &str = "resume it with POST /v1/destinations/";
+    if let Some(at) = out.find(RESUME) {
+        let rest = &out[at + RESUME.len()..];
+        if let Some(end) = rest.find("/resume") {
+            let id = rest[..end].to_string();
+            let tail = rest[end + "/resume".len()..].to_string();
+            out = format!(
+                "{}resume it with sluice destinations resume --id {id} --reason \"…\"{tail}",
+                &out[..at]
+            );
+        }
+    }
+    out
 }
 
 /// `sluice destinations status`: the table and a suggestion line per paused one.
@@ -644,6 +667,21 @@ fn enc(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_routes_become_cli_commands() {
+        assert_eq!(
+            cli_words("no destination \"x\": list them with GET /v1/destinations"),
+            "no destination \"x\": list them with sluice destinations status"
+        );
+        assert_eq!(
+            cli_words(
+                "destination m is already paused; resume it with POST /v1/destinations/m/resume"
+            ),
+            "destination m is already paused; resume it with sluice destinations resume --id m --reason \"…\""
+        );
+        assert_eq!(cli_words("plain"), "plain");
+    }
 
     #[test]
     fn requests_table() {

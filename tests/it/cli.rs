@@ -123,8 +123,9 @@ async fn status_pause_resume_and_audit_through_the_cli() {
     )
     .await;
     assert_eq!(code, 1);
+    // The CLI names the CLI command to use next, not the API route (issue 19).
     assert!(
-        out.contains("hooks_a: failed: already_paused (409)"),
+        out.contains("hooks_a: failed: already_paused (409): destination hooks_a is already paused; resume it with sluice destinations resume --id hooks_a --reason \"…\"\n"),
         "{out}"
     );
     assert!(out.contains("hooks_b: paused"), "{out}");
@@ -158,7 +159,10 @@ async fn status_pause_resume_and_audit_through_the_cli() {
     )
     .await;
     assert_eq!(code, 1);
-    assert!(out.contains("nope: failed: not_found (404)"), "{out}");
+    assert!(
+        out.contains("nope: failed: not_found (404): no destination \"nope\": list them with sluice destinations status\n"),
+        "{out}"
+    );
 
     // The chain: four state changes, actor cli, verified and re-computed independently.
     let (code, out, _) = sluice(&url, &["audit", "verify"]).await;
