@@ -145,10 +145,12 @@ pub fn cli_words(msg: &str) -> String {
     out
 }
 
-/// `sluice destinations status`: the table and a suggestion line per paused one.
+/// `sluice destinations status`: the table, the footnote for `-` under Error %, and a
+/// suggestion line per paused one.
 pub fn render_status(dests: &[Value]) -> String {
     let mut out = String::new();
-    let rows: Vec<[String; 6]> = dests
+    let num = |v: &Value| v.as_u64().map_or_else(|| "-".into(), |n| n.to_string());
+    let rows: Vec<[String; 9]> = dests
         .iter()
         .map(|d| {
             [
@@ -156,6 +158,11 @@ pub fn render_status(dests: &[Value]) -> String {
                 s(&d["merchant_id"]),
                 s(&d["platform"]),
                 s(&d["state"]),
+                num(&d["queue_depth"]),
+                d["consumer_lag_seconds"]
+                    .as_f64()
+                    .map_or_else(|| "-".into(), lag),
+                num(&d["dlq_depth"]),
                 d["error_rate"]
                     .as_f64()
                     .map_or_else(|| "-".into(), |r| format!("{:.1}", r * 100.0)),
@@ -168,10 +175,27 @@ pub fn render_status(dests: &[Value]) -> String {
         "Merchant",
         "Platform",
         "State",
+        "Queue",
+        "Lag",
+        "DLQ",
         "Error %",
         "Last Checked",
     ];
     out.push_str(&table(&head, &rows));
+    // Why an error rate is unknown: too few attempts in the window (which a resume
+    // starts afresh) to evaluate it.
+    for d in dests
+        .iter()
+        .filter(|d| d["error_rate"].is_null() && d["state"] != "removed")
+    {
+        let since = d["window_started_at"]
+            .as_str()
+            .map_or_else(|| "yet".to_string(), |t| format!("since {t}"));
+        out.push_str(&format!(
+            "Error % - for {}: too few attempts {since} to evaluate\n",
+            s(&d["destination_id"])
+        ));
+    }
     for d in dests
         .iter()
         .filter(|d| d["state"] == "paused" || d["state"] == "probing")
@@ -180,6 +204,16 @@ pub fn render_status(dests: &[Value]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A consumer lag as the status table shows it: `0s`, `42s`, `5m03s`, `2h07m`.
+fn lag(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
 }
 
 /// Rows under a header, each column as wide as its widest cell, two spaces apart.
@@ -761,34 +795,42 @@ mod tests {
         let dests = vec![
             json!({"destination_id": "tiktok_abc123", "merchant_id": "northfield", "platform": "tiktok", "state": "paused",
                    "error_rate": 0.312, "last_checked": "2026-04-23T14:01:58.000Z", "paused_at": "2026-04-23T14:01:58.000Z",
-                   "paused_reason": "error_rate_31.2%", "auto_clear_at": "2026-04-23T18:01:58.000Z", "threshold": 0.25, "window_seconds": 300}),
+                   "paused_reason": "error_rate_31.2%", "auto_clear_at": "2026-04-23T18:01:58.000Z", "threshold": 0.25, "window_seconds": 300,
+                   "queue_depth": 1520, "consumer_lag_seconds": 3723.4, "dlq_depth": 3}),
             json!({"destination_id": "meta_x", "merchant_id": "northfield", "platform": "meta", "state": "paused",
-                   "error_rate": null, "last_checked": null, "paused_at": "2026-04-23T15:00:00.000Z",
-                   "paused_reason": "auth_failed", "auto_clear_at": null}),
+                   "error_rate": 0.5, "last_checked": null, "paused_at": "2026-04-23T15:00:00.000Z",
+                   "paused_reason": "auth_failed", "auto_clear_at": null, "queue_depth": 0, "consumer_lag_seconds": 0.0, "dlq_depth": 0}),
             json!({"destination_id": "hooks", "merchant_id": "northfield", "platform": "webhook", "state": "active",
-                   "error_rate": 0.0, "last_checked": "2026-04-23T15:00:00.000Z"}),
+                   "error_rate": null, "last_checked": "2026-04-23T15:00:00.000Z", "window_started_at": "2026-04-23T14:59:00.000Z",
+                   "queue_depth": 12, "consumer_lag_seconds": 65.0, "dlq_depth": 0}),
         ];
         let text = render_status(&dests);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "Destination    Merchant    Platform  State   Error %  Last Checked"
+            "Destination    Merchant    Platform  State   Queue  Lag    DLQ  Error %  Last Checked"
         );
         assert_eq!(
             lines[1],
-            "tiktok_abc123  northfield  tiktok    paused  31.2     2026-04-23T14:01:58.000Z"
+            "tiktok_abc123  northfield  tiktok    paused  1520   1h02m  3    31.2     2026-04-23T14:01:58.000Z"
         );
         assert_eq!(
             lines[3],
-            "hooks          northfield  webhook   active  0.0      2026-04-23T15:00:00.000Z"
+            "hooks          northfield  webhook   active  12     1m05s  0    -        2026-04-23T15:00:00.000Z"
         );
         assert_eq!(
             lines[4],
-            "suggestion: tiktok paused at 2026-04-23T14:01:58.000Z (error rate 31.2% > 25% threshold for 5 min). Auto-clear at 2026-04-23T18:01:58.000Z or resume manually: sluice destinations resume --id tiktok_abc123 --reason \"…\""
+            "Error % - for hooks: too few attempts since 2026-04-23T14:59:00.000Z to evaluate"
         );
         assert_eq!(
             lines[5],
+            "suggestion: tiktok paused at 2026-04-23T14:01:58.000Z (error rate 31.2% > 25% threshold for 5 min). Auto-clear at 2026-04-23T18:01:58.000Z or resume manually: sluice destinations resume --id tiktok_abc123 --reason \"…\""
+        );
+        assert_eq!(
+            lines[6],
             "suggestion: meta paused at 2026-04-23T15:00:00.000Z (auth_failed). No auto-clear; resume manually after fixing its credentials: sluice destinations resume --id meta_x --reason \"…\""
         );
+        assert_eq!(lag(0.0), "0s");
+        assert_eq!(lag(59.4), "59s");
     }
 }

@@ -306,7 +306,10 @@ fn resume(state: &mut DestState, now_ms: i64) {
     state.paused_reason = None;
     state.paused_at_ms = None;
     state.auto_clear_at_ms = None;
+    // A resume starts a fresh window: the rate of the old one no longer describes the
+    // destination, and none is known until the new window has enough attempts.
     state.window_start_ms = now_ms;
+    state.error_rate = None;
 }
 
 #[cfg(test)]

@@ -86,13 +86,17 @@ async fn status_pause_resume_and_audit_through_the_cli() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         lines[0],
-        "Destination  Merchant    Platform  State   Error %  Last Checked"
+        "Destination  Merchant    Platform  State   Queue  Lag  DLQ  Error %  Last Checked"
     );
     assert_eq!(
         lines[1],
-        "hooks_a      northfield  webhook   active  -        -"
+        "hooks_a      northfield  webhook   active  0      0s   0    -        -"
     );
-    assert_eq!(lines.len(), 3);
+    assert_eq!(
+        lines[3],
+        "Error % - for hooks_a: too few attempts yet to evaluate"
+    );
+    assert_eq!(lines.len(), 5);
 
     // Pause one by id, then both by platform: the second already paused one fails → exit 1.
     let (code, out, _) = sluice(
