@@ -213,6 +213,8 @@ pub async fn run(
                         .and_then(|s| s.auto_clear_at_ms)
                         .map(crate::clock::rfc3339_ms),
                     reason,
+                    actor: None,
+                    note: None,
                     at: crate::clock::rfc3339_ms(at),
                 });
             }

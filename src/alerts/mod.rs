@@ -109,6 +109,23 @@ pub struct Alert {
     pub reason: String,
     /// RFC 3339 time of the change.
     pub at: String,
+    /// Who made the change (`system_worker`, `api_user`, `cli`); None for backpressure.
+    pub actor: Option<String>,
+    /// The operator's reason of a manual pause or resume, at most [`NOTE_MAX_CHARS`]
+    /// characters (operator text: shown as given, escaped by each channel's format).
+    pub note: Option<String>,
+}
+
+/// The most characters of an operator's note an alert or a log line carries.
+pub const NOTE_MAX_CHARS: usize = 500;
+
+/// `note` cut to [`NOTE_MAX_CHARS`] characters (`…` marks a cut).
+pub fn bounded_note(note: &str) -> String {
+    if note.chars().count() > NOTE_MAX_CHARS {
+        note.chars().take(NOTE_MAX_CHARS - 1).collect::<String>() + "…"
+    } else {
+        note.to_string()
+    }
 }
 
 /// The final result of one alert on one channel.

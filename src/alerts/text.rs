@@ -114,6 +114,17 @@ impl Alert {
             self.auto_clear_at.as_deref().unwrap_or("none"),
         );
         line("Reason:", &self.reason);
+        if let Some(actor) = &self.actor {
+            line("Actor:", actor);
+        }
+        if let Some(note) = &self.note {
+            // One line: the operator's text cannot add lines of its own.
+            let one: String = note
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            line("Note:", &one);
+        }
         if let AlertKind::Backpressure {
             metric,
             value,
@@ -146,6 +157,8 @@ impl Alert {
         m.insert("threshold".into(), json!(self.threshold));
         m.insert("auto_clear_at".into(), json!(self.auto_clear_at));
         m.insert("reason".into(), json!(self.reason));
+        m.insert("actor".into(), json!(self.actor));
+        m.insert("note".into(), json!(self.note));
         if let AlertKind::Backpressure {
             metric,
             value,
@@ -262,6 +275,8 @@ mod tests {
             auto_clear_at: Some("2026-11-02T16:00:00.000Z".into()),
             reason: "error_rate_31.2%".into(),
             at: "2026-11-02T12:00:00.000Z".into(),
+            actor: Some("system_worker".into()),
+            note: None,
         }
     }
 
@@ -278,6 +293,7 @@ Error rate:   31.2%
 Threshold:    25%
 Auto-clear:   2026-11-02T16:00:00.000Z
 Reason:       error_rate_31.2%
+Actor:        system_worker
 At:           2026-11-02T12:00:00.000Z
 
 Auto-clear at 2026-11-02T16:00:00.000Z, or resume manually: \
@@ -310,6 +326,37 @@ sluice destinations resume --id meta_glasshouse --reason \"…\"
             "No auto-clear for this pause. Resume manually: \
              sluice destinations resume --id meta_glasshouse --reason \"…\""
         );
+    }
+
+    #[test]
+    fn a_manual_change_names_actor_and_note_in_every_form() {
+        let a = Alert {
+            kind: AlertKind::Resume,
+            error_rate: None,
+            auto_clear_at: None,
+            reason: "ops_intervention".into(),
+            actor: Some("cli".into()),
+            note: Some("receiver fixed, INC-42\nforged: line".into()),
+            ..pause()
+        };
+        let text = a.text();
+        assert!(text.contains("Actor:        cli\n"), "{text}");
+        assert!(
+            text.contains("Note:         receiver fixed, INC-42 forged: line\n"),
+            "{text}"
+        );
+        assert!(a.slack_body()["text"].as_str().unwrap().contains("INC-42"));
+        let hook = a.webhook_body();
+        assert_eq!(hook["actor"], "cli");
+        assert_eq!(hook["note"], "receiver fixed, INC-42\nforged: line");
+        let pd = Alert {
+            kind: AlertKind::Pause,
+            ..a
+        }
+        .pagerduty_body("rk");
+        assert_eq!(pd["payload"]["custom_details"]["note"], "receiver fixed, INC-42\nforged: line");
+        assert_eq!(pd["payload"]["custom_details"]["actor"], "cli");
+        assert_eq!(super::super::bounded_note(&"x".repeat(600)).chars().count(), 500);
     }
 
     #[test]

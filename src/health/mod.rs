@@ -145,6 +145,10 @@ pub struct Notice {
     pub threshold: f64,
     pub auto_clear_at_ms: Option<i64>,
     pub at_ms: i64,
+    /// Who made the change (`system_worker`, `api_user`, `cli`).
+    pub actor: &'static str,
+    /// The operator's reason of a manual pause or resume (their own text).
+    pub note: Option<String>,
 }
 
 /// Applies `change` to `state` and returns the writes that record it (state, row,
@@ -297,6 +301,8 @@ pub fn apply(
         threshold: policy.threshold,
         auto_clear_at_ms: state.auto_clear_at_ms,
         at_ms: now_ms,
+        actor: actor.name(),
+        note: note.clone(),
     };
     (ops, notice)
 }

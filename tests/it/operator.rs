@@ -440,6 +440,22 @@ async fn backpressure_alerts_fire_once_and_resolve_once() {
     assert_eq!(resolved[0]["metric"], "queue_depth");
     assert_eq!(resolved[0]["value"], "0 events");
     assert_eq!(sink.of_type("backpressure").len(), 1);
+    // The manual pause and resume alerts name who and why (issue 19).
+    let paused = sink.of_type("destination_paused");
+    assert_eq!(paused.len(), 1, "{paused:?}");
+    assert_eq!(
+        (&paused[0]["reason"], &paused[0]["actor"], &paused[0]["note"]),
+        (&json!("manual"), &json!("api_user"), &json!("drill"))
+    );
+    let text = paused[0]["text"].as_str().unwrap();
+    assert!(text.contains("\nActor:        api_user\nNote:         drill\n"), "{text}");
+    let resumed = sink.of_type("destination_resumed");
+    assert_eq!(resumed.len(), 1, "{resumed:?}");
+    assert_eq!(
+        (&resumed[0]["reason"], &resumed[0]["actor"], &resumed[0]["note"]),
+        (&json!("ops_intervention"), &json!("api_user"), &json!("drill over"))
+    );
+    assert_eq!(fired[0]["actor"], Value::Null);
     // Consumer lag never crossed its hour.
     assert!(
         sink.0

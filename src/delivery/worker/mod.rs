@@ -458,11 +458,14 @@ impl Worker {
             .health
             .accept(plan, &self.ctx.dest.policy.auto_pause, now);
         let dest = &self.ctx.dest;
+        // The note is the operator's text: bounded, and escaped (Debug) so no character
+        // of it can end the line or forge another.
+        let note = notice.note.as_deref().map(crate::alerts::bounded_note);
         if self.health.is_paused() {
-            warn!(destination = %self.id, merchant = %dest.workspace, platform = dest.platform.name(), reason = %notice.reason, kind = notice.kind.name(), "destination paused");
+            warn!(destination = %self.id, merchant = %dest.workspace, platform = dest.platform.name(), reason = %notice.reason, kind = notice.kind.name(), actor = notice.actor, note = ?note.as_deref().unwrap_or(""), "destination paused");
             self.forget_unsent();
         } else {
-            info!(destination = %self.id, merchant = %dest.workspace, platform = dest.platform.name(), "destination resumed");
+            info!(destination = %self.id, merchant = %dest.workspace, platform = dest.platform.name(), reason = %notice.reason, actor = notice.actor, note = ?note.as_deref().unwrap_or(""), "destination resumed");
             self.dest_hold_until = 0;
         }
         self.engine.notify(notice);
