@@ -150,6 +150,7 @@ pub struct Metrics {
     latency: Family<DestLabels, Histogram, fn() -> Histogram>,
     ingest_events: Family<MerchantLabels, Counter>,
     ingest_rejected: Family<RejectLabels, Counter>,
+    stale: Family<DestLabels, Counter>,
     queue_depth: Family<DestLabels, CountGauge>,
     consumer_lag: Family<DestLabels, FloatGauge>,
     oldest_age: Family<DestLabels, FloatGauge>,
@@ -184,6 +185,7 @@ impl Metrics {
         );
         let ingest_events = Family::<MerchantLabels, Counter>::default();
         let ingest_rejected = Family::<RejectLabels, Counter>::default();
+        let stale = Family::<DestLabels, Counter>::default();
         let gauge = Family::<DestLabels, FloatGauge>::default;
         let count = Family::<DestLabels, CountGauge>::default;
         let (consumer_lag, oldest_age, error_rate, dlq_growth, drain) =
@@ -231,6 +233,11 @@ impl Metrics {
             deliveries.clone(),
         );
         registry.register(
+            "events_stale_on_arrival",
+            "Events expired unsent because they were already past the platform's age limit (less 10 min) when accepted",
+            stale.clone(),
+        );
+        registry.register(
             "projected_drain_seconds",
             "Queue depth divided by events sent per second over 5 minutes (0 when empty, +Inf when nothing is sent)",
             drain.clone(),
@@ -256,6 +263,7 @@ impl Metrics {
             latency,
             ingest_events,
             ingest_rejected,
+            stale,
             queue_depth,
             consumer_lag,
             oldest_age,
@@ -286,6 +294,12 @@ impl Metrics {
         if matches!(outcome, Outcome::DeadLettered | Outcome::Expired) {
             self.window_at(&d.destination, now_ms, 0, n);
         }
+    }
+
+    /// `n` events of a destination expired unsent because they were already past the
+    /// platform's age limit when accepted.
+    pub fn stale_on_arrival(&self, d: &DestLabels, n: u64) {
+        self.stale.get_or_create(d).inc_by(n);
     }
 
     /// One answered (or failed) request of `events` events, at `now_ms`.

@@ -465,14 +465,54 @@ credentials = {{ access_token = "tok" }}
     let week = 7 * 24 * 3600 * 1000;
     // 5 minutes short of 7 days: inside the 10-minute margin.
     d.post(&event("old", T0_MS - week + 5 * 60_000)).await;
+    // Days past the limit already: accepted (202), expired, and the entry says how far.
+    let (s, _) = d
+        .post(&event("ancient", T0_MS - week - (3 * 24 + 2) * 3_600_000))
+        .await;
+    assert_eq!(s, 202);
     d.post(&event("fresh", T0_MS)).await;
     clock.advance_ms(1000);
     eventually("fresh delivered", || meta.accepted_event("fresh") == 1).await;
     assert_eq!(meta.count_event("old"), 0);
-    let dlq = dlq_with(&d, "meta_gh", 1).await;
-    assert_eq!(dlq["entries"][0]["event"]["event_id"], "old");
-    assert_eq!(dlq["entries"][0]["error_class"], "expired");
-    assert_eq!(dlq["entries"][0]["status"], Value::Null);
+    assert_eq!(meta.count_event("ancient"), 0);
+    let dlq = dlq_with(&d, "meta_gh", 2).await;
+    let entries = dlq["entries"].as_array().unwrap();
+    let by_id = |id: &str| {
+        entries
+            .iter()
+            .find(|e| e["event"]["event_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let old = by_id("old");
+    assert_eq!(old["error_class"], "expired");
+    assert_eq!(old["status"], Value::Null);
+    assert_eq!(
+        old["response_body"],
+        "the event is within 10m of the platform's age limit (7d after event_time): it would arrive too late"
+    );
+    let ancient = by_id("ancient");
+    assert_eq!(ancient["error_class"], "expired");
+    assert_eq!(
+        ancient["response_body"],
+        "the event is 3d 2h past the platform's age limit (7d after event_time)"
+    );
+    // Both were that old when accepted: counted as stale on arrival.
+    let text = d
+        .http
+        .get(format!("{}/metrics", d.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(
+            "sluice_events_stale_on_arrival_total{destination=\"meta_gh\",platform=\"meta\",merchant=\"glasshouse\"} 2\n"
+        ),
+        "{text}"
+    );
     d.shutdown().await;
 }
 
