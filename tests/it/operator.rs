@@ -467,6 +467,44 @@ async fn backpressure_alerts_fire_once_and_resolve_once() {
     r.d.shutdown().await;
 }
 
+/// A paused destination is not evaluated: a backpressure alert about it carries no
+/// error rate from before the pause (issue 19).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backpressure_alert_of_a_paused_destination_has_no_stale_error_rate() {
+    let sink = Sink::default();
+    let url = sink.start().await;
+    let r = rig(&format!(
+        "policy = {{ auto_pause = {{ interval = \"1m\", min_samples = 1 }} }}\n[alerts]\nwebhook = {{ url = \"{url}\" }}\nbackpressure = {{ queue_depth = 4 }}\n"
+    ))
+    .await;
+    // Attempts inside the minute that the 12:01 evaluation looks at.
+    r.clock.advance_ms(10_000);
+    send(&r, "ok", 10).await;
+    answered(&r, 10).await;
+    r.clock.advance_ms(50_000);
+    until("evaluated", || async {
+        admin_get(&r.d, "/v1/destinations/hooks").await.1["error_rate"] == json!(0.0)
+    })
+    .await;
+    let (s, _) = admin_post(
+        &r.d,
+        "/v1/destinations/hooks/pause",
+        json!({"reason": "drill"}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    send(&r, "bp", 5).await;
+    r.clock.advance_ms(30_000);
+    until("backpressure alert", || async {
+        !sink.of_type("backpressure").is_empty()
+    })
+    .await;
+    let a = &sink.of_type("backpressure")[0];
+    assert_eq!(a["metric"], "queue_depth");
+    assert_eq!(a["error_rate"], Value::Null, "{a}");
+    r.d.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_opens_as_a_store_with_the_same_events_and_audit_chain() {
     let r = rig("").await;
