@@ -13,9 +13,10 @@ const DEFAULT_CONFIG: &str = "/etc/sluice/sluice.toml";
     name = "sluice",
     version,
     about = "Durable conversion-event relay to ad platforms",
-    after_help = "Client commands (destinations, audit) talk to the running daemon: the URL \
-comes from --url, else server.listen of --config; the admin token from SLUICE_API_KEY, \
-else the admin-token settings of --config. Exit codes: 0 success, 1 failure, 2 usage error."
+    after_help = "Client commands (destinations, audit, dlq, events, backup) talk to the \
+running daemon: the URL comes from --url, else server.listen of --config; the admin token \
+from SLUICE_API_KEY, else the admin-token settings of --config. Exit codes: 0 success, \
+1 failure, 2 usage error."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -100,9 +101,9 @@ enum DlqCmd {
     /// Print the matching entries as JSON Lines (count on stderr).
     List(DlqListArgs),
     /// Move the matching entries still within the platform's age limit back to the queue.
-    Replay(DlqSelect),
+    Replay(DlqChange),
     /// Delete the matching entries.
-    Discard(DlqSelect),
+    Discard(DlqChange),
     /// Count the entries per destination and reason.
     Summary {
         /// Only entries dead-lettered at or after this time (RFC 3339).
@@ -134,7 +135,15 @@ struct DlqSelect {
     /// First-seen time to (RFC 3339, exclusive).
     #[arg(long)]
     to: Option<String>,
-    /// Say what would change, change nothing (replay and discard).
+}
+
+/// What `dlq replay|discard` take: the selection, and --dry-run (`list` changes nothing,
+/// so it takes no --dry-run).
+#[derive(clap::Args)]
+struct DlqChange {
+    #[command(flatten)]
+    select: DlqSelect,
+    /// Say what would change, change nothing.
     #[arg(long)]
     dry_run: bool,
 }
@@ -356,9 +365,9 @@ fn main() -> ExitCode {
             cli::dlq(
                 &c,
                 action,
-                &sel.destination,
-                sel.from.as_deref(),
-                sel.to.as_deref(),
+                &sel.select.destination,
+                sel.select.from.as_deref(),
+                sel.select.to.as_deref(),
                 sel.dry_run,
             )
             .await

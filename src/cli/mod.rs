@@ -431,17 +431,17 @@ pub async fn audit_verify(c: &Client) -> anyhow::Result<ExitCode> {
     let v = c.get("/v1/audit/verify").await?;
     if v["ok"] == true {
         println!(
-            "audit chain ok: {} events, head {}",
-            v["length"],
+            "audit chain ok: {}, head {}",
+            count(v["length"].as_u64().unwrap_or(0), "event", "events"),
             s(&v["head"])
         );
         Ok(ExitCode::SUCCESS)
     } else {
         println!(
-            "audit chain BROKEN at {}: {} ({} events stored)",
+            "audit chain BROKEN at {}: {} ({} stored)",
             s(&v["broken_at"]),
             s(&v["reason"]),
-            v["length"]
+            count(v["length"].as_u64().unwrap_or(0), "event", "events")
         );
         Ok(ExitCode::from(1))
     }
@@ -500,20 +500,23 @@ pub async fn dlq(
             if status != 200 {
                 return Err(api_error(status, &v));
             }
+            let n = |k: &str| v[k].as_u64().unwrap_or(0);
             let line = match (action, dry_run) {
                 (DlqAction::Replay, true) => format!(
-                    "dry run: would replay {} entries of {destination} ({} past the age limit would be skipped)",
-                    v["would_replay"], v["expired"]
+                    "dry run: would replay {} of {destination} ({} past the age limit would be skipped)",
+                    entries(n("would_replay")),
+                    n("expired")
                 ),
                 (DlqAction::Replay, false) => format!(
-                    "replayed {} entries of {destination} ({} past the age limit skipped)",
-                    v["replayed"], v["expired_skipped"]
+                    "replayed {} of {destination} ({} past the age limit skipped)",
+                    entries(n("replayed")),
+                    n("expired_skipped")
                 ),
                 (_, true) => format!(
-                    "dry run: would discard {} entries of {destination}",
-                    v["would_discard"]
+                    "dry run: would discard {} of {destination}",
+                    entries(n("would_discard"))
                 ),
-                (_, false) => format!("discarded {} entries of {destination}", v["discarded"]),
+                (_, false) => format!("discarded {} of {destination}", entries(n("discarded"))),
             };
             println!("{line}");
             Ok(ExitCode::SUCCESS)
@@ -643,7 +646,7 @@ pub async fn dlq_list(c: &Client, sel: &DlqList<'_>) -> anyhow::Result<ExitCode>
         }
     }
     out.flush()?;
-    eprintln!("{n} entries");
+    eprintln!("{}", entries(n));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -669,7 +672,7 @@ pub fn render_dlq_summary(v: &Value) -> String {
         return format!("no DLQ entries{since}\n");
     }
     let mut out = table(&["Destination", "Reason", "Count"], &rows);
-    out.push_str(&format!("{total} entries{since}\n"));
+    out.push_str(&format!("{}{since}\n", entries(total)));
     out
 }
 
@@ -694,6 +697,20 @@ pub async fn backup(c: &Client, name: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `1 entry`, `0 entries`, `3 entries`.
+pub fn entries(n: u64) -> String {
+    count(n, "entry", "entries")
+}
+
+/// `n` and the noun, singular for 1.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
 fn enc(v: &str) -> String {
     crate::platforms::percent_encode(v)
 }
@@ -715,6 +732,14 @@ mod tests {
             "destination m is already paused; resume it with sluice destinations resume --id m --reason \"…\""
         );
         assert_eq!(cli_words("plain"), "plain");
+    }
+
+    #[test]
+    fn counts_are_singular_for_one() {
+        assert_eq!(entries(1), "1 entry");
+        assert_eq!(entries(0), "0 entries");
+        assert_eq!(entries(3), "3 entries");
+        assert_eq!(count(1, "event", "events"), "1 event");
     }
 
     #[test]

@@ -398,3 +398,27 @@ async fn unknown_ids_are_errors_through_the_cli() {
     assert_eq!(err.trim(), "error: no destination matches platform meta");
     d.shutdown().await;
 }
+
+/// Top-level help names every client command; `dlq list` takes no --dry-run (issue 19).
+#[tokio::test]
+async fn help_lists_client_commands_and_dlq_list_refuses_dry_run() {
+    let (code, out, _) = sluice("http://127.0.0.1:9", &["--help"]).await;
+    assert_eq!(code, 0);
+    for c in ["destinations", "audit", "dlq", "events", "backup"] {
+        assert!(
+            out.contains(&format!("  {c} ")),
+            "{c} missing from the commands: {out}"
+        );
+    }
+    assert!(
+        out.contains("Client commands (destinations, audit, dlq, events, backup"),
+        "{out}"
+    );
+    let (code, _, err) = sluice(
+        "http://127.0.0.1:9",
+        &["dlq", "list", "--destination", "x", "--dry-run"],
+    )
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--dry-run"), "{err}");
+}
