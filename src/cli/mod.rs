@@ -82,10 +82,13 @@ impl Client {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| anyhow!("cannot reach sluice at {}: {}", self.base, e.without_url()))?;
+        let resp = req.send().await.map_err(|e| {
+            anyhow::Error::new(Unreachable(format!(
+                "cannot reach sluice at {}: {}",
+                self.base,
+                e.without_url()
+            )))
+        })?;
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
         let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
@@ -114,6 +117,18 @@ impl Client {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
 }
+
+/// The daemon did not answer (connection refused, timeout): `--live` keeps retrying.
+#[derive(Debug)]
+pub struct Unreachable(String);
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unreachable {}
 
 fn api_error(status: u16, v: &Value) -> anyhow::Error {
     match (v["error"].as_str(), v["message"].as_str()) {
@@ -284,19 +299,46 @@ pub async fn status(c: &Client, workspace: Option<&str>, live: bool) -> anyhow::
         ),
         None => "/v1/destinations".to_string(),
     };
+    // --live: the last table drawn, when it was fetched, and since when the daemon has
+    // not answered.
+    let mut last: Option<(String, String)> = None;
+    let mut down_since: Option<String> = None;
+    let now = || crate::clock::rfc3339_ms(crate::clock::Clock::now_ms(&crate::clock::SystemClock));
     loop {
-        let v = c.get(&path).await?;
-        let dests = v["destinations"].as_array().cloned().unwrap_or_default();
-        let text = render_status(&dests);
+        let frame = match c.get(&path).await {
+            Ok(v) => {
+                let dests = v["destinations"].as_array().cloned().unwrap_or_default();
+                let text = render_status(&dests);
+                if !live {
+                    let mut out = std::io::stdout().lock();
+                    write!(out, "{text}")?;
+                    out.flush()?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                down_since = None;
+                let at = now();
+                let frame = format!("{text}refreshed at {at} (every 2 s; Ctrl-C to stop)\n");
+                last = Some((text, at));
+                frame
+            }
+            // Only a daemon that does not answer is waited for; an API error ends it.
+            Err(e) if live && e.downcast_ref::<Unreachable>().is_some() => {
+                let since = down_since.get_or_insert_with(now).clone();
+                let mut frame = match &last {
+                    Some((text, at)) => format!("{text}last successful refresh at {at}\n"),
+                    None => "no successful refresh yet\n".to_string(),
+                };
+                frame.push_str(&format!(
+                    "sluice unreachable since {since}, retrying every 2 s: {e}\n"
+                ));
+                frame
+            }
+            Err(e) => return Err(e),
+        };
         let mut out = std::io::stdout().lock();
-        if live {
-            write!(out, "\x1b[2J\x1b[H")?;
-        }
-        write!(out, "{text}")?;
+        write!(out, "\x1b[2J\x1b[H{frame}")?;
         out.flush()?;
-        if !live {
-            return Ok(ExitCode::SUCCESS);
-        }
+        drop(out);
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),

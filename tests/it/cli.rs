@@ -422,3 +422,45 @@ async fn help_lists_client_commands_and_dlq_list_refuses_dry_run() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--dry-run"), "{err}");
 }
+
+/// `status --live` against a daemon that does not answer keeps going and says since
+/// when (issue 19); it used to exit 1 at the first failed refresh.
+#[tokio::test]
+async fn status_live_keeps_going_while_the_daemon_is_unreachable() {
+    use std::io::BufRead;
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["destinations", "status", "--live", "--url", &url])
+        .args(["--config", "/nonexistent/sluice.toml"])
+        .env("SLUICE_API_KEY", ADMIN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let seen = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let done = line.contains("unreachable since");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        seen
+    })
+    .await
+    .unwrap();
+    let still_running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let text = seen.join("\n");
+    assert!(text.contains("no successful refresh yet"), "{text}");
+    let last = seen.last().unwrap();
+    assert!(
+        last.contains("sluice unreachable since ") && last.contains(", retrying every 2 s: cannot reach sluice at"),
+        "{text}"
+    );
+    assert!(still_running, "{text}");
+}
