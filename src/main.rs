@@ -74,9 +74,10 @@ enum Cmd {
     Backup {
         #[command(flatten)]
         target: Target,
-        /// File name of the copy (letters, digits, '.', '_', '-').
+        /// File name of the copy (letters, digits, '.', '_', '-'); default
+        /// sluice-<UTC time>.redb, e.g. sluice-20261204T161500Z.redb.
         #[arg(long)]
-        name: String,
+        name: Option<String>,
     },
 }
 
@@ -384,7 +385,7 @@ fn main() -> ExitCode {
             cli::events_trace(&c, &event_id, &workspace, name.as_deref()).await
         }),
         Cmd::Backup { target, name } => {
-            client_command(&target, |c| async move { cli::backup(&c, &name).await })
+            client_command(&target, |c| async move { cli::backup(&c, name.as_deref()).await })
         }
         Cmd::Audit { target, cmd } => client_command(&target, |c| async move {
             match cmd {

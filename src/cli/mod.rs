@@ -729,8 +729,23 @@ pub async fn dlq_summary(c: &Client, since: Option<&str>) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-/// `sluice backup --name NAME`: the daemon writes the copy; prints its path and size.
-pub async fn backup(c: &Client, name: &str) -> anyhow::Result<ExitCode> {
+/// The default backup name at `ms`: `sluice-20261204T161500Z.redb` (UTC, to the second).
+pub fn default_backup_name(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!(
+        "[year][month][day]T[hour][minute][second]Z"
+    );
+    format!("sluice-{}.redb", t.format(&f).unwrap_or_default())
+}
+
+/// `sluice backup [--name NAME]`: the daemon writes the copy; prints its path and size.
+/// Without a name, [`default_backup_name`] of now.
+pub async fn backup(c: &Client, name: Option<&str>) -> anyhow::Result<ExitCode> {
+    let name = name.map_or_else(
+        || default_backup_name(crate::clock::Clock::now_ms(&crate::clock::SystemClock)),
+        str::to_string,
+    );
     let (status, v) = c.post("/v1/admin/backup", json!({"name": name})).await?;
     if status != 200 {
         return Err(api_error(status, &v));
@@ -782,6 +797,14 @@ mod tests {
         assert_eq!(entries(0), "0 entries");
         assert_eq!(entries(3), "3 entries");
         assert_eq!(count(1, "event", "events"), "1 event");
+    }
+
+    #[test]
+    fn default_backup_names_are_timestamps() {
+        assert_eq!(
+            default_backup_name(1_793_620_800_123),
+            "sluice-20261102T120000Z.redb"
+        );
     }
 
     #[test]

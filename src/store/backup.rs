@@ -106,6 +106,14 @@ fn remove_stale_partials(dir: &Path, name: &str) {
     }
 }
 
+/// The mode of a backup file: the owner reads and writes, its group reads.
+pub const BACKUP_MODE: u32 = 0o640;
+
+fn cleanup_partial(partial: &Path, e: BackupError) -> BackupError {
+    let _ = std::fs::remove_file(partial);
+    e
+}
+
 /// Writes the backup `dir/name` and returns its path and size in bytes.
 pub fn backup(store: &Store, dir: &Path, name: &str) -> Result<(PathBuf, u64), BackupError> {
     check_name(name)?;
@@ -124,11 +132,18 @@ pub fn backup(store: &Store, dir: &Path, name: &str) -> Result<(PathBuf, u64), B
     // that name is from a process that had this pid before: not running any more.
     let partial = dir.join(format!(".{name}.{}.partial", std::process::id()));
     let _ = std::fs::remove_file(&partial);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&partial)
-        .map_err(|e| io(&format!("creating {}", partial.display()), &e))?;
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        // 0640 whatever the umask: a copy of the store holds what the store holds.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(BACKUP_MODE)
+            .open(&partial)
+            .map_err(|e| io(&format!("creating {}", partial.display()), &e))?;
+        f.set_permissions(std::fs::Permissions::from_mode(BACKUP_MODE))
+            .map_err(|e| cleanup_partial(&partial, io("setting the backup's mode", &e)))?;
+    }
     let copied = store.read(|src| {
         let copy = || -> Result<(), redb::Error> {
             let db = redb::Database::create(&partial)?;

@@ -464,3 +464,42 @@ async fn status_live_keeps_going_while_the_daemon_is_unreachable() {
     );
     assert!(still_running, "{text}");
 }
+
+/// `sluice backup` without --name picks a timestamped name; the store and the backup
+/// are 0600 / 0640 even under a permissive umask (issue 19).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_default_name_and_private_file_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    // nextest runs each test in its own process: the umask is this test's alone.
+    rustix::process::umask(rustix::fs::Mode::empty());
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0_MS);
+    let d = TestDaemon::start_with(
+        dir.path(),
+        &config(dir.path(), "http://127.0.0.1:9"),
+        clock.clone(),
+        None,
+    )
+    .await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.path().join("sluice.redb")), 0o600);
+    let (code, out, err) = sluice(&d.url, &["backup"]).await;
+    assert_eq!(code, 0, "{err}");
+    let path = out
+        .trim()
+        .strip_prefix("backup written: ")
+        .and_then(|r| r.split(" (").next())
+        .unwrap()
+        .to_string();
+    let name = std::path::Path::new(&path)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    // sluice-YYYYMMDDTHHMMSSZ.redb
+    assert_eq!(name.len(), "sluice-20261204T161500Z.redb".len(), "{name}");
+    assert!(name.starts_with("sluice-20") && name.ends_with("Z.redb"), "{name}");
+    assert_eq!(mode(std::path::Path::new(&path)), 0o640);
+    d.shutdown().await;
+}
