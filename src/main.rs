@@ -13,7 +13,7 @@ const DEFAULT_CONFIG: &str = "/etc/sluice/sluice.toml";
     name = "sluice",
     version,
     about = "Durable conversion-event relay to ad platforms",
-    after_help = "Client commands (destinations, audit, dlq, events, backup) talk to the \
+    after_help = "Client commands (destinations, audit, dlq, events, backup, reload) talk to the \
 running daemon: the URL comes from --url, else server.listen of --config; the admin token \
 from SLUICE_API_KEY, else the admin-token settings of --config. Exit codes: 0 success, \
 1 failure, 2 usage error."
@@ -78,6 +78,13 @@ enum Cmd {
         /// sluice-<UTC time>.redb, e.g. sluice-20261204T161500Z.redb.
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Make the running daemon re-read its config file (as SIGHUP does); an invalid file
+    /// keeps the running config, and exits 1 with what is wrong (talks to the running
+    /// daemon).
+    Reload {
+        #[command(flatten)]
+        target: Target,
     },
 }
 
@@ -384,6 +391,9 @@ fn main() -> ExitCode {
         } => client_command(&target, |c| async move {
             cli::events_trace(&c, &event_id, &workspace, name.as_deref()).await
         }),
+        Cmd::Reload { target } => {
+            client_command(&target, |c| async move { cli::reload(&c).await })
+        }
         Cmd::Backup { target, name } => {
             client_command(&target, |c| async move { cli::backup(&c, name.as_deref()).await })
         }

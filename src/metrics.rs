@@ -55,6 +55,11 @@ struct MerchantLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RejectLabels {
     merchant: String,
     reason: String,
@@ -151,6 +156,8 @@ pub struct Metrics {
     ingest_events: Family<MerchantLabels, Counter>,
     ingest_rejected: Family<RejectLabels, Counter>,
     stale: Family<DestLabels, Counter>,
+    reload_success: CountGauge,
+    reload_timestamp: FloatGauge,
     queue_depth: Family<DestLabels, CountGauge>,
     consumer_lag: Family<DestLabels, FloatGauge>,
     oldest_age: Family<DestLabels, FloatGauge>,
@@ -186,6 +193,31 @@ impl Metrics {
         let ingest_events = Family::<MerchantLabels, Counter>::default();
         let ingest_rejected = Family::<RejectLabels, Counter>::default();
         let stale = Family::<DestLabels, Counter>::default();
+        let build_info = Family::<BuildLabels, CountGauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Always 1; the version label names the running build",
+            build_info,
+        );
+        // The config read at start counts as a successful load.
+        let reload_success = CountGauge::default();
+        reload_success.set(1);
+        let reload_timestamp = FloatGauge::default();
+        registry.register(
+            "config_last_reload_success",
+            "1 when the last config load or reload succeeded, 0 when it failed",
+            reload_success.clone(),
+        );
+        registry.register(
+            "config_last_reload_timestamp_seconds",
+            "Unix time of the last config load or reload attempt",
+            reload_timestamp.clone(),
+        );
         let gauge = Family::<DestLabels, FloatGauge>::default;
         let count = Family::<DestLabels, CountGauge>::default;
         let (consumer_lag, oldest_age, error_rate, dlq_growth, drain) =
@@ -264,6 +296,8 @@ impl Metrics {
             ingest_events,
             ingest_rejected,
             stale,
+            reload_success,
+            reload_timestamp,
             queue_depth,
             consumer_lag,
             oldest_age,
@@ -294,6 +328,12 @@ impl Metrics {
         if matches!(outcome, Outcome::DeadLettered | Outcome::Expired) {
             self.window_at(&d.destination, now_ms, 0, n);
         }
+    }
+
+    /// A config load or reload at `at_ms`: its outcome and time.
+    pub fn config_loaded(&self, ok: bool, at_ms: i64) {
+        self.reload_success.set(i64::from(ok));
+        self.reload_timestamp.set(at_ms as f64 / 1000.0);
     }
 
     /// `n` events of a destination expired unsent because they were already past the

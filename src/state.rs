@@ -117,6 +117,7 @@ impl App {
         alerter: Alerter,
         config_path: Option<PathBuf>,
     ) -> Self {
+        engine.metrics.config_loaded(true, intake.clock.now_ms());
         App {
             runtime: ArcSwap::from_pointee(Runtime::new(config)),
             intake,
@@ -232,6 +233,15 @@ impl App {
             .await
         {
             warn!(error = %e, "could not audit the reload");
+        }
+        let now = self.intake.clock.now_ms();
+        self.engine.metrics.config_loaded(result.is_ok(), now);
+        if let Err(e) = &result {
+            self.alerter.send(crate::alerts::Alert::reload_failed(
+                &e.to_string(),
+                self.config_path.as_deref(),
+                now,
+            ));
         }
         result
     }

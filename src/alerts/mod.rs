@@ -74,6 +74,13 @@ pub enum AlertKind {
         value: String,
         limit: String,
     },
+    /// A config reload (SIGHUP, `sluice reload`) failed: the running config stays.
+    ReloadFailed {
+        /// What is wrong (the key path and line, as `sluice config check` says it).
+        error: String,
+        /// The config file, when known.
+        path: Option<String>,
+    },
 }
 
 impl AlertKind {
@@ -87,6 +94,7 @@ impl AlertKind {
             AlertKind::Resume => "destination_resumed",
             AlertKind::Backpressure { .. } => "backpressure",
             AlertKind::BackpressureResolved { .. } => "backpressure_resolved",
+            AlertKind::ReloadFailed { .. } => "config_reload_failed",
         }
     }
 }
@@ -114,6 +122,29 @@ pub struct Alert {
     /// The operator's reason of a manual pause or resume, at most [`NOTE_MAX_CHARS`]
     /// characters (operator text: shown as given, escaped by each channel's format).
     pub note: Option<String>,
+}
+
+impl Alert {
+    /// The alert for a failed config reload: no destination; `destination_id` is
+    /// `config` (the audit resource) and the merchant and platform are empty.
+    pub fn reload_failed(error: &str, path: Option<&std::path::Path>, at_ms: i64) -> Alert {
+        Alert {
+            kind: AlertKind::ReloadFailed {
+                error: error.to_string(),
+                path: path.map(|p| p.display().to_string()),
+            },
+            merchant_id: String::new(),
+            destination_id: "config".into(),
+            platform: String::new(),
+            error_rate: None,
+            threshold: String::new(),
+            auto_clear_at: None,
+            reason: "config_reload_failed".into(),
+            at: crate::clock::rfc3339_ms(at_ms),
+            actor: None,
+            note: None,
+        }
+    }
 }
 
 /// The most characters of an operator's note an alert or a log line carries.

@@ -50,6 +50,9 @@ impl Alert {
             } => format!(
                 "sluice backpressure resolved on destination {d}: {metric} {value} is below 80% of limit {limit} (merchant {m}, platform {p})"
             ),
+            AlertKind::ReloadFailed { .. } => {
+                "sluice config reload failed: the running configuration stays".to_string()
+            }
         }
     }
 
@@ -66,6 +69,7 @@ impl Alert {
             AlertKind::BackpressureResolved { metric, .. } => {
                 format!("[sluice] backpressure resolved {metric}: {d} ({m})")
             }
+            AlertKind::ReloadFailed { .. } => "[sluice] config reload failed".to_string(),
         }
     }
 
@@ -79,6 +83,7 @@ impl Alert {
             AlertKind::BackpressureResolved { .. } => {
                 format!("Nothing to do. Should the destination be paused, resume it with: {cmd}")
             }
+            AlertKind::ReloadFailed { .. } => "Fix the config file (sluice config check shows what is wrong), then reload again: sluice reload (or systemctl reload sluice).".to_string(),
             AlertKind::Backpressure { .. } => format!(
                 "Check the destination's health (sluice destinations status). If it is paused and the platform is healthy, resume it with: {cmd}"
             ),
@@ -101,6 +106,18 @@ impl Alert {
     pub fn text(&self) -> String {
         let mut s = self.headline();
         s.push_str("\n\n");
+        if let AlertKind::ReloadFailed { error, path } = &self.kind {
+            s.push_str(&format!(
+                "{:<14}{}\n{:<14}{error}\n{:<14}{}\n\n{}\n",
+                "Config:",
+                path.as_deref().unwrap_or("-"),
+                "Error:",
+                "At:",
+                self.at,
+                self.action()
+            ));
+            return s;
+        }
         let mut line = |k: &str, v: &str| {
             s.push_str(&format!("{k:<14}{v}\n"));
         };
@@ -150,6 +167,14 @@ impl Alert {
     /// The fields every structured form carries.
     fn details(&self) -> serde_json::Map<String, Value> {
         let mut m = serde_json::Map::new();
+        if let AlertKind::ReloadFailed { error, path } = &self.kind {
+            m.insert("path".into(), json!(path));
+            m.insert("error".into(), json!(error));
+            m.insert("reason".into(), json!(self.reason));
+            m.insert("action".into(), json!(self.action()));
+            m.insert("at".into(), json!(self.at));
+            return m;
+        }
         m.insert("merchant_id".into(), json!(self.merchant_id));
         m.insert("destination_id".into(), json!(self.destination_id));
         m.insert("platform".into(), json!(self.platform));
@@ -211,6 +236,7 @@ impl Alert {
             | AlertKind::BackpressureResolved { metric, .. } => {
                 format!("{}:{metric}", self.destination_id)
             }
+            AlertKind::ReloadFailed { .. } => "config:reload".to_string(),
         }
     }
 
@@ -219,7 +245,7 @@ impl Alert {
     pub fn pagerduty_body(&self, routing_key: &str) -> Value {
         let dedup_key = self.dedup_key();
         let severity = match &self.kind {
-            AlertKind::Pause | AlertKind::ProbeFailed => "error",
+            AlertKind::Pause | AlertKind::ProbeFailed | AlertKind::ReloadFailed { .. } => "error",
             AlertKind::Backpressure { .. } => "warning",
             AlertKind::Resume | AlertKind::BackpressureResolved { .. } => {
                 return json!({

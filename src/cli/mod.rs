@@ -729,6 +729,16 @@ pub async fn dlq_summary(c: &Client, since: Option<&str>) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
+/// `sluice reload`: `POST /v1/admin/reload`; prints the new config's SHA-256.
+pub async fn reload(c: &Client) -> anyhow::Result<ExitCode> {
+    let (status, v) = c.post("/v1/admin/reload", json!({})).await?;
+    if status != 200 {
+        return Err(api_error(status, &v));
+    }
+    println!("config reloaded (sha256 {})", s(&v["config_sha256"]));
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The default backup name at `ms`: `sluice-20261204T161500Z.redb` (UTC, to the second).
 pub fn default_backup_name(ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))

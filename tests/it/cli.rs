@@ -404,14 +404,14 @@ async fn unknown_ids_are_errors_through_the_cli() {
 async fn help_lists_client_commands_and_dlq_list_refuses_dry_run() {
     let (code, out, _) = sluice("http://127.0.0.1:9", &["--help"]).await;
     assert_eq!(code, 0);
-    for c in ["destinations", "audit", "dlq", "events", "backup"] {
+    for c in ["destinations", "audit", "dlq", "events", "backup", "reload"] {
         assert!(
             out.contains(&format!("  {c} ")),
             "{c} missing from the commands: {out}"
         );
     }
     assert!(
-        out.contains("Client commands (destinations, audit, dlq, events, backup"),
+        out.contains("Client commands (destinations, audit, dlq, events, backup, reload)"),
         "{out}"
     );
     let (code, _, err) = sluice(
