@@ -330,6 +330,63 @@ impl Metrics {
         }
     }
 
+    /// The rejection codes a known workspace's events can be counted under (SPEC §2).
+    pub const REJECT_REASONS: [&'static str; 12] = [
+        "missing_field",
+        "invalid_field",
+        "unknown_field",
+        "event_time_in_future",
+        "unknown_destination",
+        "monthly_cap_reached",
+        "unsupported_media_type",
+        "payload_too_large",
+        "invalid_json",
+        "batch_exceeds_burst",
+        "storage_unavailable",
+        "rate_limited",
+    ];
+
+    /// Creates every counter series of the configured label sets at 0, so a rate or
+    /// `increase()` over them works from the first scrape (a series that appears only
+    /// at its first increment hides that increment). Counters never go away: series of
+    /// a workspace or destination removed by a reload stay.
+    pub fn init_known(&self, cfg: &crate::config::Config) {
+        for w in &cfg.workspaces {
+            let merchant = w.id.clone();
+            let _ = self.ingest_events.get_or_create(&MerchantLabels {
+                merchant: merchant.clone(),
+            });
+            for reason in Self::REJECT_REASONS {
+                let _ = self.ingest_rejected.get_or_create(&RejectLabels {
+                    merchant: merchant.clone(),
+                    reason: reason.to_string(),
+                });
+            }
+        }
+        let _ = self.ingest_rejected.get_or_create(&RejectLabels {
+            merchant: "unknown".to_string(),
+            reason: "unauthorized".to_string(),
+        });
+        for d in &cfg.destinations {
+            let l = DestLabels::of(d);
+            for o in [
+                Outcome::Delivered,
+                Outcome::Retried,
+                Outcome::Throttled,
+                Outcome::DeadLettered,
+                Outcome::Expired,
+            ] {
+                let _ = self.deliveries.get_or_create(&OutcomeLabels {
+                    destination: l.destination.clone(),
+                    platform: l.platform.clone(),
+                    merchant: l.merchant.clone(),
+                    outcome: o.name(),
+                });
+            }
+            let _ = self.stale.get_or_create(&l);
+        }
+    }
+
     /// A config load or reload at `at_ms`: its outcome and time.
     pub fn config_loaded(&self, ok: bool, at_ms: i64) {
         self.reload_success.set(i64::from(ok));

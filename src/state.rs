@@ -118,6 +118,7 @@ impl App {
         config_path: Option<PathBuf>,
     ) -> Self {
         engine.metrics.config_loaded(true, intake.clock.now_ms());
+        engine.metrics.init_known(&config);
         App {
             runtime: ArcSwap::from_pointee(Runtime::new(config)),
             intake,
@@ -187,6 +188,7 @@ impl App {
         if self.started.load(Ordering::SeqCst) {
             self.engine.sync(&new);
         }
+        self.engine.metrics.init_known(&new);
         self.runtime.store(Arc::new(Runtime::new(new)));
         info!(config_sha256 = %sha, "configuration reloaded");
         Ok(sha)

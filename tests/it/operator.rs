@@ -712,3 +712,23 @@ async fn a_page_of_events_routed_elsewhere_does_not_stall_the_destination() {
     assert_eq!(m.dest("sluice_queue_depth"), 0.0);
     r.d.shutdown().await;
 }
+
+/// On a fresh daemon every labelled counter of a configured label set is already there
+/// at 0 (issue 19): `increase()` sees the first rejection and the first delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labelled_counters_start_at_zero_for_known_label_sets() {
+    let r = rig("").await;
+    let m = scrape(&r.d).await.text;
+    for want in [
+        "sluice_ingest_events_total{merchant=\"glasshouse\"} 0\n",
+        "sluice_ingest_rejected_total{merchant=\"glasshouse\",reason=\"invalid_field\"} 0\n",
+        "sluice_ingest_rejected_total{merchant=\"glasshouse\",reason=\"rate_limited\"} 0\n",
+        "sluice_ingest_rejected_total{merchant=\"unknown\",reason=\"unauthorized\"} 0\n",
+        "sluice_deliveries_total{destination=\"hooks\",platform=\"webhook\",merchant=\"glasshouse\",outcome=\"delivered\"} 0\n",
+        "sluice_deliveries_total{destination=\"hooks\",platform=\"webhook\",merchant=\"glasshouse\",outcome=\"expired\"} 0\n",
+        "sluice_events_stale_on_arrival_total{destination=\"hooks\",platform=\"webhook\",merchant=\"glasshouse\"} 0\n",
+    ] {
+        assert!(m.contains(want), "missing {want}: {m}");
+    }
+    r.d.shutdown().await;
+}
