@@ -391,12 +391,10 @@ fn main() -> ExitCode {
         } => client_command(&target, |c| async move {
             cli::events_trace(&c, &event_id, &workspace, name.as_deref()).await
         }),
-        Cmd::Reload { target } => {
-            client_command(&target, |c| async move { cli::reload(&c).await })
-        }
-        Cmd::Backup { target, name } => {
-            client_command(&target, |c| async move { cli::backup(&c, name.as_deref()).await })
-        }
+        Cmd::Reload { target } => client_command(&target, |c| async move { cli::reload(&c).await }),
+        Cmd::Backup { target, name } => client_command(&target, |c| async move {
+            cli::backup(&c, name.as_deref()).await
+        }),
         Cmd::Audit { target, cmd } => client_command(&target, |c| async move {
             match cmd {
                 AuditCmd::Verify => cli::audit_verify(&c).await,

@@ -380,9 +380,15 @@ sluice destinations resume --id meta_glasshouse --reason \"…\"
             ..a
         }
         .pagerduty_body("rk");
-        assert_eq!(pd["payload"]["custom_details"]["note"], "receiver fixed, INC-42\nforged: line");
+        assert_eq!(
+            pd["payload"]["custom_details"]["note"],
+            "receiver fixed, INC-42\nforged: line"
+        );
         assert_eq!(pd["payload"]["custom_details"]["actor"], "cli");
-        assert_eq!(super::super::bounded_note(&"x".repeat(600)).chars().count(), 500);
+        assert_eq!(
+            super::super::bounded_note(&"x".repeat(600)).chars().count(),
+            500
+        );
     }
 
     #[test]

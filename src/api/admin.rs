@@ -66,7 +66,8 @@ impl DestinationView {
             state: state.mode.name(),
             error_rate: state.error_rate,
             last_checked: state.last_checked_ms.map(rfc3339_ms),
-            window_started_at: (state.window_start_ms > 0).then(|| rfc3339_ms(state.window_start_ms)),
+            window_started_at: (state.window_start_ms > 0)
+                .then(|| rfc3339_ms(state.window_start_ms)),
             paused_at: state.paused_at_ms.map(rfc3339_ms),
             paused_reason: state.paused_reason,
             auto_clear_at: state.auto_clear_at_ms.map(rfc3339_ms),

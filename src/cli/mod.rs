@@ -743,9 +743,7 @@ pub async fn reload(c: &Client) -> anyhow::Result<ExitCode> {
 pub fn default_backup_name(ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let f = time::macros::format_description!(
-        "[year][month][day]T[hour][minute][second]Z"
-    );
+    let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
     format!("sluice-{}.redb", t.format(&f).unwrap_or_default())
 }
 

@@ -381,7 +381,14 @@ async fn unknown_ids_are_errors_through_the_cli() {
     );
     let (code, out, err) = sluice(
         &url,
-        &["destinations", "pause", "--platform", "metaa", "--reason", "x"],
+        &[
+            "destinations",
+            "pause",
+            "--platform",
+            "metaa",
+            "--reason",
+            "x",
+        ],
     )
     .await;
     assert_eq!((code, out.as_str()), (1, ""), "{err}");
@@ -391,7 +398,14 @@ async fn unknown_ids_are_errors_through_the_cli() {
     );
     let (code, out, err) = sluice(
         &url,
-        &["destinations", "resume", "--platform", "meta", "--reason", "x"],
+        &[
+            "destinations",
+            "resume",
+            "--platform",
+            "meta",
+            "--reason",
+            "x",
+        ],
     )
     .await;
     assert_eq!((code, out.as_str()), (1, ""), "{err}");
@@ -459,7 +473,8 @@ async fn status_live_keeps_going_while_the_daemon_is_unreachable() {
     assert!(text.contains("no successful refresh yet"), "{text}");
     let last = seen.last().unwrap();
     assert!(
-        last.contains("sluice unreachable since ") && last.contains(", retrying every 2 s: cannot reach sluice at"),
+        last.contains("sluice unreachable since ")
+            && last.contains(", retrying every 2 s: cannot reach sluice at"),
         "{text}"
     );
     assert!(still_running, "{text}");
@@ -499,7 +514,10 @@ async fn backup_default_name_and_private_file_modes() {
         .to_string();
     // sluice-YYYYMMDDTHHMMSSZ.redb
     assert_eq!(name.len(), "sluice-20261204T161500Z.redb".len(), "{name}");
-    assert!(name.starts_with("sluice-20") && name.ends_with("Z.redb"), "{name}");
+    assert!(
+        name.starts_with("sluice-20") && name.ends_with("Z.redb"),
+        "{name}"
+    );
     assert_eq!(mode(std::path::Path::new(&path)), 0o640);
     d.shutdown().await;
 }

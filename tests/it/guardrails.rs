@@ -451,7 +451,11 @@ async fn manual_resume_starts_a_fresh_window_and_answers_exactly() {
     assert_eq!(s["state"], "active");
     // Evaluated (the clock jumped past the 12:03 mark to 12:03:10).
     assert_eq!(s["last_checked"], "2026-11-02T12:03:10.000Z");
-    assert_eq!(s["error_rate"], Value::Null, "too few attempts in the fresh window");
+    assert_eq!(
+        s["error_rate"],
+        Value::Null,
+        "too few attempts in the fresh window"
+    );
     r.d.shutdown().await;
 }
 

@@ -279,7 +279,10 @@ async fn event_time_in_milliseconds_gets_a_hint() {
         rej[2]["message"],
         "event_time is more than 300 s in the future"
     );
-    assert!(rej.iter().all(|r| r["error"] == "event_time_in_future"), "{v}");
+    assert!(
+        rej.iter().all(|r| r["error"] == "event_time_in_future"),
+        "{v}"
+    );
     d.shutdown().await;
 }
 

@@ -444,16 +444,31 @@ async fn backpressure_alerts_fire_once_and_resolve_once() {
     let paused = sink.of_type("destination_paused");
     assert_eq!(paused.len(), 1, "{paused:?}");
     assert_eq!(
-        (&paused[0]["reason"], &paused[0]["actor"], &paused[0]["note"]),
+        (
+            &paused[0]["reason"],
+            &paused[0]["actor"],
+            &paused[0]["note"]
+        ),
         (&json!("manual"), &json!("api_user"), &json!("drill"))
     );
     let text = paused[0]["text"].as_str().unwrap();
-    assert!(text.contains("\nActor:        api_user\nNote:         drill\n"), "{text}");
+    assert!(
+        text.contains("\nActor:        api_user\nNote:         drill\n"),
+        "{text}"
+    );
     let resumed = sink.of_type("destination_resumed");
     assert_eq!(resumed.len(), 1, "{resumed:?}");
     assert_eq!(
-        (&resumed[0]["reason"], &resumed[0]["actor"], &resumed[0]["note"]),
-        (&json!("ops_intervention"), &json!("api_user"), &json!("drill over"))
+        (
+            &resumed[0]["reason"],
+            &resumed[0]["actor"],
+            &resumed[0]["note"]
+        ),
+        (
+            &json!("ops_intervention"),
+            &json!("api_user"),
+            &json!("drill over")
+        )
     );
     assert_eq!(fired[0]["actor"], Value::Null);
     // Consumer lag never crossed its hour.

@@ -211,7 +211,10 @@ async fn sluice_reload_command_alerts_and_metrics() {
     let text = config_text(
         dir.path(),
         "",
-        &format!("[alerts]\nwebhook = {{ url = \"{}/ops\" }}\n", receiver.url()),
+        &format!(
+            "[alerts]\nwebhook = {{ url = \"{}/ops\" }}\n",
+            receiver.url()
+        ),
     )
     .replace(
         "[server]\nlisten = \"127.0.0.1:0\"\n",
@@ -221,8 +224,14 @@ async fn sluice_reload_command_alerts_and_metrics() {
     let d = TestDaemon::start_with(dir.path(), &text, clock.clone(), None).await;
     let cli = |url: String| async move {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
-        cmd.args(["reload", "--url", &url, "--config", "/nonexistent/sluice.toml"])
-            .env("SLUICE_API_KEY", ADMIN);
+        cmd.args([
+            "reload",
+            "--url",
+            &url,
+            "--config",
+            "/nonexistent/sluice.toml",
+        ])
+        .env("SLUICE_API_KEY", ADMIN);
         let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
             .await
             .unwrap();
@@ -297,6 +306,10 @@ async fn sluice_reload_command_alerts_and_metrics() {
     let (code, out, err) = cli(d.url.clone()).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("config reloaded (sha256 "), "{out}");
-    assert!(metrics().await.contains("sluice_config_last_reload_success 1\n"));
+    assert!(
+        metrics()
+            .await
+            .contains("sluice_config_last_reload_success 1\n")
+    );
     d.shutdown().await;
 }
