@@ -115,6 +115,23 @@ pub enum Change {
     },
 }
 
+impl Change {
+    /// The change as a log field: `rate_exceeded`, `auth_failed`, `endpoint_gone`,
+    /// `api_version_retired`, `manual_pause`, `probe_failed`, `auto_resume`,
+    /// `manual_resume` (never Rust debug output, never the operator's note).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::RateExceeded { .. } => "rate_exceeded",
+            Change::AuthFailed => "auth_failed",
+            Change::Gone(reason) => reason,
+            Change::ManualPause { .. } => "manual_pause",
+            Change::ProbeFailed { .. } => "probe_failed",
+            Change::AutoResume { .. } => "auto_resume",
+            Change::ManualResume { .. } => "manual_resume",
+        }
+    }
+}
+
 /// Which alert a committed change sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoticeKind {
@@ -329,6 +346,17 @@ mod tests {
             status: None,
             latency_ms: 0,
         }
+    }
+
+    #[test]
+    fn changes_log_as_plain_names() {
+        let c = Change::ManualPause {
+            note: "x\ny".into(),
+            actor: Actor::Cli,
+        };
+        assert_eq!(c.kind(), "manual_pause");
+        assert_eq!(Change::Gone("endpoint_gone").kind(), "endpoint_gone");
+        assert_eq!(Change::RateExceeded { rate: 0.3 }.kind(), "rate_exceeded");
     }
 
     #[test]

@@ -451,7 +451,7 @@ impl Worker {
         // What a commit in flight settles lands in memory before a pause resets it.
         self.drain_commit().await;
         if let Err(e) = self.engine.store.delivery(plan.ops.clone()).await {
-            warn!(destination = %self.id, error = %e, ?change, "could not record a state change; will retry");
+            warn!(destination = %self.id, error = %e, change = change.kind(), "could not record a state change; will retry");
             return;
         }
         let notice = self
