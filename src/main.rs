@@ -70,8 +70,12 @@ enum Cmd {
         cmd: EventsCmd,
     },
     /// Write a consistent copy of the store under storage.backup_dir while the daemon
-    /// runs (talks to the running daemon; never overwrites a file).
+    /// runs (talks to the running daemon; never overwrites a file); `backup verify FILE`
+    /// checks a copy offline.
+    #[command(args_conflicts_with_subcommands = true)]
     Backup {
+        #[command(subcommand)]
+        cmd: Option<BackupCmd>,
         #[command(flatten)]
         target: Target,
         /// File name of the copy (letters, digits, '.', '_', '-'); default
@@ -85,6 +89,16 @@ enum Cmd {
     Reload {
         #[command(flatten)]
         target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackupCmd {
+    /// Open a backup read-only (no daemon needed) and check that it opens, its schema and
+    /// its audit chain (exit 1 when any fails).
+    Verify {
+        /// The backup file.
+        file: PathBuf,
     },
 }
 
@@ -214,8 +228,13 @@ struct Select {
 
 #[derive(Subcommand)]
 enum AuditCmd {
-    /// Check every link and hash of the chain (exit 1 when broken).
-    Verify,
+    /// Check every link and hash of the chain (exit 1 when broken); with --file, an
+    /// export's JSON Lines, without a daemon.
+    Verify {
+        /// An export (`sluice audit export > FILE`) to check offline.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
     /// Print the chain as JSON Lines, oldest first.
     Export,
 }
@@ -299,6 +318,14 @@ where
             ExitCode::from(1)
         }
     }
+}
+
+/// An offline command's result: exit 1 with the error on failure.
+fn offline(r: anyhow::Result<ExitCode>) -> ExitCode {
+    r.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(1)
+    })
 }
 
 /// Runs `fut` on a fresh multi-thread runtime; exit 1 with the error on failure.
@@ -392,12 +419,24 @@ fn main() -> ExitCode {
             cli::events_trace(&c, &event_id, &workspace, name.as_deref()).await
         }),
         Cmd::Reload { target } => client_command(&target, |c| async move { cli::reload(&c).await }),
-        Cmd::Backup { target, name } => client_command(&target, |c| async move {
+        Cmd::Backup {
+            target,
+            name,
+            cmd: None,
+        } => client_command(&target, |c| async move {
             cli::backup(&c, name.as_deref()).await
         }),
+        Cmd::Audit {
+            cmd: AuditCmd::Verify { file: Some(file) },
+            ..
+        } => offline(cli::audit_verify_file(&file)),
+        Cmd::Backup {
+            cmd: Some(BackupCmd::Verify { file }),
+            ..
+        } => offline(cli::backup_verify(&file)),
         Cmd::Audit { target, cmd } => client_command(&target, |c| async move {
             match cmd {
-                AuditCmd::Verify => cli::audit_verify(&c).await,
+                AuditCmd::Verify { .. } => cli::audit_verify(&c).await,
                 AuditCmd::Export => cli::audit_export(&c).await,
             }
         }),
