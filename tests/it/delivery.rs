@@ -594,3 +594,73 @@ policy = {{ max_batch = 1, linger = "0s", concurrency = 8 }}
     );
     d.shutdown().await;
 }
+
+/// `sluice simulate`'s run-time fault control (issue 19): `POST /_sim/faults` replaces
+/// the script (status, rate or count, Retry-After, latency), and each request records
+/// the error body answered, which the CLI prints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulator_faults_change_at_run_time_and_error_bodies_are_kept() {
+    let clock = ManualClock::new(T0_MS);
+    let hook = sim(Platform::Webhook, &clock, FaultScript::none()).await;
+    let http = reqwest::Client::new();
+    let control = |body: Value| {
+        let http = http.clone();
+        let url = format!("{}/_sim/faults", hook.url());
+        async move {
+            let r = http.post(url).json(&body).send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let send = || {
+        let http = http.clone();
+        let url = format!("{}/hook", hook.url());
+        async move {
+            http.post(url)
+                .json(&json!({"events": []}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Off by default: an embedded simulator's paths are all the platform's.
+    control(json!({"fault": "status:503", "count": 2})).await;
+    assert_eq!(send().await, 200, "the script did not change");
+    hook.clear_received();
+    hook.enable_control();
+    let (s, v) = control(json!({"fault": "status:503", "count": 2})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["ok"], true);
+    assert_eq!([send().await, send().await, send().await], [503, 503, 200]);
+    let got = hook.received();
+    assert_eq!(got[0].error_body.as_deref(), Some("Server Error"));
+    assert_eq!(got[2].error_body, None);
+    // A rate: every 2nd request throttled with Retry-After.
+    let (s, _) = control(json!({"fault": "throttle", "fail_every": 2, "retry_after": 7})).await;
+    assert_eq!(s, 200);
+    assert_eq!(send().await, 200);
+    let r = http
+        .post(format!("{}/hook", hook.url()))
+        .json(&json!({"events": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert_eq!(r.headers()["retry-after"], "7");
+    // Bad input: 400 with why; `{}` clears every fault.
+    let (s, v) = control(json!({"fault": "nope", "count": 1})).await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = control(json!({"fail_every": 0})).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("fail_every must be at least 1"))
+    );
+    let (s, _) = control(json!({})).await;
+    assert_eq!(s, 200);
+    assert_eq!(send().await, 200);
+    hook.shutdown().await;
+}
