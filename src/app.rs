@@ -341,6 +341,8 @@ fn notice_alert(n: &crate::health::Notice) -> Alert {
         auto_clear_at: n.auto_clear_at_ms.map(crate::clock::rfc3339_ms),
         reason: n.reason.clone(),
         at: crate::clock::rfc3339_ms(n.at_ms),
+        actor: Some(n.actor.to_string()),
+        note: n.note.as_deref().map(crate::alerts::bounded_note),
     }
 }
 

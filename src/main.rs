@@ -13,9 +13,10 @@ const DEFAULT_CONFIG: &str = "/etc/sluice/sluice.toml";
     name = "sluice",
     version,
     about = "Durable conversion-event relay to ad platforms",
-    after_help = "Client commands (destinations, audit) talk to the running daemon: the URL \
-comes from --url, else server.listen of --config; the admin token from SLUICE_API_KEY, \
-else the admin-token settings of --config. Exit codes: 0 success, 1 failure, 2 usage error."
+    after_help = "Client commands (destinations, audit, dlq, events, backup, reload) talk to the \
+running daemon: the URL comes from --url, else server.listen of --config; the admin token \
+from SLUICE_API_KEY, else the admin-token settings of --config. Exit codes: 0 success, \
+1 failure, 2 usage error."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -69,13 +70,35 @@ enum Cmd {
         cmd: EventsCmd,
     },
     /// Write a consistent copy of the store under storage.backup_dir while the daemon
-    /// runs (talks to the running daemon; never overwrites a file).
+    /// runs (talks to the running daemon; never overwrites a file); `backup verify FILE`
+    /// checks a copy offline.
+    #[command(args_conflicts_with_subcommands = true)]
     Backup {
+        #[command(subcommand)]
+        cmd: Option<BackupCmd>,
         #[command(flatten)]
         target: Target,
-        /// File name of the copy (letters, digits, '.', '_', '-').
+        /// File name of the copy (letters, digits, '.', '_', '-'); default
+        /// sluice-<UTC time>.redb, e.g. sluice-20261204T161500Z.redb.
         #[arg(long)]
-        name: String,
+        name: Option<String>,
+    },
+    /// Make the running daemon re-read its config file (as SIGHUP does); an invalid file
+    /// keeps the running config, and exits 1 with what is wrong (talks to the running
+    /// daemon).
+    Reload {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackupCmd {
+    /// Open a backup read-only (no daemon needed) and check that it opens, its schema and
+    /// its audit chain (exit 1 when any fails).
+    Verify {
+        /// The backup file.
+        file: PathBuf,
     },
 }
 
@@ -100,9 +123,9 @@ enum DlqCmd {
     /// Print the matching entries as JSON Lines (count on stderr).
     List(DlqListArgs),
     /// Move the matching entries still within the platform's age limit back to the queue.
-    Replay(DlqSelect),
+    Replay(DlqChange),
     /// Delete the matching entries.
-    Discard(DlqSelect),
+    Discard(DlqChange),
     /// Count the entries per destination and reason.
     Summary {
         /// Only entries dead-lettered at or after this time (RFC 3339).
@@ -134,7 +157,15 @@ struct DlqSelect {
     /// First-seen time to (RFC 3339, exclusive).
     #[arg(long)]
     to: Option<String>,
-    /// Say what would change, change nothing (replay and discard).
+}
+
+/// What `dlq replay|discard` take: the selection, and --dry-run (`list` changes nothing,
+/// so it takes no --dry-run).
+#[derive(clap::Args)]
+struct DlqChange {
+    #[command(flatten)]
+    select: DlqSelect,
+    /// Say what would change, change nothing.
     #[arg(long)]
     dry_run: bool,
 }
@@ -197,8 +228,13 @@ struct Select {
 
 #[derive(Subcommand)]
 enum AuditCmd {
-    /// Check every link and hash of the chain (exit 1 when broken).
-    Verify,
+    /// Check every link and hash of the chain (exit 1 when broken); with --file, an
+    /// export's JSON Lines, without a daemon.
+    Verify {
+        /// An export (`sluice audit export > FILE`) to check offline.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
     /// Print the chain as JSON Lines, oldest first.
     Export,
 }
@@ -284,6 +320,14 @@ where
     }
 }
 
+/// An offline command's result: exit 1 with the error on failure.
+fn offline(r: anyhow::Result<ExitCode>) -> ExitCode {
+    r.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(1)
+    })
+}
+
 /// Runs `fut` on a fresh multi-thread runtime; exit 1 with the error on failure.
 fn block_on(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     let rt = match tokio::runtime::Runtime::new() {
@@ -356,9 +400,9 @@ fn main() -> ExitCode {
             cli::dlq(
                 &c,
                 action,
-                &sel.destination,
-                sel.from.as_deref(),
-                sel.to.as_deref(),
+                &sel.select.destination,
+                sel.select.from.as_deref(),
+                sel.select.to.as_deref(),
                 sel.dry_run,
             )
             .await
@@ -374,12 +418,25 @@ fn main() -> ExitCode {
         } => client_command(&target, |c| async move {
             cli::events_trace(&c, &event_id, &workspace, name.as_deref()).await
         }),
-        Cmd::Backup { target, name } => {
-            client_command(&target, |c| async move { cli::backup(&c, &name).await })
-        }
+        Cmd::Reload { target } => client_command(&target, |c| async move { cli::reload(&c).await }),
+        Cmd::Backup {
+            target,
+            name,
+            cmd: None,
+        } => client_command(&target, |c| async move {
+            cli::backup(&c, name.as_deref()).await
+        }),
+        Cmd::Audit {
+            cmd: AuditCmd::Verify { file: Some(file) },
+            ..
+        } => offline(cli::audit_verify_file(&file)),
+        Cmd::Backup {
+            cmd: Some(BackupCmd::Verify { file }),
+            ..
+        } => offline(cli::backup_verify(&file)),
         Cmd::Audit { target, cmd } => client_command(&target, |c| async move {
             match cmd {
-                AuditCmd::Verify => cli::audit_verify(&c).await,
+                AuditCmd::Verify { .. } => cli::audit_verify(&c).await,
                 AuditCmd::Export => cli::audit_export(&c).await,
             }
         }),

@@ -55,6 +55,11 @@ struct MerchantLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RejectLabels {
     merchant: String,
     reason: String,
@@ -150,6 +155,9 @@ pub struct Metrics {
     latency: Family<DestLabels, Histogram, fn() -> Histogram>,
     ingest_events: Family<MerchantLabels, Counter>,
     ingest_rejected: Family<RejectLabels, Counter>,
+    stale: Family<DestLabels, Counter>,
+    reload_success: CountGauge,
+    reload_timestamp: FloatGauge,
     queue_depth: Family<DestLabels, CountGauge>,
     consumer_lag: Family<DestLabels, FloatGauge>,
     oldest_age: Family<DestLabels, FloatGauge>,
@@ -187,6 +195,32 @@ impl Metrics {
         );
         let ingest_events = Family::<MerchantLabels, Counter>::default();
         let ingest_rejected = Family::<RejectLabels, Counter>::default();
+        let stale = Family::<DestLabels, Counter>::default();
+        let build_info = Family::<BuildLabels, CountGauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Always 1; the version label names the running build",
+            build_info,
+        );
+        // The config read at start counts as a successful load.
+        let reload_success = CountGauge::default();
+        reload_success.set(1);
+        let reload_timestamp = FloatGauge::default();
+        registry.register(
+            "config_last_reload_success",
+            "1 when the last config load or reload succeeded, 0 when it failed",
+            reload_success.clone(),
+        );
+        registry.register(
+            "config_last_reload_timestamp_seconds",
+            "Unix time of the last config load or reload attempt",
+            reload_timestamp.clone(),
+        );
         let gauge = Family::<DestLabels, FloatGauge>::default;
         let count = Family::<DestLabels, CountGauge>::default;
         let (consumer_lag, oldest_age, error_rate, dlq_growth, drain) =
@@ -234,6 +268,11 @@ impl Metrics {
             deliveries.clone(),
         );
         registry.register(
+            "events_stale_on_arrival",
+            "Events expired unsent because they were already past the platform's age limit (less 10 min) when accepted",
+            stale.clone(),
+        );
+        registry.register(
             "projected_drain_seconds",
             "Queue depth divided by events sent per second over 5 minutes (0 when empty, +Inf when nothing is sent)",
             drain.clone(),
@@ -259,6 +298,9 @@ impl Metrics {
             latency,
             ingest_events,
             ingest_rejected,
+            stale,
+            reload_success,
+            reload_timestamp,
             queue_depth,
             consumer_lag,
             oldest_age,
@@ -294,6 +336,75 @@ impl Metrics {
         if matches!(outcome, Outcome::DeadLettered | Outcome::Expired) {
             self.window_at(&d.destination, now_ms, 0, n);
         }
+    }
+
+    /// The rejection codes a known workspace's events can be counted under (SPEC §2).
+    pub const REJECT_REASONS: [&'static str; 12] = [
+        "missing_field",
+        "invalid_field",
+        "unknown_field",
+        "event_time_in_future",
+        "unknown_destination",
+        "monthly_cap_reached",
+        "unsupported_media_type",
+        "payload_too_large",
+        "invalid_json",
+        "batch_exceeds_burst",
+        "storage_unavailable",
+        "rate_limited",
+    ];
+
+    /// Creates every counter series of the configured label sets at 0, so a rate or
+    /// `increase()` over them works from the first scrape (a series that appears only
+    /// at its first increment hides that increment). Counters never go away: series of
+    /// a workspace or destination removed by a reload stay.
+    pub fn init_known(&self, cfg: &crate::config::Config) {
+        for w in &cfg.workspaces {
+            let merchant = w.id.clone();
+            let _ = self.ingest_events.get_or_create(&MerchantLabels {
+                merchant: merchant.clone(),
+            });
+            for reason in Self::REJECT_REASONS {
+                let _ = self.ingest_rejected.get_or_create(&RejectLabels {
+                    merchant: merchant.clone(),
+                    reason: reason.to_string(),
+                });
+            }
+        }
+        let _ = self.ingest_rejected.get_or_create(&RejectLabels {
+            merchant: "unknown".to_string(),
+            reason: "unauthorized".to_string(),
+        });
+        for d in &cfg.destinations {
+            let l = DestLabels::of(d);
+            for o in [
+                Outcome::Delivered,
+                Outcome::Retried,
+                Outcome::Throttled,
+                Outcome::DeadLettered,
+                Outcome::Expired,
+            ] {
+                let _ = self.deliveries.get_or_create(&OutcomeLabels {
+                    destination: l.destination.clone(),
+                    platform: l.platform.clone(),
+                    merchant: l.merchant.clone(),
+                    outcome: o.name(),
+                });
+            }
+            let _ = self.stale.get_or_create(&l);
+        }
+    }
+
+    /// A config load or reload at `at_ms`: its outcome and time.
+    pub fn config_loaded(&self, ok: bool, at_ms: i64) {
+        self.reload_success.set(i64::from(ok));
+        self.reload_timestamp.set(at_ms as f64 / 1000.0);
+    }
+
+    /// `n` events of a destination expired unsent because they were already past the
+    /// platform's age limit when accepted.
+    pub fn stale_on_arrival(&self, d: &DestLabels, n: u64) {
+        self.stale.get_or_create(d).inc_by(n);
     }
 
     /// One answered (or failed) request of `events` events, at `now_ms`.

@@ -119,6 +119,8 @@ impl App {
         alerter: Alerter,
         config_path: Option<PathBuf>,
     ) -> Self {
+        engine.metrics.config_loaded(true, intake.clock.now_ms());
+        engine.metrics.init_known(&config);
         App {
             runtime: ArcSwap::from_pointee(Runtime::new(config)),
             intake,
@@ -196,6 +198,7 @@ impl App {
         if self.started.load(Ordering::SeqCst) {
             self.engine.sync(&new);
         }
+        self.engine.metrics.init_known(&new);
         self.runtime.store(Arc::new(Runtime::new(new)));
         self.console.note_loaded(self.intake.clock.now_ms());
         info!(config_sha256 = %sha, "configuration reloaded");
@@ -245,6 +248,15 @@ impl App {
             .await
         {
             warn!(error = %e, "could not audit the reload");
+        }
+        let now = self.intake.clock.now_ms();
+        self.engine.metrics.config_loaded(result.is_ok(), now);
+        if let Err(e) = &result {
+            self.alerter.send(crate::alerts::Alert::reload_failed(
+                &e.to_string(),
+                self.config_path.as_deref(),
+                now,
+            ));
         }
         result
     }

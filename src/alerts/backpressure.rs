@@ -201,8 +201,11 @@ pub async fn run(
                     merchant_id: d.workspace.clone(),
                     destination_id: d.id.clone(),
                     platform: d.platform.name().to_string(),
+                    // A paused destination is not evaluated: its last rate is stale
+                    // (a manual pause may have nothing to do with errors).
                     error_rate: state
                         .as_ref()
+                        .filter(|s| s.mode == crate::store::codec::DestMode::Active)
                         .and_then(|s| s.error_rate)
                         .map(|r| format!("{:.1}%", r * 100.0)),
                     threshold: format!(
@@ -213,6 +216,8 @@ pub async fn run(
                         .and_then(|s| s.auto_clear_at_ms)
                         .map(crate::clock::rfc3339_ms),
                     reason,
+                    actor: None,
+                    note: None,
                     at: crate::clock::rfc3339_ms(at),
                 });
             }

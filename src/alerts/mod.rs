@@ -74,6 +74,13 @@ pub enum AlertKind {
         value: String,
         limit: String,
     },
+    /// A config reload (SIGHUP, `sluice reload`) failed: the running config stays.
+    ReloadFailed {
+        /// What is wrong (the key path and line, as `sluice config check` says it).
+        error: String,
+        /// The config file, when known.
+        path: Option<String>,
+    },
 }
 
 impl AlertKind {
@@ -87,6 +94,7 @@ impl AlertKind {
             AlertKind::Resume => "destination_resumed",
             AlertKind::Backpressure { .. } => "backpressure",
             AlertKind::BackpressureResolved { .. } => "backpressure_resolved",
+            AlertKind::ReloadFailed { .. } => "config_reload_failed",
         }
     }
 }
@@ -109,6 +117,46 @@ pub struct Alert {
     pub reason: String,
     /// RFC 3339 time of the change.
     pub at: String,
+    /// Who made the change (`system_worker`, `api_user`, `cli`); None for backpressure.
+    pub actor: Option<String>,
+    /// The operator's reason of a manual pause or resume, at most [`NOTE_MAX_CHARS`]
+    /// characters (operator text: shown as given, escaped by each channel's format).
+    pub note: Option<String>,
+}
+
+impl Alert {
+    /// The alert for a failed config reload: no destination; `destination_id` is
+    /// `config` (the audit resource) and the merchant and platform are empty.
+    pub fn reload_failed(error: &str, path: Option<&std::path::Path>, at_ms: i64) -> Alert {
+        Alert {
+            kind: AlertKind::ReloadFailed {
+                error: error.to_string(),
+                path: path.map(|p| p.display().to_string()),
+            },
+            merchant_id: String::new(),
+            destination_id: "config".into(),
+            platform: String::new(),
+            error_rate: None,
+            threshold: String::new(),
+            auto_clear_at: None,
+            reason: "config_reload_failed".into(),
+            at: crate::clock::rfc3339_ms(at_ms),
+            actor: None,
+            note: None,
+        }
+    }
+}
+
+/// The most characters of an operator's note an alert or a log line carries.
+pub const NOTE_MAX_CHARS: usize = 500;
+
+/// `note` cut to [`NOTE_MAX_CHARS`] characters (`…` marks a cut).
+pub fn bounded_note(note: &str) -> String {
+    if note.chars().count() > NOTE_MAX_CHARS {
+        note.chars().take(NOTE_MAX_CHARS - 1).collect::<String>() + "…"
+    } else {
+        note.to_string()
+    }
 }
 
 /// The final result of one alert on one channel.

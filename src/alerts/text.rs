@@ -50,6 +50,9 @@ impl Alert {
             } => format!(
                 "sluice backpressure resolved on destination {d}: {metric} {value} is below 80% of limit {limit} (merchant {m}, platform {p})"
             ),
+            AlertKind::ReloadFailed { .. } => {
+                "sluice config reload failed: the running configuration stays".to_string()
+            }
         }
     }
 
@@ -66,6 +69,7 @@ impl Alert {
             AlertKind::BackpressureResolved { metric, .. } => {
                 format!("[sluice] backpressure resolved {metric}: {d} ({m})")
             }
+            AlertKind::ReloadFailed { .. } => "[sluice] config reload failed".to_string(),
         }
     }
 
@@ -79,6 +83,7 @@ impl Alert {
             AlertKind::BackpressureResolved { .. } => {
                 format!("Nothing to do. Should the destination be paused, resume it with: {cmd}")
             }
+            AlertKind::ReloadFailed { .. } => "Fix the config file (sluice config check shows what is wrong), then reload again: sluice reload (or systemctl reload sluice).".to_string(),
             AlertKind::Backpressure { .. } => format!(
                 "Check the destination's health (sluice destinations status). If it is paused and the platform is healthy, resume it with: {cmd}"
             ),
@@ -101,6 +106,18 @@ impl Alert {
     pub fn text(&self) -> String {
         let mut s = self.headline();
         s.push_str("\n\n");
+        if let AlertKind::ReloadFailed { error, path } = &self.kind {
+            s.push_str(&format!(
+                "{:<14}{}\n{:<14}{error}\n{:<14}{}\n\n{}\n",
+                "Config:",
+                path.as_deref().unwrap_or("-"),
+                "Error:",
+                "At:",
+                self.at,
+                self.action()
+            ));
+            return s;
+        }
         let mut line = |k: &str, v: &str| {
             s.push_str(&format!("{k:<14}{v}\n"));
         };
@@ -114,6 +131,17 @@ impl Alert {
             self.auto_clear_at.as_deref().unwrap_or("none"),
         );
         line("Reason:", &self.reason);
+        if let Some(actor) = &self.actor {
+            line("Actor:", actor);
+        }
+        if let Some(note) = &self.note {
+            // One line: the operator's text cannot add lines of its own.
+            let one: String = note
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            line("Note:", &one);
+        }
         if let AlertKind::Backpressure {
             metric,
             value,
@@ -139,6 +167,14 @@ impl Alert {
     /// The fields every structured form carries.
     fn details(&self) -> serde_json::Map<String, Value> {
         let mut m = serde_json::Map::new();
+        if let AlertKind::ReloadFailed { error, path } = &self.kind {
+            m.insert("path".into(), json!(path));
+            m.insert("error".into(), json!(error));
+            m.insert("reason".into(), json!(self.reason));
+            m.insert("action".into(), json!(self.action()));
+            m.insert("at".into(), json!(self.at));
+            return m;
+        }
         m.insert("merchant_id".into(), json!(self.merchant_id));
         m.insert("destination_id".into(), json!(self.destination_id));
         m.insert("platform".into(), json!(self.platform));
@@ -146,6 +182,8 @@ impl Alert {
         m.insert("threshold".into(), json!(self.threshold));
         m.insert("auto_clear_at".into(), json!(self.auto_clear_at));
         m.insert("reason".into(), json!(self.reason));
+        m.insert("actor".into(), json!(self.actor));
+        m.insert("note".into(), json!(self.note));
         if let AlertKind::Backpressure {
             metric,
             value,
@@ -198,6 +236,7 @@ impl Alert {
             | AlertKind::BackpressureResolved { metric, .. } => {
                 format!("{}:{metric}", self.destination_id)
             }
+            AlertKind::ReloadFailed { .. } => "config:reload".to_string(),
         }
     }
 
@@ -206,7 +245,7 @@ impl Alert {
     pub fn pagerduty_body(&self, routing_key: &str) -> Value {
         let dedup_key = self.dedup_key();
         let severity = match &self.kind {
-            AlertKind::Pause | AlertKind::ProbeFailed => "error",
+            AlertKind::Pause | AlertKind::ProbeFailed | AlertKind::ReloadFailed { .. } => "error",
             AlertKind::Backpressure { .. } => "warning",
             AlertKind::Resume | AlertKind::BackpressureResolved { .. } => {
                 return json!({
@@ -262,6 +301,8 @@ mod tests {
             auto_clear_at: Some("2026-11-02T16:00:00.000Z".into()),
             reason: "error_rate_31.2%".into(),
             at: "2026-11-02T12:00:00.000Z".into(),
+            actor: Some("system_worker".into()),
+            note: None,
         }
     }
 
@@ -278,6 +319,7 @@ Error rate:   31.2%
 Threshold:    25%
 Auto-clear:   2026-11-02T16:00:00.000Z
 Reason:       error_rate_31.2%
+Actor:        system_worker
 At:           2026-11-02T12:00:00.000Z
 
 Auto-clear at 2026-11-02T16:00:00.000Z, or resume manually: \
@@ -309,6 +351,43 @@ sluice destinations resume --id meta_glasshouse --reason \"…\"
             manual.action(),
             "No auto-clear for this pause. Resume manually: \
              sluice destinations resume --id meta_glasshouse --reason \"…\""
+        );
+    }
+
+    #[test]
+    fn a_manual_change_names_actor_and_note_in_every_form() {
+        let a = Alert {
+            kind: AlertKind::Resume,
+            error_rate: None,
+            auto_clear_at: None,
+            reason: "ops_intervention".into(),
+            actor: Some("cli".into()),
+            note: Some("receiver fixed, INC-42\nforged: line".into()),
+            ..pause()
+        };
+        let text = a.text();
+        assert!(text.contains("Actor:        cli\n"), "{text}");
+        assert!(
+            text.contains("Note:         receiver fixed, INC-42 forged: line\n"),
+            "{text}"
+        );
+        assert!(a.slack_body()["text"].as_str().unwrap().contains("INC-42"));
+        let hook = a.webhook_body();
+        assert_eq!(hook["actor"], "cli");
+        assert_eq!(hook["note"], "receiver fixed, INC-42\nforged: line");
+        let pd = Alert {
+            kind: AlertKind::Pause,
+            ..a
+        }
+        .pagerduty_body("rk");
+        assert_eq!(
+            pd["payload"]["custom_details"]["note"],
+            "receiver fixed, INC-42\nforged: line"
+        );
+        assert_eq!(pd["payload"]["custom_details"]["actor"], "cli");
+        assert_eq!(
+            super::super::bounded_note(&"x".repeat(600)).chars().count(),
+            500
         );
     }
 

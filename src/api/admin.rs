@@ -34,6 +34,8 @@ pub struct DestinationView {
     pub state: &'static str,
     pub error_rate: Option<f64>,
     pub last_checked: Option<String>,
+    /// When the current error-rate window started (the last resume), if ever.
+    pub window_started_at: Option<String>,
     pub paused_at: Option<String>,
     pub paused_reason: Option<String>,
     pub auto_clear_at: Option<String>,
@@ -64,6 +66,8 @@ impl DestinationView {
             state: state.mode.name(),
             error_rate: state.error_rate,
             last_checked: state.last_checked_ms.map(rfc3339_ms),
+            window_started_at: (state.window_start_ms > 0)
+                .then(|| rfc3339_ms(state.window_start_ms)),
             paused_at: state.paused_at_ms.map(rfc3339_ms),
             paused_reason: state.paused_reason,
             auto_clear_at: state.auto_clear_at_ms.map(rfc3339_ms),
@@ -96,6 +100,7 @@ impl DestinationView {
                 state: "removed",
                 error_rate: None,
                 last_checked: None,
+                window_started_at: None,
                 paused_at: None,
                 paused_reason: None,
                 auto_clear_at: None,
@@ -119,6 +124,13 @@ pub async fn list_destinations(
     Q(q): Q<WorkspaceFilter>,
 ) -> ApiResult {
     let rt = app.runtime();
+    if let Some(w) = &q.workspace
+        && !rt.config.workspaces.iter().any(|ws| ws.id == *w)
+    {
+        return Err(ApiError::not_found(format!(
+            "no workspace {w:?} is configured"
+        )));
+    }
     let mut out = Vec::new();
     for d in &rt.config.destinations {
         if q.workspace.as_ref().is_none_or(|w| *w == d.workspace) {

@@ -642,6 +642,53 @@ pub fn verify(txn: &redb::ReadTransaction) -> Result<Verify, redb::Error> {
     })
 }
 
+/// Checks an export (`GET /v1/audit/export`, `sluice audit export`: one record per line,
+/// oldest first) without the store: each line's hash matches its fields and links to the
+/// line before, from the zero hash. A line that is not a record breaks the chain there
+/// (`line N`). Blank lines are skipped.
+pub fn verify_export(text: &str) -> Verify {
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| (i + 1, l))
+        .collect();
+    let length = lines.len() as u64;
+    let mut head = ZERO_HASH.to_string();
+    let mut prev_id: Option<String> = None;
+    for (n, line) in lines {
+        let Ok(rec) = serde_json::from_str::<AuditRecord>(line) else {
+            return Verify::Broken {
+                length,
+                broken_at: format!("line {n}"),
+                reason: "not an audit record".into(),
+            };
+        };
+        let reason = if rec.prev_hash == head {
+            match rec.expected_hash() {
+                Ok(h) if h == rec.hash => None,
+                Ok(_) => Some("hash mismatch".to_string()),
+                Err(_) => Some("unreadable record".to_string()),
+            }
+        } else {
+            Some(match &prev_id {
+                None => "the first record does not start from the zero hash".to_string(),
+                Some(id) => format!("prev_hash does not match the hash of {id}"),
+            })
+        };
+        if let Some(reason) = reason {
+            return Verify::Broken {
+                length,
+                broken_at: rec.event_id,
+                reason,
+            };
+        }
+        head = rec.hash;
+        prev_id = Some(rec.event_id);
+    }
+    Verify::Ok { length, head }
+}
+
 /// Records newest first, optionally only of one `event_type` and/or `resource_id`, at
 /// most `limit` (0 counts as 1), starting below sequence `cursor` (exclusive; `None`: from the newest).
 /// Returns the page and the cursor of the next one (the sequence of the page's last

@@ -82,10 +82,13 @@ impl Client {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| anyhow!("cannot reach sluice at {}: {}", self.base, e.without_url()))?;
+        let resp = req.send().await.map_err(|e| {
+            anyhow::Error::new(Unreachable(format!(
+                "cannot reach sluice at {}: {}",
+                self.base,
+                e.without_url()
+            )))
+        })?;
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
         let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
@@ -115,17 +118,54 @@ impl Client {
     }
 }
 
+/// The daemon did not answer (connection refused, timeout): `--live` keeps retrying.
+#[derive(Debug)]
+pub struct Unreachable(String);
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unreachable {}
+
 fn api_error(status: u16, v: &Value) -> anyhow::Error {
     match (v["error"].as_str(), v["message"].as_str()) {
-        (Some(code), Some(msg)) => anyhow!("{code} ({status}): {msg}"),
+        (Some(code), Some(msg)) => anyhow!("{code} ({status}): {}", cli_words(msg)),
         _ => anyhow!("HTTP {status}: {v}"),
     }
 }
 
-/// `sluice destinations status`: the table and a suggestion line per paused one.
+/// An API message as the CLI shows it: the routes it names for what to do next become
+/// the CLI commands that do it (API clients keep the API's own words).
+pub fn cli_words(msg: &str) -> String {
+    let mut out = msg.replace(
+        "list them with GET /v1/destinations",
+        "list them with sluice destinations status",
+    );
+    // "resume it with POST /v1/destinations/{id}/resume"
+    const RESUME: &str = "resume it with POST /v1/destinations/";
+    if let Some(at) = out.find(RESUME) {
+        let rest = &out[at + RESUME.len()..];
+        if let Some(end) = rest.find("/resume") {
+            let id = rest[..end].to_string();
+            let tail = rest[end + "/resume".len()..].to_string();
+            out = format!(
+                "{}resume it with sluice destinations resume --id {id} --reason \"…\"{tail}",
+                &out[..at]
+            );
+        }
+    }
+    out
+}
+
+/// `sluice destinations status`: the table, the footnote for `-` under Error %, and a
+/// suggestion line per paused one.
 pub fn render_status(dests: &[Value]) -> String {
     let mut out = String::new();
-    let rows: Vec<[String; 6]> = dests
+    let num = |v: &Value| v.as_u64().map_or_else(|| "-".into(), |n| n.to_string());
+    let rows: Vec<[String; 9]> = dests
         .iter()
         .map(|d| {
             [
@@ -133,6 +173,11 @@ pub fn render_status(dests: &[Value]) -> String {
                 s(&d["merchant_id"]),
                 s(&d["platform"]),
                 s(&d["state"]),
+                num(&d["queue_depth"]),
+                d["consumer_lag_seconds"]
+                    .as_f64()
+                    .map_or_else(|| "-".into(), lag),
+                num(&d["dlq_depth"]),
                 d["error_rate"]
                     .as_f64()
                     .map_or_else(|| "-".into(), |r| format!("{:.1}", r * 100.0)),
@@ -145,10 +190,27 @@ pub fn render_status(dests: &[Value]) -> String {
         "Merchant",
         "Platform",
         "State",
+        "Queue",
+        "Lag",
+        "DLQ",
         "Error %",
         "Last Checked",
     ];
     out.push_str(&table(&head, &rows));
+    // Why an error rate is unknown: too few attempts in the window (which a resume
+    // starts afresh) to evaluate it.
+    for d in dests
+        .iter()
+        .filter(|d| d["error_rate"].is_null() && d["state"] != "removed")
+    {
+        let since = d["window_started_at"]
+            .as_str()
+            .map_or_else(|| "yet".to_string(), |t| format!("since {t}"));
+        out.push_str(&format!(
+            "Error % - for {}: too few attempts {since} to evaluate\n",
+            s(&d["destination_id"])
+        ));
+    }
     for d in dests
         .iter()
         .filter(|d| d["state"] == "paused" || d["state"] == "probing")
@@ -157,6 +219,16 @@ pub fn render_status(dests: &[Value]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A consumer lag as the status table shows it: `0s`, `42s`, `5m03s`, `2h07m`.
+fn lag(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
 }
 
 /// Rows under a header, each column as wide as its widest cell, two spaces apart.
@@ -229,19 +301,46 @@ pub async fn status(c: &Client, workspace: Option<&str>, live: bool) -> anyhow::
         ),
         None => "/v1/destinations".to_string(),
     };
+    // --live: the last table drawn, when it was fetched, and since when the daemon has
+    // not answered.
+    let mut last: Option<(String, String)> = None;
+    let mut down_since: Option<String> = None;
+    let now = || crate::clock::rfc3339_ms(crate::clock::Clock::now_ms(&crate::clock::SystemClock));
     loop {
-        let v = c.get(&path).await?;
-        let dests = v["destinations"].as_array().cloned().unwrap_or_default();
-        let text = render_status(&dests);
+        let frame = match c.get(&path).await {
+            Ok(v) => {
+                let dests = v["destinations"].as_array().cloned().unwrap_or_default();
+                let text = render_status(&dests);
+                if !live {
+                    let mut out = std::io::stdout().lock();
+                    write!(out, "{text}")?;
+                    out.flush()?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                down_since = None;
+                let at = now();
+                let frame = format!("{text}refreshed at {at} (every 2 s; Ctrl-C to stop)\n");
+                last = Some((text, at));
+                frame
+            }
+            // Only a daemon that does not answer is waited for; an API error ends it.
+            Err(e) if live && e.downcast_ref::<Unreachable>().is_some() => {
+                let since = down_since.get_or_insert_with(now).clone();
+                let mut frame = match &last {
+                    Some((text, at)) => format!("{text}last successful refresh at {at}\n"),
+                    None => "no successful refresh yet\n".to_string(),
+                };
+                frame.push_str(&format!(
+                    "sluice unreachable since {since}, retrying every 2 s: {e}\n"
+                ));
+                frame
+            }
+            Err(e) => return Err(e),
+        };
         let mut out = std::io::stdout().lock();
-        if live {
-            write!(out, "\x1b[2J\x1b[H")?;
-        }
-        write!(out, "{text}")?;
+        write!(out, "\x1b[2J\x1b[H{frame}")?;
         out.flush()?;
-        if !live {
-            return Ok(ExitCode::SUCCESS);
-        }
+        drop(out);
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
@@ -261,6 +360,16 @@ pub async fn pause_resume(
     let ids: Vec<String> = match (id, platform) {
         (Some(id), _) => vec![id.to_string()],
         (None, Some(p)) => {
+            if crate::config::Platform::from_name(p).is_none() {
+                let known: Vec<&str> = crate::config::Platform::ALL
+                    .iter()
+                    .map(|p| p.name())
+                    .collect();
+                return Err(anyhow!(
+                    "unknown platform {p} (known: {})",
+                    known.join(", ")
+                ));
+            }
             let v = c.get("/v1/destinations").await?;
             v["destinations"]
                 .as_array()
@@ -274,7 +383,12 @@ pub async fn pause_resume(
         (None, None) => return Err(anyhow!("give --id or --platform")),
     };
     if ids.is_empty() {
-        eprintln!("no destination matches");
+        let wanted = match (platform, workspace) {
+            (Some(p), Some(w)) => format!(" platform {p} in workspace {w}"),
+            (Some(p), None) => format!(" platform {p}"),
+            _ => String::new(),
+        };
+        eprintln!("error: no destination matches{wanted}");
         return Ok(ExitCode::from(1));
     }
     let mut failed = false;
@@ -361,20 +475,66 @@ pub async fn audit_verify(c: &Client) -> anyhow::Result<ExitCode> {
     let v = c.get("/v1/audit/verify").await?;
     if v["ok"] == true {
         println!(
-            "audit chain ok: {} events, head {}",
-            v["length"],
+            "audit chain ok: {}, head {}",
+            count(v["length"].as_u64().unwrap_or(0), "event", "events"),
             s(&v["head"])
         );
         Ok(ExitCode::SUCCESS)
     } else {
         println!(
-            "audit chain BROKEN at {}: {} ({} events stored)",
+            "audit chain BROKEN at {}: {} ({} stored)",
             s(&v["broken_at"]),
             s(&v["reason"]),
-            v["length"]
+            count(v["length"].as_u64().unwrap_or(0), "event", "events")
         );
         Ok(ExitCode::from(1))
     }
+}
+
+/// Prints a chain check as `sluice audit verify` does; exit 0 when intact.
+fn print_verify(v: &crate::audit::Verify, stored: &str) -> ExitCode {
+    match v {
+        crate::audit::Verify::Ok { length, head } => {
+            println!(
+                "audit chain ok: {}, head {head}",
+                count(*length, "event", "events")
+            );
+            ExitCode::SUCCESS
+        }
+        crate::audit::Verify::Broken {
+            length,
+            broken_at,
+            reason,
+        } => {
+            println!(
+                "audit chain BROKEN at {broken_at}: {reason} ({} {stored})",
+                count(*length, "event", "events")
+            );
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `sluice audit verify --file EXPORT`: checks an export's JSON Lines without a daemon.
+pub fn audit_verify_file(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(print_verify(
+        &crate::audit::verify_export(&text),
+        "in the file",
+    ))
+}
+
+/// `sluice backup verify FILE`: opens a backup read-only (no daemon) and checks that it
+/// opens, its schema and its audit chain.
+pub fn backup_verify(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let check = crate::store::backup::verify_backup(path).map_err(|e| anyhow!(e))?;
+    println!(
+        "{}: opens, schema {}",
+        path.display(),
+        check.schema_version.unwrap_or(0)
+    );
+    Ok(print_verify(&check.audit, "stored"))
 }
 
 /// `sluice audit export`: JSON Lines, oldest first, to stdout.
@@ -430,20 +590,23 @@ pub async fn dlq(
             if status != 200 {
                 return Err(api_error(status, &v));
             }
+            let n = |k: &str| v[k].as_u64().unwrap_or(0);
             let line = match (action, dry_run) {
                 (DlqAction::Replay, true) => format!(
-                    "dry run: would replay {} entries of {destination} ({} past the age limit would be skipped)",
-                    v["would_replay"], v["expired"]
+                    "dry run: would replay {} of {destination} ({} past the age limit would be skipped)",
+                    entries(n("would_replay")),
+                    n("expired")
                 ),
                 (DlqAction::Replay, false) => format!(
-                    "replayed {} entries of {destination} ({} past the age limit skipped)",
-                    v["replayed"], v["expired_skipped"]
+                    "replayed {} of {destination} ({} past the age limit skipped)",
+                    entries(n("replayed")),
+                    n("expired_skipped")
                 ),
                 (_, true) => format!(
-                    "dry run: would discard {} entries of {destination}",
-                    v["would_discard"]
+                    "dry run: would discard {} of {destination}",
+                    entries(n("would_discard"))
                 ),
-                (_, false) => format!("discarded {} entries of {destination}", v["discarded"]),
+                (_, false) => format!("discarded {} of {destination}", entries(n("discarded"))),
             };
             println!("{line}");
             Ok(ExitCode::SUCCESS)
@@ -573,7 +736,7 @@ pub async fn dlq_list(c: &Client, sel: &DlqList<'_>) -> anyhow::Result<ExitCode>
         }
     }
     out.flush()?;
-    eprintln!("{n} entries");
+    eprintln!("{}", entries(n));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -599,7 +762,7 @@ pub fn render_dlq_summary(v: &Value) -> String {
         return format!("no DLQ entries{since}\n");
     }
     let mut out = table(&["Destination", "Reason", "Count"], &rows);
-    out.push_str(&format!("{total} entries{since}\n"));
+    out.push_str(&format!("{}{since}\n", entries(total)));
     out
 }
 
@@ -614,14 +777,51 @@ pub async fn dlq_summary(c: &Client, since: Option<&str>) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-/// `sluice backup --name NAME`: the daemon writes the copy; prints its path and size.
-pub async fn backup(c: &Client, name: &str) -> anyhow::Result<ExitCode> {
+/// `sluice reload`: `POST /v1/admin/reload`; prints the new config's SHA-256.
+pub async fn reload(c: &Client) -> anyhow::Result<ExitCode> {
+    let (status, v) = c.post("/v1/admin/reload", json!({})).await?;
+    if status != 200 {
+        return Err(api_error(status, &v));
+    }
+    println!("config reloaded (sha256 {})", s(&v["config_sha256"]));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The default backup name at `ms`: `sluice-20261204T161500Z.redb` (UTC, to the second).
+pub fn default_backup_name(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    format!("sluice-{}.redb", t.format(&f).unwrap_or_default())
+}
+
+/// `sluice backup [--name NAME]`: the daemon writes the copy; prints its path and size.
+/// Without a name, [`default_backup_name`] of now.
+pub async fn backup(c: &Client, name: Option<&str>) -> anyhow::Result<ExitCode> {
+    let name = name.map_or_else(
+        || default_backup_name(crate::clock::Clock::now_ms(&crate::clock::SystemClock)),
+        str::to_string,
+    );
     let (status, v) = c.post("/v1/admin/backup", json!({"name": name})).await?;
     if status != 200 {
         return Err(api_error(status, &v));
     }
     println!("backup written: {} ({} bytes)", s(&v["path"]), v["bytes"]);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `1 entry`, `0 entries`, `3 entries`.
+pub fn entries(n: u64) -> String {
+    count(n, "entry", "entries")
+}
+
+/// `n` and the noun, singular for 1.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
 }
 
 fn enc(v: &str) -> String {
@@ -631,6 +831,37 @@ fn enc(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_routes_become_cli_commands() {
+        assert_eq!(
+            cli_words("no destination \"x\": list them with GET /v1/destinations"),
+            "no destination \"x\": list them with sluice destinations status"
+        );
+        assert_eq!(
+            cli_words(
+                "destination m is already paused; resume it with POST /v1/destinations/m/resume"
+            ),
+            "destination m is already paused; resume it with sluice destinations resume --id m --reason \"…\""
+        );
+        assert_eq!(cli_words("plain"), "plain");
+    }
+
+    #[test]
+    fn counts_are_singular_for_one() {
+        assert_eq!(entries(1), "1 entry");
+        assert_eq!(entries(0), "0 entries");
+        assert_eq!(entries(3), "3 entries");
+        assert_eq!(count(1, "event", "events"), "1 event");
+    }
+
+    #[test]
+    fn default_backup_names_are_timestamps() {
+        assert_eq!(
+            default_backup_name(1_793_620_800_123),
+            "sluice-20261102T120000Z.redb"
+        );
+    }
 
     #[test]
     fn requests_table() {
@@ -710,34 +941,42 @@ mod tests {
         let dests = vec![
             json!({"destination_id": "tiktok_abc123", "merchant_id": "northfield", "platform": "tiktok", "state": "paused",
                    "error_rate": 0.312, "last_checked": "2026-04-23T14:01:58.000Z", "paused_at": "2026-04-23T14:01:58.000Z",
-                   "paused_reason": "error_rate_31.2%", "auto_clear_at": "2026-04-23T18:01:58.000Z", "threshold": 0.25, "window_seconds": 300}),
+                   "paused_reason": "error_rate_31.2%", "auto_clear_at": "2026-04-23T18:01:58.000Z", "threshold": 0.25, "window_seconds": 300,
+                   "queue_depth": 1520, "consumer_lag_seconds": 3723.4, "dlq_depth": 3}),
             json!({"destination_id": "meta_x", "merchant_id": "northfield", "platform": "meta", "state": "paused",
-                   "error_rate": null, "last_checked": null, "paused_at": "2026-04-23T15:00:00.000Z",
-                   "paused_reason": "auth_failed", "auto_clear_at": null}),
+                   "error_rate": 0.5, "last_checked": null, "paused_at": "2026-04-23T15:00:00.000Z",
+                   "paused_reason": "auth_failed", "auto_clear_at": null, "queue_depth": 0, "consumer_lag_seconds": 0.0, "dlq_depth": 0}),
             json!({"destination_id": "hooks", "merchant_id": "northfield", "platform": "webhook", "state": "active",
-                   "error_rate": 0.0, "last_checked": "2026-04-23T15:00:00.000Z"}),
+                   "error_rate": null, "last_checked": "2026-04-23T15:00:00.000Z", "window_started_at": "2026-04-23T14:59:00.000Z",
+                   "queue_depth": 12, "consumer_lag_seconds": 65.0, "dlq_depth": 0}),
         ];
         let text = render_status(&dests);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "Destination    Merchant    Platform  State   Error %  Last Checked"
+            "Destination    Merchant    Platform  State   Queue  Lag    DLQ  Error %  Last Checked"
         );
         assert_eq!(
             lines[1],
-            "tiktok_abc123  northfield  tiktok    paused  31.2     2026-04-23T14:01:58.000Z"
+            "tiktok_abc123  northfield  tiktok    paused  1520   1h02m  3    31.2     2026-04-23T14:01:58.000Z"
         );
         assert_eq!(
             lines[3],
-            "hooks          northfield  webhook   active  0.0      2026-04-23T15:00:00.000Z"
+            "hooks          northfield  webhook   active  12     1m05s  0    -        2026-04-23T15:00:00.000Z"
         );
         assert_eq!(
             lines[4],
-            "suggestion: tiktok paused at 2026-04-23T14:01:58.000Z (error rate 31.2% > 25% threshold for 5 min). Auto-clear at 2026-04-23T18:01:58.000Z or resume manually: sluice destinations resume --id tiktok_abc123 --reason \"…\""
+            "Error % - for hooks: too few attempts since 2026-04-23T14:59:00.000Z to evaluate"
         );
         assert_eq!(
             lines[5],
+            "suggestion: tiktok paused at 2026-04-23T14:01:58.000Z (error rate 31.2% > 25% threshold for 5 min). Auto-clear at 2026-04-23T18:01:58.000Z or resume manually: sluice destinations resume --id tiktok_abc123 --reason \"…\""
+        );
+        assert_eq!(
+            lines[6],
             "suggestion: meta paused at 2026-04-23T15:00:00.000Z (auth_failed). No auto-clear; resume manually after fixing its credentials: sluice destinations resume --id meta_x --reason \"…\""
         );
+        assert_eq!(lag(0.0), "0s");
+        assert_eq!(lag(59.4), "59s");
     }
 }

@@ -96,6 +96,17 @@ pub fn summary(cfg: &Config) -> String {
                 .as_ref()
                 .map_or("all".to_string(), |e| e.join(", ")),
         );
+        let ap = &p.auto_pause;
+        let _ = writeln!(
+            s,
+            "    auto-pause: above {}% errors over {} (evaluated every {}, at least {} attempts); auto-clear after {}, re-probe after {}",
+            (ap.threshold * 1000.0).round() / 10.0,
+            format_duration(ap.window),
+            format_duration(ap.interval),
+            ap.min_samples,
+            format_duration(ap.auto_clear),
+            format_duration(ap.reprobe),
+        );
     }
     let a = &cfg.alerts;
     let mut channels = Vec::new();

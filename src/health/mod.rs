@@ -115,6 +115,23 @@ pub enum Change {
     },
 }
 
+impl Change {
+    /// The change as a log field: `rate_exceeded`, `auth_failed`, `endpoint_gone`,
+    /// `api_version_retired`, `manual_pause`, `probe_failed`, `auto_resume`,
+    /// `manual_resume` (never Rust debug output, never the operator's note).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::RateExceeded { .. } => "rate_exceeded",
+            Change::AuthFailed => "auth_failed",
+            Change::Gone(reason) => reason,
+            Change::ManualPause { .. } => "manual_pause",
+            Change::ProbeFailed { .. } => "probe_failed",
+            Change::AutoResume { .. } => "auto_resume",
+            Change::ManualResume { .. } => "manual_resume",
+        }
+    }
+}
+
 /// Which alert a committed change sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoticeKind {
@@ -145,6 +162,10 @@ pub struct Notice {
     pub threshold: f64,
     pub auto_clear_at_ms: Option<i64>,
     pub at_ms: i64,
+    /// Who made the change (`system_worker`, `api_user`, `cli`).
+    pub actor: &'static str,
+    /// The operator's reason of a manual pause or resume (their own text).
+    pub note: Option<String>,
 }
 
 /// Applies `change` to `state` and returns the writes that record it (state, row,
@@ -297,6 +318,8 @@ pub fn apply(
         threshold: policy.threshold,
         auto_clear_at_ms: state.auto_clear_at_ms,
         at_ms: now_ms,
+        actor: actor.name(),
+        note: note.clone(),
     };
     (ops, notice)
 }
@@ -306,7 +329,10 @@ fn resume(state: &mut DestState, now_ms: i64) {
     state.paused_reason = None;
     state.paused_at_ms = None;
     state.auto_clear_at_ms = None;
+    // A resume starts a fresh window: the rate of the old one no longer describes the
+    // destination, and none is known until the new window has enough attempts.
     state.window_start_ms = now_ms;
+    state.error_rate = None;
 }
 
 #[cfg(test)]
@@ -320,6 +346,17 @@ mod tests {
             status: None,
             latency_ms: 0,
         }
+    }
+
+    #[test]
+    fn changes_log_as_plain_names() {
+        let c = Change::ManualPause {
+            note: "x\ny".into(),
+            actor: Actor::Cli,
+        };
+        assert_eq!(c.kind(), "manual_pause");
+        assert_eq!(Change::Gone("endpoint_gone").kind(), "endpoint_gone");
+        assert_eq!(Change::RateExceeded { rate: 0.3 }.kind(), "rate_exceeded");
     }
 
     #[test]

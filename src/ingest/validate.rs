@@ -254,18 +254,33 @@ fn event_time(v: Option<&Value>, now_secs: i64) -> Result<i64, EventError> {
         return Err(invalid(NOT_SECONDS));
     };
     let latest = now_secs.saturating_add(EVENT_TIME_MAX_AHEAD_SECS);
-    let future = || {
+    let future = |t: Option<i64>| {
+        // A time in ms, µs or ns reads as far in the future: say what it looks like.
+        let unit = t.and_then(|t| {
+            [
+                (1_000, "milliseconds"),
+                (1_000_000, "microseconds"),
+                (1_000_000_000, "nanoseconds"),
+            ]
+            .into_iter()
+            // Plausible as unix seconds once divided: not too far ahead, after 2001.
+            .find(|(per, _)| (1_000_000_000..=latest).contains(&(t / per)))
+            .map(|(_, unit)| unit)
+        });
+        let hint = unit.map_or_else(String::new, |u| {
+            format!(": {} looks like {u}: send unix seconds", t.unwrap_or(0))
+        });
         EventError::new(
             EVENT_TIME_IN_FUTURE,
-            format!("event_time is more than {EVENT_TIME_MAX_AHEAD_SECS} s in the future"),
+            format!("event_time is more than {EVENT_TIME_MAX_AHEAD_SECS} s in the future{hint}"),
         )
     };
     match (n.as_i64(), n.as_u64()) {
         (Some(t), _) if t < 0 => Err(invalid(NOT_SECONDS)),
-        (Some(t), _) if t > latest => Err(future()),
+        (Some(t), _) if t > latest => Err(future(Some(t))),
         (Some(t), _) => Ok(t),
         // An integer beyond i64 is far in the future.
-        (None, Some(_)) => Err(future()),
+        (None, Some(_)) => Err(future(None)),
         (None, None) => Err(invalid(NOT_SECONDS)),
     }
 }

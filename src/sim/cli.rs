@@ -75,9 +75,11 @@ pub async fn run_cli(args: SimulateArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
+    server.enable_control();
     println!(
-        "simulating {} on http://{} (Ctrl-C to stop)",
+        "simulating {} on http://{} (Ctrl-C to stop; change faults with POST http://{}/_sim/faults)",
         platform.name(),
+        server.addr,
         server.addr
     );
     let mut rx = server.subscribe();
@@ -103,6 +105,9 @@ pub async fn run_cli(args: SimulateArgs) -> anyhow::Result<()> {
                         serde_json::to_string_pretty(&r.body).unwrap_or_default()
                     };
                     println!("{body}");
+                    if let Some(answer) = &r.error_body {
+                        println!("  answered {}: {answer}", r.status);
+                    }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     println!("({n} requests not shown)");

@@ -104,6 +104,9 @@ pub struct Received {
     /// `test_event_code`, `validateOnly` for Google Ads' `validateOnly: true`; None for
     /// live requests (and on platforms without a test mode).
     pub test_mark: Option<String>,
+    /// The body answered when the status is not 2xx (at most 2,000 bytes, as text):
+    /// what `sluice simulate` prints under an error.
+    pub error_body: Option<String>,
 }
 
 impl Received {
@@ -124,6 +127,53 @@ pub struct SimOptions {
     /// webhook `whsec_…` secret, whose signatures it then verifies). None: any non-empty
     /// credential passes and webhook signatures are not checked.
     pub credential: Option<String>,
+}
+
+/// The body of `POST /_sim/faults`: what to answer from now on (request numbers start
+/// again at 1). Every field is optional; `{}` clears every fault.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultControl {
+    /// The fault (as `--fault`: `throttle`, `auth`, `transient`, `status:503`, …);
+    /// default `transient` when `fail_every` or `count` is given.
+    pub fault: Option<String>,
+    /// Answer every N-th request with the fault (the rate).
+    pub fail_every: Option<u64>,
+    /// Answer the next N requests with the fault, then none (the duration).
+    pub count: Option<u64>,
+    /// `Retry-After` seconds of the throttle fault.
+    pub retry_after: Option<u64>,
+    /// Delay before every answer, ms.
+    pub latency_ms: Option<i64>,
+}
+
+impl FaultControl {
+    /// The script this asks for.
+    pub fn script(&self) -> Result<FaultScript, String> {
+        let mut s = FaultScript::none().with_latency(self.latency_ms.unwrap_or(0).max(0));
+        let fault = || {
+            Fault::parse(
+                self.fault.as_deref().unwrap_or("transient"),
+                self.retry_after,
+            )
+        };
+        match (self.fail_every, self.count) {
+            (Some(0), _) => return Err("fail_every must be at least 1".into()),
+            (_, Some(0)) => return Err("count must be at least 1".into()),
+            (Some(n), None) => s = s.with(Rule::Every { n, fault: fault()? }),
+            (None, Some(to)) => {
+                s = s.with(Rule::Range {
+                    from: 1,
+                    to,
+                    fault: fault()?,
+                });
+            }
+            (Some(_), Some(_)) => return Err("give fail_every or count, not both".into()),
+            (None, None) if self.fault.is_some() => s = s.with(Rule::Always(fault()?)),
+            (None, None) => {}
+        }
+        Ok(s)
+    }
 }
 
 /// The platform's default limits.
@@ -155,6 +205,7 @@ impl Slot {
                 status: self.rec.status,
                 accepted: self.rec.accepted,
                 test_mark: self.rec.test_mark.clone(),
+                error_body: self.rec.error_body.clone(),
             },
         }
     }
@@ -169,6 +220,8 @@ impl Slot {
 }
 
 struct Shared {
+    /// Serve `POST /_sim/faults` ([`SimServer::enable_control`]).
+    control: AtomicBool,
     sim: &'static dyn PlatformSim,
     clock: SharedClock,
     /// The script and how many requests it has seen.
@@ -306,6 +359,7 @@ pub async fn start_with(
         limiter: Mutex::new(Limiter::default()),
         limits: opts.rate_limits.unwrap_or_else(|| sim.limits()),
         credential: opts.credential,
+        control: AtomicBool::new(false),
         seq: AtomicU64::new(0),
         shutdown,
         events: tokio::sync::broadcast::channel(1024).0,
@@ -330,6 +384,13 @@ impl SimServer {
     /// `http://<addr>`: the destination `endpoint` for meta/tiktok/klaviyo.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Serves `POST /_sim/faults` from now on (`sluice simulate`): a [`FaultControl`]
+    /// body replaces the fault script at run time. Off by default: an embedded
+    /// simulator's every path is the platform's.
+    pub fn enable_control(&self) {
+        self.shared.control.store(true, Ordering::Relaxed);
     }
 
     /// Replaces the script; its request numbers start again at 1.
@@ -426,6 +487,24 @@ async fn handle(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
+    if s.control.load(Ordering::Relaxed) && uri.path() == "/_sim/faults" && method == Method::POST {
+        let set = serde_json::from_slice::<FaultControl>(&raw)
+            .map_err(|e| e.to_string())
+            .and_then(|c| c.script());
+        let (status, body) = match set {
+            Ok(script) => {
+                let shown = format!("{script:?}");
+                *s.script.lock().unwrap() = (script, 0);
+                (200, serde_json::json!({"ok": true, "script": shown}))
+            }
+            Err(e) => (400, serde_json::json!({"ok": false, "error": e})),
+        };
+        return Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap_or_else(|_| Response::new(Body::empty()));
+    }
     let now_ms = s.clock.now_ms();
     let seq = s.seq.fetch_add(1, Ordering::SeqCst) + 1;
     let keep = s.keep_bodies.load(Ordering::Relaxed);
@@ -454,6 +533,7 @@ async fn handle(
         status: 0,
         accepted: false,
         test_mark,
+        error_body: None,
     });
     let index = {
         let mut rec_list = s.received.lock().unwrap();
@@ -546,6 +626,10 @@ async fn handle(
             let r = Arc::make_mut(&mut slot.rec);
             r.status = reply.status;
             r.accepted = reply.accepted && r.test_mark.is_none();
+            if !(200..300).contains(&reply.status) {
+                let cut = reply.body.len().min(2000);
+                r.error_body = Some(String::from_utf8_lossy(&reply.body[..cut]).into_owned());
+            }
             if let Some(ids) = ids {
                 dropped = std::mem::take(&mut r.body);
                 slot.ids = Some(ids);

@@ -106,6 +106,14 @@ fn remove_stale_partials(dir: &Path, name: &str) {
     }
 }
 
+/// The mode of a backup file: the owner reads and writes, its group reads.
+pub const BACKUP_MODE: u32 = 0o640;
+
+fn cleanup_partial(partial: &Path, e: BackupError) -> BackupError {
+    let _ = std::fs::remove_file(partial);
+    e
+}
+
 /// Writes the backup `dir/name` and returns its path and size in bytes.
 pub fn backup(store: &Store, dir: &Path, name: &str) -> Result<(PathBuf, u64), BackupError> {
     check_name(name)?;
@@ -124,11 +132,18 @@ pub fn backup(store: &Store, dir: &Path, name: &str) -> Result<(PathBuf, u64), B
     // that name is from a process that had this pid before: not running any more.
     let partial = dir.join(format!(".{name}.{}.partial", std::process::id()));
     let _ = std::fs::remove_file(&partial);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&partial)
-        .map_err(|e| io(&format!("creating {}", partial.display()), &e))?;
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        // 0640 whatever the umask: a copy of the store holds what the store holds.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(BACKUP_MODE)
+            .open(&partial)
+            .map_err(|e| io(&format!("creating {}", partial.display()), &e))?;
+        f.set_permissions(std::fs::Permissions::from_mode(BACKUP_MODE))
+            .map_err(|e| cleanup_partial(&partial, io("setting the backup's mode", &e)))?;
+    }
     let copied = store.read(|src| {
         let copy = || -> Result<(), redb::Error> {
             let db = redb::Database::create(&partial)?;
@@ -166,6 +181,57 @@ pub fn backup(store: &Store, dir: &Path, name: &str) -> Result<(PathBuf, u64), B
         .map_err(|e| io("reading the backup's size", &e))?
         .len();
     Ok((target, bytes))
+}
+
+/// What [`verify_backup`] found in a backup file.
+#[derive(Debug)]
+pub struct BackupCheck {
+    /// The file's `schema_version`, if it has one.
+    pub schema_version: Option<u32>,
+    /// Its audit chain.
+    pub audit: crate::audit::Verify,
+}
+
+/// Opens a backup (or a stopped daemon's store) read-only and checks that it opens as a
+/// redb file, that its schema is one this build reads, and its audit chain. Never
+/// writes to it.
+pub fn verify_backup(path: &Path) -> Result<BackupCheck, String> {
+    use redb::ReadableDatabase;
+    let db = redb::ReadOnlyDatabase::open(path)
+        .map_err(|e| format!("{} does not open as a sluice store: {e}", path.display()))?;
+    let txn = db
+        .begin_read()
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let schema_version = match txn.open_table(super::META) {
+        Ok(meta) => meta
+            .get("schema_version")
+            .map_err(|e| format!("{}: cannot read the schema: {e}", path.display()))?
+            .and_then(|v| v.value().try_into().ok().map(u32::from_le_bytes)),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(format!("{}: cannot read the schema: {e}", path.display())),
+    };
+    match schema_version {
+        Some(v) if v <= super::SCHEMA_VERSION => {}
+        Some(v) => {
+            return Err(format!(
+                "{}: schema {v} is newer than this build reads ({}); use a newer sluice",
+                path.display(),
+                super::SCHEMA_VERSION
+            ));
+        }
+        None => {
+            return Err(format!(
+                "{}: no schema_version: not a sluice store",
+                path.display()
+            ));
+        }
+    }
+    let audit = crate::audit::verify(&txn)
+        .map_err(|e| format!("{}: cannot read the audit chain: {e}", path.display()))?;
+    Ok(BackupCheck {
+        schema_version,
+        audit,
+    })
 }
 
 /// Copies each table it visits from `src` into `dst`.

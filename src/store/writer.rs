@@ -588,12 +588,32 @@ impl super::TableVisitor for Create<'_> {
     }
 }
 
+/// The mode of a store file sluice creates: the owner alone reads and writes it.
+pub const STORE_MODE: u32 = 0o600;
+
+/// Creates the store file, mode 0600 whatever the umask, when there is none yet; an
+/// existing file keeps the mode its operator gave it.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(STORE_MODE)
+        .open(path)
+    {
+        Ok(f) => f.set_permissions(std::fs::Permissions::from_mode(STORE_MODE)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn open(opts: &StoreOptions) -> Result<(Database, Recovered, Maintainer), anyhow::Error> {
     if let Some(dir) = opts.path.parent()
         && !dir.as_os_str().is_empty()
     {
         std::fs::create_dir_all(dir)?;
     }
+    create_private(&opts.path)?;
     let mut builder = Database::builder();
     builder.set_cache_size(opts.cache_size);
     // redb reports repair progress several times: one line per open.

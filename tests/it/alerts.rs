@@ -413,6 +413,8 @@ fn pause_alert() -> Alert {
         auto_clear_at: Some("2026-11-02T16:00:00.000Z".into()),
         reason: "error_rate_31.2%".into(),
         at: "2026-11-02T12:00:00.000Z".into(),
+        actor: Some("system_worker".into()),
+        note: None,
     }
 }
 

@@ -1421,6 +1421,11 @@ credentials = {{ access_token = "{SECRET}_meta" }}
     ] {
         assert!(s.contains(want), "missing {want}: {s}");
     }
+    // Each destination's auto-pause settings (issue 19): defaults for a webhook.
+    assert!(
+        s.contains("    auto-pause: above 25% errors over 5m (evaluated every 5m, at least 10 attempts); auto-clear after 4h, re-probe after 30m\n"),
+        "{s}"
+    );
     // Debug of the whole config hides secrets too.
     assert!(!format!("{c:?}").contains(SECRET));
 }

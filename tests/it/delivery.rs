@@ -465,14 +465,54 @@ credentials = {{ access_token = "tok" }}
     let week = 7 * 24 * 3600 * 1000;
     // 5 minutes short of 7 days: inside the 10-minute margin.
     d.post(&event("old", T0_MS - week + 5 * 60_000)).await;
+    // Days past the limit already: accepted (202), expired, and the entry says how far.
+    let (s, _) = d
+        .post(&event("ancient", T0_MS - week - (3 * 24 + 2) * 3_600_000))
+        .await;
+    assert_eq!(s, 202);
     d.post(&event("fresh", T0_MS)).await;
     clock.advance_ms(1000);
     eventually("fresh delivered", || meta.accepted_event("fresh") == 1).await;
     assert_eq!(meta.count_event("old"), 0);
-    let dlq = dlq_with(&d, "meta_gh", 1).await;
-    assert_eq!(dlq["entries"][0]["event"]["event_id"], "old");
-    assert_eq!(dlq["entries"][0]["error_class"], "expired");
-    assert_eq!(dlq["entries"][0]["status"], Value::Null);
+    assert_eq!(meta.count_event("ancient"), 0);
+    let dlq = dlq_with(&d, "meta_gh", 2).await;
+    let entries = dlq["entries"].as_array().unwrap();
+    let by_id = |id: &str| {
+        entries
+            .iter()
+            .find(|e| e["event"]["event_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let old = by_id("old");
+    assert_eq!(old["error_class"], "expired");
+    assert_eq!(old["status"], Value::Null);
+    assert_eq!(
+        old["response_body"],
+        "the event is within 10m of the platform's age limit (7d after event_time): it would arrive too late"
+    );
+    let ancient = by_id("ancient");
+    assert_eq!(ancient["error_class"], "expired");
+    assert_eq!(
+        ancient["response_body"],
+        "the event is 3d 2h past the platform's age limit (7d after event_time)"
+    );
+    // Both were that old when accepted: counted as stale on arrival.
+    let text = d
+        .http
+        .get(format!("{}/metrics", d.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(
+            "sluice_events_stale_on_arrival_total{destination=\"meta_gh\",platform=\"meta\",merchant=\"glasshouse\"} 2\n"
+        ),
+        "{text}"
+    );
     d.shutdown().await;
 }
 
@@ -553,4 +593,74 @@ policy = {{ max_batch = 1, linger = "0s", concurrency = 8 }}
         "paced far below the limit: {busiest} in the busiest minute"
     );
     d.shutdown().await;
+}
+
+/// `sluice simulate`'s run-time fault control (issue 19): `POST /_sim/faults` replaces
+/// the script (status, rate or count, Retry-After, latency), and each request records
+/// the error body answered, which the CLI prints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulator_faults_change_at_run_time_and_error_bodies_are_kept() {
+    let clock = ManualClock::new(T0_MS);
+    let hook = sim(Platform::Webhook, &clock, FaultScript::none()).await;
+    let http = reqwest::Client::new();
+    let control = |body: Value| {
+        let http = http.clone();
+        let url = format!("{}/_sim/faults", hook.url());
+        async move {
+            let r = http.post(url).json(&body).send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let send = || {
+        let http = http.clone();
+        let url = format!("{}/hook", hook.url());
+        async move {
+            http.post(url)
+                .json(&json!({"events": []}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Off by default: an embedded simulator's paths are all the platform's.
+    control(json!({"fault": "status:503", "count": 2})).await;
+    assert_eq!(send().await, 200, "the script did not change");
+    hook.clear_received();
+    hook.enable_control();
+    let (s, v) = control(json!({"fault": "status:503", "count": 2})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["ok"], true);
+    assert_eq!([send().await, send().await, send().await], [503, 503, 200]);
+    let got = hook.received();
+    assert_eq!(got[0].error_body.as_deref(), Some("Server Error"));
+    assert_eq!(got[2].error_body, None);
+    // A rate: every 2nd request throttled with Retry-After.
+    let (s, _) = control(json!({"fault": "throttle", "fail_every": 2, "retry_after": 7})).await;
+    assert_eq!(s, 200);
+    assert_eq!(send().await, 200);
+    let r = http
+        .post(format!("{}/hook", hook.url()))
+        .json(&json!({"events": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert_eq!(r.headers()["retry-after"], "7");
+    // Bad input: 400 with why; `{}` clears every fault.
+    let (s, v) = control(json!({"fault": "nope", "count": 1})).await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = control(json!({"fail_every": 0})).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("fail_every must be at least 1"))
+    );
+    let (s, _) = control(json!({})).await;
+    assert_eq!(s, 200);
+    assert_eq!(send().await, 200);
+    hook.shutdown().await;
 }

@@ -419,6 +419,12 @@ async fn manual_resume_starts_a_fresh_window_and_answers_exactly() {
         json!({"destination_id": "hooks", "state": "active", "resumed_at": "2026-11-02T12:01:00.000Z",
                "resumed_by": "api", "previous_pause_reason": "error_rate_40.0%", "paused_at": "2026-11-02T12:01:00.000Z"})
     );
+    // The old window's rate is no longer shown: none is known for the fresh one yet
+    // (the view follows the worker's published state).
+    until("active", || async { state(&r).await["state"] == "active" }).await;
+    let s = state(&r).await;
+    assert_eq!(s["error_rate"], Value::Null, "{s}");
+    assert_eq!(s["window_started_at"], "2026-11-02T12:01:00.000Z");
     let (s, v) = post(
         &r.d,
         "/v1/destinations/hooks/resume",
@@ -445,6 +451,11 @@ async fn manual_resume_starts_a_fresh_window_and_answers_exactly() {
     assert_eq!(s["state"], "active");
     // Evaluated (the clock jumped past the 12:03 mark to 12:03:10).
     assert_eq!(s["last_checked"], "2026-11-02T12:03:10.000Z");
+    assert_eq!(
+        s["error_rate"],
+        Value::Null,
+        "too few attempts in the fresh window"
+    );
     r.d.shutdown().await;
 }
 

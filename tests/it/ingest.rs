@@ -247,6 +247,45 @@ async fn per_event_rejections_and_partial_acceptance() {
     d.shutdown().await;
 }
 
+/// An `event_time` in milliseconds (or microseconds) is far in the future: the
+/// rejection says what it looks like (issue 19).
+#[tokio::test]
+async fn event_time_in_milliseconds_gets_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = TestDaemon::start(dir.path(), &config_text(dir.path(), "", "")).await;
+    let now = T0_MS / 1000;
+    let body = json!({"events": [
+        {"event_id": "ms", "event_name": "Purchase", "event_time": T0_MS},
+        {"event_id": "us", "event_name": "Purchase", "event_time": T0_MS * 1000},
+        {"event_id": "s", "event_name": "Purchase", "event_time": now + 3600},
+    ]});
+    let (s, v) = d.post(&body).await;
+    assert_eq!(s, 400, "{v}");
+    let rej = v["rejected"].as_array().unwrap();
+    assert_eq!(
+        rej[0]["message"],
+        format!(
+            "event_time is more than 300 s in the future: {T0_MS} looks like milliseconds: send unix seconds"
+        )
+    );
+    assert_eq!(
+        rej[1]["message"],
+        format!(
+            "event_time is more than 300 s in the future: {} looks like microseconds: send unix seconds",
+            T0_MS * 1000
+        )
+    );
+    assert_eq!(
+        rej[2]["message"],
+        "event_time is more than 300 s in the future"
+    );
+    assert!(
+        rej.iter().all(|r| r["error"] == "event_time_in_future"),
+        "{v}"
+    );
+    d.shutdown().await;
+}
+
 #[tokio::test]
 async fn dedup_within_request_across_requests_and_window() {
     let dir = tempfile::tempdir().unwrap();

@@ -440,6 +440,37 @@ async fn backpressure_alerts_fire_once_and_resolve_once() {
     assert_eq!(resolved[0]["metric"], "queue_depth");
     assert_eq!(resolved[0]["value"], "0 events");
     assert_eq!(sink.of_type("backpressure").len(), 1);
+    // The manual pause and resume alerts name who and why (issue 19).
+    let paused = sink.of_type("destination_paused");
+    assert_eq!(paused.len(), 1, "{paused:?}");
+    assert_eq!(
+        (
+            &paused[0]["reason"],
+            &paused[0]["actor"],
+            &paused[0]["note"]
+        ),
+        (&json!("manual"), &json!("api_user"), &json!("drill"))
+    );
+    let text = paused[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("\nActor:        api_user\nNote:         drill\n"),
+        "{text}"
+    );
+    let resumed = sink.of_type("destination_resumed");
+    assert_eq!(resumed.len(), 1, "{resumed:?}");
+    assert_eq!(
+        (
+            &resumed[0]["reason"],
+            &resumed[0]["actor"],
+            &resumed[0]["note"]
+        ),
+        (
+            &json!("ops_intervention"),
+            &json!("api_user"),
+            &json!("drill over")
+        )
+    );
+    assert_eq!(fired[0]["actor"], Value::Null);
     // Consumer lag never crossed its hour.
     assert!(
         sink.0
@@ -448,6 +479,44 @@ async fn backpressure_alerts_fire_once_and_resolve_once() {
             .iter()
             .all(|v| v["metric"] != "consumer_lag")
     );
+    r.d.shutdown().await;
+}
+
+/// A paused destination is not evaluated: a backpressure alert about it carries no
+/// error rate from before the pause (issue 19).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backpressure_alert_of_a_paused_destination_has_no_stale_error_rate() {
+    let sink = Sink::default();
+    let url = sink.start().await;
+    let r = rig(&format!(
+        "policy = {{ auto_pause = {{ interval = \"1m\", min_samples = 1 }} }}\n[alerts]\nwebhook = {{ url = \"{url}\" }}\nbackpressure = {{ queue_depth = 4 }}\n"
+    ))
+    .await;
+    // Attempts inside the minute that the 12:01 evaluation looks at.
+    r.clock.advance_ms(10_000);
+    send(&r, "ok", 10).await;
+    answered(&r, 10).await;
+    r.clock.advance_ms(50_000);
+    until("evaluated", || async {
+        admin_get(&r.d, "/v1/destinations/hooks").await.1["error_rate"] == json!(0.0)
+    })
+    .await;
+    let (s, _) = admin_post(
+        &r.d,
+        "/v1/destinations/hooks/pause",
+        json!({"reason": "drill"}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    send(&r, "bp", 5).await;
+    r.clock.advance_ms(30_000);
+    until("backpressure alert", || async {
+        !sink.of_type("backpressure").is_empty()
+    })
+    .await;
+    let a = &sink.of_type("backpressure")[0];
+    assert_eq!(a["metric"], "queue_depth");
+    assert_eq!(a["error_rate"], Value::Null, "{a}");
     r.d.shutdown().await;
 }
 
@@ -656,5 +725,25 @@ async fn a_page_of_events_routed_elsewhere_does_not_stall_the_destination() {
     assert_eq!(r.hook.accepted_event("lead-behind"), 1);
     let m = scrape(&r.d).await;
     assert_eq!(m.dest("sluice_queue_depth"), 0.0);
+    r.d.shutdown().await;
+}
+
+/// On a fresh daemon every labelled counter of a configured label set is already there
+/// at 0 (issue 19): `increase()` sees the first rejection and the first delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labelled_counters_start_at_zero_for_known_label_sets() {
+    let r = rig("").await;
+    let m = scrape(&r.d).await.text;
+    for want in [
+        "sluice_ingest_events_total{merchant=\"glasshouse\"} 0\n",
+        "sluice_ingest_rejected_total{merchant=\"glasshouse\",reason=\"invalid_field\"} 0\n",
+        "sluice_ingest_rejected_total{merchant=\"glasshouse\",reason=\"rate_limited\"} 0\n",
+        "sluice_ingest_rejected_total{merchant=\"unknown\",reason=\"unauthorized\"} 0\n",
+        "sluice_deliveries_total{destination=\"hooks\",platform=\"webhook\",merchant=\"glasshouse\",outcome=\"delivered\"} 0\n",
+        "sluice_deliveries_total{destination=\"hooks\",platform=\"webhook\",merchant=\"glasshouse\",outcome=\"expired\"} 0\n",
+        "sluice_events_stale_on_arrival_total{destination=\"hooks\",platform=\"webhook\",merchant=\"glasshouse\"} 0\n",
+    ] {
+        assert!(m.contains(want), "missing {want}: {m}");
+    }
     r.d.shutdown().await;
 }

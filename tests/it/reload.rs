@@ -192,3 +192,124 @@ async fn logs_are_structured_lines_and_follow_log_level_on_sighup() {
     // Plain lines (stderr is not a terminal): no colour codes.
     assert!(!text.contains('\u{1b}'), "{text}");
 }
+
+/// `sluice reload` (issue 19): exit 1 with the reason for a bad file, which also raises
+/// a `config_reload_failed` alert and sets `sluice_config_last_reload_success` to 0;
+/// exit 0 for a good one. `sluice_build_info` names the version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sluice_reload_command_alerts_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = sluice::clock::ManualClock::new(T0_MS);
+    let receiver = sluice::sim::start(
+        sluice::config::Platform::Webhook,
+        "127.0.0.1:0".parse().unwrap(),
+        clock.clone(),
+        sluice::sim::FaultScript::none(),
+    )
+    .await
+    .unwrap();
+    let text = config_text(
+        dir.path(),
+        "",
+        &format!(
+            "[alerts]\nwebhook = {{ url = \"{}/ops\" }}\n",
+            receiver.url()
+        ),
+    )
+    .replace(
+        "[server]\nlisten = \"127.0.0.1:0\"\n",
+        &format!("[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN}\"\n"),
+    );
+    std::fs::write(dir.path().join("sluice.toml"), &text).unwrap();
+    let d = TestDaemon::start_with(dir.path(), &text, clock.clone(), None).await;
+    let cli = |url: String| async move {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.args([
+            "reload",
+            "--url",
+            &url,
+            "--config",
+            "/nonexistent/sluice.toml",
+        ])
+        .env("SLUICE_API_KEY", ADMIN);
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let metrics = || async {
+        d.http
+            .get(format!("{}/metrics", d.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let m = metrics().await;
+    assert!(
+        m.contains(&format!(
+            "sluice_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{m}"
+    );
+    assert!(m.contains("sluice_config_last_reload_success 1\n"), "{m}");
+
+    let bad = text.replace(
+        "plan = \"growth\"",
+        "plan = \"growth\"\nlimits = { rate = \"fast\" }",
+    );
+    std::fs::write(dir.path().join("sluice.toml"), &bad).unwrap();
+    let (code, out, err) = cli(d.url.clone()).await;
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(err.starts_with("error: invalid_config (422): "), "{err}");
+    assert!(err.contains("workspaces[0].limits.rate"), "{err}");
+    for _ in 0..1000 {
+        if receiver.count() >= 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let alert = receiver.received()[0].body.clone();
+    assert_eq!(alert["type"], "config_reload_failed", "{alert}");
+    assert!(
+        alert["error"]
+            .as_str()
+            .unwrap()
+            .contains("workspaces[0].limits.rate"),
+        "{alert}"
+    );
+    assert!(
+        alert["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("sluice config reload failed: the running configuration stays\n"),
+        "{alert}"
+    );
+    let m = metrics().await;
+    assert!(m.contains("sluice_config_last_reload_success 0\n"), "{m}");
+    assert!(
+        m.contains(&format!(
+            "sluice_config_last_reload_timestamp_seconds {}.0\n",
+            T0_MS / 1000
+        )),
+        "{m}"
+    );
+
+    std::fs::write(dir.path().join("sluice.toml"), &text).unwrap();
+    let (code, out, err) = cli(d.url.clone()).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("config reloaded (sha256 "), "{out}");
+    assert!(
+        metrics()
+            .await
+            .contains("sluice_config_last_reload_success 1\n")
+    );
+    d.shutdown().await;
+}

@@ -713,7 +713,7 @@ async fn requests_and_dlq_through_the_cli() {
     assert_eq!(code, 0, "{err}");
     let e: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(e["event"]["event_id"], "c1");
-    assert_eq!(err.trim(), "1 entries");
+    assert_eq!(err.trim(), "1 entry");
     let (_, out, err) = sluice(
         &d.url,
         &["dlq", "list", "--destination", "hooks", "--event-id", "c0"],
@@ -735,7 +735,7 @@ async fn requests_and_dlq_through_the_cli() {
     assert_eq!(code, 0);
     assert_eq!(
         out,
-        "Destination  Reason    Count\nhooks        rejected  1\n1 entries\n"
+        "Destination  Reason    Count\nhooks        rejected  1\n1 entry\n"
     );
     let (code, out, _) = sluice(
         &d.url,

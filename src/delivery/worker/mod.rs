@@ -451,18 +451,21 @@ impl Worker {
         // What a commit in flight settles lands in memory before a pause resets it.
         self.drain_commit().await;
         if let Err(e) = self.engine.store.delivery(plan.ops.clone()).await {
-            warn!(destination = %self.id, error = %e, ?change, "could not record a state change; will retry");
+            warn!(destination = %self.id, error = %e, change = change.kind(), "could not record a state change; will retry");
             return;
         }
         let notice = self
             .health
             .accept(plan, &self.ctx.dest.policy.auto_pause, now);
         let dest = &self.ctx.dest;
+        // The note is the operator's text: bounded, and escaped (Debug) so no character
+        // of it can end the line or forge another.
+        let note = notice.note.as_deref().map(crate::alerts::bounded_note);
         if self.health.is_paused() {
-            warn!(destination = %self.id, merchant = %dest.workspace, platform = dest.platform.name(), reason = %notice.reason, kind = notice.kind.name(), "destination paused");
+            warn!(destination = %self.id, merchant = %dest.workspace, platform = dest.platform.name(), reason = %notice.reason, kind = notice.kind.name(), actor = notice.actor, note = ?note.as_deref().unwrap_or(""), "destination paused");
             self.forget_unsent();
         } else {
-            info!(destination = %self.id, merchant = %dest.workspace, platform = dest.platform.name(), "destination resumed");
+            info!(destination = %self.id, merchant = %dest.workspace, platform = dest.platform.name(), reason = %notice.reason, actor = notice.actor, note = ?note.as_deref().unwrap_or(""), "destination resumed");
             self.dest_hold_until = 0;
         }
         self.engine.notify(notice);

@@ -80,7 +80,10 @@ impl Worker {
         let mut settled = Vec::new();
         for item in fresh {
             if expired(&self.ctx, &item, now) {
-                let body = "the event is within 10 minutes of the platform's age limit".to_string();
+                let body = expired_why(&self.ctx, &item, now);
+                if stale_on_arrival(&self.ctx, &item) {
+                    self.engine.metrics.stale_on_arrival(&self.labels, 1);
+                }
                 settled.push((
                     item,
                     Fate::Dlq {
@@ -214,6 +217,60 @@ fn open_event(engine: &Engine, ws: &str, raw: &[u8]) -> Option<StoredEvent> {
         }
     }
     Some(stored)
+}
+
+/// Why an event is expired instead of sent: how far past the platform's age limit it
+/// is (or that it is within the margin of it), or that it waited longer than
+/// `storage.max_backlog_age`.
+fn expired_why(ctx: &DestCtx, item: &Item, now: i64) -> String {
+    use crate::config::format_duration;
+    match ctx.dest.policy.age_limit {
+        Some(limit) => {
+            let limit_ms = limit.as_millis() as i64;
+            let past = now - item.stored.event.event_time * 1000 - limit_ms;
+            let limit = format_duration(limit);
+            if past > 0 {
+                format!(
+                    "the event is {} past the platform's age limit ({limit} after event_time)",
+                    span(past)
+                )
+            } else {
+                format!(
+                    "the event is within {} of the platform's age limit ({limit} after event_time): it would arrive too late",
+                    span(AGE_MARGIN_MS)
+                )
+            }
+        }
+        None => format!(
+            "the event waited {} since it was accepted, longer than storage.max_backlog_age",
+            span(now - item.stored.accepted_ms)
+        ),
+    }
+}
+
+/// A span of time for a message: `3d 4h 10m`, `25m`, `40s` (rounded down to whole
+/// minutes from one minute on).
+fn span(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    if s < 60 {
+        return format!("{s}s");
+    }
+    let (d, h, m) = (s / 86_400, (s % 86_400) / 3600, (s % 3600) / 60);
+    let parts: Vec<String> = [(d, "d"), (h, "h"), (m, "m")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, u)| format!("{n}{u}"))
+        .collect();
+    parts.join(" ")
+}
+
+/// Already past the platform's age limit (less the margin) when sluice accepted it: the
+/// sender's problem, not a backlog's.
+fn stale_on_arrival(ctx: &DestCtx, item: &Item) -> bool {
+    ctx.dest.policy.age_limit.is_some_and(|limit| {
+        item.stored.accepted_ms - item.stored.event.event_time * 1000
+            > limit.as_millis() as i64 - AGE_MARGIN_MS
+    })
 }
 
 /// Past the platform's age limit (less the margin), or `storage.max_backlog_age` for
