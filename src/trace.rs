@@ -155,11 +155,14 @@ fn one(
             .and_then(|(_, raw)| decode_event(&raw).ok())
             .map(|e| e.event)
     };
-    let rows: Vec<(String, HistoryRecord)> = if seq == NO_SEQ {
-        Vec::new()
-    } else {
-        view.history(ws, seq)?
-    };
+    let mut rows: Vec<(String, HistoryRecord)> = Vec::new();
+    if seq != NO_SEQ {
+        for d in cfg.destinations.iter().filter(|d| d.workspace == ws) {
+            if let Some(r) = view.history(&d.id, seq, accepted_ms)? {
+                rows.push((d.id.clone(), r));
+            }
+        }
+    }
     let event_time = event
         .as_ref()
         .map(|e| e.event_time)

@@ -2,12 +2,13 @@
 //! for `storage.dedup_window` so the event trace ([`crate::trace`]) can say what became
 //! of an event after the log behind it was trimmed.
 //!
-//! One row per `(workspace, event sequence, destination)`, written in the settlement
-//! commit that records the fate (no commit of its own): a retry scheduled, a delivery,
-//! a dead-lettering (rejected, retries exhausted, expired, unsendable). A later fate of
-//! the same event overwrites the row. Sequences grow with acceptance, so rows are
-//! appended near the right edge of each workspace's range and trimmed from its left
-//! edge (rows accepted before the window), a slice per housekeeping pass.
+//! One row per `(destination, event sequence)`, written in the settlement commit that
+//! records the fate (no commit of its own): a retry scheduled, a delivery, a
+//! dead-lettering (rejected, retries exhausted, expired, unsendable). A later fate of
+//! the same event overwrites the row. A destination settles in about sequence order,
+//! so its rows are appended at the right edge of its own range (a destination far
+//! behind another never inserts into the middle of the other's rows) and trimmed from
+//! its left edge (rows accepted before the window), a slice per housekeeping pass.
 //!
 //! Nothing in a row identifies a person: the platform's status and request id, the
 //! class, a short excerpt of the error (redacted of the destination's secrets, as the
@@ -18,8 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{ErrorClass, decode_record, encode_record};
 
-/// `(workspace, sequence, destination) → HistoryRecord` (version byte + postcard).
-pub const HISTORY: TableDefinition<(&str, u64, &str), &[u8]> = TableDefinition::new("history");
+/// `(destination, sequence) → HistoryRecord` (version byte + postcard): each
+/// destination's rows are appended at its own right edge (settlements come in about
+/// sequence order per destination), and trimmed from its left edge.
+pub const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("event_history");
 
 /// `(workspace, event name) → ()`: the names a workspace's events have used (the
 /// trace of an id without a name looks under each).
@@ -90,45 +93,42 @@ pub fn decode(b: &[u8]) -> Option<HistoryRecord> {
     decode_record(b).ok()
 }
 
-/// Every destination's row for event `seq` of `ws`.
-pub fn rows<T: ReadableTable<(&'static str, u64, &'static str), &'static [u8]>>(
+/// `dest`'s row for event `seq`, if it is the event accepted at `accepted_ms` (a
+/// destination id used again in another workspace numbers another log).
+pub fn get<T: ReadableTable<(&'static str, u64), &'static [u8]>>(
     t: &T,
-    ws: &str,
+    dest: &str,
     seq: u64,
-) -> Result<Vec<(String, HistoryRecord)>, redb::Error> {
-    let mut out = Vec::new();
-    for row in t.range((ws, seq, "")..=(ws, seq, "\u{10FFFF}"))? {
-        let (k, v) = row?;
-        if let Some(r) = decode(v.value()) {
-            out.push((k.value().2.to_string(), r));
-        }
-    }
-    Ok(out)
+    accepted_ms: i64,
+) -> Result<Option<HistoryRecord>, redb::Error> {
+    Ok(t.get((dest, seq))?
+        .and_then(|v| decode(v.value()))
+        .filter(|r| r.accepted_ms == accepted_ms))
 }
 
 /// Deletes up to `max` rows of events accepted before `cutoff_ms`, oldest first in
-/// each workspace; returns how many went.
+/// each destination; returns how many went.
 pub fn trim(
-    t: &mut redb::Table<(&str, u64, &str), &[u8]>,
+    t: &mut redb::Table<(&str, u64), &[u8]>,
     cutoff_ms: i64,
     max: usize,
 ) -> Result<usize, redb::Error> {
-    let mut gone: Vec<(String, u64, String)> = Vec::new();
-    // One workspace after another, from its first row until its first recent one.
+    let mut gone: Vec<(String, u64)> = Vec::new();
+    // One destination after another, from its first row until its first recent one.
     let mut from = String::new();
     loop {
         let mut next = None;
-        for row in t.range((from.as_str(), 0u64, "")..)? {
+        for row in t.range((from.as_str(), 0u64)..)? {
             if gone.len() >= max {
                 break;
             }
             let (k, v) = row?;
-            let (w, seq, dest) = k.value();
+            let (w, seq) = k.value();
             if decode(v.value()).is_none_or(|r| r.accepted_ms <= cutoff_ms) {
-                gone.push((w.to_string(), seq, dest.to_string()));
+                gone.push((w.to_string(), seq));
                 continue;
             }
-            // Workspace ids hold no NUL: this key sorts after every row of `w`.
+            // Destination ids hold no NUL: this key sorts after every row of `w`.
             let mut n = w.to_string();
             n.push('\u{0}');
             next = Some(n);
@@ -139,8 +139,8 @@ pub fn trim(
             _ => break,
         }
     }
-    for (w, seq, dest) in &gone {
-        t.remove((w.as_str(), *seq, dest.as_str()))?;
+    for (w, seq) in &gone {
+        t.remove((w.as_str(), *seq))?;
     }
     Ok(gone.len())
 }
@@ -163,40 +163,37 @@ mod tests {
     }
 
     #[test]
-    fn trimming_goes_by_accept_time_in_every_workspace_and_stops_at_max() {
+    fn trimming_goes_by_accept_time_in_every_destination_and_stops_at_max() {
         let dir = tempfile::tempdir().unwrap();
         let db = redb::Database::create(dir.path().join("h.redb")).unwrap();
         let w = db.begin_write().unwrap();
         {
             let mut t = w.open_table(HISTORY).unwrap();
-            for (ws, seqs) in [("a", 1..=5u64), ("b", 1..=3), ("c", 10..=12)] {
+            for (dest, seqs) in [("a", 1..=5u64), ("b", 1..=3), ("c", 10..=12)] {
                 for s in seqs {
-                    for dest in ["d1", "d2"] {
-                        // Workspace c is all recent.
-                        let at = if ws == "c" { 1_000 } else { s as i64 * 10 };
-                        t.insert((ws, s, dest), encode(&rec(at)).as_slice())
-                            .unwrap();
-                    }
+                    // Destination c is all recent.
+                    let at = if dest == "c" { 1_000 } else { s as i64 * 10 };
+                    t.insert((dest, s), encode(&rec(at)).as_slice()).unwrap();
                 }
             }
             // a: seqs 1..=3 (≤ 30) old; b: 1..=3 old; c: none.
-            assert_eq!(trim(&mut t, 30, 5).unwrap(), 5, "a slice");
-            assert_eq!(trim(&mut t, 30, 100).unwrap(), 7);
+            assert_eq!(trim(&mut t, 30, 4).unwrap(), 4, "a slice");
+            assert_eq!(trim(&mut t, 30, 100).unwrap(), 2);
             assert_eq!(trim(&mut t, 30, 100).unwrap(), 0);
-            let left: Vec<(String, u64, String)> = t
+            let left: Vec<(String, u64)> = t
                 .iter()
                 .unwrap()
                 .map(|r| {
                     let (k, _) = r.unwrap();
-                    let (w, s, d) = k.value();
-                    (w.to_string(), s, d.to_string())
+                    let (d, s) = k.value();
+                    (d.to_string(), s)
                 })
                 .collect();
-            assert_eq!(left.len(), 4 + 6, "{left:?}");
-            assert!(left.iter().all(|(w, s, _)| w == "c" || *s > 3));
-            assert_eq!(rows(&t, "a", 4).unwrap().len(), 2);
-            assert_eq!(rows(&t, "a", 4).unwrap()[0], ("d1".to_string(), rec(40)));
-            assert!(rows(&t, "b", 2).unwrap().is_empty());
+            assert_eq!(left.len(), 2 + 3, "{left:?}");
+            assert!(left.iter().all(|(d, s)| d == "c" || *s > 3));
+            assert_eq!(get(&t, "a", 4, 40).unwrap(), Some(rec(40)));
+            assert_eq!(get(&t, "a", 4, 41).unwrap(), None, "another event");
+            assert_eq!(get(&t, "b", 2, 20).unwrap(), None, "trimmed");
         }
         w.commit().unwrap();
     }

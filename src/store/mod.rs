@@ -234,11 +234,10 @@ pub enum DeliveryOp {
     },
     /// Appends an audit event to the chain.
     Audit(crate::audit::NewAuditEvent),
-    /// The latest fate of event `seq` of `ws` at `dest` ([`history`]). When
+    /// The latest fate of event `seq` at `dest` ([`history`]). When
     /// `after_dlq_put`, the op before it is this event's `DlqPut` and the row takes the
     /// id the writer gave that entry.
     History {
-        ws: String,
         seq: u64,
         dest: String,
         record: history::HistoryRecord,

@@ -116,14 +116,16 @@ impl View {
         super::dedup::find_in(&t, run, d).map_err(err)
     }
 
-    /// Every destination's history row of event `seq` of `ws` ([`super::history`]).
+    /// `dest`'s history row of event `seq` accepted at `accepted_ms`
+    /// ([`super::history`]).
     pub fn history(
         &self,
-        ws: &str,
+        dest: &str,
         seq: u64,
-    ) -> Result<Vec<(String, super::history::HistoryRecord)>, StoreError> {
+        accepted_ms: i64,
+    ) -> Result<Option<super::history::HistoryRecord>, StoreError> {
         let t = self.txn.open_table(super::history::HISTORY).map_err(err)?;
-        super::history::rows(&t, ws, seq).map_err(err)
+        super::history::get(&t, dest, seq, accepted_ms).map_err(err)
     }
 
     /// The event names `ws` has used (at most [`super::history::MAX_NAMES`]).

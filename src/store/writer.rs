@@ -404,7 +404,6 @@ fn apply_delivery(
                     crate::audit::append(txn, entry)?;
                 }
                 DeliveryOp::History {
-                    ws,
                     seq,
                     dest,
                     record,
@@ -422,7 +421,7 @@ fn apply_delivery(
                     } else {
                         history::encode(record)
                     };
-                    hist.insert((ws.as_str(), *seq, dest.as_str()), v.as_slice())?;
+                    hist.insert((dest.as_str(), *seq), v.as_slice())?;
                 }
                 DeliveryOp::TrimHistory { cutoff_ms } => {
                     let n = history::trim(&mut hist, *cutoff_ms, history::TRIM_SLICE)?;

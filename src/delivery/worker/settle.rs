@@ -169,7 +169,6 @@ pub(super) fn decide(
 
 /// The history row of an event's settled fate.
 fn history_op(
-    ws: &str,
     dest: &str,
     item: &Item,
     fate: HistoryFate,
@@ -178,7 +177,6 @@ fn history_op(
 ) -> DeliveryOp {
     let last = item.last.as_deref();
     DeliveryOp::History {
-        ws: ws.to_string(),
         seq: item.seq,
         dest: dest.to_string(),
         record: HistoryRecord {
@@ -500,14 +498,7 @@ impl Worker {
                 }),
             }
             // Right after its DlqPut: the row takes the id the writer gives that entry.
-            ops.push(history_op(
-                &self.ws,
-                &self.id,
-                item,
-                hfate,
-                after_dlq_put,
-                now,
-            ));
+            ops.push(history_op(&self.id, item, hfate, after_dlq_put, now));
         }
         let done: Vec<u64> = settled
             .iter()
