@@ -356,7 +356,18 @@ fn main() -> ExitCode {
         }
     };
     match cli.cmd {
-        Cmd::Serve { config } => match sluice::config::load(&config) {
+        Cmd::Serve { config } => match sluice::config::create_missing_admin_token_file(&config)
+            .map_err(|e| format!("cannot create server.admin_token_file: {e}"))
+            .and_then(|made| {
+                if let Some(p) = made {
+                    eprintln!(
+                        "created the admin token file {} (mode 0600): the admin API takes it as the bearer token, and the CLI reads it through --config {}",
+                        p.display(),
+                        config.display()
+                    );
+                }
+                sluice::config::load(&config).map_err(|e| e.to_string())
+            }) {
             Ok(cfg) => {
                 init_logging(&cfg.server.log_level);
                 block_on(sluice::app::serve(config, cfg))

@@ -76,6 +76,48 @@ pub fn read_text(path: &Path, max: u64) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())
 }
 
+/// A first start: when the config at `config_path` names a `server.admin_token_file`
+/// that does not exist, creates it with a new random token (64 hex characters, mode
+/// 0600, never replacing a file), so the admin API and the CLI (which reads the same
+/// file through `--config`) work with no other step. Returns its path when it made one;
+/// None when the key is absent, the file exists, or the config does not parse (loading
+/// it reports that).
+pub fn create_missing_admin_token_file(
+    config_path: &Path,
+) -> std::io::Result<Option<std::path::PathBuf>> {
+    let Ok(text) = read_text(config_path, CONFIG_MAX_BYTES) else {
+        return Ok(None);
+    };
+    let Ok(doc) = toml_edit::Document::parse(text.as_str()) else {
+        return Ok(None);
+    };
+    let Some(name) = doc
+        .get("server")
+        .and_then(|s| s.get("admin_token_file"))
+        .and_then(|v| v.as_str())
+        .filter(|v| !v.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let path = match config_path.parent() {
+        Some(dir) if Path::new(name).is_relative() => dir.join(name),
+        _ => Path::new(name).to_path_buf(),
+    };
+    if std::fs::symlink_metadata(&path).is_ok() {
+        return Ok(None);
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    std::io::Write::write_all(&mut f, format!("{}\n", hex::encode(bytes)).as_bytes())?;
+    f.sync_all()?;
+    Ok(Some(path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,7 +37,7 @@ use sha2::{Digest, Sha256};
 
 pub use defaults::{max_batch_limit, plan_limits};
 pub use duration::{format_duration, parse_duration};
-pub use files::{CONFIG_MAX_BYTES, SECRET_MAX_BYTES};
+pub use files::{CONFIG_MAX_BYTES, SECRET_MAX_BYTES, create_missing_admin_token_file};
 pub use scope::scope_key;
 pub use summary::summary;
 pub use types::*;

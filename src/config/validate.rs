@@ -203,6 +203,15 @@ fn secret(
                 return Err(ctx.err(&path, "must name a file"));
             }
             let file = ctx.resolve_path(value);
+            // The admin token, like an unset `admin_token_env`: a file not there (yet)
+            // means no token; `serve` creates it on a first start
+            // ([`super::files::create_missing_admin_token_file`]).
+            if unset_env_is_none
+                && std::fs::symlink_metadata(&file)
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            {
+                return Ok(None);
+            }
             let text = super::files::read_text(&file, super::files::SECRET_MAX_BYTES)
                 .map_err(|e| ctx.err(&path, format!("cannot read file {}: {e}", file.display())))?;
             let trimmed = text.trim_end_matches(['\n', '\r']);

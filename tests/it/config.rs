@@ -637,8 +637,15 @@ fn admin_token_env_unset_disables_admin() {
             .map(sluice::config::Secret::expose),
         Some("lit")
     );
-    // A file is still required to be readable.
-    err("[server]\nadmin_token_file = \"/nonexistent/admin\"\n");
+    // A file that is not there (yet) is no token too (`serve` creates it on a first
+    // start); one that is there must be readable.
+    assert!(
+        ok("[server]\nadmin_token_file = \"/nonexistent/admin\"\n")
+            .server
+            .admin_token
+            .is_none()
+    );
+    err("[server]\nadmin_token_file = \"/\"\n");
 }
 
 #[test]

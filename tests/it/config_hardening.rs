@@ -748,3 +748,45 @@ fn the_parser_never_panics_and_never_echoes_a_secret() {
         panic!("{e}");
     }
 }
+
+/// A first start: `serve` creates the admin token file the config names when it does
+/// not exist (64 hex characters, mode 0600, never replacing one); until then the
+/// config loads with no admin token, like an unset `admin_token_env`. The example
+/// config works this way, so the CLI's admin commands need no other step.
+#[test]
+fn a_missing_admin_token_file_is_created_on_first_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sluice.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nadmin_token_file = \"admin.token\"\n[storage]\npath = \"{}\"\n[[workspaces]]\nid = \"w\"\nplan = \"growth\"\ningest_keys = [\"k_1\"]\n",
+            dir.path().join("s.redb").display()
+        ),
+    )
+    .unwrap();
+    let c = sluice::config::load(&cfg).unwrap();
+    assert!(c.server.admin_token.is_none(), "no file yet: no token");
+    let made = sluice::config::create_missing_admin_token_file(&cfg).unwrap();
+    let path = dir.path().join("admin.token");
+    assert_eq!(made.as_deref(), Some(path.as_path()));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let token = text.trim_end();
+    assert_eq!(token.len(), 64);
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let c = sluice::config::load(&cfg).unwrap();
+    assert_eq!(c.server.admin_token.as_ref().unwrap().expose(), token);
+    // A second start keeps it.
+    assert_eq!(
+        sluice::config::create_missing_admin_token_file(&cfg).unwrap(),
+        None
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    // The example config names one too, and loads without it.
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    assert!(text.contains("\nadmin_token_file = \"admin.token\"\n"));
+}

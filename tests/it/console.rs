@@ -590,6 +590,21 @@ impl Browser {
             .unwrap()
     }
 
+    /// The text of `css` once it reads `want`, reloading the page between looks (the
+    /// state a page shows may be a moment behind the action that changed it).
+    async fn text_becomes(&self, css: &str, want: &str) {
+        let mut last = String::new();
+        for _ in 0..50 {
+            last = self.text(css).await;
+            if last == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            self.client.refresh().await.expect("reload the page");
+        }
+        panic!("{css}: {last:?}, never {want:?}");
+    }
+
     async fn click(&self, css: &str) {
         self.client
             .wait()
@@ -684,7 +699,7 @@ async fn browser_sees_an_auto_pause_and_resumes_it_with_a_reason() {
     b.fill("#resume-reason", "platform fixed, resuming").await;
     b.click("#resume").await;
     assert_eq!(b.text(".notice").await, "Resumed.");
-    assert_eq!(b.text("#state .state").await, "active");
+    b.text_becomes("#state .state", "active").await;
     let first = b.text("#timeline tbody tr:first-child").await;
     assert!(first.contains("manual_resume"), "{first}");
     assert!(first.contains("platform fixed, resuming"), "{first}");
