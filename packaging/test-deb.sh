@@ -23,8 +23,18 @@ note() { echo "note: $*"; }
 step() { echo "-- $* ($(($(date +%s) - t_start)) s)"; }
 
 [ "$(id -u)" = 0 ] || fail "run as root (it installs the package into this machine)"
-if dpkg-query -W -f='${db:Status-Abbrev}' sluice 2>/dev/null | grep -q '^[ih]'; then
-  fail "sluice is already installed here; not touching it"
+# While the package is installed by this test, this file says so: a run that was killed
+# (no trap ran) leaves it, and the next run purges that leftover of its own. Any other
+# installed sluice is someone's real install, left alone.
+marker=/var/lib/sluice-test-deb.installed
+if dpkg-query -W -f='${db:Status-Abbrev}' sluice 2>/dev/null | grep -q '^[ihU]'; then
+  if [ -f "$marker" ]; then
+    note "purging the package a killed test run left installed ($(cat "$marker"))"
+    dpkg -P sluice >/dev/null || fail "could not purge the leftover test install"
+    rm -f "$marker"
+  else
+    fail "sluice is already installed here (not by this test); not touching it"
+  fi
 fi
 
 # --- tools ---------------------------------------------------------------------------------
@@ -52,6 +62,7 @@ cleanup() {
     if [ "$installed" = 1 ] && [ "${SLUICE_TEST_KEEP:-0}" != 1 ]; then
       echo "--- purging the package after the failure"
       dpkg -P sluice >/dev/null 2>&1 || true
+      rm -f "$marker"
     fi
   fi
   rm -rf "$work"
@@ -99,6 +110,7 @@ ok "control: fields, conffiles, maintainer scripts"
 # --- install -------------------------------------------------------------------------------
 step "dpkg -i"
 installed=1
+echo "installed by packaging/test-deb.sh at $(date -u +%FT%TZ)" >"$marker"
 dpkg -i "$deb"
 [ "$(dpkg-query -W -f='${db:Status-Abbrev}' sluice)" = "ii " ] || fail "not installed (ii)"
 ok "installed: $(dpkg-query -W -f='${Package} ${Version}' sluice)"
@@ -296,7 +308,7 @@ daemon_pid=
 [ "$status" = 0 ] || fail "exit status $status after SIGTERM"
 [ "$ms" -lt 10000 ] || fail "took $ms ms to stop (bound: 10 s)"
 ok "SIGTERM → exit 0 in $ms ms"
-expect_stat /var/lib/sluice/sluice.redb sluice:sluice 640
+expect_stat /var/lib/sluice/sluice.redb sluice:sluice 600
 
 step "dpkg -i again (the upgrade path: postinst configure with the old version)"
 sum_before=$(md5sum /etc/sluice/admin-token $conf)
@@ -325,6 +337,7 @@ ok "removed: binary and unit gone; store, edited config and token kept"
 step "dpkg -P"
 dpkg -P sluice
 installed=0
+rm -f "$marker"
 dpkg-query -W -f='${db:Status-Abbrev}' sluice 2>/dev/null | grep -q '^[ihrc]' && fail "still known to dpkg after purge"
 for p in /var/lib/sluice /etc/sluice /etc/default/sluice; do
   [ ! -e "$p" ] || fail "$p still there after purge"

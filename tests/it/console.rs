@@ -605,6 +605,25 @@ impl Browser {
         panic!("{css}: {last:?}, never {want:?}");
     }
 
+    /// The page's notice once it starts with `prefix`. A click on a form's button may
+    /// return before the browser has left the page, whose own notice (of the action
+    /// before) must not be taken for the answer.
+    async fn notice_starting(&self, prefix: &str) -> String {
+        let mut last = String::new();
+        for _ in 0..100 {
+            if let Ok(e) = self.client.find(Locator::Css(".notice")).await
+                && let Ok(t) = e.text().await
+            {
+                if t.starts_with(prefix) {
+                    return t;
+                }
+                last = t;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(".notice: {last:?}, never starting with {prefix:?}");
+    }
+
     async fn click(&self, css: &str) {
         self.client
             .wait()
@@ -698,7 +717,7 @@ async fn browser_sees_an_auto_pause_and_resumes_it_with_a_reason() {
     b.screenshot("destination-paused").await;
     b.fill("#resume-reason", "platform fixed, resuming").await;
     b.click("#resume").await;
-    assert_eq!(b.text(".notice").await, "Resumed.");
+    assert_eq!(b.notice_starting("Resumed").await, "Resumed.");
     b.text_becomes("#state .state", "active").await;
     let first = b.text("#timeline tbody tr:first-child").await;
     assert!(first.contains("manual_resume"), "{first}");
@@ -797,8 +816,7 @@ async fn browser_looks_up_an_event_and_replays_the_dlq_after_a_dry_run() {
     assert_eq!(admin(&r.d, "/v1/destinations/hooks").await["dlq_depth"], 3);
     b.screenshot("dlq-dry-run").await;
     b.click("#confirm").await;
-    let notice = b.text(".notice").await;
-    assert!(notice.starts_with("Replayed 3"), "{notice}");
+    b.notice_starting("Replayed 3").await;
     settled(&r, 6).await;
     until("DLQ empty", || async {
         admin(&r.d, "/v1/destinations/hooks").await["dlq_depth"] == 0
@@ -811,18 +829,13 @@ async fn browser_looks_up_an_event_and_replays_the_dlq_after_a_dry_run() {
     // A test send and a reload, both audited as the console.
     b.click("#test-form input[name=live]").await;
     b.click("#test-form button").await;
-    let notice = b.text(".notice").await;
-    assert!(
-        notice.starts_with("Test send (live): delivered"),
-        "{notice}"
-    );
+    b.notice_starting("Test send (live): delivered").await;
     let audit = admin(&r.d, "/v1/audit?type=destination_test").await;
     assert_eq!(audit["events"][0]["actor"], "console");
     b.click("nav a[href='/console/config']").await;
     assert!(b.text("#last-reload").await.contains("No reload"));
     b.click("#reload-form button").await;
-    let notice = b.text(".notice").await;
-    assert!(notice.starts_with("Reloaded"), "{notice}");
+    b.notice_starting("Reloaded").await;
     assert!(b.text("#last-reload").await.contains("by console: ok"));
     assert!(b.text("#summary").await.contains("config sha256"));
     let audit = admin(&r.d, "/v1/audit?type=config_reloaded").await;

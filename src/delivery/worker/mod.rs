@@ -301,6 +301,8 @@ pub(super) async fn run(mut env: Env) {
             Some((cmd, reply)) = env.commands.recv() => {
                 let now = engine.clock.now_ms();
                 let answer = w.command(cmd, now).await;
+                // What the answer says is what every reader sees from now on.
+                w.publish(&env.snapshot);
                 let _ = reply.send(answer);
             }
         }
