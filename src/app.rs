@@ -162,8 +162,22 @@ impl Daemon {
                 });
             }),
         );
-        let a = alerter.clone();
-        engine.set_notifier(Arc::new(move |n| a.send(notice_alert(&n))));
+        let (a, weak, store) = (
+            alerter.clone(),
+            Arc::downgrade(&engine),
+            intake.store.clone(),
+        );
+        engine.set_notifier(Arc::new(move |mut n: crate::health::Notice| {
+            // A resume says what it will drain and how long that should take.
+            if n.kind == NoticeKind::Resume
+                && let Some(engine) = weak.upgrade()
+            {
+                n.figures = crate::watch::recovery_figures(&engine, &n.destination_id, n.at_ms);
+            }
+            let alert = notice_alert(&n);
+            crate::watch::audit_alert(&store, &alert, n.at_ms);
+            a.send(alert);
+        }));
         let addr = opts.listen.unwrap_or(cfg.server.listen);
         let listener = std::net::TcpListener::bind(addr)
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
@@ -305,6 +319,12 @@ fn start_background_tasks(app: &Arc<App>, stop: &watch::Receiver<bool>) {
     ));
     // The audit chain's head in the log, hourly.
     tokio::spawn(audit_head(app.clone(), stop.clone()));
+    // The watches (silent sources, falling behind, accuracy), every minute.
+    tokio::spawn(crate::watch::run(
+        app.clone(),
+        app.watch_passes.clone(),
+        stop.clone(),
+    ));
     // The console's time series, a sample of every destination every 30 s.
     tokio::spawn(crate::console::sampler::run(app.clone(), stop.clone()));
 }
@@ -330,6 +350,7 @@ fn notice_alert(n: &crate::health::Notice) -> Alert {
         NoticeKind::ProbeFailed => AlertKind::ProbeFailed,
         NoticeKind::Resume => AlertKind::Resume,
         NoticeKind::Pause => AlertKind::Pause,
+        NoticeKind::Warning | NoticeKind::WarningCleared => return crate::watch::warning_alert(n),
     };
     Alert {
         kind,
@@ -343,6 +364,7 @@ fn notice_alert(n: &crate::health::Notice) -> Alert {
         at: crate::clock::rfc3339_ms(n.at_ms),
         actor: Some(n.actor.to_string()),
         note: n.note.as_deref().map(crate::alerts::bounded_note),
+        figures: n.figures.clone(),
     }
 }
 

@@ -56,3 +56,4 @@ pub mod sim;
 pub mod state;
 pub mod store;
 pub mod trace;
+pub mod watch;

@@ -13,7 +13,7 @@ const DEFAULT_CONFIG: &str = "/etc/sluice/sluice.toml";
     name = "sluice",
     version,
     about = "Durable conversion-event relay to ad platforms",
-    after_help = "Client commands (destinations, audit, dlq, events, backup, reload) talk to the \
+    after_help = "Client commands (destinations, audit, dlq, events, report, backup, reload) talk to the \
 running daemon: the URL comes from --url, else server.listen of --config; the admin token \
 from SLUICE_API_KEY, else the admin-token settings of --config. Exit codes: 0 success, \
 1 failure, 2 usage error."
@@ -69,6 +69,14 @@ enum Cmd {
         #[command(subcommand)]
         cmd: EventsCmd,
     },
+    /// Reports over what the daemon counts: `report accuracy` is delivery accuracy per
+    /// destination and hour (talks to the running daemon).
+    Report {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        cmd: ReportCmd,
+    },
     /// Write a consistent copy of the store under storage.backup_dir while the daemon
     /// runs (talks to the running daemon; never overwrites a file); `backup verify FILE`
     /// checks a copy offline.
@@ -99,6 +107,20 @@ enum BackupCmd {
     Verify {
         /// The backup file.
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCmd {
+    /// Per destination and hour of acceptance: events routed, delivered, delivered by a
+    /// DLQ replay, dead-lettered by reason, still pending, and the share delivered.
+    Accuracy {
+        /// From this time (RFC 3339); default 24 hours ago.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this destination.
+        #[arg(long)]
+        destination: Option<String>,
     },
 }
 
@@ -417,6 +439,12 @@ fn main() -> ExitCode {
                 sel.dry_run,
             )
             .await
+        }),
+        Cmd::Report {
+            target,
+            cmd: ReportCmd::Accuracy { since, destination },
+        } => client_command(&target, |c| async move {
+            cli::report_accuracy(&c, since.as_deref(), destination.as_deref()).await
         }),
         Cmd::Events {
             target,

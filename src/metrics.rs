@@ -31,6 +31,13 @@ pub struct DestLabels {
     pub merchant: String,
 }
 
+/// A watched source (issue 18): the workspace, and the event name (`""` for all).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub merchant: String,
+    pub event_name: String,
+}
+
 impl DestLabels {
     pub fn of(d: &crate::config::Destination) -> Self {
         Self {
@@ -167,6 +174,8 @@ pub struct Metrics {
     paused: Family<DestLabels, CountGauge>,
     drain: Family<DestLabels, FloatGauge>,
     expiring: Family<DestLabels, CountGauge>,
+    source_window: Family<SourceLabels, CountGauge>,
+    source_baseline: Family<SourceLabels, CountGauge>,
     windows: Mutex<HashMap<String, Window>>,
     /// Events delivered per destination since the process started (the console's
     /// series takes differences of it).
@@ -292,6 +301,20 @@ impl Metrics {
             "Events rejected per merchant, by SPEC §2 error code",
             ingest_rejected.clone(),
         );
+        let (source_window, source_baseline) = (
+            Family::<SourceLabels, CountGauge>::default(),
+            Family::<SourceLabels, CountGauge>::default(),
+        );
+        registry.register(
+            "source_window_events",
+            "Events accepted over the silent-source window that ended at the last whole minute, per merchant (event_name \"\" for all)",
+            source_window.clone(),
+        );
+        registry.register(
+            "source_baseline_events",
+            "The silent-source baseline: the median of the same window at the same time of day over the last 7 days (absent until a day of counts is kept)",
+            source_baseline.clone(),
+        );
         Self {
             registry,
             deliveries,
@@ -310,6 +333,8 @@ impl Metrics {
             paused,
             drain,
             expiring,
+            source_window,
+            source_baseline,
             windows: Mutex::new(HashMap::new()),
             delivered: Mutex::new(HashMap::new()),
             scrape: Mutex::new(()),
@@ -433,6 +458,23 @@ impl Metrics {
     }
 
     /// Accepted events of a merchant.
+    /// The silent-source watch's last look at one source.
+    pub fn source(&self, merchant: &str, event_name: &str, window: u64, baseline: Option<u64>) {
+        let l = SourceLabels {
+            merchant: merchant.to_string(),
+            event_name: event_name.to_string(),
+        };
+        self.source_window.get_or_create(&l).set(window as i64);
+        match baseline {
+            Some(b) => {
+                self.source_baseline.get_or_create(&l).set(b as i64);
+            }
+            None => {
+                self.source_baseline.remove(&l);
+            }
+        }
+    }
+
     pub fn ingested(&self, merchant: &str, n: u64) {
         if n > 0 {
             self.ingest_events

@@ -105,6 +105,8 @@ pub struct App {
     started: AtomicBool,
     /// Backpressure evaluations finished (tests wait on it).
     pub backpressure_passes: Arc<std::sync::atomic::AtomicU64>,
+    /// Watch passes finished (tests wait on it).
+    pub watch_passes: Arc<std::sync::atomic::AtomicU64>,
     /// Connection cap and timeouts for clients ([`crate::api::serve`]).
     pub http_limits: crate::api::serve::Limits,
     /// The web console's sessions, sign-in limiter and reload notes.
@@ -129,6 +131,7 @@ impl App {
             config_path,
             started: AtomicBool::new(false),
             backpressure_passes: Arc::default(),
+            watch_passes: Arc::default(),
             http_limits: crate::api::serve::Limits::default(),
             console: crate::console::ConsoleState::default(),
         }

@@ -218,6 +218,7 @@ pub async fn run(
                     reason,
                     actor: None,
                     note: None,
+                    figures: Vec::new(),
                     at: crate::clock::rfc3339_ms(at),
                 });
             }

@@ -81,6 +81,28 @@ pub enum AlertKind {
         /// The config file, when known.
         path: Option<String>,
     },
+    /// A watch (issue 18) fired or resolved.
+    Watch(WatchNotice),
+}
+
+/// What a watch says (issue 18): silent source, falling behind, expiry risk, accuracy,
+/// the error-rate warning before a pause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchNotice {
+    /// `silent_source`, `falling_behind`, `expiry_risk`, `accuracy` or
+    /// `error_rate_warning`.
+    pub watch: &'static str,
+    /// The alert's name: the watch, or `<watch>_resolved`.
+    pub name: &'static str,
+    /// What is watched: the workspace, `<workspace>/<event name>`, or the destination.
+    pub subject: String,
+    pub resolved: bool,
+    /// One line: what is wrong (or right again), with its figures.
+    pub summary: String,
+    /// The operator's next step.
+    pub action: String,
+    /// Named figures, one line each.
+    pub figures: Vec<(String, String)>,
 }
 
 impl AlertKind {
@@ -95,6 +117,7 @@ impl AlertKind {
             AlertKind::Backpressure { .. } => "backpressure",
             AlertKind::BackpressureResolved { .. } => "backpressure_resolved",
             AlertKind::ReloadFailed { .. } => "config_reload_failed",
+            AlertKind::Watch(w) => w.name,
         }
     }
 }
@@ -122,6 +145,9 @@ pub struct Alert {
     /// The operator's reason of a manual pause or resume, at most [`NOTE_MAX_CHARS`]
     /// characters (operator text: shown as given, escaped by each channel's format).
     pub note: Option<String>,
+    /// Named figures shown after the standard lines (a resume's backlog and its
+    /// estimated drain time, issue 18).
+    pub figures: Vec<(String, String)>,
 }
 
 impl Alert {
@@ -143,6 +169,34 @@ impl Alert {
             at: crate::clock::rfc3339_ms(at_ms),
             actor: None,
             note: None,
+            figures: Vec::new(),
+        }
+    }
+}
+
+impl Alert {
+    /// A watch's alert: `merchant` is the workspace, `destination` empty for a
+    /// workspace's watch.
+    pub fn watch(
+        w: WatchNotice,
+        merchant: &str,
+        destination: &str,
+        platform: &str,
+        at_ms: i64,
+    ) -> Alert {
+        Alert {
+            reason: w.name.to_string(),
+            kind: AlertKind::Watch(w),
+            merchant_id: merchant.to_string(),
+            destination_id: destination.to_string(),
+            platform: platform.to_string(),
+            error_rate: None,
+            threshold: String::new(),
+            auto_clear_at: None,
+            at: crate::clock::rfc3339_ms(at_ms),
+            actor: None,
+            note: None,
+            figures: Vec::new(),
         }
     }
 }

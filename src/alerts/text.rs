@@ -53,6 +53,7 @@ impl Alert {
             AlertKind::ReloadFailed { .. } => {
                 "sluice config reload failed: the running configuration stays".to_string()
             }
+            AlertKind::Watch(w) => format!("sluice {}: {}", w.name, w.summary),
         }
     }
 
@@ -70,6 +71,7 @@ impl Alert {
                 format!("[sluice] backpressure resolved {metric}: {d} ({m})")
             }
             AlertKind::ReloadFailed { .. } => "[sluice] config reload failed".to_string(),
+            AlertKind::Watch(w) => format!("[sluice] {}: {} ({m})", w.name, w.subject),
         }
     }
 
@@ -83,6 +85,7 @@ impl Alert {
             AlertKind::BackpressureResolved { .. } => {
                 format!("Nothing to do. Should the destination be paused, resume it with: {cmd}")
             }
+            AlertKind::Watch(w) => w.action.clone(),
             AlertKind::ReloadFailed { .. } => "Fix the config file (sluice config check shows what is wrong), then reload again: sluice reload (or systemctl reload sluice).".to_string(),
             AlertKind::Backpressure { .. } => format!(
                 "Check the destination's health (sluice destinations status). If it is paused and the platform is healthy, resume it with: {cmd}"
@@ -118,8 +121,26 @@ impl Alert {
             ));
             return s;
         }
+        if let AlertKind::Watch(w) = &self.kind {
+            let mut line = |k: &str, v: &str| s.push_str(&format!("{k:<13} {v}\n"));
+            line("Merchant:", &self.merchant_id);
+            if !self.destination_id.is_empty() {
+                line("Destination:", &self.destination_id);
+                line("Platform:", &self.platform);
+            }
+            line("Watch:", w.watch);
+            line("Subject:", &w.subject);
+            for (k, v) in &w.figures {
+                line(&format!("{k}:"), v);
+            }
+            line("At:", &self.at);
+            s.push('\n');
+            s.push_str(&self.action());
+            s.push('\n');
+            return s;
+        }
         let mut line = |k: &str, v: &str| {
-            s.push_str(&format!("{k:<14}{v}\n"));
+            s.push_str(&format!("{k:<13} {v}\n"));
         };
         line("Merchant:", &self.merchant_id);
         line("Destination:", &self.destination_id);
@@ -141,6 +162,9 @@ impl Alert {
                 .map(|c| if c.is_control() { ' ' } else { c })
                 .collect();
             line("Note:", &one);
+        }
+        for (k, v) in &self.figures {
+            line(&format!("{k}:"), v);
         }
         if let AlertKind::Backpressure {
             metric,
@@ -175,6 +199,24 @@ impl Alert {
             m.insert("at".into(), json!(self.at));
             return m;
         }
+        if let AlertKind::Watch(w) = &self.kind {
+            m.insert("merchant_id".into(), json!(self.merchant_id));
+            m.insert("destination_id".into(), json!(self.destination_id));
+            m.insert("platform".into(), json!(self.platform));
+            m.insert("watch".into(), json!(w.watch));
+            m.insert("subject".into(), json!(w.subject));
+            m.insert("resolved".into(), json!(w.resolved));
+            m.insert("summary".into(), json!(w.summary));
+            let figures: serde_json::Map<String, Value> = w
+                .figures
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect();
+            m.insert("figures".into(), Value::Object(figures));
+            m.insert("action".into(), json!(self.action()));
+            m.insert("at".into(), json!(self.at));
+            return m;
+        }
         m.insert("merchant_id".into(), json!(self.merchant_id));
         m.insert("destination_id".into(), json!(self.destination_id));
         m.insert("platform".into(), json!(self.platform));
@@ -198,6 +240,14 @@ impl Alert {
             m.insert("metric".into(), json!(metric));
             m.insert("value".into(), json!(value));
             m.insert("limit".into(), json!(limit));
+        }
+        if !self.figures.is_empty() {
+            let figures: serde_json::Map<String, Value> = self
+                .figures
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect();
+            m.insert("figures".into(), Value::Object(figures));
         }
         m.insert("resume_command".into(), json!(self.resume_command()));
         m.insert("action".into(), json!(self.action()));
@@ -237,6 +287,11 @@ impl Alert {
                 format!("{}:{metric}", self.destination_id)
             }
             AlertKind::ReloadFailed { .. } => "config:reload".to_string(),
+            // One incident per workspace and watch (and what it watches in it).
+            AlertKind::Watch(w) if w.subject == self.merchant_id => {
+                format!("{}:{}", self.merchant_id, w.watch)
+            }
+            AlertKind::Watch(w) => format!("{}:{}:{}", self.merchant_id, w.watch, w.subject),
         }
     }
 
@@ -247,7 +302,11 @@ impl Alert {
         let severity = match &self.kind {
             AlertKind::Pause | AlertKind::ProbeFailed | AlertKind::ReloadFailed { .. } => "error",
             AlertKind::Backpressure { .. } => "warning",
-            AlertKind::Resume | AlertKind::BackpressureResolved { .. } => {
+            AlertKind::Watch(w) if !w.resolved => match w.watch {
+                "silent_source" | "falling_behind" => "error",
+                _ => "warning",
+            },
+            AlertKind::Resume | AlertKind::BackpressureResolved { .. } | AlertKind::Watch(_) => {
                 return json!({
                     "routing_key": routing_key,
                     "event_action": "resolve",
@@ -303,6 +362,7 @@ mod tests {
             at: "2026-11-02T12:00:00.000Z".into(),
             actor: Some("system_worker".into()),
             note: None,
+            figures: Vec::new(),
         }
     }
 

@@ -231,7 +231,7 @@ pub(super) fn known(app: &App, id: &str) -> ApiResult<()> {
     }
 }
 
-pub(super) fn not_found(id: &str) -> ApiError {
+pub(crate) fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!(
         "no destination {id:?}: list them with GET /v1/destinations"
     ))

@@ -16,7 +16,7 @@ use crate::delivery::dlq::{self, Selector};
 use crate::state::App;
 use crate::store::codec::ErrorClass;
 
-fn parse_time(field: &str, v: Option<&String>) -> ApiResult<Option<i64>> {
+pub(crate) fn parse_time(field: &str, v: Option<&String>) -> ApiResult<Option<i64>> {
     match v {
         None => Ok(None),
         Some(s) => time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)

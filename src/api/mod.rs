@@ -61,6 +61,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/auto-pause-events", get(admin::auto_pause_events))
         .route("/v1/admin/reload", post(admin::reload))
         .route("/v1/admin/backup", post(admin::backup))
+        .route("/v1/accuracy", get(crate::watch::accuracy::get_accuracy))
         .route("/v1/dlq", get(dlq::list))
         .route("/v1/dlq/summary", get(dlq::summary))
         .route("/v1/dlq/replay", post(dlq::replay))

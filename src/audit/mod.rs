@@ -79,6 +79,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "destination_purge",
     "destination_test",
     "console_sign_in_failed",
+    "watch_alert",
 ];
 
 /// The latest time [`rfc3339_ms`] can print: 9999-12-31T23:59:59.999Z.
@@ -112,6 +113,8 @@ pub enum AuditType {
     DestinationTest,
     /// A failed sign-in to the web console (issue 16).
     ConsoleSignInFailed,
+    /// A watch fired or resolved (issue 18).
+    WatchAlert,
 }
 
 impl AuditType {
@@ -129,6 +132,7 @@ impl AuditType {
             AuditType::DestinationPurge => "destination_purge",
             AuditType::DestinationTest => "destination_test",
             AuditType::ConsoleSignInFailed => "console_sign_in_failed",
+            AuditType::WatchAlert => "watch_alert",
         }
     }
 }

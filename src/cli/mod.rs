@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
 
+mod report;
 mod trace;
+pub use report::{render_accuracy, report_accuracy};
 pub use trace::{events_trace, render_trace};
 
 /// Where the daemon is and how to authenticate.

@@ -125,6 +125,7 @@ pub fn builtin_policy(p: Platform) -> PlatformPolicy {
             reprobe: Duration::from_secs(30 * MIN),
             probe_requests: 5,
         },
+        watch: super::WatchPolicy::default(),
     }
 }
 

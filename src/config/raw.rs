@@ -74,6 +74,17 @@ pub struct RawPolicy {
     pub rates: Option<Vec<RawRate>>,
     pub retry: Option<RawRetry>,
     pub auto_pause: Option<RawAutoPause>,
+    pub watch: Option<RawWatch>,
+}
+
+/// `policy.watch` (issue 18): the watches of one destination.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWatch {
+    pub max_lag: Option<String>,
+    pub warn_at: Option<f64>,
+    pub alert_cooldown: Option<String>,
+    pub min_accuracy: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -116,6 +127,19 @@ pub struct RawWorkspace {
     pub ingest_keys_env: Option<String>,
     pub ingest_keys_file: Option<String>,
     pub limits: Option<RawLimits>,
+    pub silent_source: Option<RawSilentSource>,
+}
+
+/// A workspace's `silent_source` watch (issue 18).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSilentSource {
+    pub enabled: Option<bool>,
+    pub window: Option<String>,
+    pub min_ratio: Option<f64>,
+    pub min_baseline: Option<i64>,
+    pub min_events: Option<i64>,
+    pub event_names: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -207,6 +207,22 @@ pub struct PlatformPolicy {
     pub rates: Vec<Rate>,
     pub retry: RetryPolicy,
     pub auto_pause: AutoPausePolicy,
+    pub watch: WatchPolicy,
+}
+
+/// `policy.watch` (issue 18): what the watches judge of one destination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchPolicy {
+    /// Alert when the oldest queued event of an active destination is older than this
+    /// (None: `none`, never).
+    pub max_lag: Option<Duration>,
+    /// Warn once when the error rate reaches this share of `auto_pause.threshold`
+    /// (0: no warning).
+    pub warn_at: f64,
+    /// After a warning or a recovery, no other warning for this long.
+    pub alert_cooldown: Duration,
+    /// Alert when the share delivered of a finished hour is below this (None: off).
+    pub min_accuracy: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -226,6 +242,49 @@ pub struct Workspace {
     pub ingest_keys: Vec<Secret>,
     /// Plan defaults overridden by `limits`.
     pub limits: WorkspaceLimits,
+    pub silent_source: SilentSource,
+}
+
+/// A workspace's `silent_source` watch (issue 18): alert when fewer events arrive over
+/// `window` than usual (the median of the same window at the same time of day over the
+/// last 7 days), or than a fixed minimum.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SilentSource {
+    pub enabled: bool,
+    pub window: Duration,
+    /// Alert below this share of the baseline.
+    pub min_ratio: f64,
+    /// ... only while the baseline is at least this many events.
+    pub min_baseline: u64,
+    /// A fixed minimum over the window (0: none): alert below it whatever the baseline.
+    pub min_events: u64,
+    /// Event names also watched on their own (a stopped `Purchase` while `PageView`
+    /// flows is a broken checkout tag).
+    pub event_names: Vec<String>,
+}
+
+impl Default for SilentSource {
+    fn default() -> Self {
+        SilentSource {
+            enabled: true,
+            window: Duration::from_secs(15 * 60),
+            min_ratio: 0.2,
+            min_baseline: 100,
+            min_events: 0,
+            event_names: Vec::new(),
+        }
+    }
+}
+
+impl Default for WatchPolicy {
+    fn default() -> Self {
+        WatchPolicy {
+            max_lag: Some(Duration::from_secs(3600)),
+            warn_at: 0.8,
+            alert_cooldown: Duration::from_secs(3600),
+            min_accuracy: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -22,9 +22,11 @@ use super::raw::{
 use super::spans::SpanIndex;
 use super::types::{
     AlertsConfig, Backpressure, Config, Destination, EmailAlert, IngestConfig, PagerDutyAlert,
-    Plan, Platform, PlatformPolicy, Rate, RateScope, RateUnit, Secret, ServerConfig, SlackAlert,
-    StorageConfig, WebhookAlert, Workspace,
+    Plan, Platform, PlatformPolicy, Rate, RateScope, RateUnit, Secret, ServerConfig, SilentSource,
+    SlackAlert, StorageConfig, WebhookAlert, Workspace,
 };
+
+mod watches;
 
 type R<T> = Result<T, ConfigError>;
 
@@ -603,6 +605,9 @@ impl Layered {
         if let Some(a) = &raw.auto_pause {
             self.apply_auto_pause(ctx, a, &join(path, "auto_pause"))?;
         }
+        if let Some(w) = &raw.watch {
+            watches::apply_watch(ctx, &mut self.p.watch, w, &join(path, "watch"))?;
+        }
         Ok(())
     }
 
@@ -857,11 +862,16 @@ fn workspaces(
                 limits.monthly_cap = ctx.nonneg(&join(&lp, "monthly_cap"), v)?;
             }
         }
+        let silent_source = match &w.silent_source {
+            Some(s) => watches::silent_source(ctx, s, &join(&path, "silent_source"))?,
+            None => SilentSource::default(),
+        };
         out.push(Workspace {
             id: w.id.clone(),
             plan,
             ingest_keys,
             limits,
+            silent_source,
         });
     }
     Ok(out)

@@ -276,14 +276,33 @@ impl Engine {
             .iter()
             .map(|d| (d.id.clone(), backlog::route_of(d)))
             .collect();
+        let watched: HashMap<String, Vec<String>> = cfg
+            .workspaces
+            .iter()
+            .filter(|w| w.silent_source.enabled && !w.silent_source.event_names.is_empty())
+            .map(|w| (w.id.clone(), w.silent_source.event_names.clone()))
+            .collect();
         let old = self.routing.load_full();
-        if old.version > 0 && old.dests == dests {
+        let moved = old.version == 0 || old.dests != dests;
+        if !moved && old.watched == watched {
             return;
         }
         self.routing.store(Arc::new(crate::store::backlog::Routing {
-            version: old.version + 1,
+            version: old.version + u64::from(moved),
             dests,
+            watched,
         }));
+    }
+
+    /// A destination's pending events now (its backlog summary; a resume's alert).
+    pub fn depth(
+        &self,
+        d: &Destination,
+        now: i64,
+        max_backlog_age_ms: i64,
+    ) -> Result<u64, crate::store::StoreError> {
+        let view = self.store.view()?;
+        Ok(self.backlog(&view, d, now, max_backlog_age_ms)?.depth)
     }
 
     /// The SPEC §10 gauges of every configured destination, now: the worker's live

@@ -138,6 +138,10 @@ pub enum NoticeKind {
     Pause,
     ProbeFailed,
     Resume,
+    /// The error rate reached `watch.warn_at` of the threshold (issue 18).
+    Warning,
+    /// After a warning, the rate fell back below the warning level.
+    WarningCleared,
 }
 
 impl NoticeKind {
@@ -146,6 +150,8 @@ impl NoticeKind {
             NoticeKind::Pause => "pause",
             NoticeKind::ProbeFailed => "probe_failed",
             NoticeKind::Resume => "resume",
+            NoticeKind::Warning => "warning",
+            NoticeKind::WarningCleared => "warning_cleared",
         }
     }
 }
@@ -166,6 +172,8 @@ pub struct Notice {
     pub actor: &'static str,
     /// The operator's reason of a manual pause or resume (their own text).
     pub note: Option<String>,
+    /// Named figures for the alert (filled in by whoever sends it).
+    pub figures: Vec<(String, String)>,
 }
 
 /// Applies `change` to `state` and returns the writes that record it (state, row,
@@ -320,6 +328,7 @@ pub fn apply(
         at_ms: now_ms,
         actor: actor.name(),
         note: note.clone(),
+        figures: Vec::new(),
     };
     (ops, notice)
 }

@@ -64,6 +64,7 @@ fn dest(platform: Platform, event_map: &[(&str, &str)]) -> Destination {
                 reprobe: Duration::from_secs(1800),
                 probe_requests: 5,
             },
+            watch: crate::config::WatchPolicy::default(),
         },
     }
 }

@@ -59,7 +59,7 @@ impl DestRoute {
         h.finish()
     }
 
-    fn routes(&self, dest: &str, name: &str, destinations: &[String]) -> bool {
+    pub fn routes(&self, dest: &str, name: &str, destinations: &[String]) -> bool {
         (destinations.is_empty() || destinations.iter().any(|d| d == dest))
             && self
                 .events
@@ -82,6 +82,9 @@ impl DestRoute {
 pub struct Routing {
     pub version: u64,
     pub dests: HashMap<String, DestRoute>,
+    /// Each workspace's `silent_source.event_names` (counted per minute, issue 18);
+    /// a change here does not move `version` (no summary depends on it).
+    pub watched: HashMap<String, Vec<String>>,
 }
 
 /// Shared between the engine (writes it on sync) and the writer (reads it per commit).
@@ -135,7 +138,7 @@ const WALK_SLICE: usize = 20_000;
 /// The writer's side: summaries touched in this commit, written back at its end.
 #[derive(Default)]
 pub struct Backlogs {
-    routing: SharedRouting,
+    pub(super) routing: SharedRouting,
     version: Option<u64>,
     cache: HashMap<String, Option<Summary>>,
     deltas: HashMap<(String, i64), i64>,

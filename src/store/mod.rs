@@ -41,6 +41,7 @@ pub mod history;
 pub mod log;
 pub mod series;
 pub mod view;
+pub mod watch;
 mod writer;
 
 use std::path::PathBuf;
@@ -101,6 +102,8 @@ pub fn visit_tables(v: &mut impl TableVisitor) -> Result<(), redb::Error> {
     v.visit(history::HISTORY)?;
     v.visit(history::EVENT_NAMES)?;
     v.visit(series::SERIES)?;
+    v.visit(watch::SOURCE_COUNTS)?;
+    v.visit(watch::ACCURACY)?;
     v.visit(crate::audit::AUDIT)
 }
 
@@ -242,6 +245,9 @@ pub enum DeliveryOp {
         dest: String,
         record: history::HistoryRecord,
         after_dlq_put: bool,
+        /// The event came back from the DLQ (a replay): delivered, it counts as
+        /// recovered in the accuracy table ([`watch`]).
+        replayed: bool,
     },
     /// Deletes history rows of events accepted at or before `cutoff_ms` (a slice).
     TrimHistory {

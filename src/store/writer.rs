@@ -242,9 +242,18 @@ impl Writer {
                 },
             };
             self.backlogs.begin(&mut t.b)?;
+            let mut tally = super::watch::Tally::default();
             if !delivery.is_empty() {
-                apply_delivery(&txn, &mut t, &mut self.backlogs, &mut self.trims, delivery)?;
+                apply_delivery(
+                    &txn,
+                    &mut t,
+                    &mut self.backlogs,
+                    &mut self.trims,
+                    &mut tally,
+                    delivery,
+                )?;
             }
+            let routing = self.backlogs.routing.load_full();
             trim_slice(&mut t, &mut self.trims)?;
             let mut dlog = txn.open_table(DEDUP_LOG)?;
             let mut monthly_add: HashMap<(Arc<str>, u32), u64> = HashMap::new();
@@ -264,6 +273,7 @@ impl Writer {
                 self.note_names(&mut names_t, &b.workspace, &b.metas)?;
                 self.backlogs
                     .on_append(&t.b, ws, next, b.accepted_ms, &b.metas)?;
+                tally.appended(&routing, ws, b.accepted_ms, &b.metas);
                 logged.push(Some((
                     next,
                     self.maint.log(&mut dlog, b.accepted_ms, next, &b.digests)?,
@@ -277,6 +287,12 @@ impl Writer {
             for ((ws, month), n) in monthly_add {
                 let cur = monthly.get((&*ws, month))?.map_or(0, |v| v.value());
                 monthly.insert((&*ws, month), cur + n)?;
+            }
+            if !tally.is_empty() {
+                tally.write(
+                    &mut txn.open_table(super::watch::SOURCE_COUNTS)?,
+                    &mut txn.open_table(super::watch::ACCURACY)?,
+                )?;
             }
             self.backlogs.walk(&mut t.b)?;
             self.backlogs.finish(&mut t.b)?;
@@ -308,6 +324,7 @@ fn apply_delivery(
     t: &mut Tables,
     backlogs: &mut Backlogs,
     trims: &mut HashMap<String, u64>,
+    tally: &mut super::watch::Tally,
     delivery: &[(Vec<DeliveryOp>, Reply)],
 ) -> Result<(), redb::Error> {
     let mut retries = txn.open_table(RETRIES)?;
@@ -408,7 +425,24 @@ fn apply_delivery(
                     dest,
                     record,
                     after_dlq_put,
+                    replayed,
                 } => {
+                    use super::watch::Settled;
+                    match (&record.fate, replayed) {
+                        (HistoryFate::Delivered, false) => {
+                            tally.settled(dest, record.accepted_ms, Settled::Delivered);
+                        }
+                        (HistoryFate::Delivered, true) => {
+                            tally.settled(dest, record.accepted_ms, Settled::Recovered);
+                        }
+                        // Dead-lettered again after a replay: counted the first time.
+                        (HistoryFate::DeadLettered { class, .. }, false) => tally.settled(
+                            dest,
+                            record.accepted_ms,
+                            Settled::DeadLettered(class.name()),
+                        ),
+                        _ => {}
+                    }
                     let v = if *after_dlq_put
                         && let HistoryFate::DeadLettered { class, .. } = &record.fate
                     {

@@ -415,6 +415,7 @@ fn pause_alert() -> Alert {
         at: "2026-11-02T12:00:00.000Z".into(),
         actor: Some("system_worker".into()),
         note: None,
+        figures: Vec::new(),
     }
 }
 

@@ -46,18 +46,7 @@ credentials = {{ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }}
 }
 
 async fn sluice(url: &str, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    cmd.args(args)
-        .args(["--url", url, "--config", "/nonexistent/sluice.toml"])
-        .env("SLUICE_API_KEY", ADMIN);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    sluice_cli(url, ADMIN, args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -418,14 +407,22 @@ async fn unknown_ids_are_errors_through_the_cli() {
 async fn help_lists_client_commands_and_dlq_list_refuses_dry_run() {
     let (code, out, _) = sluice("http://127.0.0.1:9", &["--help"]).await;
     assert_eq!(code, 0);
-    for c in ["destinations", "audit", "dlq", "events", "backup", "reload"] {
+    for c in [
+        "destinations",
+        "audit",
+        "dlq",
+        "events",
+        "report",
+        "backup",
+        "reload",
+    ] {
         assert!(
             out.contains(&format!("  {c} ")),
             "{c} missing from the commands: {out}"
         );
     }
     assert!(
-        out.contains("Client commands (destinations, audit, dlq, events, backup, reload)"),
+        out.contains("Client commands (destinations, audit, dlq, events, report, backup, reload)"),
         "{out}"
     );
     let (code, _, err) = sluice(

@@ -39,3 +39,4 @@ mod retention;
 mod storage_fault;
 mod test_send;
 mod trace;
+mod watches;

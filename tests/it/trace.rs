@@ -69,18 +69,7 @@ async fn trace(d: &TestDaemon, id: &str) -> (u16, Value) {
 }
 
 async fn cli(url: &str, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
-    cmd.args(args)
-        .args(["--url", url, "--config", "/nonexistent/sluice.toml"])
-        .env("SLUICE_API_KEY", "admin_test_token");
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    sluice_cli(url, "admin_test_token", args).await
 }
 
 /// The fate of the (one) event at `dest`.

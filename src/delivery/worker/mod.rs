@@ -21,6 +21,7 @@ mod batch;
 mod read;
 pub(super) mod send;
 mod settle;
+mod warn;
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -185,6 +186,8 @@ pub(super) struct Worker {
     committing: Option<Committing>,
     /// Set while the store refuses commits: nothing is sent, commits are retried.
     store_hold: StoreHold,
+    /// The warning before a pause (issue 18).
+    warn: warn::WarnState,
 }
 
 pub(super) async fn run(mut env: Env) {
@@ -368,6 +371,7 @@ impl Worker {
             queued: Settlement::default(),
             committing: None,
             store_hold: StoreHold::default(),
+            warn: warn::WarnState::default(),
         })
     }
 
@@ -427,6 +431,7 @@ impl Worker {
                 if let Err(e) = self.engine.store.delivery(ops).await {
                     warn!(destination = %self.id, error = %e, "could not record an evaluation");
                 }
+                self.after_evaluation(now);
             }
             Tick::Change(c) => self.transition(c, now).await,
         }
@@ -471,6 +476,7 @@ impl Worker {
             self.dest_hold_until = 0;
         }
         self.engine.notify(notice);
+        self.after_transition(now);
     }
 
     /// While paused, nothing is held in memory: the backlog is the log from the cursor

@@ -190,6 +190,7 @@ fn history_op(
             error: last.and_then(|l| l.error.clone()),
         },
         after_dlq_put,
+        replayed: item.dlq_id.is_some(),
     }
 }
 

@@ -365,6 +365,7 @@ pub fn contract_policy(max_batch: u32) -> PlatformPolicy {
             reprobe: std::time::Duration::from_secs(1800),
             probe_requests: 5,
         },
+        watch: sluice::config::WatchPolicy::default(),
     }
 }
 
@@ -491,6 +492,24 @@ pub async fn drive(clock: &ManualClock, server: &SimServer, n: usize) {
 }
 
 /// GET an admin route with the daemon's admin token; it must answer 200.
+/// Runs the `sluice` binary's client command `args` against the daemon at `url` with
+/// `admin` as its token (and a config file that does not exist, so nothing else is
+/// read): exit code, stdout, stderr.
+pub async fn sluice_cli(url: &str, admin: &str, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.args(args)
+        .args(["--url", url, "--config", "/nonexistent/sluice.toml"])
+        .env("SLUICE_API_KEY", admin);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub async fn admin_get(d: &TestDaemon, path: &str) -> Value {
     let mut req = d.http.get(format!("{}{path}", d.url));
     if let Some(t) = &d.admin_token {
