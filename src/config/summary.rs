@@ -73,6 +73,28 @@ pub fn summary(cfg: &Config) -> String {
             limit(w.limits.burst),
             limit(w.limits.monthly_cap),
         );
+        let ss = &w.silent_source;
+        let _ = if ss.enabled {
+            writeln!(
+                s,
+                "    silent source: alert under {}% of the 7-day baseline over {} (baseline at least {}){}{}",
+                (ss.min_ratio * 1000.0).round() / 10.0,
+                format_duration(ss.window),
+                ss.min_baseline,
+                if ss.min_events > 0 {
+                    format!(", or under {} events", ss.min_events)
+                } else {
+                    String::new()
+                },
+                if ss.event_names.is_empty() {
+                    String::new()
+                } else {
+                    format!("; also {}", ss.event_names.join(", "))
+                },
+            )
+        } else {
+            writeln!(s, "    silent source: off")
+        };
     }
     let _ = writeln!(s, "destinations ({}):", cfg.destinations.len());
     for d in &cfg.destinations {
@@ -106,6 +128,24 @@ pub fn summary(cfg: &Config) -> String {
             ap.min_samples,
             format_duration(ap.auto_clear),
             format_duration(ap.reprobe),
+        );
+        let w = &p.watch;
+        let _ = writeln!(
+            s,
+            "    watches: behind after {}; warn at {}; cooldown {}; accuracy {}",
+            w.max_lag.map_or("never".to_string(), format_duration),
+            if w.warn_at > 0.0 {
+                format!(
+                    "{}% errors",
+                    (w.warn_at * ap.threshold * 1000.0).round() / 10.0
+                )
+            } else {
+                "never".to_string()
+            },
+            format_duration(w.alert_cooldown),
+            w.min_accuracy.map_or("not watched".to_string(), |m| {
+                format!("at least {}% per hour", (m * 1000.0).round() / 10.0)
+            }),
         );
     }
     let a = &cfg.alerts;

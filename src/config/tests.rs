@@ -164,3 +164,84 @@ fn env_names_are_quoted_only_when_they_look_like_one() {
         assert!(!validate::conventional_env_name(name), "{name}");
     }
 }
+
+#[test]
+fn watches_merge_like_policies_and_refuse_what_is_out_of_range() {
+    let ws = "[[workspaces]]\nid = \"w\"\nplan = \"growth\"\ningest_keys = [\"k\"]\n";
+    let dest = "[[destinations]]\nid = \"d\"\nworkspace = \"w\"\nplatform = \"webhook\"\n\
+        endpoint = \"http://127.0.0.1:9/h\"\ncredentials = { signing_secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\" }\n";
+    // Defaults: on, nothing surprising.
+    let c = parse(&format!("{ws}{dest}"), None, &no_env).expect("valid");
+    let w = &c.destinations[0].policy.watch;
+    assert_eq!(w, &WatchPolicy::default());
+    assert_eq!(w.max_lag, Some(Duration::from_secs(3600)));
+    assert_eq!((w.warn_at, w.min_accuracy), (0.8, None));
+    assert_eq!(c.workspaces[0].silent_source, SilentSource::default());
+    // Platform then destination, key by key (any plan).
+    let text = format!(
+        "[platforms.webhook]\nwatch = {{ max_lag = \"10m\", warn_at = 0.5 }}\n{ws}{dest}\
+         policy = {{ watch = {{ max_lag = \"none\", min_accuracy = 0.95 }} }}\n"
+    );
+    let c = parse(&text, None, &no_env).expect("valid");
+    let w = &c.destinations[0].policy.watch;
+    assert_eq!(
+        (w.max_lag, w.warn_at, w.min_accuracy),
+        (None, 0.5, Some(0.95))
+    );
+    // Out of range, each at its key path.
+    for (bad, path) in [
+        (
+            "policy = { watch = { warn_at = 1.0 } }",
+            "destinations[0].policy.watch.warn_at",
+        ),
+        (
+            "policy = { watch = { max_lag = \"10s\" } }",
+            "destinations[0].policy.watch.max_lag",
+        ),
+        (
+            "policy = { watch = { min_accuracy = 0.0 } }",
+            "destinations[0].policy.watch.min_accuracy",
+        ),
+    ] {
+        let e = err(&format!("{ws}{dest}{bad}\n"));
+        assert_eq!(e.key_path.as_deref(), Some(path), "{e}");
+    }
+    for (bad, path) in [
+        (
+            "silent_source = { window = \"1m\" }",
+            "workspaces[0].silent_source.window",
+        ),
+        (
+            "silent_source = { window = \"15m30s\" }",
+            "workspaces[0].silent_source.window",
+        ),
+        (
+            "silent_source = { min_ratio = 1.5 }",
+            "workspaces[0].silent_source.min_ratio",
+        ),
+        (
+            "silent_source = { event_names = [\"Purchase\", \"Purchase\"] }",
+            "workspaces[0].silent_source.event_names[1]",
+        ),
+        (
+            "silent_source = { event_names = [\" \"] }",
+            "workspaces[0].silent_source.event_names[0]",
+        ),
+        (
+            "silent_source = { speed = 1 }",
+            "workspaces[0].silent_source.speed",
+        ),
+    ] {
+        let e = err(&format!("{ws}{bad}\n{dest}"));
+        assert_eq!(e.key_path.as_deref(), Some(path), "{e}");
+    }
+    let c = parse(
+        &format!("{ws}silent_source = {{ enabled = false, event_names = [\"Purchase\"] }}\n{dest}"),
+        None,
+        &no_env,
+    )
+    .expect("valid");
+    let s = &c.workspaces[0].silent_source;
+    assert!(!s.enabled);
+    assert_eq!(s.event_names, ["Purchase"]);
+}
