@@ -627,47 +627,39 @@ fn dest_url(id: &str) -> String {
     )
 }
 
-async fn pause(
-    State(app): State<Arc<App>>,
-    s: Signed,
-    Path(id): Path<String>,
-    FormMap(form): FormMap,
-) -> Response {
-    if let Err(r) = s.check(&form) {
-        return r;
-    }
-    let r = crate::api::admin::pause_destination(
-        State(app),
-        CONSOLE,
-        Path(id.clone()),
-        reason_body(&form),
-    )
-    .await;
-    match json_of(r).await {
-        Ok(_) => back(&dest_url(&id), "Paused."),
-        Err(e) => back(&dest_url(&id), &format!("Not paused: {}", e.message())),
-    }
+/// A pause or resume from the destination page: the API's own handler, as `console`.
+async fn pause(state: State<Arc<App>>, s: Signed, id: Path<String>, form: FormMap) -> Response {
+    state_change(state, s, id, form, true).await
 }
 
-async fn resume(
+async fn resume(state: State<Arc<App>>, s: Signed, id: Path<String>, form: FormMap) -> Response {
+    state_change(state, s, id, form, false).await
+}
+
+async fn state_change(
     State(app): State<Arc<App>>,
     s: Signed,
     Path(id): Path<String>,
     FormMap(form): FormMap,
+    pause: bool,
 ) -> Response {
     if let Err(r) = s.check(&form) {
         return r;
     }
-    let r = crate::api::admin::resume_destination(
-        State(app),
-        CONSOLE,
-        Path(id.clone()),
-        reason_body(&form),
-    )
-    .await;
+    let (app, path, body) = (State(app), Path(id.clone()), reason_body(&form));
+    let r = if pause {
+        crate::api::admin::pause_destination(app, CONSOLE, path, body).await
+    } else {
+        crate::api::admin::resume_destination(app, CONSOLE, path, body).await
+    };
+    let (done, not) = if pause {
+        ("Paused.", "Not paused")
+    } else {
+        ("Resumed.", "Not resumed")
+    };
     match json_of(r).await {
-        Ok(_) => back(&dest_url(&id), "Resumed."),
-        Err(e) => back(&dest_url(&id), &format!("Not resumed: {}", e.message())),
+        Ok(_) => back(&dest_url(&id), done),
+        Err(e) => back(&dest_url(&id), &format!("{not}: {}", e.message())),
     }
 }
 

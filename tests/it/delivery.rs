@@ -1,43 +1,20 @@
 //! Delivery (SPEC §3) against the platform simulators, under a manual clock that also
 //! drives linger, retry due times, throttle holds, latency and timeouts.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::*;
 use serde_json::{Value, json};
 use sluice::clock::{Clock, ManualClock};
 use sluice::config::Platform;
-use sluice::sim::{self, Fault, FaultScript, RetryAfter, Rule, SimServer};
+use sluice::sim::{Fault, FaultScript, RetryAfter, Rule};
 
 const ADMIN: &str = "admin_test_token";
 const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-/// Polls `f` (real time, for asynchronous work to land; the clock does not move).
-/// Waits until `dest`'s worker has `n` requests answered by `server` and none in flight
-/// (so their outcomes are settled and any retry is scheduled on the clock's current time).
-async fn settled(d: &TestDaemon, dest: &str, server: &SimServer, n: usize) {
-    let app = d.daemon.as_ref().unwrap().app.clone();
-    eventually(&format!("{n} answered requests settled"), || {
-        let answered = server.received().iter().filter(|r| r.status != 0).count();
-        let idle = app
-            .engine
-            .snapshot(dest)
-            .is_some_and(|s| s.requests_in_flight == 0 && s.unsettled == 0);
-        answered == n && idle
-    })
-    .await;
-}
-
 /// Lets the daemon run for a moment of real time without moving the clock.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(60)).await;
-}
-
-async fn sim(p: Platform, clock: &Arc<ManualClock>, script: FaultScript) -> SimServer {
-    sim::start(p, "127.0.0.1:0".parse().unwrap(), clock.clone(), script)
-        .await
-        .unwrap()
 }
 
 fn base_config(dir: &std::path::Path, destinations: &str) -> String {
@@ -78,7 +55,7 @@ credentials = {{ signing_secret = "{WHSEC}" }}
 async fn webhook_delivers_after_linger_with_signature() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0_MS);
-    let hook = sim(Platform::Webhook, &clock, FaultScript::none()).await;
+    let hook = sim_on(Platform::Webhook, &clock, FaultScript::none()).await;
     let text = base_config(dir.path(), &webhook("hooks", &hook.url(), ""));
     let d = TestDaemon::start_with(dir.path(), &text, clock.clone(), None).await;
     assert_eq!(
@@ -88,7 +65,7 @@ async fn webhook_delivers_after_linger_with_signature() {
         3
     );
     // One event per webhook request: every batch is full, so nothing lingers.
-    settled(&d, "hooks", &hook, 3).await;
+    settled_at(&d, "hooks", &hook, 3).await;
     let got = hook.received();
     for r in &got {
         assert_eq!(r.status, 200);
@@ -118,7 +95,7 @@ async fn webhook_delivers_after_linger_with_signature() {
 async fn retry_ladder_is_exact_then_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0_MS);
-    let hook = sim(
+    let hook = sim_on(
         Platform::Webhook,
         &clock,
         FaultScript::always(Fault::Transient),
@@ -127,7 +104,7 @@ async fn retry_ladder_is_exact_then_dead_letters() {
     let text = base_config(dir.path(), &webhook("hooks", &hook.url(), ""));
     let d = TestDaemon::start_with(dir.path(), &text, clock.clone(), None).await;
     d.post(&event("ladder", T0_MS)).await;
-    settled(&d, "hooks", &hook, 1).await;
+    settled_at(&d, "hooks", &hook, 1).await;
     let mut expect_at = T0_MS;
     // Retries 1..8 due 1, 2, 4 … 128 s after each failure: 255 s in all.
     for n in 1..=8u32 {
@@ -137,7 +114,7 @@ async fn retry_ladder_is_exact_then_dead_letters() {
         assert_eq!(hook.count(), n as usize, "retry {n} sent early");
         clock.advance_ms(1);
         expect_at += delay;
-        settled(&d, "hooks", &hook, n as usize + 1).await;
+        settled_at(&d, "hooks", &hook, n as usize + 1).await;
         assert_eq!(hook.received()[n as usize].at_ms, expect_at);
     }
     assert_eq!(expect_at - T0_MS, 255_000);
@@ -168,11 +145,11 @@ async fn throttle_holds_the_scope_and_uses_no_retry() {
             retry_after: Some(RetryAfter::Seconds(30)),
         },
     });
-    let hook = sim(Platform::Webhook, &clock, script).await;
+    let hook = sim_on(Platform::Webhook, &clock, script).await;
     let text = base_config(dir.path(), &webhook("hooks", &hook.url(), ""));
     let d = TestDaemon::start_with(dir.path(), &text, clock.clone(), None).await;
     d.post(&event("t1", T0_MS)).await;
-    settled(&d, "hooks", &hook, 1).await;
+    settled_at(&d, "hooks", &hook, 1).await;
     assert_eq!(hook.received()[0].status, 429);
     clock.advance_ms(29_999);
     settle().await;
@@ -195,7 +172,7 @@ async fn auth_failures_requeue_without_retry_count_or_dlq() {
         to: 2,
         fault: Fault::Auth,
     });
-    let hook = sim(Platform::Webhook, &clock, script).await;
+    let hook = sim_on(Platform::Webhook, &clock, script).await;
     // No retries at all: a retryable failure would dead-letter at once; auth must not.
     let text = base_config(
         dir.path(),
@@ -209,12 +186,12 @@ async fn auth_failures_requeue_without_retry_count_or_dlq() {
     d.post(&event("a1", T0_MS)).await;
     // Each auth failure holds the destination for `retry.base` (1 s), then resends.
     for n in 1..=2 {
-        settled(&d, "hooks", &hook, n).await;
+        settled_at(&d, "hooks", &hook, n).await;
         assert_eq!(hook.received()[n - 1].status, 401);
         assert_eq!(hook.received()[n - 1].at_ms, T0_MS + 1000 * (n as i64 - 1));
         clock.advance_ms(1000);
     }
-    settled(&d, "hooks", &hook, 3).await;
+    settled_at(&d, "hooks", &hook, 3).await;
     assert_eq!(hook.received()[2].status, 200);
     assert_eq!(hook.received()[2].body["event_id"], "a1");
     assert_eq!(
@@ -237,11 +214,11 @@ async fn rejected_goes_to_dlq_and_replay_keeps_ids_and_times() {
         to: 1,
         fault: Fault::Invalid,
     });
-    let hook = sim(Platform::Webhook, &clock, script).await;
+    let hook = sim_on(Platform::Webhook, &clock, script).await;
     let text = base_config(dir.path(), &webhook("hooks", &hook.url(), ""));
     let d = TestDaemon::start_with(dir.path(), &text, clock.clone(), None).await;
     d.post(&event("r1", T0_MS - 5000)).await;
-    settled(&d, "hooks", &hook, 1).await;
+    settled_at(&d, "hooks", &hook, 1).await;
     let dlq = dlq_with(&d, "hooks", 1).await;
     let e = &dlq["entries"][0];
     assert_eq!(e["error_class"], "rejected");
@@ -303,7 +280,7 @@ async fn rejected_goes_to_dlq_and_replay_keeps_ids_and_times() {
 async fn discard_drops_entries() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0_MS);
-    let hook = sim(
+    let hook = sim_on(
         Platform::Webhook,
         &clock,
         FaultScript::always(Fault::Invalid),
@@ -353,13 +330,13 @@ async fn discard_drops_entries() {
 async fn slow_destination_does_not_delay_a_healthy_one() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0_MS);
-    let slow = sim(
+    let slow = sim_on(
         Platform::Webhook,
         &clock,
         FaultScript::none().with_latency(5000),
     )
     .await;
-    let fast = sim(Platform::Webhook, &clock, FaultScript::none()).await;
+    let fast = sim_on(Platform::Webhook, &clock, FaultScript::none()).await;
     let text = base_config(
         dir.path(),
         &(webhook("slow", &slow.url(), "") + &webhook("fast", &fast.url(), "")),
@@ -400,7 +377,7 @@ async fn slow_destination_does_not_delay_a_healthy_one() {
 async fn meta_batch_with_an_invalid_event_is_bisected() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0_MS);
-    let meta = sim(Platform::Meta, &clock, FaultScript::none()).await;
+    let meta = sim_on(Platform::Meta, &clock, FaultScript::none()).await;
     let dest = format!(
         r#"
 [[destinations]]
@@ -442,7 +419,7 @@ credentials = {{ access_token = "EAAB-secret-token" }}
 async fn events_near_the_age_limit_expire_without_a_request() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0_MS);
-    let meta = sim(Platform::Meta, &clock, FaultScript::none()).await;
+    let meta = sim_on(Platform::Meta, &clock, FaultScript::none()).await;
     let dest = format!(
         r#"
 [[destinations]]
@@ -520,7 +497,7 @@ credentials = {{ access_token = "tok" }}
 async fn tiktok_pacing_never_trips_the_sliding_window() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0_MS);
-    let tt = sim(Platform::Tiktok, &clock, FaultScript::none()).await;
+    let tt = sim_on(Platform::Tiktok, &clock, FaultScript::none()).await;
     let dest = format!(
         r#"
 [[destinations]]
@@ -601,7 +578,7 @@ policy = {{ max_batch = 1, linger = "0s", concurrency = 8 }}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulator_faults_change_at_run_time_and_error_bodies_are_kept() {
     let clock = ManualClock::new(T0_MS);
-    let hook = sim(Platform::Webhook, &clock, FaultScript::none()).await;
+    let hook = sim_on(Platform::Webhook, &clock, FaultScript::none()).await;
     let http = reqwest::Client::new();
     let control = |body: Value| {
         let http = http.clone();

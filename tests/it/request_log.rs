@@ -4,14 +4,11 @@
 //! and their CLI. Time runs on the manual clock; real time is only waited on for work
 //! to land.
 
-use std::process::Command;
-use std::sync::Arc;
-
 use crate::common::*;
 use serde_json::{Value, json};
 use sluice::clock::{ManualClock, rfc3339_ms};
 use sluice::config::Platform;
-use sluice::sim::{self, Fault, FaultScript, Rule, SimServer};
+use sluice::sim::{Fault, FaultScript, Rule};
 
 const ADMIN: &str = "admin_reqlog_token";
 const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -67,27 +64,6 @@ credentials = {{ access_token = "{META_TOKEN}" }}
 policy = {{ concurrency = 1 }}
 "#
     )
-}
-
-async fn sim(p: Platform, clock: &Arc<ManualClock>, script: FaultScript) -> SimServer {
-    sim::start(p, "127.0.0.1:0".parse().unwrap(), clock.clone(), script)
-        .await
-        .unwrap()
-}
-
-/// Waits until `server` has answered `n` requests and `dest`'s worker has nothing in
-/// flight or uncommitted (its request-log rows are in the store).
-async fn settled(d: &TestDaemon, dest: &str, server: &SimServer, n: usize) {
-    let app = d.daemon.as_ref().unwrap().app.clone();
-    eventually(&format!("{n} answered requests settled"), || {
-        let answered = server.received().iter().filter(|r| r.status != 0).count();
-        let idle = app
-            .engine
-            .snapshot(dest)
-            .is_some_and(|s| s.requests_in_flight == 0 && s.unsettled == 0);
-        answered == n && idle
-    })
-    .await;
 }
 
 /// The worker of `dest` has nothing in flight or uncommitted.
@@ -180,7 +156,7 @@ async fn rows_record_delivered_rejected_slow_and_retryable_requests_exactly() {
             to: 4,
             fault: Fault::Transient,
         });
-    let m = sim(Platform::Meta, &clock, script).await;
+    let m = sim_on(Platform::Meta, &clock, script).await;
     let text = config(dir.path(), "", &meta("meta_main", &m.url()));
     let d = TestDaemon::start_with(dir.path(), &text, clock.clone(), None).await;
 
@@ -188,21 +164,21 @@ async fn rows_record_delivered_rejected_slow_and_retryable_requests_exactly() {
     let (s, _) = d.post(&batch((0..3).map(|i| format!("m{i}")), T0_MS)).await;
     assert_eq!(s, 202);
     clock.advance_ms(1000);
-    settled(&d, "meta_main", &m, 1).await;
+    settled_at(&d, "meta_main", &m, 1).await;
     // 2: rejected (Meta 400 code 100).
     d.post(&event("m3", d.clock_ms())).await;
     clock.advance_ms(1000);
-    settled(&d, "meta_main", &m, 2).await;
+    settled_at(&d, "meta_main", &m, 2).await;
     // 3: answered 250 ms (of the manual clock) after it was sent.
     d.post(&event("m4", d.clock_ms())).await;
     clock.advance_ms(1000);
     eventually("request 3 at the simulator", || m.count() == 3).await;
     clock.advance_ms(250);
-    settled(&d, "meta_main", &m, 3).await;
+    settled_at(&d, "meta_main", &m, 3).await;
     // 4: a transient error (Meta 503 code 2); its retry is due later and never sent.
     d.post(&event("m5", d.clock_ms())).await;
     clock.advance_ms(1000);
-    settled(&d, "meta_main", &m, 4).await;
+    settled_at(&d, "meta_main", &m, 4).await;
 
     let got = m.received();
     let rows = requests(&d, "meta_main").await;
@@ -260,7 +236,7 @@ async fn rows_record_delivered_rejected_slow_and_retryable_requests_exactly() {
 async fn a_timeout_is_a_transport_row_without_status_or_request_id() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0_MS);
-    let hook = sim(
+    let hook = sim_on(
         Platform::Webhook,
         &clock,
         FaultScript::range(1, 1, Fault::Timeout),
@@ -302,7 +278,7 @@ async fn a_timeout_is_a_transport_row_without_status_or_request_id() {
 async fn the_ring_keeps_the_newest_n_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0_MS);
-    let hook = sim(Platform::Webhook, &clock, FaultScript::none()).await;
+    let hook = sim_on(Platform::Webhook, &clock, FaultScript::none()).await;
     let text = config(
         dir.path(),
         "request_log = 5",
@@ -310,7 +286,7 @@ async fn the_ring_keeps_the_newest_n_and_survives_a_restart() {
     );
     let d = TestDaemon::start_with(dir.path(), &text, clock.clone(), None).await;
     d.post(&batch((0..8).map(|i| format!("r{i}")), T0_MS)).await;
-    settled(&d, "hooks", &hook, 8).await;
+    settled_at(&d, "hooks", &hook, 8).await;
     let rows = requests(&d, "hooks").await;
     assert_eq!(seqs(&rows), [8, 7, 6, 5, 4]);
     // Trimmed in the store, not only on the page.
@@ -333,7 +309,7 @@ async fn the_ring_keeps_the_newest_n_and_survives_a_restart() {
     );
     // Numbering goes on from the store's last number.
     d.post(&event("r8", d.clock_ms())).await;
-    settled(&d, "hooks", &hook, 9).await;
+    settled_at(&d, "hooks", &hook, 9).await;
     let rows = requests(&d, "hooks").await;
     assert_eq!(seqs(&rows), [9, 8, 7, 6, 5]);
     assert_eq!(rows[0]["request_id"], "sim-00000009");
@@ -351,7 +327,7 @@ async fn the_ring_keeps_the_newest_n_and_survives_a_restart() {
         .unwrap();
     assert_eq!(r.status(), 200);
     d.post(&event("r9", d.clock_ms())).await;
-    settled(&d, "hooks", &hook, 10).await;
+    settled_at(&d, "hooks", &hook, 10).await;
     assert_eq!(stored_rows(&d, "hooks"), [9, 10]);
     d.shutdown().await;
 }
@@ -360,7 +336,7 @@ async fn the_ring_keeps_the_newest_n_and_survives_a_restart() {
 async fn request_log_zero_records_nothing_and_unknown_ids_are_404() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0_MS);
-    let hook = sim(
+    let hook = sim_on(
         Platform::Webhook,
         &clock,
         FaultScript::range(2, 2, Fault::Invalid),
@@ -373,7 +349,7 @@ async fn request_log_zero_records_nothing_and_unknown_ids_are_404() {
     );
     let d = TestDaemon::start_with(dir.path(), &text, clock.clone(), None).await;
     d.post(&batch((0..3).map(|i| format!("z{i}")), T0_MS)).await;
-    settled(&d, "hooks", &hook, 3).await;
+    settled_at(&d, "hooks", &hook, 3).await;
     dlq_with(&d, "hooks", 1).await;
     assert_eq!(requests(&d, "hooks").await, Vec::<Value>::new());
     assert_eq!(stored_rows(&d, "hooks"), Vec::<u64>::new());
@@ -398,8 +374,8 @@ async fn request_log_zero_records_nothing_and_unknown_ids_are_404() {
 async fn a_removed_destination_keeps_its_log_until_purged() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0_MS);
-    let a = sim(Platform::Webhook, &clock, FaultScript::none()).await;
-    let b = sim(Platform::Webhook, &clock, FaultScript::none()).await;
+    let a = sim_on(Platform::Webhook, &clock, FaultScript::none()).await;
+    let b = sim_on(Platform::Webhook, &clock, FaultScript::none()).await;
     let kept = webhook("hooks", &a.url(), "");
     let text = config(
         dir.path(),
@@ -408,8 +384,8 @@ async fn a_removed_destination_keeps_its_log_until_purged() {
     );
     let d = TestDaemon::start_with(dir.path(), &text, clock.clone(), None).await;
     d.post(&batch((0..2).map(|i| format!("p{i}")), T0_MS)).await;
-    settled(&d, "hooks", &a, 2).await;
-    settled(&d, "hooks_gone", &b, 2).await;
+    settled_at(&d, "hooks", &a, 2).await;
+    settled_at(&d, "hooks_gone", &b, 2).await;
 
     std::fs::write(
         dir.path().join("sluice.toml"),
@@ -489,7 +465,7 @@ async fn dlq_filters_by_reason_and_event_id_and_counts_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0_MS);
     // hooks_a: requests 1 and 2 rejected, 3 fails once with no retry left, 4 delivered.
-    let a = sim(
+    let a = sim_on(
         Platform::Webhook,
         &clock,
         FaultScript::range(1, 2, Fault::Invalid).with(Rule::Range {
@@ -499,7 +475,7 @@ async fn dlq_filters_by_reason_and_event_id_and_counts_exactly() {
         }),
     )
     .await;
-    let b = sim(
+    let b = sim_on(
         Platform::Webhook,
         &clock,
         FaultScript::always(Fault::Invalid),
@@ -513,7 +489,7 @@ async fn dlq_filters_by_reason_and_event_id_and_counts_exactly() {
         .map(|i| event_to(&format!("a{i}"), T0_MS, "hooks_a"))
         .collect();
     d.post(&json!({ "events": evs })).await;
-    settled(&d, "hooks_a", &a, 4).await;
+    settled_at(&d, "hooks_a", &a, 4).await;
     // hooks_b's entries are dead-lettered a minute later.
     clock.advance_ms(60_000);
     let now = d.clock_ms();
@@ -521,7 +497,7 @@ async fn dlq_filters_by_reason_and_event_id_and_counts_exactly() {
         .map(|i| event_to(&format!("b{i}"), now, "hooks_b"))
         .collect();
     d.post(&json!({ "events": evs })).await;
-    settled(&d, "hooks_b", &b, 2).await;
+    settled_at(&d, "hooks_b", &b, 2).await;
     dlq_with(&d, "hooks_a", 3).await;
     dlq_with(&d, "hooks_b", 2).await;
 
@@ -641,25 +617,14 @@ async fn dlq_filters_by_reason_and_event_id_and_counts_exactly() {
 }
 
 async fn sluice(url: &str, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    cmd.args(args)
-        .args(["--url", url, "--config", "/nonexistent/sluice.toml"])
-        .env("SLUICE_API_KEY", ADMIN);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    sluice_cli(url, ADMIN, args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_and_dlq_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0_MS);
-    let hook = sim(
+    let hook = sim_on(
         Platform::Webhook,
         &clock,
         FaultScript::range(2, 2, Fault::Invalid),
@@ -668,7 +633,7 @@ async fn requests_and_dlq_through_the_cli() {
     let text = config(dir.path(), "", &webhook("hooks", &hook.url(), ""));
     let d = TestDaemon::start_with(dir.path(), &text, clock.clone(), None).await;
     d.post(&batch((0..3).map(|i| format!("c{i}")), T0_MS)).await;
-    settled(&d, "hooks", &hook, 3).await;
+    settled_at(&d, "hooks", &hook, 3).await;
     dlq_with(&d, "hooks", 1).await;
 
     let (code, out, err) = sluice(

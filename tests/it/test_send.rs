@@ -5,7 +5,6 @@
 //! never counted in the outcome ring, error rate, metrics, DLQ or cursor. Also the
 //! validation of destination `params` (unknown keys are errors, as credentials').
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::*;
@@ -68,12 +67,6 @@ credentials = {{ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }}
     )
 }
 
-async fn sim(p: Platform, clock: &Arc<ManualClock>, script: FaultScript) -> SimServer {
-    sim::start(p, "127.0.0.1:0".parse().unwrap(), clock.clone(), script)
-        .await
-        .unwrap()
-}
-
 /// `POST /v1/destinations/{id}/test` with `body` (None: no body), as the CLI when `cli`.
 async fn test_send(d: &TestDaemon, id: &str, body: Option<Value>, cli: bool) -> (u16, Value) {
     let mut req = d
@@ -130,7 +123,7 @@ async fn metrics_of(d: &TestDaemon, dest: &str) -> Vec<String> {
 async fn meta_test_send_carries_the_test_event_code_and_live_traffic_never_does() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0_MS);
-    let meta = sim(Platform::Meta, &clock, FaultScript::none()).await;
+    let meta = sim_on(Platform::Meta, &clock, FaultScript::none()).await;
     let text = config(
         dir.path(),
         "",
@@ -198,8 +191,8 @@ async fn meta_test_send_carries_the_test_event_code_and_live_traffic_never_does(
 async fn tiktok_and_google_ads_test_sends_are_marked() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0_MS);
-    let tt = sim(Platform::Tiktok, &clock, FaultScript::none()).await;
-    let gads = sim(Platform::GoogleAds, &clock, FaultScript::none()).await;
+    let tt = sim_on(Platform::Tiktok, &clock, FaultScript::none()).await;
+    let gads = sim_on(Platform::GoogleAds, &clock, FaultScript::none()).await;
     let dests = format!(
         r#"
 [[destinations]]
@@ -285,7 +278,7 @@ credentials = {{ developer_token = "dev-token", client_id = "client-1", client_s
 async fn failed_test_sends_report_their_class_and_count_nowhere() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0_MS);
-    let meta = sim(
+    let meta = sim_on(
         Platform::Meta,
         &clock,
         FaultScript::always(Fault::Transient),
@@ -396,8 +389,8 @@ async fn failed_test_sends_report_their_class_and_count_nowhere() {
 async fn without_a_test_mode_only_a_live_send_goes_out() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0_MS);
-    let hook = sim(Platform::Webhook, &clock, FaultScript::none()).await;
-    let meta = sim(Platform::Meta, &clock, FaultScript::none()).await;
+    let hook = sim_on(Platform::Webhook, &clock, FaultScript::none()).await;
+    let meta = sim_on(Platform::Meta, &clock, FaultScript::none()).await;
     let dests = format!(
         "{}{}",
         webhook_dest(&hook.url()),
@@ -488,7 +481,7 @@ async fn without_a_test_mode_only_a_live_send_goes_out() {
 async fn test_sends_take_pacing_budget_and_are_audited() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0_MS);
-    let meta = sim(Platform::Meta, &clock, FaultScript::none()).await;
+    let meta = sim_on(Platform::Meta, &clock, FaultScript::none()).await;
     let text = config(
         dir.path(),
         "",
@@ -537,7 +530,7 @@ async fn test_sends_take_pacing_budget_and_are_audited() {
 async fn the_cli_prints_the_verdict() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0_MS);
-    let hook = sim(Platform::Webhook, &clock, FaultScript::none()).await;
+    let hook = sim_on(Platform::Webhook, &clock, FaultScript::none()).await;
     let d = TestDaemon::start_with(
         dir.path(),
         &config(dir.path(), "", &webhook_dest(&hook.url())),
@@ -753,7 +746,7 @@ fn every_param_an_adapter_reads_is_accepted_and_no_other() {
 async fn unknown_params_fail_config_check_and_reload() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0_MS);
-    let meta = sim(Platform::Meta, &clock, FaultScript::none()).await;
+    let meta = sim_on(Platform::Meta, &clock, FaultScript::none()).await;
     let good = config(dir.path(), "", &meta_dest(&meta.url(), "", ""));
     let d = TestDaemon::start_with(dir.path(), &good, clock.clone(), None).await;
     let path = dir.path().join("sluice.toml");

@@ -492,6 +492,33 @@ pub async fn drive(clock: &ManualClock, server: &SimServer, n: usize) {
 }
 
 /// GET an admin route with the daemon's admin token; it must answer 200.
+/// A simulator of `p` on a free loopback port, on `clock`.
+pub async fn sim_on(
+    p: sluice::config::Platform,
+    clock: &Arc<ManualClock>,
+    script: sluice::sim::FaultScript,
+) -> SimServer {
+    sluice::sim::start(p, "127.0.0.1:0".parse().unwrap(), clock.clone(), script)
+        .await
+        .unwrap()
+}
+
+/// Waits until `server` has answered `n` requests and `dest`'s worker has nothing in
+/// flight or uncommitted (their outcomes, retries and request-log rows are in the
+/// store). Real time passes; the clock does not move.
+pub async fn settled_at(d: &TestDaemon, dest: &str, server: &SimServer, n: usize) {
+    let app = d.daemon.as_ref().unwrap().app.clone();
+    eventually(&format!("{n} answered requests settled"), || {
+        let answered = server.received().iter().filter(|r| r.status != 0).count();
+        let idle = app
+            .engine
+            .snapshot(dest)
+            .is_some_and(|s| s.requests_in_flight == 0 && s.unsettled == 0);
+        answered == n && idle
+    })
+    .await;
+}
+
 /// Runs the `sluice` binary's client command `args` against the daemon at `url` with
 /// `admin` as its token (and a config file that does not exist, so nothing else is
 /// read): exit code, stdout, stderr.
