@@ -578,16 +578,28 @@ impl Browser {
         let _ = self.driver.wait();
     }
 
-    async fn text(&self, css: &str) -> String {
+    /// The element `css`, once the page has it.
+    async fn element(&self, css: &str) -> fantoccini::elements::Element {
         self.client
             .wait()
             .at_most(Duration::from_secs(10))
             .for_element(Locator::Css(css))
             .await
             .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .text()
-            .await
-            .unwrap()
+    }
+
+    /// The text of `css`. The overview redraws itself every few seconds, so an element
+    /// found may be gone by the time it is read: then it is found again.
+    async fn text(&self, css: &str) -> String {
+        let mut last = String::new();
+        for _ in 0..20 {
+            match self.element(css).await.text().await {
+                Ok(t) => return t,
+                Err(e) if is_stale(&e) => last = e.to_string(),
+                Err(e) => panic!("{css}: {e}"),
+            }
+        }
+        panic!("{css}: stale every time: {last}");
     }
 
     /// The text of `css` once it reads `want`, reloading the page between looks (the
@@ -625,15 +637,15 @@ impl Browser {
     }
 
     async fn click(&self, css: &str) {
-        self.client
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .click()
-            .await
-            .unwrap();
+        let mut last = String::new();
+        for _ in 0..20 {
+            match self.element(css).await.click().await {
+                Ok(_) => return,
+                Err(e) if is_stale(&e) => last = e.to_string(),
+                Err(e) => panic!("{css}: {e}"),
+            }
+        }
+        panic!("{css}: stale every time: {last}");
     }
 
     async fn fill(&self, css: &str, text: &str) {
@@ -930,4 +942,9 @@ async fn dlq_discard_shows_a_dry_run_then_discards_on_confirmation() {
         1
     );
     r.d.shutdown().await;
+}
+
+/// The element a command was given is no longer in the page (it was redrawn).
+fn is_stale(e: &fantoccini::error::CmdError) -> bool {
+    e.to_string().contains("stale element")
 }
