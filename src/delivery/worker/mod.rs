@@ -18,6 +18,7 @@
 //! [`Machine`]; the worker commits what it plans.
 
 mod batch;
+mod commit;
 mod read;
 pub(super) mod send;
 mod settle;
@@ -35,8 +36,9 @@ use crate::health::{Actor, Change};
 use crate::store::codec::{DestMode, DestState, RetryRecord, StoredEvent};
 use crate::store::{DeliveryOp, StoreError};
 use batch::Next;
+use commit::{Committing, StoreHold};
 use send::Sent;
-use settle::{Committing, Settlement, StoreHold};
+use settle::Settlement;
 
 /// How often a paused destination's backlog is swept for expired events.
 const PAUSED_SWEEP_MS: i64 = 60_000;
