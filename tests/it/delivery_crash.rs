@@ -27,6 +27,9 @@ const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const ROUNDS: u64 = 3;
 const CLIENTS: usize = 4;
 const BATCH: usize = 10;
+/// Events each round acknowledges at least before its kill (the check after the
+/// restart wants more than 500 over the rounds to prove anything).
+const MIN_ROUND_ACKS: usize = 200;
 const WEBHOOK_CONCURRENCY: usize = 8;
 const META_CONCURRENCY: usize = 4; // the platform default
 const META_MAX_BATCH: usize = 50;
@@ -192,6 +195,7 @@ policy = {{ linger = "50ms", max_batch = {META_MAX_BATCH}, concurrency = {META_C
         let mut child = spawn(&config);
         wait_http_ready(&http, &url).await;
         let (hook_from, meta_from) = (hook.count(), meta.count());
+        let round_start = acked.lock().unwrap().len();
         let stop = Arc::new(AtomicBool::new(false));
         let mut clients = Vec::new();
         for c in 0..CLIENTS {
@@ -226,6 +230,14 @@ policy = {{ linger = "50ms", max_batch = {META_MAX_BATCH}, concurrency = {META_C
         }
         let delay = 150 + (seed.wrapping_mul(round + 7) >> 3) % 450;
         tokio::time::sleep(Duration::from_millis(delay)).await;
+        // On a loaded machine the moment alone may come before much was acknowledged:
+        // the kill also waits for this round's share of events (at most 20 s).
+        let waited = std::time::Instant::now();
+        while acked.lock().unwrap().len() < round_start + MIN_ROUND_ACKS
+            && waited.elapsed() < Duration::from_secs(20)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         // The middle round stops sending first: the kill lands while the backlog drains
         // (no ingest commits then, only delivery bookkeeping).
         let quiet = if round == 1 {

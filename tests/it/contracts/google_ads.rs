@@ -610,6 +610,14 @@ async fn google_ads_partial_failure_through_the_engine() {
         assert_eq!(server.count_event(id), 1, "{id}");
     }
     assert_eq!(server.count_event("r3"), 2);
+    // The retry's answer committed before the clock moves (an answer still being
+    // settled when the clock jumps an hour times out on it).
+    eventually("the retry settled", || {
+        app.engine
+            .snapshot("gads")
+            .is_some_and(|s| s.requests_in_flight == 0 && s.unsettled == 0)
+    })
+    .await;
     clock.advance_ms(3_600_000);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(server.count(), 2);
