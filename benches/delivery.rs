@@ -102,7 +102,8 @@
 //! `SLUICE_BENCH_CONNS` (64), `SLUICE_BENCH_BATCH_CONNS` (16), `SLUICE_BENCH_BATCH`
 //! (100), `SLUICE_BENCH_WRK_THREADS` (2), `SLUICE_BENCH_ALONE_EVENTS` (200000),
 //! `SLUICE_BENCH_HOOK_CONC` (64), `SLUICE_BENCH_LATENCY_RATE` (500),
-//! `SLUICE_BENCH_LATENCY_CONNS` (8).
+//! `SLUICE_BENCH_LATENCY_CONNS` (8). Every scenario: `SLUICE_BENCH_HTTP_NICE` (the daemon's HTTP
+//! threads' nice value; default its own, 5).
 // Benches measure and print; the pedantic lints the library follows would cost
 // them clarity.
 #![allow(clippy::pedantic)]
@@ -475,6 +476,8 @@ impl Sluice {
         let store_path = dir.path().join("sluice.redb");
         let mut opts = StartOptions::new(config(&store_path, destinations));
         opts.listen = Some("127.0.0.1:0".parse().expect("addr"));
+        // The HTTP threads' nice value (default the daemon's own).
+        opts.http_nice = support::num("SLUICE_BENCH_HTTP_NICE", sluice::app::HTTP_NICE);
         let rt = runtime(RT_DAEMON);
         let daemon = rt.block_on(Daemon::start(opts)).expect("daemon starts");
         let t0 = Instant::now();

@@ -43,7 +43,8 @@
 //! `SLUICE_BENCH_WARMUP_SECS` (2), `SLUICE_BENCH_CONNS` (64), `SLUICE_BENCH_BATCH_CONNS`
 //! (32), `SLUICE_BENCH_BATCH` (100 events per batch request), `SLUICE_BENCH_WRK_THREADS`
 //! (2), `SLUICE_BENCH_DIR` (where temp stores go; default the system temp dir),
-//! `SLUICE_BENCH_VERBOSE=1` (print wrk's own output), `SLUICE_BENCH_STRICT=1`.
+//! `SLUICE_BENCH_VERBOSE=1` (print wrk's own output), `SLUICE_BENCH_STRICT=1`,
+//! `SLUICE_BENCH_HTTP_NICE` (the HTTP threads' nice value; default the daemon's, 5).
 // Benches measure and print; the pedantic lints the library follows would cost
 // them clarity.
 #![allow(clippy::pedantic)]
@@ -510,6 +511,8 @@ impl Sluice {
         let store_path = dir.path().join("sluice.redb");
         let mut opts = StartOptions::new(sluice_config(&store_path));
         opts.listen = Some("127.0.0.1:0".parse().expect("addr"));
+        // The HTTP threads' nice value (default the daemon's own).
+        opts.http_nice = support::num("SLUICE_BENCH_HTTP_NICE", sluice::app::HTTP_NICE);
         let rt = runtime();
         let daemon = rt.block_on(Daemon::start(opts)).expect("daemon starts");
         let t0 = Instant::now();

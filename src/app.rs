@@ -40,6 +40,8 @@ pub struct StartOptions {
     pub dedup_tuning: Tuning,
     /// Connection cap and client timeouts.
     pub http_limits: crate::api::serve::Limits,
+    /// The nice value of the HTTP threads ([`HTTP_NICE`]; benchmarks compare others).
+    pub http_nice: i32,
 }
 
 impl StartOptions {
@@ -51,6 +53,7 @@ impl StartOptions {
             listen: None,
             dedup_tuning: Tuning::default(),
             http_limits: crate::api::serve::Limits::of(&config.server),
+            http_nice: HTTP_NICE,
             config,
         }
     }
@@ -73,18 +76,18 @@ pub struct Daemon {
 struct HttpRuntime(Option<tokio::runtime::Runtime>);
 
 /// How much lower the HTTP threads' priority is (nice value; weight 1024 vs 335).
-const HTTP_NICE: i32 = 5;
+pub const HTTP_NICE: i32 = 5;
 
 impl HttpRuntime {
-    fn new() -> std::io::Result<Self> {
+    fn new(nice: i32) -> std::io::Result<Self> {
         let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("sluice-http")
-            .on_thread_start(|| {
+            .on_thread_start(move || {
                 // Linux: the calling thread's nice value. Best effort: a failure leaves
                 // the thread at the default priority.
-                let _ = rustix::process::setpriority_process(None, HTTP_NICE);
+                let _ = rustix::process::setpriority_process(None, nice);
             })
             .enable_all()
             .build()?;
@@ -204,7 +207,7 @@ impl Daemon {
         let router = crate::api::router(app.clone());
         let mut stopped = stopped;
         let limits = opts.http_limits;
-        let http_rt = HttpRuntime::new()?;
+        let http_rt = HttpRuntime::new(opts.http_nice)?;
         let server = http_rt.spawn(async move {
             let listener = match tokio::net::TcpListener::from_std(listener) {
                 Ok(l) => l,
