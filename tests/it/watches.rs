@@ -625,3 +625,41 @@ retry = { max_retries = 0 }"#;
     assert_eq!(resumed["figures"]["Backlog"], "0 events");
     r.d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_what_is_watched() {
+    let r = quiet_rig("silent_source = { min_baseline = 20 }").await;
+    send(&r, "Purchase", "before", 3).await;
+    pass(&r, MIN).await;
+    let metrics = |r: &Rig| {
+        let (http, url) = (r.d.http.clone(), r.d.url.clone());
+        async move {
+            http.get(format!("{url}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let m = metrics(&r).await;
+    let total = "sluice_source_window_events{merchant=\"glasshouse\",event_name=\"\"}";
+    let purchase = "sluice_source_window_events{merchant=\"glasshouse\",event_name=\"Purchase\"}";
+    assert!(m.contains(&format!("{total} 3")), "{m}");
+    assert!(!m.contains(purchase), "{m}");
+    // Purchase watched on its own from the reload on: it counts what arrives after.
+    let text = r.text.replace(
+        "silent_source = { min_baseline = 20 }",
+        "silent_source = { min_baseline = 20, event_names = [\"Purchase\"] }",
+    );
+    std::fs::write(r.d.dir.join("sluice.toml"), &text).unwrap();
+    let (s, v) = admin_post(&r.d, "/v1/admin/reload", json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    send(&r, "Purchase", "after", 2).await;
+    pass(&r, MIN).await;
+    let m = metrics(&r).await;
+    assert!(m.contains(&format!("{total} 5")), "{m}");
+    assert!(m.contains(&format!("{purchase} 2")), "{m}");
+    r.d.shutdown().await;
+}
