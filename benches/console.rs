@@ -4,8 +4,10 @@
 //! the same way in the same run. Run: `cargo bench --bench console`.
 //!
 //! Setup: one workspace with 100 webhook destinations, all paused (so the backlog
-//! stays), then batches of 1,000 events ingested for up to `SLUICE_BENCH_SECS` (60)
-//! seconds or `SLUICE_BENCH_EVENTS` (10,000,000) events, whichever comes first: every
+//! stays), then batches of 1,000 events ingested by `SLUICE_BENCH_INGEST_CONNS` (4)
+//! clients for up to `SLUICE_BENCH_SECS` (900) seconds or `SLUICE_BENCH_EVENTS`
+//! (10,000,000) events, whichever comes first (the workspace has no ingress limit: the
+//! clock is manual, a limit would never refill): every
 //! event is in each destination's backlog. The bench prints how far it got. 24 h of
 //! 30 s samples per destination (288,000 rows) are written through the store writer.
 // Benches measure and print; the pedantic lints the library follows would cost
@@ -64,7 +66,7 @@ async fn time_get(http: &reqwest::Client, url: &str, cookie: &str, rounds: usize
 
 async fn run() {
     let rounds: usize = env("SLUICE_BENCH_ROUNDS", 50);
-    let secs: u64 = env("SLUICE_BENCH_SECS", 60);
+    let secs: u64 = env("SLUICE_BENCH_SECS", 900);
     let max_events: u64 = env("SLUICE_BENCH_EVENTS", 10_000_000);
     let dir = tempfile::tempdir().expect("tempdir");
     let t0 = std::time::SystemTime::now()
@@ -84,6 +86,8 @@ max_backlog_age = "7d"
 id = "w"
 plan = "enterprise"
 ingest_keys = ["k"]
+# Unlimited: the clock is manual, so a rate limit would never refill.
+limits = {{ rate = 0, burst = 0, monthly_cap = 0 }}
 "#,
         dir.path().join("s.redb").display()
     );
@@ -114,31 +118,48 @@ ingest_keys = ["k"]
             .expect("pause");
         assert!(r.status().is_success(), "pause d{i:03}: {}", r.status());
     }
-    // The backlog.
+    // The backlog: 1,000-event batches from `SLUICE_BENCH_INGEST_CONNS` (4) clients.
     let started = Instant::now();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let conns: usize = env("SLUICE_BENCH_INGEST_CONNS", 4);
+    let mut clients = Vec::new();
+    for _ in 0..conns {
+        let (http, url, next) = (http.clone(), url.clone(), next.clone());
+        clients.push(tokio::spawn(async move {
+            let mut sent = 0u64;
+            while started.elapsed() < Duration::from_secs(secs) {
+                let first = next.fetch_add(1000, std::sync::atomic::Ordering::SeqCst);
+                if first >= max_events {
+                    break;
+                }
+                let events: Vec<_> = (first..first + 1000)
+                    .map(|n| {
+                        json!({"event_id": format!("e{n}"), "event_name": "Purchase",
+                               "event_time": t0 / 1000, "action_source": "website",
+                               "user_data": {"email": "buyer@example.com"}})
+                    })
+                    .collect();
+                let r = http
+                    .post(format!("{url}/v1/events"))
+                    .bearer_auth("k")
+                    .json(&json!({ "events": events }))
+                    .send()
+                    .await
+                    .expect("ingest");
+                assert_eq!(
+                    r.status().as_u16(),
+                    202,
+                    "ingest: {}",
+                    r.text().await.unwrap_or_default()
+                );
+                sent += 1000;
+            }
+            sent
+        }));
+    }
     let mut sent = 0u64;
-    let mut n = 0u64;
-    while started.elapsed() < Duration::from_secs(secs) && sent < max_events {
-        let events: Vec<_> = (0..1000)
-            .map(|_| {
-                n += 1;
-                json!({"event_id": format!("e{n}"), "event_name": "Purchase",
-                       "event_time": t0 / 1000, "action_source": "website",
-                       "user_data": {"email": "buyer@example.com"}})
-            })
-            .collect();
-        let r = http
-            .post(format!("{url}/v1/events"))
-            .bearer_auth("k")
-            .json(&json!({ "events": events }))
-            .send()
-            .await
-            .expect("ingest");
-        if r.status().as_u16() == 202 {
-            sent += 1000;
-        } else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    for c in clients {
+        sent += c.await.expect("client");
     }
     println!(
         "backlog: {sent} events accepted in {:.1?} (target 10,000,000; each is in all {DESTS} destinations' backlogs)",
