@@ -9,7 +9,9 @@
 //! every ratio compares runs of the same invocation.
 //!
 //! Scenarios (all on loopback, each server on its own multi-thread tokio runtime with 2
-//! worker threads, each run after a `SLUICE_BENCH_WARMUP_SECS` warm-up):
+//! worker threads whose HTTP threads run at the daemon's nice value — so `wrk`, at nice 0
+//! on the same cores, competes with each server alike —, each run after a
+//! `SLUICE_BENCH_WARMUP_SECS` warm-up):
 //! 1. `ceiling-single`: an axum server that reads the body and answers 202 with a tiny
 //!    JSON body, single-event bodies, `SLUICE_BENCH_CONNS` connections (64).
 //! 2. `fsync-single`: the floor of any durable server, same load: an axum server that
@@ -262,6 +264,26 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
+/// The nice value of every server's HTTP threads in this run: the daemon's own
+/// ([`sluice::app::HTTP_NICE`]) unless `SLUICE_BENCH_HTTP_NICE` says otherwise.
+fn http_nice() -> i32 {
+    support::num("SLUICE_BENCH_HTTP_NICE", sluice::app::HTTP_NICE)
+}
+
+/// The runtime of a ceiling server: its threads at the daemon's HTTP priority, so
+/// `wrk` (at nice 0 on the same cores) competes with every server alike.
+fn server_runtime() -> tokio::runtime::Runtime {
+    let nice = http_nice();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .on_thread_start(move || {
+            let _ = rustix::process::setpriority_process(None, nice);
+        })
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 /// The do-nothing server: reads the body, answers 202 with a fixed tiny JSON body.
 struct Ceiling {
     rt: tokio::runtime::Runtime,
@@ -281,7 +303,7 @@ async fn do_nothing(State(reply): State<Bytes>, body: Bytes) -> impl IntoRespons
 
 impl Ceiling {
     fn start(per_req: usize) -> Ceiling {
-        let rt = runtime();
+        let rt = server_runtime();
         let reply = Bytes::from(format!(
             r#"{{"accepted":{per_req},"duplicates":0,"rejected":[]}}"#
         ));
@@ -427,7 +449,7 @@ impl Fsync {
             .name("fsync-writer".into())
             .spawn(move || fsync_writer(file, queue, writer_done))
             .expect("start the fsync writer");
-        let rt = runtime();
+        let rt = server_runtime();
         let state = FsyncState {
             jobs,
             reply: Bytes::from(format!(
@@ -512,7 +534,7 @@ impl Sluice {
         let mut opts = StartOptions::new(sluice_config(&store_path));
         opts.listen = Some("127.0.0.1:0".parse().expect("addr"));
         // The HTTP threads' nice value (default the daemon's own).
-        opts.http_nice = support::num("SLUICE_BENCH_HTTP_NICE", sluice::app::HTTP_NICE);
+        opts.http_nice = http_nice();
         let rt = runtime();
         let daemon = rt.block_on(Daemon::start(opts)).expect("daemon starts");
         let t0 = Instant::now();
@@ -909,10 +931,11 @@ fn main() -> ExitCode {
 
     println!(
         "sluice ingest benchmark: wrk -t{} on loopback, {} s measured after {} s warm-up per run; \
-         servers on tokio multi-thread runtimes with 2 workers; {} CPUs",
+         servers on tokio multi-thread runtimes with 2 workers, HTTP threads at nice {} (the daemon's); {} CPUs",
         s.wrk_threads,
         s.secs,
         s.warmup_secs,
+        http_nice(),
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     let mut checks = Checks::default();
