@@ -1,0 +1,785 @@
+//! `sluice drill`: rehearse a peak (Black Friday by default) against simulated
+//! platforms, and say in a report whether every guarantee held.
+//!
+//! The drill runs the real engine — the daemon's own [`Daemon`] with its redb store in
+//! a temporary directory — on real loopback HTTP: traffic is POSTed to `/v1/events`,
+//! deliveries go through the real client to one in-process simulator per destination
+//! ([`crate::sim`]), and the drill reads the engine only through its admin API and
+//! `/metrics`. Everything runs on one [`ManualClock`] that the driver moves in one-second
+//! steps, each after the step's traffic was accepted and the simulators answered what
+//! they were sent, paced to `--speed` times real time: the clock never outruns the
+//! machine (a slow machine makes the drill longer, never different).
+//!
+//! Owned here: the run (this file), the scenario format ([`scenario`]), the traffic
+//! ([`traffic`]), the rehearsal's config and simulators ([`setup`]), the verdicts
+//! ([`verdict`]), the HTML/JSON report ([`report`]) and the progress lines ([`view`]).
+
+pub mod report;
+pub mod scenario;
+pub mod setup;
+pub mod traffic;
+pub mod verdict;
+mod view;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::app::{Daemon, StartOptions};
+use crate::clock::{Clock, ManualClock};
+use crate::sim::SimServer;
+use scenario::Scenario;
+use traffic::{Posted, Traffic};
+
+/// Arguments of `sluice drill`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DrillArgs {
+    /// Rehearse this config's workspaces, destinations and policies (endpoints are
+    /// swapped for simulators; secrets are not needed). Default: the scenario's own.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// The scenario (TOML, see docs/drill.md). Default: the built-in BFCM scenario.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// How many times faster than real time the drill clock runs (360: six hours in a
+    /// minute).
+    #[arg(long, default_value_t = 360.0, value_name = "N")]
+    pub speed: f64,
+    /// Where the report goes (default: a new ./drill-<UTC time>/).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// One destination under drill.
+pub struct DestRun {
+    pub id: String,
+    pub platform: crate::config::Platform,
+    pub workspace: String,
+    /// The `events` filter (None: all).
+    pub events: Option<Vec<String>>,
+    pub threshold: f64,
+    pub interval_ms: i64,
+    pub auto_clear_ms: i64,
+    pub reprobe_ms: i64,
+    pub sim: SimServer,
+    answered: Arc<AtomicU64>,
+    /// The fault windows in force (indexes into the scenario's faults).
+    active: Vec<usize>,
+}
+
+/// One destination at one sample.
+#[derive(Debug, Clone, Serialize)]
+pub struct DestSample {
+    pub state: String,
+    pub queue_depth: u64,
+    pub lag_s: f64,
+    pub dlq_depth: u64,
+    pub error_rate: Option<f64>,
+    pub delivered: u64,
+    pub throttled: u64,
+    pub retried: u64,
+    pub dead_lettered: u64,
+}
+
+/// The engine at one drill minute, as its admin API and `/metrics` told.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Drill time, ms from the scenario's start.
+    pub t_ms: i64,
+    /// Events accepted by the daemon so far (its own counter).
+    pub ingested: u64,
+    pub dests: Vec<DestSample>,
+    /// DLQ entries by "destination reason".
+    pub dlq: BTreeMap<String, u64>,
+}
+
+/// A time-stamped action of the drill's operator.
+#[derive(Debug, Clone, Serialize)]
+pub struct OperatorAction {
+    pub t_ms: i64,
+    pub destination: String,
+    pub action: String,
+    pub result: String,
+}
+
+/// The replay: what was in each destination's DLQ and when it was replayed.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayRun {
+    pub t_ms: i64,
+    /// Destination → (event id, event_time) of each replayed entry.
+    pub entries: BTreeMap<String, Vec<(String, i64)>>,
+    /// Destination → the simulator's request count before the replay.
+    pub mark: BTreeMap<String, usize>,
+}
+
+/// What a drill leaves for the verdicts and the report.
+pub struct Drill {
+    pub scenario: Scenario,
+    pub speed: f64,
+    pub dests: Vec<DestRun>,
+    pub posted: Vec<Posted>,
+    /// The workspaces traffic went to ([`Posted::workspace`] indexes them).
+    pub workspaces: Vec<String>,
+    pub samples: Vec<Sample>,
+    pub operator: Vec<OperatorAction>,
+    pub replay: Option<ReplayRun>,
+    /// Rows of `GET /v1/auto-pause-events`, oldest first.
+    pub pause_rows: Vec<Value>,
+    /// Final DLQ entries per destination: (event id, error class).
+    pub dlq_final: BTreeMap<String, Vec<(String, String)>>,
+    /// When the traffic window's backlog had drained (drill ms), if it did.
+    pub drained_at: Option<i64>,
+    pub wall: Duration,
+    pub ingest_refused: u64,
+}
+
+/// A running rehearsal: the daemon, its clock and the client.
+struct Rig {
+    clock: Arc<ManualClock>,
+    daemon: Option<Daemon>,
+    url: String,
+    http: reqwest::Client,
+    admin: String,
+    keys: Vec<String>,
+    tmp: PathBuf,
+    start_ms: i64,
+}
+
+impl Rig {
+    fn t(&self) -> i64 {
+        self.clock.now_ms() - self.start_ms
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.admin)
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "GET {path}: {}", r.status());
+        Ok(r.json().await?)
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.admin)
+            .json(body)
+            .send()
+            .await?;
+        let s = r.status().as_u16();
+        Ok((s, r.json().await.unwrap_or(Value::Null)))
+    }
+}
+
+/// `sluice drill`: runs, prints the verdict, writes the report; exit 1 when a
+/// verdict line fails.
+pub fn main(args: DrillArgs) -> ExitCode {
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run_and_report(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs the drill, writes the report, prints the verdict; true when every line passed.
+pub async fn run_and_report(args: DrillArgs) -> anyhow::Result<bool> {
+    let scenario = match &args.scenario {
+        Some(p) => Scenario::load(p)?,
+        None => Scenario::builtin(),
+    };
+    let config_text = match &args.config {
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?,
+        None => scenario
+            .config_text
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("the scenario names no config: give --config"))?,
+    };
+    anyhow::ensure!(
+        args.speed.is_finite() && args.speed >= 1.0,
+        "--speed: a number of at least 1"
+    );
+    let out = args.out.clone().unwrap_or_else(|| {
+        let now = crate::clock::rfc3339_ms(crate::clock::SystemClock.now_ms());
+        PathBuf::from(format!(
+            "drill-{}",
+            now[..19].replace([':', '-'], "").replace('T', "-")
+        ))
+    });
+    println!(
+        "sluice drill: {} — {} of drill time at {}× ({}), report in {}",
+        scenario.name,
+        crate::config::format_duration(Duration::from_millis(scenario.duration_ms as u64)),
+        args.speed,
+        args.config.as_ref().map_or_else(
+            || "the scenario's config".to_string(),
+            |p| p.display().to_string()
+        ),
+        out.display()
+    );
+    let drill = run(scenario, &config_text, args.speed).await?;
+    let verdicts = verdict::judge(&drill);
+    let passed = verdicts.lines.iter().all(|l| l.pass);
+    std::fs::create_dir_all(&out)?;
+    let summary = report::summary(&drill, &verdicts);
+    std::fs::write(
+        out.join("summary.json"),
+        serde_json::to_vec_pretty(&summary)?,
+    )?;
+    std::fs::write(out.join("report.html"), report::html(&drill, &verdicts))?;
+    println!();
+    print!("{}", verdict::render(&verdicts));
+    println!(
+        "\n{} events pushed ({} accepted) in {:.1} s of wall time; report: {}",
+        drill.posted.len(),
+        drill.posted.iter().filter(|p| p.accepted).count(),
+        drill.wall.as_secs_f64(),
+        out.join("report.html").display()
+    );
+    Ok(passed)
+}
+
+/// Runs the scenario against `config_text` at `speed`.
+pub async fn run(scenario: Scenario, config_text: &str, speed: f64) -> anyhow::Result<Drill> {
+    let wall0 = Instant::now();
+    let clock = ManualClock::new(scenario.start_ms);
+    let specs = setup::destinations(config_text)?;
+    let sims = setup::start_sims(&specs, clock.clone()).await?;
+    let tmp = setup::temp_dir()?;
+    let reh = setup::rewrite(config_text, &tmp, &sims)?;
+    let cfg = reh.config.clone();
+    let mut dests = Vec::new();
+    for (sim, spec) in sims.into_iter().zip(&specs) {
+        let d = cfg
+            .destinations
+            .iter()
+            .find(|d| d.id == spec.id)
+            .ok_or_else(|| anyhow::anyhow!("destination {} not in the loaded config", spec.id))?;
+        let answered = Arc::new(AtomicU64::new(0));
+        let mut rx = sim.subscribe();
+        let a2 = answered.clone();
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match rx.recv().await {
+                    Ok(_) => a2.fetch_add(1, Ordering::SeqCst),
+                    Err(RecvError::Lagged(n)) => a2.fetch_add(n, Ordering::SeqCst),
+                    Err(RecvError::Closed) => return,
+                };
+            }
+        });
+        let ap = &d.policy.auto_pause;
+        dests.push(DestRun {
+            id: d.id.clone(),
+            platform: d.platform,
+            workspace: d.workspace.clone(),
+            events: d.events.clone(),
+            threshold: ap.threshold,
+            interval_ms: ap.interval.as_millis() as i64,
+            auto_clear_ms: ap.auto_clear.as_millis() as i64,
+            reprobe_ms: ap.reprobe.as_millis() as i64,
+            sim,
+            answered,
+            active: Vec::new(),
+        });
+    }
+    // Traffic goes to the workspaces that have a destination.
+    let workspaces: Vec<String> = reh
+        .ingest_keys
+        .keys()
+        .filter(|w| dests.iter().any(|d| &d.workspace == *w))
+        .cloned()
+        .collect();
+    anyhow::ensure!(!workspaces.is_empty(), "no workspace has a destination");
+    let keys = workspaces
+        .iter()
+        .map(|w| reh.ingest_keys[w].clone())
+        .collect();
+
+    let mut opts = StartOptions::new(cfg);
+    opts.config_path = Some(tmp.join("sluice.toml"));
+    opts.clock = clock.clone();
+    opts.listen = Some("127.0.0.1:0".parse()?);
+    let daemon = Daemon::start(opts).await?;
+    let rig = Rig {
+        url: format!("http://{}", daemon.addr),
+        daemon: Some(daemon),
+        clock: clock.clone(),
+        http: reqwest::Client::new(),
+        admin: reh.admin_token.clone(),
+        keys,
+        tmp,
+        start_ms: scenario.start_ms,
+    };
+    wait_ready(&rig).await?;
+    let mut d = Drill {
+        scenario,
+        speed,
+        dests,
+        posted: Vec::new(),
+        workspaces: workspaces.clone(),
+        samples: Vec::new(),
+        operator: Vec::new(),
+        replay: None,
+        pause_rows: Vec::new(),
+        dlq_final: BTreeMap::new(),
+        drained_at: None,
+        wall: Duration::ZERO,
+        ingest_refused: 0,
+    };
+    let result = drive(&mut d, &rig, Traffic::new(workspaces), wall0).await;
+    let mut rig = rig;
+    if let Some(daemon) = rig.daemon.take() {
+        daemon.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(&rig.tmp);
+    result?;
+    d.wall = wall0.elapsed();
+    Ok(d)
+}
+
+async fn wait_ready(rig: &Rig) -> anyhow::Result<()> {
+    for _ in 0..1000 {
+        if let Ok(r) = rig.http.get(format!("{}/readyz", rig.url)).send().await
+            && r.status() == 200
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    anyhow::bail!("the daemon never became ready")
+}
+
+const TICK_MS: i64 = 1_000;
+
+/// The phases: traffic window, drain, overnight, replay, final reads.
+async fn drive(
+    d: &mut Drill,
+    rig: &Rig,
+    mut traffic: Traffic,
+    wall0: Instant,
+) -> anyhow::Result<()> {
+    let mut view = view::View::new(d.speed);
+    let pace0 = Instant::now();
+    let speed = d.speed;
+    let t_first = rig.t();
+    let paced_ms =
+        move |t: i64| pace0 + Duration::from_secs_f64((t - t_first) as f64 / 1000.0 / speed);
+    let end = d.scenario.duration_ms;
+    let post_every = d.scenario.post_every_ms;
+    // Drain: up to the replay (or 6 more hours), ends once every queue is empty and
+    // nothing is paused.
+    let drain_cap = d.scenario.replay.map_or(end + 6 * 3_600_000, |r| r.at_ms);
+    let mut t = rig.t();
+    loop {
+        apply_faults(d, t);
+        operator(d, rig, t).await;
+        if t < end && t % post_every == 0 {
+            post(d, rig, &mut traffic, t).await?;
+        }
+        if t % 60_000 == 0 {
+            let s = sample(d, rig, t).await?;
+            view.show(d, &s, wall0.elapsed());
+            let idle = s
+                .dests
+                .iter()
+                .all(|x| x.queue_depth == 0 && x.state == "active");
+            d.samples.push(s);
+            if t >= end && idle && operator_done(d, t) {
+                d.drained_at = Some(t);
+                break;
+            }
+            if t >= drain_cap {
+                break;
+            }
+        }
+        settle(d, rig).await;
+        rig.clock.advance_ms(TICK_MS);
+        t += TICK_MS;
+        tokio::time::sleep_until(paced_ms(t).into()).await;
+    }
+    view.finish();
+    if let Some(r) = d.scenario.replay {
+        // Overnight: nothing pending; the clock moves a minute at a time, unpaced.
+        while t < r.at_ms {
+            settle(d, rig).await;
+            rig.clock.advance_ms(60_000);
+            t += 60_000;
+            tokio::task::yield_now().await;
+        }
+        replay(d, rig, t).await?;
+        let stop = t + r.run_for_ms;
+        let base = Instant::now();
+        let t0 = t;
+        while t < stop {
+            apply_faults(d, t);
+            if t % 60_000 == 0 {
+                let s = sample(d, rig, t).await?;
+                view.show(d, &s, wall0.elapsed());
+                d.samples.push(s);
+            }
+            settle(d, rig).await;
+            rig.clock.advance_ms(TICK_MS);
+            t += TICK_MS;
+            let due = base + Duration::from_secs_f64((t - t0) as f64 / 1000.0 / d.speed);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let s = sample(d, rig, t).await?;
+        d.samples.push(s);
+        view.finish();
+    }
+    d.pause_rows = pause_rows(rig).await?;
+    for dest in &d.dests {
+        d.dlq_final
+            .insert(dest.id.clone(), dlq_entries(rig, &dest.id).await?);
+    }
+    Ok(())
+}
+
+/// Installs each simulator's script when the windows in force change.
+fn apply_faults(d: &mut Drill, t: i64) {
+    for dest in &mut d.dests {
+        let (active, script) = d.scenario.script_at(&dest.id, dest.platform.name(), t);
+        if active != dest.active {
+            dest.sim.set_script(script);
+            dest.active = active;
+        }
+    }
+}
+
+/// The operator's part: when a revoked token's window ends, the token is rotated and
+/// a destination paused for it is resumed through the admin API.
+async fn operator(d: &mut Drill, rig: &Rig, t: i64) {
+    let mut todo = Vec::new();
+    for w in &d.scenario.faults {
+        if w.kind == scenario::Kind::Auth && w.operator_resume && w.to_ms == t {
+            for dest in &d.dests {
+                if w.applies(&dest.id, dest.platform.name()) {
+                    todo.push(dest.id.clone());
+                }
+            }
+        }
+    }
+    for id in todo {
+        let (status, body) = match rig
+            .post(
+                &format!("/v1/destinations/{id}/resume"),
+                &json!({"reason": "drill: token rotated"}),
+            )
+            .await
+        {
+            Ok(x) => x,
+            Err(e) => (0, json!({"error": e.to_string()})),
+        };
+        let result = if status == 200 {
+            "resumed".to_string()
+        } else {
+            format!(
+                "{status} {}",
+                body.get("error").and_then(Value::as_str).unwrap_or("")
+            )
+        };
+        d.operator.push(OperatorAction {
+            t_ms: t,
+            destination: id,
+            action: "rotate token, resume".into(),
+            result,
+        });
+    }
+}
+
+/// Whether every operator action due by `t` is behind us.
+fn operator_done(d: &Drill, t: i64) -> bool {
+    d.scenario
+        .faults
+        .iter()
+        .all(|w| !(w.kind == scenario::Kind::Auth && w.operator_resume) || w.to_ms <= t)
+}
+
+/// Waits until no request is in flight (sent and not yet settled by the engine), so
+/// the clock never runs past a request the machine has not got to yet: a timeout in a
+/// drill is the platform's, never the machine's. Destinations whose simulator holds
+/// requests on purpose (timeout and slow windows) are not waited for; no wait is
+/// longer than 500 ms of real time.
+async fn settle(d: &Drill, rig: &Rig) {
+    let start = Instant::now();
+    let Some(daemon) = rig.daemon.as_ref() else {
+        return;
+    };
+    loop {
+        let busy = d.dests.iter().any(|x| {
+            let held = x.active.iter().any(|&i| {
+                matches!(
+                    d.scenario.faults[i].kind,
+                    scenario::Kind::Timeout | scenario::Kind::Slow
+                )
+            });
+            if held {
+                return false;
+            }
+            let snap = daemon.app.engine.snapshot(&x.id);
+            let engine_busy = snap.is_some_and(|s| s.requests_in_flight > 0 || s.unsettled > 0);
+            engine_busy || (x.sim.count() as u64) > x.answered.load(Ordering::SeqCst)
+        });
+        if !busy || start.elapsed() > Duration::from_millis(500) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+/// Posts the traffic of `[t, t + post_every)`, one request per workspace.
+async fn post(d: &mut Drill, rig: &Rig, traffic: &mut Traffic, t: i64) -> anyhow::Result<()> {
+    let now_s = rig.clock.now_secs();
+    for (ws, mut events, bodies) in traffic.post(&d.scenario, t, d.scenario.post_every_ms, now_s) {
+        for chunk in 0..bodies.len().div_ceil(1000) {
+            let lo = chunk * 1000;
+            let hi = (lo + 1000).min(bodies.len());
+            let r = rig
+                .http
+                .post(format!("{}/v1/events", rig.url))
+                .bearer_auth(&rig.keys[ws])
+                .json(&json!({"events": &bodies[lo..hi]}))
+                .send()
+                .await?;
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            if status == 202 {
+                let rejected: Vec<u64> = v["rejected"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|x| x["index"].as_u64()).collect())
+                    .unwrap_or_default();
+                for (i, e) in events[lo..hi].iter_mut().enumerate() {
+                    e.accepted = !rejected.contains(&(i as u64));
+                }
+            } else {
+                d.ingest_refused += (hi - lo) as u64;
+            }
+        }
+        d.posted.append(&mut events);
+    }
+    Ok(())
+}
+
+/// Reads the engine at drill time `t`: destinations, DLQ summary, `/metrics`.
+async fn sample(d: &Drill, rig: &Rig, t: i64) -> anyhow::Result<Sample> {
+    let list = rig.get("/v1/destinations").await?;
+    let summary = rig.get("/v1/dlq/summary").await?;
+    let metrics = rig
+        .http
+        .get(format!("{}/metrics", rig.url))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let m = parse_metrics(&metrics);
+    let empty = Vec::new();
+    let rows = list["destinations"].as_array().unwrap_or(&empty);
+    let dests = d
+        .dests
+        .iter()
+        .map(|dest| {
+            let row = rows
+                .iter()
+                .find(|r| r["destination_id"] == dest.id.as_str())
+                .cloned()
+                .unwrap_or(Value::Null);
+            let c = |outcome: &str| {
+                m.get(&(dest.id.clone(), outcome.to_string()))
+                    .copied()
+                    .unwrap_or(0.0) as u64
+            };
+            DestSample {
+                state: row["state"].as_str().unwrap_or("unknown").to_string(),
+                queue_depth: row["queue_depth"].as_u64().unwrap_or(0),
+                lag_s: row["consumer_lag_seconds"].as_f64().unwrap_or(0.0),
+                dlq_depth: row["dlq_depth"].as_u64().unwrap_or(0),
+                error_rate: row["error_rate"].as_f64(),
+                delivered: c("delivered"),
+                throttled: c("throttled"),
+                retried: c("retried"),
+                dead_lettered: c("dead_lettered"),
+            }
+        })
+        .collect();
+    let mut dlq = BTreeMap::new();
+    for c in summary["counts"].as_array().unwrap_or(&empty) {
+        dlq.insert(
+            format!(
+                "{} {}",
+                c["destination_id"].as_str().unwrap_or(""),
+                c["reason"].as_str().unwrap_or("")
+            ),
+            c["count"].as_u64().unwrap_or(0),
+        );
+    }
+    let ingested = m
+        .iter()
+        .filter(|((k, _), _)| k == "__ingest")
+        .map(|(_, v)| *v as u64)
+        .sum();
+    Ok(Sample {
+        t_ms: t,
+        ingested,
+        dests,
+        dlq,
+    })
+}
+
+/// `sluice_deliveries_total` by (destination, outcome), and the ingest total under
+/// ("__ingest", merchant).
+fn parse_metrics(text: &str) -> BTreeMap<(String, String), f64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some((series, v)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(v) = v.parse::<f64>() else { continue };
+        let label = |name: &str| -> Option<String> {
+            let at = series.find(&format!("{name}=\""))? + name.len() + 2;
+            let rest = &series[at..];
+            Some(rest[..rest.find('"')?].to_string())
+        };
+        if series.starts_with("sluice_deliveries_total") {
+            if let (Some(d), Some(o)) = (label("destination"), label("outcome")) {
+                out.insert((d, o), v);
+            }
+        } else if series.starts_with("sluice_ingest_events_total")
+            && let Some(m) = label("merchant")
+        {
+            out.insert(("__ingest".to_string(), m), v);
+        }
+    }
+    out
+}
+
+/// The next-morning replay of every destination's DLQ, through the admin API.
+async fn replay(d: &mut Drill, rig: &Rig, t: i64) -> anyhow::Result<()> {
+    let mut run = ReplayRun {
+        t_ms: t,
+        ..ReplayRun::default()
+    };
+    for dest in &d.dests {
+        let entries = dlq_full(rig, &dest.id).await?;
+        if entries.is_empty() {
+            continue;
+        }
+        let ids: Vec<(String, i64)> = entries
+            .iter()
+            .map(|e| {
+                (
+                    e["event"]["event_id"].as_str().unwrap_or("").to_string(),
+                    e["event"]["event_time"].as_i64().unwrap_or(-1),
+                )
+            })
+            .collect();
+        run.mark.insert(dest.id.clone(), dest.sim.count());
+        dest.sim.set_keep_bodies(true);
+        let (status, body) = rig
+            .post("/v1/dlq/replay", &json!({"destination": dest.id}))
+            .await?;
+        d.operator.push(OperatorAction {
+            t_ms: t,
+            destination: dest.id.clone(),
+            action: "dlq replay".into(),
+            result: if status == 200 {
+                format!(
+                    "replayed {}, expired skipped {}",
+                    body["replayed"], body["expired_skipped"]
+                )
+            } else {
+                format!("{status} {body}")
+            },
+        });
+        run.entries.insert(dest.id.clone(), ids);
+    }
+    d.replay = Some(run);
+    Ok(())
+}
+
+/// Every DLQ entry of a destination, oldest first.
+async fn dlq_full(rig: &Rig, dest: &str) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/dlq?destination={dest}&limit=1000");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let v = rig.get(&path).await?;
+        if let Some(a) = v["entries"].as_array() {
+            out.extend(a.iter().cloned());
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return Ok(out),
+        }
+    }
+}
+
+async fn dlq_entries(rig: &Rig, dest: &str) -> anyhow::Result<Vec<(String, String)>> {
+    Ok(dlq_full(rig, dest)
+        .await?
+        .iter()
+        .map(|e| {
+            (
+                e["event"]["event_id"].as_str().unwrap_or("").to_string(),
+                e["error_class"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect())
+}
+
+/// Every auto-pause row, oldest first.
+async fn pause_rows(rig: &Rig) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = "/v1/auto-pause-events?limit=1000".to_string();
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let v = rig.get(&path).await?;
+        if let Some(a) = v["events"].as_array() {
+            out.extend(a.iter().cloned());
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// RFC 3339 → ms.
+pub fn parse_time(s: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// `hh:mm` of drill time (hours may pass 24).
+pub fn hhmm(t_ms: i64) -> String {
+    let m = t_ms.div_euclid(60_000);
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
