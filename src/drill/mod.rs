@@ -67,6 +67,7 @@ pub struct DestRun {
     pub interval_ms: i64,
     pub auto_clear_ms: i64,
     pub reprobe_ms: i64,
+    pub timeout_ms: i64,
     pub sim: SimServer,
     answered: Arc<AtomicU64>,
     /// The fault windows in force (indexes into the scenario's faults).
@@ -297,6 +298,7 @@ pub async fn run(scenario: Scenario, config_text: &str, speed: f64) -> anyhow::R
             interval_ms: ap.interval.as_millis() as i64,
             auto_clear_ms: ap.auto_clear.as_millis() as i64,
             reprobe_ms: ap.reprobe.as_millis() as i64,
+            timeout_ms: d.policy.timeout.as_millis() as i64,
             sim,
             answered,
             active: Vec::new(),
@@ -379,6 +381,7 @@ async fn drive(
     wall0: Instant,
 ) -> anyhow::Result<()> {
     let mut view = view::View::new(d.speed);
+    let mut settler = Settler::new(d);
     let pace0 = Instant::now();
     let speed = d.speed;
     let t_first = rig.t();
@@ -412,7 +415,7 @@ async fn drive(
                 break;
             }
         }
-        settle(d, rig).await;
+        settler.settle(d, rig, t).await;
         rig.clock.advance_ms(TICK_MS);
         t += TICK_MS;
         tokio::time::sleep_until(paced_ms(t).into()).await;
@@ -421,7 +424,7 @@ async fn drive(
     if let Some(r) = d.scenario.replay {
         // Overnight: nothing pending; the clock moves a minute at a time, unpaced.
         while t < r.at_ms {
-            settle(d, rig).await;
+            settler.settle(d, rig, t).await;
             rig.clock.advance_ms(60_000);
             t += 60_000;
             tokio::task::yield_now().await;
@@ -437,7 +440,7 @@ async fn drive(
                 view.show(d, &s, wall0.elapsed());
                 d.samples.push(s);
             }
-            settle(d, rig).await;
+            settler.settle(d, rig, t).await;
             rig.clock.advance_ms(TICK_MS);
             t += TICK_MS;
             let due = base + Duration::from_secs_f64((t - t0) as f64 / 1000.0 / d.speed);
@@ -458,9 +461,9 @@ async fn drive(
 /// Installs each simulator's script when the windows in force change.
 fn apply_faults(d: &mut Drill, t: i64) {
     for dest in &mut d.dests {
-        let (active, script) = d.scenario.script_at(&dest.id, dest.platform.name(), t);
+        let active = d.scenario.active_at(&dest.id, dest.platform.name(), t);
         if active != dest.active {
-            dest.sim.set_script(script);
+            dest.sim.set_script(d.scenario.script_of(&active));
             dest.active = active;
         }
     }
@@ -515,18 +518,31 @@ fn operator_done(d: &Drill, t: i64) -> bool {
         .all(|w| !(w.kind == scenario::Kind::Auth && w.operator_resume) || w.to_ms <= t)
 }
 
-/// Waits until no request is in flight (sent and not yet settled by the engine), so
-/// the clock never runs past a request the machine has not got to yet: a timeout in a
-/// drill is the platform's, never the machine's. Destinations whose simulator holds
-/// requests on purpose (timeout and slow windows) are not waited for; no wait is
-/// longer than 500 ms of real time.
-async fn settle(d: &Drill, rig: &Rig) {
-    let start = Instant::now();
-    let Some(daemon) = rig.daemon.as_ref() else {
-        return;
-    };
-    loop {
-        let busy = d.dests.iter().any(|x| {
+/// Keeps the clock from running past requests the machine has not got to yet, so a
+/// timeout in a drill is the platform's, never the machine's: a destination may have
+/// requests in flight (sent, not yet settled by the engine) for up to half its
+/// shortest request timeout of drill time; then the clock waits until they are
+/// settled (at most 500 ms of real time). Destinations whose simulator holds requests
+/// on purpose (timeout and slow windows) are not waited for.
+struct Settler {
+    busy_since: Vec<Option<i64>>,
+    slack_ms: i64,
+}
+
+impl Settler {
+    fn new(d: &Drill) -> Settler {
+        let min_timeout = d.dests.iter().map(|x| x.timeout_ms).min().unwrap_or(10_000);
+        Settler {
+            busy_since: vec![None; d.dests.len()],
+            slack_ms: (min_timeout / 2 / TICK_MS) * TICK_MS,
+        }
+    }
+
+    async fn settle(&mut self, d: &Drill, rig: &Rig, t: i64) {
+        let Some(daemon) = rig.daemon.as_ref() else {
+            return;
+        };
+        let busy = |x: &DestRun| {
             let held = x.active.iter().any(|&i| {
                 matches!(
                     d.scenario.faults[i].kind,
@@ -537,13 +553,24 @@ async fn settle(d: &Drill, rig: &Rig) {
                 return false;
             }
             let snap = daemon.app.engine.snapshot(&x.id);
-            let engine_busy = snap.is_some_and(|s| s.requests_in_flight > 0 || s.unsettled > 0);
-            engine_busy || (x.sim.count() as u64) > x.answered.load(Ordering::SeqCst)
-        });
-        if !busy || start.elapsed() > Duration::from_millis(500) {
-            return;
+            snap.is_some_and(|s| s.requests_in_flight > 0 || s.unsettled > 0)
+                || (x.sim.count() as u64) > x.answered.load(Ordering::SeqCst)
+        };
+        let start = Instant::now();
+        for (i, x) in d.dests.iter().enumerate() {
+            if !busy(x) {
+                self.busy_since[i] = None;
+                continue;
+            }
+            let since = *self.busy_since[i].get_or_insert(t);
+            if t - since < self.slack_ms {
+                continue;
+            }
+            while busy(x) && start.elapsed() < Duration::from_millis(500) {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            self.busy_since[i] = None;
         }
-        tokio::time::sleep(Duration::from_micros(200)).await;
     }
 }
 

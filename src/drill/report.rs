@@ -148,14 +148,18 @@ impl Chart<'_> {
         for (i, (name, pts)) in self.series.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
             let mut path = String::new();
-            for (k, (t, v)) in pts.iter().enumerate() {
+            // A gap of more than 90 s (no requests in a minute) breaks the line.
+            let mut prev: Option<i64> = None;
+            for (t, v) in pts {
+                let gap = prev.is_none_or(|p| t - p > 90_000);
                 let _ = write!(
                     path,
                     "{}{:.1},{:.1} ",
-                    if k == 0 { "M" } else { "L" },
+                    if gap { "M" } else { "L" },
                     px(*t),
                     py(*v)
                 );
+                prev = Some(*t);
             }
             let _ = write!(
                 s,
@@ -172,14 +176,15 @@ impl Chart<'_> {
                 esc(name)
             );
         }
-        for (t, label, color) in &self.marks {
+        for (k, (t, label, color)) in self.marks.iter().enumerate() {
             let x = px(*t);
+            let ly = T + 24.0 + 12.0 * (k % 3) as f64;
             let _ = write!(
                 s,
                 r#"<line x1="{x:.1}" x2="{x:.1}" y1="{T}" y2="{:.1}" stroke="{color}" stroke-width="1.5"/><text x="{:.1}" y="{:.1}" font-size="10" fill="{color}">{}</text>"#,
                 H - B,
                 x + 3.0,
-                T + 24.0,
+                ly,
                 esc(label)
             );
         }

@@ -286,18 +286,20 @@ impl Scenario {
             .filter(move |w| w.applies(dest, platform))
     }
 
-    /// The script a destination's simulator runs at drill time `t`, and a key that
-    /// changes only when the set of windows in force does.
-    pub fn script_at(&self, dest: &str, platform: &str, t: i64) -> (Vec<usize>, FaultScript) {
-        let active: Vec<usize> = self
-            .faults
+    /// The fault windows of a destination in force at drill time `t` (indexes).
+    pub fn active_at(&self, dest: &str, platform: &str, t: i64) -> Vec<usize> {
+        self.faults
             .iter()
             .enumerate()
             .filter(|(_, w)| w.applies(dest, platform) && w.from_ms <= t && t < w.to_ms)
             .map(|(i, _)| i)
-            .collect();
+            .collect()
+    }
+
+    /// The script of these windows in force together.
+    pub fn script_of(&self, active: &[usize]) -> FaultScript {
         let mut s = FaultScript::none();
-        for &i in &active {
+        for &i in active {
             let w = &self.faults[i];
             if w.kind == Kind::Slow {
                 s = s.with_latency(w.latency_ms);
@@ -305,7 +307,7 @@ impl Scenario {
                 s.rules.extend(w.rules());
             }
         }
-        (active, s)
+        s
     }
 }
 

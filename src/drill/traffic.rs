@@ -117,7 +117,7 @@ impl Traffic {
 
 /// A valid event whose `custom_data` is about `bytes` long (a cart of line items).
 fn event_body(id: &str, name: &str, time_s: i64, k: u64, bytes: u32, rng: &mut Rng) -> Value {
-    let items = (bytes as usize / 80).clamp(1, 180);
+    let items = (bytes as usize / 52).clamp(1, 280);
     let contents: Vec<Value> = (0..items)
         .map(|i| {
             json!({"id": format!("sku-{:05}", (k * 7 + i as u64) % 50_000),

@@ -156,7 +156,9 @@ pub fn judge(d: &Drill) -> Judgement {
                     .any(|w| w.throttles() && w.from_ms <= t && t < w.to_ms)
             })
             .count() as u64;
-        for s in &d.samples {
+        // Lag of the day (a replay's events are as old as the night is long).
+        let replay_at = d.replay.as_ref().map_or(i64::MAX, |r| r.t_ms);
+        for s in d.samples.iter().filter(|s| s.t_ms < replay_at) {
             if let Some(x) = s.dests.get(di)
                 && x.lag_s > f.max_lag_s
             {
@@ -322,18 +324,25 @@ pub fn judge(d: &Drill) -> Judgement {
             .map(|w| w.to_ms)
             .max()
             .unwrap_or(p.t_ms);
-        let deadline = (p.t_ms + dest.auto_clear_ms).max(heal + dest.reprobe_ms) + 300_000;
+        // Probes start at the auto-clear, then every `reprobe` while they fail; the first
+        // one after healing must resume it, and it has until the next probe would be due.
+        let mut probe = p.t_ms + dest.auto_clear_ms;
+        while probe < heal {
+            probe += dest.reprobe_ms.max(60_000);
+        }
+        let deadline = probe + dest.reprobe_ms.max(60_000);
         let resumed = changes.iter().find(|c| {
             c.destination == p.destination && c.action == "auto_resume" && c.t_ms > p.t_ms
         });
         match resumed {
             Some(r) if r.t_ms <= deadline => clear_detail.push(format!(
-                "{} paused {} healed {} probed {} resumed {}",
+                "{} paused {} healed {} probed {} resumed {} (by {})",
                 p.destination,
                 hhmm(p.t_ms),
                 hhmm(heal),
-                hhmm(p.t_ms + dest.auto_clear_ms),
-                hhmm(r.t_ms)
+                hhmm(probe),
+                hhmm(r.t_ms),
+                hhmm(deadline)
             )),
             other => {
                 clear_pass = false;

@@ -1,0 +1,207 @@
+//! `sluice drill`: the built-in BFCM scenario passes every verdict line (run in-process
+//! with the clock unpaced: as fast as the machine settles each step); a policy whose
+//! threshold is above the injected error rate fails the outage line and the command
+//! exits 1; `--config config.example.toml` rehearses the example config.
+
+use std::process::Command;
+
+use sluice::drill::scenario::{BUILTIN_CONFIG, Scenario};
+use sluice::drill::verdict;
+
+/// As fast as the machine goes: the driver still waits for each step's traffic and
+/// in-flight requests, so nothing times out for the machine's sake.
+const FAST: &str = "1000000";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builtin_scenario_passes_every_check() {
+    let d = sluice::drill::run(Scenario::builtin(), BUILTIN_CONFIG, 1_000_000.0)
+        .await
+        .unwrap();
+    let j = verdict::judge(&d);
+    let text = verdict::render(&j);
+    assert!(j.lines.iter().all(|l| l.pass), "{text}");
+    assert_eq!(j.lines.len(), 8, "{text}");
+
+    // The traffic is the curve's: the same events every run, all accepted.
+    assert_eq!(d.posted.len(), 36_975);
+    assert!(d.posted.iter().all(|p| p.accepted));
+    let purchase_like = d
+        .posted
+        .iter()
+        .filter(|p| p.name == "Purchase" || p.name == "InitiateCheckout")
+        .count() as u64;
+
+    // Every routed event reached its simulator, counted there; Klaviyo gets only its
+    // two event names; nothing is left in any DLQ after the replay.
+    let f = |id: &str| j.facts.iter().find(|f| f.id == id).unwrap();
+    for id in ["meta_shop", "tiktok_shop", "pinterest_shop"] {
+        assert_eq!(
+            (f(id).routed, f(id).delivered, f(id).lost),
+            (36_975, 36_975, 0),
+            "{id}"
+        );
+    }
+    assert_eq!(f("klaviyo_shop").routed, purchase_like);
+    assert_eq!(f("klaviyo_shop").delivered, purchase_like);
+    for f in &j.facts {
+        assert_eq!(
+            (f.duplicates, f.rate_limited, f.in_dlq),
+            (0, 0, 0),
+            "{}",
+            f.id
+        );
+    }
+    assert!(d.dlq_final.values().all(Vec::is_empty));
+
+    // TikTok paused at the first evaluation of its outage (02:21), probed an hour later
+    // and resumed; Pinterest paused for its revoked token, resumed by the operator at
+    // the window's end (03:50).
+    let changes: Vec<(String, String, String)> = j
+        .changes
+        .iter()
+        .map(|c| {
+            (
+                sluice::drill::hhmm(c.t_ms),
+                c.destination.clone(),
+                c.action.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes[0],
+        ("02:21".into(), "tiktok_shop".into(), "pause".into())
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.1 == "tiktok_shop" && c.2 == "auto_resume")
+    );
+    assert!(changes.iter().any(|c| c
+        == &(
+            "03:50".into(),
+            "pinterest_shop".into(),
+            "manual_resume".into()
+        )));
+    assert_eq!(changes.iter().filter(|c| c.2 == "pause").count(), 2);
+    let pinterest_pause = j
+        .changes
+        .iter()
+        .find(|c| c.destination == "pinterest_shop" && c.action == "pause")
+        .unwrap();
+    assert_eq!(pinterest_pause.reason, "auth_failed");
+
+    // The replay: Pinterest's rejected rows (its only DLQ entries) went back once each.
+    let replay = d.replay.as_ref().unwrap();
+    let replayed = &replay.entries["pinterest_shop"];
+    assert!(!replayed.is_empty());
+    assert_eq!(replay.entries.len(), 1);
+    assert_eq!(
+        j.lines[6].detail,
+        format!(
+            "pinterest_shop: {n}/{n} replayed ids delivered, 0 sent twice, 0 already delivered before, times {n}/{n} equal",
+            n = replayed.len()
+        )
+    );
+}
+
+/// A scenario file and a config whose TikTok threshold (0.50) is above the 40% error
+/// rate injected for 20 minutes: the outage never pauses it.
+fn absorbing_setup(dir: &std::path::Path) -> std::path::PathBuf {
+    let config = BUILTIN_CONFIG.replace("threshold = 0.25", "threshold = 0.50");
+    assert_ne!(config, BUILTIN_CONFIG);
+    std::fs::write(dir.join("sluice.toml"), config).unwrap();
+    let scenario = r#"
+name = "TikTok outage under a loose threshold"
+duration = "1h"
+post_every = "5s"
+config = "sluice.toml"
+[traffic]
+curve = [["0m", 120.0]]
+mix = { Purchase = 1.0 }
+[[faults]]
+destination = "tiktok_shop"
+kind = "errors"
+rate = 0.4
+at = "10m"
+for = "20m"
+"#;
+    let path = dir.join("scenario.toml");
+    std::fs::write(&path, scenario).unwrap();
+    path
+}
+
+#[test]
+fn a_threshold_above_the_error_rate_fails_the_outage_line_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = absorbing_setup(dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["drill", "--speed", FAST, "--scenario"])
+        .arg(&scenario)
+        .arg("--out")
+        .arg(dir.path().join("report"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "FAIL each injected outage paused its destination within one evaluation interval\n      tiktok_shop Errors at 00:10: NOT paused by 00:11 (threshold 0.50)"
+        ),
+        "{stdout}"
+    );
+    // The rest held: 7,200 events, every one delivered everywhere.
+    assert!(stdout.contains("PASS no accepted event lost\n      meta_shop 7200/7200 delivered; tiktok_shop 7200/7200 delivered; klaviyo_shop 7200/7200 delivered; pinterest_shop 7200/7200 delivered"), "{stdout}");
+    assert!(
+        stdout.contains("PASS no destination paused outside a fault\n      0 pause(s)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 check(s) failed"), "{stdout}");
+    // The report files are there, and say the same.
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["passed"], false);
+    assert_eq!(summary["events_posted"], 7200);
+    let html = std::fs::read_to_string(dir.path().join("report/report.html")).unwrap();
+    assert!(html.contains("FAIL — 1 check(s) failed"));
+    // Self-contained: no script, no external asset.
+    assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("<link"));
+}
+
+#[test]
+fn drills_the_example_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["drill", "--speed", FAST, "--config"])
+        .arg(format!("{root}/config.example.toml"))
+        .arg("--scenario")
+        .arg(format!("{root}/scenarios/quick.toml"))
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    // One hour of the quick curve (20/min, 40/min for 10 minutes, 5-minute ramps; the
+    // area is 1,500), sampled at each 5 s post with fractions carried: 1,499.
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
+    let n = summary["events_posted"].as_u64().unwrap();
+    assert_eq!(n, 1_499);
+    assert!(
+        stdout.contains(&format!(
+            "PASS no accepted event lost\n      demo_webhook {n}/{n} delivered"
+        )),
+        "{stdout}"
+    );
+    // The webhook's 2-minute 503 window: retried, not paused (shorter than an outage).
+    let dest = &summary["destinations"][0];
+    assert_eq!(dest["id"], "demo_webhook");
+    assert_eq!(dest["duplicates"], 0);
+    assert!(
+        dest["requests"].as_u64().unwrap() > n,
+        "the 503s were retried"
+    );
+    assert!(stdout.contains("every check passed"), "{stdout}");
+}
