@@ -6,9 +6,9 @@
 //! deliveries go through the real client to one in-process simulator per destination
 //! ([`crate::sim`]), and the drill reads the engine only through its admin API and
 //! `/metrics`. Everything runs on one [`ManualClock`] that the driver moves in one-second
-//! steps, each after the step's traffic was accepted and the simulators answered what
-//! they were sent, paced to `--speed` times real time: the clock never outruns the
-//! machine (a slow machine makes the drill longer, never different).
+//! steps, each after the step's traffic was accepted and once no request has been in
+//! flight for long ([`Settler`]), paced to `--speed` times real time: the clock never
+//! outruns the machine (a slow machine makes the drill longer, never different).
 //!
 //! Owned here: the run (this file), the scenario format ([`scenario`]), the traffic
 //! ([`traffic`]), the rehearsal's config and simulators ([`setup`]), the verdicts
@@ -25,7 +25,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -69,7 +68,6 @@ pub struct DestRun {
     pub reprobe_ms: i64,
     pub timeout_ms: i64,
     pub sim: SimServer,
-    answered: Arc<AtomicU64>,
     /// The fault windows in force (indexes into the scenario's faults).
     active: Vec<usize>,
 }
@@ -275,19 +273,6 @@ pub async fn run(scenario: Scenario, config_text: &str, speed: f64) -> anyhow::R
             .iter()
             .find(|d| d.id == spec.id)
             .ok_or_else(|| anyhow::anyhow!("destination {} not in the loaded config", spec.id))?;
-        let answered = Arc::new(AtomicU64::new(0));
-        let mut rx = sim.subscribe();
-        let a2 = answered.clone();
-        tokio::spawn(async move {
-            use tokio::sync::broadcast::error::RecvError;
-            loop {
-                match rx.recv().await {
-                    Ok(_) => a2.fetch_add(1, Ordering::SeqCst),
-                    Err(RecvError::Lagged(n)) => a2.fetch_add(n, Ordering::SeqCst),
-                    Err(RecvError::Closed) => return,
-                };
-            }
-        });
         let ap = &d.policy.auto_pause;
         dests.push(DestRun {
             id: d.id.clone(),
@@ -300,7 +285,6 @@ pub async fn run(scenario: Scenario, config_text: &str, speed: f64) -> anyhow::R
             reprobe_ms: ap.reprobe.as_millis() as i64,
             timeout_ms: d.policy.timeout.as_millis() as i64,
             sim,
-            answered,
             active: Vec::new(),
         });
     }
@@ -542,6 +526,9 @@ impl Settler {
         let Some(daemon) = rig.daemon.as_ref() else {
             return;
         };
+        // (requests in flight, probing). The engine's count, not the simulator's: a
+        // request a timeout window held stays open at the simulator after the engine
+        // gave up on it.
         let busy = |x: &DestRun| {
             let held = x.active.iter().any(|&i| {
                 matches!(
@@ -549,24 +536,43 @@ impl Settler {
                     scenario::Kind::Timeout | scenario::Kind::Slow
                 )
             });
-            if held {
-                return false;
-            }
-            let snap = daemon.app.engine.snapshot(&x.id);
-            snap.is_some_and(|s| s.requests_in_flight > 0 || s.unsettled > 0)
-                || (x.sim.count() as u64) > x.answered.load(Ordering::SeqCst)
+            let Some(s) = daemon.app.engine.snapshot(&x.id) else {
+                return (false, false);
+            };
+            // Probing, or due to probe: the worker reads its backlog first, real time
+            // that must not count as drill time.
+            let probing = match s.state.mode {
+                crate::store::codec::DestMode::Probing => true,
+                crate::store::codec::DestMode::Paused => s
+                    .state
+                    .auto_clear_at_ms
+                    .is_some_and(|at| at <= rig.clock.now_ms()),
+                crate::store::codec::DestMode::Active => false,
+            };
+            (
+                !held && (s.requests_in_flight > 0 || s.unsettled > 0),
+                !held && probing,
+            )
         };
         let start = Instant::now();
         for (i, x) in d.dests.iter().enumerate() {
-            if !busy(x) {
+            let (in_flight, probing) = busy(x);
+            if !in_flight && !probing {
                 self.busy_since[i] = None;
                 continue;
             }
+            // A probe is a few requests: the clock waits for each step of it (up to
+            // 500 ms a step), so its verdict comes at the drill time it would in real
+            // time.
             let since = *self.busy_since[i].get_or_insert(t);
-            if t - since < self.slack_ms {
+            if !probing && t - since < self.slack_ms {
                 continue;
             }
-            while busy(x) && start.elapsed() < Duration::from_millis(500) {
+            while start.elapsed() < Duration::from_millis(500) {
+                let (f, p) = busy(x);
+                if !f && (!p || !probing) {
+                    break;
+                }
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
             self.busy_since[i] = None;
