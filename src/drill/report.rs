@@ -46,7 +46,7 @@ pub fn summary(d: &Drill, j: &Judgement) -> Value {
 struct Chart<'a> {
     title: &'a str,
     unit: &'a str,
-    series: Vec<(String, Vec<(i64, f64)>)>,
+    series: Series,
     bands: Vec<(i64, i64, String)>,
     marks: Vec<(i64, String, &'static str)>,
     hline: Option<(f64, String)>,
@@ -215,6 +215,33 @@ fn short(v: f64) -> String {
     }
 }
 
+/// Named series of (drill ms, value).
+type Series = Vec<(String, Vec<(i64, f64)>)>;
+
+/// Caps every series at three times the 95th percentile of their non-zero values,
+/// when some value is above it; returns the cap used.
+fn clip(mut series: Series) -> (Series, Option<f64>) {
+    let mut all: Vec<f64> = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|x| x.1))
+        .filter(|v| *v > 0.0)
+        .collect();
+    if all.is_empty() {
+        return (series, None);
+    }
+    all.sort_by(f64::total_cmp);
+    let cap = all[(all.len() - 1) * 95 / 100] * 3.0;
+    if all[all.len() - 1] <= cap {
+        return (series, None);
+    }
+    for (_, p) in &mut series {
+        for x in p.iter_mut() {
+            x.1 = x.1.min(cap);
+        }
+    }
+    (series, Some(cap))
+}
+
 /// Per-minute differences of a cumulative series.
 fn rate(points: &[(i64, f64)]) -> Vec<(i64, f64)> {
     points
@@ -283,12 +310,22 @@ pub fn html(d: &Drill, j: &Judgement) -> String {
             })
             .collect::<Vec<_>>()
     };
+    // A backlog drained after a pause delivers far above the day's rate: those peaks
+    // are clipped so the day stays readable.
+    let (deliveries, clipped) = clip(per_dest(&|x| x.delivered as f64, true));
+    let deliveries_unit = match clipped {
+        Some(c) => format!(
+            "events delivered per minute; drain peaks above {} clipped",
+            short(c)
+        ),
+        None => "events delivered per minute".to_string(),
+    };
     charts.push((
         "Deliveries".into(),
         Chart {
             title: "Deliveries per destination",
-            unit: "events delivered per minute",
-            series: per_dest(&|x| x.delivered as f64, true),
+            unit: &deliveries_unit,
+            series: deliveries,
             bands: all_bands.clone(),
             marks: vec![],
             hline: None,

@@ -205,3 +205,75 @@ fn drills_the_example_config() {
     );
     assert!(stdout.contains("every check passed"), "{stdout}");
 }
+
+/// The rehearsed copy of an operator's config: every secret given by environment or
+/// file (none of them set or present here) is replaced, alert channels are gone, the
+/// store is the drill's, and the plans, filters and policies are the operator's.
+#[tokio::test]
+async fn the_rehearsed_config_needs_no_secret_and_pages_no_one() {
+    use sluice::drill::setup;
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+[server]
+admin_token_env = "SLUICE_DRILL_TEST_UNSET_ADMIN"
+[storage]
+path = "/nonexistent/sluice.redb"
+pii_key_env = "SLUICE_DRILL_TEST_UNSET_PII"
+[alerts]
+slack = { webhook_url_env = "SLUICE_DRILL_TEST_UNSET_SLACK" }
+[[workspaces]]
+id = "w"
+plan = "starter"
+ingest_keys_env = "SLUICE_DRILL_TEST_UNSET_KEYS"
+[[destinations]]
+id = "k"
+workspace = "w"
+platform = "klaviyo"
+credentials = { api_key_env = "SLUICE_DRILL_TEST_UNSET_KLAVIYO" }
+policy = { timeout = "15s" }
+[[destinations]]
+id = "g"
+workspace = "w"
+platform = "google_ads"
+events = ["Purchase"]
+params = { customer_id = "1234567890", conversion_action_id = "987654321", token_url = "https://oauth2.googleapis.com/token" }
+credentials = { developer_token_file = "/nonexistent/dev", access_token_env = "SLUICE_DRILL_TEST_UNSET_GADS" }
+"#;
+    let specs = setup::destinations(text).unwrap();
+    assert_eq!(specs.len(), 2);
+    let sims = setup::start_sims(&specs, sluice::clock::ManualClock::new(0))
+        .await
+        .unwrap();
+    let reh = setup::rewrite(text, dir.path(), &sims).unwrap();
+    let cfg = &reh.config;
+    assert!(cfg.alerts.slack.is_none() && cfg.alerts.webhook.is_none());
+    assert_eq!(
+        cfg.server.admin_token.as_ref().map(|t| t.expose()),
+        Some(reh.admin_token.as_str())
+    );
+    assert_eq!(cfg.storage.path, dir.path().join("sluice.redb"));
+    assert!(cfg.storage.pii_key.is_some());
+    assert_eq!(cfg.workspaces[0].plan, sluice::config::Plan::Starter);
+    assert_eq!(
+        cfg.workspaces[0].ingest_keys[0].expose(),
+        reh.ingest_keys["w"]
+    );
+    for (d, sim) in cfg.destinations.iter().zip(&sims) {
+        assert_eq!(d.endpoint.as_deref(), Some(sim.url().as_str()), "{}", d.id);
+    }
+    assert_eq!(
+        cfg.destinations[0].policy.timeout,
+        std::time::Duration::from_secs(15)
+    );
+    assert_eq!(
+        cfg.destinations[1].events.as_deref(),
+        Some(&["Purchase".to_string()][..])
+    );
+    assert!(!cfg.destinations[1].params.contains_key("token_url"));
+    let written = std::fs::read_to_string(dir.path().join("sluice.toml")).unwrap();
+    assert!(
+        !written.contains("_env")
+            && !written.contains("/nonexistent")
+            && !written.contains("[alerts]")
+    );
+}
