@@ -195,13 +195,36 @@ fn drills_the_example_config() {
         )),
         "{stdout}"
     );
-    // The webhook's 2-minute 503 window: retried, not paused (shorter than an outage).
+    // The webhook's 2-minute 503 window (00:10-00:12): one event per request, each
+    // retried with backoff, so failed attempts outnumber good ones over the example's
+    // 5-minute window and the evaluation at 00:15 pauses it (after the fault healed,
+    // within one interval of it: not a stray pause); the default 4 h auto-clear probes
+    // and resumes it at 04:15.
     let dest = &summary["destinations"][0];
     assert_eq!(dest["id"], "demo_webhook");
     assert_eq!(dest["duplicates"], 0);
     assert!(
         dest["requests"].as_u64().unwrap() > n,
         "the 503s were retried"
+    );
+    let changes: Vec<(i64, &str, &str)> = summary["state_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["t_ms"].as_i64().unwrap() / 60_000,
+                c["action"].as_str().unwrap(),
+                c["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (15, "pause", "rate_threshold_exceeded"),
+            (255, "auto_resume", "auto_clear_4h_window")
+        ]
     );
     assert!(stdout.contains("every check passed"), "{stdout}");
 }
