@@ -256,6 +256,12 @@ pub async fn run_and_report(args: DrillArgs) -> anyhow::Result<bool> {
         drill.wall.as_secs_f64(),
         out.join("report.html").display()
     );
+    if drill.ingest_refused > 0 {
+        println!(
+            "note: {} events were refused at ingest (the workspace's plan limits): not counted as accepted",
+            drill.ingest_refused
+        );
+    }
     Ok(passed)
 }
 
@@ -264,6 +270,24 @@ pub async fn run(scenario: Scenario, config_text: &str, speed: f64) -> anyhow::R
     let wall0 = Instant::now();
     let clock = ManualClock::new(scenario.start_ms);
     let specs = setup::destinations(config_text)?;
+    // A fault for a destination (or platform) the config does not have injects
+    // nothing: say so rather than pass a drill that tested less than it claims.
+    let mut skipped = std::collections::BTreeSet::new();
+    for w in &scenario.faults {
+        if !specs.iter().any(|x| w.applies(&x.id, x.platform.name())) {
+            skipped.insert(match (&w.destination, &w.platform) {
+                (Some(d), _) => format!("{:?} faults of destination {d}", w.kind),
+                (None, p) => format!(
+                    "{:?} faults of platform {}",
+                    w.kind,
+                    p.as_deref().unwrap_or("")
+                ),
+            });
+        }
+    }
+    for s in skipped {
+        println!("note: this config has nothing the scenario's {s} apply to: skipped");
+    }
     let sims = setup::start_sims(&specs, clock.clone()).await?;
     let tmp = setup::temp_dir()?;
     let reh = setup::rewrite(config_text, &tmp, &sims)?;
