@@ -7,7 +7,7 @@
 //! ([`crate::sim`]), and the drill reads the engine only through its admin API and
 //! `/metrics`. Everything runs on one [`ManualClock`] that the driver moves in one-second
 //! steps, each after the step's traffic was accepted and once no request has been in
-//! flight for long ([`Settler`]), paced to `--speed` times real time: the clock never
+//! flight for long (`Settler`), paced to `--speed` times real time: the clock never
 //! outruns the machine (a slow machine makes the drill longer, never different).
 //!
 //! Owned here: the run (this file), the scenario format ([`scenario`]), the traffic
@@ -52,7 +52,7 @@ pub struct DrillArgs {
     /// minute).
     #[arg(long, default_value_t = 360.0, value_name = "N")]
     pub speed: f64,
-    /// Where the report goes (default: a new ./drill-<UTC time>/).
+    /// Where the report goes (default: a new `./drill-<UTC time>/`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 }
