@@ -159,7 +159,7 @@ fn dur(what: &str, s: &str) -> anyhow::Result<i64> {
 }
 
 /// 2026-11-27T17:00:00Z.
-pub const DEFAULT_START_MS: i64 = 1_796_230_800_000;
+pub const DEFAULT_START_MS: i64 = 1_795_798_800_000;
 
 impl Scenario {
     /// The built-in BFCM scenario.

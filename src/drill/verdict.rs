@@ -501,3 +501,78 @@ pub fn render(j: &Judgement) -> String {
     });
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn event_times_are_read_where_each_platform_puts_them() {
+        // Meta/TikTok/Pinterest: seconds next to the id.
+        let meta = json!({"data": [{"event_id": "a", "event_time": 1_796_230_800},
+                                   {"event_id": "b", "event_time": 1_796_230_801}]});
+        assert_eq!(event_time_of(&meta, "b"), Some(1_796_230_801));
+        // Klaviyo: an RFC 3339 `time` beside `unique_id`.
+        let klaviyo = json!({"data": {"attributes": {"unique_id": "k",
+            "time": "2026-11-27T17:00:05Z"}}});
+        assert_eq!(event_time_of(&klaviyo, "k"), Some(1_795_798_805));
+        // Milliseconds are read as such; an id the body lacks has no time.
+        let ms = json!([{"id": "m", "timestamp": 1_796_230_800_123_i64}]);
+        assert_eq!(event_time_of(&ms, "m"), Some(1_796_230_800));
+        assert_eq!(event_time_of(&meta, "zz"), None);
+    }
+
+    #[test]
+    fn evaluation_marks_round_up() {
+        assert_eq!(ceil_to(60_000, 60_000), 60_000);
+        assert_eq!(ceil_to(60_001, 60_000), 120_000);
+        assert_eq!(ceil_to(299_999, 300_000), 300_000);
+    }
+
+    fn req(seq: u64, ids: &[&str], time: i64, accepted: bool) -> crate::sim::Received {
+        let data: Vec<Value> = ids
+            .iter()
+            .map(|i| json!({"event_id": i, "event_time": time}))
+            .collect();
+        crate::sim::Received {
+            seq,
+            at_ms: 0,
+            method: "POST".into(),
+            path: "/".into(),
+            headers: vec![],
+            body: json!({ "data": data }),
+            raw_body: vec![],
+            status: 200,
+            accepted,
+            test_mark: None,
+            error_body: None,
+        }
+    }
+
+    #[test]
+    fn a_replay_that_sends_twice_or_moves_a_time_fails() {
+        let p = crate::config::Platform::Meta;
+        let entries = vec![("a".to_string(), 100), ("b".to_string(), 200)];
+        let once = [req(1, &["a"], 100, true), req(2, &["b"], 200, true)];
+        let all: HashMap<String, u32> = [("a".to_string(), 1), ("b".to_string(), 1)].into();
+        let (ok, detail) = check_replay(p, &once, &entries, &all);
+        assert!(ok, "{detail}");
+        assert_eq!(
+            detail,
+            "2/2 replayed ids delivered, 0 sent twice, 0 already delivered before, times 2/2 equal"
+        );
+        // Sent twice.
+        let twice = [req(1, &["a", "b"], 100, true), req(2, &["b"], 200, true)];
+        let all2: HashMap<String, u32> = [("a".to_string(), 1), ("b".to_string(), 2)].into();
+        let (ok, detail) = check_replay(p, &twice, &entries, &all2);
+        assert!(!ok);
+        assert!(detail.contains("1 sent twice"), "{detail}");
+        assert!(detail.contains("times 2/3 equal"), "{detail}");
+        // Delivered before the replay too; and one never arrived.
+        let (ok, detail) = check_replay(p, &once[..1], &entries, &all2);
+        assert!(!ok);
+        assert!(detail.starts_with("1/2 replayed ids delivered"), "{detail}");
+        assert!(detail.contains("1 already delivered before"), "{detail}");
+    }
+}
