@@ -148,7 +148,8 @@ struct Rig {
     http: reqwest::Client,
     admin: String,
     keys: Vec<String>,
-    tmp: PathBuf,
+    /// The store's directory (removed when the rig is dropped).
+    _tmp: setup::TempDir,
     start_ms: i64,
 }
 
@@ -290,7 +291,7 @@ pub async fn run(scenario: Scenario, config_text: &str, speed: f64) -> anyhow::R
     }
     let sims = setup::start_sims(&specs, clock.clone()).await?;
     let tmp = setup::temp_dir()?;
-    let reh = setup::rewrite(config_text, &tmp, &sims)?;
+    let reh = setup::rewrite(config_text, tmp.path(), &sims)?;
     let cfg = reh.config.clone();
     let mut dests = Vec::new();
     for (sim, spec) in sims.into_iter().zip(&specs) {
@@ -328,7 +329,7 @@ pub async fn run(scenario: Scenario, config_text: &str, speed: f64) -> anyhow::R
         .collect();
 
     let mut opts = StartOptions::new(cfg);
-    opts.config_path = Some(tmp.join("sluice.toml"));
+    opts.config_path = Some(tmp.path().join("sluice.toml"));
     opts.clock = clock.clone();
     opts.listen = Some("127.0.0.1:0".parse()?);
     let daemon = Daemon::start(opts).await?;
@@ -339,7 +340,7 @@ pub async fn run(scenario: Scenario, config_text: &str, speed: f64) -> anyhow::R
         http: reqwest::Client::new(),
         admin: reh.admin_token.clone(),
         keys,
-        tmp,
+        _tmp: tmp,
         start_ms: scenario.start_ms,
     };
     wait_ready(&rig).await?;
@@ -363,7 +364,7 @@ pub async fn run(scenario: Scenario, config_text: &str, speed: f64) -> anyhow::R
     if let Some(daemon) = rig.daemon.take() {
         daemon.shutdown().await;
     }
-    let _ = std::fs::remove_dir_all(&rig.tmp);
+    drop(rig);
     result?;
     d.wall = wall0.elapsed();
     Ok(d)

@@ -206,9 +206,24 @@ fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// A fresh private directory for the drill's store.
-pub fn temp_dir() -> anyhow::Result<PathBuf> {
+/// A fresh private directory for the drill's store, removed when dropped (whether
+/// the drill ended or failed).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn temp_dir() -> anyhow::Result<TempDir> {
     let d = std::env::temp_dir().join(format!("sluice-drill-{}", random_hex(6)));
     std::fs::create_dir_all(&d)?;
-    Ok(d)
+    Ok(TempDir(d))
 }
