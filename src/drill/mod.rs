@@ -137,7 +137,13 @@ pub struct Drill {
     /// When the traffic window's backlog had drained (drill ms), if it did.
     pub drained_at: Option<i64>,
     pub wall: Duration,
+    /// Events refused at ingest (not `429`): never accepted.
     pub ingest_refused: u64,
+    /// Ingest requests answered `429 rate_limited` (their events are posted again at
+    /// the next post, until accepted).
+    pub ingest_retried: u64,
+    /// What a `429` sent back, waiting for the next post.
+    pending: Vec<(usize, Vec<Posted>, Vec<Value>)>,
 }
 
 /// A running rehearsal: the daemon, its clock and the client.
@@ -257,9 +263,16 @@ pub async fn run_and_report(args: DrillArgs) -> anyhow::Result<bool> {
         drill.wall.as_secs_f64(),
         out.join("report.html").display()
     );
+    if drill.ingest_retried > 0 {
+        println!(
+            "note: ingest answered 429 rate_limited (the workspace's plan limits) to {} requests; their events were posted again every {} s until accepted",
+            drill.ingest_retried,
+            drill.scenario.post_every_ms / 1000
+        );
+    }
     if drill.ingest_refused > 0 {
         println!(
-            "note: {} events were refused at ingest (the workspace's plan limits): not counted as accepted",
+            "note: {} events were refused at ingest: not counted as accepted",
             drill.ingest_refused
         );
     }
@@ -358,6 +371,8 @@ pub async fn run(scenario: Scenario, config_text: &str, speed: f64) -> anyhow::R
         drained_at: None,
         wall: Duration::ZERO,
         ingest_refused: 0,
+        ingest_retried: 0,
+        pending: Vec::new(),
     };
     let result = drive(&mut d, &rig, Traffic::new(workspaces), wall0).await;
     let mut rig = rig;
@@ -407,7 +422,7 @@ async fn drive(
     loop {
         apply_faults(d, t);
         operator(d, rig, t).await;
-        if t < end && t % post_every == 0 {
+        if t % post_every == 0 && (t < end || !d.pending.is_empty()) {
             post(d, rig, &mut traffic, t).await?;
         }
         if t % 60_000 == 0 {
@@ -418,7 +433,7 @@ async fn drive(
                 .iter()
                 .all(|x| x.queue_depth == 0 && x.state == "active");
             d.samples.push(s);
-            if t >= end && idle && operator_done(d, t) {
+            if t >= end && idle && d.pending.is_empty() && operator_done(d, t) {
                 d.drained_at = Some(t);
                 break;
             }
@@ -607,10 +622,16 @@ impl Settler {
     }
 }
 
-/// Posts the traffic of `[t, t + post_every)`, one request per workspace.
+/// Posts the traffic of `[t, t + post_every)`, one request per workspace (in chunks of
+/// 1,000), after what a `429 rate_limited` sent back last time (the same bodies: a
+/// client retries). Other refusals are counted, not retried.
 async fn post(d: &mut Drill, rig: &Rig, traffic: &mut Traffic, t: i64) -> anyhow::Result<()> {
     let now_s = rig.clock.now_secs();
-    for (ws, mut events, bodies) in traffic.post(&d.scenario, t, d.scenario.post_every_ms, now_s) {
+    let mut groups = std::mem::take(&mut d.pending);
+    if t < d.scenario.duration_ms {
+        groups.extend(traffic.post(&d.scenario, t, d.scenario.post_every_ms, now_s));
+    }
+    for (ws, events, bodies) in groups {
         for chunk in 0..bodies.len().div_ceil(1000) {
             let lo = chunk * 1000;
             let hi = (lo + 1000).min(bodies.len());
@@ -623,19 +644,26 @@ async fn post(d: &mut Drill, rig: &Rig, traffic: &mut Traffic, t: i64) -> anyhow
                 .await?;
             let status = r.status().as_u16();
             let v: Value = r.json().await.unwrap_or(Value::Null);
-            if status == 202 {
-                let rejected: Vec<u64> = v["rejected"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|x| x["index"].as_u64()).collect())
-                    .unwrap_or_default();
-                for (i, e) in events[lo..hi].iter_mut().enumerate() {
-                    e.accepted = !rejected.contains(&(i as u64));
+            let mut sent = events[lo..hi].to_vec();
+            match status {
+                202 => {
+                    let rejected: Vec<u64> = v["rejected"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|x| x["index"].as_u64()).collect())
+                        .unwrap_or_default();
+                    for (i, e) in sent.iter_mut().enumerate() {
+                        e.accepted = !rejected.contains(&(i as u64));
+                    }
                 }
-            } else {
-                d.ingest_refused += (hi - lo) as u64;
+                429 => {
+                    d.ingest_retried += 1;
+                    d.pending.push((ws, sent, bodies[lo..hi].to_vec()));
+                    continue;
+                }
+                _ => d.ingest_refused += (hi - lo) as u64,
             }
+            d.posted.append(&mut sent);
         }
-        d.posted.append(&mut events);
     }
     Ok(())
 }

@@ -30,6 +30,7 @@ pub fn summary(d: &Drill, j: &Judgement) -> Value {
         "events_posted": d.posted.len(),
         "events_accepted": d.posted.iter().filter(|p| p.accepted).count(),
         "events_refused_at_ingest": d.ingest_refused,
+        "ingest_requests_rate_limited": d.ingest_retried,
         "drained_at": d.drained_at.map(hhmm),
         "passed": j.lines.iter().all(|l| l.pass),
         "verdict": j.lines,
