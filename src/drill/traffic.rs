@@ -2,7 +2,8 @@
 //! fractions carried over so the totals match the curve's area), which event name and
 //! payload size each gets (the scenario's mix, drawn from a seeded generator, so two
 //! runs send the same events), and the event bodies themselves: valid for every
-//! platform, with synthetic identifiers only (`shopperN@example.com`).
+//! platform, with synthetic identifiers only (`shopperN@example.com`, click ids made
+//! of the event id).
 
 use serde_json::{Value, json};
 
@@ -137,6 +138,12 @@ fn event_body(id: &str, name: &str, time_s: i64, k: u64, bytes: u32, rng: &mut R
             "client_ip_address": format!("203.0.113.{}", k % 250),
             "client_user_agent": "Mozilla/5.0 (drill)",
             "external_id": format!("cust-{}", k % 20_000),
+            // Click ids for the platforms that attribute by them. Microsoft Ads also
+            // deduplicates by its click id: the event id, so its simulator counts these
+            // events by id too. Taboola counts a click id of 20 characters or more.
+            "msclkid": id,
+            "tblci": format!("{id}-tblci-drill-click"),
+            "ob_click_id": format!("{id}-ob-drill-click"),
         },
         "custom_data": {"currency": "USD", "value": value, "contents": contents},
     })
