@@ -27,6 +27,7 @@
 //! - [`cli`]: the client subcommands against the admin API.
 //! - [`console`]: the operator's web console under `/console/` (sessions, pages,
 //!   charts) and the time-series sampler behind its charts.
+//! - [`drill`]: `sluice drill`, a peak rehearsed against the simulators, with a report.
 //! - [`sim`]: local simulators of the destination platforms (tests, `sluice simulate`).
 //!
 //! Dependencies point one way: `api` → `state` → (`delivery`, `ingest`, `alerts`) →
@@ -47,6 +48,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod delivery;
+pub mod drill;
 pub mod event;
 pub mod health;
 pub mod ingest;

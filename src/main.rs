@@ -38,6 +38,9 @@ enum Cmd {
     },
     /// Run a local simulator of a platform's API (for drills and tests).
     Simulate(sluice::sim::SimulateArgs),
+    /// Rehearse a peak (Black Friday by default) against simulated platforms on a fast
+    /// clock, and write a report with a pass/fail verdict.
+    Drill(sluice::drill::DrillArgs),
     /// Destination state: status, pause, resume, its request log, test sends (talks to
     /// the running daemon).
     Destinations {
@@ -479,6 +482,10 @@ fn main() -> ExitCode {
                 AuditCmd::Export => cli::audit_export(&c).await,
             }
         }),
+        Cmd::Drill(args) => {
+            init_logging("error");
+            sluice::drill::main(args)
+        }
         Cmd::Simulate(args) => {
             init_logging("info");
             block_on(sluice::sim::run_cli(args))

@@ -231,6 +231,9 @@ struct Shared {
     keep_bodies: AtomicBool,
     limiter: Mutex<Limiter>,
     limits: Vec<RateLimit>,
+    /// When (simulator clock) the rate limit refused a request: `sluice drill` tells
+    /// these throttles, caused by the sender's pacing, from scripted ones.
+    limited: Mutex<Vec<i64>>,
     credential: Option<String>,
     seq: AtomicU64,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -312,10 +315,15 @@ impl Req<'_> {
 
 impl Shared {
     fn admit(&self, key: &str, cost: u64, now: i64) -> Result<(), i64> {
-        self.limiter
+        let r = self
+            .limiter
             .lock()
             .unwrap()
-            .admit(&self.limits, key, cost, now)
+            .admit(&self.limits, key, cost, now);
+        if r.is_err() {
+            self.limited.lock().unwrap().push(now);
+        }
+        r
     }
 }
 
@@ -358,6 +366,7 @@ pub async fn start_with(
         keep_bodies: AtomicBool::new(true),
         limiter: Mutex::new(Limiter::default()),
         limits: opts.rate_limits.unwrap_or_else(|| sim.limits()),
+        limited: Mutex::new(Vec::new()),
         credential: opts.credential,
         control: AtomicBool::new(false),
         seq: AtomicU64::new(0),
@@ -418,6 +427,12 @@ impl SimServer {
     /// would otherwise hold every body in memory.
     pub fn set_keep_bodies(&self, keep: bool) {
         self.shared.keep_bodies.store(keep, Ordering::Relaxed);
+    }
+
+    /// When (simulator clock) the platform's rate limit refused a request, in order:
+    /// throttles the sender's own pacing caused, not the fault script's.
+    pub fn rate_limited(&self) -> Vec<i64> {
+        self.shared.limited.lock().unwrap().clone()
     }
 
     pub fn count(&self) -> usize {

@@ -25,6 +25,7 @@ mod dedup;
 mod delivery;
 mod delivery_crash;
 mod delivery_partial;
+mod drill;
 mod fanout;
 mod guardrails;
 mod hardening;
