@@ -30,7 +30,8 @@
 //!   "message","details":{"quotaErrorDetails":{"retryDelay":"30s"}}}]}]}}`.
 //!
 //! Classification (row "all", refined):
-//! - 2xx without `partialFailureError` → delivered. With it → [`Verdict::PerRow`]: rows
+//! - 2xx with a top-level `error` object → retryable (not Google's shape; never counted
+//!   delivered). 2xx without `partialFailureError` → delivered. With it → [`Verdict::PerRow`]: rows
 //!   not named → delivered; named rows by their error code: `databaseError`,
 //!   `internalError` → retryable; `quotaError` → throttled (retried with backoff);
 //!   `authenticationError`/`authorizationError` → auth (retried); `conversionUploadError`
@@ -318,6 +319,16 @@ impl Adapter for GoogleAds {
     fn classify(&self, _dest: &Destination, n: usize, resp: &HttpResponse) -> Verdict {
         let base = classify_status_all(resp);
         let v: Option<Value> = serde_json::from_slice(&resp.body).ok();
+        // An `error` object inside a 2xx is not Google's shape (its errors come with
+        // their HTTP status); whoever sent it, nothing says the rows were taken: retried,
+        // never counted delivered.
+        if base == Class::Delivered
+            && v.as_ref()
+                .and_then(|v| v.get("error"))
+                .is_some_and(|e| !e.is_null())
+        {
+            return Verdict::Whole(Class::Retryable);
+        }
         if base == Class::Delivered {
             return match v.as_ref().and_then(|v| {
                 v.get("partialFailureError")
