@@ -132,6 +132,9 @@ pub struct Drill {
     pub replay: Option<ReplayRun>,
     /// Rows of `GET /v1/auto-pause-events`, oldest first.
     pub pause_rows: Vec<Value>,
+    /// Every alert the daemon sent (its webhook bodies), in the order received: what
+    /// the people on call would have been told.
+    pub alerts: Vec<Value>,
     /// Final DLQ entries per destination: (event id, error class).
     pub dlq_final: BTreeMap<String, Vec<(String, String)>>,
     /// When the traffic window's backlog had drained (drill ms), if it did.
@@ -303,8 +306,16 @@ pub async fn run(scenario: Scenario, config_text: &str, speed: f64) -> anyhow::R
         println!("note: this config has nothing the scenario's {s} apply to: skipped");
     }
     let sims = setup::start_sims(&specs, clock.clone()).await?;
+    // Where the daemon's alerts go: a plain webhook receiver of the drill's own.
+    let alert_sink = crate::sim::start(
+        crate::config::Platform::Webhook,
+        "127.0.0.1:0".parse()?,
+        clock.clone(),
+        crate::sim::FaultScript::none(),
+    )
+    .await?;
     let tmp = setup::temp_dir()?;
-    let reh = setup::rewrite(config_text, tmp.path(), &sims)?;
+    let reh = setup::rewrite(config_text, tmp.path(), &sims, Some(&alert_sink.url()))?;
     let cfg = reh.config.clone();
     let mut dests = Vec::new();
     for (sim, spec) in sims.into_iter().zip(&specs) {
@@ -367,6 +378,7 @@ pub async fn run(scenario: Scenario, config_text: &str, speed: f64) -> anyhow::R
         operator: Vec::new(),
         replay: None,
         pause_rows: Vec::new(),
+        alerts: Vec::new(),
         dlq_final: BTreeMap::new(),
         drained_at: None,
         wall: Duration::ZERO,
@@ -375,6 +387,7 @@ pub async fn run(scenario: Scenario, config_text: &str, speed: f64) -> anyhow::R
         pending: Vec::new(),
     };
     let result = drive(&mut d, &rig, Traffic::new(workspaces), wall0).await;
+    d.alerts = alert_sink.received().into_iter().map(|r| r.body).collect();
     let mut rig = rig;
     if let Some(daemon) = rig.daemon.take() {
         daemon.shutdown().await;

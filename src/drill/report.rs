@@ -37,9 +37,39 @@ pub fn summary(d: &Drill, j: &Judgement) -> Value {
         "destinations": j.facts,
         "state_changes": j.changes,
         "operator_actions": d.operator,
+        "alerts": alert_rows(d)
+            .into_iter()
+            .map(|a| json!({"at": a.0, "alert": a.1, "subject": a.2, "says": a.3}))
+            .collect::<Vec<_>>(),
         "faults": d.scenario.faults,
         "samples": d.samples,
     })
+}
+
+/// Each alert the daemon sent: (drill time, alert name, what it is about, what it says).
+fn alert_rows(d: &Drill) -> Vec<(String, String, String, String)> {
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    d.alerts
+        .iter()
+        .map(|a| {
+            let at = time::OffsetDateTime::parse(
+                a["at"].as_str().unwrap_or(""),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64 - d.scenario.start_ms)
+            .map_or_else(|_| "-".to_string(), super::hhmm);
+            let subject = [&a["subject"], &a["destination_id"], &a["merchant_id"]]
+                .into_iter()
+                .map(s)
+                .find(|x| !x.is_empty())
+                .unwrap_or_default();
+            let says = match a["summary"].as_str() {
+                Some(x) => x.to_string(),
+                None => s(&a["reason"]),
+            };
+            (at, s(&a["type"]), subject, says)
+        })
+        .collect()
 }
 
 /// A line chart: series of (drill ms, value), shaded bands, vertical marks, an
@@ -482,6 +512,18 @@ fn page(d: &Drill, j: &Judgement, charts: &[(String, String)]) -> Markup {
                     }
                     @for o in &d.operator {
                         tr { td { (hhmm(o.t_ms)) } td { (o.destination) } td { "operator: " (o.action) } td { (o.result) } }
+                    }
+                }
+                h2 { "Alerts the people on call would have received" }
+                @let alerts = alert_rows(d);
+                @if alerts.is_empty() {
+                    p { "None." }
+                } @else {
+                    table.list {
+                        tr { th { "drill time" } th { "alert" } th { "about" } th { "says" } }
+                        @for (at, kind, subject, says) in &alerts {
+                            tr { td { (at) } td { (kind) } td { (subject) } td { (says) } }
+                        }
                     }
                 }
                 h2 { "Destinations" }

@@ -83,7 +83,12 @@ pub fn random_hex(n: usize) -> String {
 
 /// Rewrites `text` for the rehearsal in `dir` (see the module doc), writes it to
 /// `dir/sluice.toml` and loads it through the daemon's own validation.
-pub fn rewrite(text: &str, dir: &Path, sims: &[SimServer]) -> anyhow::Result<Rehearsal> {
+pub fn rewrite(
+    text: &str,
+    dir: &Path,
+    sims: &[SimServer],
+    alerts_url: Option<&str>,
+) -> anyhow::Result<Rehearsal> {
     let mut doc: DocumentMut = text
         .parse()
         .map_err(|e| anyhow::anyhow!("the config is not TOML: {e}"))?;
@@ -114,8 +119,16 @@ pub fn rewrite(text: &str, dir: &Path, sims: &[SimServer]) -> anyhow::Result<Reh
     storage.insert("pii_key_file", value(path_str(&pii)));
     storage.insert("cache_size", value("64MiB"));
 
-    // No alert channels: a drill pages no one.
+    // No alert channel of the operator's: a drill pages no one. Its own receiver (when
+    // given) collects every alert for the report.
     doc.remove("alerts");
+    if let Some(url) = alerts_url {
+        let mut alerts = toml_edit::Table::new();
+        let mut hook = toml_edit::InlineTable::new();
+        hook.insert("url", format!("{url}/alerts").into());
+        alerts.insert("webhook", value(hook));
+        doc.insert("alerts", Item::Table(alerts));
+    }
 
     let mut ingest_keys = BTreeMap::new();
     if let Some(arr) = doc

@@ -102,6 +102,50 @@ async fn builtin_scenario_passes_every_check() {
             n = replayed.len()
         )
     );
+
+    // What the people on call were told, as the daemon's alert webhook said it: each
+    // pause and each resume, the resumes with their backlog and drain estimate; the
+    // report lists them.
+    let told: Vec<(String, String)> = d
+        .alerts
+        .iter()
+        .map(|a| {
+            (
+                a["type"].as_str().unwrap_or("").to_string(),
+                a["destination_id"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    for want in [
+        ("destination_paused", "tiktok_shop"),
+        ("destination_resumed", "tiktok_shop"),
+        ("destination_paused", "pinterest_shop"),
+        ("destination_resumed", "pinterest_shop"),
+    ] {
+        assert!(
+            told.iter().any(|t| (t.0.as_str(), t.1.as_str()) == want),
+            "{want:?} not in {told:?}"
+        );
+    }
+    assert!(
+        d.alerts
+            .iter()
+            .filter(|a| a["type"] == "destination_resumed")
+            .all(|a| a["figures"]["Backlog"].is_string()
+                && a["figures"]["Drain estimate"].is_string()),
+        "{:?}",
+        d.alerts
+    );
+    let html = sluice::drill::report::html(&d, &j);
+    assert!(html.contains("Alerts the people on call would have received"));
+    assert!(html.contains("destination_paused"));
+    assert_eq!(
+        sluice::drill::report::summary(&d, &j)["alerts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        d.alerts.len()
+    );
 }
 
 /// A scenario file and a config whose TikTok threshold (0.50) is above the 40% error
@@ -267,7 +311,7 @@ credentials = { developer_token_file = "/nonexistent/dev", access_token_env = "S
     let sims = setup::start_sims(&specs, sluice::clock::ManualClock::new(0))
         .await
         .unwrap();
-    let reh = setup::rewrite(text, dir.path(), &sims).unwrap();
+    let reh = setup::rewrite(text, dir.path(), &sims, None).unwrap();
     let cfg = &reh.config;
     assert!(cfg.alerts.slack.is_none() && cfg.alerts.webhook.is_none());
     assert_eq!(
