@@ -51,6 +51,22 @@ pub fn half_would_expire(depth: u64, oldest_age_s: f64, drain_s: f64, limit_s: f
     middle_age + drain_s / 2.0 >= limit_s
 }
 
+/// A condition counts as true only on its second true look in a row.
+#[derive(Debug, Default)]
+pub struct Twice {
+    seen: HashSet<String>,
+}
+
+impl Twice {
+    pub fn confirm(&mut self, key: &str, bad: bool) -> bool {
+        if !bad {
+            self.seen.remove(key);
+            return false;
+        }
+        !self.seen.insert(key.to_string())
+    }
+}
+
 /// Fire once when a condition turns true, resolve once when it turns false.
 #[derive(Debug, Default)]
 pub struct Tracker {
@@ -121,6 +137,17 @@ mod tests {
         assert!(!half_would_expire(1000, 20.0 * 3600.0, f64::INFINITY, day));
         assert!(half_would_expire(1000, 24.0 * 3600.0, f64::INFINITY, day));
         assert!(!half_would_expire(0, 48.0 * 3600.0, f64::INFINITY, day));
+    }
+
+    #[test]
+    fn twice_needs_two_true_looks_in_a_row() {
+        let mut t = Twice::default();
+        assert!(!t.confirm("a", true));
+        assert!(t.confirm("a", true));
+        assert!(t.confirm("a", true));
+        assert!(!t.confirm("a", false));
+        assert!(!t.confirm("a", true));
+        assert!(!t.confirm("b", false));
     }
 
     #[test]

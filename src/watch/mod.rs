@@ -7,7 +7,9 @@
 //!   restart keeps the baseline; the last look is in `/metrics`.
 //! - **Falling behind** (per destination): the oldest queued event of an active
 //!   destination is older than `watch.max_lag`; and, separately, half its backlog would
-//!   expire before delivery at the current drain rate (`expiry_risk`).
+//!   expire before delivery at the current drain rate (`expiry_risk`). Both must hold at
+//!   two looks in a row. A DLQ replay queues old events again: until it drains, the
+//!   destination is behind by their age, and says so.
 //! - **Delivery accuracy** (per destination and hour): routed vs delivered vs
 //!   dead-lettered, counted by the commits ([`crate::store::watch`]); a finished hour
 //!   whose share delivered is under `watch.min_accuracy` alerts.
@@ -51,6 +53,7 @@ pub async fn run(app: Arc<App>, passes: Arc<AtomicU64>, mut stop: watch::Receive
     let mut w = Watches {
         started_ms,
         tracker: Tracker::default(),
+        twice: judge::Twice::default(),
         judged: HashMap::new(),
     };
     // A first look at start, then one a minute.
@@ -76,6 +79,8 @@ pub async fn run(app: Arc<App>, passes: Arc<AtomicU64>, mut stop: watch::Receive
 struct Watches {
     started_ms: i64,
     tracker: Tracker,
+    /// The destination watches fire on the second look in a row.
+    twice: judge::Twice,
     /// Per destination, the last hour whose accuracy was judged.
     judged: HashMap<String, i64>,
 }
@@ -112,6 +117,9 @@ impl Watches {
                 keys.push(key.clone());
                 // A paused destination already alerted; its watch waits for the resume.
                 let Some(bad) = bad else { continue };
+                // Two looks in a row: a queue old for a moment only (a burst drained
+                // within the minute) is not a destination falling behind.
+                let bad = self.twice.confirm(&key, bad);
                 if let Some(step) = self.tracker.observe(&key, bad) {
                     announce(app, l.alert(watch, step, now), now);
                 }
