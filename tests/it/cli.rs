@@ -186,14 +186,9 @@ async fn status_pause_resume_and_audit_through_the_cli() {
     assert_eq!(verify, json!({"ok": true, "length": 4, "head": head}));
 
     // A wrong token: exit 1 with the API's message.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    cmd.args(["audit", "verify", "--url", &url, "--config", "/nonexistent"])
-        .env("SLUICE_API_KEY", "wrong");
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized (401)"));
+    let (code, _, err) = sluice_cli(&url, "wrong", &["audit", "verify"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("unauthorized (401)"), "{err}");
     d.shutdown().await;
 }
 
@@ -569,14 +564,7 @@ async fn audit_export_and_backup_verify_offline() {
     let offline = |args: Vec<String>| async move {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
         cmd.args(args);
-        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        run_cmd(cmd).await
     };
     let path = |p: &std::path::Path| p.display().to_string();
     // The daemon is gone: the export checks out as the online verify said.

@@ -222,25 +222,7 @@ async fn sluice_reload_command_alerts_and_metrics() {
     );
     std::fs::write(dir.path().join("sluice.toml"), &text).unwrap();
     let d = TestDaemon::start_with(dir.path(), &text, clock.clone(), None).await;
-    let cli = |url: String| async move {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
-        cmd.args([
-            "reload",
-            "--url",
-            &url,
-            "--config",
-            "/nonexistent/sluice.toml",
-        ])
-        .env("SLUICE_API_KEY", ADMIN);
-        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let cli = |url: String| async move { sluice_cli(&url, ADMIN, &["reload"]).await };
     let metrics = || async {
         d.http
             .get(format!("{}/metrics", d.url))

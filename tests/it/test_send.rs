@@ -568,18 +568,7 @@ async fn the_cli_prints_the_verdict() {
 }
 
 async fn sluice_cli(url: &str, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
-    cmd.args(args)
-        .args(["--url", url, "--config", "/nonexistent/sluice.toml"])
-        .env("SLUICE_API_KEY", ADMIN);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::common::sluice_cli(url, ADMIN, args).await
 }
 
 // ------------------------------------------------------------------ params validation

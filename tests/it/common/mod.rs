@@ -527,6 +527,11 @@ pub async fn sluice_cli(url: &str, admin: &str, args: &[&str]) -> (i32, String, 
     cmd.args(args)
         .args(["--url", url, "--config", "/nonexistent/sluice.toml"])
         .env("SLUICE_API_KEY", admin);
+    run_cmd(cmd).await
+}
+
+/// Runs `cmd` off the runtime: exit code, stdout, stderr.
+pub async fn run_cmd(mut cmd: std::process::Command) -> (i32, String, String) {
     let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap();
