@@ -101,8 +101,6 @@ pub struct WatchNotice {
     pub summary: String,
     /// The operator's next step.
     pub action: String,
-    /// Named figures, one line each.
-    pub figures: Vec<(String, String)>,
 }
 
 impl AlertKind {
@@ -175,10 +173,11 @@ impl Alert {
 }
 
 impl Alert {
-    /// A watch's alert: `merchant` is the workspace, `destination` empty for a
-    /// workspace's watch.
+    /// A watch's alert with its named figures: `merchant` is the workspace,
+    /// `destination` empty for a workspace's watch.
     pub fn watch(
         w: WatchNotice,
+        figures: Vec<(String, String)>,
         merchant: &str,
         destination: &str,
         platform: &str,
@@ -196,7 +195,7 @@ impl Alert {
             at: crate::clock::rfc3339_ms(at_ms),
             actor: None,
             note: None,
-            figures: Vec::new(),
+            figures,
         }
     }
 }

@@ -130,7 +130,7 @@ impl Alert {
             }
             line("Watch:", w.watch);
             line("Subject:", &w.subject);
-            for (k, v) in &w.figures {
+            for (k, v) in &self.figures {
                 line(&format!("{k}:"), v);
             }
             line("At:", &self.at);
@@ -188,6 +188,16 @@ impl Alert {
         s
     }
 
+    /// `figures` as a JSON object (name → value).
+    fn figures_object(&self) -> Value {
+        Value::Object(
+            self.figures
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect(),
+        )
+    }
+
     /// The fields every structured form carries.
     fn details(&self) -> serde_json::Map<String, Value> {
         let mut m = serde_json::Map::new();
@@ -207,12 +217,7 @@ impl Alert {
             m.insert("subject".into(), json!(w.subject));
             m.insert("resolved".into(), json!(w.resolved));
             m.insert("summary".into(), json!(w.summary));
-            let figures: serde_json::Map<String, Value> = w
-                .figures
-                .iter()
-                .map(|(k, v)| (k.clone(), json!(v)))
-                .collect();
-            m.insert("figures".into(), Value::Object(figures));
+            m.insert("figures".into(), self.figures_object());
             m.insert("action".into(), json!(self.action()));
             m.insert("at".into(), json!(self.at));
             return m;
@@ -242,12 +247,7 @@ impl Alert {
             m.insert("limit".into(), json!(limit));
         }
         if !self.figures.is_empty() {
-            let figures: serde_json::Map<String, Value> = self
-                .figures
-                .iter()
-                .map(|(k, v)| (k.clone(), json!(v)))
-                .collect();
-            m.insert("figures".into(), Value::Object(figures));
+            m.insert("figures".into(), self.figures_object());
         }
         m.insert("resume_command".into(), json!(self.resume_command()));
         m.insert("action".into(), json!(self.action()));

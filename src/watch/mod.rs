@@ -253,8 +253,8 @@ impl SourceLook {
                 resolved: step == Step::Resolve,
                 summary,
                 action,
-                figures,
             },
+            figures,
             &self.workspace,
             "",
             "",
@@ -326,30 +326,25 @@ impl DestLook {
                 "Nothing to do.".into(),
             ),
         };
+        let figures = vec![
+            ("Oldest queued".into(), lag),
+            ("Queued".into(), self.depth.to_string()),
+            ("Drain estimate".into(), drain),
+            (
+                "Expires after".into(),
+                crate::config::format_duration(std::time::Duration::from_secs(self.limit_s as u64)),
+            ),
+        ];
         Alert::watch(
             WatchNotice {
-                watch: if watch == "falling_behind" {
-                    "falling_behind"
-                } else {
-                    "expiry_risk"
-                },
+                watch,
                 name,
                 subject: d.id.clone(),
                 resolved,
                 summary,
                 action,
-                figures: vec![
-                    ("Oldest queued".into(), lag),
-                    ("Queued".into(), self.depth.to_string()),
-                    ("Drain estimate".into(), drain),
-                    (
-                        "Expires after".into(),
-                        crate::config::format_duration(std::time::Duration::from_secs(
-                            self.limit_s as u64,
-                        )),
-                    ),
-                ],
             },
+            figures,
             &d.workspace,
             &d.id,
             d.platform.name(),
@@ -522,8 +517,8 @@ pub fn warning_alert(n: &Notice) -> Alert {
             resolved,
             summary,
             action,
-            figures,
         },
+        figures,
         &n.merchant_id,
         d,
         &n.platform,
