@@ -361,7 +361,8 @@ impl Backlogs {
         self.drop_summary(t, dest)
     }
 
-    /// Events appended to `ws` from sequence `first`, one meta each.
+    /// Events appended to `ws` from sequence `first`, one meta each. Returns how many
+    /// route to each destination of the workspace (those with any), summary or not.
     pub fn on_append(
         &mut self,
         t: &Tables,
@@ -369,24 +370,30 @@ impl Backlogs {
         first: u64,
         accepted_ms: i64,
         metas: &[EventMeta],
-    ) -> Result<(), redb::Error> {
+    ) -> Result<Vec<(String, u64)>, redb::Error> {
         let routing = self.routing.load_full();
+        let mut routed = Vec::new();
         for (dest, route) in routing.dests.iter().filter(|(_, r)| r.workspace == ws) {
+            let hits: Vec<&EventMeta> = metas
+                .iter()
+                .filter(|m| route.routes(dest, &m.name, &m.destinations))
+                .collect();
+            if !hits.is_empty() {
+                routed.push((dest.clone(), hits.len() as u64));
+            }
             let Some(mut s) = self.load(t, dest)? else {
                 continue;
             };
             if s.walk.is_some_and(|w| w <= first) {
                 continue;
             }
-            for m in metas {
-                if route.routes(dest, &m.name, &m.destinations) {
-                    s.depth += 1;
-                    self.add(dest, route.second(accepted_ms, m.event_time), 1);
-                }
+            for m in hits {
+                s.depth += 1;
+                self.add(dest, route.second(accepted_ms, m.event_time), 1);
             }
             self.put(dest, Some(s));
         }
-        Ok(())
+        Ok(routed)
     }
 
     /// One slice of every walk under way.

@@ -105,8 +105,16 @@ impl Tally {
     }
 
     /// Events appended to `ws` at `accepted_ms`: the workspace's minute, its watched
-    /// names' minutes, and each routed destination's hour.
-    pub fn appended(&mut self, routing: &Routing, ws: &str, accepted_ms: i64, metas: &[EventMeta]) {
+    /// names' minutes, and the hour of each destination they route to (`routed`, as
+    /// the backlog summary counted them in the same commit).
+    pub fn appended(
+        &mut self,
+        routing: &Routing,
+        ws: &str,
+        accepted_ms: i64,
+        metas: &[EventMeta],
+        routed: Vec<(String, u64)>,
+    ) {
         let minute = minute_of(accepted_ms);
         *self
             .source
@@ -123,17 +131,8 @@ impl Tally {
             }
         }
         let hour = hour_of(accepted_ms);
-        for (dest, route) in routing.dests.iter().filter(|(_, r)| r.workspace == ws) {
-            let n = metas
-                .iter()
-                .filter(|m| route.routes(dest, &m.name, &m.destinations))
-                .count() as u64;
-            if n > 0 {
-                self.accuracy
-                    .entry((dest.clone(), hour))
-                    .or_default()
-                    .routed += n;
-            }
+        for (dest, n) in routed {
+            self.accuracy.entry((dest, hour)).or_default().routed += n;
         }
     }
 

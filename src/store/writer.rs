@@ -271,9 +271,10 @@ impl Writer {
                 }
                 t.b.events.insert((ws, next), b.chunk.as_slice())?;
                 self.note_names(&mut names_t, &b.workspace, &b.metas)?;
-                self.backlogs
+                let routed = self
+                    .backlogs
                     .on_append(&t.b, ws, next, b.accepted_ms, &b.metas)?;
-                tally.appended(&routing, ws, b.accepted_ms, &b.metas);
+                tally.appended(&routing, ws, b.accepted_ms, &b.metas, routed);
                 logged.push(Some((
                     next,
                     self.maint.log(&mut dlog, b.accepted_ms, next, &b.digests)?,
