@@ -561,8 +561,11 @@ fn operator_done(d: &Drill, t: i64) -> bool {
 /// timeout in a drill is the platform's, never the machine's: a destination may have
 /// requests in flight (sent, not yet settled by the engine) for up to half its
 /// shortest request timeout of drill time; then the clock waits until they are
-/// settled (at most 500 ms of real time). Destinations whose simulator holds requests
-/// on purpose (timeout and slow windows) are not waited for.
+/// settled (at most [`SETTLE_WAIT`] of real time a step: only a machine stalled that
+/// long lets a request time out on the drill's clock). Destinations whose simulator
+/// holds requests on purpose (timeout and slow windows) are not waited for.
+const SETTLE_WAIT: Duration = Duration::from_secs(10);
+
 struct Settler {
     busy_since: Vec<Option<i64>>,
     slack_ms: i64,
@@ -616,14 +619,13 @@ impl Settler {
                 self.busy_since[i] = None;
                 continue;
             }
-            // A probe is a few requests: the clock waits for each step of it (up to
-            // 500 ms a step), so its verdict comes at the drill time it would in real
-            // time.
+            // A probe is a few requests: the clock waits for each step of it, so its
+            // verdict comes at the drill time it would in real time.
             let since = *self.busy_since[i].get_or_insert(t);
             if !probing && t - since < self.slack_ms {
                 continue;
             }
-            while start.elapsed() < Duration::from_millis(500) {
+            while start.elapsed() < SETTLE_WAIT {
                 let (f, p) = busy(x);
                 if !f && (!p || !probing) {
                     break;
