@@ -517,7 +517,7 @@ impl Sluice {
             .expect("read the log head")
     }
 
-    /// The event history table (issue 15): rows, and bytes on disk (leaf bytes stored,
+    /// The event history's runs table (issue 15): rows, and bytes on disk (leaf bytes stored,
     /// B-tree metadata and fragmentation included).
     fn history_size(&self) -> (u64, u64) {
         use redb::ReadableTableMetadata;
@@ -526,7 +526,7 @@ impl Sluice {
             .intake
             .store
             .read(|txn| {
-                let t = txn.open_table(sluice::store::history::HISTORY)?;
+                let t = txn.open_table(sluice::store::history::RUNS)?;
                 let st = t.stats()?;
                 Ok((
                     t.len()?,
@@ -978,10 +978,10 @@ fn throughput_run(
     let after = cpu_snap();
     let (rows, bytes) = d.history_size();
     eprintln!(
-        "  event history: {rows} rows ({} events x {} destinations), {bytes} bytes on disk = {:.1} bytes per event per destination",
+        "  event history: {rows} rows for {} events x {} destinations, {bytes} bytes on disk = {:.1} bytes per event per destination",
         n,
         dests.len(),
-        bytes as f64 / rows.max(1) as f64
+        bytes as f64 / (n * dests.len()).max(1) as f64
     );
     checks.ingest(name, &ing, n);
     let settled_ms = match settled {

@@ -99,7 +99,8 @@ pub fn visit_tables(v: &mut impl TableVisitor) -> Result<(), redb::Error> {
     v.visit(REQUEST_LOG)?;
     v.visit(backlog::BACKLOG)?;
     v.visit(backlog::BACKLOG_SECONDS)?;
-    v.visit(history::HISTORY)?;
+    v.visit(history::RUNS)?;
+    v.visit(history::LEGACY)?;
     v.visit(history::EVENT_NAMES)?;
     v.visit(series::SERIES)?;
     v.visit(watch::SOURCE_COUNTS)?;
@@ -237,17 +238,11 @@ pub enum DeliveryOp {
     },
     /// Appends an audit event to the chain.
     Audit(crate::audit::NewAuditEvent),
-    /// The latest fate of event `seq` at `dest` ([`history`]). When
-    /// `after_dlq_put`, the op before it is this event's `DlqPut` and the row takes the
-    /// id the writer gave that entry.
+    /// The fates `dest` settled in this commit ([`history`]). Its entries flagged
+    /// `dlq_put` take, in order, the ids the writer gave the op list's last `DlqPut`s.
     History {
-        seq: u64,
         dest: String,
-        record: history::HistoryRecord,
-        after_dlq_put: bool,
-        /// The event came back from the DLQ (a replay): delivered, it counts as
-        /// recovered in the accuracy table ([`watch`]).
-        replayed: bool,
+        batch: history::Batch,
     },
     /// Deletes history rows of events accepted at or before `cutoff_ms` (a slice).
     TrimHistory {

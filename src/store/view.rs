@@ -124,8 +124,9 @@ impl View {
         seq: u64,
         accepted_ms: i64,
     ) -> Result<Option<super::history::HistoryRecord>, StoreError> {
-        let t = self.txn.open_table(super::history::HISTORY).map_err(err)?;
-        super::history::get(&t, dest, seq, accepted_ms).map_err(err)
+        let runs = self.txn.open_table(super::history::RUNS).map_err(err)?;
+        let legacy = self.txn.open_table(super::history::LEGACY).map_err(err)?;
+        super::history::get(&runs, &legacy, dest, seq, accepted_ms).map_err(err)
     }
 
     /// The event names `ws` has used (at most [`super::history::MAX_NAMES`]).

@@ -320,6 +320,9 @@ struct Tables<'t> {
     b: BacklogTables<'t>,
 }
 
+/// The `meta` key of the next event history row number.
+const HISTORY_NEXT_ROW: &str = "history_next_row";
+
 fn apply_delivery(
     txn: &redb::WriteTransaction,
     t: &mut Tables,
@@ -333,7 +336,9 @@ fn apply_delivery(
     let mut meta = txn.open_table(META)?;
     let mut outcomes = txn.open_table(OUTCOMES)?;
     let mut ap_events = txn.open_table(AUTO_PAUSE_EVENTS)?;
-    let mut hist = txn.open_table(history::HISTORY)?;
+    let mut hist = txn.open_table(history::RUNS)?;
+    let mut hist_legacy = txn.open_table(history::LEGACY)?;
+    let mut hist_row: Option<u64> = None;
     let mut requests = txn.open_table(REQUEST_LOG)?;
     let mut series = txn.open_table(super::series::SERIES)?;
     let mut next_id = meta
@@ -421,45 +426,38 @@ fn apply_delivery(
                 DeliveryOp::Audit(entry) => {
                     crate::audit::append(txn, entry)?;
                 }
-                DeliveryOp::History {
-                    seq,
-                    dest,
-                    record,
-                    after_dlq_put,
-                    replayed,
-                } => {
+                DeliveryOp::History { dest, batch } => {
                     use super::watch::Settled;
-                    match (&record.fate, replayed) {
-                        (HistoryFate::Delivered, false) => {
-                            tally.settled(dest, record.accepted_ms, Settled::Delivered);
-                        }
-                        (HistoryFate::Delivered, true) => {
-                            tally.settled(dest, record.accepted_ms, Settled::Recovered);
-                        }
-                        // Dead-lettered again after a replay: counted the first time.
-                        (HistoryFate::DeadLettered { class, .. }, false) => tally.settled(
-                            dest,
-                            record.accepted_ms,
-                            Settled::DeadLettered(class.name()),
-                        ),
-                        _ => {}
-                    }
-                    let v = if *after_dlq_put
-                        && let HistoryFate::DeadLettered { class, .. } = &record.fate
-                    {
-                        let mut r = record.clone();
-                        r.fate = HistoryFate::DeadLettered {
-                            class: *class,
-                            dlq_id: Some(next_id - 1),
+                    for e in &batch.entries {
+                        let kind = match (&e.fate, e.replayed) {
+                            (HistoryFate::Delivered, false) => Settled::Delivered,
+                            (HistoryFate::Delivered, true) => Settled::Recovered,
+                            // Dead-lettered again after a replay: counted the first time.
+                            (HistoryFate::DeadLettered { class, .. }, false) => {
+                                Settled::DeadLettered(class.name())
+                            }
+                            _ => continue,
                         };
-                        history::encode(&r)
-                    } else {
-                        history::encode(record)
+                        tally.settled(dest, e.accepted_ms, kind);
+                    }
+                    let puts = batch.entries.iter().filter(|e| e.dlq_put).count() as u64;
+                    let row = match &mut hist_row {
+                        Some(n) => n,
+                        None => hist_row.insert(
+                            meta.get(HISTORY_NEXT_ROW)?
+                                .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+                                .map_or(1, u64::from_le_bytes),
+                        ),
                     };
-                    hist.insert((dest.as_str(), *seq), v.as_slice())?;
+                    history::write(&mut hist, dest, batch, next_id - puts..next_id, row)?;
                 }
                 DeliveryOp::TrimHistory { cutoff_ms } => {
-                    let n = history::trim(&mut hist, *cutoff_ms, history::TRIM_SLICE)?;
+                    let n = history::trim(
+                        &mut hist,
+                        &mut hist_legacy,
+                        *cutoff_ms,
+                        history::TRIM_SLICE,
+                    )?;
                     if n > 0 {
                         tracing::debug!(rows = n, "history trimmed");
                     }
@@ -481,6 +479,9 @@ fn apply_delivery(
     }
     if next_id != start_id {
         meta.insert("dlq_next_id", next_id.to_le_bytes().as_slice())?;
+    }
+    if let Some(n) = hist_row {
+        meta.insert(HISTORY_NEXT_ROW, n.to_le_bytes().as_slice())?;
     }
     Ok(())
 }

@@ -7,11 +7,13 @@
 use tracing::{info, warn};
 
 use super::settle::{Fate, Settlement};
-use super::{Item, Origin, Worker};
+use std::sync::Arc;
+
+use super::{Item, Last, Origin, Worker};
 use crate::health::Change;
 use crate::metrics::Outcome;
 use crate::store::codec::{DlqRecord, ErrorClass, RetryRecord};
-use crate::store::history::{HistoryFate, HistoryRecord};
+use crate::store::history::{self, HistoryFate};
 use crate::store::{DeliveryOp, StoreError};
 
 impl Worker {
@@ -54,6 +56,7 @@ impl Worker {
         if ops.iter().any(|o| matches!(o, DeliveryOp::Outcome { .. })) {
             ops.push(self.health.state_op(&self.id));
         }
+        let mut hist = HistoryBatch::new(now, settled.len());
         for (item, fate) in &settled {
             if let Origin::Retry { due_ms } = item.origin {
                 ops.push(DeliveryOp::RetryDel {
@@ -109,8 +112,14 @@ impl Worker {
                     },
                 }),
             }
-            // Right after its DlqPut: the row takes the id the writer gives that entry.
-            ops.push(history_op(&self.id, item, hfate, after_dlq_put, now));
+            hist.push(item, hfate, after_dlq_put);
+        }
+        if !hist.batch.entries.is_empty() {
+            // After the DlqPuts: its flagged entries take the ids the writer gives them.
+            ops.push(DeliveryOp::History {
+                dest: self.id.clone(),
+                batch: hist.batch,
+            });
         }
         let done: Vec<u64> = settled
             .iter()
@@ -261,30 +270,48 @@ impl Worker {
     }
 }
 
-/// The history row of an event's settled fate.
-fn history_op(
-    dest: &str,
-    item: &Item,
-    fate: HistoryFate,
-    after_dlq_put: bool,
-    now: i64,
-) -> DeliveryOp {
-    let last = item.last.as_deref();
-    DeliveryOp::History {
-        seq: item.seq,
-        dest: dest.to_string(),
-        record: HistoryRecord {
+/// The history of one commit's fates, built as they are recorded: one answer per
+/// request, shared by the events it carried.
+struct HistoryBatch {
+    batch: history::Batch,
+    /// Answers already in the batch, by the request's shared [`Last`].
+    seen: std::collections::HashMap<*const Last, u32>,
+}
+
+impl HistoryBatch {
+    fn new(at_ms: i64, events: usize) -> HistoryBatch {
+        HistoryBatch {
+            batch: history::Batch {
+                at_ms,
+                answers: Vec::new(),
+                entries: Vec::with_capacity(events),
+            },
+            seen: std::collections::HashMap::new(),
+        }
+    }
+
+    fn push(&mut self, item: &Item, fate: HistoryFate, dlq_put: bool) {
+        let last = item.last.as_ref();
+        let answer = last.map(|l| {
+            *self.seen.entry(Arc::as_ptr(l)).or_insert_with(|| {
+                self.batch.answers.push(history::Answer {
+                    status: l.status,
+                    request_id: l.request_id.clone(),
+                    error: l.error.clone(),
+                });
+                (self.batch.answers.len() - 1) as u32
+            })
+        });
+        self.batch.entries.push(history::Entry {
+            seq: item.seq,
             fate,
-            at_ms: now,
             accepted_ms: item.stored.accepted_ms,
             event_time: item.stored.event.event_time,
             attempts: item.retries + u32::from(last.is_some_and(|l| l.sent)),
-            status: last.and_then(|l| l.status),
-            request_id: last.and_then(|l| l.request_id.clone()),
-            error: last.and_then(|l| l.error.clone()),
-        },
-        after_dlq_put,
-        replayed: item.dlq_id.is_some(),
+            answer,
+            dlq_put,
+            replayed: item.dlq_id.is_some(),
+        });
     }
 }
 
