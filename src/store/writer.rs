@@ -298,7 +298,11 @@ impl Writer {
             self.backlogs.walk(&mut t.b)?;
             self.backlogs.finish(&mut t.b)?;
         }
-        self.maint.step(&txn, &self.index, now_ms)?;
+        let events: usize = batch.iter().map(|(b, _)| b.digests.len()).sum();
+        let budget = self
+            .maint
+            .budget(events, batch.is_empty() && delivery.is_empty());
+        self.maint.step(&txn, &self.index, now_ms, budget)?;
         txn.commit()?;
         self.seq_heads.extend(heads);
         self.maint.committed(&self.index);

@@ -3,11 +3,29 @@
 //! already uniform (SHA-256), so their bits are used directly; a per-filter seed keeps
 //! the filters of different runs from sharing their false positives.
 //!
-//! Sized at [`BITS_PER_KEY`] bits per key: about 0.5% false positives, measured by the
-//! test below. A "maybe" only costs an exact look-up on disk; a "no" is certain.
+//! Sized by [`bits_per_key`]: 12 bits per key for a large run (about 0.5% false
+//! positives), 18 for one of at most [`SMALL_RUN`] keys (about 0.05%), measured by the
+//! tests below. A "maybe" costs an exact look-up on disk (tens of µs: a B-tree descent
+//! through redb's cache) and every run's filter is asked for each new digest, so the
+//! rate of look-ups is the sum of the runs' rates. Most runs are small (the leveled runs
+//! of the open epoch), most keys are in a few large ones: more bits for the small runs
+//! cut the look-ups several times for a few MB. A "no" is certain.
 
-/// Bits per key.
+/// Bits per key of a large run.
 pub const BITS_PER_KEY: u64 = 12;
+/// Bits per key of a small run.
+pub const SMALL_BITS_PER_KEY: u64 = 18;
+/// Keys up to which a run is small.
+pub const SMALL_RUN: u64 = 10_000_000;
+
+/// The bits per key a filter for `n` keys gets.
+pub fn bits_per_key(n: u64) -> u64 {
+    if n <= SMALL_RUN {
+        SMALL_BITS_PER_KEY
+    } else {
+        BITS_PER_KEY
+    }
+}
 /// Bits set per key (each from 9 bits of the digest's high half).
 pub const K: u32 = 7;
 const WORDS: usize = 8;
@@ -39,7 +57,7 @@ fn mix(x: u64) -> u64 {
 impl Bloom {
     /// An empty filter for up to `n` keys (at least one block).
     pub fn with_capacity(n: u64, seed: u64) -> Self {
-        let bits = n.max(1).saturating_mul(BITS_PER_KEY);
+        let bits = n.max(1).saturating_mul(bits_per_key(n));
         let blocks = bits.div_ceil(512).max(1) as usize;
         Bloom {
             seed: mix(seed),
@@ -100,24 +118,43 @@ impl Bloom {
     pub fn write_chunks(
         &self,
         chunk_blocks: usize,
-        mut put: impl FnMut(u32, &[u8]) -> Result<(), redb::Error>,
+        put: impl FnMut(u32, &[u8]) -> Result<(), redb::Error>,
     ) -> Result<(), redb::Error> {
-        let mut head = Vec::with_capacity(17);
-        head.push(BLOOM_V1);
-        head.extend_from_slice(&self.seed.to_le_bytes());
-        head.extend_from_slice(&(self.blocks.len() as u64).to_le_bytes());
-        put(0, &head)?;
-        let mut buf = Vec::with_capacity(chunk_blocks * WORDS * 8);
-        for (i, blocks) in self.blocks.chunks(chunk_blocks.max(1)).enumerate() {
+        self.write_rows(chunk_blocks, 0, u32::MAX, put).map(|_| ())
+    }
+
+    /// Rows `from`, `from + 1`, … of [`Bloom::write_chunks`], at most `max` of them;
+    /// the next row to write, or None when the last one was written.
+    pub fn write_rows(
+        &self,
+        chunk_blocks: usize,
+        from: u32,
+        max: u32,
+        mut put: impl FnMut(u32, &[u8]) -> Result<(), redb::Error>,
+    ) -> Result<Option<u32>, redb::Error> {
+        let chunk_blocks = chunk_blocks.max(1);
+        let rows = 1 + self.blocks.len().div_ceil(chunk_blocks) as u32;
+        let end = from.saturating_add(max).min(rows);
+        let mut buf = Vec::new();
+        for row in from..end {
+            if row == 0 {
+                let mut head = Vec::with_capacity(17);
+                head.push(BLOOM_V1);
+                head.extend_from_slice(&self.seed.to_le_bytes());
+                head.extend_from_slice(&(self.blocks.len() as u64).to_le_bytes());
+                put(0, &head)?;
+                continue;
+            }
+            let at = (row as usize - 1) * chunk_blocks;
             buf.clear();
-            for b in blocks {
+            for b in &self.blocks[at..(at + chunk_blocks).min(self.blocks.len())] {
                 for w in b {
                     buf.extend_from_slice(&w.to_le_bytes());
                 }
             }
-            put(i as u32 + 1, &buf)?;
+            put(row, &buf)?;
         }
-        Ok(())
+        Ok((end < rows).then_some(end))
     }
 
     /// Starts reading a filter written by [`Bloom::write_chunks`] from its row 0; feed
@@ -195,21 +232,71 @@ mod tests {
         (u128::from(mix(i ^ salt)) << 64) | u128::from(mix(i.wrapping_mul(31) ^ !salt))
     }
 
-    #[test]
-    fn no_false_negatives_and_a_low_false_positive_rate() {
-        let n = 200_000u64;
-        let mut f = Bloom::with_capacity(n, 7);
+    /// A filter of `n` keys sized for `bits` per key, filled, and its measured false
+    /// positive rate.
+    fn measured(n: u64, bits: u64) -> f64 {
+        let mut f = Bloom {
+            seed: mix(7),
+            blocks: vec![[0u64; WORDS]; (n * bits).div_ceil(512) as usize],
+        };
         for i in 0..n {
             f.insert(digest(i, 1));
         }
         assert!((0..n).all(|i| f.may_contain(digest(i, 1))));
-        let trials = 1_000_000u64;
+        let trials = 2_000_000u64;
         let fp = (0..trials).filter(|i| f.may_contain(digest(*i, 2))).count();
         let rate = fp as f64 / trials as f64;
-        eprintln!("blocked bloom, {BITS_PER_KEY} bits/key: false positive rate {rate}");
+        eprintln!("blocked bloom, {bits} bits/key: false positive rate {rate}");
+        rate
+    }
+
+    #[test]
+    fn no_false_negatives_and_a_low_false_positive_rate() {
+        let rate = measured(200_000, BITS_PER_KEY);
         assert!(rate < 0.008, "false positive rate {rate}");
-        // Whole blocks of 64 bytes.
-        assert_eq!(f.bytes() as u64, (n * BITS_PER_KEY / 8).div_ceil(64) * 64);
+        let rate = measured(200_000, SMALL_BITS_PER_KEY);
+        assert!(rate < 0.001, "false positive rate {rate}");
+    }
+
+    #[test]
+    fn small_runs_get_more_bits_per_key_in_whole_blocks() {
+        let bytes = |n: u64| Bloom::with_capacity(n, 1).bytes() as u64;
+        assert_eq!(
+            bytes(200_000),
+            (200_000 * SMALL_BITS_PER_KEY / 8).div_ceil(64) * 64
+        );
+        assert_eq!(
+            bytes(SMALL_RUN),
+            (SMALL_RUN * SMALL_BITS_PER_KEY / 8).div_ceil(64) * 64
+        );
+        let big = SMALL_RUN + 1;
+        assert_eq!(bytes(big), (big * BITS_PER_KEY).div_ceil(512) * 64);
+    }
+
+    #[test]
+    fn rows_written_a_few_at_a_time_equal_rows_written_whole() {
+        let mut f = Bloom::with_capacity(5_000, 9);
+        for d in 0..5_000u128 {
+            f.insert(d * 0x9E37_79B9_7F4A_7C15);
+        }
+        let mut whole: Vec<(u32, Vec<u8>)> = Vec::new();
+        f.write_chunks(7, |i, r| {
+            whole.push((i, r.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        let mut pieces: Vec<(u32, Vec<u8>)> = Vec::new();
+        let mut next = Some(0);
+        while let Some(from) = next {
+            next = f
+                .write_rows(7, from, 3, |i, r| {
+                    pieces.push((i, r.to_vec()));
+                    Ok(())
+                })
+                .unwrap();
+        }
+        assert_eq!(pieces, whole);
+        assert_eq!(whole.len(), 1 + f.blocks.len().div_ceil(7));
     }
 
     #[test]

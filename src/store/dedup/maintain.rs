@@ -13,9 +13,13 @@ use tracing::{debug, info};
 use super::bloom::Bloom;
 use super::runs::{self, BLOCK, DEDUP_RUNS};
 use super::{
-    DEDUP_FILTERS, DEDUP_LOG, DEDUP_META, DedupIndex, Loaded, Mark, Run, RunMeta, RunState, Tuning,
-    delete_filter, encode_log, encode_meta, write_filter,
+    DEDUP_FILTERS, DEDUP_LOG, DEDUP_META, DedupIndex, FILTER_ROW_BLOCKS, Loaded, Mark, Run,
+    RunMeta, RunState, Tuning, delete_filter, encode_log, encode_meta,
 };
+
+/// Filter rows written per this many entries of a commit's budget (a row is
+/// [`FILTER_ROW_BLOCKS`] blocks of 64 bytes, 1 MiB).
+const FILTER_ENTRIES_PER_ROW: usize = 4_096;
 
 struct SealJob {
     run: u64,
@@ -49,6 +53,19 @@ enum After {
     },
 }
 
+/// A run whose blocks are all written: its filter goes to `dedup_filters` a few rows
+/// per commit (a large run's filter is tens of MB, too much for one commit that answers
+/// requests), then it goes live.
+struct Finish {
+    run: u64,
+    filter: Bloom,
+    /// Its record as it will be, `Live`.
+    meta: RunMeta,
+    next_row: u32,
+    /// The runs a merge replaces (None: a seal).
+    sources: Option<Vec<Arc<Run>>>,
+}
+
 /// A run whose rows are being deleted; `run` is held until no look-up uses it.
 struct Dying {
     id: u64,
@@ -61,6 +78,7 @@ pub struct Maintainer {
     next_log: u64,
     seal: Option<SealJob>,
     merge: Option<MergeJob>,
+    finishing: VecDeque<Finish>,
     dying: VecDeque<Dying>,
     /// `dedup_log` rows up to here are covered by runs and may go.
     log_covered: u64,
@@ -75,6 +93,7 @@ impl Maintainer {
             next_log: loaded.next_log,
             seal: None,
             merge: None,
+            finishing: VecDeque::new(),
             dying: loaded
                 .garbage
                 .iter()
@@ -104,12 +123,14 @@ impl Maintainer {
         Ok(seq)
     }
 
-    /// One slice of what is due, in the commit's transaction.
+    /// One slice of what is due, in the commit's transaction: at most `budget` entries
+    /// sealed, merged or deleted (see [`Maintainer::budget`]).
     pub fn step(
         &mut self,
         txn: &WriteTransaction,
         index: &DedupIndex,
         now_ms: i64,
+        budget: usize,
     ) -> Result<(), redb::Error> {
         let t = self.tuning;
         let epoch_now = now_ms.div_euclid(t.epoch_ms.max(1));
@@ -127,6 +148,11 @@ impl Maintainer {
                 self.merge
                     .as_ref()
                     .is_none_or(|m| !m.sources.iter().any(|s| s.run.id == r.id))
+                    && !self.finishing.iter().any(|f| {
+                        f.sources
+                            .as_ref()
+                            .is_some_and(|ss| ss.iter().any(|s| s.id == r.id))
+                    })
             })
             .cloned()
             .collect();
@@ -145,14 +171,16 @@ impl Maintainer {
             });
         }
 
-        // Seal the memtable when it is full or its epoch ended.
-        if self.seal.is_none() {
+        // Seal the memtable when it is full or its epoch ended; not while the last seal's
+        // filter is still being written (its memtable stays frozen, looked up, until then).
+        if self.seal.is_none() && !self.finishing.iter().any(|f| f.sources.is_none()) {
             let (epoch, len) = index.active_shape();
             if len >= t.seal_at || (len > 0 && epoch.is_some_and(|e| e < epoch_now)) {
                 self.start_seal(&mut meta, index)?;
             }
         }
-        let mut budget = t.slice;
+        let full_budget = budget;
+        let mut budget = budget;
         if let Some(job) = self.seal.as_mut() {
             let end = (job.pos + budget).min(job.sorted.len());
             runs::write_blocks(&mut rows, job.run, &job.sorted[job.pos..end])?;
@@ -160,28 +188,27 @@ impl Maintainer {
             job.pos = end;
             if job.pos == job.sorted.len() {
                 let job = self.seal.take().expect("seal job");
-                let live = RunMeta {
-                    state: RunState::Live,
-                    ..job.meta.clone()
-                };
-                write_filter(&mut filters, job.run, &job.filter)?;
-                meta.insert(job.run, encode_meta(&live).as_slice())?;
-                self.log_covered = self.log_covered.max(job.meta.through_log);
                 debug!(
                     run = job.run,
                     entries = job.sorted.len(),
-                    "dedup run sealed"
+                    "dedup run written"
                 );
-                self.after.push(After::Seal(Arc::new(Run {
-                    id: job.run,
-                    meta: job.meta,
+                self.finishing.push_back(Finish {
+                    run: job.run,
                     filter: job.filter,
-                })));
+                    meta: RunMeta {
+                        state: RunState::Live,
+                        ..job.meta
+                    },
+                    next_row: 0,
+                    sources: None,
+                });
             }
         }
 
         // Merge runs, one merge at a time.
-        if self.merge.is_none() && self.seal.is_none() {
+        // Not while a run waits to go live: a merge picks from the runs in the index.
+        if self.merge.is_none() && self.seal.is_none() && self.finishing.is_empty() {
             self.start_merge(&mut meta, index, epoch_now, cutoff)?;
         }
         if budget > 0
@@ -190,39 +217,47 @@ impl Maintainer {
             let done = merge_slice(job, &mut rows, budget)?;
             if done {
                 let job = self.merge.take().expect("merge job");
-                let live = RunMeta {
-                    state: RunState::Live,
-                    ..job.meta.clone()
-                };
-                write_filter(&mut filters, job.out, &job.filter)?;
-                meta.insert(job.out, encode_meta(&live).as_slice())?;
-                for s in &job.sources {
-                    let m = RunMeta {
-                        state: RunState::Dying,
-                        ..s.run.meta.clone()
-                    };
-                    meta.insert(s.run.id, encode_meta(&m).as_slice())?;
-                }
-                info!(
-                    run = job.out,
-                    merged = job.sources.len(),
-                    entries = job.meta.count,
-                    level = job.meta.level,
-                    "dedup runs merged"
-                );
-                self.after.push(After::Replace {
-                    gone: job.sources.into_iter().map(|s| s.run).collect(),
-                    new: Some(Arc::new(Run {
-                        id: job.out,
-                        meta: job.meta,
-                        filter: job.filter,
-                    })),
+                self.finishing.push_back(Finish {
+                    run: job.out,
+                    filter: job.filter,
+                    meta: RunMeta {
+                        state: RunState::Live,
+                        ..job.meta
+                    },
+                    next_row: 0,
+                    sources: Some(job.sources.into_iter().map(|s| s.run).collect()),
                 });
             }
         }
 
+        // Filters of written runs, a few rows per commit; then the run goes live.
+        let mut rows_left = (full_budget / FILTER_ENTRIES_PER_ROW).max(1) as u32;
+        while rows_left > 0
+            && let Some(f) = self.finishing.front_mut()
+        {
+            let mut written = 0u32;
+            let next =
+                f.filter
+                    .write_rows(FILTER_ROW_BLOCKS, f.next_row, rows_left, |i, row| {
+                        filters.insert((f.run, i), row)?;
+                        written += 1;
+                        Ok(())
+                    })?;
+            rows_left -= written;
+            match next {
+                Some(n) => {
+                    f.next_row = n;
+                    break;
+                }
+                None => {
+                    let f = self.finishing.pop_front().expect("front");
+                    self.go_live(&mut meta, f)?;
+                }
+            }
+        }
+
         // Delete what no look-up still uses.
-        let mut blocks = (t.slice / BLOCK).max(1);
+        let mut blocks = (full_budget / BLOCK).max(1);
         while blocks > 0 {
             let Some(d) = self.dying.front() else {
                 break;
@@ -244,7 +279,7 @@ impl Maintainer {
             let mut log = txn.open_table(DEDUP_LOG)?;
             let keys: Vec<u64> = log
                 .range(..=self.log_covered)?
-                .take(t.slice / 16 + 1)
+                .take(full_budget / 16 + 1)
                 .map(|r| r.map(|(k, _)| k.value()))
                 .collect::<Result<_, _>>()?;
             for k in keys {
@@ -252,6 +287,63 @@ impl Maintainer {
             }
         }
         Ok(())
+    }
+
+    /// A run whose filter is written goes live (a merge's sources start dying), in
+    /// the index once the commit returns.
+    fn go_live(
+        &mut self,
+        meta: &mut redb::Table<u64, &[u8]>,
+        f: Finish,
+    ) -> Result<(), redb::Error> {
+        meta.insert(f.run, encode_meta(&f.meta).as_slice())?;
+        self.log_covered = self.log_covered.max(f.meta.through_log);
+        let run = Arc::new(Run {
+            id: f.run,
+            meta: f.meta,
+            filter: f.filter,
+        });
+        match f.sources {
+            None => {
+                debug!(run = run.id, entries = run.meta.count, "dedup run sealed");
+                self.after.push(After::Seal(run));
+            }
+            Some(sources) => {
+                for s in &sources {
+                    let m = RunMeta {
+                        state: RunState::Dying,
+                        ..s.meta.clone()
+                    };
+                    meta.insert(s.id, encode_meta(&m).as_slice())?;
+                }
+                info!(
+                    run = run.id,
+                    merged = sources.len(),
+                    entries = run.meta.count,
+                    level = run.meta.level,
+                    "dedup runs merged"
+                );
+                self.after.push(After::Replace {
+                    gone: sources,
+                    new: Some(run),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The slice a commit carries: the whole [`Tuning::slice`] in a commit of its own;
+    /// beside requests (`events` ingested, or delivery work), a share in proportion to
+    /// the ingest, at least [`Tuning::slice`] / 16, so a commit that answers requests
+    /// stays short. Seals and merges rewrite each digest a few times in all (once per
+    /// level), so eight entries per ingested digest keep up with any rate of ingest.
+    pub fn budget(&self, events: usize, alone: bool) -> usize {
+        let s = self.tuning.slice;
+        if alone {
+            s
+        } else {
+            events.saturating_mul(8).clamp((s / 16).max(1), s)
+        }
     }
 
     fn start_seal(
@@ -385,12 +477,14 @@ impl Maintainer {
         self.after.clear();
         self.seal = None;
         self.merge = None;
+        self.finishing.clear();
     }
 
     /// Whether maintenance has work left that is not waiting on anything (tests).
     pub fn busy(&self) -> bool {
         self.seal.is_some()
             || self.merge.is_some()
+            || !self.finishing.is_empty()
             || self
                 .dying
                 .front()
