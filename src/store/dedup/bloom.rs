@@ -3,35 +3,44 @@
 //! already uniform (SHA-256), so their bits are used directly; a per-filter seed keeps
 //! the filters of different runs from sharing their false positives.
 //!
-//! Sized by [`bits_per_key`]: 12 bits per key for a large run (about 0.5% false
-//! positives), 18 for one of at most [`SMALL_RUN`] keys (about 0.05%), measured by the
-//! tests below. A "maybe" costs an exact look-up on disk (tens of µs: a B-tree descent
-//! through redb's cache) and every run's filter is asked for each new digest, so the
-//! rate of look-ups is the sum of the runs' rates. Most runs are small (the leveled runs
-//! of the open epoch), most keys are in a few large ones: more bits for the small runs
-//! cut the look-ups several times for a few MB. A "no" is certain.
+//! Sized by [`bits_per_key`]: 12 bits per key for a large run (about 0.4% false
+//! positives), 14 for one of at most [`MID_RUN`] keys (about 0.2%), 18 for one of at
+//! most [`SMALL_RUN`] (about 0.06%), measured by the tests below. A "maybe" costs an
+//! exact look-up on disk (tens of µs: a B-tree descent through redb's cache) and every
+//! run's filter is asked for each new digest, so the share of digests looked up on disk
+//! is the sum of the runs' rates. Most runs are small (the leveled runs of the open
+//! epoch), most keys are in a few large ones: more bits for the small runs cut the
+//! look-ups about three times for a few MB. A "no" is certain.
 
 /// Bits per key of a large run.
 pub const BITS_PER_KEY: u64 = 12;
-/// Bits per key of a small run.
+/// Bits per key of a run of at most [`MID_RUN`] keys.
+pub const MID_BITS_PER_KEY: u64 = 14;
+/// Bits per key of a run of at most [`SMALL_RUN`] keys.
 pub const SMALL_BITS_PER_KEY: u64 = 18;
-/// Keys up to which a run is small.
-pub const SMALL_RUN: u64 = 10_000_000;
+/// Keys up to which a run is small: the first two levels of the open epoch (runs of
+/// 512 Ki and 2 Mi digests).
+pub const SMALL_RUN: u64 = 3_000_000;
+/// Keys up to which a run gets [`MID_BITS_PER_KEY`]: the third level (8 Mi).
+pub const MID_RUN: u64 = 10_000_000;
 
-/// The bits per key a filter for `n` keys gets.
-pub fn bits_per_key(n: u64) -> u64 {
-    if n <= SMALL_RUN {
-        SMALL_BITS_PER_KEY
-    } else {
-        BITS_PER_KEY
-    }
-}
 /// Bits set per key (each from 9 bits of the digest's high half).
 pub const K: u32 = 7;
 const WORDS: usize = 8;
 
 /// Current serialized version.
 const BLOOM_V1: u8 = 1;
+
+/// The bits per key a filter for `n` keys gets.
+pub fn bits_per_key(n: u64) -> u64 {
+    if n <= SMALL_RUN {
+        SMALL_BITS_PER_KEY
+    } else if n <= MID_RUN {
+        MID_BITS_PER_KEY
+    } else {
+        BITS_PER_KEY
+    }
+}
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Bloom {
@@ -254,6 +263,8 @@ mod tests {
     fn no_false_negatives_and_a_low_false_positive_rate() {
         let rate = measured(200_000, BITS_PER_KEY);
         assert!(rate < 0.008, "false positive rate {rate}");
+        let rate = measured(200_000, MID_BITS_PER_KEY);
+        assert!(rate < 0.003, "false positive rate {rate}");
         let rate = measured(200_000, SMALL_BITS_PER_KEY);
         assert!(rate < 0.001, "false positive rate {rate}");
     }
@@ -269,7 +280,13 @@ mod tests {
             bytes(SMALL_RUN),
             (SMALL_RUN * SMALL_BITS_PER_KEY / 8).div_ceil(64) * 64
         );
-        let big = SMALL_RUN + 1;
+        let mid = SMALL_RUN + 1;
+        assert_eq!(bytes(mid), (mid * MID_BITS_PER_KEY).div_ceil(512) * 64);
+        assert_eq!(
+            bytes(MID_RUN),
+            (MID_RUN * MID_BITS_PER_KEY).div_ceil(512) * 64
+        );
+        let big = MID_RUN + 1;
         assert_eq!(bytes(big), (big * BITS_PER_KEY).div_ceil(512) * 64);
     }
 
