@@ -230,11 +230,18 @@ impl Maintainer {
             }
         }
 
-        // Filters of written runs, a few rows per commit; then the run goes live.
+        // Filters of written runs, a few rows per commit; then the run goes live. A
+        // seal's first: until it is live the memtable cannot be sealed again.
         let mut rows_left = (full_budget / FILTER_ENTRIES_PER_ROW).max(1) as u32;
-        while rows_left > 0
-            && let Some(f) = self.finishing.front_mut()
-        {
+        while rows_left > 0 {
+            let at = self
+                .finishing
+                .iter()
+                .position(|f| f.sources.is_none())
+                .unwrap_or(0);
+            let Some(f) = self.finishing.get_mut(at) else {
+                break;
+            };
             let mut written = 0u32;
             let next =
                 f.filter
@@ -250,7 +257,7 @@ impl Maintainer {
                     break;
                 }
                 None => {
-                    let f = self.finishing.pop_front().expect("front");
+                    let f = self.finishing.remove(at).expect("finishing");
                     self.go_live(&mut meta, f)?;
                 }
             }
