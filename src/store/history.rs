@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{ErrorClass, decode_record};
 
-/// `(destination, first sequence, row number) → run` ([`encode_run`]): one row per run
+/// `(destination, first sequence, row number) → run` (see the module doc): one row per run
 /// of events a destination settled in one commit.
 pub const RUNS: TableDefinition<(&str, u64, u64), &[u8]> =
     TableDefinition::new("event_history_runs");
