@@ -485,11 +485,14 @@ impl DedupIndex {
         })
     }
 
-    /// Moves the live memtable aside (the writer seals it into a run).
+    /// Moves the live memtable aside (the writer seals it into a run). The memtable
+    /// stays locked until the frozen one is in place: a look-up checks the memtable,
+    /// then the frozen one, so in between it would find the digests in neither.
     fn freeze(&self) -> Arc<Memtable> {
-        let m = std::mem::take(&mut *self.active.lock().expect("memtable lock"));
-        let m = Arc::new(m);
+        let mut active = self.active.lock().expect("memtable lock");
+        let m = Arc::new(std::mem::take(&mut *active));
         *self.frozen.write().expect("frozen lock") = Some(m.clone());
+        drop(active);
         m
     }
 
@@ -547,4 +550,48 @@ pub(crate) fn find_in<T: ReadableTable<(u64, u128), &'static [u8]>>(
     d: u128,
 ) -> Result<Option<Mark>, redb::Error> {
     runs::find(t, run, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A look-up while the writer freezes the memtable must find a committed digest
+    /// either in the memtable or in the frozen one: never in neither.
+    #[test]
+    fn a_look_up_during_a_freeze_always_finds_a_committed_digest() {
+        let d = 0xABCD_u128;
+        let rounds = 100_000;
+        let idx = std::sync::RwLock::new(DedupIndex::new(3_600_000));
+        let start = std::sync::Barrier::new(2);
+        let end = std::sync::Barrier::new(2);
+        let misses = std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut misses = 0u64;
+                for _ in 0..rounds {
+                    start.wait();
+                    let idx = idx.read().expect("index").clone();
+                    for _ in 0..20 {
+                        let got = idx
+                            .lookup(&[d], 0, || unreachable!("no run, no view"))
+                            .expect("look-up");
+                        misses += u64::from(got[0] == Seen::No);
+                    }
+                    end.wait();
+                }
+                misses
+            });
+            for _ in 0..rounds {
+                // A committed digest in a fresh memtable, frozen while the reader looks.
+                let fresh = DedupIndex::new(3_600_000);
+                fresh.insert(&[d], 1_000, 1, 3_600_000, 1);
+                *idx.write().expect("index") = fresh.clone();
+                start.wait();
+                fresh.freeze();
+                end.wait();
+            }
+            reader.join().expect("reader")
+        });
+        assert_eq!(misses, 0, "look-ups that missed a committed digest");
+    }
 }
