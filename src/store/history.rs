@@ -268,7 +268,12 @@ fn find_in_run(v: &[u8], first: u64, seq: u64, accepted_ms: i64) -> Option<Histo
         return None;
     }
     let body: RunBody = postcard::from_bytes(&v[RUN_HEADER..]).ok()?;
-    let e = body.events.into_iter().find(|e| e.seq == seq - first)?;
+    // The last: an event settled twice in one commit (sorted stably) has its later fate last.
+    let e = body
+        .events
+        .into_iter()
+        .rev()
+        .find(|e| e.seq == seq - first)?;
     let accepted = newest.checked_sub_unsigned(e.accepted_back)?;
     if accepted != accepted_ms {
         return None;
@@ -538,6 +543,18 @@ mod tests {
             assert_eq!(fate(11).status, Some(400));
             assert_eq!(fate(14).fate, retry, "untouched by the later batch");
             assert_eq!(fate(14).status, Some(503));
+            // Settled twice in one commit: the later entry is its fate.
+            let twice = Batch {
+                at_ms: 3,
+                answers: vec![],
+                entries: vec![
+                    entry(17, 1_000, HistoryFate::Retrying { due_ms: 5 }, None),
+                    entry(17, 1_000, HistoryFate::Delivered, None),
+                ],
+            };
+            write(runs, "d", &twice, std::iter::empty(), &mut row_no).unwrap();
+            let r = get(runs, legacy, "d", 17, 1_000).unwrap().unwrap();
+            assert_eq!(r.fate, HistoryFate::Delivered);
         });
     }
 
