@@ -490,6 +490,11 @@ watch = { min_accuracy = 0.9 }"#;
     let r = rig_at(T0_MS, FaultScript::every(3, Fault::Invalid), policy, "").await;
     send(&r, "Purchase", "a", 12).await;
     until("12 answered", || async { r.hook.count() == 12 }).await;
+    // Settled too (answered is not yet committed): the hour's count is complete.
+    until("4 dead-lettered", || async {
+        admin_get(&r.d, "/v1/destinations/hooks").await["dlq_depth"] == 4
+    })
+    .await;
     // The hour is not over: nothing yet.
     pass(&r, 30 * MIN).await;
     assert!(alerts_of(&r, "accuracy").is_empty());
