@@ -563,7 +563,8 @@ fn operator_done(d: &Drill, t: i64) -> bool {
 /// shortest request timeout of drill time; then the clock waits until they are
 /// settled (at most [`SETTLE_WAIT`] of real time a step: only a machine stalled that
 /// long lets a request time out on the drill's clock). Destinations whose simulator
-/// holds requests on purpose (timeout and slow windows) are not waited for.
+/// holds requests on purpose (timeout and slow windows) are not waited for. Alerts being
+/// sent are waited for the same way (their attempts time out on the drill's clock too).
 const SETTLE_WAIT: Duration = Duration::from_secs(10);
 
 struct Settler {
@@ -633,6 +634,20 @@ impl Settler {
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
             self.busy_since[i] = None;
+        }
+        // Alerts being sent: an attempt times out after 10 s of the drill's clock, so a
+        // step past it would send the alert again (the on-call told twice). Those
+        // waiting for a retry are the drill's to run.
+        let alerter = daemon.app.alerter.activity();
+        while start.elapsed() < SETTLE_WAIT {
+            let sending = {
+                let a = alerter.borrow();
+                a.in_flight > a.waiting
+            };
+            if !sending {
+                break;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
         }
     }
 }
