@@ -475,15 +475,7 @@ credentials = {{ access_token = "tok" }}
         "the event is 3d 2h past the platform's age limit (7d after event_time)"
     );
     // Both were that old when accepted: counted as stale on arrival.
-    let text = d
-        .http
-        .get(format!("{}/metrics", d.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = d.metrics_text().await;
     assert!(
         text.contains(
             "sluice_events_stale_on_arrival_total{destination=\"meta_gh\",platform=\"meta\",merchant=\"glasshouse\"} 2\n"

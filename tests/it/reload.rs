@@ -223,17 +223,7 @@ async fn sluice_reload_command_alerts_and_metrics() {
     std::fs::write(dir.path().join("sluice.toml"), &text).unwrap();
     let d = TestDaemon::start_with(dir.path(), &text, clock.clone(), None).await;
     let cli = |url: String| async move { sluice_cli(&url, ADMIN, &["reload"]).await };
-    let metrics = || async {
-        d.http
-            .get(format!("{}/metrics", d.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
-    let m = metrics().await;
+    let m = d.metrics_text().await;
     assert!(
         m.contains(&format!(
             "sluice_build_info{{version=\"{}\"}} 1\n",
@@ -274,7 +264,7 @@ async fn sluice_reload_command_alerts_and_metrics() {
             .starts_with("sluice config reload failed: the running configuration stays\n"),
         "{alert}"
     );
-    let m = metrics().await;
+    let m = d.metrics_text().await;
     assert!(m.contains("sluice_config_last_reload_success 0\n"), "{m}");
     assert!(
         m.contains(&format!(
@@ -289,7 +279,7 @@ async fn sluice_reload_command_alerts_and_metrics() {
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("config reloaded (sha256 "), "{out}");
     assert!(
-        metrics()
+        d.metrics_text()
             .await
             .contains("sluice_config_last_reload_success 1\n")
     );

@@ -103,15 +103,7 @@ fn api_requests(s: &SimServer) -> Vec<sim::Received> {
 
 /// Every `/metrics` line of this destination.
 async fn metrics_of(d: &TestDaemon, dest: &str) -> Vec<String> {
-    let text = d
-        .http
-        .get(format!("{}/metrics", d.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = d.metrics_text().await;
     let needle = format!("destination=\"{dest}\"");
     text.lines()
         .filter(|l| l.contains(&needle))

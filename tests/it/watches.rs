@@ -280,15 +280,7 @@ async fn a_source_silent_at_a_busy_hour_alerts_once_and_resolves_once_and_a_rest
         .map(|e| e["details"]["alert"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["silent_source_resolved", "silent_source"]);
-    let metrics =
-        r.d.http
-            .get(format!("{}/metrics", r.d.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+    let metrics = r.d.metrics_text().await;
     assert!(
         metrics
             .contains("sluice_source_baseline_events{merchant=\"glasshouse\",event_name=\"\"} 30"),
@@ -637,19 +629,7 @@ async fn a_reload_changes_what_is_watched() {
     let r = quiet_rig("silent_source = { min_baseline = 20 }").await;
     send(&r, "Purchase", "before", 3).await;
     pass(&r, MIN).await;
-    let metrics = |r: &Rig| {
-        let (http, url) = (r.d.http.clone(), r.d.url.clone());
-        async move {
-            http.get(format!("{url}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
-    };
-    let m = metrics(&r).await;
+    let m = r.d.metrics_text().await;
     let total = "sluice_source_window_events{merchant=\"glasshouse\",event_name=\"\"}";
     let purchase = "sluice_source_window_events{merchant=\"glasshouse\",event_name=\"Purchase\"}";
     assert!(m.contains(&format!("{total} 3")), "{m}");
@@ -664,7 +644,7 @@ async fn a_reload_changes_what_is_watched() {
     assert_eq!(s, 200, "{v}");
     send(&r, "Purchase", "after", 2).await;
     pass(&r, MIN).await;
-    let m = metrics(&r).await;
+    let m = r.d.metrics_text().await;
     assert!(m.contains(&format!("{total} 5")), "{m}");
     assert!(m.contains(&format!("{purchase} 2")), "{m}");
     r.d.shutdown().await;

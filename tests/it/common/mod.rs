@@ -169,6 +169,18 @@ impl TestDaemon {
         }
     }
 
+    /// The text of `GET /metrics` (open: no token).
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// POSTs a JSON body to /v1/events with the given key; returns status, headers, body.
     pub async fn post_raw(
         &self,
