@@ -626,29 +626,29 @@ impl Settler {
             if !probing && t - since < self.slack_ms {
                 continue;
             }
-            while start.elapsed() < SETTLE_WAIT {
+            wait_while(start, || {
                 let (f, p) = busy(x);
-                if !f && (!p || !probing) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_micros(200)).await;
-            }
+                f || (p && probing)
+            })
+            .await;
             self.busy_since[i] = None;
         }
         // Alerts being sent: an attempt times out after 10 s of the drill's clock, so a
         // step past it would send the alert again (the on-call told twice). Those
         // waiting for a retry are the drill's to run.
         let alerter = daemon.app.alerter.activity();
-        while start.elapsed() < SETTLE_WAIT {
-            let sending = {
-                let a = alerter.borrow();
-                a.in_flight > a.waiting
-            };
-            if !sending {
-                break;
-            }
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
+        wait_while(start, || {
+            let a = alerter.borrow();
+            a.in_flight > a.waiting
+        })
+        .await;
+    }
+}
+
+/// Waits while `busy` holds, until [`SETTLE_WAIT`] of real time from `start`.
+async fn wait_while(start: Instant, busy: impl Fn() -> bool) {
+    while start.elapsed() < SETTLE_WAIT && busy() {
+        tokio::time::sleep(Duration::from_micros(200)).await;
     }
 }
 
