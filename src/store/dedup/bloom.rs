@@ -123,16 +123,8 @@ impl Bloom {
 
     /// The filter as rows of at most `chunk_blocks` blocks each: row 0 is `[version][seed:
     /// u64 LE][blocks: u64 LE]`, then each row is the words of its blocks (u64 LE).
-    /// Written row by row, so no copy of the whole filter is ever made.
-    pub fn write_chunks(
-        &self,
-        chunk_blocks: usize,
-        put: impl FnMut(u32, &[u8]) -> Result<(), redb::Error>,
-    ) -> Result<(), redb::Error> {
-        self.write_rows(chunk_blocks, 0, u32::MAX, put).map(|_| ())
-    }
-
-    /// Rows `from`, `from + 1`, … of [`Bloom::write_chunks`], at most `max` of them;
+    /// Writes rows `from`, `from + 1`, … at most `max` of them, so no copy of the whole
+    /// filter is ever made and a large one can be written over several commits; returns
     /// the next row to write, or None when the last one was written.
     pub fn write_rows(
         &self,
@@ -166,7 +158,7 @@ impl Bloom {
         Ok((end < rows).then_some(end))
     }
 
-    /// Starts reading a filter written by [`Bloom::write_chunks`] from its row 0; feed
+    /// Starts reading a filter written by [`Bloom::write_rows`] from its row 0; feed
     /// the other rows in order with [`BloomReader::push`].
     pub fn reader(head: &[u8]) -> Option<BloomReader> {
         if head.len() != 17 || head[0] != BLOOM_V1 {
@@ -297,11 +289,13 @@ mod tests {
             f.insert(d * 0x9E37_79B9_7F4A_7C15);
         }
         let mut whole: Vec<(u32, Vec<u8>)> = Vec::new();
-        f.write_chunks(7, |i, r| {
-            whole.push((i, r.to_vec()));
-            Ok(())
-        })
-        .unwrap();
+        let done = f
+            .write_rows(7, 0, u32::MAX, |i, r| {
+                whole.push((i, r.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(done, None);
         let mut pieces: Vec<(u32, Vec<u8>)> = Vec::new();
         let mut next = Some(0);
         while let Some(from) = next {
@@ -323,12 +317,14 @@ mod tests {
             f.insert(d * 0x9E37_79B9_7F4A_7C15);
         }
         let mut rows: Vec<Vec<u8>> = Vec::new();
-        f.write_chunks(7, |i, r| {
-            assert_eq!(i as usize, rows.len());
-            rows.push(r.to_vec());
-            Ok(())
-        })
-        .unwrap();
+        let done = f
+            .write_rows(7, 0, u32::MAX, |i, r| {
+                assert_eq!(i as usize, rows.len());
+                rows.push(r.to_vec());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(done, None);
         assert!(rows.len() > 2);
         let mut rd = Bloom::reader(&rows[0]).unwrap();
         for r in &rows[1..] {

@@ -61,18 +61,6 @@ pub const DEDUP_FILTERS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::n
 /// Filter blocks (64 bytes each) per `dedup_filters` row: 1 MiB.
 pub const FILTER_ROW_BLOCKS: usize = 16 * 1024;
 
-/// Writes `filter` as run `run`'s rows of `dedup_filters`.
-pub fn write_filter(
-    t: &mut redb::Table<(u64, u32), &[u8]>,
-    run: u64,
-    filter: &Bloom,
-) -> Result<(), redb::Error> {
-    filter.write_chunks(FILTER_ROW_BLOCKS, |i, row| {
-        t.insert((run, i), row)?;
-        Ok(())
-    })
-}
-
 /// Deletes run `run`'s filter rows.
 pub fn delete_filter(t: &mut redb::Table<(u64, u32), &[u8]>, run: u64) -> Result<(), redb::Error> {
     Ok(t.retain_in((run, 0u32)..=(run, u32::MAX), |_, _| false)?)
