@@ -341,7 +341,6 @@ fn apply_delivery(
     let mut outcomes = txn.open_table(OUTCOMES)?;
     let mut ap_events = txn.open_table(AUTO_PAUSE_EVENTS)?;
     let mut hist = txn.open_table(history::RUNS)?;
-    let mut hist_legacy = txn.open_table(history::LEGACY)?;
     let mut hist_row: Option<u64> = None;
     let mut requests = txn.open_table(REQUEST_LOG)?;
     let mut series = txn.open_table(super::series::SERIES)?;
@@ -456,12 +455,9 @@ fn apply_delivery(
                     history::write(&mut hist, dest, batch, next_id - puts..next_id, row)?;
                 }
                 DeliveryOp::TrimHistory { cutoff_ms } => {
-                    let n = history::trim(
-                        &mut hist,
-                        &mut hist_legacy,
-                        *cutoff_ms,
-                        history::TRIM_SLICE,
-                    )?;
+                    // The table before runs: opened only here, where it is trimmed.
+                    let mut legacy = txn.open_table(history::LEGACY)?;
+                    let n = history::trim(&mut hist, &mut legacy, *cutoff_ms, history::TRIM_SLICE)?;
                     if n > 0 {
                         tracing::debug!(rows = n, "history trimmed");
                     }
