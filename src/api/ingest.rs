@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::auth::{bearer, ingest_workspace};
 use super::error::{ApiError, json};
+use crate::ingest::body::parse_body;
 use crate::ingest::intake::{Outcome, Rejected};
 use crate::state::App;
 
@@ -132,7 +133,7 @@ async fn ingest(app: &App, req: Request, m: &mut Tally) -> Response {
     };
     m.body_read = true;
     // 4. The JSON shape.
-    let (events, duplicate_keys) = match parse_body(&bytes) {
+    let events = match parse_body(&bytes) {
         Ok(e) => e,
         Err(msg) => return m.fail(StatusCode::BAD_REQUEST, "invalid_json", msg),
     };
@@ -168,7 +169,6 @@ async fn ingest(app: &App, req: Request, m: &mut Tally) -> Response {
             &rt.config.ingest.default_country_code,
             rt.config.storage.dedup_window.as_millis() as i64,
             &events,
-            &duplicate_keys,
         )
         .await;
     match outcome {
@@ -245,48 +245,6 @@ fn is_json(h: &HeaderMap) -> bool {
         })
 }
 
-/// One event object, or `{"events": [ … ]}` (with no other key); and for each event,
-/// the keys it gives more than once. A key given twice outside the events (two
-/// `events`) makes the whole body invalid.
-fn parse_body(bytes: &[u8]) -> Result<(Vec<Value>, Vec<Vec<String>>), String> {
-    let parsed =
-        super::strict_json::parse(bytes).map_err(|e| format!("the body is not valid JSON: {e}"))?;
-    let v = parsed.value;
-    let batch = matches!(&v, Value::Object(m) if m.contains_key("events"));
-    let events = match v {
-        Value::Object(mut m) if batch => {
-            if let Some(d) = parsed.duplicates.iter().find(|d| !d.starts_with("events[")) {
-                return Err(format!("the key {d} appears more than once in the body"));
-            }
-            if m.len() != 1 {
-                return Err("a batch body is {\"events\": [...]} with no other key".to_string());
-            }
-            match m.remove("events") {
-                Some(Value::Array(a)) => a,
-                _ => return Err("\"events\" must be an array of event objects".to_string()),
-            }
-        }
-        Value::Object(m) => vec![Value::Object(m)],
-        _ => return Err("the body must be an event object or {\"events\": [...]}".to_string()),
-    };
-    let mut dups = vec![Vec::new(); events.len()];
-    for d in parsed.duplicates {
-        if batch {
-            // `events[3].user_data.email` → event 3, `user_data.email`.
-            if let Some(rest) = d.strip_prefix("events[")
-                && let Some((i, key)) = rest.split_once(']')
-                && let Ok(i) = i.parse::<usize>()
-                && let Some(slot) = dups.get_mut(i)
-            {
-                slot.push(key.trim_start_matches('.').to_string());
-            }
-        } else if let Some(slot) = dups.get_mut(0) {
-            slot.push(d);
-        }
-    }
-    Ok((events, dups))
-}
-
 #[cfg(test)]
 mod tests {
     //! The body parser and per-event validation under random input: never a panic,
@@ -297,8 +255,8 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::{Value, json};
 
-    use super::parse_body;
-    use crate::ingest::validate::{ValidateCtx, validate_event};
+    use crate::ingest::body::parse_body;
+    use crate::ingest::validate::{ValidateCtx, validate};
 
     fn config() -> ProptestConfig {
         ProptestConfig {
@@ -350,10 +308,9 @@ mod tests {
             keep_plaintext: false,
         };
         match parse_body(bytes) {
-            Ok((events, dups)) => {
-                assert_eq!(events.len(), dups.len());
+            Ok(events) => {
                 for e in &events {
-                    match validate_event(e, &ctx) {
+                    match validate(e, &ctx) {
                         Ok(n) => assert!(!n.event_id.is_empty()),
                         Err(err) => assert!(!err.message.is_empty()),
                     }
@@ -396,7 +353,7 @@ mod tests {
         #[test]
         fn without_duplicates_the_strict_parser_is_serde_json(v in any_json()) {
             let text = v.to_string();
-            let p = super::super::strict_json::parse(text.as_bytes()).unwrap();
+            let p = crate::ingest::strict_json::parse(text.as_bytes()).unwrap();
             prop_assert!(p.duplicates.is_empty());
             prop_assert_eq!(p.value, serde_json::from_str::<Value>(&text).unwrap());
         }

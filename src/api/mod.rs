@@ -20,7 +20,6 @@ pub mod ingest;
 pub mod requests;
 pub mod series;
 pub mod serve;
-pub mod strict_json;
 pub mod test_send;
 
 use std::sync::Arc;

@@ -15,16 +15,17 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
-use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::clock::{SharedClock, utc_month};
 use crate::config::WorkspaceLimits;
 use crate::event::{EventError, PlainField};
-use crate::ingest::validate::{ValidateCtx, event_id_of, validate_event};
+use crate::ingest::body::RawEvent;
+use crate::ingest::validate::{ValidateCtx, event_id_of, validate};
 use crate::store::backlog::EventMeta;
-use crate::store::codec::{StoredEvent, encode_event, pii_aad};
+use crate::store::codec::{StoredEvent, encode_event_into, pii_aad};
 use crate::store::dedup::{DedupIndex, DigestMap, Seen};
+use crate::store::log::ChunkBuilder;
 use crate::store::{IngestBatch, Recovered, Store, dedup_digest};
 
 struct Bucket {
@@ -158,8 +159,7 @@ impl Intake {
         rules: &WorkspaceRules,
         default_country_code: &str,
         dedup_window_ms: i64,
-        events: &[Value],
-        duplicate_keys: &[Vec<String>],
+        events: &[RawEvent<'_>],
     ) -> Outcome {
         let now_ms = self.clock.now_ms();
         let ctx = ValidateCtx {
@@ -172,7 +172,7 @@ impl Intake {
         let mut valid = Vec::with_capacity(events.len());
         for (index, v) in events.iter().enumerate() {
             // A key given twice: which one the sender meant is unknown.
-            if let Some(key) = duplicate_keys.get(index).and_then(|d| d.first()) {
+            if let Some(key) = v.duplicates.first() {
                 rejected.push(Rejected {
                     index,
                     event_id: event_id_of(v),
@@ -181,7 +181,7 @@ impl Intake {
                 });
                 continue;
             }
-            match validate_event(v, &ctx) {
+            match validate(v, &ctx) {
                 Ok(e) => {
                     let digest = dedup_digest(&rules.id, &e.event_name, &e.event_id);
                     valid.push((index, digest, e));
@@ -294,7 +294,7 @@ impl Intake {
         }
 
         // Encode (and seal plaintext) outside the lock.
-        let mut encoded = Vec::with_capacity(reserved.len());
+        let mut chunk = ChunkBuilder::new(reserved.len());
         let mut metas = Vec::with_capacity(reserved.len());
         let mut vi = valid.into_iter();
         for r in &reserved {
@@ -304,9 +304,7 @@ impl Intake {
                     break e;
                 }
             };
-            let (bytes, meta) = self.encode(&rules.id, now_ms, e);
-            encoded.push(bytes);
-            metas.push(meta);
+            metas.push(self.encode(&rules.id, now_ms, e, &mut chunk));
         }
         let accepted = reserved.len();
         let digests: Vec<u128> = reserved.iter().map(|r| r.digest).collect();
@@ -337,7 +335,7 @@ impl Intake {
             workspace: rules.id.clone(),
             month,
             accepted_ms: now_ms,
-            chunk: crate::store::log::encode_chunk(encoded.iter().map(Vec::as_slice)),
+            chunk: chunk.finish(),
             digests,
             on_done: Some(settle),
         };
@@ -354,14 +352,15 @@ impl Intake {
         }
     }
 
-    /// The stored bytes of an event (plaintext sealed), and what it contributes to its
-    /// destinations' backlog summaries.
+    /// Appends the stored bytes of an event (plaintext sealed) to `chunk`; returns what
+    /// it contributes to its destinations' backlog summaries.
     fn encode(
         &self,
         ws: &str,
         now_ms: i64,
         mut e: crate::event::NormalizedEvent,
-    ) -> (Vec<u8>, EventMeta) {
+        chunk: &mut ChunkBuilder,
+    ) -> EventMeta {
         let mut sealed = Vec::new();
         if let Some(key) = &self.pii_key {
             let aad = pii_aad(ws, &e.event_name, &e.event_id);
@@ -383,13 +382,12 @@ impl Intake {
             sealed,
             event: e,
         };
-        let bytes = encode_event(&stored);
+        chunk.push_with(|out| encode_event_into(&stored, out));
         let e = stored.event;
-        let meta = EventMeta {
+        EventMeta {
             name: e.event_name,
             destinations: e.destinations,
             event_time: e.event_time,
-        };
-        (bytes, meta)
+        }
     }
 }

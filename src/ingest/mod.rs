@@ -1,6 +1,9 @@
-//! Intake: validation, identifier normalization and hashing, PII sealing, dedup, limits.
+//! Intake: reading request bodies, validation, identifier normalization and hashing,
+//! PII sealing, dedup, limits.
 
+pub mod body;
 pub mod identifiers;
 pub mod intake;
 pub mod pii;
+pub mod strict_json;
 pub mod validate;

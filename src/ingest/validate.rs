@@ -1,5 +1,5 @@
-//! Per-event validation (SPEC §2): one JSON event in, a [`NormalizedEvent`] or the first
-//! [`EventError`] out, in a fixed check order:
+//! Per-event validation (SPEC §2): one event as [`crate::ingest::body`] read it in, a
+//! [`NormalizedEvent`] or the first [`EventError`] out, in a fixed check order:
 //! 1. not an object → `invalid_field`;
 //! 2. unknown keys, top level then `user_data` → `unknown_field`;
 //! 3. missing `event_id`, `event_name`, `event_time` (in that order) → `missing_field`;
@@ -12,6 +12,10 @@
 
 use serde_json::Value;
 
+use super::body::{
+    ACTION_SOURCE, CUSTOM_DATA, DESTINATIONS, EVENT_ID, EVENT_NAME, EVENT_SOURCE_URL, EVENT_TIME,
+    RawEvent, Slot, TOP_KEYS, USER_DATA, USER_DATA_KEYS, parse_event,
+};
 use super::identifiers::{IdField, normalize_with};
 use crate::event::{ClearField, EventError, NormalizedEvent, PlainField, Variant};
 
@@ -42,109 +46,58 @@ pub struct ValidateCtx<'a> {
     pub keep_plaintext: bool,
 }
 
-/// Top-level keys, in check order.
-const TOP_KEYS: [&str; 8] = [
-    "event_id",
-    "event_name",
-    "event_time",
-    "action_source",
-    "event_source_url",
-    "user_data",
-    "custom_data",
-    "destinations",
-];
-const EVENT_ID: usize = 0;
-const EVENT_NAME: usize = 1;
-const EVENT_TIME: usize = 2;
-const ACTION_SOURCE: usize = 3;
-const EVENT_SOURCE_URL: usize = 4;
-const USER_DATA: usize = 5;
-const CUSTOM_DATA: usize = 6;
-const DESTINATIONS: usize = 7;
-
-/// `user_data` has this many keys: the identifiers, then the clear fields.
-const USER_DATA_KEYS: usize = IdField::ALL.len() + ClearField::ALL.len();
-
-/// The slot of a `user_data` key: identifiers in [`IdField::ALL`] order, then clear
-/// fields in [`ClearField::ALL`] order — together, SPEC §2's order.
-fn user_data_slot(key: &str) -> Option<usize> {
-    if let Some(f) = IdField::from_key(key) {
-        return Some(f as usize);
-    }
-    let clear = match key {
-        "client_ip_address" => ClearField::ClientIpAddress,
-        "client_user_agent" => ClearField::ClientUserAgent,
-        "fbc" => ClearField::Fbc,
-        "fbp" => ClearField::Fbp,
-        "ttclid" => ClearField::Ttclid,
-        "ttp" => ClearField::Ttp,
-        "gclid" => ClearField::Gclid,
-        "gbraid" => ClearField::Gbraid,
-        "wbraid" => ClearField::Wbraid,
-        "li_fat_id" => ClearField::LiFatId,
-        "epik" => ClearField::Epik,
-        "sccid" => ClearField::Sccid,
-        "rdt_cid" => ClearField::RdtCid,
-        "twclid" => ClearField::Twclid,
-        "msclkid" => ClearField::Msclkid,
-        "tblci" => ClearField::Tblci,
-        "ob_click_id" => ClearField::ObClickId,
-        _ => return None,
-    };
-    Some(IdField::ALL.len() + clear as usize)
-}
-
 /// The event's `event_id` when it is a string (for the `rejected` list).
 /// At most its first [`ECHO_MAX_CHARS`] characters: a rejection never echoes a
 /// megabyte back.
-pub fn event_id_of(v: &Value) -> Option<String> {
-    v.get("event_id")
-        .and_then(Value::as_str)
-        .map(|s| match s.char_indices().nth(ECHO_MAX_CHARS) {
+pub fn event_id_of(e: &RawEvent) -> Option<String> {
+    match &e.top[EVENT_ID] {
+        Slot::Str(s) => Some(match s.char_indices().nth(ECHO_MAX_CHARS) {
             Some((cut, _)) => format!("{}…", &s[..cut]),
-            None => s.to_owned(),
-        })
+            None => s.to_string(),
+        }),
+        _ => None,
+    }
 }
 
 /// How much of a rejected event's id is echoed back.
 pub const ECHO_MAX_CHARS: usize = 128;
 
-/// Validates one event and normalizes it: identifiers hashed in every variant.
+/// Validates one event given as a JSON value (a test send; tests): the same checks as
+/// an event of a request body, read from the value's text. A key the value holds twice
+/// cannot occur (a `Value` keeps one).
 pub fn validate_event(v: &Value, ctx: &ValidateCtx) -> Result<NormalizedEvent, EventError> {
-    // (1) shape.
-    let Some(obj) = v.as_object() else {
-        return Err(invalid("the event is not a JSON object"));
-    };
+    let text = serde_json::to_vec(v).map_err(|_| invalid("the event cannot be serialized"))?;
+    let raw = parse_event(&text).map_err(|_| invalid("the event cannot be read"))?;
+    validate(&raw, ctx)
+}
 
-    // (2) unknown keys: top level, then user_data, in the map's iteration order (serde_json
-    // is built without `preserve_order`, so that is sorted key order, not document order).
-    // Known values are slotted on the way (null = absent).
-    let mut top: [Option<&Value>; TOP_KEYS.len()] = [None; TOP_KEYS.len()];
-    for (key, value) in obj {
-        let Some(slot) = TOP_KEYS.iter().position(|k| k == key) else {
-            return Err(EventError::new(
-                UNKNOWN_FIELD,
-                format!("unknown field {}", shown_key("", key)),
-            ));
-        };
-        top[slot] = Some(value).filter(|v| !v.is_null());
+/// Validates one event of a body and normalizes it: identifiers hashed in every
+/// variant. (Keys given twice are the caller's to refuse first.)
+pub fn validate(e: &RawEvent, ctx: &ValidateCtx) -> Result<NormalizedEvent, EventError> {
+    // (1) shape.
+    if !e.object {
+        return Err(invalid("the event is not a JSON object"));
     }
-    let mut user_data: [Option<&Value>; USER_DATA_KEYS] = [None; USER_DATA_KEYS];
-    if let Some(Value::Object(ud)) = top[USER_DATA] {
-        for (key, value) in ud {
-            let Some(slot) = user_data_slot(key) else {
-                return Err(EventError::new(
-                    UNKNOWN_FIELD,
-                    format!("unknown field {}", shown_key("user_data.", key)),
-                ));
-            };
-            user_data[slot] = Some(value).filter(|v| !v.is_null());
-        }
+
+    // (2) unknown keys: top level, then user_data, the first in sorted key order (what
+    // a `serde_json::Map` without `preserve_order` iterates in, which this contract was
+    // first written against).
+    if let Some(key) = &e.unknown {
+        return Err(EventError::new(
+            UNKNOWN_FIELD,
+            format!("unknown field {}", shown_key("", key)),
+        ));
+    }
+    if let (Slot::Map, Some(key)) = (&e.top[USER_DATA], &e.unknown_user_data) {
+        return Err(EventError::new(
+            UNKNOWN_FIELD,
+            format!("unknown field {}", shown_key("user_data.", key)),
+        ));
     }
 
     // (3) required fields.
     for slot in [EVENT_ID, EVENT_NAME, EVENT_TIME] {
-        if top[slot].is_none() {
+        if e.top[slot] == Slot::Absent {
             return Err(EventError::new(
                 MISSING_FIELD,
                 format!("missing required field {}", TOP_KEYS[slot]),
@@ -153,26 +106,31 @@ pub fn validate_event(v: &Value, ctx: &ValidateCtx) -> Result<NormalizedEvent, E
     }
 
     // (4) each field, in order.
-    let event_id = bounded_string(top[EVENT_ID], "event_id", EVENT_ID_MAX_CHARS)?;
-    let event_name = bounded_string(top[EVENT_NAME], "event_name", EVENT_NAME_MAX_CHARS)?;
-    let event_time = event_time(top[EVENT_TIME], ctx.now_secs)?;
-    let action_source = optional_string(top[ACTION_SOURCE], "action_source")?;
-    let event_source_url = optional_string(top[EVENT_SOURCE_URL], "event_source_url")?;
+    let top = &e.top;
+    let event_id = bounded_string(&top[EVENT_ID], "event_id", EVENT_ID_MAX_CHARS)?;
+    let event_name = bounded_string(&top[EVENT_NAME], "event_name", EVENT_NAME_MAX_CHARS)?;
+    let event_time = event_time(&top[EVENT_TIME], ctx.now_secs)?;
+    let action_source = optional_string(&top[ACTION_SOURCE], "action_source")?;
+    let event_source_url = optional_string(&top[EVENT_SOURCE_URL], "event_source_url")?;
 
     let mut hashed = Vec::new();
     let mut clear = Vec::new();
     let mut plaintext = Vec::new();
-    match top[USER_DATA] {
-        None => {}
-        Some(Value::Object(_)) => {
-            user_data_fields(&user_data, ctx, &mut hashed, &mut clear, &mut plaintext)?;
+    match &top[USER_DATA] {
+        Slot::Absent => {}
+        Slot::Map => {
+            let mut slots = [&Slot::Absent; USER_DATA_KEYS];
+            for (i, v) in &e.user_data {
+                slots[usize::from(*i)] = v;
+            }
+            user_data_fields(&slots, ctx, &mut hashed, &mut clear, &mut plaintext)?;
         }
-        Some(_) => return Err(invalid("user_data must be an object")),
+        _ => return Err(invalid("user_data must be an object")),
     }
 
-    let custom_data = match top[CUSTOM_DATA] {
-        None => Vec::new(),
-        Some(v @ Value::Object(_)) => {
+    let custom_data = match &top[CUSTOM_DATA] {
+        Slot::Absent => Vec::new(),
+        Slot::Json(v) => {
             let bytes =
                 serde_json::to_vec(v).map_err(|_| invalid("custom_data cannot be serialized"))?;
             if bytes.len() > CUSTOM_DATA_MAX_BYTES {
@@ -183,10 +141,10 @@ pub fn validate_event(v: &Value, ctx: &ValidateCtx) -> Result<NormalizedEvent, E
             }
             bytes
         }
-        Some(_) => return Err(invalid("custom_data must be an object")),
+        _ => return Err(invalid("custom_data must be an object")),
     };
 
-    let destinations = destinations(top[DESTINATIONS], ctx.destination_ids)?;
+    let destinations = destinations(&top[DESTINATIONS], ctx.destination_ids)?;
 
     Ok(NormalizedEvent {
         event_id,
@@ -217,8 +175,8 @@ fn shown_key(prefix: &str, key: &str) -> String {
 }
 
 /// A required string of 1..=`max` Unicode scalar values.
-fn bounded_string(v: Option<&Value>, name: &str, max: usize) -> Result<String, EventError> {
-    let Some(Value::String(s)) = v else {
+fn bounded_string(v: &Slot, name: &str, max: usize) -> Result<String, EventError> {
+    let Slot::Str(s) = v else {
         return Err(invalid(format!("{name} must be a string")));
     };
     // Bytes bound scalar values from above: count only when the byte length exceeds max.
@@ -237,20 +195,20 @@ fn bounded_string(v: Option<&Value>, name: &str, max: usize) -> Result<String, E
             "{name} must not contain control characters (such as a newline or NUL)"
         )));
     }
-    Ok(s.clone())
+    Ok(s.to_string())
 }
 
-fn optional_string(v: Option<&Value>, name: &str) -> Result<Option<String>, EventError> {
+fn optional_string(v: &Slot, name: &str) -> Result<Option<String>, EventError> {
     match v {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(invalid(format!("{name} must be a string"))),
+        Slot::Absent => Ok(None),
+        Slot::Str(s) => Ok(Some(s.to_string())),
+        _ => Err(invalid(format!("{name} must be a string"))),
     }
 }
 
-fn event_time(v: Option<&Value>, now_secs: i64) -> Result<i64, EventError> {
+fn event_time(v: &Slot, now_secs: i64) -> Result<i64, EventError> {
     const NOT_SECONDS: &str = "event_time must be a non-negative integer (unix seconds)";
-    let Some(Value::Number(n)) = v else {
+    let Slot::Num(n) = v else {
         return Err(invalid(NOT_SECONDS));
     };
     let latest = now_secs.saturating_add(EVENT_TIME_MAX_AHEAD_SECS);
@@ -289,10 +247,12 @@ fn event_time(v: Option<&Value>, now_secs: i64) -> Result<i64, EventError> {
 /// email is at most 254; a user agent, the longest clear field, rarely passes 512).
 pub const USER_DATA_MAX_CHARS: usize = 1024;
 
-fn too_long(name: &str, s: &str) -> Result<(), EventError> {
+/// `user_data.<key>` of at most [`USER_DATA_MAX_CHARS`] characters (the name is built
+/// only for the error).
+fn too_long(key: &str, s: &str) -> Result<(), EventError> {
     if s.len() > USER_DATA_MAX_CHARS && s.chars().count() > USER_DATA_MAX_CHARS {
         return Err(invalid(format!(
-            "{name} must be at most {USER_DATA_MAX_CHARS} characters"
+            "user_data.{key} must be at most {USER_DATA_MAX_CHARS} characters"
         )));
     }
     Ok(())
@@ -302,7 +262,7 @@ fn too_long(name: &str, s: &str) -> Result<(), EventError> {
 /// keeping clear fields as given. Outputs come out sorted, since both slot orders
 /// follow the `Variant` and `ClearField` orders.
 fn user_data_fields(
-    slots: &[Option<&Value>; USER_DATA_KEYS],
+    slots: &[&Slot; USER_DATA_KEYS],
     ctx: &ValidateCtx,
     hashed: &mut Vec<(Variant, [u8; 32])>,
     clear: &mut Vec<(ClearField, String)>,
@@ -310,29 +270,33 @@ fn user_data_fields(
 ) -> Result<(), EventError> {
     let (ids, clears) = slots.split_at(IdField::ALL.len());
     let country = match ids[IdField::Country as usize] {
-        Some(Value::String(s)) => Some(s.as_str()),
+        Slot::Str(s) => Some(&**s),
         _ => None,
     };
+    let given = |v: &&&Slot| ***v != Slot::Absent;
     // Size the outputs once: one allocation each at most.
     hashed.reserve(
         IdField::ALL
             .iter()
             .zip(ids)
-            .filter(|(_, v)| v.is_some())
+            .filter(|(_, v)| given(v))
             .map(|(f, _)| f.variants().len())
             .sum(),
     );
-    clear.reserve(clears.iter().filter(|v| v.is_some()).count());
+    clear.reserve(clears.iter().filter(given).count());
     let mut scratch = String::with_capacity(128);
     for (&field, value) in IdField::ALL.iter().zip(ids) {
-        let Some(value) = value else { continue };
-        let Value::String(raw) = value else {
-            return Err(invalid(format!(
-                "user_data.{} must be a string",
-                field.key()
-            )));
+        let raw = match value {
+            Slot::Absent => continue,
+            Slot::Str(raw) => raw,
+            _ => {
+                return Err(invalid(format!(
+                    "user_data.{} must be a string",
+                    field.key()
+                )));
+            }
         };
-        too_long(&format!("user_data.{}", field.key()), raw)?;
+        too_long(field.key(), raw)?;
         let result = normalize_with(
             field,
             raw,
@@ -356,13 +320,13 @@ fn user_data_fields(
         }
     }
     for (&field, value) in ClearField::ALL.iter().zip(clears) {
-        let Some(value) = value else { continue };
         match value {
-            Value::String(s) if !s.trim().is_empty() => {
-                too_long(&format!("user_data.{}", field.name()), s)?;
-                clear.push((field, s.clone()));
+            Slot::Absent => {}
+            Slot::Str(s) if !s.trim().is_empty() => {
+                too_long(field.name(), s)?;
+                clear.push((field, s.to_string()));
             }
-            Value::String(_) => {
+            Slot::Str(_) => {
                 return Err(invalid(format!("user_data.{} is empty", field.name())));
             }
             _ => {
@@ -380,23 +344,23 @@ fn user_data_fields(
 
 /// `destinations`: a non-empty array of this workspace's destination ids; given order,
 /// duplicates dropped.
-fn destinations(v: Option<&Value>, known: &[String]) -> Result<Vec<String>, EventError> {
+fn destinations(v: &Slot, known: &[String]) -> Result<Vec<String>, EventError> {
     let items = match v {
-        None => return Ok(Vec::new()),
-        Some(Value::Array(items)) if !items.is_empty() => items,
-        Some(Value::Array(_)) => {
+        Slot::Absent => return Ok(Vec::new()),
+        Slot::List(items) if !items.is_empty() => items,
+        Slot::List(_) => {
             return Err(invalid(
                 "destinations must not be empty (leave it out to route to all)",
             ));
         }
-        Some(_) => return Err(invalid("destinations must be an array of strings")),
+        _ => return Err(invalid("destinations must be an array of strings")),
     };
     let mut out: Vec<String> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let Value::String(id) = item else {
+        let Slot::Str(id) = item else {
             return Err(invalid(format!("destinations[{i}] must be a string")));
         };
-        if !known.iter().any(|k| k == id) {
+        if !known.iter().any(|k| **k == **id) {
             return Err(EventError::new(
                 UNKNOWN_DESTINATION,
                 format!(
@@ -405,8 +369,8 @@ fn destinations(v: Option<&Value>, known: &[String]) -> Result<Vec<String>, Even
                 ),
             ));
         }
-        if !out.contains(id) {
-            out.push(id.clone());
+        if !out.iter().any(|o| **o == **id) {
+            out.push(id.to_string());
         }
     }
     Ok(out)
@@ -415,6 +379,7 @@ fn destinations(v: Option<&Value>, known: &[String]) -> Result<Vec<String>, Even
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::body::user_data_slot;
     use serde_json::json;
 
     const NOW: i64 = 1_800_000_000;
@@ -813,12 +778,13 @@ mod tests {
 
     #[test]
     fn event_id_of_reads_strings_only() {
-        assert_eq!(
-            event_id_of(&json!({"event_id": "e9"})),
-            Some("e9".to_owned())
-        );
-        assert_eq!(event_id_of(&json!({"event_id": 9})), None);
-        assert_eq!(event_id_of(&json!({})), None);
-        assert_eq!(event_id_of(&json!(["event_id"])), None);
+        let id = |text: &str| event_id_of(&parse_event(text.as_bytes()).expect("json"));
+        assert_eq!(id(r#"{"event_id": "e9"}"#), Some("e9".to_owned()));
+        assert_eq!(id(r#"{"event_id": "a\nb"}"#), Some("a\nb".to_owned()));
+        assert_eq!(id(r#"{"event_id": 9}"#), None);
+        assert_eq!(id("{}"), None);
+        assert_eq!(id(r#"["event_id"]"#), None);
+        let long = format!(r#"{{"event_id": "{}"}}"#, "é".repeat(200));
+        assert_eq!(id(&long), Some(format!("{}…", "é".repeat(ECHO_MAX_CHARS))));
     }
 }

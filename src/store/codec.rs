@@ -35,10 +35,15 @@ pub struct StoredEvent {
 
 pub fn encode_event(e: &StoredEvent) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
+    encode_event_into(e, &mut out);
+    out
+}
+
+/// Appends the encoded event to `out`.
+pub fn encode_event_into(e: &StoredEvent, out: &mut Vec<u8>) {
     out.push(EVENT_V1);
     // Serializing plain owned data into a Vec cannot fail.
-    postcard::to_io(e, &mut out).expect("postcard to Vec");
-    out
+    postcard::to_io(e, out).expect("postcard to Vec");
 }
 
 pub fn decode_event(bytes: &[u8]) -> Result<StoredEvent, CodecError> {

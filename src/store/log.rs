@@ -17,15 +17,43 @@ pub const DEDUP_V1: u8 = 1;
 type LogKey = (&'static str, u64);
 
 pub fn encode_chunk<'a>(events: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<u8> {
-    let n = events.len();
-    let mut out = Vec::with_capacity(5 + n * 520);
-    out.push(CHUNK_V1);
-    out.extend_from_slice(&(n as u32).to_le_bytes());
+    let mut chunk = ChunkBuilder::new(events.len());
     for e in events {
-        out.extend_from_slice(&(e.len() as u32).to_le_bytes());
-        out.extend_from_slice(e);
+        chunk.push_with(|out| out.extend_from_slice(e));
     }
-    out
+    chunk.finish()
+}
+
+/// A chunk written event by event, each encoded straight into it (no buffer per
+/// event).
+pub struct ChunkBuilder {
+    out: Vec<u8>,
+    count: u32,
+}
+
+impl ChunkBuilder {
+    /// A chunk with room for about `events` events.
+    pub fn new(events: usize) -> Self {
+        let mut out = Vec::with_capacity(5 + events * 520);
+        out.push(CHUNK_V1);
+        out.extend_from_slice(&0u32.to_le_bytes());
+        ChunkBuilder { out, count: 0 }
+    }
+
+    /// Appends one event: `write` puts its encoded bytes at the end of the buffer.
+    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        let at = self.out.len();
+        self.out.extend_from_slice(&0u32.to_le_bytes());
+        write(&mut self.out);
+        let len = (self.out.len() - at - 4) as u32;
+        self.out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        self.count += 1;
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        self.out[1..5].copy_from_slice(&self.count.to_le_bytes());
+        self.out
+    }
 }
 
 fn read_u32(b: &[u8], at: usize) -> Result<u32, CodecError> {

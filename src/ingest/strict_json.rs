@@ -3,6 +3,9 @@
 //! document is parsed into the same `Value`, and every object key that appears twice is
 //! reported with its path (`events[3].event_id`), so the caller can refuse the body or
 //! the one event it is in.
+//!
+//! The path of a value is a chain of [`Path`] links on the stack, rendered only when a
+//! duplicate is found: parsing allocates nothing for paths.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -21,9 +24,8 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, serde_json::Error> {
     let dups = RefCell::new(Vec::new());
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = Seed {
-        path: String::new(),
+        path: &Path::ROOT,
         dups: &dups,
-        depth: 0,
     }
     .deserialize(&mut de)?;
     de.end()?;
@@ -33,13 +35,82 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, serde_json::Error> {
     })
 }
 
-/// Paths longer than this are cut in reports.
+/// Rendered paths longer than this are cut in reports.
 const MAX_PATH: usize = 200;
 
-struct Seed<'a> {
-    path: String,
-    dups: &'a RefCell<Vec<String>>,
-    depth: usize,
+/// Where a value sits in a document: a key or an index below its parent.
+#[derive(Clone, Copy)]
+pub struct Path<'p> {
+    parent: Option<&'p Path<'p>>,
+    step: Step<'p>,
+}
+
+#[derive(Clone, Copy)]
+enum Step<'p> {
+    Root,
+    Key(&'p str),
+    Index(usize),
+}
+
+impl Path<'_> {
+    /// The document (or the event) itself: renders as the empty string.
+    pub const ROOT: Path<'static> = Path {
+        parent: None,
+        step: Step::Root,
+    };
+
+    /// The value under `key` of the object at `self`.
+    pub fn key<'c>(&'c self, key: &'c str) -> Path<'c> {
+        Path {
+            parent: Some(self),
+            step: Step::Key(key),
+        }
+    }
+
+    /// Element `i` of the array at `self`.
+    pub fn index(&self, i: usize) -> Path<'_> {
+        Path {
+            parent: Some(self),
+            step: Step::Index(i),
+        }
+    }
+
+    /// `events[3].user_data.email`: keys joined by dots, indices in brackets; cut once
+    /// it reaches [`MAX_PATH`] bytes.
+    pub fn render(&self) -> String {
+        let mut steps = Vec::new();
+        let mut at = Some(self);
+        while let Some(p) = at {
+            steps.push(p.step);
+            at = p.parent;
+        }
+        let mut out = String::new();
+        for step in steps.into_iter().rev() {
+            if out.len() >= MAX_PATH {
+                break;
+            }
+            match step {
+                Step::Root => {}
+                Step::Key(k) if out.is_empty() => out.push_str(k),
+                Step::Key(k) => {
+                    out.push('.');
+                    out.push_str(k);
+                }
+                Step::Index(i) => {
+                    use std::fmt::Write;
+                    let _ = write!(out, "[{i}]");
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Parses one value into a `Value`, reporting duplicate keys below `path` into `dups`.
+#[derive(Clone, Copy)]
+pub struct Seed<'s> {
+    pub path: &'s Path<'s>,
+    pub dups: &'s RefCell<Vec<String>>,
 }
 
 impl<'de> DeserializeSeed<'de> for Seed<'_> {
@@ -47,20 +118,6 @@ impl<'de> DeserializeSeed<'de> for Seed<'_> {
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(self)
-    }
-}
-
-impl Seed<'_> {
-    fn child(&self, step: &str) -> Seed<'_> {
-        let mut path = self.path.clone();
-        if path.len() < MAX_PATH {
-            path.push_str(step);
-        }
-        Seed {
-            path,
-            dups: self.dups,
-            depth: self.depth + 1,
-        }
     }
 }
 
@@ -109,10 +166,16 @@ impl<'de> Visitor<'de> for Seed<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
-        let mut i = 0usize;
-        while let Some(v) = seq.next_element_seed(self.child(&format!("[{i}]")))? {
-            out.push(v);
-            i += 1;
+        loop {
+            let path = self.path.index(out.len());
+            let seed = Seed {
+                path: &path,
+                dups: self.dups,
+            };
+            match seq.next_element_seed(seed)? {
+                Some(v) => out.push(v),
+                None => break,
+            }
         }
         Ok(Value::Array(out))
     }
@@ -120,23 +183,19 @@ impl<'de> Visitor<'de> for Seed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let step = if self.path.is_empty() {
-                key.clone()
-            } else {
-                format!(".{key}")
-            };
-            let v = map.next_value_seed(self.child(&step))?;
+            let path = self.path.key(&key);
+            let v = map.next_value_seed(Seed {
+                path: &path,
+                dups: self.dups,
+            })?;
             if out.contains_key(&key) {
-                let mut path = self.path.clone();
-                path.push_str(&step);
-                self.dups.borrow_mut().push(path);
+                self.dups.borrow_mut().push(path.render());
             }
             out.insert(key, v);
         }
         Ok(Value::Object(out))
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
