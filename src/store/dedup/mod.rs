@@ -345,27 +345,35 @@ impl DedupIndex {
         let runs = self.runs.load_full();
         let mut view_fn = Some(view);
         let mut view: Option<super::View> = None;
-        for (o, d) in out.iter_mut().zip(digests) {
-            if o.is_some() {
+        // Newest run first, so a recent duplicate is found soonest; each run asked for
+        // every digest still open in one pass, so the filters' cache misses overlap
+        // (the probes of one pass do not wait on each other).
+        let mut open: Vec<usize> = (0..digests.len()).filter(|&i| out[i].is_none()).collect();
+        for run in runs.iter().rev() {
+            if open.is_empty() {
+                break;
+            }
+            if run.meta.max_ms <= cutoff_ms {
                 continue;
             }
-            // Newest first: a recent duplicate is found soonest.
-            for run in runs.iter().rev() {
-                if run.meta.max_ms <= cutoff_ms || !run.filter.may_contain(*d) {
-                    continue;
-                }
+            let maybe: Vec<usize> = open
+                .iter()
+                .copied()
+                .filter(|&i| run.filter.may_contain(digests[i]))
+                .collect();
+            for i in maybe {
                 if view.is_none() {
                     let f = view_fn.take().expect("opened once");
                     view = Some(f()?);
                 }
                 let v = view.as_ref().expect("opened");
-                if let Some(k) = v.dedup_find(run.id, *d)?
+                if let Some(k) = v.dedup_find(run.id, digests[i])?
                     && let Some(k) = fresh(k)
                 {
-                    *o = Some(k);
-                    break;
+                    out[i] = Some(k);
                 }
             }
+            open.retain(|&i| out[i].is_none());
         }
         Ok(out)
     }
