@@ -18,8 +18,9 @@ use std::cell::RefCell;
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Number, Value};
+use serde_json::Number;
 
+use super::canon::{Canon, CanonSeed};
 use super::identifiers::IdField;
 use super::strict_json::{Path, Seed as JsonSeed};
 use crate::event::ClearField;
@@ -85,7 +86,7 @@ pub enum Slot<'a> {
     Str(Cow<'a, str>),
     Num(Number),
     /// `custom_data`'s object, kept whole.
-    Json(Value),
+    Json(Canon<'a>),
     /// `destinations`'s array.
     List(Vec<Slot<'a>>),
     /// `user_data`'s object (its values are in [`RawEvent::user_data`]).
@@ -178,7 +179,7 @@ enum Body<'a> {
 }
 
 /// An object key, borrowed from the body unless it carries an escape.
-struct KeySeed;
+pub(super) struct KeySeed;
 
 impl<'de> DeserializeSeed<'de> for KeySeed {
     type Value = Cow<'de, str>;
@@ -268,9 +269,9 @@ impl<'de> Builder<'de> {
                 seen: &mut self.seen_user_data,
                 unknown: &mut self.event.unknown_user_data,
             })?,
-            CUSTOM_DATA => match map.next_value_seed(JsonSeed { path: &path, dups })? {
-                Value::Null => Slot::Absent,
-                v @ Value::Object(_) => Slot::Json(v),
+            CUSTOM_DATA => match map.next_value_seed(CanonSeed { path: &path, dups })? {
+                Canon::Null => Slot::Absent,
+                v @ Canon::Obj(_) => Slot::Json(v),
                 _ => Slot::Other,
             },
             DESTINATIONS => map.next_value_seed(ListSeed { path: &path, dups })?,
@@ -782,6 +783,21 @@ mod tests {
             .collect()
     }
 
+    fn canon(v: &Value) -> Canon<'static> {
+        match v {
+            Value::Null => Canon::Null,
+            Value::Bool(b) => Canon::Bool(*b),
+            Value::Number(n) => Canon::Num(n.clone()),
+            Value::String(s) => Canon::Str(Cow::Owned(s.clone())),
+            Value::Array(items) => Canon::Arr(items.iter().map(canon).collect()),
+            Value::Object(m) => Canon::Obj(
+                m.iter()
+                    .map(|(k, v)| (Cow::Owned(k.clone()), canon(v)))
+                    .collect(),
+            ),
+        }
+    }
+
     fn slot(v: &Value) -> Slot<'static> {
         match v {
             Value::Null => Slot::Absent,
@@ -814,7 +830,7 @@ mod tests {
                     }
                     Slot::Map
                 }
-                (CUSTOM_DATA, Value::Object(_)) => Slot::Json(v.clone()),
+                (CUSTOM_DATA, Value::Object(_)) => Slot::Json(canon(v)),
                 (DESTINATIONS, Value::Array(items)) => Slot::List(items.iter().map(slot).collect()),
                 _ => slot(v),
             };

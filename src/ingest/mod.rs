@@ -2,6 +2,7 @@
 //! PII sealing, dedup, limits.
 
 pub mod body;
+pub mod canon;
 pub mod identifiers;
 pub mod intake;
 pub mod pii;
