@@ -13,6 +13,7 @@
 //!   how long).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -67,15 +68,43 @@ pub fn default_max_connections() -> usize {
     soft.saturating_sub(FD_RESERVE).max(64) as usize
 }
 
+/// How many client connections the listener holds open: each has one of the
+/// `max_connections` slots (a connection answered `503 overloaded` has none). Read-only
+/// outside the listener; tests wait on it.
+#[derive(Debug, Clone, Default)]
+pub struct OpenConnections(Arc<AtomicUsize>);
+
+impl OpenConnections {
+    /// Connections holding a slot now.
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Counts one connection until the guard is dropped.
+    fn hold(&self) -> OpenGuard {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        OpenGuard(self.0.clone())
+    }
+}
+
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 const OVERLOADED: &str =
     "{\"error\":\"overloaded\",\"message\":\"too many open connections; retry in a moment\"}";
 
 /// Serves `router` on `listener` until `shutdown` resolves, then waits for the
-/// connections in flight to finish.
+/// connections in flight to finish. `open` counts the connections holding a slot.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    open: OpenConnections,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -104,6 +133,8 @@ pub async fn serve(
             tokio::spawn(refuse(stream));
             continue;
         };
+        // Counted while it holds its slot: never more than the slots taken.
+        let counted = open.hold();
         // Each request carries its client's address (the console's sign-in limiter).
         let r = router.clone();
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -115,6 +146,7 @@ pub async fn serve(
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;
+            drop(counted);
             drop(permit);
         });
     }
