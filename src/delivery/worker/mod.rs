@@ -82,6 +82,8 @@ pub struct DestSnapshot {
     /// settled are in flight).
     pub next_read: u64,
     pub in_memory: usize,
+    /// Requests sent and not yet answered (or given up on); a request is counted here
+    /// before it starts.
     pub requests_in_flight: usize,
     /// Outcomes received and not yet durably committed (a test waits for 0 before it
     /// reads what the store says).
@@ -244,17 +246,12 @@ pub(super) async fn run(mut env: Env) {
             if w.health.mode() == DestMode::Probing {
                 w.finish_probe_if_done(now).await;
             }
+            let mut batches = Vec::new();
             while w.requests_in_flight < w.ctx.dest.policy.concurrency as usize {
                 match w.next_batch(now) {
                     Next::Send(batch) => {
                         w.requests_in_flight += 1;
-                        tokio::spawn(send::send(
-                            engine.clone(),
-                            w.ctx.clone(),
-                            w.ws.clone(),
-                            batch,
-                            res_tx.clone(),
-                        ));
+                        batches.push(batch);
                     }
                     Next::Wait(t) => {
                         wake_at = wake_at.min(t);
@@ -262,6 +259,21 @@ pub(super) async fn run(mut env: Env) {
                     }
                     Next::Idle => break,
                 }
+            }
+            // Readers see a request in flight before it starts (and its timeout with
+            // it): `sluice drill` holds its clock while requests are in flight, and one
+            // sent unseen could time out on a clock that moved on meanwhile.
+            if !batches.is_empty() {
+                w.publish(&env.snapshot);
+            }
+            for batch in batches {
+                tokio::spawn(send::send(
+                    engine.clone(),
+                    w.ctx.clone(),
+                    w.ws.clone(),
+                    batch,
+                    res_tx.clone(),
+                ));
             }
         }
         // Fates settled in this pass (expired, unsendable, answers) and cursor moves go
