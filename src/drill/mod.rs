@@ -356,12 +356,19 @@ pub async fn run(scenario: Scenario, config_text: &str, speed: f64) -> anyhow::R
     opts.config_path = Some(tmp.path().join("sluice.toml"));
     opts.clock = clock.clone();
     opts.listen = Some("127.0.0.1:0".parse()?);
+    // The daemon closes a connection idle for its header timeout (real time) and the
+    // clock may wait longer than that for the engine: a connection reused just as the
+    // daemon closed it would fail the drill ("connection closed before message
+    // completed"). Connections idle for half of it are not reused.
+    let http = reqwest::Client::builder()
+        .pool_idle_timeout(opts.http_limits.header_timeout / 2)
+        .build()?;
     let daemon = Daemon::start(opts).await?;
     let rig = Rig {
         url: format!("http://{}", daemon.addr),
         daemon: Some(daemon),
         clock: clock.clone(),
-        http: reqwest::Client::new(),
+        http,
         admin: reh.admin_token.clone(),
         keys,
         _tmp: tmp,
