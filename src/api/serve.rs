@@ -12,8 +12,7 @@
 //! - **Shutdown**: stop accepting, let in-flight requests finish (the caller bounds
 //!   how long).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -68,30 +67,19 @@ pub fn default_max_connections() -> usize {
     soft.saturating_sub(FD_RESERVE).max(64) as usize
 }
 
-/// How many client connections the listener holds open: each has one of the
-/// `max_connections` slots (a connection answered `503 overloaded` has none). Read-only
-/// outside the listener; tests wait on it.
+/// How many client connections the listener holds open: the `max_connections` slots
+/// taken (a connection answered `503 overloaded` takes none). Read from the slots
+/// themselves, so 0 means every slot is free and `max_connections` that none is.
+/// Read-only outside the listener; tests wait on it.
 #[derive(Debug, Clone, Default)]
-pub struct OpenConnections(Arc<AtomicUsize>);
+pub struct OpenConnections(Arc<OnceLock<(Arc<Semaphore>, usize)>>);
 
 impl OpenConnections {
-    /// Connections holding a slot now.
+    /// Slots taken now (0 before the listener runs).
     pub fn get(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-
-    /// Counts one connection until the guard is dropped.
-    fn hold(&self) -> OpenGuard {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        OpenGuard(self.0.clone())
-    }
-}
-
-struct OpenGuard(Arc<AtomicUsize>);
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.get().map_or(0, |(slots, max)| {
+            max.saturating_sub(slots.available_permits())
+        })
     }
 }
 
@@ -99,7 +87,7 @@ const OVERLOADED: &str =
     "{\"error\":\"overloaded\",\"message\":\"too many open connections; retry in a moment\"}";
 
 /// Serves `router` on `listener` until `shutdown` resolves, then waits for the
-/// connections in flight to finish. `open` counts the connections holding a slot.
+/// connections in flight to finish. `open` tells how many slots are taken.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -108,6 +96,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let _ = open.0.set((slots.clone(), limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
@@ -133,8 +122,6 @@ pub async fn serve(
             tokio::spawn(refuse(stream));
             continue;
         };
-        // Counted while it holds its slot: never more than the slots taken.
-        let counted = open.hold();
         // Each request carries its client's address (the console's sign-in limiter).
         let r = router.clone();
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -146,7 +133,6 @@ pub async fn serve(
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;
-            drop(counted);
             drop(permit);
         });
     }

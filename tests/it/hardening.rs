@@ -450,8 +450,10 @@ async fn slow_clients_time_out_and_the_connection_cap_answers_503() {
     let answer = read_all(s).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("request_timeout"), "{answer}");
-    // Six silent connections, as many as the cap: the header timeout closes each without
-    // an answer and frees its slot; served again.
+    // Six silent connections, as many as the cap, once the slots of the ones above are
+    // free (and the client's idle one timed out): the header timeout closes each
+    // without an answer and frees its slot; served again.
+    open_reaches(&daemon, 0).await;
     let mut held = Vec::new();
     for _ in 0..6 {
         held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
