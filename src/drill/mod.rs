@@ -612,6 +612,9 @@ struct Busy {
     unsettled: usize,
     /// Probing, or due to probe.
     probing: bool,
+    /// The worker has work due on the clock as it reads (an evaluation, a batch past
+    /// its linger, a retry) that it has not done yet.
+    due: bool,
     cursor: u64,
     next_read: u64,
     in_memory: usize,
@@ -665,12 +668,24 @@ impl Settler {
                 requests_in_flight: s.requests_in_flight,
                 unsettled: s.unsettled,
                 probing,
+                due: s.wake_at_ms <= rig.clock.now_ms(),
                 cursor: s.cursor,
                 next_read: s.next_read,
                 in_memory: s.in_memory,
             }
         };
         for (i, x) in d.dests.iter().enumerate() {
+            let b = if held(x) { Busy::default() } else { busy(x) };
+            if b.due {
+                // Work due at this drill time (an evaluation above all: its window is
+                // the minute before it) is done at this drill time, however long the
+                // machine takes to get to it (a store write of the pass before).
+                let _ = wait_while(PROBE_WAIT, PROBE_WAIT, || {
+                    let b = busy(x);
+                    b.due.then_some(b)
+                })
+                .await;
+            }
             let b = if held(x) { Busy::default() } else { busy(x) };
             if !b.working() && !b.probing {
                 self.busy_since[i] = None;

@@ -90,6 +90,11 @@ pub struct DestSnapshot {
     pub unsettled: usize,
     /// The persisted health state (mode, pause reason and times, last evaluation).
     pub state: DestState,
+    /// The clock time the worker next wakes at on its own (a retry or batch due, pacing,
+    /// an evaluation, the auto-clear; `i64::MAX`: none), as of the end of its last pass:
+    /// while the clock reads this or later, the worker has work due that it has not
+    /// done yet.
+    pub wake_at_ms: i64,
     /// The worker has read its position and state (until then the fields above are
     /// defaults, not the destination's).
     pub positioned: bool,
@@ -292,6 +297,9 @@ pub(super) async fn run(mut env: Env) {
             }
         }
         w.publish(&env.snapshot);
+        if let Ok(mut s) = env.snapshot.lock() {
+            s.wake_at_ms = if stopping { i64::MAX } else { wake_at };
+        }
         debug!(destination = %w.id, now, wake_at, ready = w.ready.len(), next_read = w.next_read, in_flight = w.requests_in_flight, "delivery loop");
         if stopping && w.requests_in_flight == 0 && w.committing.is_none() && !w.commit_due() {
             break;
