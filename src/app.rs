@@ -207,6 +207,7 @@ impl Daemon {
         let router = crate::api::router(app.clone());
         let mut stopped = stopped;
         let limits = opts.http_limits;
+        let open = app.open_connections.clone();
         let http_rt = HttpRuntime::new(opts.http_nice)?;
         let server = http_rt.spawn(async move {
             let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -219,7 +220,7 @@ impl Daemon {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            crate::api::serve::serve(listener, router, limits, shutdown).await;
+            crate::api::serve::serve(listener, router, limits, open, shutdown).await;
         });
         info!(%addr, "listening");
         Ok(Daemon {

@@ -109,6 +109,8 @@ pub struct App {
     pub watch_passes: Arc<std::sync::atomic::AtomicU64>,
     /// Connection cap and timeouts for clients ([`crate::api::serve`]).
     pub http_limits: crate::api::serve::Limits,
+    /// Client connections the listener holds open (tests wait on it).
+    pub open_connections: crate::api::serve::OpenConnections,
     /// The web console's sessions, sign-in limiter and reload notes.
     pub console: crate::console::ConsoleState,
 }
@@ -133,6 +135,7 @@ impl App {
             backpressure_passes: Arc::default(),
             watch_passes: Arc::default(),
             http_limits: crate::api::serve::Limits::default(),
+            open_connections: crate::api::serve::OpenConnections::default(),
             console: crate::console::ConsoleState::default(),
         }
         .loaded_now()

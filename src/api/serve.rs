@@ -12,7 +12,7 @@
 //! - **Shutdown**: stop accepting, let in-flight requests finish (the caller bounds
 //!   how long).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -67,18 +67,36 @@ pub fn default_max_connections() -> usize {
     soft.saturating_sub(FD_RESERVE).max(64) as usize
 }
 
+/// How many client connections the listener holds open: the `max_connections` slots
+/// taken (a connection answered `503 overloaded` takes none). Read from the slots
+/// themselves, so 0 means every slot is free and `max_connections` that none is.
+/// Read-only outside the listener; tests wait on it.
+#[derive(Debug, Clone, Default)]
+pub struct OpenConnections(Arc<OnceLock<(Arc<Semaphore>, usize)>>);
+
+impl OpenConnections {
+    /// Slots taken now (0 before the listener runs).
+    pub fn get(&self) -> usize {
+        self.0.get().map_or(0, |(slots, max)| {
+            max.saturating_sub(slots.available_permits())
+        })
+    }
+}
+
 const OVERLOADED: &str =
     "{\"error\":\"overloaded\",\"message\":\"too many open connections; retry in a moment\"}";
 
 /// Serves `router` on `listener` until `shutdown` resolves, then waits for the
-/// connections in flight to finish.
+/// connections in flight to finish. `open` tells how many slots are taken.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    open: OpenConnections,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let _ = open.0.set((slots.clone(), limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder

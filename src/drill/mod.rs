@@ -356,12 +356,19 @@ pub async fn run(scenario: Scenario, config_text: &str, speed: f64) -> anyhow::R
     opts.config_path = Some(tmp.path().join("sluice.toml"));
     opts.clock = clock.clone();
     opts.listen = Some("127.0.0.1:0".parse()?);
+    // The daemon closes a connection idle for its header timeout (real time) and the
+    // clock may wait longer than that for the engine: a connection reused just as the
+    // daemon closed it would fail the drill ("connection closed before message
+    // completed"). Connections idle for half of it are not reused.
+    let http = reqwest::Client::builder()
+        .pool_idle_timeout(opts.http_limits.header_timeout / 2)
+        .build()?;
     let daemon = Daemon::start(opts).await?;
     let rig = Rig {
         url: format!("http://{}", daemon.addr),
         daemon: Some(daemon),
         clock: clock.clone(),
-        http: reqwest::Client::new(),
+        http,
         admin: reh.admin_token.clone(),
         keys,
         _tmp: tmp,
@@ -454,7 +461,7 @@ async fn drive(
                 break;
             }
         }
-        settler.settle(d, rig, t).await;
+        settler.settle(d, rig, t, TICK_MS).await?;
         rig.clock.advance_ms(TICK_MS);
         t += TICK_MS;
         tokio::time::sleep_until(paced_ms(t).into()).await;
@@ -463,7 +470,7 @@ async fn drive(
     if let Some(r) = d.scenario.replay {
         // Overnight: nothing pending; the clock moves a minute at a time, unpaced.
         while t < r.at_ms {
-            settler.settle(d, rig, t).await;
+            settler.settle(d, rig, t, 60_000).await?;
             rig.clock.advance_ms(60_000);
             t += 60_000;
             tokio::task::yield_now().await;
@@ -479,7 +486,7 @@ async fn drive(
                 view.show(d, &s, wall0.elapsed());
                 d.samples.push(s);
             }
-            settler.settle(d, rig, t).await;
+            settler.settle(d, rig, t, TICK_MS).await?;
             rig.clock.advance_ms(TICK_MS);
             t += TICK_MS;
             let due = base + Duration::from_secs_f64((t - t0) as f64 / 1000.0 / d.speed);
@@ -559,17 +566,65 @@ fn operator_done(d: &Drill, t: i64) -> bool {
 
 /// Keeps the clock from running past requests the machine has not got to yet, so a
 /// timeout in a drill is the platform's, never the machine's: a destination may have
-/// requests in flight (sent, not yet settled by the engine) for up to half its
-/// shortest request timeout of drill time; then the clock waits until they are
-/// settled (at most [`SETTLE_WAIT`] of real time a step: only a machine stalled that
-/// long lets a request time out on the drill's clock). Destinations whose simulator
-/// holds requests on purpose (timeout and slow windows) are not waited for. Alerts being
-/// sent are waited for the same way (their attempts time out on the drill's clock too).
-const SETTLE_WAIT: Duration = Duration::from_secs(10);
+/// requests in flight (sent, not yet settled by the engine) for up to `slack_ms` of
+/// drill time; then the clock waits until none is in flight and their outcomes are
+/// committed. Alerts being sent are waited for at once (their attempts time out on the
+/// drill's clock too).
+///
+/// That wait is for the machine's work alone (sending on loopback, committing, and the
+/// rest of a backlog drained meanwhile), which the drill's clock plays no part in. It
+/// lasts as long as that work goes on; if nothing changes for [`STALL_WAIT`] of real
+/// time (or the step has waited [`STEP_WAIT`] in all), the machine or the engine is
+/// stuck, and the drill stops with an error saying which destination, rather than move
+/// the clock on and time its requests out for the machine's sake (the copies sent again
+/// would not be the platform's duplicates). Destinations whose simulator holds requests
+/// on purpose on the drill's clock (timeout and slow windows, and one request timeout
+/// after them: what was held is given up by then) are not waited for.
+const STALL_WAIT: Duration = Duration::from_secs(120);
+
+/// The most one step waits for a destination (or the alerts) that keeps making progress.
+const STEP_WAIT: Duration = Duration::from_secs(30 * 60);
+
+/// How long the clock waits for a probe's steps. A probe may wait for the drill's
+/// clock itself (a linger, a Retry-After), so the clock then moves on: no error.
+const PROBE_WAIT: Duration = Duration::from_secs(10);
+
+/// The drill time a destination may have requests in flight before the clock waits for
+/// them: half the shortest request timeout, and less than that timeout less one step (a
+/// request is seen in flight at the latest one step after its timeout starts, so none
+/// times out while the clock moves on without waiting for it).
+fn slack_ms(min_timeout_ms: i64) -> i64 {
+    let half = min_timeout_ms / 2;
+    let below = min_timeout_ms - TICK_MS - 1;
+    (half.min(below).max(0) / TICK_MS) * TICK_MS
+}
 
 struct Settler {
     busy_since: Vec<Option<i64>>,
     slack_ms: i64,
+}
+
+/// What the engine says a destination is doing; any change is progress.
+#[derive(Debug, Default, PartialEq)]
+struct Busy {
+    requests_in_flight: usize,
+    /// Outcomes not yet committed.
+    unsettled: usize,
+    /// Probing, or due to probe.
+    probing: bool,
+    /// The worker has work due on the clock as it reads (an evaluation, a batch past
+    /// its linger, a retry) that it has not done yet.
+    due: bool,
+    cursor: u64,
+    next_read: u64,
+    in_memory: usize,
+}
+
+impl Busy {
+    /// Work of the machine's that the clock waits for.
+    fn working(&self) -> bool {
+        self.requests_in_flight > 0 || self.unsettled > 0
+    }
 }
 
 impl Settler {
@@ -577,26 +632,27 @@ impl Settler {
         let min_timeout = d.dests.iter().map(|x| x.timeout_ms).min().unwrap_or(10_000);
         Settler {
             busy_since: vec![None; d.dests.len()],
-            slack_ms: (min_timeout / 2 / TICK_MS) * TICK_MS,
+            slack_ms: slack_ms(min_timeout),
         }
     }
 
-    async fn settle(&mut self, d: &Drill, rig: &Rig, t: i64) {
+    /// Before the clock moves from `t` by `step`.
+    async fn settle(&mut self, d: &Drill, rig: &Rig, t: i64, step: i64) -> anyhow::Result<()> {
         let Some(daemon) = rig.daemon.as_ref() else {
-            return;
+            return Ok(());
         };
-        // (requests in flight, probing). The engine's count, not the simulator's: a
-        // request a timeout window held stays open at the simulator after the engine
-        // gave up on it.
+        let held = |x: &DestRun| {
+            d.scenario.windows_of(&x.id, x.platform.name()).any(|w| {
+                matches!(w.kind, scenario::Kind::Timeout | scenario::Kind::Slow)
+                    && w.from_ms <= t
+                    && t < w.to_ms + x.timeout_ms
+            })
+        };
+        // The engine's count, not the simulator's: a request a timeout window held
+        // stays open at the simulator after the engine gave up on it.
         let busy = |x: &DestRun| {
-            let held = x.active.iter().any(|&i| {
-                matches!(
-                    d.scenario.faults[i].kind,
-                    scenario::Kind::Timeout | scenario::Kind::Slow
-                )
-            });
             let Some(s) = daemon.app.engine.snapshot(&x.id) else {
-                return (false, false);
+                return Busy::default();
             };
             // Probing, or due to probe: the worker reads its backlog first, real time
             // that must not count as drill time.
@@ -608,48 +664,131 @@ impl Settler {
                     .is_some_and(|at| at <= rig.clock.now_ms()),
                 crate::store::codec::DestMode::Active => false,
             };
-            (
-                !held && (s.requests_in_flight > 0 || s.unsettled > 0),
-                !held && probing,
-            )
+            Busy {
+                requests_in_flight: s.requests_in_flight,
+                unsettled: s.unsettled,
+                probing,
+                due: s.wake_at_ms <= rig.clock.now_ms(),
+                cursor: s.cursor,
+                next_read: s.next_read,
+                in_memory: s.in_memory,
+            }
         };
-        let start = Instant::now();
         for (i, x) in d.dests.iter().enumerate() {
-            let (in_flight, probing) = busy(x);
-            if !in_flight && !probing {
+            let b = if held(x) { Busy::default() } else { busy(x) };
+            if b.due {
+                // Work due at this drill time (an evaluation above all: its window is
+                // the minute before it) is done at this drill time, however long the
+                // machine takes to get to it (a store write of the pass before).
+                let _ = wait_while(PROBE_WAIT, PROBE_WAIT, || {
+                    let b = busy(x);
+                    b.due.then_some(b)
+                })
+                .await;
+            }
+            let b = if held(x) { Busy::default() } else { busy(x) };
+            if !b.working() && !b.probing {
                 self.busy_since[i] = None;
                 continue;
             }
-            // A probe is a few requests: the clock waits for each step of it, so its
-            // verdict comes at the drill time it would in real time.
             let since = *self.busy_since[i].get_or_insert(t);
-            if !probing && t - since < self.slack_ms {
+            if b.probing {
+                // A probe is a few requests: the clock waits for each step of it, so its
+                // verdict comes at the drill time it would in real time.
+                let _ = wait_while(PROBE_WAIT, PROBE_WAIT, || {
+                    let b = busy(x);
+                    (b.working() || b.probing).then_some(b)
+                })
+                .await;
+            } else if t + step - since <= self.slack_ms {
+                // The step keeps the clock within the slack of when it was first seen.
                 continue;
             }
-            wait_while(start, || {
-                let (f, p) = busy(x);
-                f || (p && probing)
+            if let Err(stuck) = wait_while(STALL_WAIT, STEP_WAIT, || {
+                let b = busy(x);
+                b.working().then_some(b)
             })
-            .await;
+            .await
+            {
+                let b = busy(x);
+                anyhow::bail!(
+                    "the drill stopped at {} of drill time: {} still had {} requests in flight and {} outcomes not committed, {stuck}; moving the clock on would time its requests out for the machine's sake",
+                    hhmm(t),
+                    x.id,
+                    b.requests_in_flight,
+                    b.unsettled,
+                );
+            }
             self.busy_since[i] = None;
         }
         // Alerts being sent: an attempt times out after 10 s of the drill's clock, so a
         // step past it would send the alert again (the on-call told twice). Those
         // waiting for a retry are the drill's to run.
         let alerter = daemon.app.alerter.activity();
-        wait_while(start, || {
-            let a = alerter.borrow();
-            a.in_flight > a.waiting
-        })
-        .await;
+        let sending = || {
+            let a = alerter.borrow().clone();
+            (a.in_flight > a.waiting).then_some(a)
+        };
+        if let Err(stuck) = wait_while(STALL_WAIT, STEP_WAIT, sending).await {
+            anyhow::bail!(
+                "the drill stopped at {} of drill time: alerts were still being sent, {stuck}; moving the clock on would time them out for the machine's sake",
+                hhmm(t),
+            );
+        }
+        Ok(())
     }
 }
 
-/// Waits while `busy` holds, until [`SETTLE_WAIT`] of real time from `start`.
-async fn wait_while(start: Instant, busy: impl Fn() -> bool) {
-    while start.elapsed() < SETTLE_WAIT && busy() {
+/// Why a wait ended with its condition still holding.
+#[derive(Debug)]
+enum Stuck {
+    /// Nothing changed for this long.
+    Stalled(Duration),
+    /// Still changing after this long.
+    TooLong(Duration),
+}
+
+impl std::fmt::Display for Stuck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stuck::Stalled(d) => write!(
+                f,
+                "and nothing had changed for {} s of real time (the machine stalled, or the engine is stuck)",
+                d.as_secs()
+            ),
+            Stuck::TooLong(d) => write!(
+                f,
+                "still busy after {} s of real time at this one step",
+                d.as_secs()
+            ),
+        }
+    }
+}
+
+/// Waits while `busy` tells what is going on (None: nothing is): at most `stall` of real
+/// time without a change in what it tells, and `max` in all.
+async fn wait_while<P: PartialEq>(
+    stall: Duration,
+    max: Duration,
+    busy: impl Fn() -> Option<P>,
+) -> Result<(), Stuck> {
+    let start = Instant::now();
+    let mut last: Option<(P, Instant)> = None;
+    while let Some(now) = busy() {
+        match &last {
+            Some((p, since)) if *p == now => {
+                if since.elapsed() >= stall {
+                    return Err(Stuck::Stalled(stall));
+                }
+            }
+            _ => last = Some((now, Instant::now())),
+        }
+        if start.elapsed() >= max {
+            return Err(Stuck::TooLong(max));
+        }
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
+    Ok(())
 }
 
 /// Posts the traffic of `[t, t + post_every)`, one request per workspace (in chunks of
@@ -753,4 +892,47 @@ pub fn parse_time(s: &str) -> Option<i64> {
 pub fn hhmm(t_ms: i64) -> String {
     let m = t_ms.div_euclid(60_000);
     format!("{:02}:{:02}", m / 60, m % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slack_is_half_the_timeout_and_always_a_step_short_of_it() {
+        assert_eq!(slack_ms(10_000), 5_000);
+        assert_eq!(slack_ms(15_000), 7_000);
+        assert_eq!(slack_ms(3_000), 1_000);
+        // A request first seen one step after its timeout started is waited for before
+        // the clock reaches its deadline (none is when a step is most of the timeout).
+        for timeout in [2_001, 2_500, 3_000, 9_999, 10_000, 60_000] {
+            let s = slack_ms(timeout);
+            assert!(s + TICK_MS < timeout, "{timeout}: {s}");
+        }
+        for timeout in [100, 1_000, 1_999, 2_000] {
+            assert_eq!(slack_ms(timeout), 0, "{timeout}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wait_lasts_while_things_change_and_ends_when_they_stop() {
+        let ms = Duration::from_millis;
+        // Done at once.
+        assert!(wait_while(ms(50), ms(500), || None::<u32>).await.is_ok());
+        // Busy and changing for longer than the stall time: waited for, then done.
+        let t = Instant::now();
+        let busy = || {
+            let e = t.elapsed().as_millis() / 10;
+            (e < 20).then_some(e)
+        };
+        assert!(wait_while(ms(50), ms(5_000), busy).await.is_ok());
+        assert!(t.elapsed() >= ms(200));
+        // Busy with nothing changing: stalled.
+        let r = wait_while(ms(50), ms(5_000), || Some(1)).await;
+        assert!(matches!(r, Err(Stuck::Stalled(_))), "{r:?}");
+        // Changing for ever: ends at the cap.
+        let t = Instant::now();
+        let r = wait_while(ms(50), ms(200), || Some(t.elapsed().as_micros())).await;
+        assert!(matches!(r, Err(Stuck::TooLong(_))), "{r:?}");
+    }
 }

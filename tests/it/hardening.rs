@@ -380,43 +380,67 @@ async fn errors_are_json_bounded_and_in_contract_order() {
     d.shutdown().await;
 }
 
-/// 14.4: slow clients are cut off (half a header, half a body), and past the cap on
-/// open connections a new one is answered 503 with Retry-After instead of being held;
-/// the daemon keeps serving.
+/// 14.4: slow clients are cut off (half a header, half a body, nothing at all), and past
+/// the cap on open connections a new one is answered 503 with Retry-After instead of
+/// being held; the daemon keeps serving.
+///
+/// No step counts on how fast the machine is: the cap is tested on a daemon whose header
+/// timeout (60 s) cannot free a slot meanwhile, once the daemon's own count of open
+/// connections says the six silent ones hold every slot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_time_out_and_the_connection_cap_answers_503() {
+    use std::time::{Duration, Instant};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let dir = tempfile::tempdir().unwrap();
     // The limits come from the config file's [server] keys.
-    let text = config_text(dir.path(), "", "").replace(
-        "[server]\nlisten = \"127.0.0.1:0\"",
-        "[server]\nlisten = \"127.0.0.1:0\"\nmax_connections = 6\nheader_timeout = \"300ms\"\nbody_timeout = \"300ms\"",
-    );
-    let cfg = parse(dir.path(), &text);
-    let mut opts = sluice::app::StartOptions::new(cfg);
-    opts.listen = Some("127.0.0.1:0".parse().unwrap());
-    opts.clock = ManualClock::new(T0_MS);
-    assert_eq!(opts.http_limits.max_connections, 6);
-    let daemon = sluice::app::Daemon::start(opts).await.unwrap();
+    let start = |dir: std::path::PathBuf, header_timeout: &'static str| async move {
+        let text = config_text(&dir, "", "").replace(
+            "[server]\nlisten = \"127.0.0.1:0\"",
+            &format!("[server]\nlisten = \"127.0.0.1:0\"\nmax_connections = 6\nheader_timeout = \"{header_timeout}\"\nbody_timeout = \"300ms\""),
+        );
+        let cfg = parse(&dir, &text);
+        let mut opts = sluice::app::StartOptions::new(cfg);
+        opts.listen = Some("127.0.0.1:0".parse().unwrap());
+        opts.clock = ManualClock::new(T0_MS);
+        assert_eq!(opts.http_limits.max_connections, 6);
+        sluice::app::Daemon::start(opts).await.unwrap()
+    };
+    let read_all = |mut s: tokio::net::TcpStream| async move {
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    // Until the daemon holds `n` client connections open (10 s at most).
+    let open_reaches = |daemon: &sluice::app::Daemon, n: usize| {
+        let open = daemon.app.open_connections.clone();
+        async move {
+            let t = Instant::now();
+            while open.get() != n {
+                assert!(
+                    t.elapsed() < Duration::from_secs(10),
+                    "{} connections open, waiting for {n}",
+                    open.get()
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+
+    // Timeouts of 300 ms.
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start(dir.path().to_path_buf(), "300ms").await;
     let addr = daemon.addr;
     let url = format!("http://{addr}");
     let http = reqwest::Client::new();
     wait_http_ready(&http, &url).await;
-    let read_all = |mut s: tokio::net::TcpStream| async move {
-        let mut out = Vec::new();
-        let _ =
-            tokio::time::timeout(std::time::Duration::from_secs(3), s.read_to_end(&mut out)).await;
-        String::from_utf8_lossy(&out).into_owned()
-    };
     // Half a header: closed after the header timeout, without an answer of ours.
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
-    let t = std::time::Instant::now();
+    let t = Instant::now();
     let _ = read_all(s).await;
     assert!(
-        t.elapsed() < std::time::Duration::from_secs(2),
+        t.elapsed() < Duration::from_secs(2),
         "closed: {:?}",
         t.elapsed()
     );
@@ -426,12 +450,46 @@ async fn slow_clients_time_out_and_the_connection_cap_answers_503() {
     let answer = read_all(s).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("request_timeout"), "{answer}");
+    // Six silent connections, as many as the cap, once the slots of the ones above are
+    // free (and the client's idle one timed out): the header timeout closes each
+    // without an answer and frees its slot; served again.
+    open_reaches(&daemon, 0).await;
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    for mut s in held {
+        let mut out = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        assert!(
+            matches!(r, Ok(Ok(0))),
+            "a silent connection is closed without an answer: {r:?} {}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+    open_reaches(&daemon, 0).await;
+    let r = http.get(format!("{url}/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    daemon.shutdown().await;
+
+    // The cap, with a header timeout that frees no slot while the test runs.
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start(dir.path().to_path_buf(), "60s").await;
+    let addr = daemon.addr;
+    let url = format!("http://{addr}");
+    // No idle connection kept (it would hold a slot for the 60 s).
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    wait_http_ready(&http, &url).await;
+    open_reaches(&daemon, 0).await;
     // Six silent connections take every slot; the seventh is told to come back.
     let mut held = Vec::new();
     for _ in 0..6 {
         held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
     }
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    open_reaches(&daemon, 6).await;
     let s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let answer = read_all(s).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
@@ -440,9 +498,11 @@ async fn slow_clients_time_out_and_the_connection_cap_answers_503() {
         "{answer}"
     );
     assert!(answer.contains("\"error\":\"overloaded\""), "{answer}");
-    // The silent ones time out and free their slots: served again.
+    // The refused one took no slot; once the silent ones go, their slots are free:
+    // served again.
+    assert_eq!(daemon.app.open_connections.get(), 6);
     drop(held);
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    open_reaches(&daemon, 0).await;
     let r = http.get(format!("{url}/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     daemon.shutdown().await;

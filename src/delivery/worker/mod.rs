@@ -82,12 +82,19 @@ pub struct DestSnapshot {
     /// settled are in flight).
     pub next_read: u64,
     pub in_memory: usize,
+    /// Requests sent and not yet answered (or given up on); a request is counted here
+    /// before it starts.
     pub requests_in_flight: usize,
     /// Outcomes received and not yet durably committed (a test waits for 0 before it
     /// reads what the store says).
     pub unsettled: usize,
     /// The persisted health state (mode, pause reason and times, last evaluation).
     pub state: DestState,
+    /// The clock time the worker next wakes at on its own (a retry or batch due, pacing,
+    /// an evaluation, the auto-clear; `i64::MAX`: none), as of the end of its last pass:
+    /// while the clock reads this or later, the worker has work due that it has not
+    /// done yet.
+    pub wake_at_ms: i64,
     /// The worker has read its position and state (until then the fields above are
     /// defaults, not the destination's).
     pub positioned: bool,
@@ -244,17 +251,12 @@ pub(super) async fn run(mut env: Env) {
             if w.health.mode() == DestMode::Probing {
                 w.finish_probe_if_done(now).await;
             }
+            let mut batches = Vec::new();
             while w.requests_in_flight < w.ctx.dest.policy.concurrency as usize {
                 match w.next_batch(now) {
                     Next::Send(batch) => {
                         w.requests_in_flight += 1;
-                        tokio::spawn(send::send(
-                            engine.clone(),
-                            w.ctx.clone(),
-                            w.ws.clone(),
-                            batch,
-                            res_tx.clone(),
-                        ));
+                        batches.push(batch);
                     }
                     Next::Wait(t) => {
                         wake_at = wake_at.min(t);
@@ -262,6 +264,21 @@ pub(super) async fn run(mut env: Env) {
                     }
                     Next::Idle => break,
                 }
+            }
+            // Readers see a request in flight before it starts (and its timeout with
+            // it): `sluice drill` holds its clock while requests are in flight, and one
+            // sent unseen could time out on a clock that moved on meanwhile.
+            if !batches.is_empty() {
+                w.publish(&env.snapshot);
+            }
+            for batch in batches {
+                tokio::spawn(send::send(
+                    engine.clone(),
+                    w.ctx.clone(),
+                    w.ws.clone(),
+                    batch,
+                    res_tx.clone(),
+                ));
             }
         }
         // Fates settled in this pass (expired, unsendable, answers) and cursor moves go
@@ -280,6 +297,9 @@ pub(super) async fn run(mut env: Env) {
             }
         }
         w.publish(&env.snapshot);
+        if let Ok(mut s) = env.snapshot.lock() {
+            s.wake_at_ms = if stopping { i64::MAX } else { wake_at };
+        }
         debug!(destination = %w.id, now, wake_at, ready = w.ready.len(), next_read = w.next_read, in_flight = w.requests_in_flight, "delivery loop");
         if stopping && w.requests_in_flight == 0 && w.committing.is_none() && !w.commit_due() {
             break;
