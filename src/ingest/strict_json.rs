@@ -76,7 +76,7 @@ impl Path<'_> {
     }
 
     /// `events[3].user_data.email`: keys joined by dots, indices in brackets; cut once
-    /// it reaches [`MAX_PATH`] bytes.
+    /// it reaches 200 bytes.
     pub fn render(&self) -> String {
         let mut steps = Vec::new();
         let mut at = Some(self);
