@@ -25,6 +25,36 @@ use super::identifiers::IdField;
 use super::strict_json::{Path, Seed as JsonSeed};
 use crate::event::ClearField;
 
+/// The visitor methods of a seed that answers `$v` for every scalar and `$null` for
+/// `null` (its containers it reads itself).
+macro_rules! scalars_answer {
+    ($v:expr, $null:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok($null)
+        }
+    };
+}
+
 /// Top-level keys, in check order.
 pub const TOP_KEYS: [&str; 8] = [
     "event_id",
@@ -251,15 +281,8 @@ impl<'de> Builder<'de> {
         let path = root.key(&key);
         let dups = &self.dups;
         let Some(slot) = TOP_KEYS.iter().position(|k| *k == key) else {
-            map.next_value_seed(JsonSeed { path: &path, dups })?;
-            if self.unknown_seen.contains(&key) {
-                dups.borrow_mut().push(path.render());
-            }
-            if self.event.unknown.as_ref().is_none_or(|u| *key < **u) {
-                self.event.unknown = Some(key.clone());
-            }
-            self.unknown_seen.push(key);
-            return Ok(());
+            let first = &mut self.event.unknown;
+            return unknown_key(map, &key, &path, dups, first, &mut self.unknown_seen);
         };
         let value = match slot {
             USER_DATA => map.next_value_seed(UserDataSeed {
@@ -284,6 +307,28 @@ impl<'de> Builder<'de> {
         self.event.top[slot] = value;
         Ok(())
     }
+}
+
+/// An unknown key of an object: its value is read for the duplicates inside it, the key
+/// is reported if `seen` holds it already, and `first` keeps the first unknown key in
+/// sorted (byte) order.
+fn unknown_key<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    key: &Cow<'de, str>,
+    path: &Path,
+    dups: &RefCell<Vec<String>>,
+    first: &mut Option<Cow<'de, str>>,
+    seen: &mut Vec<Cow<'de, str>>,
+) -> Result<(), A::Error> {
+    map.next_value_seed(JsonSeed { path, dups })?;
+    if seen.contains(key) {
+        dups.borrow_mut().push(path.render());
+    }
+    if first.as_ref().is_none_or(|u| **key < **u) {
+        *first = Some(key.clone());
+    }
+    seen.push(key.clone());
+    Ok(())
 }
 
 /// The body: a single event, or `{"events": [...]}`.
@@ -345,29 +390,7 @@ impl<'de> Visitor<'de> for BodySeed {
         Ok(Body::NotObject)
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Body::NotObject)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Body::NotObject)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Body::NotObject)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Body::NotObject)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Body::NotObject)
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Body::NotObject)
-    }
+    scalars_answer!(Body::NotObject, Body::NotObject);
 }
 
 /// The value of `events`: the events when it is an array, else `None` (its
@@ -409,29 +432,7 @@ impl<'de> Visitor<'de> for EventsSeed<'_> {
         Ok(None)
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
+    scalars_answer!(None, None);
 }
 
 /// One event: an object read by [`Builder`]; anything else is "not an object" (an
@@ -473,29 +474,7 @@ impl<'de> Visitor<'de> for EventSeed {
         Ok(e)
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(RawEvent::empty())
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(RawEvent::empty())
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(RawEvent::empty())
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(RawEvent::empty())
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(RawEvent::empty())
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(RawEvent::empty())
-    }
+    scalars_answer!(RawEvent::empty(), RawEvent::empty());
 }
 
 /// A value validation reads as a string or a number.
@@ -625,29 +604,7 @@ impl<'de> Visitor<'de> for ListSeed<'_> {
         Ok(Slot::Other)
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Slot::Other)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Slot::Other)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Slot::Other)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Slot::Other)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Slot::Other)
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Slot::Absent)
-    }
+    scalars_answer!(Slot::Other, Slot::Absent);
 }
 
 /// `user_data`: an object's known keys into their slots ([`Slot::Map`]); anything else
@@ -684,17 +641,14 @@ impl<'de> Visitor<'de> for UserDataSeed<'_, 'de> {
         while let Some(key) = map.next_key_seed(KeySeed)? {
             let path = self.path.key(&key);
             let Some(slot) = user_data_slot(&key) else {
-                map.next_value_seed(JsonSeed {
-                    path: &path,
-                    dups: self.dups,
-                })?;
-                if unknown_seen.contains(&key) {
-                    self.dups.borrow_mut().push(path.render());
-                }
-                if self.unknown.as_ref().is_none_or(|u| *key < **u) {
-                    *self.unknown = Some(key.clone());
-                }
-                unknown_seen.push(key);
+                unknown_key(
+                    &mut map,
+                    &key,
+                    &path,
+                    self.dups,
+                    self.unknown,
+                    &mut unknown_seen,
+                )?;
                 continue;
             };
             let v = map.next_value_seed(ScalarSeed {
@@ -719,29 +673,7 @@ impl<'de> Visitor<'de> for UserDataSeed<'_, 'de> {
         .visit_seq(seq)
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Slot::Other)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Slot::Other)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Slot::Other)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Slot::Other)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Slot::Other)
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Slot::Absent)
-    }
+    scalars_answer!(Slot::Other, Slot::Absent);
 }
 
 #[cfg(test)]
