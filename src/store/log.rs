@@ -14,7 +14,7 @@ use super::codec::CodecError;
 pub const CHUNK_V1: u8 = 1;
 pub const DEDUP_V1: u8 = 1;
 
-type LogKey = (&'static str, u64);
+pub type LogKey = (&'static str, u64);
 
 pub fn encode_chunk<'a>(events: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<u8> {
     let mut chunk = ChunkBuilder::new(events.len());
@@ -81,7 +81,8 @@ pub fn chunk_events(b: &[u8]) -> Result<Vec<&[u8]>, CodecError> {
     Ok(out)
 }
 
-fn chunk_len(b: &[u8]) -> Result<u64, CodecError> {
+/// The number of events in a chunk (read from its header alone).
+pub fn chunk_len(b: &[u8]) -> Result<u64, CodecError> {
     Ok(u64::from(read_u32(b, 1)?))
 }
 

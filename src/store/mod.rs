@@ -40,6 +40,7 @@ pub mod fault;
 pub mod history;
 pub mod log;
 pub mod series;
+mod trim;
 pub mod view;
 pub mod watch;
 mod writer;

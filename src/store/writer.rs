@@ -229,6 +229,8 @@ impl Writer {
         // state change is on disk before anyone acts on it (SPEC §3: after a crash only
         // requests that were in flight are sent again). Group commit shares the fsync.
         let txn = db.begin_write()?;
+        let events: usize = batch.iter().map(|(b, _)| b.digests.len()).sum();
+        let alone = batch.is_empty() && delivery.is_empty();
         let mut heads = HashMap::new();
         // The commit sequence of each batch's digests in `dedup_log`.
         let mut logged = Vec::with_capacity(batch.len());
@@ -256,7 +258,11 @@ impl Writer {
                 )?;
             }
             let routing = self.backlogs.routing.load_full();
-            trim_slice(&mut t, &mut self.trims)?;
+            super::trim::slice(
+                &mut t.b.events,
+                &mut self.trims,
+                super::trim::Budget::for_commit(events, batch.len(), alone),
+            )?;
             let mut dlog = txn.open_table(DEDUP_LOG)?;
             let mut monthly_add: HashMap<(Arc<str>, u32), u64> = HashMap::new();
             let mut names_t = txn.open_table(history::EVENT_NAMES)?;
@@ -300,21 +306,18 @@ impl Writer {
             self.backlogs.walk(&mut t.b)?;
             self.backlogs.finish(&mut t.b)?;
         }
-        let events: usize = batch.iter().map(|(b, _)| b.digests.len()).sum();
-        let budget = self
-            .maint
-            .budget(events, batch.is_empty() && delivery.is_empty());
+        let budget = self.maint.budget(events, alone);
         self.maint.step(&txn, &self.index, now_ms, budget)?;
         txn.commit()?;
         self.seq_heads.extend(heads);
         self.maint.committed(&self.index);
         // In the index before anyone is answered: a retry of this request is a
         // duplicate from now on.
-        let epoch_ms = self.maint.tuning().epoch_ms;
+        let tuning = self.maint.tuning();
         for ((b, _), seq) in batch.iter().zip(logged) {
             if let Some((first, seq)) = seq {
                 self.index
-                    .insert(&b.digests, b.accepted_ms, first, epoch_ms, seq);
+                    .insert(&b.digests, b.accepted_ms, first, &tuning, seq);
             }
         }
         Ok(())
@@ -465,7 +468,7 @@ fn apply_delivery(
                     }
                 }
                 DeliveryOp::TrimLog { workspace, below } => {
-                    // Done a slice per commit ([`trim_slice`]), so trimming a large
+                    // Done a slice per commit ([`super::trim::slice`]), so trimming a large
                     // log never stalls the commits that answer requests.
                     let goal = trims.entry(workspace.clone()).or_insert(0);
                     *goal = (*goal).max(*below);
@@ -509,55 +512,6 @@ fn append_request(
     let below = n.saturating_sub(u64::from(keep) - 1);
     if below > 1 {
         table.retain_in((dest, 0u64)..(dest, below), |_, _| false)?;
-    }
-    Ok(())
-}
-
-/// Log chunks deleted per commit.
-const TRIM_SLICE: usize = 2_000;
-
-/// Deletes up to [`TRIM_SLICE`] chunks of the logs being trimmed. The last chunk of a
-/// workspace always stays: the log's head (the next sequence number) is read from it at
-/// start, and must never go back.
-fn trim_slice(t: &mut Tables, trims: &mut HashMap<String, u64>) -> Result<(), redb::Error> {
-    let mut budget = TRIM_SLICE;
-    let mut done = Vec::new();
-    for (ws, below) in trims.iter() {
-        if budget == 0 {
-            break;
-        }
-        let ws = ws.as_str();
-        let last =
-            t.b.events
-                .range((ws, 0u64)..=(ws, u64::MAX))?
-                .next_back()
-                .transpose()?
-                .map(|(k, _)| k.value().1);
-        let mut doomed = Vec::new();
-        let mut finished = true;
-        for row in t.b.events.range((ws, 0u64)..(ws, *below))? {
-            let (k, v) = row?;
-            let first = k.value().1;
-            let n = super::log::chunk_events(v.value()).map_or(0, |e| e.len() as u64);
-            if first + n > *below || Some(first) == last {
-                break;
-            }
-            if doomed.len() == budget {
-                finished = false;
-                break;
-            }
-            doomed.push(first);
-        }
-        budget -= doomed.len();
-        for first in doomed {
-            t.b.events.remove((ws, first))?;
-        }
-        if finished {
-            done.push(ws.to_string());
-        }
-    }
-    for ws in done {
-        trims.remove(&ws);
     }
     Ok(())
 }

@@ -282,18 +282,21 @@ impl DedupIndex {
     }
 
     /// Records digests whose commit just returned (on the writer thread); the events
-    /// are `first_seq`, `first_seq + 1`, … of their workspace's log.
+    /// are `first_seq`, `first_seq + 1`, … of their workspace's log. A new memtable
+    /// gets room for `tuning.seal_at` digests at once: growing it rehashed every digest
+    /// in it, with the lock held (look-ups wait), twice on its way to a seal.
     pub fn insert(
         &self,
         digests: &[u128],
         accepted_ms: i64,
         first_seq: u64,
-        epoch_ms: i64,
+        tuning: &Tuning,
         log_seq: u64,
     ) {
         let mut m = self.active.lock().expect("memtable lock");
         if m.map.is_empty() {
-            m.epoch = Some(accepted_ms.div_euclid(epoch_ms.max(1)));
+            m.epoch = Some(accepted_ms.div_euclid(tuning.epoch_ms.max(1)));
+            m.map.reserve(tuning.seal_at);
         }
         m.map.reserve(digests.len());
         for (i, d) in digests.iter().enumerate() {
@@ -580,7 +583,12 @@ mod tests {
             for _ in 0..rounds {
                 // A committed digest in a fresh memtable, frozen while the reader looks.
                 let fresh = DedupIndex::new(3_600_000);
-                fresh.insert(&[d], 1_000, 1, 3_600_000, 1);
+                let tuning = Tuning {
+                    seal_at: 16,
+                    epoch_ms: 3_600_000,
+                    ..Tuning::default()
+                };
+                fresh.insert(&[d], 1_000, 1, &tuning, 1);
                 *idx.write().expect("index") = fresh.clone();
                 start.wait();
                 fresh.freeze();
