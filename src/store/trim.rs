@@ -18,22 +18,30 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// A commit of its own (nothing else waited) trims the most. One that answers
-    /// requests trims twice what it appends, at least a floor that keeps pace with
-    /// delivery's cursors: every event is trimmed once, so trimming keeps up with any
-    /// rate of ingest, and no commit that answers requests carries a large delete
-    /// (2,000 chunks per commit, as before, were up to 2 M events — a commit of
-    /// seconds while a minute of a busy log was trimmed).
+    /// A commit of its own (nothing else waited) trims the most. One that appends
+    /// trims twice what it appends (at least one chunk): every event is trimmed once,
+    /// so trimming keeps up with any rate of ingest, and no commit that answers
+    /// requests carries a large delete (2,000 chunks per commit, as before, were up to
+    /// 2 M events — a commit of seconds while a minute of a busy log was trimmed — and
+    /// a floor of thousands of events made every small single-event commit read
+    /// megabytes). A commit of delivery work alone trims a fixed slice, which keeps
+    /// pace with delivery's cursors.
     pub fn for_commit(events: usize, chunks: usize, alone: bool) -> Self {
+        const MOST: Budget = Budget {
+            events: 65_536,
+            chunks: 1_024,
+        };
         if alone {
+            MOST
+        } else if events == 0 {
             Budget {
-                events: 65_536,
-                chunks: 1_024,
+                events: 8_192,
+                chunks: 256,
             }
         } else {
             Budget {
-                events: (events as u64).saturating_mul(2).clamp(8_192, 65_536),
-                chunks: chunks.saturating_mul(2).clamp(256, 1_024),
+                events: (events as u64).saturating_mul(2).min(MOST.events),
+                chunks: chunks.saturating_mul(2).min(MOST.chunks),
             }
         }
     }
@@ -182,13 +190,15 @@ mod tests {
         let (_d, db) = db();
         let firsts = log(&db, &[1_000; 300]);
         let mut trims = HashMap::from([("a".to_string(), u64::MAX)]);
-        // A commit appending one 100-event request: at least 8,192 events' worth.
-        let b = Budget::for_commit(100, 1, false);
-        let left = trim_once(&db, &mut trims, b);
-        let gone = 300 - left.len();
-        assert_eq!(gone, 9, "8,192 events = 9 chunks of 1,000 (the one that crosses it)");
-        assert_eq!(left[0], firsts[gone], "oldest first");
+        // A commit appending one 100-event request: one chunk (the one that crosses
+        // its 200 events).
+        let left = trim_once(&db, &mut trims, Budget::for_commit(100, 1, false));
+        assert_eq!(300 - left.len(), 1);
+        assert_eq!(left[0], firsts[1], "oldest first");
         assert!(trims.contains_key("a"), "not done: remembered");
+        // A commit of delivery work alone: 8,192 events' worth (9 chunks of 1,000).
+        let left = trim_once(&db, &mut trims, Budget::for_commit(0, 0, false));
+        assert_eq!(300 - left.len(), 10);
         // A commit appending 20,000 events may delete 40,000.
         let left2 = trim_once(&db, &mut trims, Budget::for_commit(20_000, 200, false));
         assert_eq!(left.len() - left2.len(), 40);
@@ -202,7 +212,7 @@ mod tests {
             commits += 1;
         }
         assert_eq!(left, vec![firsts[299]], "all but the last chunk");
-        assert_eq!(commits, 4, "250 chunks, 66 a commit");
+        assert_eq!(commits, 4, "249 chunks, 66 a commit");
     }
 
     /// Single-event chunks are bounded by the chunk budget: a B-tree delete each.
@@ -212,8 +222,10 @@ mod tests {
         log(&db, &[1; 3_000]);
         let mut trims = HashMap::from([("a".to_string(), u64::MAX)]);
         let left = trim_once(&db, &mut trims, Budget::for_commit(10, 10, false));
-        assert_eq!(3_000 - left.len(), 256);
+        assert_eq!(3_000 - left.len(), 20, "twice the chunks appended");
+        let left = trim_once(&db, &mut trims, Budget::for_commit(0, 0, false));
+        assert_eq!(3_000 - 20 - left.len(), 256);
         let left = trim_once(&db, &mut trims, Budget::for_commit(0, 0, true));
-        assert_eq!(3_000 - 256 - left.len(), 1_024);
+        assert_eq!(3_000 - 276 - left.len(), 1_024);
     }
 }
