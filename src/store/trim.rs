@@ -72,19 +72,15 @@ pub fn slice(
         }
         let ws = ws.as_str();
         let below = *below;
-        let last =
-            events
-                .range((ws, 0u64)..=(ws, u64::MAX))?
-                .next_back()
-                .transpose()?
-                .map(|(k, _)| k.value().1);
+        let last = events
+            .range((ws, 0u64)..=(ws, u64::MAX))?
+            .next_back()
+            .transpose()?
+            .map(|(k, _)| k.value().1);
         let mut finished = true;
-        let mut doomed =
-            events
-                .extract_from_if((ws, 0u64)..(ws, below), |(_, first), chunk| {
-                    Some(first) != last
-                        && chunk_len(chunk).is_ok_and(|n| first + n <= below)
-                })?;
+        let mut doomed = events.extract_from_if((ws, 0u64)..(ws, below), |(_, first), chunk| {
+            Some(first) != last && chunk_len(chunk).is_ok_and(|n| first + n <= below)
+        })?;
         loop {
             if budget.spent() {
                 finished = false;
@@ -123,8 +119,11 @@ mod tests {
             let mut seq = 1u64;
             for &n in sizes {
                 let evs = vec![b"e".to_vec(); n];
-                t.insert(("a", seq), encode_chunk(evs.iter().map(Vec::as_slice)).as_slice())
-                    .unwrap();
+                t.insert(
+                    ("a", seq),
+                    encode_chunk(evs.iter().map(Vec::as_slice)).as_slice(),
+                )
+                .unwrap();
                 firsts.push(seq);
                 seq += n as u64;
             }
@@ -146,7 +145,11 @@ mod tests {
                 .unwrap()
                 .map(|r| r.unwrap().0.value().1)
                 .collect();
-            assert_eq!(t.get(("b", 1)).unwrap().map(|_| ()), Some(()), "b untouched");
+            assert_eq!(
+                t.get(("b", 1)).unwrap().map(|_| ()),
+                Some(()),
+                "b untouched"
+            );
             left
         };
         w.commit().unwrap();

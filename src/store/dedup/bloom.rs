@@ -3,6 +3,14 @@
 //! already uniform (SHA-256), so their bits are used directly; a per-filter seed keeps
 //! the filters of different runs from sharing their false positives.
 //!
+//! Layouts: a filter written since format 2 ([`Layout::Ordered`]) picks a key's block
+//! from the digest's high half alone, so keys inserted in digest order — a seal's and a
+//! merge's, which are sorted — fill the blocks front to back instead of a cache miss
+//! each (building a merged run's filter was a tenth of the writer's time with a full
+//! window); the seed picks the bits inside the block. Filters of format 1
+//! ([`Layout::Scattered`]: the block from the low half and the seed) are still read and
+//! asked as they were written.
+//!
 //! Sized by [`bits_per_key`]: 12 bits per key for a large run (about 0.4% false
 //! positives), 14 for one of at most [`MID_RUN`] keys (about 0.2%), 18 for one of at
 //! most [`SMALL_RUN`] (about 0.06%), measured by the tests below. A "maybe" costs an
@@ -28,8 +36,35 @@ pub const MID_RUN: u64 = 10_000_000;
 pub const K: u32 = 7;
 const WORDS: usize = 8;
 
-/// Current serialized version.
+/// Serialized versions: the layout a filter was built with.
 const BLOOM_V1: u8 = 1;
+const BLOOM_V2: u8 = 2;
+
+/// Where a key's bits go (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Format 1: block from the low half xor the seed, bits from the high half.
+    Scattered,
+    /// Format 2: block from the high half, bits from the low half xor the seed.
+    Ordered,
+}
+
+impl Layout {
+    fn version(self) -> u8 {
+        match self {
+            Layout::Scattered => BLOOM_V1,
+            Layout::Ordered => BLOOM_V2,
+        }
+    }
+
+    fn of(version: u8) -> Option<Self> {
+        match version {
+            BLOOM_V1 => Some(Layout::Scattered),
+            BLOOM_V2 => Some(Layout::Ordered),
+            _ => None,
+        }
+    }
+}
 
 /// The bits per key a filter for `n` keys gets.
 pub fn bits_per_key(n: u64) -> u64 {
@@ -44,6 +79,7 @@ pub fn bits_per_key(n: u64) -> u64 {
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Bloom {
+    layout: Layout,
     seed: u64,
     blocks: Vec<[u64; WORDS]>,
 }
@@ -64,11 +100,16 @@ fn mix(x: u64) -> u64 {
 }
 
 impl Bloom {
-    /// An empty filter for up to `n` keys (at least one block).
+    /// An empty filter for up to `n` keys (at least one block), in the current layout.
     pub fn with_capacity(n: u64, seed: u64) -> Self {
+        Self::with_layout(n, seed, Layout::Ordered)
+    }
+
+    fn with_layout(n: u64, seed: u64, layout: Layout) -> Self {
         let bits = n.max(1).saturating_mul(bits_per_key(n));
         let blocks = bits.div_ceil(512).max(1) as usize;
         Bloom {
+            layout,
             seed: mix(seed),
             blocks: vec![[0u64; WORDS]; blocks],
         }
@@ -76,14 +117,19 @@ impl Bloom {
 
     #[inline]
     fn locate(&self, d: u128) -> (usize, [u64; WORDS]) {
-        let lo = (d as u64) ^ self.seed;
-        let block = ((u128::from(lo) * self.blocks.len() as u128) >> 64) as usize;
-        let mut hi = ((d >> 64) as u64) ^ self.seed.rotate_left(32);
+        let (place, mut bits) = match self.layout {
+            Layout::Scattered => (
+                (d as u64) ^ self.seed,
+                ((d >> 64) as u64) ^ self.seed.rotate_left(32),
+            ),
+            Layout::Ordered => ((d >> 64) as u64, (d as u64) ^ self.seed),
+        };
+        let block = ((u128::from(place) * self.blocks.len() as u128) >> 64) as usize;
         let mut mask = [0u64; WORDS];
         for _ in 0..K {
-            let bit = (hi & 511) as usize;
+            let bit = (bits & 511) as usize;
             mask[bit >> 6] |= 1u64 << (bit & 63);
-            hi >>= 9;
+            bits >>= 9;
         }
         (block, mask)
     }
@@ -110,7 +156,7 @@ impl Bloom {
     /// `[version][seed: u64 LE][blocks: u64 LE][words: u64 LE ...]`.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(17 + self.bytes());
-        out.push(BLOOM_V1);
+        out.push(self.layout.version());
         out.extend_from_slice(&self.seed.to_le_bytes());
         out.extend_from_slice(&(self.blocks.len() as u64).to_le_bytes());
         for b in &self.blocks {
@@ -140,7 +186,7 @@ impl Bloom {
         for row in from..end {
             if row == 0 {
                 let mut head = Vec::with_capacity(17);
-                head.push(BLOOM_V1);
+                head.push(self.layout.version());
                 head.extend_from_slice(&self.seed.to_le_bytes());
                 head.extend_from_slice(&(self.blocks.len() as u64).to_le_bytes());
                 put(0, &head)?;
@@ -161,14 +207,16 @@ impl Bloom {
     /// Starts reading a filter written by [`Bloom::write_rows`] from its row 0; feed
     /// the other rows in order with [`BloomReader::push`].
     pub fn reader(head: &[u8]) -> Option<BloomReader> {
-        if head.len() != 17 || head[0] != BLOOM_V1 {
+        if head.len() != 17 {
             return None;
         }
+        let layout = Layout::of(head[0])?;
         let seed = u64::from_le_bytes(head[1..9].try_into().ok()?);
         let n = u64::from_le_bytes(head[9..17].try_into().ok()?) as usize;
         (n > 0).then(|| BloomReader {
             n,
             bloom: Bloom {
+                layout,
                 seed,
                 blocks: Vec::with_capacity(n),
             },
@@ -176,9 +224,10 @@ impl Bloom {
     }
 
     pub fn decode(b: &[u8]) -> Option<Self> {
-        if b.first() != Some(&BLOOM_V1) || b.len() < 17 {
+        if b.len() < 17 {
             return None;
         }
+        let layout = Layout::of(b[0])?;
         let seed = u64::from_le_bytes(b[1..9].try_into().ok()?);
         let n = u64::from_le_bytes(b[9..17].try_into().ok()?) as usize;
         let body = &b[17..];
@@ -193,7 +242,11 @@ impl Bloom {
             }
             blocks.push(block);
         }
-        Some(Bloom { seed, blocks })
+        Some(Bloom {
+            layout,
+            seed,
+            blocks,
+        })
     }
 }
 
@@ -235,8 +288,9 @@ mod tests {
 
     /// A filter of `n` keys sized for `bits` per key, filled, and its measured false
     /// positive rate.
-    fn measured(n: u64, bits: u64) -> f64 {
+    fn measured(n: u64, bits: u64, layout: Layout) -> f64 {
         let mut f = Bloom {
+            layout,
             seed: mix(7),
             blocks: vec![[0u64; WORDS]; (n * bits).div_ceil(512) as usize],
         };
@@ -247,18 +301,79 @@ mod tests {
         let trials = 2_000_000u64;
         let fp = (0..trials).filter(|i| f.may_contain(digest(*i, 2))).count();
         let rate = fp as f64 / trials as f64;
-        eprintln!("blocked bloom, {bits} bits/key: false positive rate {rate}");
+        eprintln!("blocked bloom, {layout:?}, {bits} bits/key: false positive rate {rate}");
         rate
     }
 
     #[test]
     fn no_false_negatives_and_a_low_false_positive_rate() {
-        let rate = measured(200_000, BITS_PER_KEY);
-        assert!(rate < 0.008, "false positive rate {rate}");
-        let rate = measured(200_000, MID_BITS_PER_KEY);
-        assert!(rate < 0.003, "false positive rate {rate}");
-        let rate = measured(200_000, SMALL_BITS_PER_KEY);
-        assert!(rate < 0.001, "false positive rate {rate}");
+        for layout in [Layout::Ordered, Layout::Scattered] {
+            let rate = measured(200_000, BITS_PER_KEY, layout);
+            assert!(rate < 0.008, "false positive rate {rate}");
+            let rate = measured(200_000, MID_BITS_PER_KEY, layout);
+            assert!(rate < 0.003, "false positive rate {rate}");
+            let rate = measured(200_000, SMALL_BITS_PER_KEY, layout);
+            assert!(rate < 0.001, "false positive rate {rate}");
+        }
+    }
+
+    /// Sorted keys fill an ordered filter's blocks front to back (what makes building
+    /// a seal's or a merge's filter cheap); the seed still decorrelates two runs.
+    #[test]
+    fn sorted_keys_walk_the_blocks_in_order() {
+        let f = Bloom::with_capacity(100_000, 3);
+        let mut keys: Vec<u128> = (0..100_000).map(|i| digest(i, 5)).collect();
+        keys.sort_unstable();
+        let blocks: Vec<usize> = keys.iter().map(|d| f.locate(*d).0).collect();
+        assert!(blocks.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(blocks.last(), Some(&(f.blocks.len() - 1)));
+        let g = Bloom::with_capacity(100_000, 4);
+        let same = keys
+            .iter()
+            .filter(|d| f.locate(**d) == g.locate(**d))
+            .count();
+        assert!(same < 100, "{same} keys with the same bits in two runs");
+    }
+
+    /// A filter of format 1 (written before the ordered layout) is read back, row by
+    /// row or whole, in its own layout: every key it holds is still found.
+    #[test]
+    fn filters_of_format_1_are_read_in_their_layout() {
+        let mut old = Bloom::with_layout(5_000, 9, Layout::Scattered);
+        let keys: Vec<u128> = (0..5_000).map(|i| digest(i, 11)).collect();
+        for d in &keys {
+            old.insert(*d);
+        }
+        let bytes = old.encode();
+        assert_eq!(bytes[0], 1);
+        let back = Bloom::decode(&bytes).unwrap();
+        assert_eq!(back.layout, Layout::Scattered);
+        let mut rows: Vec<Vec<u8>> = Vec::new();
+        old.write_rows(7, 0, u32::MAX, |_, r| {
+            rows.push(r.to_vec());
+            Ok(())
+        })
+        .unwrap();
+        let mut rd = Bloom::reader(&rows[0]).unwrap();
+        for r in &rows[1..] {
+            rd.push(r).unwrap();
+        }
+        let read = rd.finish().unwrap();
+        for f in [&back, &read] {
+            assert!(keys.iter().all(|d| f.may_contain(*d)));
+        }
+        // Asked in the other layout, most of its keys would be missed.
+        let wrong = Bloom {
+            layout: Layout::Ordered,
+            ..read.clone()
+        };
+        assert!(keys.iter().filter(|d| !wrong.may_contain(**d)).count() > 4_000);
+        // An unknown format is refused.
+        let mut v9 = bytes.clone();
+        v9[0] = 9;
+        assert!(Bloom::decode(&v9).is_none());
+        assert!(Bloom::reader(&v9[..17]).is_none());
+        assert_eq!(Bloom::with_capacity(1, 1).encode()[0], 2);
     }
 
     #[test]
