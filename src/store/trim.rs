@@ -222,7 +222,7 @@ mod tests {
     #[test]
     fn small_chunks_are_bounded_by_their_count() {
         let (_d, db) = db();
-        log(&db, &[1; 3_000]);
+        log(&db, &vec![1; 3_000]);
         let mut trims = HashMap::from([("a".to_string(), u64::MAX)]);
         let left = trim_once(&db, &mut trims, Budget::for_commit(10, 10, false));
         assert_eq!(3_000 - left.len(), 20, "twice the chunks appended");

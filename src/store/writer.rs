@@ -317,7 +317,7 @@ impl Writer {
         for ((b, _), seq) in batch.iter().zip(logged) {
             if let Some((first, seq)) = seq {
                 self.index
-                    .insert(&b.digests, b.accepted_ms, first, &tuning, seq);
+                    .insert(&b.digests, b.accepted_ms, first, tuning, seq);
             }
         }
         Ok(())
