@@ -285,7 +285,7 @@ impl DedupIndex {
     /// are `first_seq`, `first_seq + 1`, … of their workspace's log. A new memtable
     /// gets room for `tuning.seal_at` digests at once (growing it rehashed every digest
     /// in it, with the lock held, look-ups waiting, on each doubling) — unless the last
-    /// one is still frozen: then only once that is gone ([`Self::publish_seal`]), so
+    /// one is still frozen: then only once that is gone (when its seal publishes), so
     /// the two are never both full size.
     pub fn insert(
         &self,
