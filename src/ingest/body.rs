@@ -7,11 +7,12 @@
 //! What the reading keeps is exactly what [`crate::ingest::validate`] needs to answer
 //! as it would from the whole value: each known key's value (a string, a number, or
 //! "something else"; `null` is absent), the first unknown key in sorted order (top
-//! level and in `user_data`), `custom_data` as a `Value` (it is stored as its compact
-//! serialization), and every key given twice, with its path, in the order
+//! level and in `user_data`), `custom_data` as a [`Canon`] value (it is stored as its
+//! compact serialization), and every key given twice, with its path, in the order
 //! [`crate::ingest::strict_json`] reports them (a value's inner duplicates before its
 //! own key). Values nobody reads (unknown keys, objects where a string belongs) are
-//! still parsed for their duplicate keys and then dropped.
+//! still read, by the same [`CanonSeed`] as `custom_data`, for their duplicate keys
+//! and then dropped.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -22,7 +23,7 @@ use serde_json::Number;
 
 use super::canon::{Canon, CanonSeed};
 use super::identifiers::IdField;
-use super::strict_json::{Path, Seed as JsonSeed};
+use super::strict_json::Path;
 use crate::event::ClearField;
 
 /// The visitor methods of a seed that answers `$v` for every scalar and `$null` for
@@ -320,7 +321,7 @@ fn unknown_key<'de, A: MapAccess<'de>>(
     first: &mut Option<Cow<'de, str>>,
     seen: &mut Vec<Cow<'de, str>>,
 ) -> Result<(), A::Error> {
-    map.next_value_seed(JsonSeed { path, dups })?;
+    map.next_value_seed(CanonSeed { path, dups })?;
     if seen.contains(key) {
         dups.borrow_mut().push(path.render());
     }
@@ -382,7 +383,7 @@ impl<'de> Visitor<'de> for BodySeed {
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
         let dups = RefCell::new(Vec::new());
-        JsonSeed {
+        CanonSeed {
             path: &Path::ROOT,
             dups: &dups,
         }
@@ -424,7 +425,7 @@ impl<'de> Visitor<'de> for EventsSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        JsonSeed {
+        CanonSeed {
             path: self.path,
             dups: self.dups,
         }
@@ -464,7 +465,7 @@ impl<'de> Visitor<'de> for EventSeed {
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
         let dups = RefCell::new(Vec::new());
-        JsonSeed {
+        CanonSeed {
             path: &Path::ROOT,
             dups: &dups,
         }
@@ -477,7 +478,8 @@ impl<'de> Visitor<'de> for EventSeed {
     scalars_answer!(RawEvent::empty(), RawEvent::empty());
 }
 
-/// A value validation reads as a string or a number.
+/// A value validation reads as a string or a number: read as any value (its
+/// duplicate keys reported), kept only when it is one.
 struct ScalarSeed<'s> {
     path: &'s Path<'s>,
     dups: &'s RefCell<Vec<String>>,
@@ -487,74 +489,18 @@ impl<'de> DeserializeSeed<'de> for ScalarSeed<'_> {
     type Value = Slot<'de>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ScalarSeed<'_> {
-    type Value = Slot<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Slot::Other)
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Slot::Num(v.into()))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Slot::Num(v.into()))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        // Non-finite reads as `null` in a `Value`: absent.
-        Ok(Number::from_f64(v).map_or(Slot::Absent, Slot::Num))
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Slot::Str(Cow::Borrowed(v)))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Slot::Str(Cow::Owned(v.to_owned())))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Slot::Str(Cow::Owned(v)))
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Slot::Absent)
-    }
-
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(Slot::Absent)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        JsonSeed {
+        let v = CanonSeed {
             path: self.path,
             dups: self.dups,
         }
-        .visit_seq(seq)?;
-        Ok(Slot::Other)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        JsonSeed {
-            path: self.path,
-            dups: self.dups,
-        }
-        .visit_map(map)?;
-        Ok(Slot::Other)
+        .deserialize(d)?;
+        Ok(match v {
+            // A non-finite number reads as `null` too: absent.
+            Canon::Null => Slot::Absent,
+            Canon::Str(s) => Slot::Str(s),
+            Canon::Num(n) => Slot::Num(n),
+            Canon::Bool(_) | Canon::Arr(_) | Canon::Obj(_) => Slot::Other,
+        })
     }
 }
 
@@ -596,7 +542,7 @@ impl<'de> Visitor<'de> for ListSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        JsonSeed {
+        CanonSeed {
             path: self.path,
             dups: self.dups,
         }
@@ -666,11 +612,12 @@ impl<'de> Visitor<'de> for UserDataSeed<'_, 'de> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        ScalarSeed {
+        CanonSeed {
             path: self.path,
             dups: self.dups,
         }
-        .visit_seq(seq)
+        .visit_seq(seq)?;
+        Ok(Slot::Other)
     }
 
     scalars_answer!(Slot::Other, Slot::Absent);

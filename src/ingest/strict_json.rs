@@ -108,9 +108,9 @@ impl Path<'_> {
 
 /// Parses one value into a `Value`, reporting duplicate keys below `path` into `dups`.
 #[derive(Clone, Copy)]
-pub struct Seed<'s> {
-    pub path: &'s Path<'s>,
-    pub dups: &'s RefCell<Vec<String>>,
+struct Seed<'s> {
+    path: &'s Path<'s>,
+    dups: &'s RefCell<Vec<String>>,
 }
 
 impl<'de> DeserializeSeed<'de> for Seed<'_> {
