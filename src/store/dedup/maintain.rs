@@ -466,7 +466,7 @@ impl Maintainer {
     pub fn committed(&mut self, index: &DedupIndex) {
         for a in self.after.drain(..) {
             match a {
-                After::Seal(run) => index.publish_seal(run, self.tuning.seal_at),
+                After::Seal(run) => index.publish_seal(run),
                 After::Replace { gone, new } => {
                     let ids: Vec<u64> = gone.iter().map(|r| r.id).collect();
                     index.replace(&ids, new);

@@ -282,11 +282,10 @@ impl DedupIndex {
     }
 
     /// Records digests whose commit just returned (on the writer thread); the events
-    /// are `first_seq`, `first_seq + 1`, … of their workspace's log. A new memtable
-    /// gets room for `tuning.seal_at` digests at once (growing it rehashed every digest
-    /// in it, with the lock held, look-ups waiting, on each doubling) — unless the last
-    /// one is still frozen: then only once that is gone (when its seal publishes), so
-    /// the two are never both full size.
+    /// are `first_seq`, `first_seq + 1`, … of their workspace's log. The memtable gets
+    /// room for `tuning.seal_at` digests at once (growing it rehashed every digest in
+    /// it, with the lock held, look-ups waiting, on each doubling) — once no frozen
+    /// memtable is alive, so the two are never both full size.
     pub fn insert(
         &self,
         digests: &[u128],
@@ -298,9 +297,10 @@ impl DedupIndex {
         let mut m = self.active.lock().expect("memtable lock");
         if m.map.is_empty() {
             m.epoch = Some(accepted_ms.div_euclid(tuning.epoch_ms.max(1)));
-            if self.frozen.read().expect("frozen lock").is_none() {
-                m.map.reserve(tuning.seal_at);
-            }
+        }
+        if m.map.capacity() < tuning.seal_at && self.frozen.read().expect("frozen lock").is_none() {
+            let room = tuning.seal_at - m.map.len();
+            m.map.reserve(room);
         }
         m.map.reserve(digests.len());
         for (i, d) in digests.iter().enumerate() {
@@ -506,17 +506,13 @@ impl DedupIndex {
     }
 
     /// A sealed run is on disk: look-ups use it from now on, then forget the frozen
-    /// memtable it came from; the live one then gets room for a seal's worth of
-    /// digests (see [`Self::insert`]).
-    fn publish_seal(&self, run: Arc<Run>, seal_at: usize) {
+    /// memtable it came from.
+    fn publish_seal(&self, run: Arc<Run>) {
         let mut runs = (*self.runs.load_full()).clone();
         runs.push(run);
         runs.sort_by_key(|r| (r.meta.max_ms, r.id));
         self.runs.store(Arc::new(runs));
         *self.frozen.write().expect("frozen lock") = None;
-        let mut m = self.active.lock().expect("memtable lock");
-        let room = seal_at.saturating_sub(m.map.len());
-        m.map.reserve(room);
     }
 
     /// Replaces runs `gone` by `new` (a merge), or drops them (expiry, `new` None).
