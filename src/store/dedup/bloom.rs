@@ -153,12 +153,19 @@ impl Bloom {
         self.blocks.len() * WORDS * 8
     }
 
+    /// `[version][seed: u64 LE][blocks: u64 LE]`: what [`Bloom::reader`] starts from.
+    fn head(&self) -> Vec<u8> {
+        let mut head = Vec::with_capacity(17);
+        head.push(self.layout.version());
+        head.extend_from_slice(&self.seed.to_le_bytes());
+        head.extend_from_slice(&(self.blocks.len() as u64).to_le_bytes());
+        head
+    }
+
     /// `[version][seed: u64 LE][blocks: u64 LE][words: u64 LE ...]`.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(17 + self.bytes());
-        out.push(self.layout.version());
-        out.extend_from_slice(&self.seed.to_le_bytes());
-        out.extend_from_slice(&(self.blocks.len() as u64).to_le_bytes());
+        let mut out = self.head();
+        out.reserve(self.bytes());
         for b in &self.blocks {
             for w in b {
                 out.extend_from_slice(&w.to_le_bytes());
@@ -185,11 +192,7 @@ impl Bloom {
         let mut buf = Vec::new();
         for row in from..end {
             if row == 0 {
-                let mut head = Vec::with_capacity(17);
-                head.push(self.layout.version());
-                head.extend_from_slice(&self.seed.to_le_bytes());
-                head.extend_from_slice(&(self.blocks.len() as u64).to_le_bytes());
-                put(0, &head)?;
+                put(0, &self.head())?;
                 continue;
             }
             let at = (row as usize - 1) * chunk_blocks;
@@ -223,30 +226,17 @@ impl Bloom {
         })
     }
 
+    /// The filter [`Bloom::encode`] wrote: its head, then all its blocks as one row
+    /// (refused before anything is allocated when the length disagrees with the head).
     pub fn decode(b: &[u8]) -> Option<Self> {
-        if b.len() < 17 {
+        let (head, body) = (b.get(..17)?, &b[17..]);
+        let n = u64::from_le_bytes(head[9..17].try_into().ok()?);
+        if body.len() as u64 != n.checked_mul(WORDS as u64 * 8)? {
             return None;
         }
-        let layout = Layout::of(b[0])?;
-        let seed = u64::from_le_bytes(b[1..9].try_into().ok()?);
-        let n = u64::from_le_bytes(b[9..17].try_into().ok()?) as usize;
-        let body = &b[17..];
-        if n == 0 || body.len() != n.checked_mul(WORDS * 8)? {
-            return None;
-        }
-        let mut blocks = Vec::with_capacity(n);
-        for chunk in body.chunks_exact(WORDS * 8) {
-            let mut block = [0u64; WORDS];
-            for (w, bytes) in block.iter_mut().zip(chunk.chunks_exact(8)) {
-                *w = u64::from_le_bytes(bytes.try_into().ok()?);
-            }
-            blocks.push(block);
-        }
-        Some(Bloom {
-            layout,
-            seed,
-            blocks,
-        })
+        let mut rd = Self::reader(head)?;
+        rd.push(body)?;
+        rd.finish()
     }
 }
 
