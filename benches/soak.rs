@@ -1140,14 +1140,13 @@ const SETTLE_MAX: Duration = Duration::from_secs(600);
 fn settle(run: &mut Run) -> Option<Duration> {
     let start = Instant::now();
     let before = cpu_snap(&run.daemon);
-    let pid = run.daemon.pid;
-    let mut last = (Instant::now(), proc_cpu(pid)?.1);
+    let mut last = before;
     let out = loop {
         std::thread::sleep(Duration::from_secs(2));
-        let now = (Instant::now(), proc_cpu(pid)?.1);
-        let cores = (now.1 - last.1) as f64 / 100.0 / (now.0 - last.0).as_secs_f64();
+        let now = cpu_snap(&run.daemon);
+        let idle = CpuUse::between(last, now).is_some_and(|u| u.daemon < 0.05);
         last = now;
-        if cores < 0.05 {
+        if idle {
             break Some(start.elapsed());
         }
         if start.elapsed() > SETTLE_MAX {
