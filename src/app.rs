@@ -124,6 +124,9 @@ impl Daemon {
         let l2 = ledger.clone();
         let dedup = DedupIndex::new(cfg.storage.dedup_window.as_millis() as i64);
         let routing = crate::store::backlog::SharedRouting::default();
+        // Known before the store opens: what it replays from the ingest journal is
+        // counted into the backlog summaries as it is committed again.
+        crate::delivery::set_routing(&routing, &cfg);
         let store = Store::start(StoreOptions {
             path: cfg.storage.path.clone(),
             dedup: dedup.clone(),

@@ -271,27 +271,7 @@ impl Engine {
     /// Tells the store how every configured destination routes (its backlog summaries
     /// count by it); a change moves the version, and the store recounts what changed.
     fn set_routing(&self, cfg: &Config) {
-        let dests: HashMap<String, crate::store::backlog::DestRoute> = cfg
-            .destinations
-            .iter()
-            .map(|d| (d.id.clone(), backlog::route_of(d)))
-            .collect();
-        let watched: HashMap<String, Vec<String>> = cfg
-            .workspaces
-            .iter()
-            .filter(|w| w.silent_source.enabled && !w.silent_source.event_names.is_empty())
-            .map(|w| (w.id.clone(), w.silent_source.event_names.clone()))
-            .collect();
-        let old = self.routing.load_full();
-        let moved = old.version == 0 || old.dests != dests;
-        if !moved && old.watched == watched {
-            return;
-        }
-        self.routing.store(Arc::new(crate::store::backlog::Routing {
-            version: old.version + u64::from(moved),
-            dests,
-            watched,
-        }));
+        set_routing(&self.routing, cfg);
     }
 
     /// A destination's pending events now (its backlog summary; a resume's alert).
@@ -498,4 +478,32 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
     for t in tasks {
         let _ = t.await;
     }
+}
+
+/// Sets the routing every configured destination's backlog summary counts by (the
+/// store's [`crate::store::backlog::Routing`]); a change moves its version, and the
+/// store recounts what changed. The daemon sets it before the store opens too, so the
+/// ingest a restart replays from the journal is counted like any other.
+pub fn set_routing(routing: &SharedRouting, cfg: &Config) {
+    let dests: HashMap<String, crate::store::backlog::DestRoute> = cfg
+        .destinations
+        .iter()
+        .map(|d| (d.id.clone(), backlog::route_of(d)))
+        .collect();
+    let watched: HashMap<String, Vec<String>> = cfg
+        .workspaces
+        .iter()
+        .filter(|w| w.silent_source.enabled && !w.silent_source.event_names.is_empty())
+        .map(|w| (w.id.clone(), w.silent_source.event_names.clone()))
+        .collect();
+    let old = routing.load_full();
+    let moved = old.version == 0 || old.dests != dests;
+    if !moved && old.watched == watched {
+        return;
+    }
+    routing.store(Arc::new(crate::store::backlog::Routing {
+        version: old.version + u64::from(moved),
+        dests,
+        watched,
+    }));
 }

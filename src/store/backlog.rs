@@ -115,7 +115,7 @@ fn encode_summary(s: &Summary) -> Vec<u8> {
 }
 
 /// What an event contributes: its name, the destinations it names, its times.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventMeta {
     pub name: String,
     pub destinations: Vec<String>,
@@ -144,6 +144,10 @@ pub struct Backlogs {
     deltas: HashMap<(String, i64), i64>,
     /// Destinations with a walk under way.
     walking: BTreeSet<String>,
+    /// Workspaces that had events appended before any routing was known (the ingest
+    /// journal replayed at open, before the delivery engine's first sync): their
+    /// destinations' summaries did not count them and are counted again by a walk.
+    blind: BTreeSet<String>,
 }
 
 fn corrupt(what: &str) -> redb::Error {
@@ -208,6 +212,7 @@ impl Backlogs {
             return Ok(());
         }
         self.version = Some(routing.version);
+        let blind = std::mem::take(&mut self.blind);
         let stored: Vec<(String, Option<Summary>)> = t
             .summary
             .iter()?
@@ -216,7 +221,7 @@ impl Backlogs {
         for (dest, s) in &stored {
             match (routing.dests.get(dest), s) {
                 (None, _) => self.drop_summary(t, dest)?,
-                (Some(r), Some(s)) if s.routing == r.key() => {
+                (Some(r), Some(s)) if s.routing == r.key() && !blind.contains(&r.workspace) => {
                     if s.walk.is_some() {
                         self.walking.insert(dest.clone());
                     }
@@ -372,6 +377,9 @@ impl Backlogs {
         metas: &[EventMeta],
     ) -> Result<Vec<(String, u64)>, redb::Error> {
         let routing = self.routing.load_full();
+        if routing.version == 0 && !metas.is_empty() {
+            self.blind.insert(ws.to_string());
+        }
         let mut routed = Vec::new();
         for (dest, route) in routing.dests.iter().filter(|(_, r)| r.workspace == ws) {
             let hits: Vec<&EventMeta> = metas

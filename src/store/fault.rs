@@ -57,6 +57,11 @@ impl FaultSwitch {
         self.injected.load(Ordering::SeqCst)
     }
 
+    /// Fails like the store's file does while the switch is on (the ingest journal).
+    pub fn check_io(&self) -> io::Result<()> {
+        self.check()
+    }
+
     fn check(&self) -> io::Result<()> {
         if self.is_failing() {
             self.injected.fetch_add(1, Ordering::SeqCst);

@@ -38,6 +38,7 @@ pub mod codec;
 pub mod dedup;
 pub mod fault;
 pub mod history;
+pub mod journal;
 pub mod log;
 pub mod series;
 mod trim;

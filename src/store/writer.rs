@@ -15,7 +15,8 @@ use super::history::{self, HistoryFate};
 
 use super::backlog::{BACKLOG, BACKLOG_SECONDS, Backlogs, Tables as BacklogTables};
 use super::dedup::maintain::Maintainer;
-use super::dedup::{DEDUP_LOG, DedupIndex};
+use super::dedup::{DEDUP_LOG, DedupIndex, Loaded};
+use super::journal::{self, Journal};
 use super::{
     AUTO_PAUSE_EVENTS, CLOSED, CURSORS, Cmd, DEST_STATE, DLQ, DeliveryOp, EVENTS, META, MONTHLY,
     OPENING, OUTCOMES, READY, RECOVERING, REQUEST_LOG, RETRIES, Recovered, SCHEMA_VERSION, SETTLED,
@@ -28,39 +29,59 @@ const MAX_EVENTS_PER_COMMIT: usize = 20_000;
 /// with intake twice as fast as when this was 4,000, a burst of batches otherwise
 /// takes most of each commit from settlements; see the delivery bench's `burst`).
 const INGEST_BESIDE_DELIVERY: usize = 2_000;
+/// While ingest runs on the journal's word, a durable commit at least this often (ms):
+/// it bounds what a restart replays and how far the file lags.
+const CHECKPOINT_MS: i64 = 1_000;
+/// ... or once the journal is this long.
+const JOURNAL_MAX: u64 = 64 << 20;
+/// How long the writer waits for work after a commit the journal holds before it makes
+/// a durable one (the journal is then emptied).
+const IDLE_CHECKPOINT: Duration = Duration::from_millis(100);
 
 type Reply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
 
 pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>) {
-    let Some((mut db, maint)) = open_until_ok(&mut opts, &rx, &shared, OPENING) else {
-        return;
-    };
     let mut w = Writer {
         seq_heads: HashMap::new(),
         names: HashMap::new(),
-        maint,
+        maint: Maintainer::new(&Loaded::default(), opts.dedup_tuning),
         index: opts.dedup.clone(),
         backlogs: Backlogs::new(opts.routing.clone()),
         trims: HashMap::new(),
+        journal: None,
+        next_record: 1,
+        dirty: false,
+        last_durable_ms: opts.clock.now_ms(),
+    };
+    let Some(mut db) = open_until_ok(&mut w, &mut opts, &rx, &shared, OPENING) else {
+        return;
     };
     // Ingest batches received but not yet committed: delivery work goes first.
     let mut waiting: VecDeque<(super::IngestBatch, Reply)> = VecDeque::new();
     loop {
         // Maintenance with work left (a seal or merge under way) or ingest waiting goes
-        // on between commands; otherwise wait for one.
-        let first =
-            if w.maint.busy() || w.backlogs.busy() || !w.trims.is_empty() || !waiting.is_empty() {
-                match rx.try_recv() {
-                    Ok(c) => Some(c),
-                    Err(std::sync::mpsc::TryRecvError::Empty) => None,
-                    Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
-                }
-            } else {
-                let Ok(c) = rx.recv() else {
-                    break;
-                };
-                Some(c)
+        // on between commands; otherwise wait for one. Commits made durable only by the
+        // journal are followed by a durable one once the writer has been idle a while.
+        let busy =
+            w.maint.busy() || w.backlogs.busy() || !w.trims.is_empty() || !waiting.is_empty();
+        let first = if busy {
+            match rx.try_recv() {
+                Ok(c) => Some(c),
+                Err(std::sync::mpsc::TryRecvError::Empty) => None,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+            }
+        } else if w.dirty {
+            match rx.recv_timeout(IDLE_CHECKPOINT) {
+                Ok(c) => Some(c),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            let Ok(c) = rx.recv() else {
+                break;
             };
+            Some(c)
+        };
         let mut delivery = Vec::new();
         let mut shutdown = None;
         let mut n_ops = 0;
@@ -105,17 +126,28 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
             ingest.push(waiting.pop_front().expect("front"));
         }
         let maintenance_only = idle && ingest.is_empty() && delivery.is_empty();
-        if maintenance_only || !ingest.is_empty() || !delivery.is_empty() {
+        // A stop after commits only the journal holds makes them durable and empties it.
+        let last = shutdown.is_some() && w.dirty;
+        if maintenance_only || last || !ingest.is_empty() || !delivery.is_empty() {
             let now = opts.clock.now_ms();
-            match w.commit(&db, &ingest, &delivery, now) {
+            let (batches, replies): (Vec<_>, Vec<_>) = ingest.into_iter().unzip();
+            // Durable: delivery or operator work (acted on once answered), shutdown,
+            // the writer idle after commits only the journal holds, a checkpoint due.
+            let durable = !delivery.is_empty()
+                || shutdown.is_some()
+                || (maintenance_only && !busy)
+                || w.checkpoint_due(now);
+            let mut plan = w.plan(durable, &batches);
+            match w.commit(&db, &batches, &delivery, now, &mut plan) {
                 Ok(()) => {
-                    let replies = ingest.into_iter().map(|(mut b, r)| {
+                    w.committed(plan.durable, now);
+                    for (mut b, reply) in batches.into_iter().zip(replies) {
                         if let Some(f) = b.on_done.take() {
                             f(true);
                         }
-                        r
-                    });
-                    for reply in replies.chain(delivery.into_iter().map(|(_, r)| r)) {
+                        let _ = reply.send(Ok(()));
+                    }
+                    for (_, reply) in delivery {
                         let _ = reply.send(Ok(()));
                     }
                 }
@@ -123,14 +155,19 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
                     error!(error = %e, "commit failed; reopening the store");
                     // Not ready from before anyone hears of the failure.
                     shared.status.store(RECOVERING, Ordering::SeqCst);
+                    // Its record goes too: its requests are answered with an error.
+                    w.settle_journal(&mut plan);
+                    if let (Some(at), Some(j)) = (plan.cut_at, w.journal.as_mut()) {
+                        j.cut(at);
+                    }
                     let msg = e.to_string();
-                    let replies = ingest.into_iter().map(|(mut b, r)| {
+                    for (mut b, reply) in batches.into_iter().zip(replies) {
                         if let Some(f) = b.on_done.take() {
                             f(false);
                         }
-                        r
-                    });
-                    for reply in replies.chain(delivery.into_iter().map(|(_, r)| r)) {
+                        let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
+                    }
+                    for (_, reply) in delivery {
                         let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
                     }
                     w.maint.failed();
@@ -143,10 +180,7 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
                         let _ = r.send(Err(StoreError::Unavailable(msg.clone())));
                     }
                     match reopen(&mut w, db, &mut opts, &rx, &shared) {
-                        Some((d, m)) => {
-                            db = d;
-                            w.maint = m;
-                        }
+                        Some(d) => db = d,
                         None => return,
                     }
                 }
@@ -170,15 +204,11 @@ fn reopen(
     opts: &mut StoreOptions,
     rx: &Receiver<Cmd>,
     shared: &Shared,
-) -> Option<(Arc<Database>, Maintainer)> {
+) -> Option<Arc<Database>> {
     shared.status.store(RECOVERING, Ordering::SeqCst);
     shared.db.store(None);
     drop(db);
-    w.seq_heads.clear();
-    w.names.clear();
-    w.backlogs.reset();
-    w.trims.clear();
-    open_until_ok(opts, rx, shared, RECOVERING)
+    open_until_ok(w, opts, rx, shared, RECOVERING)
 }
 
 struct Writer {
@@ -193,9 +223,180 @@ struct Writer {
     backlogs: Backlogs,
     /// Log trimming still to do: workspace → delete the chunks wholly below this.
     trims: HashMap<String, u64>,
+    /// The ingest journal ([`super::journal`]); None until the store is open.
+    journal: Option<Journal>,
+    /// The number the next ingest commit's journal record gets.
+    next_record: u64,
+    /// Commits made since the last durable one (their ingest is in the journal).
+    dirty: bool,
+    /// When the last durable commit was made (the injected clock).
+    last_durable_ms: i64,
+}
+
+/// How one commit is made durable.
+struct Plan {
+    /// A durable redb commit (else the journal holds its ingest, if any).
+    durable: bool,
+    /// The journal record number its ingest has (`journal_applied`).
+    record: Option<u64>,
+    /// Where the journal ended before this commit's record (cut back if it fails).
+    cut_at: Option<u64>,
+    /// The record's sync, under way while the group is applied; the commit waits for
+    /// it before it makes the group visible.
+    pending: Option<journal::Pending>,
+}
+
+impl Plan {
+    fn durable(record: Option<u64>) -> Plan {
+        Plan {
+            durable: true,
+            record,
+            cut_at: None,
+            pending: None,
+        }
+    }
 }
 
 impl Writer {
+    /// Forgets what it knew of the file, for a (re)open that loaded `maint`.
+    fn reset(&mut self, maint: Maintainer) {
+        self.seq_heads.clear();
+        self.names.clear();
+        self.backlogs.reset();
+        self.trims.clear();
+        self.maint = maint;
+        self.journal = None;
+        self.dirty = false;
+    }
+
+    /// Whether a durable commit is due whatever the commit holds: a second since the
+    /// last one, or a journal grown past [`JOURNAL_MAX`].
+    fn checkpoint_due(&self, now_ms: i64) -> bool {
+        now_ms - self.last_durable_ms >= CHECKPOINT_MS
+            || self.journal.as_ref().is_some_and(|j| j.len() >= JOURNAL_MAX)
+    }
+
+    /// Decides how a commit holding `batches` is made durable, writing its journal
+    /// record when the journal is to hold it. A journal that cannot be written makes
+    /// the commit durable instead: the answer waits longer, nothing is lost.
+    fn plan(&mut self, durable: bool, batches: &[super::IngestBatch]) -> Plan {
+        if batches.is_empty() {
+            return Plan {
+                durable,
+                ..Plan::durable(None)
+            };
+        }
+        let no = self.next_record;
+        self.next_record += 1;
+        let mut plan = Plan::durable(Some(no));
+        if durable {
+            return plan;
+        }
+        if let Some(j) = self.journal.as_mut().filter(|j| j.usable()) {
+            let at = j.len();
+            match j.write(no, batches.iter()) {
+                Ok(p) => {
+                    plan.durable = false;
+                    plan.cut_at = Some(at);
+                    plan.pending = Some(p);
+                }
+                Err(e) => {
+                    warn!(error = %e, path = %j.path().display(), "cannot write the ingest journal; this commit is made durable instead");
+                }
+            }
+        }
+        plan
+    }
+
+    /// Waits for the sync of the plan's journal record, if one is under way; a failed
+    /// one makes the commit durable instead.
+    fn settle_journal(&mut self, plan: &mut Plan) {
+        let (Some(p), Some(j)) = (plan.pending.take(), self.journal.as_mut()) else {
+            return;
+        };
+        if let Err(e) = j.finish(p) {
+            warn!(error = %e, path = %j.path().display(), "cannot sync the ingest journal; this commit is made durable instead");
+            plan.durable = true;
+            plan.cut_at = None;
+        }
+    }
+
+    /// After a successful commit: a durable one covers every journal record.
+    fn committed(&mut self, durable: bool, now_ms: i64) {
+        if durable {
+            self.dirty = false;
+            self.last_durable_ms = now_ms;
+            if let Some(j) = self.journal.as_mut() {
+                j.clear();
+            }
+        } else {
+            self.dirty = true;
+        }
+    }
+
+    /// At (re)open: commits again every journal record the file's durable state does
+    /// not hold (`journal_applied` below it), in order, the last commit durable, and
+    /// empties the journal. Then reads what the intake recovers from the file.
+    fn recover(
+        &mut self,
+        db: &Database,
+        opts: &StoreOptions,
+        applied: u64,
+    ) -> Result<Recovered, anyhow::Error> {
+        let (journal, records, torn) = Journal::open(&opts.path, opts.faults.clone())?;
+        if let Some(t) = torn {
+            warn!(
+                path = %journal.path().display(),
+                at = t.at,
+                len = t.len,
+                "the ingest journal ends in a torn record; it was never answered and is dropped"
+            );
+        }
+        self.journal = Some(journal);
+        let last = records.iter().map(|r| r.no).fold(applied, u64::max);
+        let now = opts.clock.now_ms();
+        let (mut n_records, mut n_events) = (0usize, 0usize);
+        let mut group: Vec<super::IngestBatch> = Vec::new();
+        let mut group_events = 0;
+        let mut group_no = applied;
+        for r in records.into_iter().filter(|r| r.no > applied) {
+            let events: usize = r.batches.iter().map(|b| b.digests.len()).sum();
+            if !group.is_empty() && group_events + events > MAX_EVENTS_PER_COMMIT {
+                let mut plan = Plan {
+                    durable: false,
+                    ..Plan::durable(Some(group_no))
+                };
+                self.commit(db, &group, &[], now, &mut plan)?;
+                group.clear();
+                group_events = 0;
+            }
+            n_records += 1;
+            n_events += events;
+            group_events += events;
+            group_no = r.no;
+            group.extend(r.batches);
+        }
+        if n_records > 0 {
+            self.commit(db, &group, &[], now, &mut Plan::durable(Some(group_no)))?;
+            info!(
+                records = n_records,
+                events = n_events,
+                "ingest journal replayed: events answered before the stop are in the store"
+            );
+        }
+        self.committed(true, now);
+        self.next_record = last + 1;
+        let mut rec = Recovered::default();
+        let read = db.begin_read()?;
+        let monthly = read.open_table(MONTHLY)?;
+        for row in monthly.iter()? {
+            let (k, v) = row?;
+            let (ws, month) = k.value();
+            rec.monthly.push((ws.to_string(), month, v.value()));
+        }
+        Ok(rec)
+    }
+
     /// Records event names a workspace has not used before (at most
     /// [`history::MAX_NAMES`] per workspace): the trace looks an id up under each.
     fn note_names(
@@ -218,18 +419,25 @@ impl Writer {
         Ok(())
     }
 
+    /// Applies one group in one transaction. `durable`: a durable commit; else one
+    /// the journal holds (its ingest is in record `record`) or that holds nothing
+    /// answered. Every commit that answers a delivery's settlement or a state change
+    /// is durable: it is on disk before anyone acts on it (SPEC §3: after a crash only
+    /// requests that were in flight are sent again). Group commit shares the fsync.
     fn commit(
         &mut self,
         db: &Database,
-        batch: &[(super::IngestBatch, Reply)],
+        batch: &[super::IngestBatch],
         delivery: &[(Vec<DeliveryOp>, Reply)],
         now_ms: i64,
+        plan: &mut Plan,
     ) -> Result<(), redb::Error> {
-        // Every commit is durable: an answered request, a delivery's settlement or a
-        // state change is on disk before anyone acts on it (SPEC §3: after a crash only
-        // requests that were in flight are sent again). Group commit shares the fsync.
-        let txn = db.begin_write()?;
-        let events: usize = batch.iter().map(|(b, _)| b.digests.len()).sum();
+        let mut txn = db.begin_write()?;
+        if let Some(no) = plan.record {
+            txn.open_table(META)?
+                .insert(journal::APPLIED_KEY, no.to_le_bytes().as_slice())?;
+        }
+        let events: usize = batch.iter().map(|b| b.digests.len()).sum();
         let alone = batch.is_empty() && delivery.is_empty();
         let mut heads = HashMap::new();
         // The commit sequence of each batch's digests in `dedup_log`.
@@ -266,7 +474,7 @@ impl Writer {
             let mut dlog = txn.open_table(DEDUP_LOG)?;
             let mut monthly_add: HashMap<(Arc<str>, u32), u64> = HashMap::new();
             let mut names_t = txn.open_table(history::EVENT_NAMES)?;
-            for (b, _) in batch {
+            for b in batch {
                 let ws: &str = &b.workspace;
                 let next = match heads.get(&b.workspace).or(self.seq_heads.get(&b.workspace)) {
                     Some(n) => *n,
@@ -308,13 +516,19 @@ impl Writer {
         }
         let budget = self.maint.budget(events, alone);
         self.maint.step(&txn, &self.index, now_ms, budget)?;
+        // Visible to readers only once the journal holds it (or durable by itself).
+        self.settle_journal(plan);
+        if !plan.durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+        }
         txn.commit()?;
         self.seq_heads.extend(heads);
         self.maint.committed(&self.index);
         // In the index before anyone is answered: a retry of this request is a
         // duplicate from now on.
         let tuning = self.maint.tuning();
-        for ((b, _), seq) in batch.iter().zip(logged) {
+        for (b, seq) in batch.iter().zip(logged) {
             if let Some((first, seq)) = seq {
                 self.index
                     .insert(&b.digests, b.accepted_ms, first, tuning, seq);
@@ -519,28 +733,34 @@ fn append_request(
 /// Opens the database, retrying with backoff; answers writes `Unavailable` meanwhile.
 /// Returns None when asked to shut down first.
 fn open_until_ok(
+    w: &mut Writer,
     opts: &mut StoreOptions,
     rx: &Receiver<Cmd>,
     shared: &Shared,
     status: u8,
-) -> Option<(Arc<Database>, Maintainer)> {
+) -> Option<Arc<Database>> {
     shared.status.store(status, Ordering::SeqCst);
     let mut backoff = Duration::from_millis(50);
     loop {
-        match open(opts) {
-            Ok((db, recovered, maint)) => {
+        let opened = open(opts).and_then(|(db, maint, applied)| {
+            w.reset(maint);
+            let recovered = w.recover(&db, opts, applied)?;
+            Ok((db, recovered))
+        });
+        match opened {
+            Ok((db, recovered)) => {
                 (opts.on_open)(recovered);
                 let db = Arc::new(db);
                 shared.db.store(Some(db.clone()));
                 shared.status.store(READY, Ordering::SeqCst);
                 info!(path = %opts.path.display(), "store open");
-                return Some((db, maint));
+                return Some(db);
             }
             Err(e) => {
                 warn!(error = %e, path = %opts.path.display(), "cannot open the store; retrying");
             }
         }
-        // Wait out the backoff while answering whatever arrives.
+    // Wait out the backoff while answering whatever arrives.
         let deadline = std::time::Instant::now() + backoff;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -598,7 +818,10 @@ fn create_private(path: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
-fn open(opts: &StoreOptions) -> Result<(Database, Recovered, Maintainer), anyhow::Error> {
+/// Opens the file (creating it and its tables), checks and upgrades its schema and
+/// loads the dedup index. Returns the database, the index's upkeep and the number of
+/// the last journal record its durable state holds.
+fn open(opts: &StoreOptions) -> Result<(Database, Maintainer, u64), anyhow::Error> {
     if let Some(dir) = opts.path.parent()
         && !dir.as_os_str().is_empty()
     {
@@ -662,17 +885,13 @@ fn open(opts: &StoreOptions) -> Result<(Database, Recovered, Maintainer), anyhow
         "dedup index loaded"
     );
     let maint = Maintainer::new(&loaded, opts.dedup_tuning);
-
-    let mut rec = Recovered::default();
-    let read = db.begin_read()?;
-    let monthly = read.open_table(MONTHLY)?;
-    for row in monthly.iter()? {
-        let (k, v) = row?;
-        let (ws, month) = k.value();
-        rec.monthly.push((ws.to_string(), month, v.value()));
-    }
-    drop(read);
-    Ok((db, rec, maint))
+    let applied = db
+        .begin_read()?
+        .open_table(META)?
+        .get(journal::APPLIED_KEY)?
+        .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+        .map_or(0, u64::from_le_bytes);
+    Ok((db, maint, applied))
 }
 
 /// Schema 1 kept the dedup window as `(accept ms, first digest) → workspace, digests`:

@@ -31,6 +31,7 @@ mod guardrails;
 mod hardening;
 mod identifiers;
 mod ingest;
+mod journal;
 mod oauth;
 mod operator;
 mod reload;

@@ -535,7 +535,7 @@ impl DedupIndex {
 }
 
 /// What [`DedupIndex::load`] found.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Loaded {
     pub next_run: u64,
     pub next_log: u64,
