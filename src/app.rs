@@ -150,7 +150,7 @@ impl Daemon {
             ledger,
             dedup,
             pii_key: cfg.storage.pii_key,
-            on_commit: Box::new(move |ws| e2.notify_ingest(ws)),
+            on_commit: Arc::new(move |ws| e2.notify_ingest(ws)),
         };
         // Each alert's final outcome per channel is an audit event.
         let audit_store = intake.store.clone();

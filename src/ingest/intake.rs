@@ -143,7 +143,7 @@ pub struct Intake {
     pub dedup: Arc<DedupIndex>,
     pub pii_key: Option<[u8; 32]>,
     /// Told the workspace after each successful commit (wakes its delivery workers).
-    pub on_commit: Box<dyn Fn(&str) + Send + Sync>,
+    pub on_commit: Arc<dyn Fn(&str) + Send + Sync>,
 }
 
 /// One reservation made under the workspace lock.
@@ -309,6 +309,7 @@ impl Intake {
         let accepted = reserved.len();
         let digests: Vec<u128> = reserved.iter().map(|r| r.digest).collect();
         let limits = rules.limits.clone();
+        let (on_commit, ws) = (self.on_commit.clone(), rules.id.clone());
         // Settlement runs on the writer thread right after the commit (and after the
         // writer put the keys in the index), so a client hanging up cannot leave keys
         // reserved forever.
@@ -329,6 +330,11 @@ impl Intake {
                 }
             }
             let _ = tx.send(true);
+            // Delivery reads them from now on (an answer can come before: the ingest
+            // journal answers first and applies a moment later).
+            if ok {
+                on_commit(&ws);
+            }
         });
         let batch = IngestBatch {
             metas,
@@ -341,7 +347,6 @@ impl Intake {
         };
         match self.store.ingest(batch).await {
             Ok(()) => {
-                (self.on_commit)(&rules.id);
                 Outcome::Accepted {
                     accepted,
                     duplicates,

@@ -37,6 +37,11 @@ const JOURNAL_MAX: u64 = 64 << 20;
 /// How long the writer waits for work after a commit the journal holds before it makes
 /// a durable one (the journal is then emptied).
 const IDLE_CHECKPOINT: Duration = Duration::from_millis(100);
+/// Ingest answered on the journal's word is applied to the file once this many events
+/// wait, or the oldest has waited [`APPLY_AFTER`] (or anything else is committed):
+/// one transaction for many small groups instead of one each.
+const APPLY_AT: usize = 2_000;
+const APPLY_AFTER: Duration = Duration::from_millis(10);
 
 type Reply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
 
@@ -52,6 +57,10 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
         next_record: 1,
         dirty: false,
         last_durable_ms: opts.clock.now_ms(),
+        unapplied: Vec::new(),
+        unapplied_no: 0,
+        unapplied_events: 0,
+        unapplied_since: None,
     };
     let Some(mut db) = open_until_ok(&mut w, &mut opts, &rx, &shared, OPENING) else {
         return;
@@ -70,8 +79,8 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
                 Err(std::sync::mpsc::TryRecvError::Empty) => None,
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
             }
-        } else if w.dirty {
-            match rx.recv_timeout(IDLE_CHECKPOINT) {
+        } else if let Some(wait) = w.apply_wait().or(w.dirty.then_some(IDLE_CHECKPOINT)) {
+            match rx.recv_timeout(wait) {
                 Ok(c) => Some(c),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -126,22 +135,69 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
             ingest.push(waiting.pop_front().expect("front"));
         }
         let maintenance_only = idle && ingest.is_empty() && delivery.is_empty();
+        let now = opts.clock.now_ms();
+        // Durable: delivery or operator work (acted on once answered), shutdown, the
+        // writer idle after commits only the journal holds, a checkpoint due.
+        let mut durable = !delivery.is_empty()
+            || shutdown.is_some()
+            || (maintenance_only && !busy && w.unapplied.is_empty())
+            || w.checkpoint_due(now);
+        let (mut batches, mut replies): (Vec<_>, Vec<_>) = ingest.into_iter().unzip();
+        if !durable && !batches.is_empty() {
+            // Ingest alone: answered once its journal record is synced; applied to the
+            // file later, with the groups answered before it.
+            match w.journal_only(&db, batches, replies, now) {
+                Journaled::Answered => (batches, replies) = (Vec::new(), Vec::new()),
+                Journaled::Not(b, r) => {
+                    // The journal cannot hold them: a durable commit answers them.
+                    (batches, replies) = (b, r);
+                    durable = true;
+                }
+                Journaled::Failed(e) => {
+                    fail(&mut w, &e, &shared, Vec::new(), Vec::new(), &mut waiting);
+                    match reopen(&mut w, db, &mut opts, &rx, &shared) {
+                        Some(d) => db = d,
+                        None => return,
+                    }
+                    continue;
+                }
+            }
+        }
+        let apply = !w.unapplied.is_empty() && (durable || idle || w.apply_due());
         // A stop after commits only the journal holds makes them durable and empties it.
         let last = shutdown.is_some() && w.dirty;
-        if maintenance_only || last || !ingest.is_empty() || !delivery.is_empty() {
-            let now = opts.clock.now_ms();
-            let (batches, replies): (Vec<_>, Vec<_>) = ingest.into_iter().unzip();
-            // Durable: delivery or operator work (acted on once answered), shutdown,
-            // the writer idle after commits only the journal holds, a checkpoint due.
-            let durable = !delivery.is_empty()
-                || shutdown.is_some()
-                || (maintenance_only && !busy)
-                || w.checkpoint_due(now);
-            let mut plan = w.plan(durable, &batches);
-            match w.commit(&db, &batches, &delivery, now, &mut plan) {
+        if maintenance_only
+            || last
+            || apply
+            || !batches.is_empty()
+            || !delivery.is_empty()
+            || (durable && w.dirty)
+        {
+            // Groups answered on the journal's word go first: the log's order is the
+            // order of the answers, as a replay would commit them.
+            let answered = std::mem::take(&mut w.unapplied);
+            let first_new = answered.len();
+            let record = if batches.is_empty() {
+                (first_new > 0).then_some(w.unapplied_no)
+            } else {
+                w.next_record += 1;
+                Some(w.next_record - 1)
+            };
+            w.unapplied_events = 0;
+            w.unapplied_since = None;
+            let mut all = answered;
+            all.extend(batches);
+            let plan = Plan { durable, record };
+            match w.commit(&db, &all, &delivery, now, &plan) {
                 Ok(()) => {
                     w.committed(plan.durable, now);
-                    for (mut b, reply) in batches.into_iter().zip(replies) {
+                    let mut all = all.into_iter();
+                    for mut b in all.by_ref().take(first_new) {
+                        if let Some(f) = b.on_done.take() {
+                            f(true);
+                        }
+                    }
+                    for (mut b, reply) in all.zip(replies) {
                         if let Some(f) = b.on_done.take() {
                             f(true);
                         }
@@ -152,33 +208,14 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
                     }
                 }
                 Err(e) => {
-                    error!(error = %e, "commit failed; reopening the store");
-                    // Not ready from before anyone hears of the failure.
-                    shared.status.store(RECOVERING, Ordering::SeqCst);
-                    // Its record goes too: its requests are answered with an error.
-                    w.settle_journal(&mut plan);
-                    if let (Some(at), Some(j)) = (plan.cut_at, w.journal.as_mut()) {
-                        j.cut(at);
-                    }
-                    let msg = e.to_string();
-                    for (mut b, reply) in batches.into_iter().zip(replies) {
+                    // The answered groups are in the journal: the reopen commits them.
+                    let new = all.split_off(first_new);
+                    for mut b in all {
                         if let Some(f) = b.on_done.take() {
-                            f(false);
+                            f(true);
                         }
-                        let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
                     }
-                    for (_, reply) in delivery {
-                        let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
-                    }
-                    w.maint.failed();
-                    w.backlogs.abort();
-                    // What waited is answered like the queue: the store is reopening.
-                    for (mut b, r) in waiting.drain(..) {
-                        if let Some(f) = b.on_done.take() {
-                            f(false);
-                        }
-                        let _ = r.send(Err(StoreError::Unavailable(msg.clone())));
-                    }
+                    fail(&mut w, &e, &shared, new.into_iter().zip(replies).collect(), delivery, &mut waiting);
                     match reopen(&mut w, db, &mut opts, &rx, &shared) {
                         Some(d) => db = d,
                         None => return,
@@ -196,6 +233,32 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
         }
     }
     shared.status.store(CLOSED, Ordering::SeqCst);
+}
+
+/// After a failed commit: not ready from before anyone hears of it; `new` (ingest not
+/// answered yet), `delivery` and everything waiting are answered `Unavailable`.
+fn fail(
+    w: &mut Writer,
+    e: &redb::Error,
+    shared: &Shared,
+    new: Vec<(super::IngestBatch, Reply)>,
+    delivery: Vec<(Vec<DeliveryOp>, Reply)>,
+    waiting: &mut VecDeque<(super::IngestBatch, Reply)>,
+) {
+    error!(error = %e, "commit failed; reopening the store");
+    shared.status.store(RECOVERING, Ordering::SeqCst);
+    let msg = e.to_string();
+    for (mut b, reply) in new.into_iter().chain(waiting.drain(..)) {
+        if let Some(f) = b.on_done.take() {
+            f(false);
+        }
+        let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
+    }
+    for (_, reply) in delivery {
+        let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
+    }
+    w.maint.failed();
+    w.backlogs.abort();
 }
 
 fn reopen(
@@ -231,30 +294,31 @@ struct Writer {
     dirty: bool,
     /// When the last durable commit was made (the injected clock).
     last_durable_ms: i64,
+    /// Ingest answered on the journal's word, not yet applied to the file (in order).
+    unapplied: Vec<super::IngestBatch>,
+    /// The journal record of the last of them.
+    unapplied_no: u64,
+    unapplied_events: usize,
+    /// When the first of them was answered.
+    unapplied_since: Option<std::time::Instant>,
 }
 
 /// How one commit is made durable.
 struct Plan {
-    /// A durable redb commit (else the journal holds its ingest, if any).
+    /// A durable redb commit (else one the journal holds, or that answers nothing).
     durable: bool,
-    /// The journal record number its ingest has (`journal_applied`).
+    /// The last journal record number its ingest covers (`journal_applied`).
     record: Option<u64>,
-    /// Where the journal ended before this commit's record (cut back if it fails).
-    cut_at: Option<u64>,
-    /// The record's sync, under way while the group is applied; the commit waits for
-    /// it before it makes the group visible.
-    pending: Option<journal::Pending>,
 }
 
-impl Plan {
-    fn durable(record: Option<u64>) -> Plan {
-        Plan {
-            durable: true,
-            record,
-            cut_at: None,
-            pending: None,
-        }
-    }
+/// What became of ingest offered to the journal alone.
+enum Journaled {
+    /// Synced and answered; applied to the file later.
+    Answered,
+    /// Not written (the journal is broken or failed): commit them durably instead.
+    Not(Vec<super::IngestBatch>, Vec<Reply>),
+    /// Synced and answered, but applying the groups answered before them failed.
+    Failed(redb::Error),
 }
 
 impl Writer {
@@ -267,6 +331,9 @@ impl Writer {
         self.maint = maint;
         self.journal = None;
         self.dirty = false;
+        self.unapplied.clear();
+        self.unapplied_events = 0;
+        self.unapplied_since = None;
     }
 
     /// Whether a durable commit is due whatever the commit holds: a second since the
@@ -276,49 +343,111 @@ impl Writer {
             || self.journal.as_ref().is_some_and(|j| j.len() >= JOURNAL_MAX)
     }
 
-    /// Decides how a commit holding `batches` is made durable, writing its journal
-    /// record when the journal is to hold it. A journal that cannot be written makes
-    /// the commit durable instead: the answer waits longer, nothing is lost.
-    fn plan(&mut self, durable: bool, batches: &[super::IngestBatch]) -> Plan {
-        if batches.is_empty() {
-            return Plan {
-                durable,
-                ..Plan::durable(None)
-            };
-        }
-        let no = self.next_record;
-        self.next_record += 1;
-        let mut plan = Plan::durable(Some(no));
-        if durable {
-            return plan;
-        }
-        if let Some(j) = self.journal.as_mut().filter(|j| j.usable()) {
-            let at = j.len();
-            match j.write(no, batches.iter()) {
-                Ok(p) => {
-                    plan.durable = false;
-                    plan.cut_at = Some(at);
-                    plan.pending = Some(p);
-                }
-                Err(e) => {
-                    warn!(error = %e, path = %j.path().display(), "cannot write the ingest journal; this commit is made durable instead");
-                }
-            }
-        }
-        plan
+    /// Whether the groups answered on the journal's word are due to be applied: enough
+    /// events, or the oldest has waited [`APPLY_AFTER`].
+    fn apply_due(&self) -> bool {
+        self.unapplied_events >= APPLY_AT
+            || self
+                .unapplied_since
+                .is_some_and(|t| t.elapsed() >= APPLY_AFTER)
     }
 
-    /// Waits for the sync of the plan's journal record, if one is under way; a failed
-    /// one makes the commit durable instead.
-    fn settle_journal(&mut self, plan: &mut Plan) {
-        let (Some(p), Some(j)) = (plan.pending.take(), self.journal.as_mut()) else {
-            return;
+    /// How long the writer may wait for work before the answered groups are due.
+    fn apply_wait(&self) -> Option<Duration> {
+        self.unapplied_since
+            .map(|t| APPLY_AFTER.saturating_sub(t.elapsed()))
+    }
+
+    /// Ingest alone: its journal record is written and synced, and while it syncs
+    /// the groups answered before it are applied if due. Once synced the requests are
+    /// answered; the batches wait in `unapplied` (their `on_done`, which releases the
+    /// intake's reservations, runs when they are applied, so a retry meanwhile waits
+    /// and then finds them in the index).
+    fn journal_only(
+        &mut self,
+        db: &Database,
+        batches: Vec<super::IngestBatch>,
+        replies: Vec<Reply>,
+        now_ms: i64,
+    ) -> Journaled {
+        let no = self.next_record;
+        let Some(j) = self.journal.as_mut().filter(|j| j.usable()) else {
+            return Journaled::Not(batches, replies);
         };
-        if let Err(e) = j.finish(p) {
-            warn!(error = %e, path = %j.path().display(), "cannot sync the ingest journal; this commit is made durable instead");
-            plan.durable = true;
-            plan.cut_at = None;
+        let pending = match j.write(no, batches.iter()) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, path = %j.path().display(), "cannot write the ingest journal; these events are committed durably instead");
+                return Journaled::Not(batches, replies);
+            }
+        };
+        self.next_record += 1;
+        let applied = if self.apply_due() {
+            self.apply_answered(db, now_ms)
+        } else {
+            Ok(())
+        };
+        let j = self.journal.as_mut().expect("written above");
+        if let Err(e) = j.finish(pending) {
+            warn!(error = %e, path = %j.path().display(), "cannot sync the ingest journal; these events are committed durably instead");
+            return match applied {
+                Ok(()) => Journaled::Not(batches, replies),
+                Err(e) => {
+                    for (mut b, reply) in batches.into_iter().zip(replies) {
+                        if let Some(f) = b.on_done.take() {
+                            f(false);
+                        }
+                        let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
+                    }
+                    Journaled::Failed(e)
+                }
+            };
         }
+        for reply in replies {
+            let _ = reply.send(Ok(()));
+        }
+        self.unapplied_events += batches.iter().map(|b| b.digests.len()).sum::<usize>();
+        self.unapplied_since.get_or_insert_with(std::time::Instant::now);
+        self.unapplied.extend(batches);
+        self.unapplied_no = no;
+        match applied {
+            Ok(()) => Journaled::Answered,
+            Err(e) => {
+                // Everything answered is in the journal: the reopen commits it.
+                for mut b in self.unapplied.drain(..) {
+                    if let Some(f) = b.on_done.take() {
+                        f(true);
+                    }
+                }
+                self.unapplied_events = 0;
+                self.unapplied_since = None;
+                Journaled::Failed(e)
+            }
+        }
+    }
+
+    /// Applies the groups answered on the journal's word, in one commit the journal
+    /// holds.
+    fn apply_answered(&mut self, db: &Database, now_ms: i64) -> Result<(), redb::Error> {
+        let batches = std::mem::take(&mut self.unapplied);
+        self.unapplied_events = 0;
+        self.unapplied_since = None;
+        let plan = Plan {
+            durable: false,
+            record: Some(self.unapplied_no),
+        };
+        let result = self.commit(db, &batches, &[], now_ms, &plan);
+        if result.is_ok() {
+            self.committed(false, now_ms);
+            for mut b in batches {
+                if let Some(f) = b.on_done.take() {
+                    f(true);
+                }
+            }
+        } else {
+            self.unapplied = batches;
+        }
+        result
     }
 
     /// After a successful commit: a durable one covers every journal record.
@@ -362,11 +491,11 @@ impl Writer {
         for r in records.into_iter().filter(|r| r.no > applied) {
             let events: usize = r.batches.iter().map(|b| b.digests.len()).sum();
             if !group.is_empty() && group_events + events > MAX_EVENTS_PER_COMMIT {
-                let mut plan = Plan {
+                let plan = Plan {
                     durable: false,
-                    ..Plan::durable(Some(group_no))
+                    record: Some(group_no),
                 };
-                self.commit(db, &group, &[], now, &mut plan)?;
+                self.commit(db, &group, &[], now, &plan)?;
                 group.clear();
                 group_events = 0;
             }
@@ -377,7 +506,11 @@ impl Writer {
             group.extend(r.batches);
         }
         if n_records > 0 {
-            self.commit(db, &group, &[], now, &mut Plan::durable(Some(group_no)))?;
+            let plan = Plan {
+                durable: true,
+                record: Some(group_no),
+            };
+            self.commit(db, &group, &[], now, &plan)?;
             info!(
                 records = n_records,
                 events = n_events,
@@ -430,7 +563,7 @@ impl Writer {
         batch: &[super::IngestBatch],
         delivery: &[(Vec<DeliveryOp>, Reply)],
         now_ms: i64,
-        plan: &mut Plan,
+        plan: &Plan,
     ) -> Result<(), redb::Error> {
         let mut txn = db.begin_write()?;
         if let Some(no) = plan.record {
@@ -516,8 +649,6 @@ impl Writer {
         }
         let budget = self.maint.budget(events, alone);
         self.maint.step(&txn, &self.index, now_ms, budget)?;
-        // Visible to readers only once the journal holds it (or durable by itself).
-        self.settle_journal(plan);
         if !plan.durable {
             txn.set_durability(redb::Durability::None)
                 .map_err(|e| redb::Error::Corrupted(e.to_string()))?;

@@ -104,12 +104,15 @@ impl Rig {
             .expect("lookup")
     }
 
-    /// Commits `ds` as one accepted request now.
+    /// Commits `ds` as one accepted request now, and waits, as the intake's
+    /// reservations do, until the writer has put them in the index (the answer can
+    /// come first: the ingest journal answers before the group is applied).
     async fn accept(&self, ds: &[u128]) -> Result<(), sluice::store::StoreError> {
         let now = self.clock.now_ms();
         let chunk = sluice::store::log::encode_chunk(
             ds.iter().map(|_| &b"e"[..]).collect::<Vec<_>>().into_iter(),
         );
+        let (done, settled) = tokio::sync::oneshot::channel();
         self.store
             .ingest(IngestBatch {
                 workspace: Arc::from("ws"),
@@ -118,9 +121,13 @@ impl Rig {
                 digests: ds.to_vec(),
                 metas: Vec::new(),
                 chunk,
-                on_done: None,
+                on_done: Some(Box::new(move |ok| {
+                    let _ = done.send(ok);
+                })),
             })
-            .await
+            .await?;
+        assert_eq!(settled.await, Ok(true), "answered, then applied");
+        Ok(())
     }
 
     /// Lets maintenance run to its end (commits with nothing else in them).
