@@ -44,6 +44,8 @@ use super::fault::FaultSwitch;
 const JOURNAL_V1: u8 = 1;
 /// Frame header: payload length and checksum.
 const FRAME: usize = 8;
+/// How much the file grows by when a record would pass its end.
+const GROW: u64 = 4 << 20;
 /// A record longer than this is taken as a torn length field, not read.
 const MAX_RECORD: usize = 1 << 30;
 
@@ -96,8 +98,11 @@ pub struct Record {
 pub struct Journal {
     file: File,
     path: PathBuf,
-    /// Bytes of whole records in the file (where the next one goes).
+    /// Bytes of this lap's records (where the next one goes).
     len: u64,
+    /// The file's length: written once (zeros, then records), then overwritten, so
+    /// a sync writes the record's blocks and not the file's size as well.
+    capacity: u64,
     /// A write or truncation failed: not used until the next durable commit empties it.
     broken: bool,
     faults: Option<Arc<FaultSwitch>>,
@@ -110,6 +115,8 @@ pub struct Journal {
 pub struct Pending {
     at: u64,
     len: u64,
+    /// Synced on the sync thread (else already synced).
+    on_thread: bool,
 }
 
 /// A thread that syncs the journal file when asked, so the writer applies a group to
@@ -190,15 +197,22 @@ impl Journal {
         let mut bytes = Vec::new();
         io::Read::read_to_end(&mut &file, &mut bytes)?;
         let (records, whole) = decode_all(&bytes);
-        let torn = (whole < bytes.len()).then(|| Torn {
-            at: whole as u64,
-            len: bytes.len() as u64,
-        });
+        // What follows the records is zeros, records of an earlier lap (numbered
+        // lower) or a record that was never answered (cut short, or written but not
+        // synced whole).
+        let torn = bytes
+            .get(whole..bytes.len().min(whole + FRAME))
+            .filter(|head| head.iter().any(|b| *b != 0))
+            .map(|_| Torn {
+                at: whole as u64,
+                len: bytes.len() as u64,
+            });
         let j = Journal {
             syncer: Syncer::new(file.try_clone()?)?,
             file,
             path,
-            len: bytes.len() as u64,
+            len: whole as u64,
+            capacity: bytes.len() as u64,
             broken: false,
             faults,
             buf: Vec::new(),
@@ -239,19 +253,21 @@ impl Journal {
         no: u64,
         batches: impl Iterator<Item = &'a IngestBatch>,
     ) -> io::Result<u64> {
-        let p = self.write(no, batches)?;
+        let p = self.write(no, batches, false)?;
         let n = p.len;
         self.finish(p)?;
         Ok(n)
     }
 
-    /// The first half of [`Journal::append`]: writes the record and starts its sync on
-    /// the journal's sync thread, so the caller can apply the group meanwhile. The
-    /// record counts as written once [`Journal::finish`] says it is synced.
+    /// The first half of [`Journal::append`]: writes the record and syncs it — on the
+    /// journal's sync thread when `overlap`, so the caller can apply a group meanwhile
+    /// (else here, saving two thread switches). The record counts as written once
+    /// [`Journal::finish`] says it is synced.
     pub fn write<'a>(
         &mut self,
         no: u64,
         batches: impl Iterator<Item = &'a IngestBatch>,
+        overlap: bool,
     ) -> io::Result<Pending> {
         let rec = RecordRef {
             no,
@@ -277,15 +293,20 @@ impl Journal {
             let crc = crc32fast::hash(&buf[FRAME..]);
             buf[..4].copy_from_slice(&(payload as u32).to_le_bytes());
             buf[4..FRAME].copy_from_slice(&crc.to_le_bytes());
+            self.grow(at + buf.len() as u64)?;
             self.check()?;
             self.file.write_all_at(&buf, at)?;
             self.check()?;
-            self.syncer.start()
+            if overlap {
+                self.syncer.start().map(|()| true)
+            } else {
+                self.file.sync_data().map(|()| false)
+            }
         });
         let len = buf.len() as u64;
         self.buf = buf;
         match result {
-            Ok(()) => Ok(Pending { at, len }),
+            Ok(on_thread) => Ok(Pending { at, len, on_thread }),
             Err(e) => {
                 // Nothing after `at` was answered: cut it off so no later read finds it.
                 self.cut(at);
@@ -294,10 +315,35 @@ impl Journal {
         }
     }
 
+    /// Makes the file at least `end` bytes long (and some room beyond), zeros synced,
+    /// so records written up to there overwrite blocks the file already has.
+    fn grow(&mut self, end: u64) -> io::Result<()> {
+        if end <= self.capacity {
+            return Ok(());
+        }
+        let target = end.max(self.capacity) + GROW;
+        self.check()?;
+        let zeros = vec![0u8; 1 << 20];
+        let mut at = self.capacity;
+        while at < target {
+            let n = (target - at).min(zeros.len() as u64) as usize;
+            self.file.write_all_at(&zeros[..n], at)?;
+            at += n as u64;
+        }
+        self.file.sync_data()?;
+        self.capacity = target;
+        Ok(())
+    }
+
     /// Waits for the sync [`Journal::write`] started. Err: the record is cut off again
     /// (or the journal marked broken) and its group must be made durable otherwise.
     pub fn finish(&mut self, p: Pending) -> io::Result<()> {
-        match self.syncer.wait() {
+        let synced = if p.on_thread {
+            self.syncer.wait()
+        } else {
+            Ok(())
+        };
+        match synced {
             Ok(()) => {
                 self.len = p.at + p.len;
                 Ok(())
@@ -309,13 +355,13 @@ impl Journal {
         }
     }
 
-    /// Cuts the file back to `at` bytes (a record whose commit failed goes with it:
-    /// its requests were answered with an error). Marks the journal broken when it
-    /// cannot.
+    /// Cuts the journal back to `at` bytes: a record written there whose requests
+    /// were answered with an error goes (its header is zeroed and synced, so no read
+    /// finds it). Marks the journal broken when it cannot.
     pub fn cut(&mut self, at: u64) {
         let done = self
             .check()
-            .and_then(|()| self.file.set_len(at))
+            .and_then(|()| self.file.write_all_at(&[0; FRAME], at))
             .and_then(|()| self.file.sync_data());
         match done {
             Ok(()) => self.len = at,
@@ -326,23 +372,27 @@ impl Journal {
         }
     }
 
-    /// Empties the journal after a durable commit that covers every record in it.
-    /// No sync: records left by a lost truncation are numbered at or below the durable
-    /// `journal_applied` and are skipped when read.
+    /// Empties the journal after a durable commit that covers every record in it: the
+    /// next record goes at the start again, over the old ones. No write: the old
+    /// records are numbered at or below the durable `journal_applied`, and a read
+    /// stops at the first record not numbered above the one before it.
     pub fn clear(&mut self) {
-        if self.len == 0 && !self.broken {
-            return;
-        }
-        match self.check().and_then(|()| self.file.set_len(0)) {
-            Ok(()) => {
-                self.len = 0;
-                self.broken = false;
+        if self.broken {
+            // A failed cut may have left a record: zero the start (the next read stops
+            // there) before the journal is used again.
+            match self
+                .check()
+                .and_then(|()| self.file.write_all_at(&[0; FRAME], 0))
+                .and_then(|()| self.file.sync_data())
+            {
+                Ok(()) => self.broken = false,
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %self.path.display(), "cannot empty the ingest journal; ingest commits are durable until it is emptied");
+                    return;
+                }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, path = %self.path.display(), "cannot empty the ingest journal; ingest commits are durable until it is emptied");
-                self.broken = true;
-            }
         }
+        self.len = 0;
     }
 }
 
@@ -374,6 +424,10 @@ fn decode_all(bytes: &[u8]) -> (Vec<Record>, usize) {
         let Some(rec) = decode(payload) else {
             break;
         };
+        // A record of an earlier lap: this lap ends before it.
+        if records.last().is_some_and(|r: &Record| r.no >= rec.no) {
+            break;
+        }
         records.push(rec);
         at += FRAME + len;
     }
@@ -455,7 +509,10 @@ mod tests {
             len += j.append(i as u64 + 7, bs.iter()).unwrap();
         }
         assert_eq!(j.len(), len);
-        assert_eq!(std::fs::metadata(j.path()).unwrap().len(), len);
+        // Zeros beyond the records: the next records overwrite blocks the file has.
+        let file = std::fs::read(j.path()).unwrap();
+        assert!(file.len() as u64 >= GROW && file.len() as u64 > len);
+        assert!(file[len as usize..].iter().all(|b| *b == 0));
         let (j2, records, torn) = Journal::open(&store_path(&dir), None).unwrap();
         assert_eq!(torn, None);
         assert_eq!(j2.len(), len);
@@ -525,7 +582,28 @@ mod tests {
         faults.heal();
         j.clear();
         assert!(j.usable() && j.is_empty());
-        assert_eq!(std::fs::metadata(j.path()).unwrap().len(), 0);
+        let (_, records, _) = Journal::open(&store_path(&dir), None).unwrap();
+        assert!(records.is_empty(), "a broken journal is zeroed at its start");
+    }
+
+    #[test]
+    fn a_new_lap_ends_where_its_records_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _, _) = Journal::open(&store_path(&dir), None).unwrap();
+        for no in 1..=3 {
+            j.append(no, [batch("a", no as u8, 1)].iter()).unwrap();
+        }
+        // Same size as the record it overwrites: the old second record follows it.
+        j.clear();
+        j.append(4, [batch("a", 4, 1)].iter()).unwrap();
+        let (_, records, _) = Journal::open(&store_path(&dir), None).unwrap();
+        assert_eq!(records.iter().map(|r| r.no).collect::<Vec<_>>(), vec![4]);
+        // Longer: part of an old record follows it, which fails its checksum.
+        j.clear();
+        j.append(5, [batch("a", 5, 3)].iter()).unwrap();
+        j.append(6, [batch("a", 8, 1)].iter()).unwrap();
+        let (_, records, _) = Journal::open(&store_path(&dir), None).unwrap();
+        assert_eq!(records.iter().map(|r| r.no).collect::<Vec<_>>(), vec![5, 6]);
     }
 
     #[test]

@@ -371,10 +371,12 @@ impl Writer {
         now_ms: i64,
     ) -> Journaled {
         let no = self.next_record;
+        // Applying what is due overlaps the sync (on the journal's sync thread).
+        let due = self.apply_due();
         let Some(j) = self.journal.as_mut().filter(|j| j.usable()) else {
             return Journaled::Not(batches, replies);
         };
-        let pending = match j.write(no, batches.iter()) {
+        let pending = match j.write(no, batches.iter(), due) {
             Ok(p) => p,
             Err(e) => {
                 warn!(error = %e, path = %j.path().display(), "cannot write the ingest journal; these events are committed durably instead");
@@ -382,7 +384,7 @@ impl Writer {
             }
         };
         self.next_record += 1;
-        let applied = if self.apply_due() {
+        let applied = if due {
             self.apply_answered(db, now_ms)
         } else {
             Ok(())
