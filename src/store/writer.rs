@@ -30,8 +30,9 @@ const MAX_EVENTS_PER_COMMIT: usize = 20_000;
 /// takes most of each commit from settlements; see the delivery bench's `burst`).
 const INGEST_BESIDE_DELIVERY: usize = 2_000;
 /// While ingest runs on the journal's word, a durable commit at least this often (ms):
-/// it bounds what a restart replays and how far the file lags.
-const CHECKPOINT_MS: i64 = 1_000;
+/// it bounds what a restart replays and how far the file lags, and each one holds
+/// the writer for the pages dirtied since the last (a few ms at this interval).
+const CHECKPOINT_MS: i64 = 250;
 /// ... or once the journal is this long.
 const JOURNAL_MAX: u64 = 64 << 20;
 /// How long the writer waits for work after a commit the journal holds before it makes
@@ -42,6 +43,8 @@ const IDLE_CHECKPOINT: Duration = Duration::from_millis(100);
 /// one transaction for many small groups instead of one each.
 const APPLY_AT: usize = 2_000;
 const APPLY_AFTER: Duration = Duration::from_millis(10);
+/// Groups of this many events or more skip the journal (batch requests).
+const JOURNAL_GROUP_MAX: usize = 1_000;
 
 type Reply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
 
@@ -143,7 +146,8 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
             || (maintenance_only && !busy && w.unapplied.is_empty())
             || w.checkpoint_due(now);
         let (mut batches, mut replies): (Vec<_>, Vec<_>) = ingest.into_iter().unzip();
-        if !durable && !batches.is_empty() {
+        let events: usize = batches.iter().map(|b| b.digests.len()).sum();
+        if !durable && !batches.is_empty() && events < JOURNAL_GROUP_MAX {
             // Ingest alone: answered once its journal record is synced; applied to the
             // file later, with the groups answered before it.
             match w.journal_only(&db, batches, replies, now) {
@@ -163,6 +167,9 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
                 }
             }
         }
+        // A large group is committed durably at once: per event, its own commit
+        // costs little, and writing it to the journal too would cost more.
+        durable |= !batches.is_empty();
         let apply = !w.unapplied.is_empty() && (durable || idle || w.apply_due());
         // A stop after commits only the journal holds makes them durable and empties it.
         let last = shutdown.is_some() && w.dirty;
