@@ -7,7 +7,8 @@ use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::{free_port, now_secs, spawn_sluice, wait_http_ready};
+use crate::common::{free_port, now_secs, wait_http_ready};
+use redb::{ReadableDatabase, ReadableTable};
 use serde_json::{Value, json};
 
 const KEY: &str = "crash_key";
@@ -52,8 +53,10 @@ ingest_keys = ["{KEY}"]
             .unwrap()
             .subsec_nanos(),
     );
+    // Each start's log: the ingest journal's replay is said there.
+    let logs: Vec<std::path::PathBuf> = (0..5).map(|i| dir.path().join(format!("log{i}"))).collect();
     for round in 0..4u64 {
-        let mut child = spawn_sluice(&config);
+        let mut child = spawn_logged(&config, &logs[round as usize]);
         wait_http_ready(&http, &url).await;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut clients = Vec::new();
@@ -99,7 +102,7 @@ ingest_keys = ["{KEY}"]
     }
 
     // Restart and re-send everything acknowledged: all duplicates.
-    let mut child = spawn_sluice(&config);
+    let mut child = spawn_logged(&config, &logs[4]);
     wait_http_ready(&http, &url).await;
     let all = acked.lock().unwrap().clone();
     assert!(
@@ -126,6 +129,49 @@ ingest_keys = ["{KEY}"]
         );
     }
     unsafe_sigterm(&mut child);
+
+    // Each restart committed again what only the journal held when the daemon was
+    // killed; with clients sending to the end, at least one kill found some.
+    let mut replayed = 0;
+    for (i, log) in logs.iter().enumerate().skip(1) {
+        let text = std::fs::read_to_string(log).unwrap();
+        let line = text.lines().find(|l| l.contains("ingest journal replayed"));
+        eprintln!(
+            "start {i}: {}",
+            line.map_or("nothing to replay from the journal", |l| l.trim())
+        );
+        replayed += usize::from(line.is_some());
+    }
+    assert!(replayed > 0, "no restart replayed the journal: the test did not exercise it");
+
+    // Nothing stored twice, nothing acknowledged missing: the log holds each event once.
+    let db = redb::Database::open(dir.path().join("store/sluice.redb")).unwrap();
+    let read = db.begin_read().unwrap();
+    let events = read.open_table(sluice::store::EVENTS).unwrap();
+    let mut stored = HashSet::new();
+    for row in events.range(("crash", 0u64)..=("crash", u64::MAX)).unwrap() {
+        let (_, v) = row.unwrap();
+        for e in sluice::store::log::chunk_events(v.value()).unwrap() {
+            let id = sluice::store::codec::decode_event(e).unwrap().event.event_id;
+            assert!(stored.insert(id.clone()), "{id} is in the log twice");
+        }
+    }
+    for id in &all {
+        assert!(stored.contains(id), "{id} was acknowledged and is not in the log");
+    }
+    eprintln!("{} events in the log, each once; {} acknowledged", stored.len(), all.len());
+}
+
+/// Starts the real binary with its log (info) in `log`.
+fn spawn_logged(config: &std::path::Path, log: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("spawn sluice")
 }
 
 /// Stops the last daemon with SIGTERM and checks it exits 0.
