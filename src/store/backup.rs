@@ -150,6 +150,12 @@ pub fn backup(store: &Store, dir: &Path, name: &str) -> Result<(PathBuf, u64), B
             let mut w = db.begin_write()?;
             w.set_durability(redb::Durability::Immediate)?;
             super::visit_tables(&mut Copy { src, dst: &w })?;
+            // A journal of its own: restored over a store, it replays none of the
+            // records the live store's journal holds.
+            w.open_table(super::META)?.insert(
+                super::journal::EPOCH_KEY,
+                super::journal::new_epoch().to_le_bytes().as_slice(),
+            )?;
             w.commit()?;
             Ok(())
         };

@@ -51,6 +51,23 @@ const MAX_RECORD: usize = 1 << 30;
 
 /// The `meta` key of the number of the last journal record a commit applied.
 pub const APPLIED_KEY: &str = "journal_applied";
+/// The `meta` key of the store's journal epoch: a random number each record carries,
+/// set when the store is created and new in every backup copy, so a backup restored
+/// over a store never replays the records its journal holds.
+pub const EPOCH_KEY: &str = "journal_epoch";
+
+/// A new random epoch.
+pub fn new_epoch() -> u64 {
+    let mut b = [0u8; 8];
+    // No randomness: a clock reading still differs between a store and its copy.
+    if getrandom::getrandom(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        return t.as_nanos() as u64;
+    }
+    u64::from_le_bytes(b)
+}
 
 /// One ingest batch as the journal holds it (the fields of [`IngestBatch`] the writer
 /// applies; same field order in both structs, so one decodes what the other wrote).
@@ -78,18 +95,22 @@ struct BatchOwned {
 
 #[derive(Serialize)]
 struct RecordRef<'a> {
+    epoch: u64,
     no: u64,
     batches: Vec<BatchRef<'a>>,
 }
 
 #[derive(Deserialize)]
 struct RecordOwned {
+    epoch: u64,
     no: u64,
     batches: Vec<BatchOwned>,
 }
 
-/// A record read back: its number and its batches, ready to commit again.
+/// A record read back: its store's epoch, its number and its batches, ready to
+/// commit again.
 pub struct Record {
+    pub epoch: u64,
     pub no: u64,
     pub batches: Vec<IngestBatch>,
 }
@@ -100,6 +121,8 @@ pub struct Journal {
     path: PathBuf,
     /// Bytes of this lap's records (where the next one goes).
     len: u64,
+    /// The store's epoch ([`EPOCH_KEY`]), carried by every record written.
+    epoch: u64,
     /// The file's length: written once (zeros, then records), then overwritten, so
     /// a sync writes the record's blocks and not the file's size as well.
     capacity: u64,
@@ -183,6 +206,7 @@ impl Journal {
     /// writer's job.
     pub fn open(
         store: &Path,
+        epoch: u64,
         faults: Option<Arc<FaultSwitch>>,
     ) -> io::Result<(Journal, Vec<Record>, Option<Torn>)> {
         use std::os::unix::fs::OpenOptionsExt;
@@ -212,6 +236,7 @@ impl Journal {
             file,
             path,
             len: whole as u64,
+            epoch,
             capacity: bytes.len() as u64,
             broken: false,
             faults,
@@ -270,6 +295,7 @@ impl Journal {
         overlap: bool,
     ) -> io::Result<Pending> {
         let rec = RecordRef {
+            epoch: self.epoch,
             no,
             batches: batches
                 .map(|b| BatchRef {
@@ -441,6 +467,7 @@ fn decode(payload: &[u8]) -> Option<Record> {
     }
     let rec: RecordOwned = postcard::from_bytes(body).ok()?;
     Some(Record {
+        epoch: rec.epoch,
         no: rec.no,
         batches: rec
             .batches
@@ -496,7 +523,7 @@ mod tests {
     #[test]
     fn records_read_back_as_written() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut j, records, torn) = Journal::open(&store_path(&dir), None).unwrap();
+        let (mut j, records, torn) = Journal::open(&store_path(&dir), 5, None).unwrap();
         assert!(records.is_empty() && torn.is_none() && j.is_empty());
         assert_eq!(j.path(), dir.path().join("s.redb.journal"));
         let written = [
@@ -513,7 +540,7 @@ mod tests {
         let file = std::fs::read(j.path()).unwrap();
         assert!(file.len() as u64 >= GROW && file.len() as u64 > len);
         assert!(file[len as usize..].iter().all(|b| *b == 0));
-        let (j2, records, torn) = Journal::open(&store_path(&dir), None).unwrap();
+        let (j2, records, torn) = Journal::open(&store_path(&dir), 5, None).unwrap();
         assert_eq!(torn, None);
         assert_eq!(j2.len(), len);
         assert_eq!(
@@ -531,7 +558,7 @@ mod tests {
     #[test]
     fn reading_stops_at_a_torn_or_corrupt_record() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut j, _, _) = Journal::open(&store_path(&dir), None).unwrap();
+        let (mut j, _, _) = Journal::open(&store_path(&dir), 5, None).unwrap();
         let first = j.append(1, [batch("a", 1, 2)].iter()).unwrap();
         let second = j.append(2, [batch("a", 3, 2)].iter()).unwrap();
         let path = j.path().to_path_buf();
@@ -540,7 +567,7 @@ mod tests {
         // Cut short anywhere inside the second record: the first alone is read.
         for cut in [first + 1, first + 8, first + second - 1] {
             std::fs::write(&path, &whole[..cut as usize]).unwrap();
-            let (_, records, torn) = Journal::open(&store_path(&dir), None).unwrap();
+            let (_, records, torn) = Journal::open(&store_path(&dir), 5, None).unwrap();
             assert_eq!(records.len(), 1, "cut at {cut}");
             assert_eq!(
                 torn,
@@ -554,7 +581,7 @@ mod tests {
         let mut bad = whole.clone();
         bad[(first + 20) as usize] ^= 0x40;
         std::fs::write(&path, &bad).unwrap();
-        let (_, records, torn) = Journal::open(&store_path(&dir), None).unwrap();
+        let (_, records, torn) = Journal::open(&store_path(&dir), 5, None).unwrap();
         assert_eq!(records.iter().map(|r| r.no).collect::<Vec<_>>(), vec![1]);
         assert_eq!(torn.unwrap().at, first);
         // A length field past the end (a torn header) is not trusted.
@@ -562,7 +589,7 @@ mod tests {
         bad.extend_from_slice(&u32::MAX.to_le_bytes());
         bad.extend_from_slice(&[0; 4]);
         std::fs::write(&path, &bad).unwrap();
-        let (_, records, _) = Journal::open(&store_path(&dir), None).unwrap();
+        let (_, records, _) = Journal::open(&store_path(&dir), 5, None).unwrap();
         assert_eq!(records.len(), 1);
     }
 
@@ -570,7 +597,7 @@ mod tests {
     fn a_failed_write_leaves_no_record_and_clear_mends_the_journal() {
         let dir = tempfile::tempdir().unwrap();
         let faults = FaultSwitch::new();
-        let (mut j, _, _) = Journal::open(&store_path(&dir), Some(faults.clone())).unwrap();
+        let (mut j, _, _) = Journal::open(&store_path(&dir), 5, Some(faults.clone())).unwrap();
         let first = j.append(1, [batch("a", 1, 1)].iter()).unwrap();
         faults.fail();
         assert!(j.append(2, [batch("a", 2, 1)].iter()).is_err());
@@ -582,40 +609,40 @@ mod tests {
         faults.heal();
         j.clear();
         assert!(j.usable() && j.is_empty());
-        let (_, records, _) = Journal::open(&store_path(&dir), None).unwrap();
+        let (_, records, _) = Journal::open(&store_path(&dir), 5, None).unwrap();
         assert!(records.is_empty(), "a broken journal is zeroed at its start");
     }
 
     #[test]
     fn a_new_lap_ends_where_its_records_do() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut j, _, _) = Journal::open(&store_path(&dir), None).unwrap();
+        let (mut j, _, _) = Journal::open(&store_path(&dir), 5, None).unwrap();
         for no in 1..=3 {
             j.append(no, [batch("a", no as u8, 1)].iter()).unwrap();
         }
         // Same size as the record it overwrites: the old second record follows it.
         j.clear();
         j.append(4, [batch("a", 4, 1)].iter()).unwrap();
-        let (_, records, _) = Journal::open(&store_path(&dir), None).unwrap();
+        let (_, records, _) = Journal::open(&store_path(&dir), 5, None).unwrap();
         assert_eq!(records.iter().map(|r| r.no).collect::<Vec<_>>(), vec![4]);
         // Longer: part of an old record follows it, which fails its checksum.
         j.clear();
         j.append(5, [batch("a", 5, 3)].iter()).unwrap();
         j.append(6, [batch("a", 8, 1)].iter()).unwrap();
-        let (_, records, _) = Journal::open(&store_path(&dir), None).unwrap();
+        let (_, records, _) = Journal::open(&store_path(&dir), 5, None).unwrap();
         assert_eq!(records.iter().map(|r| r.no).collect::<Vec<_>>(), vec![5, 6]);
     }
 
     #[test]
     fn cut_drops_the_records_after_it() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut j, _, _) = Journal::open(&store_path(&dir), None).unwrap();
+        let (mut j, _, _) = Journal::open(&store_path(&dir), 5, None).unwrap();
         let first = j.append(1, [batch("a", 1, 1)].iter()).unwrap();
         j.append(2, [batch("a", 2, 1)].iter()).unwrap();
         j.cut(first);
         assert_eq!(j.len(), first);
         j.append(3, [batch("a", 3, 1)].iter()).unwrap();
-        let (_, records, torn) = Journal::open(&store_path(&dir), None).unwrap();
+        let (_, records, torn) = Journal::open(&store_path(&dir), 5, None).unwrap();
         assert_eq!(torn, None);
         assert_eq!(records.iter().map(|r| r.no).collect::<Vec<_>>(), vec![1, 3]);
     }

@@ -479,9 +479,10 @@ impl Writer {
         &mut self,
         db: &Database,
         opts: &StoreOptions,
+        epoch: u64,
         applied: u64,
     ) -> Result<Recovered, anyhow::Error> {
-        let (journal, records, torn) = Journal::open(&opts.path, opts.faults.clone())?;
+        let (journal, records, torn) = Journal::open(&opts.path, epoch, opts.faults.clone())?;
         if let Some(t) = torn {
             warn!(
                 path = %journal.path().display(),
@@ -497,7 +498,11 @@ impl Writer {
         let mut group: Vec<super::IngestBatch> = Vec::new();
         let mut group_events = 0;
         let mut group_no = applied;
-        for r in records.into_iter().filter(|r| r.no > applied) {
+        // Another epoch: records of another store (this one restored from a backup).
+        for r in records
+            .into_iter()
+            .filter(|r| r.epoch == epoch && r.no > applied)
+        {
             let events: usize = r.batches.iter().map(|b| b.digests.len()).sum();
             if !group.is_empty() && group_events + events > MAX_EVENTS_PER_COMMIT {
                 let plan = Plan {
@@ -882,9 +887,9 @@ fn open_until_ok(
     shared.status.store(status, Ordering::SeqCst);
     let mut backoff = Duration::from_millis(50);
     loop {
-        let opened = open(opts).and_then(|(db, maint, applied)| {
+        let opened = open(opts).and_then(|(db, maint, (epoch, applied))| {
             w.reset(maint);
-            let recovered = w.recover(&db, opts, applied)?;
+            let recovered = w.recover(&db, opts, epoch, applied)?;
             Ok((db, recovered))
         });
         match opened {
@@ -959,9 +964,9 @@ fn create_private(path: &std::path::Path) -> std::io::Result<()> {
 }
 
 /// Opens the file (creating it and its tables), checks and upgrades its schema and
-/// loads the dedup index. Returns the database, the index's upkeep and the number of
-/// the last journal record its durable state holds.
-fn open(opts: &StoreOptions) -> Result<(Database, Maintainer, u64), anyhow::Error> {
+/// loads the dedup index. Returns the database, the index's upkeep, and its journal
+/// epoch and the number of the last journal record its durable state holds.
+fn open(opts: &StoreOptions) -> Result<(Database, Maintainer, (u64, u64)), anyhow::Error> {
     if let Some(dir) = opts.path.parent()
         && !dir.as_os_str().is_empty()
     {
@@ -1010,6 +1015,10 @@ fn open(opts: &StoreOptions) -> Result<(Database, Maintainer, u64), anyhow::Erro
         // A real durable write: the store only reports ready once it can commit.
         let now = opts.clock.now_ms();
         meta.insert("opened_at_ms", now.to_le_bytes().as_slice())?;
+        if meta.get(journal::EPOCH_KEY)?.is_none() {
+            let epoch = journal::new_epoch();
+            meta.insert(journal::EPOCH_KEY, epoch.to_le_bytes().as_slice())?;
+        }
         found
     };
     // Every table exists from the first open on.
@@ -1025,13 +1034,18 @@ fn open(opts: &StoreOptions) -> Result<(Database, Maintainer, u64), anyhow::Erro
         "dedup index loaded"
     );
     let maint = Maintainer::new(&loaded, opts.dedup_tuning);
-    let applied = db
-        .begin_read()?
-        .open_table(META)?
-        .get(journal::APPLIED_KEY)?
-        .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
-        .map_or(0, u64::from_le_bytes);
-    Ok((db, maint, applied))
+    let read = db.begin_read()?;
+    let meta = read.open_table(META)?;
+    let number = |key: &str| -> Result<u64, redb::Error> {
+        Ok(meta
+            .get(key)?
+            .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+            .map_or(0, u64::from_le_bytes))
+    };
+    let journal = (number(journal::EPOCH_KEY)?, number(journal::APPLIED_KEY)?);
+    drop(meta);
+    drop(read);
+    Ok((db, maint, journal))
 }
 
 /// Schema 1 kept the dedup window as `(accept ms, first digest) → workspace, digests`:

@@ -65,9 +65,9 @@ fn batch(ids: &[&str], ms: i64) -> IngestBatch {
     }
 }
 
-/// Every event of `ws`'s log in order (its stored bytes as text), the month's count
-/// and `journal_applied`, read from the closed file.
-fn read_file(path: &Path) -> (Vec<String>, u64, u64) {
+/// Every event of `ws`'s log in order (its stored bytes as text), the month's count,
+/// `journal_applied` and the journal epoch, read from the closed file.
+fn read_file(path: &Path) -> (Vec<String>, u64, u64, u64) {
     let db = redb::Database::open(path).unwrap();
     let read = db.begin_read().unwrap();
     let events = read.open_table(EVENTS).unwrap();
@@ -87,13 +87,18 @@ fn read_file(path: &Path) -> (Vec<String>, u64, u64) {
         .get(("ws", 202_606))
         .unwrap()
         .map_or(0, |v| v.value());
-    let applied = read
-        .open_table(META)
-        .unwrap()
-        .get(journal::APPLIED_KEY)
-        .unwrap()
-        .map_or(0, |v| u64::from_le_bytes(v.value().try_into().unwrap()));
-    (log, monthly, applied)
+    let meta = read.open_table(META).unwrap();
+    let number = |key| {
+        meta.get(key)
+            .unwrap()
+            .map_or(0, |v| u64::from_le_bytes(v.value().try_into().unwrap()))
+    };
+    (
+        log,
+        monthly,
+        number(journal::APPLIED_KEY),
+        number(journal::EPOCH_KEY),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,13 +113,13 @@ async fn records_the_file_lacks_are_committed_again_once_at_open() {
     store.ingest(batch(&["a1", "a2"], T0)).await.unwrap();
     store.ingest(batch(&["b1"], T0 + 1)).await.unwrap();
     store.close().await;
-    let (log, monthly, applied) = read_file(&path);
+    let (log, monthly, applied, epoch) = read_file(&path);
     assert_eq!(log, ["a1", "a2", "b1"]);
     assert_eq!(monthly, 3);
     assert!(applied >= 2, "each ingest commit numbers its record: {applied}");
     let jpath = journal::path_of(&path);
     {
-        let (_, records, _) = Journal::open(&path, None).unwrap();
+        let (_, records, _) = Journal::open(&path, epoch, None).unwrap();
         assert!(
             records.iter().all(|r| r.no <= applied),
             "a clean stop leaves no record the file lacks"
@@ -123,9 +128,10 @@ async fn records_the_file_lacks_are_committed_again_once_at_open() {
 
     // What a crash leaves: this lap's records the file holds (its last durable
     // commit came after them), records it does not (answered on the journal's word),
-    // and a record cut short after them (never answered).
-    let end = {
-        let (mut j, _, _) = Journal::open(&path, None).unwrap();
+    // and a record cut short after them (never answered). Plus a record of another
+    // store's epoch (as a backup restored over this store would find).
+    {
+        let (mut j, _, _) = Journal::open(&path, epoch, None).unwrap();
         j.clear();
         j.append(applied, [batch(&["b1"], T0 + 1)].iter()).unwrap();
         j.append(
@@ -134,6 +140,12 @@ async fn records_the_file_lacks_are_committed_again_once_at_open() {
         )
         .unwrap();
         j.append(applied + 2, [batch(&["e1"], T0 + 4)].iter())
+            .unwrap();
+    }
+    let end = {
+        let (mut j, records, _) = Journal::open(&path, epoch ^ 1, None).unwrap();
+        assert_eq!(records.len(), 3);
+        j.append(applied + 3, [batch(&["x1"], T0 + 4)].iter())
             .unwrap();
         j.len()
     };
@@ -146,7 +158,7 @@ async fn records_the_file_lacks_are_committed_again_once_at_open() {
     let (store, index) = start(&path, &clock);
     ready(&store).await;
     // Ready only once replayed: every answered event is a duplicate at once.
-    let ids = ["a1", "b1", "c1", "c2", "d1", "e1", "f1"];
+    let ids = ["a1", "b1", "c1", "c2", "d1", "e1", "f1", "x1"];
     let seen = index
         .lookup(
             &ids.iter().map(|i| digest(i)).collect::<Vec<_>>(),
@@ -163,6 +175,7 @@ async fn records_the_file_lacks_are_committed_again_once_at_open() {
             Seen::At(T0 + 2),
             Seen::At(T0 + 3),
             Seen::At(T0 + 4),
+            Seen::No,
             Seen::No
         ]
     );
@@ -170,10 +183,12 @@ async fn records_the_file_lacks_are_committed_again_once_at_open() {
     // New ingest numbers its records after every number the journal held.
     store.ingest(batch(&["f1"], T0 + 5)).await.unwrap();
     store.close().await;
-    let (log, monthly, applied_now) = read_file(&path);
+    let (log, monthly, applied_now, epoch_now) = read_file(&path);
+    assert_eq!(epoch_now, epoch, "a store keeps its epoch");
     assert_eq!(log, ["a1", "a2", "b1", "c1", "c2", "d1", "e1", "f1"]);
     assert_eq!(monthly, 8);
-    assert_eq!(applied_now, applied + 3);
+    // After every number the journal held, the other epoch's included.
+    assert_eq!(applied_now, applied + 4);
 
     // Opened again: nothing is applied twice.
     let (store, _) = start(&path, &clock);
