@@ -123,6 +123,8 @@ pub struct Journal {
     len: u64,
     /// The store's epoch ([`EPOCH_KEY`]), carried by every record written.
     epoch: u64,
+    /// Where the last record synced starts.
+    last: Option<u64>,
     /// The file's length: written once (zeros, then records), then overwritten, so
     /// a sync writes the record's blocks and not the file's size as well.
     capacity: u64,
@@ -237,6 +239,7 @@ impl Journal {
             path,
             len: whole as u64,
             epoch,
+            last: None,
             capacity: bytes.len() as u64,
             broken: false,
             faults,
@@ -372,6 +375,7 @@ impl Journal {
         match synced {
             Ok(()) => {
                 self.len = p.at + p.len;
+                self.last = Some(p.at);
                 Ok(())
             }
             Err(e) => {
@@ -389,6 +393,7 @@ impl Journal {
             .check()
             .and_then(|()| self.file.write_all_at(&[0; FRAME], at))
             .and_then(|()| self.file.sync_data());
+        self.last = None;
         match done {
             Ok(()) => self.len = at,
             Err(e) => {
@@ -398,11 +403,20 @@ impl Journal {
         }
     }
 
+    /// Drops the last record written (synced), whose commit failed: its requests
+    /// were answered with an error.
+    pub fn drop_last(&mut self) {
+        if let Some(at) = self.last.take() {
+            self.cut(at);
+        }
+    }
+
     /// Empties the journal after a durable commit that covers every record in it: the
     /// next record goes at the start again, over the old ones. No write: the old
     /// records are numbered at or below the durable `journal_applied`, and a read
     /// stops at the first record not numbered above the one before it.
     pub fn clear(&mut self) {
+        self.last = None;
         if self.broken {
             // A failed cut may have left a record: zero the start (the next read stops
             // there) before the journal is used again.

@@ -38,11 +38,6 @@ const JOURNAL_MAX: u64 = 64 << 20;
 /// How long the writer waits for work after a commit the journal holds before it makes
 /// a durable one (the journal is then emptied).
 const IDLE_CHECKPOINT: Duration = Duration::from_millis(100);
-/// Ingest answered on the journal's word is applied to the file once this many events
-/// wait, or the oldest has waited [`APPLY_AFTER`] (or anything else is committed):
-/// one transaction for many small groups instead of one each.
-const APPLY_AT: usize = 2_000;
-const APPLY_AFTER: Duration = Duration::from_millis(10);
 /// Groups of this many events or more skip the journal (batch requests).
 const JOURNAL_GROUP_MAX: usize = 1_000;
 
@@ -60,10 +55,6 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
         next_record: 1,
         dirty: false,
         last_durable_ms: opts.clock.now_ms(),
-        unapplied: Vec::new(),
-        unapplied_no: 0,
-        unapplied_events: 0,
-        unapplied_since: None,
     };
     let Some(mut db) = open_until_ok(&mut w, &mut opts, &rx, &shared, OPENING) else {
         return;
@@ -82,8 +73,8 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
                 Err(std::sync::mpsc::TryRecvError::Empty) => None,
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
             }
-        } else if let Some(wait) = w.apply_wait().or(w.dirty.then_some(IDLE_CHECKPOINT)) {
-            match rx.recv_timeout(wait) {
+        } else if w.dirty {
+            match rx.recv_timeout(IDLE_CHECKPOINT) {
                 Ok(c) => Some(c),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -139,72 +130,25 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
         }
         let maintenance_only = idle && ingest.is_empty() && delivery.is_empty();
         let now = opts.clock.now_ms();
-        // Durable: delivery or operator work (acted on once answered), shutdown, the
-        // writer idle after commits only the journal holds, a checkpoint due.
-        let mut durable = !delivery.is_empty()
-            || shutdown.is_some()
-            || (maintenance_only && !busy && w.unapplied.is_empty())
-            || w.checkpoint_due(now);
-        let (mut batches, mut replies): (Vec<_>, Vec<_>) = ingest.into_iter().unzip();
+        let (batches, replies): (Vec<_>, Vec<_>) = ingest.into_iter().unzip();
         let events: usize = batches.iter().map(|b| b.digests.len()).sum();
-        if !durable && !batches.is_empty() && events < JOURNAL_GROUP_MAX {
-            // Ingest alone: answered once its journal record is synced; applied to the
-            // file later, with the groups answered before it.
-            match w.journal_only(&db, batches, replies, now) {
-                Journaled::Answered => (batches, replies) = (Vec::new(), Vec::new()),
-                Journaled::Not(b, r) => {
-                    // The journal cannot hold them: a durable commit answers them.
-                    (batches, replies) = (b, r);
-                    durable = true;
-                }
-                Journaled::Failed(e) => {
-                    fail(&mut w, &e, &shared, Vec::new(), Vec::new(), &mut waiting);
-                    match reopen(&mut w, db, &mut opts, &rx, &shared) {
-                        Some(d) => db = d,
-                        None => return,
-                    }
-                    continue;
-                }
-            }
-        }
-        // A large group is committed durably at once: per event, its own commit
-        // costs little, and writing it to the journal too would cost more.
-        durable |= !batches.is_empty();
-        let apply = !w.unapplied.is_empty() && (durable || idle || w.apply_due());
+        // Durable: delivery or operator work (acted on once answered), shutdown, the
+        // writer idle after commits only the journal holds, a checkpoint due, and a
+        // large group (its own commit costs little per event; the journal would write
+        // it twice). Else small groups of ingest alone go through the journal.
+        let durable = !delivery.is_empty()
+            || shutdown.is_some()
+            || (maintenance_only && !busy)
+            || w.checkpoint_due(now)
+            || events >= JOURNAL_GROUP_MAX;
         // A stop after commits only the journal holds makes them durable and empties it.
         let last = shutdown.is_some() && w.dirty;
-        if maintenance_only
-            || last
-            || apply
-            || !batches.is_empty()
-            || !delivery.is_empty()
-            || (durable && w.dirty)
-        {
-            // Groups answered on the journal's word go first: the log's order is the
-            // order of the answers, as a replay would commit them.
-            let answered = std::mem::take(&mut w.unapplied);
-            let first_new = answered.len();
-            let record = if batches.is_empty() {
-                (first_new > 0).then_some(w.unapplied_no)
-            } else {
-                w.next_record += 1;
-                Some(w.next_record - 1)
-            };
-            w.unapplied_events = 0;
-            w.unapplied_since = None;
-            let mut all = answered;
-            all.extend(batches);
-            let plan = Plan { durable, record };
-            match w.commit(&db, &all, &delivery, now, &plan) {
+        if maintenance_only || last || !batches.is_empty() || !delivery.is_empty() {
+            let mut plan = w.plan(durable, &batches);
+            match w.commit(&db, &batches, &delivery, now, &mut plan) {
                 Ok(()) => {
                     w.committed(plan.durable, now);
-                    let mut all = all.into_iter();
-                    for mut b in all.by_ref().take(first_new) {
-                        if let Some(f) = b.on_done.take() {
-                            f(true);
-                        }
-                    }
-                    for (mut b, reply) in all.zip(replies) {
+                    for (mut b, reply) in batches.into_iter().zip(replies) {
                         if let Some(f) = b.on_done.take() {
                             f(true);
                         }
@@ -215,14 +159,16 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
                     }
                 }
                 Err(e) => {
-                    // The answered groups are in the journal: the reopen commits them.
-                    let new = all.split_off(first_new);
-                    for mut b in all {
-                        if let Some(f) = b.on_done.take() {
-                            f(true);
-                        }
-                    }
-                    fail(&mut w, &e, &shared, new.into_iter().zip(replies).collect(), delivery, &mut waiting);
+                    // Its record goes too: its requests are answered with an error.
+                    w.abandon(&mut plan);
+                    fail(
+                        &mut w,
+                        &e,
+                        &shared,
+                        batches.into_iter().zip(replies).collect(),
+                        delivery,
+                        &mut waiting,
+                    );
                     match reopen(&mut w, db, &mut opts, &rx, &shared) {
                         Some(d) => db = d,
                         None => return,
@@ -301,31 +247,27 @@ struct Writer {
     dirty: bool,
     /// When the last durable commit was made (the injected clock).
     last_durable_ms: i64,
-    /// Ingest answered on the journal's word, not yet applied to the file (in order).
-    unapplied: Vec<super::IngestBatch>,
-    /// The journal record of the last of them.
-    unapplied_no: u64,
-    unapplied_events: usize,
-    /// When the first of them was answered.
-    unapplied_since: Option<std::time::Instant>,
 }
 
 /// How one commit is made durable.
 struct Plan {
     /// A durable redb commit (else one the journal holds, or that answers nothing).
     durable: bool,
-    /// The last journal record number its ingest covers (`journal_applied`).
+    /// The journal record number its ingest has (`journal_applied`).
     record: Option<u64>,
+    /// Its journal record, syncing while the group is applied; the commit waits for
+    /// it before the group becomes visible.
+    pending: Option<journal::Pending>,
 }
 
-/// What became of ingest offered to the journal alone.
-enum Journaled {
-    /// Synced and answered; applied to the file later.
-    Answered,
-    /// Not written (the journal is broken or failed): commit them durably instead.
-    Not(Vec<super::IngestBatch>, Vec<Reply>),
-    /// Synced and answered, but applying the groups answered before them failed.
-    Failed(redb::Error),
+impl Plan {
+    fn new(durable: bool, record: Option<u64>) -> Plan {
+        Plan {
+            durable,
+            record,
+            pending: None,
+        }
+    }
 }
 
 impl Writer {
@@ -338,9 +280,6 @@ impl Writer {
         self.maint = maint;
         self.journal = None;
         self.dirty = false;
-        self.unapplied.clear();
-        self.unapplied_events = 0;
-        self.unapplied_since = None;
     }
 
     /// Whether a durable commit is due whatever the commit holds: a second since the
@@ -350,113 +289,55 @@ impl Writer {
             || self.journal.as_ref().is_some_and(|j| j.len() >= JOURNAL_MAX)
     }
 
-    /// Whether the groups answered on the journal's word are due to be applied: enough
-    /// events, or the oldest has waited [`APPLY_AFTER`].
-    fn apply_due(&self) -> bool {
-        self.unapplied_events >= APPLY_AT
-            || self
-                .unapplied_since
-                .is_some_and(|t| t.elapsed() >= APPLY_AFTER)
-    }
-
-    /// How long the writer may wait for work before the answered groups are due.
-    fn apply_wait(&self) -> Option<Duration> {
-        self.unapplied_since
-            .map(|t| APPLY_AFTER.saturating_sub(t.elapsed()))
-    }
-
-    /// Ingest alone: its journal record is written and synced, and while it syncs
-    /// the groups answered before it are applied if due. Once synced the requests are
-    /// answered; the batches wait in `unapplied` (their `on_done`, which releases the
-    /// intake's reservations, runs when they are applied, so a retry meanwhile waits
-    /// and then finds them in the index).
-    fn journal_only(
-        &mut self,
-        db: &Database,
-        batches: Vec<super::IngestBatch>,
-        replies: Vec<Reply>,
-        now_ms: i64,
-    ) -> Journaled {
+    /// Decides how a commit holding `batches` is made durable. Not durable: its
+    /// journal record is written and its sync started (on the journal's sync thread,
+    /// while the commit applies the group). A journal that cannot be written makes the
+    /// commit durable instead: the answer waits longer, nothing is lost.
+    fn plan(&mut self, durable: bool, batches: &[super::IngestBatch]) -> Plan {
+        if batches.is_empty() {
+            return Plan::new(durable, None);
+        }
         let no = self.next_record;
-        // Applying what is due overlaps the sync (on the journal's sync thread).
-        let due = self.apply_due();
-        let Some(j) = self.journal.as_mut().filter(|j| j.usable()) else {
-            return Journaled::Not(batches, replies);
-        };
-        let pending = match j.write(no, batches.iter(), due) {
-            Ok(p) => p,
-            Err(e) => {
-                warn!(error = %e, path = %j.path().display(), "cannot write the ingest journal; these events are committed durably instead");
-                return Journaled::Not(batches, replies);
-            }
-        };
         self.next_record += 1;
-        let applied = if due {
-            self.apply_answered(db, now_ms)
-        } else {
-            Ok(())
-        };
-        let j = self.journal.as_mut().expect("written above");
-        if let Err(e) = j.finish(pending) {
-            warn!(error = %e, path = %j.path().display(), "cannot sync the ingest journal; these events are committed durably instead");
-            return match applied {
-                Ok(()) => Journaled::Not(batches, replies),
+        let mut plan = Plan::new(true, Some(no));
+        if durable {
+            return plan;
+        }
+        if let Some(j) = self.journal.as_mut().filter(|j| j.usable()) {
+            match j.write(no, batches.iter(), true) {
+                Ok(p) => {
+                    plan.durable = false;
+                    plan.pending = Some(p);
+                }
                 Err(e) => {
-                    for (mut b, reply) in batches.into_iter().zip(replies) {
-                        if let Some(f) = b.on_done.take() {
-                            f(false);
-                        }
-                        let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
-                    }
-                    Journaled::Failed(e)
+                    warn!(error = %e, path = %j.path().display(), "cannot write the ingest journal; these events are committed durably instead");
                 }
-            };
-        }
-        for reply in replies {
-            let _ = reply.send(Ok(()));
-        }
-        self.unapplied_events += batches.iter().map(|b| b.digests.len()).sum::<usize>();
-        self.unapplied_since.get_or_insert_with(std::time::Instant::now);
-        self.unapplied.extend(batches);
-        self.unapplied_no = no;
-        match applied {
-            Ok(()) => Journaled::Answered,
-            Err(e) => {
-                // Everything answered is in the journal: the reopen commits it.
-                for mut b in self.unapplied.drain(..) {
-                    if let Some(f) = b.on_done.take() {
-                        f(true);
-                    }
-                }
-                self.unapplied_events = 0;
-                self.unapplied_since = None;
-                Journaled::Failed(e)
             }
+        }
+        plan
+    }
+
+    /// Waits for the plan's journal record to be synced, if one is syncing; a failed
+    /// sync makes the commit durable instead.
+    fn settle_journal(&mut self, plan: &mut Plan) {
+        let (Some(p), Some(j)) = (plan.pending.take(), self.journal.as_mut()) else {
+            return;
+        };
+        if let Err(e) = j.finish(p) {
+            warn!(error = %e, path = %j.path().display(), "cannot sync the ingest journal; these events are committed durably instead");
+            plan.durable = true;
         }
     }
 
-    /// Applies the groups answered on the journal's word, in one commit the journal
-    /// holds.
-    fn apply_answered(&mut self, db: &Database, now_ms: i64) -> Result<(), redb::Error> {
-        let batches = std::mem::take(&mut self.unapplied);
-        self.unapplied_events = 0;
-        self.unapplied_since = None;
-        let plan = Plan {
-            durable: false,
-            record: Some(self.unapplied_no),
-        };
-        let result = self.commit(db, &batches, &[], now_ms, &plan);
-        if result.is_ok() {
-            self.committed(false, now_ms);
-            for mut b in batches {
-                if let Some(f) = b.on_done.take() {
-                    f(true);
-                }
-            }
-        } else {
-            self.unapplied = batches;
+    /// After a failed commit: its journal record (if it got one) goes, since its
+    /// requests are answered with an error.
+    fn abandon(&mut self, plan: &mut Plan) {
+        self.settle_journal(plan);
+        if !plan.durable
+            && let Some(j) = self.journal.as_mut()
+        {
+            j.drop_last();
         }
-        result
     }
 
     /// After a successful commit: a durable one covers every journal record.
@@ -505,11 +386,7 @@ impl Writer {
         {
             let events: usize = r.batches.iter().map(|b| b.digests.len()).sum();
             if !group.is_empty() && group_events + events > MAX_EVENTS_PER_COMMIT {
-                let plan = Plan {
-                    durable: false,
-                    record: Some(group_no),
-                };
-                self.commit(db, &group, &[], now, &plan)?;
+                self.commit(db, &group, &[], now, &mut Plan::new(false, Some(group_no)))?;
                 group.clear();
                 group_events = 0;
             }
@@ -520,11 +397,7 @@ impl Writer {
             group.extend(r.batches);
         }
         if n_records > 0 {
-            let plan = Plan {
-                durable: true,
-                record: Some(group_no),
-            };
-            self.commit(db, &group, &[], now, &plan)?;
+            self.commit(db, &group, &[], now, &mut Plan::new(true, Some(group_no)))?;
             info!(
                 records = n_records,
                 events = n_events,
@@ -577,7 +450,7 @@ impl Writer {
         batch: &[super::IngestBatch],
         delivery: &[(Vec<DeliveryOp>, Reply)],
         now_ms: i64,
-        plan: &Plan,
+        plan: &mut Plan,
     ) -> Result<(), redb::Error> {
         let mut txn = db.begin_write()?;
         if let Some(no) = plan.record {
@@ -663,6 +536,8 @@ impl Writer {
         }
         let budget = self.maint.budget(events, alone);
         self.maint.step(&txn, &self.index, now_ms, budget)?;
+        // Visible to readers only once its journal record is synced.
+        self.settle_journal(plan);
         if !plan.durable {
             txn.set_durability(redb::Durability::None)
                 .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
