@@ -346,13 +346,11 @@ impl Intake {
             on_done: Some(settle),
         };
         match self.store.ingest(batch).await {
-            Ok(()) => {
-                Outcome::Accepted {
-                    accepted,
-                    duplicates,
-                    rejected,
-                }
-            }
+            Ok(()) => Outcome::Accepted {
+                accepted,
+                duplicates,
+                rejected,
+            },
             Err(e) => Outcome::Unavailable(e.to_string()),
         }
     }

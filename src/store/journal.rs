@@ -7,27 +7,34 @@
 //! that is a dozen scattered page writes per group of a few dozen events, and it held
 //! sluice near 60 % of a server that appends each body to one file and syncs it.
 //!
-//! So a group that only ingests is written here first: one record appended to the
-//! journal file (beside the store, `<store>.journal`) and `fdatasync`ed. Then the group
-//! is applied in a redb commit with `Durability::None` (visible to readers at once, on
-//! disk at the next durable commit) and its requests are answered. A durable commit —
-//! any commit holding delivery or operator work, one a second while ingest runs, one
-//! when the writer falls idle, the last at shutdown — makes everything before it
-//! durable, and the journal is emptied. Each commit that applies a record stores the
+//! So a small group (under 1,000 events) that only ingests is written here as one
+//! record (in the journal file beside the store, `<store>.journal`), synced on the
+//! `sluice-journal` thread while the writer applies the group, and committed to redb
+//! with `Durability::None` once synced: visible to readers then (never before its record
+//! is on disk), on disk at the next durable commit. Its requests are answered after that
+//! commit, like any other. A durable commit — any commit holding delivery or operator
+//! work or a large group, one every 250 ms while ingest runs, one when the writer falls
+//! idle, the last at shutdown — makes everything before it durable, and the journal
+//! starts again from its beginning. Each commit that applies a record stores the
 //! record's number (`meta` key `journal_applied`) in the same transaction.
 //!
-//! At every open the records numbered above the durable `journal_applied` are applied
-//! again, in order, before the store reports ready: the file then holds exactly what
-//! was answered, the dedup index answers every acknowledged event as a duplicate, and
-//! delivery reads them from the log like any other. A record is written before its
-//! commit, so an event readers can see is always in the journal or in a durable commit.
+//! At every open the records of the store's epoch numbered above the durable
+//! `journal_applied` are committed again, in order, before the store reports ready: the
+//! file then holds exactly what was answered, the dedup index answers every
+//! acknowledged event as a duplicate, and delivery reads them from the log like any
+//! other.
 //!
 //! # Format
 //!
 //! Records, back to back: `[payload len: u32 LE][crc32 of payload: u32 LE][payload]`,
-//! the payload `[JOURNAL_V1][postcard of Record]`. Reading stops at the first record
-//! that is cut short or fails its checksum: a record is only answered once it has been
-//! synced whole, so what follows a torn record was never answered.
+//! the payload `[JOURNAL_V1][postcard of (epoch, number, batches)]`. The file is
+//! written with zeros once as it grows and then overwritten from its start after every
+//! durable commit, so a sync writes the record's blocks and not the file's size too.
+//! Reading stops at the first record that is cut short, fails its checksum or is not
+//! numbered above the one before (a record of an earlier lap): a record is only
+//! answered once it has been synced whole, so what follows a torn one was never
+//! answered. The epoch ([`EPOCH_KEY`]) is new in every backup copy, so a copy restored
+//! over a store replays none of the live store's records.
 
 use std::fs::File;
 use std::io;
@@ -509,7 +516,9 @@ mod tests {
             workspace: ws.into(),
             month: 202_612,
             accepted_ms: 1_780_000_000_000 + i64::from(first),
-            digests: (first..first + n).map(|i| u128::from(i) << 100 | 7).collect(),
+            digests: (first..first + n)
+                .map(|i| u128::from(i) << 100 | 7)
+                .collect(),
             metas: (first..first + n)
                 .map(|i| EventMeta {
                     name: format!("Purchase{i}"),
@@ -624,7 +633,10 @@ mod tests {
         j.clear();
         assert!(j.usable() && j.is_empty());
         let (_, records, _) = Journal::open(&store_path(&dir), 5, None).unwrap();
-        assert!(records.is_empty(), "a broken journal is zeroed at its start");
+        assert!(
+            records.is_empty(),
+            "a broken journal is zeroed at its start"
+        );
     }
 
     #[test]

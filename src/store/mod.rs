@@ -4,7 +4,7 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `meta` | `&str` name | raw bytes; `schema_version` → u32 LE, `dlq_next_id` → u64 LE |
+//! | `meta` | `&str` name | raw bytes; `schema_version` → u32 LE, `dlq_next_id` → u64 LE, `journal_epoch` and `journal_applied` → u64 LE ([`journal`]) |
 //! | `events` | `(workspace: &str, first seq: u64)` | a chunk of the events one request committed ([`log`]): each a [`codec::StoredEvent`] (version byte + postcard). Written once per event whatever the number of destinations; a workspace's events are one contiguous key range, read without touching another workspace's. `seq` starts at 1 per workspace. |
 //! | `dedup` | `(accepted_ms: u64, first digest: u128)` | the workspace and the digests of one request's accepted events ([`log`]). Time-ordered, so hot-path inserts append at the right edge of the B-tree instead of dirtying a random page per insert; expired entries are a prefix, trimmed by range. A digest is the first 128 bits of SHA-256 over the length-prefixed `workspace`, `event_name`, `event_id`. The exact in-memory index of the window ([`crate::ingest::intake`]) is rebuilt from this table at every open. |
 //! | `monthly` | `(workspace: &str, yyyymm: u32)` | accepted events that calendar month (UTC) |
@@ -24,7 +24,10 @@
 //! (`writer`), fed by one queue. The thread takes everything queued, applies it in one
 //! write transaction and commits once with `Durability::Immediate` (one fsync for many
 //! requests: group commit); each request is answered when the commit that holds it
-//! returns. After an I/O error redb refuses further use until the database is reopened:
+//! returns. A small group of ingest alone is made durable by a record of the ingest
+//! [`journal`] instead, synced while the group is applied, and committed with
+//! `Durability::None`; a durable commit at least every 250 ms covers those commits,
+//! and every open commits again what the journal holds beyond the file. After an I/O error redb refuses further use until the database is reopened:
 //! the writer answers `Unavailable` and reopens it by itself, with backoff, and then
 //! rebuilds the in-memory indexes from what the file really holds.
 //!

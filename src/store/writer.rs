@@ -286,7 +286,10 @@ impl Writer {
     /// last one, or a journal grown past [`JOURNAL_MAX`].
     fn checkpoint_due(&self, now_ms: i64) -> bool {
         now_ms - self.last_durable_ms >= CHECKPOINT_MS
-            || self.journal.as_ref().is_some_and(|j| j.len() >= JOURNAL_MAX)
+            || self
+                .journal
+                .as_ref()
+                .is_some_and(|j| j.len() >= JOURNAL_MAX)
     }
 
     /// Decides how a commit holding `batches` is made durable. Not durable: its
@@ -780,7 +783,7 @@ fn open_until_ok(
                 warn!(error = %e, path = %opts.path.display(), "cannot open the store; retrying");
             }
         }
-    // Wait out the backoff while answering whatever arrives.
+        // Wait out the backoff while answering whatever arrives.
         let deadline = std::time::Instant::now() + backoff;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());

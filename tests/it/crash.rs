@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common::{free_port, now_secs, wait_http_ready};
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableDatabase;
 use serde_json::{Value, json};
 
 const KEY: &str = "crash_key";
@@ -54,7 +54,8 @@ ingest_keys = ["{KEY}"]
             .subsec_nanos(),
     );
     // Each start's log: the ingest journal's replay is said there.
-    let logs: Vec<std::path::PathBuf> = (0..5).map(|i| dir.path().join(format!("log{i}"))).collect();
+    let logs: Vec<std::path::PathBuf> =
+        (0..5).map(|i| dir.path().join(format!("log{i}"))).collect();
     for round in 0..4u64 {
         let mut child = spawn_logged(&config, &logs[round as usize]);
         wait_http_ready(&http, &url).await;
@@ -142,7 +143,10 @@ ingest_keys = ["{KEY}"]
         );
         replayed += usize::from(line.is_some());
     }
-    assert!(replayed > 0, "no restart replayed the journal: the test did not exercise it");
+    assert!(
+        replayed > 0,
+        "no restart replayed the journal: the test did not exercise it"
+    );
 
     // Nothing stored twice, nothing acknowledged missing: the log holds each event once.
     let db = redb::Database::open(dir.path().join("store/sluice.redb")).unwrap();
@@ -152,14 +156,24 @@ ingest_keys = ["{KEY}"]
     for row in events.range(("crash", 0u64)..=("crash", u64::MAX)).unwrap() {
         let (_, v) = row.unwrap();
         for e in sluice::store::log::chunk_events(v.value()).unwrap() {
-            let id = sluice::store::codec::decode_event(e).unwrap().event.event_id;
+            let id = sluice::store::codec::decode_event(e)
+                .unwrap()
+                .event
+                .event_id;
             assert!(stored.insert(id.clone()), "{id} is in the log twice");
         }
     }
     for id in &all {
-        assert!(stored.contains(id), "{id} was acknowledged and is not in the log");
+        assert!(
+            stored.contains(id),
+            "{id} was acknowledged and is not in the log"
+        );
     }
-    eprintln!("{} events in the log, each once; {} acknowledged", stored.len(), all.len());
+    eprintln!(
+        "{} events in the log, each once; {} acknowledged",
+        stored.len(),
+        all.len()
+    );
 }
 
 /// Starts the real binary with its log (info) in `log`.

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableDatabase;
 use sluice::clock::{Clock, ManualClock};
 use sluice::store::backlog::EventMeta;
 use sluice::store::dedup::{DedupIndex, Seen};
@@ -116,7 +116,10 @@ async fn records_the_file_lacks_are_committed_again_once_at_open() {
     let (log, monthly, applied, epoch) = read_file(&path);
     assert_eq!(log, ["a1", "a2", "b1"]);
     assert_eq!(monthly, 3);
-    assert!(applied >= 2, "each ingest commit numbers its record: {applied}");
+    assert!(
+        applied >= 2,
+        "each ingest commit numbers its record: {applied}"
+    );
     let jpath = journal::path_of(&path);
     {
         let (_, records, _) = Journal::open(&path, epoch, None).unwrap();
@@ -151,7 +154,10 @@ async fn records_the_file_lacks_are_committed_again_once_at_open() {
     };
     {
         use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new().write(true).open(&jpath).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&jpath)
+            .unwrap();
         f.write_all_at(&[9, 0, 0, 0, 1, 2, 3], end).unwrap();
     }
 
