@@ -55,6 +55,7 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
         next_record: 1,
         dirty: false,
         last_durable_ms: opts.clock.now_ms(),
+        delivery_ms: i64::MIN / 2,
     };
     let Some(mut db) = open_until_ok(&mut w, &mut opts, &rx, &shared, OPENING) else {
         return;
@@ -135,12 +136,15 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
         // Durable: delivery or operator work (acted on once answered), shutdown, the
         // writer idle after commits only the journal holds, a checkpoint due, and a
         // large group (its own commit costs little per event; the journal would write
-        // it twice). Else small groups of ingest alone go through the journal.
+        // it twice), and while delivery commits come anyway (each is durable: the
+        // journal would only add a sync). Else small groups of ingest alone go
+        // through the journal.
         let durable = !delivery.is_empty()
             || shutdown.is_some()
             || (maintenance_only && !busy)
             || w.checkpoint_due(now)
-            || events >= JOURNAL_GROUP_MAX;
+            || events >= JOURNAL_GROUP_MAX
+            || now - w.delivery_ms < CHECKPOINT_MS;
         // A stop after commits only the journal holds makes them durable and empties it.
         let last = shutdown.is_some() && w.dirty;
         if maintenance_only || last || !batches.is_empty() || !delivery.is_empty() {
@@ -148,6 +152,9 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
             match w.commit(&db, &batches, &delivery, now, &mut plan) {
                 Ok(()) => {
                     w.committed(plan.durable, now);
+                    if n_ops > 0 {
+                        w.delivery_ms = now;
+                    }
                     for (mut b, reply) in batches.into_iter().zip(replies) {
                         if let Some(f) = b.on_done.take() {
                             f(true);
@@ -247,6 +254,8 @@ struct Writer {
     dirty: bool,
     /// When the last durable commit was made (the injected clock).
     last_durable_ms: i64,
+    /// When the last commit with delivery work was made.
+    delivery_ms: i64,
 }
 
 /// How one commit is made durable.
