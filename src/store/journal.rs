@@ -443,7 +443,8 @@ impl Journal {
     }
 }
 
-/// Bytes at the end of the journal that are not a whole record.
+/// Bytes after this lap's records that are not zeros: an earlier lap's records (the
+/// usual case) or a record cut short (never answered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Torn {
     /// Where the whole records end.

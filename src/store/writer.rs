@@ -377,11 +377,13 @@ impl Writer {
     ) -> Result<Recovered, anyhow::Error> {
         let (journal, records, torn) = Journal::open(&opts.path, epoch, opts.faults.clone())?;
         if let Some(t) = torn {
-            warn!(
+            // Normal: the file is reused from its start, so an earlier lap's records
+            // (or one cut short, never answered) follow this lap's.
+            tracing::debug!(
                 path = %journal.path().display(),
                 at = t.at,
                 len = t.len,
-                "the ingest journal ends in a torn record; it was never answered and is dropped"
+                "the ingest journal's records end here; what follows is from an earlier lap or was never answered"
             );
         }
         self.journal = Some(journal);
