@@ -203,3 +203,162 @@ async fn records_the_file_lacks_are_committed_again_once_at_open() {
     assert_eq!(read_file(&path).0.len(), 8);
     assert_eq!(clock.now_ms(), T0);
 }
+
+mod summaries {
+    //! What a replay appends is counted in the destinations' backlog summaries: with
+    //! the routing known at open (as the daemon gives it), and recounted by a walk when
+    //! the routing comes after the replay.
+
+    use super::*;
+    use sluice::event::NormalizedEvent;
+    use sluice::store::DeliveryOp;
+    use sluice::store::backlog::{BACKLOG, DestRoute, Routing, SharedRouting, decode_summary};
+    use sluice::store::codec::{StoredEvent, encode_event};
+
+    fn routed(routing: &SharedRouting, version: u64) {
+        let dests = [(
+            "d".to_string(),
+            DestRoute {
+                workspace: "ws".into(),
+                events: None,
+                by_event_time: false,
+            },
+        )]
+        .into_iter()
+        .collect();
+        routing.store(Arc::new(Routing {
+            version,
+            dests,
+            watched: Default::default(),
+        }));
+    }
+
+    fn start_routed(path: &Path, clock: &Arc<ManualClock>, routing: &SharedRouting) -> Store {
+        Store::start(StoreOptions {
+            path: path.to_path_buf(),
+            dedup: DedupIndex::new(WINDOW),
+            dedup_tuning: Default::default(),
+            routing: routing.clone(),
+            cache_size: 4 << 20,
+            clock: clock.clone(),
+            faults: None,
+            on_open: Box::new(|_| {}),
+        })
+    }
+
+    /// A request of real stored events.
+    fn events(ids: &[&str], ms: i64) -> IngestBatch {
+        let stored: Vec<Vec<u8>> = ids
+            .iter()
+            .map(|id| {
+                encode_event(&StoredEvent {
+                    accepted_ms: ms,
+                    sealed: Vec::new(),
+                    event: NormalizedEvent {
+                        event_id: id.to_string(),
+                        event_name: "Purchase".into(),
+                        event_time: ms / 1000,
+                        action_source: None,
+                        event_source_url: None,
+                        hashed: Vec::new(),
+                        clear: Vec::new(),
+                        plaintext: Vec::new(),
+                        custom_data: Vec::new(),
+                        destinations: Vec::new(),
+                    },
+                })
+            })
+            .collect();
+        let mut b = batch(ids, ms);
+        b.chunk = sluice::store::log::encode_chunk(stored.iter().map(Vec::as_slice));
+        b
+    }
+
+    /// `d`'s stored summary (depth, walk) and the journal's epoch and last applied
+    /// record, read from the closed file.
+    fn summary(path: &Path) -> ((u64, Option<u64>), u64, u64) {
+        let db = redb::Database::open(path).unwrap();
+        let read = db.begin_read().unwrap();
+        let s = read
+            .open_table(BACKLOG)
+            .unwrap()
+            .get("d")
+            .unwrap()
+            .map(|v| decode_summary(v.value()).unwrap())
+            .expect("d has a summary");
+        let meta = read.open_table(META).unwrap();
+        let number = |key| {
+            meta.get(key)
+                .unwrap()
+                .map_or(0, |v| u64::from_le_bytes(v.value().try_into().unwrap()))
+        };
+        (
+            (s.depth, s.walk),
+            number(journal::EPOCH_KEY),
+            number(journal::APPLIED_KEY),
+        )
+    }
+
+    async fn settle(store: &Store) {
+        for _ in 0..20 {
+            store.maintain().await.unwrap();
+        }
+    }
+
+    fn crash_leaves(path: &Path, epoch: u64, no: u64, batches: &[IngestBatch]) {
+        let (mut j, _, _) = Journal::open(path, epoch, None).unwrap();
+        j.clear();
+        for (i, b) in batches.iter().enumerate() {
+            j.append(no + i as u64, std::iter::once(b)).unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replayed_events_are_counted_in_the_backlog_summaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.redb");
+        let clock = ManualClock::new(T0);
+        let routing = SharedRouting::default();
+        routed(&routing, 1);
+        let store = start_routed(&path, &clock, &routing);
+        ready(&store).await;
+        store
+            .delivery(vec![DeliveryOp::Cursor {
+                dest: "d".into(),
+                next_seq: 1,
+            }])
+            .await
+            .unwrap();
+        store.ingest(events(&["a1", "a2"], T0)).await.unwrap();
+        settle(&store).await;
+        store.close().await;
+        let ((depth, walk), epoch, applied) = summary(&path);
+        assert_eq!((depth, walk), (2, None));
+
+        // Routing known at open (the daemon's way): the replay counts as it appends.
+        crash_leaves(
+            &path,
+            epoch,
+            applied + 1,
+            &[events(&["b1"], T0 + 1), events(&["c1", "c2"], T0 + 2)],
+        );
+        let store = start_routed(&path, &clock, &routing);
+        ready(&store).await;
+        settle(&store).await;
+        store.close().await;
+        let ((depth, walk), _, applied) = summary(&path);
+        assert_eq!((depth, walk), (5, None));
+
+        // No routing at open: the replay cannot count; once routing comes, the
+        // workspace's destinations are counted again from their cursors.
+        crash_leaves(&path, epoch, applied + 1, &[events(&["e1"], T0 + 3)]);
+        let later = SharedRouting::default();
+        let store = start_routed(&path, &clock, &later);
+        ready(&store).await;
+        routed(&later, 1);
+        settle(&store).await;
+        store.close().await;
+        let ((depth, walk), _, _) = summary(&path);
+        assert_eq!((depth, walk), (6, None));
+    }
+}
