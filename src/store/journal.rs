@@ -147,8 +147,6 @@ pub struct Journal {
 pub struct Pending {
     at: u64,
     len: u64,
-    /// Synced on the sync thread (else already synced).
-    on_thread: bool,
 }
 
 /// A thread that syncs the journal file when asked, so the writer applies a group to
@@ -288,21 +286,19 @@ impl Journal {
         no: u64,
         batches: impl Iterator<Item = &'a IngestBatch>,
     ) -> io::Result<u64> {
-        let p = self.write(no, batches, false)?;
+        let p = self.write(no, batches)?;
         let n = p.len;
         self.finish(p)?;
         Ok(n)
     }
 
-    /// The first half of [`Journal::append`]: writes the record and syncs it — on the
-    /// journal's sync thread when `overlap`, so the caller can apply a group meanwhile
-    /// (else here, saving two thread switches). The record counts as written once
-    /// [`Journal::finish`] says it is synced.
+    /// The first half of [`Journal::append`]: writes the record and starts its sync on
+    /// the journal's sync thread, so the caller can apply the group meanwhile. The
+    /// record counts as written once [`Journal::finish`] says it is synced.
     pub fn write<'a>(
         &mut self,
         no: u64,
         batches: impl Iterator<Item = &'a IngestBatch>,
-        overlap: bool,
     ) -> io::Result<Pending> {
         let rec = RecordRef {
             epoch: self.epoch,
@@ -333,16 +329,12 @@ impl Journal {
             self.check()?;
             self.file.write_all_at(&buf, at)?;
             self.check()?;
-            if overlap {
-                self.syncer.start().map(|()| true)
-            } else {
-                self.file.sync_data().map(|()| false)
-            }
+            self.syncer.start()
         });
         let len = buf.len() as u64;
         self.buf = buf;
         match result {
-            Ok(on_thread) => Ok(Pending { at, len, on_thread }),
+            Ok(()) => Ok(Pending { at, len }),
             Err(e) => {
                 // Nothing after `at` was answered: cut it off so no later read finds it.
                 self.cut(at);
@@ -357,7 +349,7 @@ impl Journal {
         if end <= self.capacity {
             return Ok(());
         }
-        let target = end.max(self.capacity) + GROW;
+        let target = end + GROW;
         self.check()?;
         let zeros = vec![0u8; 1 << 20];
         let mut at = self.capacity;
@@ -374,12 +366,7 @@ impl Journal {
     /// Waits for the sync [`Journal::write`] started. Err: the record is cut off again
     /// (or the journal marked broken) and its group must be made durable otherwise.
     pub fn finish(&mut self, p: Pending) -> io::Result<()> {
-        let synced = if p.on_thread {
-            self.syncer.wait()
-        } else {
-            Ok(())
-        };
-        match synced {
+        match self.syncer.wait() {
             Ok(()) => {
                 self.len = p.at + p.len;
                 self.last = Some(p.at);
@@ -396,10 +383,7 @@ impl Journal {
     /// were answered with an error goes (its header is zeroed and synced, so no read
     /// finds it). Marks the journal broken when it cannot.
     pub fn cut(&mut self, at: u64) {
-        let done = self
-            .check()
-            .and_then(|()| self.file.write_all_at(&[0; FRAME], at))
-            .and_then(|()| self.file.sync_data());
+        let done = self.zero_header(at);
         self.last = None;
         match done {
             Ok(()) => self.len = at,
@@ -408,6 +392,13 @@ impl Journal {
                 self.broken = true;
             }
         }
+    }
+
+    /// Zeroes a record header at `at` and syncs it: a read stops there.
+    fn zero_header(&self, at: u64) -> io::Result<()> {
+        self.check()?;
+        self.file.write_all_at(&[0; FRAME], at)?;
+        self.file.sync_data()
     }
 
     /// Drops the last record written (synced), whose commit failed: its requests
@@ -427,11 +418,7 @@ impl Journal {
         if self.broken {
             // A failed cut may have left a record: zero the start (the next read stops
             // there) before the journal is used again.
-            match self
-                .check()
-                .and_then(|()| self.file.write_all_at(&[0; FRAME], 0))
-                .and_then(|()| self.file.sync_data())
-            {
+            match self.zero_header(0) {
                 Ok(()) => self.broken = false,
                 Err(e) => {
                     tracing::warn!(error = %e, path = %self.path.display(), "cannot empty the ingest journal; ingest commits are durable until it is emptied");

@@ -316,7 +316,7 @@ impl Writer {
             return plan;
         }
         if let Some(j) = self.journal.as_mut().filter(|j| j.usable()) {
-            match j.write(no, batches.iter(), true) {
+            match j.write(no, batches.iter()) {
                 Ok(p) => {
                     plan.durable = false;
                     plan.pending = Some(p);
