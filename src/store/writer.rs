@@ -291,8 +291,8 @@ impl Writer {
         self.dirty = false;
     }
 
-    /// Whether a durable commit is due whatever the commit holds: a second since the
-    /// last one, or a journal grown past [`JOURNAL_MAX`].
+    /// Whether a durable commit is due whatever the commit holds: [`CHECKPOINT_MS`]
+    /// since the last one, or a journal grown past [`JOURNAL_MAX`].
     fn checkpoint_due(&self, now_ms: i64) -> bool {
         now_ms - self.last_durable_ms >= CHECKPOINT_MS
             || self
@@ -453,9 +453,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Applies one group in one transaction. `durable`: a durable commit; else one
-    /// the journal holds (its ingest is in record `record`) or that holds nothing
-    /// answered. Every commit that answers a delivery's settlement or a state change
+    /// Applies one group in one transaction, durable as `plan` says: else one the
+    /// journal holds (its ingest is in record `plan.record`, synced before the commit
+    /// makes it visible) or that holds nothing answered. Every commit that answers a delivery's settlement or a state change
     /// is durable: it is on disk before anyone acts on it (SPEC §3: after a crash only
     /// requests that were in flight are sent again). Group commit shares the fsync.
     fn commit(
@@ -580,6 +580,17 @@ struct Tables<'t> {
 /// The `meta` key of the next event history row number.
 const HISTORY_NEXT_ROW: &str = "history_next_row";
 
+/// A `meta` row holding a u64 (LE); None when absent or not 8 bytes.
+fn meta_u64(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<u64>, redb::Error> {
+    Ok(meta
+        .get(key)?
+        .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+        .map(u64::from_le_bytes))
+}
+
 fn apply_delivery(
     txn: &redb::WriteTransaction,
     t: &mut Tables,
@@ -597,10 +608,7 @@ fn apply_delivery(
     let mut hist_row: Option<u64> = None;
     let mut requests = txn.open_table(REQUEST_LOG)?;
     let mut series = txn.open_table(super::series::SERIES)?;
-    let mut next_id = meta
-        .get("dlq_next_id")?
-        .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
-        .map_or(1, u64::from_le_bytes);
+    let mut next_id = meta_u64(&meta, "dlq_next_id")?.unwrap_or(1);
     let start_id = next_id;
     for (ops, _) in delivery {
         for op in ops {
@@ -699,11 +707,7 @@ fn apply_delivery(
                     let puts = batch.entries.iter().filter(|e| e.dlq_put).count() as u64;
                     let row = match &mut hist_row {
                         Some(n) => n,
-                        None => hist_row.insert(
-                            meta.get(HISTORY_NEXT_ROW)?
-                                .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
-                                .map_or(1, u64::from_le_bytes),
-                        ),
+                        None => hist_row.insert(meta_u64(&meta, HISTORY_NEXT_ROW)?.unwrap_or(1)),
                     };
                     history::write(&mut hist, dest, batch, next_id - puts..next_id, row)?;
                 }
@@ -887,7 +891,7 @@ fn open(opts: &StoreOptions) -> Result<(Database, Maintainer, (u64, u64)), anyho
     };
     // Create every table, check the schema version, upgrade an older one.
     let txn = db.begin_write()?;
-    let found = {
+    let (found, journal) = {
         let mut meta = txn.open_table(META)?;
         let found = meta
             .get("schema_version")?
@@ -904,11 +908,16 @@ fn open(opts: &StoreOptions) -> Result<(Database, Maintainer, (u64, u64)), anyho
         // A real durable write: the store only reports ready once it can commit.
         let now = opts.clock.now_ms();
         meta.insert("opened_at_ms", now.to_le_bytes().as_slice())?;
-        if meta.get(journal::EPOCH_KEY)?.is_none() {
-            let epoch = journal::new_epoch();
-            meta.insert(journal::EPOCH_KEY, epoch.to_le_bytes().as_slice())?;
-        }
-        found
+        let epoch = match meta_u64(&meta, journal::EPOCH_KEY)? {
+            Some(e) => e,
+            None => {
+                let e = journal::new_epoch();
+                meta.insert(journal::EPOCH_KEY, e.to_le_bytes().as_slice())?;
+                e
+            }
+        };
+        let applied = meta_u64(&meta, journal::APPLIED_KEY)?.unwrap_or(0);
+        (found, (epoch, applied))
     };
     // Every table exists from the first open on.
     super::visit_tables(&mut Create(&txn))?;
@@ -923,17 +932,6 @@ fn open(opts: &StoreOptions) -> Result<(Database, Maintainer, (u64, u64)), anyho
         "dedup index loaded"
     );
     let maint = Maintainer::new(&loaded, opts.dedup_tuning);
-    let read = db.begin_read()?;
-    let meta = read.open_table(META)?;
-    let number = |key: &str| -> Result<u64, redb::Error> {
-        Ok(meta
-            .get(key)?
-            .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
-            .map_or(0, u64::from_le_bytes))
-    };
-    let journal = (number(journal::EPOCH_KEY)?, number(journal::APPLIED_KEY)?);
-    drop(meta);
-    drop(read);
     Ok((db, maint, journal))
 }
 
