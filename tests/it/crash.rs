@@ -7,7 +7,7 @@ use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::{free_port, now_secs, wait_http_ready};
+use crate::common::{free_port, now_secs, spawn_sluice_logged, wait_http_ready};
 use redb::ReadableDatabase;
 use serde_json::{Value, json};
 
@@ -57,7 +57,7 @@ ingest_keys = ["{KEY}"]
     let logs: Vec<std::path::PathBuf> =
         (0..5).map(|i| dir.path().join(format!("log{i}"))).collect();
     for round in 0..4u64 {
-        let mut child = spawn_logged(&config, &logs[round as usize]);
+        let mut child = spawn_sluice_logged(&config, &logs[round as usize]);
         wait_http_ready(&http, &url).await;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut clients = Vec::new();
@@ -103,7 +103,7 @@ ingest_keys = ["{KEY}"]
     }
 
     // Restart and re-send everything acknowledged: all duplicates.
-    let mut child = spawn_logged(&config, &logs[4]);
+    let mut child = spawn_sluice_logged(&config, &logs[4]);
     wait_http_ready(&http, &url).await;
     let all = acked.lock().unwrap().clone();
     assert!(
@@ -174,18 +174,6 @@ ingest_keys = ["{KEY}"]
         stored.len(),
         all.len()
     );
-}
-
-/// Starts the real binary with its log (info) in `log`.
-fn spawn_logged(config: &std::path::Path, log: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("spawn sluice")
 }
 
 /// Stops the last daemon with SIGTERM and checks it exits 0.

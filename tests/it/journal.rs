@@ -87,18 +87,19 @@ fn read_file(path: &Path) -> (Vec<String>, u64, u64, u64) {
         .get(("ws", 202_606))
         .unwrap()
         .map_or(0, |v| v.value());
+    let (epoch, applied) = journal_meta(&read);
+    (log, monthly, applied, epoch)
+}
+
+/// The store's journal epoch and last applied record (`meta`).
+fn journal_meta(read: &redb::ReadTransaction) -> (u64, u64) {
     let meta = read.open_table(META).unwrap();
     let number = |key| {
         meta.get(key)
             .unwrap()
             .map_or(0, |v| u64::from_le_bytes(v.value().try_into().unwrap()))
     };
-    (
-        log,
-        monthly,
-        number(journal::APPLIED_KEY),
-        number(journal::EPOCH_KEY),
-    )
+    (number(journal::EPOCH_KEY), number(journal::APPLIED_KEY))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,17 +287,8 @@ mod summaries {
             .unwrap()
             .map(|v| decode_summary(v.value()).unwrap())
             .expect("d has a summary");
-        let meta = read.open_table(META).unwrap();
-        let number = |key| {
-            meta.get(key)
-                .unwrap()
-                .map_or(0, |v| u64::from_le_bytes(v.value().try_into().unwrap()))
-        };
-        (
-            (s.depth, s.walk),
-            number(journal::EPOCH_KEY),
-            number(journal::APPLIED_KEY),
-        )
+        let (epoch, applied) = journal_meta(&read);
+        ((s.depth, s.walk), epoch, applied)
     }
 
     async fn settle(store: &Store) {

@@ -311,14 +311,29 @@ pub fn free_port() -> u16 {
 
 /// `sluice serve --config <config>` as a child process, quiet.
 pub fn spawn_sluice(config: &Path) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["serve", "--config"])
-        .arg(config)
+    serve(config)
         .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn sluice")
+}
+
+/// Like [`spawn_sluice`], with its log (info and up) written to `log`.
+pub fn spawn_sluice_logged(config: &Path, log: &Path) -> std::process::Child {
+    serve(config)
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("spawn sluice")
+}
+
+/// `sluice serve --config <config>`, stdout discarded.
+fn serve(config: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+    c.args(["serve", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null());
+    c
 }
 
 /// Waits (up to 10 s) until `GET {url}/readyz` answers 200.
