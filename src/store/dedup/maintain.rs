@@ -23,7 +23,8 @@ const FILTER_ENTRIES_PER_ROW: usize = 4_096;
 
 struct SealJob {
     run: u64,
-    sorted: Vec<(u128, Mark)>,
+    /// Shared with the frozen memtable, which look-ups ask until the run is published.
+    sorted: Arc<Vec<(u128, Mark)>>,
     pos: usize,
     meta: RunMeta,
     filter: Bloom,
@@ -358,23 +359,22 @@ impl Maintainer {
         meta: &mut redb::Table<u64, &[u8]>,
         index: &DedupIndex,
     ) -> Result<(), redb::Error> {
-        let frozen = index.freeze();
-        let mut sorted: Vec<(u128, Mark)> = frozen.map.iter().map(|(d, m)| (*d, *m)).collect();
-        sorted.sort_unstable_by_key(|e| e.0);
         let run = self.next_run;
         self.next_run += 1;
-        let mut filter = Bloom::with_capacity(sorted.len() as u64, run);
-        for (d, _) in &sorted {
-            filter.insert(*d);
-        }
+        let super::Sealing {
+            sorted,
+            filter,
+            epoch,
+            through_log,
+        } = index.freeze_sorted(run);
         let m = RunMeta {
             state: RunState::Building,
-            epoch: frozen.epoch.unwrap_or(0),
+            epoch: epoch.unwrap_or(0),
             level: 0,
             min_ms: sorted.iter().map(|e| e.1.ms).min().unwrap_or(0),
             max_ms: sorted.iter().map(|e| e.1.ms).max().unwrap_or(0),
             count: sorted.len() as u64,
-            through_log: frozen.through_log,
+            through_log,
             filter: serde_bytes::ByteBuf::new(),
         };
         meta.insert(run, encode_meta(&m).as_slice())?;

@@ -245,12 +245,61 @@ pub struct Run {
     pub filter: Bloom,
 }
 
+/// The memtable being sealed. Its map until the writer has sorted it for its run, then
+/// the sorted entries with the run's filter in front of them: half the memory of the
+/// map (32 bytes an entry against 66 in a map at seal size), which goes. A frozen
+/// memtable lives until its run is published, while the run's rows and filter are
+/// written over many commits, and the map, the sorted copy and a merge's new filter all
+/// alive at once made the daemon's high-water mark.
+#[derive(Debug)]
+pub enum Frozen {
+    Map(Memtable),
+    Sorted {
+        entries: Arc<Vec<(u128, Mark)>>,
+        filter: Bloom,
+    },
+}
+
+impl Frozen {
+    fn get(&self, d: u128) -> Option<Mark> {
+        match self {
+            Frozen::Map(m) => m.map.get(&d).copied(),
+            Frozen::Sorted { entries, filter } => {
+                if !filter.may_contain(d) {
+                    return None;
+                }
+                entries
+                    .binary_search_by_key(&d, |e| e.0)
+                    .ok()
+                    .map(|i| entries[i].1)
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Frozen::Map(m) => m.map.len(),
+            Frozen::Sorted { entries, .. } => entries.len(),
+        }
+    }
+}
+
+/// A frozen memtable sorted for its run ([`DedupIndex::freeze_sorted`]).
+struct Sealing {
+    /// Shared with the frozen memtable, which look-ups ask until the run is published.
+    sorted: Arc<Vec<(u128, Mark)>>,
+    filter: Bloom,
+    epoch: Option<i64>,
+    /// The last commit sequence whose digests are in.
+    through_log: u64,
+}
+
 /// The in-memory side of the index, shared by the intake (look-ups) and the writer
 /// thread (inserts after each commit, seals, merges, expiry).
 #[derive(Debug, Default)]
 pub struct DedupIndex {
     active: Mutex<Memtable>,
-    frozen: RwLock<Option<Arc<Memtable>>>,
+    frozen: RwLock<Option<Arc<Frozen>>>,
     runs: ArcSwap<Vec<Arc<Run>>>,
     /// The window in force (ms), for expiry; look-ups get theirs from the caller.
     window_ms: AtomicI64,
@@ -344,7 +393,7 @@ impl DedupIndex {
         if let Some(f) = frozen {
             for (o, d) in out.iter_mut().zip(digests) {
                 if o.is_none() {
-                    *o = f.map.get(d).and_then(|k| fresh(*k));
+                    *o = f.get(*d).and_then(fresh);
                 }
             }
         }
@@ -400,7 +449,7 @@ impl DedupIndex {
                     .read()
                     .expect("frozen lock")
                     .as_ref()
-                    .map_or(0, |f| f.map.len()),
+                    .map_or(0, |f| f.len()),
             runs.len(),
             runs.iter().map(|r| r.filter.bytes()).sum(),
         )
@@ -491,12 +540,39 @@ impl DedupIndex {
     /// Moves the live memtable aside (the writer seals it into a run). The memtable
     /// stays locked until the frozen one is in place: a look-up checks the memtable,
     /// then the frozen one, so in between it would find the digests in neither.
-    fn freeze(&self) -> Arc<Memtable> {
+    fn freeze(&self) -> Arc<Frozen> {
         let mut active = self.active.lock().expect("memtable lock");
-        let m = Arc::new(std::mem::take(&mut *active));
+        let m = Arc::new(Frozen::Map(std::mem::take(&mut *active)));
         *self.frozen.write().expect("frozen lock") = Some(m.clone());
         drop(active);
         m
+    }
+
+    /// Freezes the live memtable and sorts it for run `run` (its filter seeded with the
+    /// run's id): look-ups ask the sorted entries, behind the filter, from then on, and
+    /// the map goes once no look-up holds it.
+    fn freeze_sorted(&self, run: u64) -> Sealing {
+        let frozen = self.freeze();
+        let Frozen::Map(mem) = &*frozen else {
+            unreachable!("a memtable is frozen as its map")
+        };
+        let mut sorted: Vec<(u128, Mark)> = mem.map.iter().map(|(d, m)| (*d, *m)).collect();
+        sorted.sort_unstable_by_key(|e| e.0);
+        let mut filter = Bloom::with_capacity(sorted.len() as u64, run);
+        for (d, _) in &sorted {
+            filter.insert(*d);
+        }
+        let sealing = Sealing {
+            sorted: Arc::new(sorted),
+            filter,
+            epoch: mem.epoch,
+            through_log: mem.through_log,
+        };
+        *self.frozen.write().expect("frozen lock") = Some(Arc::new(Frozen::Sorted {
+            entries: sealing.sorted.clone(),
+            filter: sealing.filter.clone(),
+        }));
+        sealing
     }
 
     /// The live memtable's epoch and size.
@@ -558,6 +634,42 @@ pub(crate) fn find_in<T: ReadableTable<(u64, u128), &'static [u8]>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Once the writer has sorted the frozen memtable for its run, look-ups answer from
+    /// the sorted entries exactly as they did from the map: each digest with its own
+    /// mark, nothing for a digest that is not in it.
+    #[test]
+    fn a_frozen_memtable_sorted_for_its_run_answers_like_its_map() {
+        let idx = DedupIndex::new(3_600_000);
+        let tuning = Tuning {
+            seal_at: 1 << 20,
+            epoch_ms: 3_600_000,
+            ..Tuning::default()
+        };
+        let digests: Vec<u128> = (1..=5_000u128)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835))
+            .collect();
+        for (k, chunk) in digests.chunks(100).enumerate() {
+            let k = k as i64;
+            idx.insert(chunk, 1_000 + k, 100 * k as u64 + 1, &tuning, k as u64 + 1);
+        }
+        let none = || -> Result<super::super::View, StoreError> { unreachable!("no run") };
+        let before = idx.marks(&digests, 0, none).expect("look-up");
+        assert!(before.iter().all(Option::is_some));
+        let sealing = idx.freeze_sorted(7);
+        assert_eq!(idx.active_len(), 0, "the live memtable starts empty");
+        assert!(matches!(
+            idx.frozen.read().expect("frozen").as_deref(),
+            Some(Frozen::Sorted { .. })
+        ));
+        assert_eq!(sealing.sorted.len(), digests.len());
+        assert_eq!(idx.marks(&digests, 0, none).expect("look-up"), before);
+        // Absent digests: none found (the filter's rare "maybe" goes to the search).
+        let absent: Vec<u128> = digests.iter().map(|d| !d).collect();
+        let found = idx.marks(&absent, 0, none).expect("look-up");
+        assert!(found.iter().all(Option::is_none));
+        assert_eq!(idx.stats().0, digests.len());
+    }
 
     /// A look-up while the writer freezes the memtable must find a committed digest
     /// either in the memtable or in the frozen one: never in neither.
