@@ -67,10 +67,14 @@ struct Finish {
     sources: Option<Vec<Arc<Run>>>,
 }
 
-/// A run whose rows are being deleted; `run` is held until no look-up uses it.
+/// A run whose rows are being deleted, once no look-up still uses it (`run`'s strong
+/// count is 0). A weak reference: a look-up's snapshot of the run list is the only
+/// owner left, so the run's filter goes as soon as the last look-up that holds it ends,
+/// not after its rows are deleted (hundreds of commits for a large run, while the run
+/// that replaced it and its filter are already in memory).
 struct Dying {
     id: u64,
-    run: Option<Arc<Run>>,
+    run: Option<std::sync::Weak<Run>>,
 }
 
 pub struct Maintainer {
@@ -270,7 +274,7 @@ impl Maintainer {
             let Some(d) = self.dying.front() else {
                 break;
             };
-            if d.run.as_ref().is_some_and(|r| Arc::strong_count(r) > 1) {
+            if d.run.as_ref().is_some_and(|r| r.strong_count() > 0) {
                 break;
             }
             let n = runs::delete_blocks(&mut rows, d.id, blocks)?;
@@ -472,7 +476,7 @@ impl Maintainer {
                     index.replace(&ids, new);
                     self.dying.extend(gone.into_iter().map(|r| Dying {
                         id: r.id,
-                        run: Some(r),
+                        run: Some(Arc::downgrade(&r)),
                     }));
                 }
             }
@@ -495,7 +499,7 @@ impl Maintainer {
             || self
                 .dying
                 .front()
-                .is_some_and(|d| d.run.as_ref().is_none_or(|r| Arc::strong_count(r) == 1))
+                .is_some_and(|d| d.run.as_ref().is_none_or(|r| r.strong_count() == 0))
     }
 }
 
@@ -554,4 +558,52 @@ fn merge_slice(
         runs::write_blocks(rows, job.out, &out)?;
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(id: u64) -> Arc<Run> {
+        Arc::new(Run {
+            id,
+            meta: RunMeta {
+                state: RunState::Live,
+                epoch: 0,
+                level: 2,
+                min_ms: 1,
+                max_ms: 2,
+                count: 1_000_000,
+                through_log: 1,
+                filter: serde_bytes::ByteBuf::new(),
+            },
+            filter: Bloom::with_capacity(1_000_000, id),
+        })
+    }
+
+    /// A run a merge replaced (or that expired) keeps its filter in memory only while a
+    /// look-up still holds it, not while its rows are deleted over many commits; and
+    /// its rows wait for that look-up.
+    #[test]
+    fn a_replaced_run_is_freed_when_the_last_look_up_ends_not_when_its_rows_are_gone() {
+        let index = DedupIndex::new(3_600_000);
+        let mut m = Maintainer::new(&Loaded::default(), Tuning::default());
+        let old = run(1);
+        index.publish_seal(old.clone());
+        let weak = Arc::downgrade(&old);
+        // A look-up's snapshot of the run list, taken before the replace.
+        let looking = index.runs();
+        m.after.push(After::Replace {
+            gone: vec![old],
+            new: Some(run(2)),
+        });
+        m.committed(&index);
+        assert_eq!(index.runs().iter().map(|r| r.id).collect::<Vec<_>>(), [2]);
+        assert!(weak.upgrade().is_some(), "held by the look-up");
+        assert!(!m.busy(), "its rows wait while a look-up holds it");
+        drop(looking);
+        assert!(weak.upgrade().is_none(), "freed with the last look-up");
+        assert!(m.busy(), "its rows are to be deleted now");
+        assert_eq!(m.dying.len(), 1);
+    }
 }
