@@ -30,8 +30,9 @@
 //! memtable → frozen memtable (checked after the live one) → published run (published
 //! after the commit that completed it, before the frozen memtable is dropped). A
 //! look-up takes its list of runs before it opens its read transaction, and a run's
-//! rows are deleted only when no look-up still holds it (its `Arc` count), so every
-//! run a look-up probes is whole in its snapshot.
+//! rows are deleted only when no look-up still holds it (the writer keeps a `Weak`
+//! and waits for its strong count to reach 0), so every run a look-up probes is whole
+//! in its snapshot, and its filter is freed with the last such look-up.
 
 pub mod bloom;
 pub mod maintain;
