@@ -455,9 +455,10 @@ impl Writer {
 
     /// Applies one group in one transaction, durable as `plan` says: else one the
     /// journal holds (its ingest is in record `plan.record`, synced before the commit
-    /// makes it visible) or that holds nothing answered. Every commit that answers a delivery's settlement or a state change
-    /// is durable: it is on disk before anyone acts on it (SPEC §3: after a crash only
-    /// requests that were in flight are sent again). Group commit shares the fsync.
+    /// makes it visible) or that holds nothing answered. Every commit that answers a
+    /// delivery's settlement or a state change is durable: it is on disk before anyone
+    /// acts on it (SPEC §3: after a crash only requests that were in flight are sent
+    /// again). Group commit shares the fsync.
     fn commit(
         &mut self,
         db: &Database,

@@ -253,7 +253,7 @@ pub struct Run {
 /// written over many commits: the map beside the sorted copy was about 50 MB through
 /// every seal, where the sorted entries alone are about 16 MB.
 #[derive(Debug)]
-pub enum Frozen {
+enum Frozen {
     Map(Memtable),
     Sorted {
         entries: Arc<Vec<(u128, Mark)>>,
