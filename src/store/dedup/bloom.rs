@@ -27,9 +27,9 @@ pub const MID_BITS_PER_KEY: u64 = 14;
 /// Bits per key of a run of at most [`SMALL_RUN`] keys.
 pub const SMALL_BITS_PER_KEY: u64 = 18;
 /// Keys up to which a run is small: the first two levels of the open epoch (runs of
-/// 512 Ki and 2 Mi digests).
+/// 440 Ki and 1.7 Mi digests).
 pub const SMALL_RUN: u64 = 3_000_000;
-/// Keys up to which a run gets [`MID_BITS_PER_KEY`]: the third level (8 Mi).
+/// Keys up to which a run gets [`MID_BITS_PER_KEY`]: the third level (7 Mi).
 pub const MID_RUN: u64 = 10_000_000;
 
 /// Bits set per key (each from 9 bits of the digest's high half).

@@ -94,7 +94,8 @@ const META_V1: u8 = 1;
 /// Sizes and periods of the index (tests make them small).
 #[derive(Debug, Clone, Copy)]
 pub struct Tuning {
-    /// Digests in the memtable that trigger a seal.
+    /// Digests in the memtable that trigger a seal. The memtable gets room for this
+    /// plus [`Tuning::room`]'s margin at once.
     pub seal_at: usize,
     /// Length of an epoch (ms).
     pub epoch_ms: i64,
@@ -104,10 +105,26 @@ pub struct Tuning {
     pub slice: usize,
 }
 
+/// The default [`Tuning::seal_at`]: 440 Ki digests, so that with its margin the
+/// memtable's hash table has 512 Ki slots (a table holds 7/8 of its slots; entries are
+/// 32 bytes): 16.5 MB. At 512 Ki digests the table had 1 Mi slots, 33 MB, half of them
+/// never used.
+pub const SEAL_AT: usize = 440 * 1024;
+
+impl Tuning {
+    /// The digests the memtable gets room for at once: [`Tuning::seal_at`] and 1/64
+    /// more, for the digests of the commits that land before the seal starts (a seal
+    /// starts at the commit after the one that filled the memtable, and waits while the
+    /// last seal's filter is written). Past that the table grows, rehashing.
+    pub fn room(&self) -> usize {
+        self.seal_at + self.seal_at / 64
+    }
+}
+
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
-            seal_at: 512 * 1024,
+            seal_at: SEAL_AT,
             epoch_ms: 12 * 3_600_000,
             fan_in: 4,
             slice: 64 * 1024,
@@ -251,7 +268,7 @@ pub struct Run {
 /// map (32 bytes an entry against 66 in a map at seal size), which goes. A frozen
 /// memtable lives until its run is published, while the run's rows and filter are
 /// written over many commits: the map beside the sorted copy was about 50 MB through
-/// every seal, where the sorted entries alone are about 16 MB.
+/// every seal of 512 Ki digests, where the sorted entries alone were about 16 MB.
 #[derive(Debug)]
 enum Frozen {
     Map(Memtable),
@@ -333,7 +350,7 @@ impl DedupIndex {
 
     /// Records digests whose commit just returned (on the writer thread); the events
     /// are `first_seq`, `first_seq + 1`, … of their workspace's log. The memtable gets
-    /// room for `tuning.seal_at` digests at once (growing it rehashed every digest in
+    /// room for [`Tuning::room`] digests at once (growing it rehashed every digest in
     /// it, with the lock held, look-ups waiting, on each doubling) — once no frozen
     /// memtable is alive, so the two are never both full size.
     pub fn insert(
@@ -348,8 +365,8 @@ impl DedupIndex {
         if m.map.is_empty() {
             m.epoch = Some(accepted_ms.div_euclid(tuning.epoch_ms.max(1)));
         }
-        if m.map.capacity() < tuning.seal_at && self.frozen.read().expect("frozen lock").is_none() {
-            let room = tuning.seal_at - m.map.len();
+        if m.map.capacity() < tuning.room() && self.frozen.read().expect("frozen lock").is_none() {
+            let room = tuning.room().saturating_sub(m.map.len());
             m.map.reserve(room);
         }
         m.map.reserve(digests.len());
@@ -635,6 +652,26 @@ pub(crate) fn find_in<T: ReadableTable<(u64, u128), &'static [u8]>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The default memtable is sized once for a seal and its margin, in a table of
+    /// 512 Ki slots (16.5 MB): it does not grow (rehashing) on the way to a seal, and
+    /// it is not the 1 Mi-slot table (33 MB) that 512 Ki digests needed.
+    #[test]
+    fn the_default_memtable_fills_to_its_seal_in_a_table_of_512_ki_slots() {
+        let idx = DedupIndex::new(3_600_000);
+        let tuning = Tuning::default();
+        let slots_7_8 = 7 * (1usize << 19) / 8;
+        let digests: Vec<u128> = (1..=tuning.room() as u128)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835))
+            .collect();
+        for (k, chunk) in digests.chunks(1_000).enumerate() {
+            idx.insert(chunk, 1_000, 1_000 * k as u64 + 1, &tuning, k as u64 + 1);
+            let cap = idx.active.lock().expect("memtable lock").map.capacity();
+            assert_eq!(cap, slots_7_8, "after {} digests", (k + 1) * 1_000);
+        }
+        assert_eq!(idx.active_len(), tuning.room());
+        assert!(tuning.seal_at < tuning.room());
+    }
 
     /// Once the writer has sorted the frozen memtable for its run, look-ups answer from
     /// the sorted entries exactly as they did from the map: each digest with its own
