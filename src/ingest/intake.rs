@@ -202,6 +202,16 @@ impl Intake {
         let mut reserved: Vec<Reserved> = Vec::new();
         let digests: Vec<u128> = valid.iter().map(|v| v.1).collect();
         let cutoff = now_ms - dedup_window_ms;
+        // The published runs first, outside the workspace lock: their filters' probes
+        // and the disk checks of a "maybe" are most of a look-up with a full window,
+        // and held under the lock they kept this workspace's other requests waiting.
+        let runs = match self
+            .dedup
+            .lookup_runs(&digests, cutoff, || self.store.view())
+        {
+            Ok(r) => r,
+            Err(e) => return Outcome::Unavailable(e.to_string()),
+        };
         loop {
             let waits = {
                 let mut g = state.lock().expect("workspace lock");
@@ -210,9 +220,13 @@ impl Intake {
                     .filter_map(|d| g.pending.get(d).cloned())
                     .collect();
                 if waits.is_empty() {
-                    // Committed keys: the index answers under the workspace lock, so a
+                    // Committed keys: the rest of the look-up (the memtables and any
+                    // run published since) answers under the workspace lock, so a
                     // commit of this workspace cannot slip between look-up and reserve.
-                    let seen = match self.dedup.lookup(&digests, cutoff, || self.store.view()) {
+                    let seen = match self
+                        .dedup
+                        .lookup_rest(&digests, cutoff, &runs, || self.store.view())
+                    {
                         Ok(s) => s,
                         Err(e) => return Outcome::Unavailable(e.to_string()),
                     };

@@ -97,11 +97,24 @@ impl Rig {
             .collect()
     }
 
+    /// The look-up as the intake makes it: the runs, then the rest (what
+    /// [`DedupIndex::lookup`] answers in one go is checked against it).
     fn lookup(&self, ds: &[u128]) -> Vec<Seen> {
         let cutoff = self.clock.now_ms() - WINDOW;
-        self.index
+        let runs = self
+            .index
+            .lookup_runs(ds, cutoff, || self.store.view())
+            .expect("look-up of the runs");
+        let split = self
+            .index
+            .lookup_rest(ds, cutoff, &runs, || self.store.view())
+            .expect("look-up of the rest");
+        let whole = self
+            .index
             .lookup(ds, cutoff, || self.store.view())
-            .expect("lookup")
+            .expect("lookup");
+        assert_eq!(split, whole, "the split look-up answers as the whole one");
+        split
     }
 
     /// Commits `ds` as one accepted request now, and waits, as the intake's
@@ -306,6 +319,49 @@ async fn seals_merge_and_expiry_keep_memory_and_disk_bounded() {
     assert_eq!(filters.len().unwrap(), 0, "every run's filter rows deleted");
     drop(view);
     assert!(r.lookup(&all).iter().all(|s| *s == Seen::No));
+    r.store.close().await;
+}
+
+/// The intake asks the published runs outside its workspace lock, then the rest under
+/// it. Whatever is committed between the two halves is still found: in the memtable,
+/// or in a run sealed (and merged) since the runs were asked, which the first half
+/// never saw; and what the first half found in runs merged away since is kept.
+#[tokio::test]
+async fn what_is_committed_between_the_two_halves_of_a_look_up_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Rig::new(dir.path()).await;
+    let cutoff = || r.clock.now_ms() - WINDOW;
+    let old: Vec<u128> = (0..12u8).map(digest).collect();
+    for d in &old {
+        r.accept(&[*d]).await.unwrap();
+    }
+    r.settle().await;
+    assert!(r.index.stats().1 > 0, "the old digests are in runs");
+    let late: Vec<u128> = (100..130u8).map(digest).collect();
+    let mut all = old.clone();
+    all.extend(&late);
+    // The first half: the old digests are found in their runs, the late ones are new.
+    let runs = r
+        .index
+        .lookup_runs(&all, cutoff(), || r.store.view())
+        .unwrap();
+    // Then the late digests are committed, sealed into runs and merged with the old
+    // ones (a seal every 6 digests, pairs merged), before the second half.
+    for d in &late {
+        r.accept(&[*d]).await.unwrap();
+    }
+    r.settle().await;
+    let (mem, _, _) = r.index.stats();
+    assert!(
+        mem < late.len(),
+        "most late digests left the memtable: {mem}"
+    );
+    let got = r
+        .index
+        .lookup_rest(&all, cutoff(), &runs, || r.store.view())
+        .unwrap();
+    let missed: Vec<usize> = (0..all.len()).filter(|&i| got[i] != Seen::At(T0)).collect();
+    assert!(missed.is_empty(), "not found as duplicates: {missed:?}");
     r.store.close().await;
 }
 

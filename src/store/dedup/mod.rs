@@ -384,11 +384,72 @@ impl DedupIndex {
         cutoff_ms: i64,
         view: impl FnOnce() -> Result<super::View, StoreError>,
     ) -> Result<Vec<Seen>, StoreError> {
-        Ok(self
-            .marks(digests, cutoff_ms, view)?
-            .into_iter()
-            .map(|m| m.map_or(Seen::No, |m| Seen::At(m.ms)))
-            .collect())
+        Ok(seen(self.marks(digests, cutoff_ms, view)?))
+    }
+
+    /// The first half of a look-up split in two, for a caller that must not let a
+    /// commit slip between its look-up and what it does next (the intake, which
+    /// reserves the new digests under its workspace lock): the published runs are asked
+    /// here, outside that lock, since their filters' probes and the disk checks of
+    /// their "maybe"s are most of a look-up's time; [`DedupIndex::lookup_rest`] then
+    /// asks, under the lock, what can have changed since.
+    pub fn lookup_runs(
+        &self,
+        digests: &[u128],
+        cutoff_ms: i64,
+        view: impl FnOnce() -> Result<super::View, StoreError>,
+    ) -> Result<RunsAnswer, StoreError> {
+        let runs = self.runs.load_full();
+        let mut marks = vec![None; digests.len()];
+        let open: Vec<usize> = (0..digests.len()).collect();
+        probe(
+            &runs,
+            digests,
+            cutoff_ms,
+            open,
+            &mut marks,
+            &mut Lazy::new(view),
+        )?;
+        Ok(RunsAnswer { runs, marks })
+    }
+
+    /// The second half of [`DedupIndex::lookup_runs`]: the memtables, then the runs
+    /// published since it took its list (a seal of digests committed since, or a merge),
+    /// then what the runs of that list answered. A digest committed at any time before
+    /// this call is in one of them: it enters the memtable before its request's
+    /// reservation is released, and moves from there to the frozen memtable, then to a
+    /// published run, in the order this reads them.
+    pub fn lookup_rest(
+        &self,
+        digests: &[u128],
+        cutoff_ms: i64,
+        before: &RunsAnswer,
+        view: impl FnOnce() -> Result<super::View, StoreError>,
+    ) -> Result<Vec<Seen>, StoreError> {
+        let mut out = self.memtables(digests, cutoff_ms);
+        let runs = self.runs.load_full();
+        if !Arc::ptr_eq(&runs, &before.runs) {
+            let new: Vec<Arc<Run>> = runs
+                .iter()
+                .filter(|r| !before.runs.iter().any(|b| b.id == r.id))
+                .cloned()
+                .collect();
+            let open: Vec<usize> = (0..digests.len()).filter(|&i| out[i].is_none()).collect();
+            probe(
+                &new,
+                digests,
+                cutoff_ms,
+                open,
+                &mut out,
+                &mut Lazy::new(view),
+            )?;
+        }
+        for (o, b) in out.iter_mut().zip(&before.marks) {
+            if o.is_none() {
+                *o = *b;
+            }
+        }
+        Ok(seen(out))
     }
 
     /// The marks of `digests` accepted after `cutoff_ms` (the newest where a digest
@@ -399,6 +460,23 @@ impl DedupIndex {
         cutoff_ms: i64,
         view: impl FnOnce() -> Result<super::View, StoreError>,
     ) -> Result<Vec<Option<Mark>>, StoreError> {
+        let mut out = self.memtables(digests, cutoff_ms);
+        // The runs before the read transaction: every run in this list is whole in it.
+        let runs = self.runs.load_full();
+        let open: Vec<usize> = (0..digests.len()).filter(|&i| out[i].is_none()).collect();
+        probe(
+            &runs,
+            digests,
+            cutoff_ms,
+            open,
+            &mut out,
+            &mut Lazy::new(view),
+        )?;
+        Ok(out)
+    }
+
+    /// What the live memtable, then the frozen one, hold of `digests` inside the window.
+    fn memtables(&self, digests: &[u128], cutoff_ms: i64) -> Vec<Option<Mark>> {
         let fresh = |m: Mark| (m.ms > cutoff_ms).then_some(m);
         let mut out: Vec<Option<Mark>> = {
             let m = self.active.lock().expect("memtable lock");
@@ -415,41 +493,7 @@ impl DedupIndex {
                 }
             }
         }
-        // The runs before the read transaction: every run in this list is whole in it.
-        let runs = self.runs.load_full();
-        let mut view_fn = Some(view);
-        let mut view: Option<super::View> = None;
-        // Newest run first, so a recent duplicate is found soonest; each run asked for
-        // every digest still open in one pass, so the filters' cache misses overlap
-        // (the probes of one pass do not wait on each other).
-        let mut open: Vec<usize> = (0..digests.len()).filter(|&i| out[i].is_none()).collect();
-        for run in runs.iter().rev() {
-            if open.is_empty() {
-                break;
-            }
-            if run.meta.max_ms <= cutoff_ms {
-                continue;
-            }
-            let maybe: Vec<usize> = open
-                .iter()
-                .copied()
-                .filter(|&i| run.filter.may_contain(digests[i]))
-                .collect();
-            for i in maybe {
-                if view.is_none() {
-                    let f = view_fn.take().expect("opened once");
-                    view = Some(f()?);
-                }
-                let v = view.as_ref().expect("opened");
-                if let Some(k) = v.dedup_find(run.id, digests[i])?
-                    && let Some(k) = fresh(k)
-                {
-                    out[i] = Some(k);
-                }
-            }
-            open.retain(|&i| out[i].is_none());
-        }
-        Ok(out)
+        out
     }
 
     /// Digests in the live memtable.
@@ -641,6 +685,81 @@ pub struct Loaded {
 }
 
 /// The mark of `d` in run `run` (for [`super::View`]).
+/// What the published runs answered for some digests ([`DedupIndex::lookup_runs`]),
+/// with the list of runs asked.
+pub struct RunsAnswer {
+    runs: Arc<Vec<Arc<Run>>>,
+    marks: Vec<Option<Mark>>,
+}
+
+fn seen(marks: Vec<Option<Mark>>) -> Vec<Seen> {
+    marks
+        .into_iter()
+        .map(|m| m.map_or(Seen::No, |m| Seen::At(m.ms)))
+        .collect()
+}
+
+/// A read transaction opened the first time a filter says "maybe".
+struct Lazy<F> {
+    open: Option<F>,
+    view: Option<super::View>,
+}
+
+impl<F: FnOnce() -> Result<super::View, StoreError>> Lazy<F> {
+    fn new(open: F) -> Self {
+        Lazy {
+            open: Some(open),
+            view: None,
+        }
+    }
+
+    fn get(&mut self) -> Result<&super::View, StoreError> {
+        if self.view.is_none() {
+            let open = self.open.take().expect("opened once");
+            self.view = Some(open()?);
+        }
+        Ok(self.view.as_ref().expect("opened"))
+    }
+}
+
+/// Asks `runs` (taken before `view` opens, so each is whole in it) for the digests at
+/// `open`, filling `out` with marks inside the window. Newest run first, so a recent
+/// duplicate is found soonest; each run asked for every digest still open in one pass,
+/// so the filters' cache misses overlap (the probes of one pass do not wait on each
+/// other).
+fn probe<F: FnOnce() -> Result<super::View, StoreError>>(
+    runs: &[Arc<Run>],
+    digests: &[u128],
+    cutoff_ms: i64,
+    mut open: Vec<usize>,
+    out: &mut [Option<Mark>],
+    view: &mut Lazy<F>,
+) -> Result<(), StoreError> {
+    let fresh = |m: Mark| (m.ms > cutoff_ms).then_some(m);
+    for run in runs.iter().rev() {
+        if open.is_empty() {
+            break;
+        }
+        if run.meta.max_ms <= cutoff_ms {
+            continue;
+        }
+        let maybe: Vec<usize> = open
+            .iter()
+            .copied()
+            .filter(|&i| run.filter.may_contain(digests[i]))
+            .collect();
+        for i in maybe {
+            if let Some(k) = view.get()?.dedup_find(run.id, digests[i])?
+                && let Some(k) = fresh(k)
+            {
+                out[i] = Some(k);
+            }
+        }
+        open.retain(|&i| out[i].is_none());
+    }
+    Ok(())
+}
+
 pub(crate) fn find_in<T: ReadableTable<(u64, u128), &'static [u8]>>(
     t: &T,
     run: u64,
