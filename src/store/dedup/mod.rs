@@ -32,7 +32,10 @@
 //! look-up takes its list of runs before it opens its read transaction, and a run's
 //! rows are deleted only when no look-up still holds it (the writer keeps a `Weak`
 //! and waits for its strong count to reach 0), so every run a look-up probes is whole
-//! in its snapshot, and its filter is freed with the last such look-up.
+//! in its snapshot, and its filter is freed with the last such look-up. A look-up can
+//! be split ([`DedupIndex::lookup_runs`], then [`DedupIndex::lookup_rest`]): the second
+//! half reads the memtables and the runs published since the first took its list, so
+//! a digest committed between the halves is still found.
 
 pub mod bloom;
 pub mod maintain;
