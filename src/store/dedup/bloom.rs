@@ -115,16 +115,27 @@ impl Bloom {
         }
     }
 
+    /// What picks `d`'s block, and the bits inside it.
     #[inline]
-    fn locate(&self, d: u128) -> (usize, [u64; WORDS]) {
-        let (place, mut bits) = match self.layout {
+    fn halves(&self, d: u128) -> (u64, u64) {
+        match self.layout {
             Layout::Scattered => (
                 (d as u64) ^ self.seed,
                 ((d >> 64) as u64) ^ self.seed.rotate_left(32),
             ),
             Layout::Ordered => ((d >> 64) as u64, (d as u64) ^ self.seed),
-        };
-        let block = ((u128::from(place) * self.blocks.len() as u128) >> 64) as usize;
+        }
+    }
+
+    #[inline]
+    fn block_of(&self, place: u64) -> usize {
+        ((u128::from(place) * self.blocks.len() as u128) >> 64) as usize
+    }
+
+    #[inline]
+    fn locate(&self, d: u128) -> (usize, [u64; WORDS]) {
+        let (place, mut bits) = self.halves(d);
+        let block = self.block_of(place);
         let mut mask = [0u64; WORDS];
         for _ in 0..K {
             let bit = (bits & 511) as usize;
@@ -141,11 +152,31 @@ impl Bloom {
         }
     }
 
-    /// False: `d` was never inserted. True: it may have been.
+    /// False: `d` was never inserted. True: it may have been. Tests `d`'s bits one by
+    /// one and stops at the first clear one (most digests asked are in no run, and a
+    /// large run's filter has about half its bits set, so that is the first or second).
     #[inline]
     pub fn may_contain(&self, d: u128) -> bool {
-        let (b, mask) = self.locate(d);
-        self.blocks[b].iter().zip(mask).all(|(w, m)| w & m == m)
+        let (place, mut bits) = self.halves(d);
+        let block = &self.blocks[self.block_of(place)];
+        for _ in 0..K {
+            let bit = (bits & 511) as usize;
+            if block[bit >> 6] & (1u64 << (bit & 63)) == 0 {
+                return false;
+            }
+            bits >>= 9;
+        }
+        true
+    }
+
+    /// Loads the first word of `d`'s block, and nothing else: a pass of these over a
+    /// batch of digests, each independent of the one before, lets the CPU have many of
+    /// a large filter's cache misses in flight at once, so the [`Bloom::may_contain`]
+    /// pass after it finds its blocks in cache (a probe's own mask and compares are
+    /// too long for more than a few misses to overlap).
+    #[inline]
+    pub fn touch(&self, d: u128) -> u64 {
+        self.blocks[self.block_of(self.halves(d).0)][0]
     }
 
     /// Bytes of memory the bits take.

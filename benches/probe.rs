@@ -1,0 +1,176 @@
+//! How fast a dedup look-up asks the runs' filters with a full window: the filters of a
+//! 100 M-digest window in memory (the shape the soak ends with: three runs of 28.9 M
+//! digests, two of 7.2 M, two of 1.8 M, two of 450 k; about 165 MB), asked for batches
+//! of 100 digests that are in none of them, as a 100-event request's look-up asks them.
+//!
+//! Three ways, each over the same batches, newest filter first:
+//! - `floor`: only the pass that loads each digest's block ([`Bloom::touch`]): the
+//!   cache misses alone, no bit tested. The ceiling the others are measured against.
+//! - `one pass`: [`Bloom::may_contain`] for every digest, filter by filter.
+//! - `touch, then probe`: the block-loading pass, then `may_contain`: what the index's
+//!   look-up does.
+//!
+//! It prints nanoseconds per digest (all nine filters asked), the ratio of each to the
+//! floor, the share of digests some filter said "maybe" for (each is a disk check in a
+//! look-up), and the CPU other processes took meanwhile (over 0.1 cores skews it).
+//!
+//! `cargo bench --bench probe`. Environment: `SLUICE_PROBE_BATCHES` (20,000) batches.
+
+#![allow(clippy::pedantic)]
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use sluice::store::dedup::bloom::Bloom;
+
+mod support;
+
+/// The runs of a 100 M window after the soak's fill (digests per run).
+const RUNS: [u64; 9] = [
+    28_900_000, 28_900_000, 28_900_000, 7_200_000, 7_200_000, 1_800_000, 1_800_000, 450_000,
+    450_000,
+];
+
+/// A fixed stream of uniform 128-bit values (digests are SHA-256 prefixes).
+struct Stream(u128);
+
+impl Stream {
+    fn next(&mut self) -> u128 {
+        self.0 = self
+            .0
+            .wrapping_mul(0x2360_ED05_1FC6_5DA4_4385_DF64_9FCC_F645)
+            .wrapping_add(0x5851_F42D_4C95_7F2D_1405_7B7E_F767_814F);
+        self.0 ^ (self.0 >> 64)
+    }
+}
+
+/// Busy ticks of the whole machine and of this process (clock ticks).
+fn ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let all: u64 = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .enumerate()
+        .filter(|(i, _)| ![3, 4].contains(i)) // idle, iowait
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum();
+    let me = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = me
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let own = fields
+        .get(11)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    (all, own)
+}
+
+fn main() {
+    if support::filters().iter().any(|f| f == "--list") {
+        return;
+    }
+    let batches_n: usize = support::num("SLUICE_PROBE_BATCHES", 20_000usize).max(1);
+    let mut s = Stream(0x1234_5678_9ABC_DEF0_0FED_CBA9_8765_4321);
+    let t = Instant::now();
+    let filters: Vec<Bloom> = RUNS
+        .iter()
+        .enumerate()
+        .map(|(j, &n)| {
+            let mut f = Bloom::with_capacity(n, j as u64 + 1);
+            for _ in 0..n {
+                f.insert(s.next());
+            }
+            f
+        })
+        .collect();
+    let bytes: usize = filters.iter().map(Bloom::bytes).sum();
+    println!(
+        "sluice probe: {} filters, {} digests, {:.1} MB of bits (built in {:.1} s); {} batches of 100 new digests",
+        filters.len(),
+        RUNS.iter().sum::<u64>(),
+        bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64(),
+        batches_n
+    );
+    let batches: Vec<Vec<u128>> = (0..batches_n)
+        .map(|_| (0..100).map(|_| s.next()).collect())
+        .collect();
+    let digests = (batches_n * 100) as f64;
+
+    let run = |touch: bool, probe: bool| -> (f64, usize) {
+        let t = Instant::now();
+        let mut maybes = 0usize;
+        for b in &batches {
+            let open: Vec<usize> = (0..b.len()).collect();
+            for f in filters.iter().rev() {
+                if touch {
+                    black_box(open.iter().fold(0u64, |a, &i| a ^ f.touch(b[i])));
+                }
+                if probe {
+                    let maybe: Vec<usize> = open
+                        .iter()
+                        .copied()
+                        .filter(|&i| f.may_contain(b[i]))
+                        .collect();
+                    maybes += maybe.len();
+                }
+            }
+        }
+        (t.elapsed().as_nanos() as f64 / digests, maybes)
+    };
+
+    let measured = Instant::now();
+    let (all0, own0) = ticks();
+    let mut rows: Vec<(&str, Vec<f64>, usize)> = vec![
+        ("floor (touch only)", Vec::new(), 0),
+        ("one pass (may_contain)", Vec::new(), 0),
+        ("touch, then probe (the look-up)", Vec::new(), 0),
+    ];
+    for _ in 0..3 {
+        for (k, (touch, probe)) in [(true, false), (false, true), (true, true)]
+            .into_iter()
+            .enumerate()
+        {
+            let (ns, maybes) = run(touch, probe);
+            rows[k].1.push(ns);
+            rows[k].2 = maybes;
+        }
+    }
+    let (all1, own1) = ticks();
+    let secs = measured.elapsed().as_secs_f64().max(1e-9);
+    let others = (all1 - all0).saturating_sub(own1 - own0) as f64 / 100.0 / secs;
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let floor = median(&rows[0].1);
+    for (name, ns, maybes) in &rows {
+        let m = median(ns);
+        let maybe_note = if *maybes > 0 {
+            format!(
+                "; a \"maybe\" for {:.2}% of digests",
+                100.0 * *maybes as f64 / digests
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "  {name:<34} {m:>7.1} ns per digest (median of 3: {}), {:.2} x the floor{maybe_note}",
+            ns.iter()
+                .map(|v| format!("{v:.1}"))
+                .collect::<Vec<_>>()
+                .join(" / "),
+            m / floor
+        );
+    }
+    println!("  other processes: {others:.2} cores (over 0.1 skews the figures)");
+}
