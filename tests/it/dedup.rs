@@ -21,6 +21,7 @@ fn tuning() -> Tuning {
         epoch_ms: 10_000,
         fan_in: 2,
         slice: 5,
+        max_run: u64::MAX,
     }
 }
 
@@ -362,6 +363,69 @@ async fn what_is_committed_between_the_two_halves_of_a_look_up_is_found() {
         .unwrap();
     let missed: Vec<usize> = (0..all.len()).filter(|&i| got[i] != Seen::At(T0)).collect();
     assert!(missed.is_empty(), "not found as duplicates: {missed:?}");
+    r.store.close().await;
+}
+
+/// No merge writes a run larger than `max_run` digests (the new run's filter and its
+/// sources' are in memory together until it is live): in the open epoch a level whose
+/// merge would pass it keeps its runs, and a closed epoch merges its smallest runs
+/// while they fit instead of all of them into one. Nothing is lost either way.
+#[tokio::test]
+async fn no_merge_writes_a_run_past_max_run_in_or_after_its_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.redb");
+    let clock = ManualClock::new(T0);
+    let index = DedupIndex::new(WINDOW);
+    let store = Store::start(StoreOptions {
+        path,
+        dedup: index.clone(),
+        dedup_tuning: Tuning {
+            max_run: 20,
+            ..tuning()
+        },
+        routing: Default::default(),
+        cache_size: 4 << 20,
+        clock: clock.clone(),
+        faults: None,
+        on_open: Box::new(|_| {}),
+    });
+    let r = Rig {
+        path: dir.path().join("d.redb"),
+        clock,
+        faults: FaultSwitch::new(),
+        store,
+        index,
+    };
+    r.ready().await;
+    let all: Vec<u128> = (0..100u32)
+        .map(|k| dedup_digest("ws", "Lead", &k.to_string()))
+        .collect();
+    for d in &all {
+        r.accept(&[*d]).await.unwrap();
+    }
+    r.settle().await;
+    // Seals of 6, pairs merged into 12; two of 12 would make 24 > 20, so they stay.
+    let open = r.index.run_sizes();
+    assert!(open.iter().all(|n| *n <= 20), "open epoch: {open:?}");
+    assert!(
+        open.iter().filter(|n| **n == 12).count() >= 4,
+        "open epoch: {open:?}"
+    );
+    assert!(r.lookup(&all).iter().all(|s| *s == Seen::At(T0)));
+    // The epoch ends: the smallest runs merge while they fit, not all into one.
+    r.clock.advance_ms(10_000);
+    r.settle().await;
+    let closed = r.index.run_sizes();
+    assert!(closed.iter().all(|n| *n <= 20), "closed epoch: {closed:?}");
+    assert!(closed.len() > 1, "closed epoch: {closed:?}");
+    let mut sorted = closed.clone();
+    sorted.sort_unstable();
+    assert!(
+        sorted[0] + sorted[1] > 20,
+        "the two smallest would still fit in one run: {closed:?}"
+    );
+    assert_eq!(closed.iter().sum::<u64>(), 100 - r.index.stats().0 as u64);
+    assert!(r.lookup(&all).iter().all(|s| *s == Seen::At(T0)));
     r.store.close().await;
 }
 

@@ -392,8 +392,9 @@ impl Maintainer {
         Ok(())
     }
 
-    /// A closed epoch with more than one run merges whole; in the open epoch, the
-    /// oldest `fan_in` runs of a level with that many merge into the next level.
+    /// A closed epoch merges its smallest runs, as many as fit in [`Tuning::max_run`]
+    /// (two at least); in the open epoch, the oldest `fan_in` runs of a level with that
+    /// many merge into the next level, when they fit.
     fn start_merge(
         &mut self,
         meta: &mut redb::Table<u64, &[u8]>,
@@ -407,25 +408,46 @@ impl Maintainer {
         for r in runs.iter().filter(|r| r.meta.max_ms > cutoff) {
             by_epoch.entry(r.meta.epoch).or_default().push(r);
         }
+        let max_run = self.tuning.max_run;
         let mut pick: Option<Vec<Arc<Run>>> = None;
         for (epoch, rs) in &by_epoch {
-            if *epoch < epoch_now && rs.len() > 1 {
-                pick = Some(rs.iter().map(|r| (*r).clone()).collect());
-                break;
-            }
-            if *epoch >= epoch_now {
-                let mut levels: BTreeMap<u32, Vec<&Arc<Run>>> = BTreeMap::new();
-                for r in rs {
-                    levels.entry(r.meta.level).or_default().push(r);
-                }
-                if let Some((_, rs)) = levels.iter().find(|(_, rs)| rs.len() >= self.tuning.fan_in)
-                {
-                    let mut rs: Vec<Arc<Run>> = rs.iter().map(|r| (*r).clone()).collect();
+            if *epoch < epoch_now {
+                // A closed epoch: its smallest runs, as many as fit in one run.
+                let mut rs: Vec<Arc<Run>> = rs.iter().map(|r| (*r).clone()).collect();
+                rs.sort_by_key(|r| (r.meta.count, r.id));
+                let mut total = 0u64;
+                let fit = rs
+                    .iter()
+                    .take_while(|r| {
+                        total = total.saturating_add(r.meta.count);
+                        total <= max_run
+                    })
+                    .count();
+                if fit > 1 {
+                    rs.truncate(fit);
                     rs.sort_by_key(|r| r.id);
-                    rs.truncate(self.tuning.fan_in);
                     pick = Some(rs);
                     break;
                 }
+                continue;
+            }
+            let mut levels: BTreeMap<u32, Vec<&Arc<Run>>> = BTreeMap::new();
+            for r in rs {
+                levels.entry(r.meta.level).or_default().push(r);
+            }
+            let fits = |rs: &[Arc<Run>]| rs.iter().map(|r| r.meta.count).sum::<u64>() <= max_run;
+            if let Some(rs) = levels
+                .values()
+                .filter(|rs| rs.len() >= self.tuning.fan_in)
+                .find_map(|rs| {
+                    let mut rs: Vec<Arc<Run>> = rs.iter().map(|r| (*r).clone()).collect();
+                    rs.sort_by_key(|r| r.id);
+                    rs.truncate(self.tuning.fan_in);
+                    fits(&rs).then_some(rs)
+                })
+            {
+                pick = Some(rs);
+                break;
             }
         }
         let Some(sources) = pick else {

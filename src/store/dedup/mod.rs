@@ -16,9 +16,11 @@
 //!   store of any size loads filters, not entries.
 //! - **Epochs**: runs never mix epochs ([`Tuning::epoch_ms`], 12 h by default). Inside
 //!   the open epoch, [`Tuning::fan_in`] runs of one level merge into one of the next;
-//!   a closed epoch merges into a single run. A run is dropped whole once its newest
-//!   entry left the window: expiry is a range delete, and the number of filters a
-//!   look-up probes stays small (about one per closed epoch plus a few).
+//!   a closed epoch merges its smallest runs into one while they fit. No merge writes
+//!   more than [`Tuning::max_run`] digests, which bounds the memory a merge holds (its
+//!   new filter beside its sources'). A run is dropped whole once its newest entry
+//!   left the window: expiry is a range delete, and the number of filters a look-up
+//!   probes stays small (about one per closed epoch plus a few).
 //!
 //! # Exactness
 //!
@@ -104,6 +106,11 @@ pub struct Tuning {
     pub epoch_ms: i64,
     /// Runs of one level that merge into one of the next.
     pub fan_in: usize,
+    /// The most digests a merge writes into one run ([`MAX_RUN`] by default): the new
+    /// run's filter and its sources' are in memory together until it is live, so this
+    /// bounds that peak. A level whose merge would pass it keeps its runs, and a closed
+    /// epoch merges its smallest runs while they fit (not always into one run).
+    pub max_run: u64,
     /// Entries written (sealed, merged or deleted) per commit by maintenance.
     pub slice: usize,
 }
@@ -113,6 +120,12 @@ pub struct Tuning {
 /// 32 bytes): 16.5 MB. At 512 Ki digests the table had 1 Mi slots, 33 MB, half of them
 /// never used.
 pub const SEAL_AT: usize = 440 * 1024;
+
+/// The default [`Tuning::max_run`]: 32 Mi digests, a filter of about 50 MB. The
+/// fourth level of an epoch (four runs of 7 Mi: about 28.9 M digests) fits; a fifth
+/// would be 115 M digests, and a closed epoch of 100 M merged whole built a 158 MB
+/// filter beside its sources' 165 MB (RSS 338 → 482 MiB in the soak's drain).
+pub const MAX_RUN: u64 = 32 * 1024 * 1024;
 
 impl Tuning {
     /// The digests the memtable gets room for at once: [`Tuning::seal_at`] and 1/64
@@ -131,6 +144,7 @@ impl Default for Tuning {
             epoch_ms: 12 * 3_600_000,
             fan_in: 4,
             slice: 64 * 1024,
+            max_run: MAX_RUN,
         }
     }
 }
@@ -502,6 +516,11 @@ impl DedupIndex {
     /// Digests in the live memtable.
     pub fn active_len(&self) -> usize {
         self.active.lock().expect("memtable lock").map.len()
+    }
+
+    /// The digests of each published run, oldest first (tests and benches).
+    pub fn run_sizes(&self) -> Vec<u64> {
+        self.runs.load().iter().map(|r| r.meta.count).collect()
     }
 
     /// Figures for tests and benches: (memtable digests, runs, filter bytes).
