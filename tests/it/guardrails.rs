@@ -316,9 +316,12 @@ async fn unhealthy_probe_reprobes_thirty_minutes_later() {
     // The platform still fails when the probe runs.
     r.hook.set_script(FaultScript::always(Fault::Transient));
     r.clock.advance_ms(4 * HOUR);
+    // The timeline is read from the store and the state from the delivery engine,
+    // which takes the committed change a moment after the commit returns: wait for both.
     until("probe failed", || async {
         admin_get(&r.d, "/v1/destinations/hooks/timeline").await["events"][0]["action"]
             == "probe_failed"
+            && state(&r).await["state"] == "paused"
     })
     .await;
     let s = state(&r).await;
