@@ -29,6 +29,7 @@ struct Rig {
     path: std::path::PathBuf,
     clock: Arc<ManualClock>,
     faults: Arc<FaultSwitch>,
+    tuning: Tuning,
     store: Store,
     index: Arc<DedupIndex>,
 }
@@ -37,12 +38,13 @@ fn start(
     path: &Path,
     clock: &Arc<ManualClock>,
     faults: &Arc<FaultSwitch>,
+    tuning: Tuning,
 ) -> (Store, Arc<DedupIndex>) {
     let index = DedupIndex::new(WINDOW);
     let store = Store::start(StoreOptions {
         path: path.to_path_buf(),
         dedup: index.clone(),
-        dedup_tuning: tuning(),
+        dedup_tuning: tuning,
         routing: Default::default(),
         cache_size: 4 << 20,
         clock: clock.clone(),
@@ -54,14 +56,19 @@ fn start(
 
 impl Rig {
     async fn new(dir: &Path) -> Rig {
+        Rig::with_tuning(dir, tuning()).await
+    }
+
+    async fn with_tuning(dir: &Path, tuning: Tuning) -> Rig {
         let path = dir.join("d.redb");
         let clock = ManualClock::new(T0);
         let faults = FaultSwitch::new();
-        let (store, index) = start(&path, &clock, &faults);
+        let (store, index) = start(&path, &clock, &faults, tuning);
         let r = Rig {
             path,
             clock,
             faults,
+            tuning,
             store,
             index,
         };
@@ -81,7 +88,7 @@ impl Rig {
 
     async fn restart(&mut self) {
         self.store.close().await;
-        let (store, index) = start(&self.path, &self.clock, &self.faults);
+        let (store, index) = start(&self.path, &self.clock, &self.faults, self.tuning);
         self.store = store;
         self.index = index;
         self.ready().await;
@@ -373,30 +380,14 @@ async fn what_is_committed_between_the_two_halves_of_a_look_up_is_found() {
 #[tokio::test]
 async fn no_merge_writes_a_run_past_max_run_in_or_after_its_epoch() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("d.redb");
-    let clock = ManualClock::new(T0);
-    let index = DedupIndex::new(WINDOW);
-    let store = Store::start(StoreOptions {
-        path,
-        dedup: index.clone(),
-        dedup_tuning: Tuning {
+    let r = Rig::with_tuning(
+        dir.path(),
+        Tuning {
             max_run: 20,
             ..tuning()
         },
-        routing: Default::default(),
-        cache_size: 4 << 20,
-        clock: clock.clone(),
-        faults: None,
-        on_open: Box::new(|_| {}),
-    });
-    let r = Rig {
-        path: dir.path().join("d.redb"),
-        clock,
-        faults: FaultSwitch::new(),
-        store,
-        index,
-    };
-    r.ready().await;
+    )
+    .await;
     let all: Vec<u128> = (0..100u32)
         .map(|k| dedup_digest("ws", "Lead", &k.to_string()))
         .collect();

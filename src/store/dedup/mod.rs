@@ -418,15 +418,7 @@ impl DedupIndex {
     ) -> Result<RunsAnswer, StoreError> {
         let runs = self.runs.load_full();
         let mut marks = vec![None; digests.len()];
-        let open: Vec<usize> = (0..digests.len()).collect();
-        probe(
-            &runs,
-            digests,
-            cutoff_ms,
-            open,
-            &mut marks,
-            &mut Lazy::new(view),
-        )?;
+        probe(&runs, digests, cutoff_ms, &mut marks, view)?;
         Ok(RunsAnswer { runs, marks })
     }
 
@@ -451,15 +443,7 @@ impl DedupIndex {
                 .filter(|r| !before.runs.iter().any(|b| b.id == r.id))
                 .cloned()
                 .collect();
-            let open: Vec<usize> = (0..digests.len()).filter(|&i| out[i].is_none()).collect();
-            probe(
-                &new,
-                digests,
-                cutoff_ms,
-                open,
-                &mut out,
-                &mut Lazy::new(view),
-            )?;
+            probe(&new, digests, cutoff_ms, &mut out, view)?;
         }
         for (o, b) in out.iter_mut().zip(&before.marks) {
             if o.is_none() {
@@ -480,15 +464,7 @@ impl DedupIndex {
         let mut out = self.memtables(digests, cutoff_ms);
         // The runs before the read transaction: every run in this list is whole in it.
         let runs = self.runs.load_full();
-        let open: Vec<usize> = (0..digests.len()).filter(|&i| out[i].is_none()).collect();
-        probe(
-            &runs,
-            digests,
-            cutoff_ms,
-            open,
-            &mut out,
-            &mut Lazy::new(view),
-        )?;
+        probe(&runs, digests, cutoff_ms, &mut out, view)?;
         Ok(out)
     }
 
@@ -706,7 +682,6 @@ pub struct Loaded {
     pub covered: u64,
 }
 
-/// The mark of `d` in run `run` (for [`super::View`]).
 /// What the published runs answered for some digests ([`DedupIndex::lookup_runs`]),
 /// with the list of runs asked.
 pub struct RunsAnswer {
@@ -744,22 +719,24 @@ impl<F: FnOnce() -> Result<super::View, StoreError>> Lazy<F> {
     }
 }
 
-/// Asks `runs` (taken before `view` opens, so each is whole in it) for the digests at
-/// `open`, filling `out` with marks inside the window. Newest run first, so a recent
+/// Asks `runs` (taken before `view` opens, so each is whole in it) for the digests
+/// `out` has no mark for yet, filling `out` with marks inside the window; `view` is
+/// opened the first time a filter says "maybe". Newest run first, so a recent
 /// duplicate is found soonest; each run asked for every digest still open in one pass,
 /// after a pass that only loads each digest's block ([`Bloom::touch`]), so the
 /// filters' cache misses overlap: asking the nine filters of a 100 M window takes
 /// about 205 ns a digest this way against 330 in one pass (`cargo bench --bench
 /// probe`; 540 with the mask-then-compare check `may_contain` had before).
-fn probe<F: FnOnce() -> Result<super::View, StoreError>>(
+fn probe(
     runs: &[Arc<Run>],
     digests: &[u128],
     cutoff_ms: i64,
-    mut open: Vec<usize>,
     out: &mut [Option<Mark>],
-    view: &mut Lazy<F>,
+    view: impl FnOnce() -> Result<super::View, StoreError>,
 ) -> Result<(), StoreError> {
     let fresh = |m: Mark| (m.ms > cutoff_ms).then_some(m);
+    let mut view = Lazy::new(view);
+    let mut open: Vec<usize> = (0..digests.len()).filter(|&i| out[i].is_none()).collect();
     for run in runs.iter().rev() {
         if open.is_empty() {
             break;
@@ -788,6 +765,7 @@ fn probe<F: FnOnce() -> Result<super::View, StoreError>>(
     Ok(())
 }
 
+/// The mark of `d` in run `run` (for [`super::View`]).
 pub(crate) fn find_in<T: ReadableTable<(u64, u128), &'static [u8]>>(
     t: &T,
     run: u64,
