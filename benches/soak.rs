@@ -25,8 +25,27 @@
 //! Phases, each printed when it ends with elapsed time, events accepted so far, the
 //! daemon's VmRSS and VmHWM, the store file's size and the CPU it took:
 //! 1. `empty rates`: single events for `SLUICE_SOAK_RATE_SECS` s, then 100-event batches
-//!    for as long, both at 64 connections, into `bulk`, each after a 1 s warm-up: events/s
-//!    and answer times (p50 / p99 / max), with the CPU other processes took meanwhile.
+//!    for as long, both at 64 connections, into `bulk`, each after a 1 s warm-up that
+//!    starts 1 s past a minute mark of the system clock: events/s and answer times
+//!    (p50 / p99 / max), with the CPU other processes took meanwhile and the dedup
+//!    merges the daemon finished (from its log: how many, entries, levels) and the bytes
+//!    it had the kernel read from storage (`/proc/<pid>/io`: page-cache hits are not
+//!    counted; with a full store these are the dedup checks of filters' "maybe"s on
+//!    pages of the file the page cache no longer holds).
+//!    - Thirty seconds by default: the open epoch's merges rewrite 1.7 Mi, 7 Mi and
+//!      28 Mi digests about every 7, 29 and 115 s of batches at these rates, so a 10 s
+//!      window measured a level-2 merge or not depending on where the fill had left
+//!      the levels, and the empty store's ten seconds never reached one.
+//!    - Aligned to the minute: the daemon's housekeeping runs on the minute marks and
+//!      asks for `bulk`'s log to be trimmed of everything accepted before the mark, which
+//!      the writer then deletes beside the next commits (twice what each appends). A
+//!      window holding a mark measures ingest plus the trim of up to a minute of
+//!      ingest; one without measures ingest alone. Unaligned, which window got a mark
+//!      depended on when the run started: in one run the full store's batch window held
+//!      one (about 5.7 M events to trim) and the empty store's did not. Aligned, no
+//!      window holds a mark: one that would starts 1 s after that mark instead (a
+//!      window of at most 57 s then ends before the next). Trimming a minute of the log
+//!      is the same work whatever the dedup window holds.
 //! 2. `fill`: `SLUICE_SOAK_BACKLOG` events to `shop` (queued for the paused `hook`), then
 //!    `bulk` until `SLUICE_SOAK_EVENTS` events in all are inside the dedup window (the
 //!    rate phases' events count), in 1,000-event batches at `SLUICE_SOAK_CONNS`
@@ -44,8 +63,9 @@
 //!    that pass asks for `bulk`'s log to be trimmed of the fill's last minute (millions
 //!    of events, where a store at the real rate has a minute of its own ingest), and
 //!    without waiting for it that trim ran inside the `full` measurement or not,
-//!    depending on where the minute mark fell. Targets are checked on the second; both
-//!    ratios are printed.
+//!    depending on where the minute mark fell. `full` is aligned to the minute as in
+//!    phase 1; `just filled` is not (it is taken right after the fill). Targets are
+//!    checked on `full`; both ratios are printed.
 //! 4. `restart`: SIGTERM, wait for the exit, start again on the same store; time from
 //!    spawn to the first `GET /readyz` 200 (polled every 20 ms), VmRSS at ready; then the
 //!    first `GET /metrics`, the first `GET /v1/destinations` and the first
@@ -73,7 +93,7 @@
 //!
 //! Environment: `SLUICE_SOAK_EVENTS` (100,000,000) events in the dedup window,
 //! `SLUICE_SOAK_BACKLOG` (10,000,000) events queued for `hook`, `SLUICE_SOAK_CONNS` (8)
-//! connections of the fill, `SLUICE_SOAK_RATE_SECS` (10) seconds per rate measurement,
+//! connections of the fill, `SLUICE_SOAK_RATE_SECS` (30) seconds per rate measurement,
 //! `SLUICE_SOAK_DRAIN_REF` (17000) events/s the drain must reach, `SLUICE_BENCH_DIR`
 //! (where the temp dir goes; default the system temp dir; it is deleted at the end).
 //! The daemon's log is `<tmp>/daemon.log`; its WARN/ERROR lines are counted at the end.
@@ -133,7 +153,7 @@ impl Settings {
             events: num("SLUICE_SOAK_EVENTS", 100_000_000u64).max(1),
             backlog: num("SLUICE_SOAK_BACKLOG", 10_000_000u64),
             conns: num("SLUICE_SOAK_CONNS", 8usize).max(1),
-            rate_secs: num("SLUICE_SOAK_RATE_SECS", 10u64).max(1),
+            rate_secs: num("SLUICE_SOAK_RATE_SECS", 30u64).max(1),
             drain_ref: num("SLUICE_SOAK_DRAIN_REF", 17_000f64),
             dir: std::env::var_os("SLUICE_BENCH_DIR").map(PathBuf::from),
         }
@@ -147,6 +167,17 @@ impl Settings {
 struct Mem {
     rss_kb: u64,
     hwm_kb: u64,
+}
+
+/// Bytes the process made the kernel fetch from storage (`read_bytes` of
+/// `/proc/<pid>/io`): reads the page cache answered are not in it. (Its `write_bytes`
+/// counts pages as they are dirtied, several times the bytes that reach the disk
+/// here, so it is not shown.)
+fn io_of(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("read_bytes:"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 fn mem_of(pid: u32) -> Option<Mem> {
@@ -1102,20 +1133,48 @@ impl Run {
     /// Single events, then 100-event batches, into `bulk`, each after a 1 s warm-up
     /// (its events count as accepted, not in the rate): events/s and the cores other
     /// processes took meanwhile.
-    fn rates(&mut self, load: &Load, label: &str, tag: &str) -> [(f64, f64); 2] {
+    /// With `aligned`, a warm-up and its window that would hold a minute mark of the
+    /// system clock (the daemon's housekeeping clock) start 1 s after that mark instead,
+    /// so no housekeeping pass falls inside a measurement while `rate_secs` is at most
+    /// [`ALIGNED_MAX_SECS`] (see the module doc). Waiting only then keeps the idle time
+    /// short: the page cache of this box gives back part of an idle store file within
+    /// minutes, and the dedup checks of a full store read what it gave back.
+    fn rates(&mut self, load: &Load, label: &str, tag: &str, aligned: bool) -> [(f64, f64); 2] {
         let secs = self.s.rate_secs;
         let mut out = [(0.0f64, 0.0f64); 2];
         for (k, (per_req, what)) in [(1u64, "single"), (RATE_BATCH, "batch100")]
             .into_iter()
             .enumerate()
         {
+            // The warm-up, the window and a second of slack.
+            let needs = Duration::from_secs(secs + 2);
+            if aligned && until_minute_mark() < needs {
+                let wait = until_minute_mark() + Duration::from_secs(1);
+                println!(
+                    "  {label} {what}: waiting {} for 1 s past the minute mark{}",
+                    fmt_dur(wait),
+                    if secs > ALIGNED_MAX_SECS {
+                        " (the window is longer than the gap to the next mark: the next pass falls inside it)"
+                    } else {
+                        ""
+                    }
+                );
+                std::thread::sleep(wait);
+            }
             let (warm, _) = load.timed(BULK_KEY, &format!("{tag}{k}w"), RATE_CONNS, per_req, 1);
             self.accepted += warm.accepted;
             self.checks.load(&format!("{label} {what} warm-up"), &warm);
+            let log_at = file_size(&self.daemon.log);
+            let io_before = io_of(self.daemon.pid);
             let before = cpu_snap(&self.daemon);
             let (mut t, took) =
                 load.timed(BULK_KEY, &format!("{tag}{k}c"), RATE_CONNS, per_req, secs);
             let cpu = CpuUse::between(before, cpu_snap(&self.daemon));
+            let merges = merges_logged(&self.daemon.log, log_at);
+            let io = match (io_before, io_of(self.daemon.pid)) {
+                (Some(r0), Some(r1)) => format!("{} read from storage", bytes_h(r1 - r0.min(r1))),
+                _ => "? (no /proc/<pid>/io)".into(),
+            };
             self.accepted += t.accepted;
             let eps = t.accepted as f64 / took.as_secs_f64();
             out[k] = (eps, cpu.map_or(f64::NAN, |u| u.others));
@@ -1128,11 +1187,51 @@ impl Run {
                 fmt_dur(took),
                 t.latency()
             );
+            println!("    dedup merges finished meanwhile: {merges}; the daemon's I/O: {io}");
             self.phase(&format!("{label} {what}"), cpu);
         }
         out
     }
 }
+
+/// The dedup merges the daemon logged (`dedup runs merged`, INFO) after byte `from`
+/// of its log: how many, the entries they wrote, and their levels. A merge rewrites
+/// every entry of its sources, so where the big ones land decides much of a short
+/// rate window.
+fn merges_logged(log: &Path, from: u64) -> String {
+    let Ok(bytes) = std::fs::read(log) else {
+        return "? (no daemon log)".into();
+    };
+    let tail = String::from_utf8_lossy(bytes.get(from as usize..).unwrap_or_default());
+    let field = |line: &str, key: &str| -> Option<u64> {
+        let at = line.find(key)? + key.len();
+        let digits: String = line[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    let (mut n, mut entries, mut levels) = (0u64, 0u64, Vec::new());
+    for line in tail.lines().filter(|l| l.contains("dedup runs merged")) {
+        n += 1;
+        entries += field(line, "entries=").unwrap_or(0);
+        if let Some(l) = field(line, "level=") {
+            levels.push(l.to_string());
+        }
+    }
+    if n == 0 {
+        return "none".into();
+    }
+    format!(
+        "{n} ({} entries written; levels {})",
+        fmt_int(entries),
+        levels.join(", ")
+    )
+}
+
+/// Longest aligned rate window that ends before the next minute mark: the 1 s offset,
+/// the 1 s warm-up and this leave a second of slack.
+const ALIGNED_MAX_SECS: u64 = 57;
 
 /// How long until the next minute mark of the system clock, where the daemon's
 /// housekeeping passes run.
@@ -1288,7 +1387,7 @@ fn soak(run: &mut Run, receiver: &Receiver) -> ExitCode {
 
     // ----- a. empty rates
     println!("\n== a. empty rates (into `bulk`)");
-    let [empty_single, empty_batch] = run.rates(&load, "empty", "e");
+    let [empty_single, empty_batch] = run.rates(&load, "empty", "e", true);
 
     // ----- b. fill
     println!("\n== b. fill");
@@ -1299,9 +1398,9 @@ fn soak(run: &mut Run, receiver: &Receiver) -> ExitCode {
 
     // ----- c. full rates: just filled, then with the upkeep the fill deferred done
     println!("\n== c. full rates (into `bulk`)");
-    let [filled_single, filled_batch] = run.rates(&load, "just filled", "g");
+    let [filled_single, filled_batch] = run.rates(&load, "just filled", "g", false);
     let settled = settle(run);
-    let [full_single, full_batch] = run.rates(&load, "full", "h");
+    let [full_single, full_batch] = run.rates(&load, "full", "h", true);
     let hwm_first = run.daemon.mem().hwm_kb;
     let window_events = run.accepted;
 
