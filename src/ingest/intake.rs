@@ -26,7 +26,7 @@ use crate::store::backlog::EventMeta;
 use crate::store::codec::{StoredEvent, encode_event_into, pii_aad};
 use crate::store::dedup::{DedupIndex, DigestMap, Seen};
 use crate::store::log::ChunkBuilder;
-use crate::store::{IngestBatch, Recovered, Store, dedup_digest};
+use crate::store::{IngestBatch, Recovered, Store, StoreError, dedup_digest};
 
 struct Bucket {
     tokens: f64,
@@ -205,10 +205,21 @@ impl Intake {
         // The published runs first, outside the workspace lock: their filters' probes
         // and the disk checks of a "maybe" are most of a look-up with a full window,
         // and held under the lock they kept this workspace's other requests waiting.
-        let runs = match self
-            .dedup
-            .lookup_runs(&digests, cutoff, || self.store.view())
-        {
+        let probe = self.dedup.probe_runs(&digests, cutoff);
+        let runs = if probe.needs_disk() {
+            // A check reads a page of the store, which the page cache may no longer
+            // hold: it waits on a blocking thread, not on a worker that serves requests
+            // (with a full store on a box whose page cache gave part of the file back,
+            // the workers stalled on these reads).
+            let store = self.store.clone();
+            let d = digests.clone();
+            tokio::task::spawn_blocking(move || probe.check(&d, cutoff, || store.view()))
+                .await
+                .unwrap_or_else(|e| Err(StoreError::Unavailable(format!("dedup check: {e}"))))
+        } else {
+            probe.check(&digests, cutoff, || self.store.view())
+        };
+        let runs = match runs {
             Ok(r) => r,
             Err(e) => return Outcome::Unavailable(e.to_string()),
         };

@@ -109,10 +109,17 @@ impl Rig {
     /// [`DedupIndex::lookup`] answers in one go is checked against it).
     fn lookup(&self, ds: &[u128]) -> Vec<Seen> {
         let cutoff = self.clock.now_ms() - WINDOW;
-        let runs = self
-            .index
-            .lookup_runs(ds, cutoff, || self.store.view())
-            .expect("look-up of the runs");
+        // The filters first, then the disk checks (elsewhere, in the intake, when some
+        // filter said "maybe"): without a "maybe" the check must not open the store.
+        let probe = self.index.probe_runs(ds, cutoff);
+        let runs = if probe.needs_disk() {
+            probe.check(ds, cutoff, || self.store.view())
+        } else {
+            probe.check(ds, cutoff, || {
+                panic!("the runs' check opened the store with no filter saying maybe")
+            })
+        }
+        .expect("look-up of the runs");
         let split = self
             .index
             .lookup_rest(ds, cutoff, &runs, || self.store.view())
@@ -370,6 +377,73 @@ async fn what_is_committed_between_the_two_halves_of_a_look_up_is_found() {
         .unwrap();
     let missed: Vec<usize> = (0..all.len()).filter(|&i| got[i] != Seen::At(T0)).collect();
     assert!(missed.is_empty(), "not found as duplicates: {missed:?}");
+    r.store.close().await;
+}
+
+/// The runs' filters are asked without the disk ([`DedupIndex::probe_runs`]); the
+/// probe says whether its check reads the disk, and the check finds every digest in a
+/// run. The intake checks on a blocking thread only a probe that needs the disk.
+#[tokio::test]
+async fn the_filter_pass_says_which_look_ups_need_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Rig::new(dir.path()).await;
+    let cutoff = || r.clock.now_ms() - WINDOW;
+    let old: Vec<u128> = (0..12u8).map(digest).collect();
+    for d in &old {
+        r.accept(&[*d]).await.unwrap();
+    }
+    r.settle().await;
+    let (mem, runs, _) = r.index.stats();
+    assert!(runs > 0 && mem < old.len(), "the old digests are in runs");
+    let in_runs: Vec<u128> = old
+        .iter()
+        .copied()
+        .filter(|d| r.index.probe_runs(&[*d], cutoff()).needs_disk())
+        .collect();
+    assert!(
+        in_runs.len() + mem >= old.len(),
+        "every digest that left the memtable needs the disk: {} of {}",
+        in_runs.len(),
+        old.len() - mem
+    );
+    let probe = r.index.probe_runs(&in_runs, cutoff());
+    assert!(probe.needs_disk());
+    let opened = std::cell::Cell::new(0);
+    let answer = probe
+        .check(&in_runs, cutoff(), || {
+            opened.set(opened.get() + 1);
+            r.store.view()
+        })
+        .unwrap();
+    assert_eq!(opened.get(), 1, "one read transaction for all the checks");
+    let got = r
+        .index
+        .lookup_rest(&in_runs, cutoff(), &answer, || {
+            panic!("nothing was published since the probe")
+        })
+        .unwrap();
+    assert!(got.iter().all(|s| *s == Seen::At(T0)), "{got:?}");
+    // Digests never accepted: a filter can say "maybe" (then the check finds nothing);
+    // most need no disk at all.
+    let new: Vec<u128> = (0..2000u32)
+        .map(|k| u128::from(k) << 64 | 0xfeed)
+        .map(|x| x.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835))
+        .collect();
+    let needs = new
+        .iter()
+        .filter(|d| r.index.probe_runs(&[**d], cutoff()).needs_disk())
+        .count();
+    assert!(needs < new.len() / 10, "{needs} of {} new digests", new.len());
+    let answer = r
+        .index
+        .probe_runs(&new, cutoff())
+        .check(&new, cutoff(), || r.store.view())
+        .unwrap();
+    let got = r
+        .index
+        .lookup_rest(&new, cutoff(), &answer, || r.store.view())
+        .unwrap();
+    assert!(got.iter().all(|s| *s == Seen::No));
     r.store.close().await;
 }
 

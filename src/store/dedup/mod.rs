@@ -409,17 +409,30 @@ impl DedupIndex {
     /// reserves the new digests under its workspace lock): the published runs are asked
     /// here, outside that lock, since their filters' probes and the disk checks of
     /// their "maybe"s are most of a look-up's time; [`DedupIndex::lookup_rest`] then
-    /// asks, under the lock, what can have changed since.
+    /// asks, under the lock, what can have changed since. The same as
+    /// [`DedupIndex::probe_runs`], then [`RunsProbe::check`].
     pub fn lookup_runs(
         &self,
         digests: &[u128],
         cutoff_ms: i64,
         view: impl FnOnce() -> Result<super::View, StoreError>,
     ) -> Result<RunsAnswer, StoreError> {
+        self.probe_runs(digests, cutoff_ms)
+            .check(digests, cutoff_ms, view)
+    }
+
+    /// The published runs' filters asked for `digests`, without reading the disk: what
+    /// [`RunsProbe::check`] must then look up in which run. A caller on an async
+    /// worker checks the "maybe"s elsewhere ([`RunsProbe::needs_disk`]): a check can
+    /// miss the page cache and wait for the disk.
+    pub fn probe_runs(&self, digests: &[u128], cutoff_ms: i64) -> RunsProbe {
         let runs = self.runs.load_full();
-        let mut marks = vec![None; digests.len()];
-        probe(&runs, digests, cutoff_ms, &mut marks, view)?;
-        Ok(RunsAnswer { runs, marks })
+        let maybes = filter_pass(&runs, digests, cutoff_ms, &vec![None; digests.len()]);
+        RunsProbe {
+            runs,
+            maybes,
+            len: digests.len(),
+        }
     }
 
     /// The second half of [`DedupIndex::lookup_runs`]: the memtables, then the runs
@@ -689,6 +702,47 @@ pub struct RunsAnswer {
     marks: Vec<Option<Mark>>,
 }
 
+/// What the published runs' filters said of some digests ([`DedupIndex::probe_runs`]):
+/// the list of runs asked, and each "maybe" as (digest, run) in the order to check
+/// them, newest run first.
+pub struct RunsProbe {
+    runs: Arc<Vec<Arc<Run>>>,
+    maybes: Vec<(usize, usize)>,
+    len: usize,
+}
+
+impl RunsProbe {
+    /// Whether some filter said "maybe", so [`RunsProbe::check`] reads the disk.
+    pub fn needs_disk(&self) -> bool {
+        !self.maybes.is_empty()
+    }
+
+    /// The runs' answer: each "maybe" looked up in its run (`view` opened for the
+    /// first), newest run first, until the digest is found accepted after `cutoff_ms`.
+    /// `digests` and `cutoff_ms` are the ones the probe was made with.
+    pub fn check(
+        self,
+        digests: &[u128],
+        cutoff_ms: i64,
+        view: impl FnOnce() -> Result<super::View, StoreError>,
+    ) -> Result<RunsAnswer, StoreError> {
+        debug_assert_eq!(digests.len(), self.len, "the probe's digests");
+        let mut marks = vec![None; self.len];
+        check_pass(
+            &self.runs,
+            digests,
+            cutoff_ms,
+            &self.maybes,
+            &mut marks,
+            view,
+        )?;
+        Ok(RunsAnswer {
+            runs: self.runs,
+            marks,
+        })
+    }
+}
+
 fn seen(marks: Vec<Option<Mark>>) -> Vec<Seen> {
     marks
         .into_iter()
@@ -721,12 +775,7 @@ impl<F: FnOnce() -> Result<super::View, StoreError>> Lazy<F> {
 
 /// Asks `runs` (taken before `view` opens, so each is whole in it) for the digests
 /// `out` has no mark for yet, filling `out` with marks inside the window; `view` is
-/// opened the first time a filter says "maybe". Newest run first, so a recent
-/// duplicate is found soonest; each run asked for every digest still open in one pass,
-/// after a pass that only loads each digest's block ([`Bloom::touch`]), so the
-/// filters' cache misses overlap: asking the nine filters of a 100 M window takes
-/// about 205 ns a digest this way against 330 in one pass (`cargo bench --bench
-/// probe`; 540 with the mask-then-compare check `may_contain` had before).
+/// opened the first time a filter says "maybe". [`filter_pass`], then [`check_pass`].
 fn probe(
     runs: &[Arc<Run>],
     digests: &[u128],
@@ -734,13 +783,29 @@ fn probe(
     out: &mut [Option<Mark>],
     view: impl FnOnce() -> Result<super::View, StoreError>,
 ) -> Result<(), StoreError> {
-    let fresh = |m: Mark| (m.ms > cutoff_ms).then_some(m);
-    let mut view = Lazy::new(view);
-    let mut open: Vec<usize> = (0..digests.len()).filter(|&i| out[i].is_none()).collect();
-    for run in runs.iter().rev() {
-        if open.is_empty() {
-            break;
-        }
+    let maybes = filter_pass(runs, digests, cutoff_ms, out);
+    check_pass(runs, digests, cutoff_ms, &maybes, out, view)
+}
+
+/// Each run's filter asked for the digests `out` has no mark for, newest run first:
+/// the "maybe"s as (digest, run index), grouped by run in that order. Each run is
+/// asked for every digest in one pass, after a pass that only loads each digest's
+/// block ([`Bloom::touch`]), so the filters' cache misses overlap: asking the nine
+/// filters of a 100 M window takes about 205 ns a digest this way against 330 in one
+/// pass (`cargo bench --bench probe`; 540 with the mask-then-compare check
+/// `may_contain` had before). No disk is read.
+fn filter_pass(
+    runs: &[Arc<Run>],
+    digests: &[u128],
+    cutoff_ms: i64,
+    out: &[Option<Mark>],
+) -> Vec<(usize, usize)> {
+    let open: Vec<usize> = (0..digests.len()).filter(|&i| out[i].is_none()).collect();
+    let mut maybes = Vec::new();
+    if open.is_empty() {
+        return maybes;
+    }
+    for (r, run) in runs.iter().enumerate().rev() {
         if run.meta.max_ms <= cutoff_ms {
             continue;
         }
@@ -748,19 +813,37 @@ fn probe(
             open.iter()
                 .fold(0u64, |a, &i| a ^ run.filter.touch(digests[i])),
         );
-        let maybe: Vec<usize> = open
-            .iter()
-            .copied()
-            .filter(|&i| run.filter.may_contain(digests[i]))
-            .collect();
-        for i in maybe {
-            if let Some(k) = view.get()?.dedup_find(run.id, digests[i])?
-                && let Some(k) = fresh(k)
-            {
-                out[i] = Some(k);
-            }
+        maybes.extend(
+            open.iter()
+                .copied()
+                .filter(|&i| run.filter.may_contain(digests[i]))
+                .map(|i| (i, r)),
+        );
+    }
+    maybes
+}
+
+/// The disk checks of [`filter_pass`]'s "maybe"s, in its order (newest run first): a
+/// digest is looked up in its run unless an earlier check found it accepted after
+/// `cutoff_ms`. `view` is opened for the first check.
+fn check_pass(
+    runs: &[Arc<Run>],
+    digests: &[u128],
+    cutoff_ms: i64,
+    maybes: &[(usize, usize)],
+    out: &mut [Option<Mark>],
+    view: impl FnOnce() -> Result<super::View, StoreError>,
+) -> Result<(), StoreError> {
+    let mut view = Lazy::new(view);
+    for &(i, r) in maybes {
+        if out[i].is_some() {
+            continue;
         }
-        open.retain(|&i| out[i].is_none());
+        if let Some(k) = view.get()?.dedup_find(runs[r].id, digests[i])?
+            && k.ms > cutoff_ms
+        {
+            out[i] = Some(k);
+        }
     }
     Ok(())
 }
