@@ -433,7 +433,11 @@ async fn the_filter_pass_says_which_look_ups_need_the_disk() {
         .iter()
         .filter(|d| r.index.probe_runs(&[**d], cutoff()).needs_disk())
         .count();
-    assert!(needs < new.len() / 10, "{needs} of {} new digests", new.len());
+    assert!(
+        needs < new.len() / 10,
+        "{needs} of {} new digests",
+        new.len()
+    );
     let answer = r
         .index
         .probe_runs(&new, cutoff())
