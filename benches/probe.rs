@@ -7,8 +7,14 @@
 //! - `floor`: only the pass that loads each digest's block ([`Bloom::touch`]): the
 //!   cache misses alone, no bit tested. The ceiling the others are measured against.
 //! - `one pass`: [`Bloom::may_contain`] for every digest, filter by filter.
-//! - `touch, then probe`: the block-loading pass, then `may_contain`: what the index's
-//!   look-up does.
+//! - `touch, then probe, filter by filter`: each filter's block-loading pass, then its
+//!   `may_contain`, one filter after the other: what the index's look-up does for
+//!   many digests.
+//! - `touch all, then probe`: the block-loading pass over every filter, then
+//!   `may_contain` filter by filter.
+//! - The last two again for one-digest look-ups (a single-event request), where
+//!   loading filter by filter leaves one cache miss in flight at a time: the index
+//!   loads every filter first for a look-up of fewer than 32 digests.
 //!
 //! It prints nanoseconds per digest (all nine filters asked), the ratio of each to the
 //! floor, the share of digests some filter said "maybe" for (each is a disk check in a
@@ -105,13 +111,23 @@ fn main() {
         .collect();
     let digests = (batches_n * 100) as f64;
 
-    let run = |touch: bool, probe: bool| -> (f64, usize) {
+    // `size` digests a look-up; `touch_first`: every filter's blocks loaded before any
+    // is asked (the look-up now), else each filter's loaded, then asked, in turn.
+    let run = |touch: bool, probe: bool, touch_first: bool, size: usize| -> (f64, usize) {
         let t = Instant::now();
         let mut maybes = 0usize;
-        for b in &batches {
+        for b in batches.iter().flat_map(|b| b.chunks(size)) {
             let open: Vec<usize> = (0..b.len()).collect();
+            if touch && touch_first {
+                black_box(
+                    filters
+                        .iter()
+                        .rev()
+                        .fold(0u64, |a, f| open.iter().fold(a, |a, &i| a ^ f.touch(b[i]))),
+                );
+            }
             for f in filters.iter().rev() {
-                if touch {
+                if touch && !touch_first {
                     black_box(open.iter().fold(0u64, |a, &i| a ^ f.touch(b[i])));
                 }
                 if probe {
@@ -132,14 +148,22 @@ fn main() {
     let mut rows: Vec<(&str, Vec<f64>, usize)> = vec![
         ("floor (touch only)", Vec::new(), 0),
         ("one pass (may_contain)", Vec::new(), 0),
-        ("touch, then probe (the look-up)", Vec::new(), 0),
+        ("touch, then probe, filter by filter", Vec::new(), 0),
+        ("touch all, then probe", Vec::new(), 0),
+        ("1-digest: filter by filter", Vec::new(), 0),
+        ("1-digest: touch all, then probe", Vec::new(), 0),
+    ];
+    let modes = [
+        (true, false, false, 100),
+        (false, true, false, 100),
+        (true, true, false, 100),
+        (true, true, true, 100),
+        (true, true, false, 1),
+        (true, true, true, 1),
     ];
     for _ in 0..3 {
-        for (k, (touch, probe)) in [(true, false), (false, true), (true, true)]
-            .into_iter()
-            .enumerate()
-        {
-            let (ns, maybes) = run(touch, probe);
+        for (k, (touch, probe, first, size)) in modes.into_iter().enumerate() {
+            let (ns, maybes) = run(touch, probe, first, size);
             rows[k].1.push(ns);
             rows[k].2 = maybes;
         }
@@ -164,7 +188,7 @@ fn main() {
             String::new()
         };
         println!(
-            "  {name:<34} {m:>7.1} ns per digest (median of 3: {}), {:.2} x the floor{maybe_note}",
+            "  {name:<37} {m:>7.1} ns per digest (median of 3: {}), {:.2} x the floor{maybe_note}",
             ns.iter()
                 .map(|v| format!("{v:.1}"))
                 .collect::<Vec<_>>()
