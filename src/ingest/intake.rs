@@ -212,12 +212,11 @@ impl Intake {
             // (with a full store on a box whose page cache gave part of the file back,
             // the workers stalled on these reads).
             let store = self.store.clone();
-            let d = digests.clone();
-            tokio::task::spawn_blocking(move || probe.check(&d, cutoff, || store.view()))
+            tokio::task::spawn_blocking(move || probe.check(|| store.view()))
                 .await
                 .unwrap_or_else(|e| Err(StoreError::Unavailable(format!("dedup check: {e}"))))
         } else {
-            probe.check(&digests, cutoff, || self.store.view())
+            probe.check(|| self.store.view())
         };
         let runs = match runs {
             Ok(r) => r,

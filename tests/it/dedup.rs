@@ -113,11 +113,9 @@ impl Rig {
         // filter said "maybe"): without a "maybe" the check must not open the store.
         let probe = self.index.probe_runs(ds, cutoff);
         let runs = if probe.needs_disk() {
-            probe.check(ds, cutoff, || self.store.view())
+            probe.check(|| self.store.view())
         } else {
-            probe.check(ds, cutoff, || {
-                panic!("the runs' check opened the store with no filter saying maybe")
-            })
+            probe.check(|| panic!("the runs' check opened the store with no filter saying maybe"))
         }
         .expect("look-up of the runs");
         let split = self
@@ -130,6 +128,17 @@ impl Rig {
             .expect("lookup");
         assert_eq!(split, whole, "the split look-up answers as the whole one");
         split
+    }
+
+    /// Accepts digests 0..12 one request each and waits for the writer to seal them
+    /// into runs (the seal is every 6 digests in the rig's tuning): the digests.
+    async fn accept_old(&self) -> Vec<u128> {
+        let old: Vec<u128> = (0..12u8).map(digest).collect();
+        for d in &old {
+            self.accept(&[*d]).await.unwrap();
+        }
+        self.settle().await;
+        old
     }
 
     /// Commits `ds` as one accepted request now, and waits, as the intake's
@@ -346,11 +355,7 @@ async fn what_is_committed_between_the_two_halves_of_a_look_up_is_found() {
     let dir = tempfile::tempdir().unwrap();
     let r = Rig::new(dir.path()).await;
     let cutoff = || r.clock.now_ms() - WINDOW;
-    let old: Vec<u128> = (0..12u8).map(digest).collect();
-    for d in &old {
-        r.accept(&[*d]).await.unwrap();
-    }
-    r.settle().await;
+    let old = r.accept_old().await;
     assert!(r.index.stats().1 > 0, "the old digests are in runs");
     let late: Vec<u128> = (100..130u8).map(digest).collect();
     let mut all = old.clone();
@@ -388,11 +393,7 @@ async fn the_filter_pass_says_which_look_ups_need_the_disk() {
     let dir = tempfile::tempdir().unwrap();
     let r = Rig::new(dir.path()).await;
     let cutoff = || r.clock.now_ms() - WINDOW;
-    let old: Vec<u128> = (0..12u8).map(digest).collect();
-    for d in &old {
-        r.accept(&[*d]).await.unwrap();
-    }
-    r.settle().await;
+    let old = r.accept_old().await;
     let (mem, runs, _) = r.index.stats();
     assert!(runs > 0 && mem < old.len(), "the old digests are in runs");
     let in_runs: Vec<u128> = old
@@ -410,7 +411,7 @@ async fn the_filter_pass_says_which_look_ups_need_the_disk() {
     assert!(probe.needs_disk());
     let opened = std::cell::Cell::new(0);
     let answer = probe
-        .check(&in_runs, cutoff(), || {
+        .check(|| {
             opened.set(opened.get() + 1);
             r.store.view()
         })
@@ -441,7 +442,7 @@ async fn the_filter_pass_says_which_look_ups_need_the_disk() {
     let answer = r
         .index
         .probe_runs(&new, cutoff())
-        .check(&new, cutoff(), || r.store.view())
+        .check(|| r.store.view())
         .unwrap();
     let got = r
         .index

@@ -417,8 +417,7 @@ impl DedupIndex {
         cutoff_ms: i64,
         view: impl FnOnce() -> Result<super::View, StoreError>,
     ) -> Result<RunsAnswer, StoreError> {
-        self.probe_runs(digests, cutoff_ms)
-            .check(digests, cutoff_ms, view)
+        self.probe_runs(digests, cutoff_ms).check(view)
     }
 
     /// The published runs' filters asked for `digests`, without reading the disk: what
@@ -432,6 +431,7 @@ impl DedupIndex {
             runs,
             maybes,
             len: digests.len(),
+            cutoff_ms,
         }
     }
 
@@ -703,12 +703,15 @@ pub struct RunsAnswer {
 }
 
 /// What the published runs' filters said of some digests ([`DedupIndex::probe_runs`]):
-/// the list of runs asked, and each "maybe" as (digest, run) in the order to check
-/// them, newest run first.
+/// the list of runs asked, and each "maybe" in the order to check them, newest run
+/// first. It holds what its check needs (the digests said "maybe" for, the cutoff), so
+/// the check can move to another thread on its own.
 pub struct RunsProbe {
     runs: Arc<Vec<Arc<Run>>>,
-    maybes: Vec<(usize, usize)>,
+    maybes: Vec<Maybe>,
+    /// How many digests were asked about.
     len: usize,
+    cutoff_ms: i64,
 }
 
 impl RunsProbe {
@@ -718,24 +721,14 @@ impl RunsProbe {
     }
 
     /// The runs' answer: each "maybe" looked up in its run (`view` opened for the
-    /// first), newest run first, until the digest is found accepted after `cutoff_ms`.
-    /// `digests` and `cutoff_ms` are the ones the probe was made with.
+    /// first), newest run first, until the digest is found accepted after the probe's
+    /// cutoff.
     pub fn check(
         self,
-        digests: &[u128],
-        cutoff_ms: i64,
         view: impl FnOnce() -> Result<super::View, StoreError>,
     ) -> Result<RunsAnswer, StoreError> {
-        debug_assert_eq!(digests.len(), self.len, "the probe's digests");
         let mut marks = vec![None; self.len];
-        check_pass(
-            &self.runs,
-            digests,
-            cutoff_ms,
-            &self.maybes,
-            &mut marks,
-            view,
-        )?;
+        check_pass(&self.runs, self.cutoff_ms, &self.maybes, &mut marks, view)?;
         Ok(RunsAnswer {
             runs: self.runs,
             marks,
@@ -784,15 +777,19 @@ fn probe(
     view: impl FnOnce() -> Result<super::View, StoreError>,
 ) -> Result<(), StoreError> {
     let maybes = filter_pass(runs, digests, cutoff_ms, out);
-    check_pass(runs, digests, cutoff_ms, &maybes, out, view)
+    check_pass(runs, cutoff_ms, &maybes, out, view)
 }
+
+/// A filter's "maybe": the digest's index in the look-up, the digest, and the run's
+/// index in the list asked.
+type Maybe = (usize, u128, usize);
 
 /// Look-ups of fewer digests than this load every run's blocks before asking any run
 /// ([`filter_pass`]); larger ones load and ask run by run.
 const TOUCH_ALL_BELOW: usize = 32;
 
 /// Each run's filter asked for the digests `out` has no mark for, newest run first:
-/// the "maybe"s as (digest, run index), grouped by run in that order. A pass that only
+/// the [`Maybe`]s, grouped by run in that order. A pass that only
 /// loads each digest's block ([`Bloom::touch`]) comes before the asking: the loads do
 /// not depend on each other, so the filters' cache misses overlap, and the asking
 /// finds the blocks in the cache. A look-up of many digests has enough misses in flight
@@ -806,7 +803,7 @@ fn filter_pass(
     digests: &[u128],
     cutoff_ms: i64,
     out: &[Option<Mark>],
-) -> Vec<(usize, usize)> {
+) -> Vec<Maybe> {
     let open: Vec<usize> = (0..digests.len()).filter(|&i| out[i].is_none()).collect();
     let mut maybes = Vec::new();
     if open.is_empty() {
@@ -832,7 +829,7 @@ fn filter_pass(
             open.iter()
                 .copied()
                 .filter(|&i| runs[r].filter.may_contain(digests[i]))
-                .map(|i| (i, r)),
+                .map(|i| (i, digests[i], r)),
         );
     }
     maybes
@@ -843,18 +840,17 @@ fn filter_pass(
 /// `cutoff_ms`. `view` is opened for the first check.
 fn check_pass(
     runs: &[Arc<Run>],
-    digests: &[u128],
     cutoff_ms: i64,
-    maybes: &[(usize, usize)],
+    maybes: &[Maybe],
     out: &mut [Option<Mark>],
     view: impl FnOnce() -> Result<super::View, StoreError>,
 ) -> Result<(), StoreError> {
     let mut view = Lazy::new(view);
-    for &(i, r) in maybes {
+    for &(i, d, r) in maybes {
         if out[i].is_some() {
             continue;
         }
-        if let Some(k) = view.get()?.dedup_find(runs[r].id, digests[i])?
+        if let Some(k) = view.get()?.dedup_find(runs[r].id, d)?
             && k.ms > cutoff_ms
         {
             out[i] = Some(k);
