@@ -62,8 +62,8 @@
 //!    in-process (a tokio interval, missed ticks caught up; reqwest with at most
 //!    `SLUICE_BENCH_LATENCY_CONNS` (8) requests, so connections, in flight; a tick that
 //!    finds all busy waits and is counted). Reported: p50/p99/max create → delivered
-//!    (target p50 < 50 ms) and the cores the daemon used (its runtime's threads and the
-//!    store's writer thread).
+//!    (target p50 < 50 ms) and the cores the daemon used (every thread sluice names:
+//!    HTTP, delivery, the store's writer and journal threads).
 //!
 //! Checks of 4–6: every 202 carried `accepted` 1 (or 100); after the load, the bench
 //! waits until the destination's persisted cursor has passed the log head (every stored
@@ -89,7 +89,9 @@
 //! The daemon, the simulators and the load generator share this 2-core machine; the
 //! simulators parse and record every request (they keep every body in memory for the
 //! checks). Each row says how many cores each part used (per-thread CPU time from
-//! /proc, grouped by runtime; wrk, a child process, counts as load once reaped) and how
+//! /proc, grouped by thread name: `sluice-writer` and `sluice-journal` are the writer,
+//! every other `sluice-*` thread the daemon; wrk, a child process, counts as load once
+//! reaped) and how
 //! busy other processes kept the machine.
 //!
 //! Environment: `SLUICE_BENCH_EVENTS` (300000), `SLUICE_BENCH_INGEST_BATCH` (1000),
@@ -220,8 +222,13 @@ impl Settings {
 const RT_DAEMON: &str = "sluice-rt";
 const RT_SIM: &str = "sim-rt";
 const RT_LOAD: &str = "load-rt";
-/// The store's writer thread (named by sluice itself).
-const WRITER: &str = "sluice-writer";
+/// The store's threads (named by sluice itself): its writer and the ingest journal's
+/// sync thread.
+const WRITER: [&str; 2] = ["sluice-writer", "sluice-journal"];
+/// Every other thread sluice names (its HTTP runtime `sluice-http`, its delivery
+/// runtime `sluice-delivery`) counts as the daemon's, beside the runtime the bench
+/// starts it on (`RT_DAEMON`).
+const DAEMON: &str = "sluice-";
 
 #[derive(Clone)]
 struct CpuSnap {
@@ -308,10 +315,10 @@ impl CpuUse {
         for (tid, (name, j)) in &b.threads {
             let before = a.threads.get(tid).map_or(0, |(_, j)| *j);
             let d = j.saturating_sub(before);
-            let slot = if name.starts_with(RT_DAEMON) {
-                &mut u.daemon
-            } else if name.starts_with(WRITER) {
+            let slot = if WRITER.iter().any(|w| name.starts_with(w)) {
                 &mut u.writer
+            } else if name.starts_with(RT_DAEMON) || name.starts_with(DAEMON) {
+                &mut u.daemon
             } else if name.starts_with(RT_SIM) {
                 &mut u.sims
             } else if name.starts_with(RT_LOAD) {
