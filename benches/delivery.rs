@@ -2493,23 +2493,16 @@ fn main() -> ExitCode {
                 figs.extend(f);
             }
         }
-        if s.burst_rounds > 1 {
-            ratios.sort_by(f64::total_cmp);
-            let n = ratios.len();
-            if n > 0 {
-                let median = if n % 2 == 1 {
-                    ratios[n / 2]
-                } else {
-                    (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
-                };
-                figs.push(Figure {
-                    scenario: "burst",
-                    what: format!("during the load ÷ alone, median of {n} rounds"),
-                    value: format!("{median:.3}"),
-                    target: format!(">= {BURST_TARGET_RATIO}"),
-                    pass: Some(median >= BURST_TARGET_RATIO),
-                });
-            }
+        if s.burst_rounds > 1
+            && let Some(median) = support::median(&ratios)
+        {
+            figs.push(Figure {
+                scenario: "burst",
+                what: format!("during the load ÷ alone, median of {} rounds", ratios.len()),
+                value: format!("{median:.3}"),
+                target: format!(">= {BURST_TARGET_RATIO}"),
+                pass: Some(median >= BURST_TARGET_RATIO),
+            });
         }
     }
     if s.wants("latency") {

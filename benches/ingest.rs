@@ -59,7 +59,7 @@
 mod support;
 
 use support::wrk::{self, WrkResult};
-use support::{flag, now_ms, num};
+use support::{flag, median, now_ms, num};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -934,18 +934,6 @@ fn print_row(row: &Row, ceiling: Option<&Row>, fsync: Option<&Row>) {
             None => "-".into(),
         }
     );
-}
-
-/// The median of `v` (the mean of the middle two for an even count); None when empty.
-fn median(v: &[f64]) -> Option<f64> {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(v[n / 2]),
-        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
-    }
 }
 
 /// "61.2%" for one round; "61.2% (median of 58.0%, 61.2%, 64.9%)" for several.

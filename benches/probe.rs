@@ -171,11 +171,7 @@ fn main() {
     let (all1, own1) = ticks();
     let secs = measured.elapsed().as_secs_f64().max(1e-9);
     let others = (all1 - all0).saturating_sub(own1 - own0) as f64 / 100.0 / secs;
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
+    let median = |v: &[f64]| support::median(v).expect("three runs");
     let floor = median(&rows[0].1);
     for (name, ns, maybes) in &rows {
         let m = median(ns);

@@ -1172,7 +1172,9 @@ impl Run {
             let cpu = CpuUse::between(before, cpu_snap(&self.daemon));
             let merges = merges_logged(&self.daemon.log, log_at);
             let io = match (io_before, io_of(self.daemon.pid)) {
-                (Some(r0), Some(r1)) => format!("{} read from storage", bytes_h(r1 - r0.min(r1))),
+                (Some(r0), Some(r1)) => {
+                    format!("{} read from storage", bytes_h(r1.saturating_sub(r0)))
+                }
                 _ => "? (no /proc/<pid>/io)".into(),
             };
             self.accepted += t.accepted;

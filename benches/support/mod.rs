@@ -1,5 +1,5 @@
 //! What the bench binaries share: settings from the environment, name filters, temp
-//! directories and the wall clock.
+//! directories, the wall clock and the median of repeated runs.
 #![allow(dead_code)]
 
 pub mod wrk;
@@ -63,4 +63,16 @@ pub fn now_us() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
         .as_micros() as i64
+}
+
+/// The median of `v` (the mean of the middle two for an even count); None when empty.
+pub fn median(v: &[f64]) -> Option<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
 }
