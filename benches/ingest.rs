@@ -1188,21 +1188,17 @@ fn main() -> ExitCode {
     // Each figure per round, judged by its median over the rounds (the box's own
     // speed moves between runs more than within one round's pair of runs).
     let rounds: Vec<usize> = (1..=s.rounds).collect();
-    let per_round = |num: &str, den: Option<&str>, f: &dyn Fn(&Row, Option<&Row>) -> f64| {
+    // The rounds that ran both `a` and `b`, with their rows.
+    let pairs = |a: &str, b: &str| -> Vec<(&Row, &Row)> {
         rounds
             .iter()
-            .filter_map(|&k| {
-                let n = find_in(num, k)?;
-                match den {
-                    Some(d) => Some(f(n, Some(find_in(d, k)?))),
-                    None => Some(f(n, None)),
-                }
-            })
-            .collect::<Vec<f64>>()
+            .filter_map(|&k| Some((find_in(a, k)?, find_in(b, k)?)))
+            .collect()
     };
-    let single_ceiling = per_round("sluice-single", Some("ceiling-single"), &|r, c| {
-        r.r.req_per_sec() / c.expect("paired").r.req_per_sec()
-    });
+    let single_ceiling: Vec<f64> = pairs("sluice-single", "ceiling-single")
+        .into_iter()
+        .map(|(r, c)| r.r.req_per_sec() / c.r.req_per_sec())
+        .collect();
     if let Some(ratio) = median(&single_ceiling) {
         let ok = ratio >= SINGLE_TARGET_RATIO;
         println!(
@@ -1215,7 +1211,11 @@ fn main() -> ExitCode {
             missed.push("single-event ratio");
         }
     }
-    let batch_eps = per_round("sluice-batch", None, &|r, _| r.r.events_per_sec());
+    let batch_eps: Vec<f64> = rounds
+        .iter()
+        .filter_map(|&k| find_in("sluice-batch", k))
+        .map(|r| r.r.events_per_sec())
+        .collect();
     if let Some(eps) = median(&batch_eps) {
         let ok = eps >= BATCH_TARGET_EVENTS_PER_SEC;
         println!(
@@ -1256,16 +1256,17 @@ fn main() -> ExitCode {
             "batch",
         ),
     ] {
-        let ratios = per_round(sl, Some(fs), &|r, f| {
-            r.r.events_per_sec() / f.expect("paired").r.events_per_sec()
-        });
+        let both = pairs(sl, fs);
+        let ratios: Vec<f64> = both
+            .iter()
+            .map(|(r, f)| r.r.events_per_sec() / f.r.events_per_sec())
+            .collect();
         let Some(ratio) = median(&ratios) else {
             continue;
         };
         let ok = ratio >= target;
-        let pairs: Vec<String> = rounds
+        let figures: Vec<String> = both
             .iter()
-            .filter_map(|&k| Some((find_in(sl, k)?, find_in(fs, k)?)))
             .map(|(r, f)| {
                 format!(
                     "{} / {}",
@@ -1278,7 +1279,7 @@ fn main() -> ExitCode {
             "  [{}] sluice {what} events/s = {} of the group-fsync server's, same load and bodies ({}; target >= {:.0}%)",
             if ok { "met " } else { "MISS" },
             percent_figure(&ratios),
-            pairs.join(", "),
+            figures.join(", "),
             100.0 * target
         );
         if !ok {
