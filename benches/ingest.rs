@@ -58,14 +58,13 @@
 
 mod support;
 
+use support::fsync::{self, FsyncStats, GroupFsync};
 use support::wrk::{self, WrkResult};
 use support::{flag, median, now_ms, num};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -357,44 +356,26 @@ impl Ceiling {
 }
 
 /// The group-fsync server: the floor of any server that answers only after its data is
-/// durable. Each request's body is queued to one writer thread, which takes everything
-/// queued, appends it to one file with one write, calls `sync_data` (fdatasync) once and
-/// then answers all of those requests 202 (the same tiny JSON body as [`Ceiling`]).
+/// durable. Each request's body goes to the group-fsync writer ([`GroupFsync`]: one
+/// append and one fdatasync for everything queued), and the request is answered 202
+/// (the same tiny JSON body as [`Ceiling`]) once its body is synced.
 struct Fsync {
     rt: tokio::runtime::Runtime,
     addr: SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
-    writer: std::thread::JoinHandle<FsyncStats>,
-    done: Arc<AtomicBool>,
-    path: PathBuf,
+    writer: GroupFsync,
     _dir: tempfile::TempDir,
 }
 
-/// What the writer did.
-#[derive(Debug, Default, Clone, Copy)]
-struct FsyncStats {
-    syncs: u64,
-    requests: u64,
-    bytes: u64,
-    largest_group: usize,
-    /// Time inside `sync_data`.
-    sync_time: Duration,
-    /// Failed writes or syncs (each answered 503).
-    failures: u64,
-}
-
-type FsyncJob = (Bytes, tokio::sync::oneshot::Sender<bool>);
-
 #[derive(Clone)]
 struct FsyncState {
-    jobs: std::sync::mpsc::Sender<FsyncJob>,
+    jobs: fsync::Jobs,
     reply: Bytes,
 }
 
 async fn fsync_append(State(st): State<FsyncState>, body: Bytes) -> axum::response::Response {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    if st.jobs.send((body, tx)).is_ok() && rx.await == Ok(true) {
+    if fsync::append(&st.jobs, body).await {
         (
             StatusCode::ACCEPTED,
             [(header::CONTENT_TYPE, "application/json")],
@@ -406,69 +387,13 @@ async fn fsync_append(State(st): State<FsyncState>, body: Bytes) -> axum::respon
     }
 }
 
-/// The writer thread: one append and one fdatasync per group of queued requests.
-/// Ends when every sender is gone, or when `done` is set and nothing is queued.
-fn fsync_writer(
-    mut file: std::fs::File,
-    jobs: std::sync::mpsc::Receiver<FsyncJob>,
-    done: Arc<AtomicBool>,
-) -> FsyncStats {
-    use std::io::Write;
-    use std::sync::mpsc::RecvTimeoutError;
-    let mut st = FsyncStats::default();
-    let mut group: Vec<FsyncJob> = Vec::new();
-    let mut buf: Vec<u8> = Vec::new();
-    loop {
-        let first = match jobs.recv_timeout(Duration::from_millis(100)) {
-            Ok(j) => j,
-            Err(RecvTimeoutError::Timeout) if !done.load(Ordering::Relaxed) => continue,
-            Err(_) => break,
-        };
-        group.push(first);
-        while let Ok(more) = jobs.try_recv() {
-            group.push(more);
-        }
-        buf.clear();
-        for (body, _) in &group {
-            buf.extend_from_slice(body);
-        }
-        let mut ok = file.write_all(&buf).is_ok();
-        let t = Instant::now();
-        ok &= file.sync_data().is_ok();
-        st.sync_time += t.elapsed();
-        st.syncs += 1;
-        st.requests += group.len() as u64;
-        st.bytes += buf.len() as u64;
-        st.largest_group = st.largest_group.max(group.len());
-        if !ok {
-            st.failures += group.len() as u64;
-        }
-        for (_, tx) in group.drain(..) {
-            let _ = tx.send(ok);
-        }
-    }
-    st
-}
-
 impl Fsync {
     fn start(s: &Settings, per_req: usize) -> Fsync {
         let dir = s.tempdir();
-        let path = dir.path().join("fsync.log");
-        let file = std::fs::OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .expect("create the fsync server's file");
-        let (jobs, queue) = std::sync::mpsc::channel::<FsyncJob>();
-        let done = Arc::new(AtomicBool::new(false));
-        let writer_done = done.clone();
-        let writer = std::thread::Builder::new()
-            .name("fsync-writer".into())
-            .spawn(move || fsync_writer(file, queue, writer_done))
-            .expect("start the fsync writer");
+        let writer = GroupFsync::start(&dir.path().join("fsync.log"), "fsync-writer");
         let rt = server_runtime();
         let state = FsyncState {
-            jobs,
+            jobs: writer.jobs(),
             reply: Bytes::from(format!(
                 r#"{{"accepted":{per_req},"duplicates":0,"rejected":[]}}"#
             )),
@@ -494,24 +419,18 @@ impl Fsync {
             stop,
             task,
             writer,
-            done,
-            path,
             _dir: dir,
         }
     }
 
-    /// Stops the server (dropping the last sender ends the writer); the writer's counts
-    /// and the file's size.
+    /// Stops the server, then the writer; the writer's counts and the file's size.
     fn stop(self) -> (FsyncStats, u64) {
         let _ = self.stop.send(());
         let _ = self
             .rt
             .block_on(async { tokio::time::timeout(Duration::from_secs(5), self.task).await });
         self.rt.shutdown_timeout(Duration::from_secs(1));
-        self.done.store(true, Ordering::Relaxed);
-        let stats = self.writer.join().unwrap_or_default();
-        let size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
-        (stats, size)
+        self.writer.stop()
     }
 }
 

@@ -1,7 +1,9 @@
 //! What the bench binaries share: settings from the environment, name filters, temp
-//! directories, the wall clock and the median of repeated runs.
+//! directories, the wall clock and the median of repeated runs; `wrk` and its script
+//! ([`wrk`]); the group-fsync writer of the durable peers ([`fsync`]).
 #![allow(dead_code)]
 
+pub mod fsync;
 pub mod wrk;
 
 use std::path::PathBuf;
