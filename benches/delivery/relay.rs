@@ -4,10 +4,11 @@
 //! It takes `POST /v1/events` (one event per request, the same wrk load as `sustained`),
 //! hands the body to the group-fsync writer ([`GroupFsync`]: one append and one
 //! fdatasync for everything queued) and answers 202 with `accepted` 1 once the body is
-//! synced; then it forwards the body, as it came, to the receiver with one `POST` per
-//! event, at most `SLUICE_BENCH_HOOK_CONC` (64) in flight, through one reqwest client
-//! (HTTP/1.1, kept-alive connections, as the daemon's). The only thing it reads from the
-//! body is the `event_id`, for the `webhook-id` header the receiver counts by.
+//! synced; every synced body, answered or not (its client may have gone meanwhile), is
+//! then forwarded as it came to the receiver with one `POST` per event, at most
+//! `SLUICE_BENCH_HOOK_CONC` (64) in flight, through one reqwest client (HTTP/1.1,
+//! kept-alive connections, as the daemon's). The only thing it reads from the body is the
+//! `event_id`, for the `webhook-id` header the receiver counts by.
 //!
 //! What it leaves out, and a real relay cannot: parsing and validating the event,
 //! hashing identifiers, deduplication, a durable record of what was delivered, signing,
@@ -15,9 +16,11 @@
 //! work of a durable relay delivers more events per second end to end on the same box
 //! under the same load; `sustained`'s end to end ÷ this one is how close sluice comes.
 //!
-//! Its threads are named `sluice-relay` (HTTP and forwarding, two workers) and
-//! `sluice-writer-relay` (the fsync writer), so the CPU rows count them where they count
-//! the daemon's own.
+//! Its threads are laid out as the daemon's: HTTP on a runtime of its own (`sluice-relay-http`,
+//! a worker per CPU at the daemon's HTTP nice value, `SLUICE_BENCH_HTTP_NICE`),
+//! forwarding on another (`sluice-relay`, a worker per CPU, nice 0), the fsync writer on
+//! a thread (`sluice-writer-relay`). So the CPU rows count them where they count the
+//! daemon's own, and wrk competes with both alike.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,7 +33,10 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 
 use super::Settings;
-use super::support::fsync::{self, FsyncStats, GroupFsync};
+use super::support::{
+    self,
+    fsync::{self, FsyncStats, GroupFsync},
+};
 
 /// What the relay counted.
 #[derive(Default)]
@@ -53,11 +59,19 @@ struct Accept {
 const REPLY: &str = r#"{"accepted":1,"duplicates":0,"rejected":[]}"#;
 
 async fn accept(State(st): State<Accept>, body: Bytes) -> axum::response::Response {
-    if !fsync::append(&st.jobs, body.clone()).await {
+    // Store and queue in a task of its own: a handler is dropped when its client goes,
+    // and a body synced by then must still be counted and forwarded.
+    let stored = tokio::spawn(async move {
+        let ok = fsync::append(&st.jobs, body.clone()).await;
+        if ok {
+            st.counts.stored.fetch_add(1, Ordering::Relaxed);
+            let _ = st.forward.send(body);
+        }
+        ok
+    });
+    if stored.await.ok() != Some(true) {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
-    st.counts.stored.fetch_add(1, Ordering::Relaxed);
-    let _ = st.forward.send(body);
     (
         StatusCode::ACCEPTED,
         [(header::CONTENT_TYPE, "application/json")],
@@ -118,6 +132,7 @@ async fn forward(
 /// The relay, listening on loopback.
 pub(super) struct Relay {
     rt: tokio::runtime::Runtime,
+    forward_rt: tokio::runtime::Runtime,
     pub(super) addr: SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
@@ -132,15 +147,26 @@ impl Relay {
     pub(super) fn start(s: &Settings, url: &str) -> Relay {
         let dir = s.tempdir();
         let writer = GroupFsync::start(&dir.path().join("relay.log"), "sluice-writer-relay");
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let nice = support::num("SLUICE_BENCH_HTTP_NICE", sluice::app::HTTP_NICE);
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(threads)
+            .thread_name("sluice-relay-http")
+            .on_thread_start(move || {
+                let _ = rustix::process::setpriority_process(None, nice);
+            })
+            .enable_all()
+            .build()
+            .expect("the relay's HTTP runtime");
+        let forward_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
             .thread_name("sluice-relay")
             .enable_all()
             .build()
-            .expect("the relay's runtime");
+            .expect("the relay's forwarding runtime");
         let counts = Arc::new(Counts::default());
         let (tx, queue) = tokio::sync::mpsc::unbounded_channel();
-        rt.spawn(forward(queue, url.to_string(), s.hook_conc, counts.clone()));
+        forward_rt.spawn(forward(queue, url.to_string(), s.hook_conc, counts.clone()));
         let router = axum::Router::new()
             .route("/v1/events", axum::routing::post(accept))
             .with_state(Accept {
@@ -162,6 +188,7 @@ impl Relay {
         });
         Relay {
             rt,
+            forward_rt,
             addr,
             stop,
             task,
@@ -178,6 +205,9 @@ impl Relay {
 
     /// Waits until every stored event was forwarded or failed; the stored count then.
     pub(super) fn wait_drained(&self, s: &Settings) -> Result<u64, String> {
+        // As the daemon's wait: a request in flight when the load stopped may still be
+        // stored.
+        std::thread::sleep(Duration::from_millis(300));
         let t0 = Instant::now();
         loop {
             let stored = self.head();
@@ -209,6 +239,7 @@ impl Relay {
             .rt
             .block_on(async { tokio::time::timeout(Duration::from_secs(5), self.task).await });
         self.rt.shutdown_timeout(Duration::from_secs(1));
+        self.forward_rt.shutdown_timeout(Duration::from_secs(1));
         self.writer.stop()
     }
 }
