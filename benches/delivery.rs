@@ -124,6 +124,7 @@
 mod relay;
 mod support;
 
+use support::serve::{Served, runtime};
 use support::wrk::{self, WrkResult};
 use support::{flag, now_ms, now_us, num};
 
@@ -371,15 +372,6 @@ impl CpuUse {
 // ---------------------------------------------------------------------------------------
 // Runtimes, simulators, daemon
 
-fn runtime(name: &str) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
 struct Sims {
     rt: tokio::runtime::Runtime,
     servers: Vec<SimServer>,
@@ -499,7 +491,7 @@ impl Sluice {
         let mut opts = StartOptions::new(config(&store_path, destinations));
         opts.listen = Some("127.0.0.1:0".parse().expect("addr"));
         // The HTTP threads' nice value (default the daemon's own).
-        opts.http_nice = support::num("SLUICE_BENCH_HTTP_NICE", sluice::app::HTTP_NICE);
+        opts.http_nice = support::http_nice();
         let rt = runtime(RT_DAEMON);
         let daemon = rt.block_on(Daemon::start(opts)).expect("daemon starts");
         let t0 = Instant::now();
@@ -1285,11 +1277,8 @@ struct Taken {
 /// arrival time per event id. It does not verify signatures (the `webhook` scenario's
 /// simulator does).
 struct Receiver {
-    rt: tokio::runtime::Runtime,
-    addr: SocketAddr,
+    served: Served,
     shared: Arc<RecvShared>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 /// `<prefix>-<tid>-<counter>-<send µs>` → its parts.
@@ -1344,34 +1333,18 @@ async fn hook(State(r): State<Arc<RecvShared>>, headers: HeaderMap, body: Bytes)
 
 impl Receiver {
     fn start() -> Receiver {
-        let rt = runtime(RT_SIM);
         let shared = Arc::new(RecvShared::default());
         let router = axum::Router::new()
             .route("/hook", axum::routing::post(hook))
             .with_state(shared.clone());
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind the receiver");
-        let addr = listener.local_addr().expect("local addr");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = rt.spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
         Receiver {
-            rt,
-            addr,
+            served: Served::start(runtime(RT_SIM), router, "the receiver"),
             shared,
-            stop,
-            task,
         }
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.served.addr)
     }
 
     /// Makes ids with this prefix known; returns the run's index.
@@ -1394,11 +1367,7 @@ impl Receiver {
     }
 
     fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self
-            .rt
-            .block_on(async { tokio::time::timeout(Duration::from_secs(5), self.task).await });
-        self.rt.shutdown_timeout(Duration::from_secs(1));
+        self.served.stop();
     }
 }
 
@@ -1883,7 +1852,7 @@ impl Through {
     fn addr(&self) -> SocketAddr {
         match self {
             Through::Daemon(d) => d.daemon.addr,
-            Through::Relay(r) => r.addr,
+            Through::Relay(r) => r.addr(),
         }
     }
 

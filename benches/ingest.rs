@@ -59,8 +59,9 @@
 mod support;
 
 use support::fsync::{self, FsyncStats, GroupFsync};
+use support::serve::{self, Served};
 use support::wrk::{self, WrkResult};
-use support::{flag, median, now_ms, num};
+use support::{flag, http_nice, median, now_ms, num};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -272,40 +273,17 @@ fn warm_and_measure(
 // ---------------------------------------------------------------------------------------
 // Servers
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-/// The nice value of every server's HTTP threads in this run: the daemon's own
-/// ([`sluice::app::HTTP_NICE`]) unless `SLUICE_BENCH_HTTP_NICE` says otherwise.
-fn http_nice() -> i32 {
-    support::num("SLUICE_BENCH_HTTP_NICE", sluice::app::HTTP_NICE)
-}
-
 /// The runtime of a ceiling server: its threads at the daemon's HTTP priority, so
 /// `wrk` (at nice 0 on the same cores) competes with every server alike.
 fn server_runtime() -> tokio::runtime::Runtime {
-    let nice = http_nice();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .on_thread_start(move || {
-            let _ = rustix::process::setpriority_process(None, nice);
-        })
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+    serve::runtime_with("server-rt", 2, Some(http_nice()))
 }
 
-/// The do-nothing server: reads the body, answers 202 with a fixed tiny JSON body.
-struct Ceiling {
-    rt: tokio::runtime::Runtime,
-    addr: SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
+/// The answer of the ceiling servers: sluice's own for `per_req` events accepted.
+fn accepted_reply(per_req: usize) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"accepted":{per_req},"duplicates":0,"rejected":[]}}"#
+    ))
 }
 
 async fn do_nothing(State(reply): State<Bytes>, body: Bytes) -> impl IntoResponse {
@@ -317,53 +295,20 @@ async fn do_nothing(State(reply): State<Bytes>, body: Bytes) -> impl IntoRespons
     )
 }
 
-impl Ceiling {
-    fn start(per_req: usize) -> Ceiling {
-        let rt = server_runtime();
-        let reply = Bytes::from(format!(
-            r#"{{"accepted":{per_req},"duplicates":0,"rejected":[]}}"#
-        ));
-        let router = axum::Router::new()
-            .route("/v1/events", axum::routing::post(do_nothing))
-            .with_state(reply);
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind the do-nothing server");
-        let addr = listener.local_addr().expect("local addr");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = rt.spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
-        Ceiling {
-            rt,
-            addr,
-            stop,
-            task,
-        }
-    }
-
-    fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self
-            .rt
-            .block_on(async { tokio::time::timeout(Duration::from_secs(5), self.task).await });
-        self.rt.shutdown_timeout(Duration::from_secs(1));
-    }
+/// The do-nothing server: reads the body, answers 202 with a fixed tiny JSON body.
+fn ceiling(per_req: usize) -> Served {
+    let router = axum::Router::new()
+        .route("/v1/events", axum::routing::post(do_nothing))
+        .with_state(accepted_reply(per_req));
+    Served::start(server_runtime(), router, "the do-nothing server")
 }
 
 /// The group-fsync server: the floor of any server that answers only after its data is
 /// durable. Each request's body goes to the group-fsync writer ([`GroupFsync`]: one
 /// append and one fdatasync for everything queued), and the request is answered 202
-/// (the same tiny JSON body as [`Ceiling`]) once its body is synced.
+/// (the same tiny JSON body as [`ceiling`]) once its body is synced.
 struct Fsync {
-    rt: tokio::runtime::Runtime,
-    addr: SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
+    served: Served,
     writer: GroupFsync,
     _dir: tempfile::TempDir,
 }
@@ -391,33 +336,15 @@ impl Fsync {
     fn start(s: &Settings, per_req: usize) -> Fsync {
         let dir = s.tempdir();
         let writer = GroupFsync::start(&dir.path().join("fsync.log"), "fsync-writer");
-        let rt = server_runtime();
         let state = FsyncState {
             jobs: writer.jobs(),
-            reply: Bytes::from(format!(
-                r#"{{"accepted":{per_req},"duplicates":0,"rejected":[]}}"#
-            )),
+            reply: accepted_reply(per_req),
         };
         let router = axum::Router::new()
             .route("/v1/events", axum::routing::post(fsync_append))
             .with_state(state);
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind the fsync server");
-        let addr = listener.local_addr().expect("local addr");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = rt.spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
         Fsync {
-            rt,
-            addr,
-            stop,
-            task,
+            served: Served::start(server_runtime(), router, "the fsync server"),
             writer,
             _dir: dir,
         }
@@ -425,11 +352,7 @@ impl Fsync {
 
     /// Stops the server, then the writer; the writer's counts and the file's size.
     fn stop(self) -> (FsyncStats, u64) {
-        let _ = self.stop.send(());
-        let _ = self
-            .rt
-            .block_on(async { tokio::time::timeout(Duration::from_secs(5), self.task).await });
-        self.rt.shutdown_timeout(Duration::from_secs(1));
+        self.served.stop();
         self.writer.stop()
     }
 }
@@ -471,7 +394,7 @@ impl Sluice {
         opts.listen = Some("127.0.0.1:0".parse().expect("addr"));
         // The HTTP threads' nice value (default the daemon's own).
         opts.http_nice = http_nice();
-        let rt = runtime();
+        let rt = serve::runtime("sluice-rt");
         let daemon = rt.block_on(Daemon::start(opts)).expect("daemon starts");
         let t0 = Instant::now();
         // Ready as ingest sees it: store open and delivery positioned (until then
@@ -941,7 +864,7 @@ fn main() -> ExitCode {
             }
             Server::Fsync => {
                 let server = Fsync::start(&s, per_req);
-                let res = warm_and_measure(&s, &script, server.addr, conns, per_req, name);
+                let res = warm_and_measure(&s, &script, server.served.addr, conns, per_req, name);
                 let (st, file_bytes) = server.stop();
                 match res {
                     Ok((warm, run)) => {
@@ -986,7 +909,7 @@ fn main() -> ExitCode {
                 }
             }
             Server::Ceiling => {
-                let server = Ceiling::start(per_req);
+                let server = ceiling(per_req);
                 let res = warm_and_measure(&s, &script, server.addr, conns, per_req, name);
                 server.stop();
                 match res {

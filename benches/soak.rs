@@ -104,6 +104,7 @@
 mod support;
 
 use support::num;
+use support::serve::{Served, runtime};
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -531,15 +532,6 @@ policy = {{ rate = {{ limit = 0, per = "1m" }}, max_batch = 1, concurrency = 64 
 // ---------------------------------------------------------------------------------------
 // The do-nothing receiver
 
-fn runtime(name: &str) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
 /// What arrived at the receiver.
 struct Arrivals {
     n: u64,
@@ -616,47 +608,27 @@ async fn receive(State(a): State<Arc<Arrivals>>, body: Bytes) -> impl IntoRespon
 }
 
 struct Receiver {
-    rt: tokio::runtime::Runtime,
+    served: Served,
     url: String,
     arrivals: Arc<Arrivals>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl Receiver {
     fn start(n: u64) -> Receiver {
-        let rt = runtime("recv-rt");
         let arrivals = Arc::new(Arrivals::new(n));
         let router = axum::Router::new()
             .route("/hook", axum::routing::post(receive))
             .with_state(arrivals.clone());
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind the receiver");
-        let addr = listener.local_addr().expect("local addr");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = rt.spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let served = Served::start(runtime("recv-rt"), router, "the receiver");
         Receiver {
-            rt,
-            url: format!("http://{addr}/hook"),
+            url: format!("http://{}/hook", served.addr),
+            served,
             arrivals,
-            stop,
-            task,
         }
     }
 
     fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self
-            .rt
-            .block_on(async { tokio::time::timeout(Duration::from_secs(5), self.task).await });
-        self.rt.shutdown_timeout(Duration::from_secs(1));
+        self.served.stop();
     }
 }
 

@@ -36,6 +36,7 @@ use super::Settings;
 use super::support::{
     self,
     fsync::{self, FsyncStats, GroupFsync},
+    serve::{self, Served},
 };
 
 /// What the relay counted.
@@ -131,11 +132,8 @@ async fn forward(
 
 /// The relay, listening on loopback.
 pub(super) struct Relay {
-    rt: tokio::runtime::Runtime,
+    served: Served,
     forward_rt: tokio::runtime::Runtime,
-    pub(super) addr: SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
     writer: GroupFsync,
     counts: Arc<Counts>,
     _dir: tempfile::TempDir,
@@ -148,22 +146,7 @@ impl Relay {
         let dir = s.tempdir();
         let writer = GroupFsync::start(&dir.path().join("relay.log"), "sluice-writer-relay");
         let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        let nice = support::num("SLUICE_BENCH_HTTP_NICE", sluice::app::HTTP_NICE);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .thread_name("sluice-relay-http")
-            .on_thread_start(move || {
-                let _ = rustix::process::setpriority_process(None, nice);
-            })
-            .enable_all()
-            .build()
-            .expect("the relay's HTTP runtime");
-        let forward_rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .thread_name("sluice-relay")
-            .enable_all()
-            .build()
-            .expect("the relay's forwarding runtime");
+        let forward_rt = serve::runtime_with("sluice-relay", threads, None);
         let counts = Arc::new(Counts::default());
         let (tx, queue) = tokio::sync::mpsc::unbounded_channel();
         forward_rt.spawn(forward(queue, url.to_string(), s.hook_conc, counts.clone()));
@@ -174,28 +157,18 @@ impl Relay {
                 forward: tx,
                 counts: counts.clone(),
             });
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind the relay");
-        let addr = listener.local_addr().expect("local addr");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = rt.spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let rt = serve::runtime_with("sluice-relay-http", threads, Some(support::http_nice()));
         Relay {
-            rt,
+            served: Served::start(rt, router, "the relay"),
             forward_rt,
-            addr,
-            stop,
-            task,
             writer,
             counts,
             _dir: dir,
         }
+    }
+
+    pub(super) fn addr(&self) -> SocketAddr {
+        self.served.addr
     }
 
     /// Events stored (synced and answered 202) so far.
@@ -234,11 +207,7 @@ impl Relay {
 
     /// Stops the server, then the writer; the writer's counts and the file's size.
     pub(super) fn stop(self) -> (FsyncStats, u64) {
-        let _ = self.stop.send(());
-        let _ = self
-            .rt
-            .block_on(async { tokio::time::timeout(Duration::from_secs(5), self.task).await });
-        self.rt.shutdown_timeout(Duration::from_secs(1));
+        self.served.stop();
         self.forward_rt.shutdown_timeout(Duration::from_secs(1));
         self.writer.stop()
     }

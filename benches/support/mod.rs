@@ -1,9 +1,11 @@
 //! What the bench binaries share: settings from the environment, name filters, temp
 //! directories, the wall clock and the median of repeated runs; `wrk` and its script
-//! ([`wrk`]); the group-fsync writer of the durable peers ([`fsync`]).
+//! ([`wrk`]); the group-fsync writer of the durable peers ([`fsync`]); runtimes and
+//! servers on loopback ([`serve`]).
 #![allow(dead_code)]
 
 pub mod fsync;
+pub mod serve;
 pub mod wrk;
 
 use std::path::PathBuf;
@@ -18,6 +20,12 @@ pub fn num<T: std::str::FromStr>(name: &str, default: T) -> T {
         }),
         Err(_) => default,
     }
+}
+
+/// The nice value of every server's HTTP threads in this run: the daemon's own
+/// ([`sluice::app::HTTP_NICE`]) unless `SLUICE_BENCH_HTTP_NICE` says otherwise.
+pub fn http_nice() -> i32 {
+    num("SLUICE_BENCH_HTTP_NICE", sluice::app::HTTP_NICE)
 }
 
 /// Whether the environment variable `name` is `1` or `true`.
