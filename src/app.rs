@@ -193,8 +193,9 @@ impl Daemon {
         app.http_limits = opts.http_limits;
         let app = Arc::new(app);
         let (stop, stopped) = watch::channel(false);
-        // Once the store is open: position every destination, accept events, then run
-        // the background tasks.
+        // Once the store is open: position every destination, start the background
+        // tasks (each takes its schedule from the clock as it starts), then accept
+        // events: ready means every schedule has started.
         let (a2, s2) = (app.clone(), stopped.clone());
         tokio::spawn(async move {
             while !a2.intake.store.is_open() {
@@ -204,8 +205,8 @@ impl Daemon {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             a2.engine.sync(&a2.runtime().config);
-            a2.mark_started();
             start_background_tasks(&a2, &s2);
+            a2.mark_started();
         });
         let router = crate::api::router(app.clone());
         let mut stopped = stopped;

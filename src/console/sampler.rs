@@ -15,13 +15,21 @@ use crate::state::App;
 use crate::store::DeliveryOp;
 use crate::store::series::{self, Sample};
 
-/// Runs until `stop` turns true.
-pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+/// Runs until `stop` turns true. The schedule starts when this is called, not when the
+/// task is first polled: a clock moved in between (a test's manual clock) still finds
+/// the first 30 s mark after the start due.
+pub fn run(app: Arc<App>, stop: watch::Receiver<bool>) -> impl Future<Output = ()> {
+    let from = app.intake.clock.now_ms();
+    sample_from(app, stop, from)
+}
+
+/// Samples at every 30 s mark after `from`; each next mark counts from the last one
+/// sampled, so time the sample itself took never skips a mark.
+async fn sample_from(app: Arc<App>, mut stop: watch::Receiver<bool>, mut from: i64) {
     // Delivered counts at the previous sample (the process's counters start at 0).
     let mut last: HashMap<String, u64> = HashMap::new();
     loop {
-        let now = app.intake.clock.now_ms();
-        let next = (now.div_euclid(series::INTERVAL_MS) + 1) * series::INTERVAL_MS;
+        let next = (from.div_euclid(series::INTERVAL_MS) + 1) * series::INTERVAL_MS;
         tokio::select! {
             () = app.intake.clock.sleep_until(next) => {}
             _ = stop.wait_for(|s| *s) => return,
@@ -31,6 +39,7 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         if let Err(e) = sample_once(&app, &mut last, at).await {
             warn!(error = %e, "console series: cannot take a sample");
         }
+        from = at;
     }
 }
 
