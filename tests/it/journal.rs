@@ -205,6 +205,86 @@ async fn records_the_file_lacks_are_committed_again_once_at_open() {
     assert_eq!(clock.now_ms(), T0);
 }
 
+/// Requests of one commit accepted in the same millisecond share one log row and one
+/// `dedup_log` row, and read back exactly as if each had its own: every event at its
+/// sequence, every digest a duplicate with its own event's sequence, before and after a
+/// restart (which rebuilds the memtable from `dedup_log`). A replayed journal record's
+/// requests are committed together, so the runs here are exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_of_one_millisecond_share_a_log_row_and_read_back_each_in_place() {
+    use redb::ReadableTableMetadata;
+    use sluice::store::dedup::DEDUP_LOG;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.redb");
+    let clock = ManualClock::new(T0);
+    let (store, _) = start(&path, &clock);
+    ready(&store).await;
+    store.ingest(batch(&["a1"], T0)).await.unwrap();
+    store.close().await;
+    let (_, _, applied, epoch) = read_file(&path);
+    let logged = |path: &Path| {
+        let db = redb::Database::open(path).unwrap();
+        let read = db.begin_read().unwrap();
+        let events = read.open_table(EVENTS).unwrap();
+        let rows: Vec<(u64, u64)> = events
+            .range(("ws", 0u64)..=("ws", u64::MAX))
+            .unwrap()
+            .map(|r| {
+                let (k, v) = r.unwrap();
+                (
+                    k.value().1,
+                    sluice::store::log::chunk_len(v.value()).unwrap(),
+                )
+            })
+            .collect();
+        let dlog = read.open_table(DEDUP_LOG).unwrap().len().unwrap();
+        (rows, dlog)
+    };
+    assert_eq!(logged(&path), (vec![(1, 1)], 1));
+    {
+        let (mut j, _, _) = Journal::open(&path, epoch, None).unwrap();
+        j.clear();
+        j.append(
+            applied + 1,
+            [
+                batch(&["b1"], T0 + 1),
+                batch(&["b2"], T0 + 1),
+                batch(&["b3", "b4"], T0 + 1),
+                batch(&["c1"], T0 + 2),
+                batch(&["c2"], T0 + 2),
+            ]
+            .iter(),
+        )
+        .unwrap();
+    }
+    let ids = ["a1", "b1", "b2", "b3", "b4", "c1", "c2"];
+    let ms = [T0, T0 + 1, T0 + 1, T0 + 1, T0 + 1, T0 + 2, T0 + 2];
+    let digests: Vec<u128> = ids.iter().map(|i| digest(i)).collect();
+    for round in 0..2 {
+        let (store, index) = start(&path, &clock);
+        ready(&store).await;
+        let marks = index.marks(&digests, T0 - WINDOW, || store.view()).unwrap();
+        for (i, m) in marks.iter().enumerate() {
+            let m = m.unwrap_or_else(|| panic!("round {round}: {} forgotten", ids[i]));
+            assert_eq!(m.ms, ms[i], "round {round}: {}'s accept time", ids[i]);
+            let stored = store.view().unwrap().log("ws", m.seq, 1).unwrap();
+            assert_eq!(
+                stored.first().map(|(seq, e)| (*seq, e.as_slice())),
+                Some((m.seq, ids[i].as_bytes())),
+                "round {round}: {}'s sequence {} reads another event",
+                ids[i],
+                m.seq
+            );
+        }
+        store.close().await;
+        let (log, monthly, _, _) = read_file(&path);
+        assert_eq!(log, ids);
+        assert_eq!(monthly, 7);
+        // One row for a1; one for the four events of T0 + 1; one for T0 + 2.
+        assert_eq!(logged(&path), (vec![(1, 1), (2, 4), (6, 2)], 3));
+    }
+}
+
 mod summaries {
     //! What a replay appends is counted in the destinations' backlog summaries: with
     //! the routing known at open (as the daemon gives it), and recounted by a walk when
