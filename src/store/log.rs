@@ -1,7 +1,5 @@
 //! The event log's packed layout. One `events` row holds every event one request
-//! committed (a *chunk*), or those of consecutive requests of one commit accepted in
-//! the same millisecond (the writer joins them: single events at thousands a second
-//! would otherwise take a row each): key `(workspace, first seq)`, value
+//! committed (a *chunk*): key `(workspace, first seq)`, value
 //! `[CHUNK_V1][count: u32 LE]([len: u32 LE][encoded StoredEvent])*`. Event `i` of the
 //! chunk has sequence `first + i`. A 100-event batch is then one B-tree insert instead
 //! of a hundred; single events cost the same as before.
@@ -9,12 +7,8 @@
 //! The `dedup` table is packed the same way: one row per request, key
 //! `(accepted_ms, first digest)`, value `[DEDUP_V1][ws len: u8][ws][digest: 16 bytes BE]*`.
 
-use std::ops::Range;
-
 use redb::ReadableTable;
 
-use super::IngestBatch;
-use super::backlog::EventMeta;
 use super::codec::CodecError;
 
 pub const CHUNK_V1: u8 = 1;
@@ -59,74 +53,6 @@ impl ChunkBuilder {
     pub fn finish(mut self) -> Vec<u8> {
         self.out[1..5].copy_from_slice(&self.count.to_le_bytes());
         self.out
-    }
-}
-
-/// One chunk holding the events of `chunks`, in order: what [`encode_chunk`] makes of
-/// all their events. Each part must be a whole chunk this build wrote.
-pub fn join_chunks<'a>(chunks: impl Iterator<Item = &'a [u8]> + Clone) -> Vec<u8> {
-    let body: usize = chunks.clone().map(|c| c.len().saturating_sub(5)).sum();
-    let mut out = Vec::with_capacity(5 + body);
-    out.push(CHUNK_V1);
-    out.extend_from_slice(&0u32.to_le_bytes());
-    let mut count = 0u32;
-    for c in chunks {
-        debug_assert_eq!(c.first(), Some(&CHUNK_V1));
-        count += read_u32(c, 1).unwrap_or(0);
-        out.extend_from_slice(c.get(5..).unwrap_or_default());
-    }
-    out[1..5].copy_from_slice(&count.to_le_bytes());
-    out
-}
-
-/// The batches of one commit cut into runs that can share one log row and one
-/// `dedup_log` row: consecutive batches of one workspace and month accepted in the same
-/// millisecond, at most `most` events each. Such a run is written exactly as one request
-/// of all its events would be (its events consecutive in the log, in request order, each
-/// with the run's accept time, which is also each of its requests'), so nothing a
-/// reader, the dedup index or a restart sees differs; single-event requests at
-/// thousands a second then cost one row of each table per millisecond instead of one
-/// per request.
-pub(super) fn same_millisecond(batch: &[IngestBatch], most: usize) -> Vec<Range<usize>> {
-    let mut out: Vec<Range<usize>> = Vec::new();
-    let mut events = 0usize;
-    for (i, b) in batch.iter().enumerate() {
-        if let Some(last) = out.last_mut() {
-            let a = &batch[last.start];
-            if a.workspace == b.workspace
-                && a.month == b.month
-                && a.accepted_ms == b.accepted_ms
-                && events + b.digests.len() <= most
-            {
-                last.end = i + 1;
-                events += b.digests.len();
-                continue;
-            }
-        }
-        out.push(i..i + 1);
-        events = b.digests.len();
-    }
-    out
-}
-
-/// A run of batches ([`same_millisecond`]) joined into what one request of all their
-/// events would carry.
-pub(super) struct Joined {
-    pub chunk: Vec<u8>,
-    pub metas: Vec<EventMeta>,
-    pub digests: Vec<u128>,
-}
-
-impl Joined {
-    pub fn of(group: &[IngestBatch]) -> Joined {
-        Joined {
-            chunk: join_chunks(group.iter().map(|g| g.chunk.as_slice())),
-            metas: group.iter().flat_map(|g| g.metas.iter().cloned()).collect(),
-            digests: group
-                .iter()
-                .flat_map(|g| g.digests.iter().copied())
-                .collect(),
-        }
     }
 }
 
@@ -267,62 +193,6 @@ pub fn decode_dedup(b: &[u8]) -> Result<(&str, Vec<u128>), CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn req(ws: &str, month: u32, ms: i64, n: usize) -> IngestBatch {
-        IngestBatch {
-            workspace: ws.into(),
-            month,
-            accepted_ms: ms,
-            digests: (0..n as u128).collect(),
-            metas: Vec::new(),
-            chunk: Vec::new(),
-            on_done: None,
-        }
-    }
-
-    /// Runs break where the workspace, the month or the millisecond changes, and
-    /// before a batch that would take a run past its most events; a lone batch larger
-    /// than that is a run of its own.
-    #[test]
-    fn runs_are_consecutive_batches_of_one_workspace_month_and_millisecond() {
-        let b = [
-            req("a", 1, 10, 1),
-            req("a", 1, 10, 1),
-            req("a", 1, 10, 2),
-            req("b", 1, 10, 1),
-            req("a", 1, 10, 1),
-            req("a", 1, 11, 1),
-            req("a", 2, 11, 1),
-            req("a", 2, 11, 3),
-            req("a", 2, 11, 1),
-            req("a", 2, 11, 9),
-            req("a", 2, 11, 1),
-        ];
-        assert_eq!(
-            same_millisecond(&b, 5),
-            vec![0..3, 3..4, 4..5, 5..6, 6..9, 9..10, 10..11]
-        );
-        assert_eq!(same_millisecond(&b[..3], 1), vec![0..1, 1..2, 2..3]);
-        assert!(same_millisecond(&[], 5).is_empty());
-    }
-
-    #[test]
-    fn joined_chunks_are_the_chunk_of_all_their_events() {
-        let e = |s: &str| s.as_bytes().to_vec();
-        let parts = [vec![e("a")], vec![e("bb"), e("ccc")], vec![e("dddd")]];
-        let chunks: Vec<Vec<u8>> = parts
-            .iter()
-            .map(|p| encode_chunk(p.iter().map(Vec::as_slice)))
-            .collect();
-        let joined = join_chunks(chunks.iter().map(Vec::as_slice));
-        let all: Vec<Vec<u8>> = parts.concat();
-        assert_eq!(joined, encode_chunk(all.iter().map(Vec::as_slice)));
-        assert_eq!(chunk_len(&joined).unwrap(), 4);
-        assert_eq!(
-            chunk_events(&joined).unwrap(),
-            vec![&b"a"[..], b"bb", b"ccc", b"dddd"]
-        );
-    }
 
     #[test]
     fn chunk_roundtrip_and_truncation() {

@@ -509,42 +509,27 @@ impl Writer {
             let mut dlog = txn.open_table(DEDUP_LOG)?;
             let mut monthly_add: HashMap<(Arc<str>, u32), u64> = HashMap::new();
             let mut names_t = txn.open_table(history::EVENT_NAMES)?;
-            for run in super::log::same_millisecond(batch, JOURNAL_GROUP_MAX) {
-                let group = &batch[run];
-                let b = &group[0];
+            for b in batch {
                 let ws: &str = &b.workspace;
                 let next = match heads.get(&b.workspace).or(self.seq_heads.get(&b.workspace)) {
                     Some(n) => *n,
                     None => super::log::head(&t.b.events, ws)?,
                 };
-                let n: u64 = group.iter().map(|g| g.digests.len() as u64).sum();
+                let n = b.digests.len() as u64;
                 if n == 0 {
-                    logged.extend(group.iter().map(|_| None));
+                    logged.push(None);
                     continue;
                 }
-                let joined;
-                let (chunk, metas, digests) = if group.len() == 1 {
-                    (b.chunk.as_slice(), &b.metas[..], &b.digests[..])
-                } else {
-                    joined = super::log::Joined::of(group);
-                    (
-                        joined.chunk.as_slice(),
-                        &joined.metas[..],
-                        &joined.digests[..],
-                    )
-                };
-                t.b.events.insert((ws, next), chunk)?;
-                self.note_names(&mut names_t, &b.workspace, metas)?;
+                t.b.events.insert((ws, next), b.chunk.as_slice())?;
+                self.note_names(&mut names_t, &b.workspace, &b.metas)?;
                 let routed = self
                     .backlogs
-                    .on_append(&t.b, ws, next, b.accepted_ms, metas)?;
-                tally.appended(&routing, ws, b.accepted_ms, metas, routed);
-                let row = self.maint.log(&mut dlog, b.accepted_ms, next, digests)?;
-                let mut first = next;
-                for g in group {
-                    logged.push(Some((first, row)));
-                    first += g.digests.len() as u64;
-                }
+                    .on_append(&t.b, ws, next, b.accepted_ms, &b.metas)?;
+                tally.appended(&routing, ws, b.accepted_ms, &b.metas, routed);
+                logged.push(Some((
+                    next,
+                    self.maint.log(&mut dlog, b.accepted_ms, next, &b.digests)?,
+                )));
                 heads.insert(b.workspace.clone(), next + n);
                 *monthly_add
                     .entry((b.workspace.clone(), b.month))

@@ -113,8 +113,7 @@ impl Maintainer {
         &self.tuning
     }
 
-    /// Appends one log chunk's digests (a request's, or those of the requests of one
-    /// millisecond that share a chunk) to `dedup_log`; returns the commit sequence the
+    /// Appends one request's digests to `dedup_log`; returns the commit sequence the
     /// memtable insert carries after the commit.
     pub fn log(
         &mut self,

@@ -56,7 +56,7 @@ use super::StoreError;
 use bloom::Bloom;
 
 /// `commit sequence → [LOG_V2][accept ms: i64 LE][first event seq: u64 LE][digest: 16
-/// bytes BE]*` (one log chunk's events, consecutive in its workspace's log, in digest
+/// bytes BE]*` (the request's events are consecutive in its workspace's log, in digest
 /// order). `LOG_V1` rows (no sequence) are still read.
 pub const DEDUP_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("dedup_log");
 /// `(run id, row) → a run's Bloom filter` in rows of [`FILTER_ROW_BLOCKS`] blocks (row
