@@ -14,7 +14,11 @@
 // them clarity.
 #![allow(clippy::pedantic)]
 
+mod support;
+
 use std::time::{Duration, Instant};
+
+use support::num;
 
 use serde_json::json;
 use sluice::app::{Daemon, StartOptions};
@@ -24,19 +28,8 @@ use sluice::store::series::{INTERVAL_MS, Sample};
 
 const DESTS: usize = 100;
 
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = support::serve::runtime("sluice-bench");
     rt.block_on(run());
 }
 
@@ -65,9 +58,9 @@ async fn time_get(http: &reqwest::Client, url: &str, cookie: &str, rounds: usize
 }
 
 async fn run() {
-    let rounds: usize = env("SLUICE_BENCH_ROUNDS", 50);
-    let secs: u64 = env("SLUICE_BENCH_SECS", 900);
-    let max_events: u64 = env("SLUICE_BENCH_EVENTS", 10_000_000);
+    let rounds: usize = num("SLUICE_BENCH_ROUNDS", 50);
+    let secs: u64 = num("SLUICE_BENCH_SECS", 900);
+    let max_events: u64 = num("SLUICE_BENCH_EVENTS", 10_000_000);
     let dir = tempfile::tempdir().expect("tempdir");
     let t0 = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -121,7 +114,7 @@ limits = {{ rate = 0, burst = 0, monthly_cap = 0 }}
     // The backlog: 1,000-event batches from `SLUICE_BENCH_INGEST_CONNS` (4) clients.
     let started = Instant::now();
     let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let conns: usize = env("SLUICE_BENCH_INGEST_CONNS", 4);
+    let conns: usize = num("SLUICE_BENCH_INGEST_CONNS", 4);
     let mut clients = Vec::new();
     for _ in 0..conns {
         let (http, url, next) = (http.clone(), url.clone(), next.clone());

@@ -10,6 +10,8 @@
 // them clarity.
 #![allow(clippy::pedantic)]
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use sluice::app::{Daemon, StartOptions};
@@ -21,11 +23,7 @@ const T0: i64 = 1_793_620_800_000;
 const ROUNDS: usize = 20;
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = support::serve::runtime("sluice-bench");
     let mut to_state = Vec::new();
     let mut to_alert = Vec::new();
     for round in 0..ROUNDS {

@@ -26,11 +26,7 @@ use sluice::sim::{self, FaultScript};
 const SCRAPES: usize = 15;
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = support::serve::runtime("sluice-bench");
     rt.block_on(run());
 }
 
