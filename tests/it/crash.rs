@@ -1,6 +1,11 @@
 //! Crash safety with the real binary: concurrent clients send while the daemon is killed
 //! with SIGKILL at an arbitrary moment; after a restart every acknowledged event is still
 //! known (re-sending it answers duplicate). Several rounds on the same store.
+//!
+//! The workspace has one webhook destination, paused before the first event, so the
+//! log keeps every event: housekeeping trims the log of a workspace no destination
+//! reads at each minute mark of the clock, and a mark passing during the test took the
+//! first events from the log this test reads.
 
 use std::collections::HashSet;
 use std::process::{Child, Command};
@@ -12,6 +17,7 @@ use redb::ReadableDatabase;
 use serde_json::{Value, json};
 
 const KEY: &str = "crash_key";
+const ADMIN: &str = "crash_admin";
 
 fn ev(id: &str) -> Value {
     json!({"event_id": id, "event_name": "Purchase", "event_time": now_secs(),
@@ -29,12 +35,19 @@ async fn sigkill_loses_no_acknowledged_event() {
             r#"
 [server]
 listen = "127.0.0.1:{port}"
+admin_token = "{ADMIN}"
 [storage]
 path = "{}"
 [[workspaces]]
 id = "crash"
 plan = "enterprise"
 ingest_keys = ["{KEY}"]
+[[destinations]]
+id = "hold"
+workspace = "crash"
+platform = "webhook"
+endpoint = "http://127.0.0.1:9/hook"
+credentials = {{ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }}
 "#,
             dir.path().join("store/sluice.redb").display()
         ),
@@ -59,6 +72,9 @@ ingest_keys = ["{KEY}"]
     for round in 0..4u64 {
         let mut child = spawn_sluice_logged(&config, &logs[round as usize]);
         wait_http_ready(&http, &url).await;
+        if round == 0 {
+            pause_hold(&http, &url).await;
+        }
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut clients = Vec::new();
         for c in 0..8 {
@@ -174,6 +190,31 @@ ingest_keys = ["{KEY}"]
         stored.len(),
         all.len()
     );
+}
+
+/// Pauses `hold` through the admin API (its worker may still be starting: `409
+/// not_running` is retried for up to 10 s). The pause outlives restarts.
+async fn pause_hold(http: &reqwest::Client, url: &str) {
+    for _ in 0..200 {
+        let r = http
+            .post(format!("{url}/v1/destinations/hold/pause"))
+            .bearer_auth(ADMIN)
+            .json(&json!({"reason": "crash test: the log keeps every event"}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        if status == 200 {
+            return;
+        }
+        assert!(
+            status == 409 && body.contains("not_running"),
+            "pausing hold: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("hold never paused");
 }
 
 /// Stops the last daemon with SIGTERM and checks it exits 0.
