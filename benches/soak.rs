@@ -1169,7 +1169,8 @@ impl Run {
 }
 
 /// The dedup merges the daemon logged (`dedup runs merged`, INFO) after byte `from`
-/// of its log: how many, the entries they wrote, and their levels. A merge rewrites
+/// of its log: how many, the entries they wrote, their levels, and how long the writer
+/// waited in all for their sources to be read (`source_wait_ms`). A merge rewrites
 /// every entry of its sources, so where the big ones land decides much of a short
 /// rate window.
 fn merges_logged(log: &Path, from: u64) -> String {
@@ -1185,10 +1186,11 @@ fn merges_logged(log: &Path, from: u64) -> String {
             .collect();
         digits.parse().ok()
     };
-    let (mut n, mut entries, mut levels) = (0u64, 0u64, Vec::new());
+    let (mut n, mut entries, mut levels, mut waited) = (0u64, 0u64, Vec::new(), 0u64);
     for line in tail.lines().filter(|l| l.contains("dedup runs merged")) {
         n += 1;
         entries += field(line, "entries=").unwrap_or(0);
+        waited += field(line, "source_wait_ms=").unwrap_or(0);
         if let Some(l) = field(line, "level=") {
             levels.push(l.to_string());
         }
@@ -1197,9 +1199,10 @@ fn merges_logged(log: &Path, from: u64) -> String {
         return "none".into();
     }
     format!(
-        "{n} ({} entries written; levels {})",
+        "{n} ({} entries written; levels {}; the writer waited {} ms for their sources)",
         fmt_int(entries),
-        levels.join(", ")
+        levels.join(", "),
+        fmt_int(waited)
     )
 }
 

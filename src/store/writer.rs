@@ -186,6 +186,8 @@ pub(super) fn run(mut opts: StoreOptions, rx: Receiver<Cmd>, shared: Arc<Shared>
         if let Some(done) = shutdown {
             shared.status.store(CLOSED, Ordering::SeqCst);
             shared.db.store(None);
+            // A merge's source reader holds the database too.
+            w.maint.close();
             drop(db);
             info!("store closed");
             let _ = done.send(());
@@ -370,7 +372,7 @@ impl Writer {
     /// empties the journal. Then reads what the intake recovers from the file.
     fn recover(
         &mut self,
-        db: &Database,
+        db: &Arc<Database>,
         opts: &StoreOptions,
         epoch: u64,
         applied: u64,
@@ -461,7 +463,7 @@ impl Writer {
     /// again). Group commit shares the fsync.
     fn commit(
         &mut self,
-        db: &Database,
+        db: &Arc<Database>,
         batch: &[super::IngestBatch],
         delivery: &[(Vec<DeliveryOp>, Reply)],
         now_ms: i64,
@@ -550,7 +552,7 @@ impl Writer {
             self.backlogs.finish(&mut t.b)?;
         }
         let budget = self.maint.budget(events, alone);
-        self.maint.step(&txn, &self.index, now_ms, budget)?;
+        self.maint.step(&txn, db, &self.index, now_ms, budget)?;
         // Visible to readers only once its journal record is synced.
         self.settle_journal(plan);
         if !plan.durable {
@@ -783,13 +785,20 @@ fn open_until_ok(
     loop {
         let opened = open(opts).and_then(|(db, maint, (epoch, applied))| {
             w.reset(maint);
-            let recovered = w.recover(&db, opts, epoch, applied)?;
-            Ok((db, recovered))
+            let db = Arc::new(db);
+            match w.recover(&db, opts, epoch, applied) {
+                Ok(recovered) => Ok((db, recovered)),
+                Err(e) => {
+                    // A merge the replay started reads through the database too: it
+                    // must let go before the next attempt opens the file.
+                    w.maint.close();
+                    Err(e)
+                }
+            }
         });
         match opened {
             Ok((db, recovered)) => {
                 (opts.on_open)(recovered);
-                let db = Arc::new(db);
                 shared.db.store(Some(db.clone()));
                 shared.status.store(READY, Ordering::SeqCst);
                 info!(path = %opts.path.display(), "store open");

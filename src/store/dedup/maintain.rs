@@ -6,11 +6,13 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::{Database, ReadableTable, WriteTransaction};
 use tracing::{debug, info};
 
 use super::bloom::Bloom;
+use super::feed::Feed;
 use super::runs::{self, BLOCK, DEDUP_RUNS};
 use super::{
     DEDUP_FILTERS, DEDUP_LOG, DEDUP_META, DedupIndex, FILTER_ROW_BLOCKS, Loaded, Mark, Run,
@@ -33,13 +35,15 @@ struct SealJob {
 struct Source {
     run: Arc<Run>,
     buf: VecDeque<(u128, Mark)>,
-    /// The key of the next block to read; None once read to the end.
-    next: Option<u128>,
+    /// Read to the end.
+    done: bool,
 }
 
 struct MergeJob {
     out: u64,
     sources: Vec<Source>,
+    /// Reads the sources ahead, off the writer's thread.
+    feed: Feed,
     meta: RunMeta,
     filter: Bloom,
     /// Entries merged but not yet written (a partial block).
@@ -65,6 +69,8 @@ struct Finish {
     next_row: u32,
     /// The runs a merge replaces (None: a seal).
     sources: Option<Vec<Arc<Run>>>,
+    /// How long the writer waited for a merge's sources to be read.
+    waited: Duration,
 }
 
 /// A run whose rows are being deleted, once no look-up still uses it (`run`'s strong
@@ -133,6 +139,7 @@ impl Maintainer {
     pub fn step(
         &mut self,
         txn: &WriteTransaction,
+        db: &Arc<Database>,
         index: &DedupIndex,
         now_ms: i64,
         budget: usize,
@@ -207,6 +214,7 @@ impl Maintainer {
                     },
                     next_row: 0,
                     sources: None,
+                    waited: Duration::ZERO,
                 });
             }
         }
@@ -214,7 +222,7 @@ impl Maintainer {
         // Merge runs, one merge at a time.
         // Not while a run waits to go live: a merge picks from the runs in the index.
         if self.merge.is_none() && self.seal.is_none() && self.finishing.is_empty() {
-            self.start_merge(&mut meta, index, epoch_now, cutoff)?;
+            self.start_merge(&mut meta, db, index, epoch_now, cutoff)?;
         }
         if budget > 0
             && let Some(job) = self.merge.as_mut()
@@ -222,6 +230,7 @@ impl Maintainer {
             let done = merge_slice(job, &mut rows, budget)?;
             if done {
                 let job = self.merge.take().expect("merge job");
+                let waited = job.feed.waited();
                 self.finishing.push_back(Finish {
                     run: job.out,
                     filter: job.filter,
@@ -231,6 +240,7 @@ impl Maintainer {
                     },
                     next_row: 0,
                     sources: Some(job.sources.into_iter().map(|s| s.run).collect()),
+                    waited,
                 });
             }
         }
@@ -333,6 +343,7 @@ impl Maintainer {
                     merged = sources.len(),
                     entries = run.meta.count,
                     level = run.meta.level,
+                    source_wait_ms = f.waited.as_millis() as u64,
                     "dedup runs merged"
                 );
                 self.after.push(After::Replace {
@@ -398,6 +409,7 @@ impl Maintainer {
     fn start_merge(
         &mut self,
         meta: &mut redb::Table<u64, &[u8]>,
+        db: &Arc<Database>,
         index: &DedupIndex,
         epoch_now: i64,
         cutoff: i64,
@@ -471,6 +483,8 @@ impl Maintainer {
             filter: serde_bytes::ByteBuf::new(),
         };
         meta.insert(out, encode_meta(&m).as_slice())?;
+        let feed = Feed::start(db.clone(), sources.iter().map(|r| r.id).collect())
+            .map_err(redb::Error::Io)?;
         self.merge = Some(MergeJob {
             out,
             filter: Bloom::with_capacity(count, out),
@@ -479,9 +493,10 @@ impl Maintainer {
                 .map(|run| Source {
                     run,
                     buf: VecDeque::new(),
-                    next: Some(0),
+                    done: false,
                 })
                 .collect(),
+            feed,
             meta: m,
             pending: Vec::new(),
         });
@@ -503,6 +518,12 @@ impl Maintainer {
                 }
             }
         }
+    }
+
+    /// The store closes: a merge under way stops reading its sources (it starts over
+    /// from the file at the next open).
+    pub fn close(&mut self) {
+        self.merge = None;
     }
 
     /// The commit failed: the store reopens and the index is loaded again.
@@ -535,13 +556,12 @@ fn merge_slice(
     let mut taken = 0usize;
     loop {
         // Refill empty buffers.
-        for s in &mut job.sources {
-            if s.buf.is_empty()
-                && let Some(from) = s.next
-            {
-                let (entries, next) = runs::read_blocks(rows, s.run.id, from, 4)?;
-                s.buf.extend(entries);
-                s.next = next;
+        for (i, s) in job.sources.iter_mut().enumerate() {
+            if s.buf.is_empty() && !s.done {
+                match job.feed.next(i)? {
+                    Some(entries) => s.buf.extend(entries),
+                    None => s.done = true,
+                }
             }
         }
         // The smallest digest across sources; equal ones keep the newest time.

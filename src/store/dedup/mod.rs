@@ -40,6 +40,7 @@
 //! a digest committed between the halves is still found.
 
 pub mod bloom;
+pub mod feed;
 pub mod maintain;
 pub mod runs;
 
