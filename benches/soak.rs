@@ -92,9 +92,9 @@
 //! Targets: RSS ≤ 512 MiB throughout (end of fill, high-water mark, after restart,
 //! during the drain); restart to ready ≤ 5 s; each first answer after the restart ≤ 1 s;
 //! ingest into the full store (settled) ≥ 0.9 × the rate into the empty one of phase 1
-//! (single events and 100-event batches); the drain at least as fast as the delivery bench's drain
-//! (`SLUICE_SOAK_DRAIN_REF`, 17,000 events/s: that bench drains 300 k at about 17–25 k
-//! events/s on the 2-core box). A missed target is reported, exit 0; a failed
+//! (single events and 100-event batches); the drain at least as fast as the delivery
+//! bench's drain (`SLUICE_SOAK_DRAIN_REF`, 17,000 events/s: that bench drains 300 k at
+//! about 17–25 k events/s on the 2-core box). A missed target is reported, exit 0; a failed
 //! correctness check exits 1: an ingest answer other than 202, a 202 whose `accepted` is
 //! not the number of events sent, a transport error, a daemon that does not stop with
 //! exit 0, a queue depth after the restart other than what was queued, fewer distinct
@@ -1594,7 +1594,6 @@ struct Restart {
     first_rows: Vec<(&'static str, Duration)>,
 }
 
-/// SIGTERM, start again on the same store, time readiness and the first answers.
 /// SIGTERM to the full store's daemon, timed; false when it did not exit.
 fn stop_full(run: &mut Run) -> bool {
     match run.daemon.stop(Duration::from_secs(60)) {
