@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::drive_alerter_to_idle;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -370,35 +372,17 @@ impl Harness {
     }
 
     /// Moves the clock to each scheduled retry in turn (first checking that nothing
-    /// happens a millisecond before it) until every delivery has finished. It moves only
-    /// while every unfinished delivery is asleep until a time still ahead.
+    /// happens a millisecond before it) until every delivery has finished.
     async fn drive_to_idle(&self, rx: Option<&Receiver>) {
-        let mut act = self.alerter.activity();
-        loop {
-            let now = self.clock.now_ms();
-            let a = tokio::time::timeout(
-                WAIT,
-                act.wait_for(|a| {
-                    a.in_flight == 0
-                        || (a.waiting == a.in_flight && a.next_retry_at_ms.is_some_and(|t| t > now))
-                }),
-            )
-            .await
-            .expect("alerter made no progress")
-            .unwrap()
-            .clone();
-            if a.in_flight == 0 {
-                return;
-            }
-            let next = a.next_retry_at_ms.expect("a retry is scheduled");
+        drive_alerter_to_idle(&self.alerter, &self.clock, WAIT, async |next| {
             if let Some(rx) = rx {
                 let before = *rx.seen.borrow();
                 self.clock.set_ms(next - 1);
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 assert_eq!(*rx.seen.borrow(), before, "retried before its time");
             }
-            self.clock.set_ms(next);
-        }
+        })
+        .await;
     }
 }
 

@@ -301,6 +301,45 @@ pub fn recompute_export(text: &str) -> (Vec<serde_json::Value>, String) {
 // The real binary (crash tests).
 
 /// A free loopback port (for a config's `listen`).
+/// Waits until `alerter` has no delivery left, moving `clock` to each scheduled retry in
+/// turn: a delivery waiting for its retry sleeps on the test's clock, which moves only
+/// when told. It moves only while every unfinished delivery is asleep until a time
+/// still ahead, and calls `before_retry(at)` first (to check what happens before it).
+/// Fails with the alerter's activity when `wait` passes without progress.
+pub async fn drive_alerter_to_idle(
+    alerter: &sluice::alerts::Alerter,
+    clock: &ManualClock,
+    wait: std::time::Duration,
+    mut before_retry: impl AsyncFnMut(i64),
+) {
+    use sluice::clock::Clock;
+    let mut act = alerter.activity();
+    loop {
+        let now = clock.now_ms();
+        let waited = tokio::time::timeout(
+            wait,
+            act.wait_for(|a| {
+                a.in_flight == 0
+                    || (a.waiting == a.in_flight && a.next_retry_at_ms.is_some_and(|t| t > now))
+            }),
+        )
+        .await
+        .map(|a| a.unwrap().clone());
+        let Ok(a) = waited else {
+            panic!(
+                "alerter made no progress: {:?}",
+                *alerter.activity().borrow()
+            );
+        };
+        if a.in_flight == 0 {
+            return;
+        }
+        let next = a.next_retry_at_ms.expect("a retry is scheduled");
+        before_retry(next).await;
+        clock.set_ms(next);
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
