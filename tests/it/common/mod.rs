@@ -298,9 +298,8 @@ pub fn recompute_export(text: &str) -> (Vec<serde_json::Value>, String) {
 }
 
 // ---------------------------------------------------------------------------------------
-// The real binary (crash tests).
+// Alerts.
 
-/// A free loopback port (for a config's `listen`).
 /// Waits until `alerter` has no delivery left, moving `clock` to each scheduled retry in
 /// turn: a delivery waiting for its retry sleeps on the test's clock, which moves only
 /// when told. It moves only while every unfinished delivery is asleep until a time
@@ -340,6 +339,10 @@ pub async fn drive_alerter_to_idle(
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// The real binary (crash tests).
+
+/// A free loopback port (for a config's `listen`).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
