@@ -19,21 +19,7 @@ use sluice::store::dedup::runs::{DEDUP_RUNS, find, write_blocks};
 
 mod support;
 
-const RUNS: [u64; 9] = [
-    28_900_000, 28_900_000, 28_900_000, 7_200_000, 7_200_000, 1_800_000, 1_800_000, 450_000,
-    450_000,
-];
-
-struct Stream(u128);
-impl Stream {
-    fn next(&mut self) -> u128 {
-        self.0 = self
-            .0
-            .wrapping_mul(0x2360_ED05_1FC6_5DA4_4385_DF64_9FCC_F645)
-            .wrapping_add(0x5851_F42D_4C95_7F2D_1405_7B7E_F767_814F);
-        self.0 ^ (self.0 >> 64)
-    }
-}
+use support::{RUNS_100M as RUNS, Stream};
 
 fn main() {
     if support::filters().iter().any(|f| f == "--list") {

@@ -86,3 +86,23 @@ pub fn median(v: &[f64]) -> Option<f64> {
         _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
     }
 }
+
+/// The dedup runs of a 100 M window after the soak's fill (digests per run): the
+/// shape the probe bench (and `experiments/checks.rs`) build.
+pub const RUNS_100M: [u64; 9] = [
+    28_900_000, 28_900_000, 28_900_000, 7_200_000, 7_200_000, 1_800_000, 1_800_000, 450_000,
+    450_000,
+];
+
+/// A fixed stream of uniform 128-bit values (digests are SHA-256 prefixes).
+pub struct Stream(pub u128);
+
+impl Stream {
+    pub fn next(&mut self) -> u128 {
+        self.0 = self
+            .0
+            .wrapping_mul(0x2360_ED05_1FC6_5DA4_4385_DF64_9FCC_F645)
+            .wrapping_add(0x5851_F42D_4C95_7F2D_1405_7B7E_F767_814F);
+        self.0 ^ (self.0 >> 64)
+    }
+}
