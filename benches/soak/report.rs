@@ -76,6 +76,15 @@ impl Summary {
     }
 }
 
+/// One rate window: events/s, the cores other processes took meanwhile, and the
+/// daemon's CPU per event (µs).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Rate {
+    pub(crate) eps: f64,
+    pub(crate) others: f64,
+    pub(crate) daemon_us: f64,
+}
+
 /// Everything a phase line needs.
 pub(crate) struct Run {
     pub(crate) s: Settings,
@@ -103,10 +112,8 @@ impl Run {
         );
     }
 
-    /// Single events, then 100-event batches, into `bulk`: events/s of each.
     /// Single events, then 100-event batches, into `bulk`, each after a 1 s warm-up
-    /// (its events count as accepted, not in the rate): events/s and the cores other
-    /// processes took meanwhile.
+    /// (its events count as accepted, not in the rate): a [`Rate`] of each.
     /// With `aligned`, a warm-up and its window that would hold a minute mark of the
     /// system clock (the daemon's housekeeping clock) start 1 s after that mark instead,
     /// so no housekeeping pass falls inside a measurement while `rate_secs` is at most
@@ -119,9 +126,9 @@ impl Run {
         label: &str,
         tag: &str,
         aligned: bool,
-    ) -> [(f64, f64); 2] {
+    ) -> [Rate; 2] {
         let secs = self.s.rate_secs;
-        let mut out = [(0.0f64, 0.0f64); 2];
+        let mut out = [Rate::default(); 2];
         for (k, (per_req, what)) in [(1u64, "single"), (RATE_BATCH, "batch100")]
             .into_iter()
             .enumerate()
@@ -159,7 +166,11 @@ impl Run {
             };
             self.accepted += t.accepted;
             let eps = t.accepted as f64 / took.as_secs_f64();
-            out[k] = (eps, cpu.map_or(f64::NAN, |u| u.others));
+            out[k] = Rate {
+                eps,
+                others: cpu.map_or(f64::NAN, |u| u.others),
+                daemon_us: cpu.map_or(f64::NAN, |u| u.daemon * 1e6 / eps.max(1e-9)),
+            };
             self.checks.load(&format!("{label} {what}"), &t);
             println!(
                 "  {label} {what}: {} events/s ({} requests/s, {RATE_CONNS} connections, {} events in {}; answers {})",
@@ -169,7 +180,10 @@ impl Run {
                 fmt_dur(took),
                 t.latency()
             );
-            println!("    dedup merges finished meanwhile: {merges}; the daemon's I/O: {io}");
+            println!(
+                "    dedup merges finished meanwhile: {merges}; the daemon's I/O: {io}; its CPU per event: {:.2} µs",
+                out[k].daemon_us
+            );
             self.phase(&format!("{label} {what}"), cpu);
         }
         out
@@ -274,4 +288,112 @@ pub(crate) fn settle(run: &mut Run) -> Option<Duration> {
     }
     run.phase("settle", cpu);
     out
+}
+
+/// The full store's rate windows of one shape (single events or batches) against the
+/// empty stores: each full window `F_i` against the mean of the empty windows either
+/// side of it (`E_{i-1}`, the empty store at the start for the first, and `E_i`), so a
+/// box that drifts between the windows moves both sides of a ratio alike. The target
+/// is checked on the median of those ratios.
+pub(crate) struct Rounds {
+    pub(crate) ratios: Vec<f64>,
+    pub(crate) median: f64,
+    full: Vec<Rate>,
+    /// The empty store at the start, then each new one.
+    empty: Vec<Rate>,
+}
+
+impl Rounds {
+    /// `k`: 0 single events, 1 batches. `full[i]` was measured between `empty[i - 1]`
+    /// (`start` for `i` = 0) and `empty[i]`.
+    pub(crate) fn of(
+        start: &[Rate; 2],
+        empty: &[[Rate; 2]],
+        full: &[[Rate; 2]],
+        k: usize,
+    ) -> Rounds {
+        let empty: Vec<Rate> = std::iter::once(start[k])
+            .chain(empty.iter().map(|e| e[k]))
+            .collect();
+        let full: Vec<Rate> = full.iter().map(|f| f[k]).collect();
+        let ratios: Vec<f64> = full
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| {
+                let after = empty.get(i + 1)?;
+                Some(f.eps / ((empty[i].eps + after.eps) / 2.0).max(1e-9))
+            })
+            .collect();
+        Rounds {
+            median: median(&ratios),
+            ratios,
+            full,
+            empty,
+        }
+    }
+
+    /// The median, each round's ratio, the rates and the most CPU other processes took
+    /// in any of the windows.
+    pub(crate) fn describe(&self) -> String {
+        let list = |v: &[Rate]| {
+            v.iter()
+                .map(|r| fmt_rate(r.eps))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let others = self
+            .full
+            .iter()
+            .chain(&self.empty)
+            .map(|r| r.others)
+            .fold(0.0f64, f64::max);
+        format!(
+            "{:.2} (rounds {}; full {}; empty {}; others <= {:.2} cores)",
+            self.median,
+            self.ratios
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            list(&self.full),
+            list(&self.empty),
+            others
+        )
+    }
+
+    /// The first full window against the empty store at the start: the ratio the soak
+    /// printed before it measured rounds.
+    pub(crate) fn against_start(&self) -> String {
+        let (f, e) = (self.full[0], self.empty[0]);
+        format!(
+            "{} / {} = {:.2} (others {:.2} / {:.2} cores)",
+            fmt_rate(f.eps),
+            fmt_rate(e.eps),
+            f.eps / e.eps.max(1e-9),
+            f.others,
+            e.others
+        )
+    }
+
+    /// The daemon's CPU per event: the full windows' median against the empty ones'.
+    pub(crate) fn cpu(&self) -> String {
+        let us = |v: &[Rate]| median(&v.iter().map(|r| r.daemon_us).collect::<Vec<_>>());
+        let (f, e) = (us(&self.full), us(&self.empty));
+        format!("{f:.2} / {e:.2} µs = {:.2}", f / e)
+    }
+}
+
+/// The median of `v` (NaN when empty); the mean of the middle two for an even count.
+pub(crate) fn median(v: &[f64]) -> f64 {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
