@@ -303,6 +303,8 @@ fn soak(run: &mut Run, receiver: &Receiver) -> ExitCode {
     let filled = run.rates(&load, "just filled", "g", false);
     let settled = settle(run);
     let mut full = vec![run.rates(&load, "full 1", "h", true)];
+    // The mark with the window as the issue sizes it: the fill and one full window.
+    let hwm_full_1 = (run.daemon.mem().hwm_kb, run.accepted);
 
     // ----- d. rounds: a new empty store, then the full one again, in turn
     let mut empty = Vec::new();
@@ -378,7 +380,20 @@ fn soak(run: &mut Run, receiver: &Receiver) -> ExitCode {
         None,
     );
     sm.rss("VmRSS at the end of the fill", fill.rss_end_kb);
-    sm.rss("VmHWM before the restart", hwm_first);
+    sm.rss(
+        &format!(
+            "VmHWM through the fill and `full 1` ({} events in the window)",
+            fmt_int(hwm_full_1.1)
+        ),
+        hwm_full_1.0,
+    );
+    sm.rss(
+        &format!(
+            "VmHWM through the rounds, before the restart ({} events in the window)",
+            fmt_int(window_events)
+        ),
+        hwm_first,
+    );
     sm.rss("VmRSS at ready after the restart", rss_ready);
     sm.rss("VmRSS after the first answers", rss_after);
     if let Some(d) = &drain {
