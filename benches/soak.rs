@@ -454,17 +454,9 @@ fn soak(run: &mut Run, receiver: &Receiver) -> ExitCode {
             "-",
             None,
         );
-        let (f, e) = (filled[k], empty_start[k]);
         sm.add(
             &format!("{shape}: just filled ÷ the empty store at the start"),
-            format!(
-                "{} / {} = {:.2} (others {:.2} / {:.2} cores)",
-                fmt_rate(f.eps),
-                fmt_rate(e.eps),
-                f.eps / e.eps.max(1e-9),
-                f.others,
-                e.others
-            ),
+            filled[k].against(empty_start[k]),
             "-",
             None,
         );

@@ -85,6 +85,21 @@ pub(crate) struct Rate {
     pub(crate) daemon_us: f64,
 }
 
+impl Rate {
+    /// This window against `base`: both rates, their ratio and the cores other
+    /// processes took in each.
+    pub(crate) fn against(&self, base: Rate) -> String {
+        format!(
+            "{} / {} = {:.2} (others {:.2} / {:.2} cores)",
+            fmt_rate(self.eps),
+            fmt_rate(base.eps),
+            self.eps / base.eps.max(1e-9),
+            self.others,
+            base.others
+        )
+    }
+}
+
 /// Everything a phase line needs.
 pub(crate) struct Run {
     pub(crate) s: Settings,
@@ -364,15 +379,7 @@ impl Rounds {
     /// The first full window against the empty store at the start: the ratio the soak
     /// printed before it measured rounds.
     pub(crate) fn against_start(&self) -> String {
-        let (f, e) = (self.full[0], self.empty[0]);
-        format!(
-            "{} / {} = {:.2} (others {:.2} / {:.2} cores)",
-            fmt_rate(f.eps),
-            fmt_rate(e.eps),
-            f.eps / e.eps.max(1e-9),
-            f.others,
-            e.others
-        )
+        self.full[0].against(self.empty[0])
     }
 
     /// The daemon's CPU per event: the full windows' median against the empty ones'.
@@ -383,17 +390,9 @@ impl Rounds {
     }
 }
 
-/// The median of `v` (NaN when empty); the mean of the middle two for an even count.
+/// The median of `v`'s numbers ([`support::median`] of those that are not NaN; NaN when
+/// there are none: a window whose CPU could not be read).
 pub(crate) fn median(v: &[f64]) -> f64 {
-    let mut v: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+    let v: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+    support::median(&v).unwrap_or(f64::NAN)
 }
