@@ -269,16 +269,7 @@ fn stat_fields(text: &str) -> Option<(String, Vec<u64>)> {
 }
 
 fn cpu_snap() -> Option<CpuSnap> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let cpu: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    let total: u64 = cpu.iter().take(8).sum();
-    let idle = cpu.get(3)? + cpu.get(4)?;
+    let machine_busy = support::machine_busy_ticks()?;
     // Fields after `(comm)`: utime is index 11, stime 12.
     let (_, me) = stat_fields(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
     let process = me.get(11)? + me.get(12)?;
@@ -298,7 +289,7 @@ fn cpu_snap() -> Option<CpuSnap> {
     }
     Some(CpuSnap {
         at: Instant::now(),
-        machine_busy: total - idle,
+        machine_busy,
         process,
         children,
         threads,

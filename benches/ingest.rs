@@ -163,16 +163,7 @@ struct CpuSnap {
 }
 
 fn cpu_snap() -> Option<CpuSnap> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let cpu: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    let total: u64 = cpu.iter().take(8).sum();
-    let idle = cpu.get(3)? + cpu.get(4)?;
+    let machine_busy = support::machine_busy_ticks()?;
     let me = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the `(comm)`; utime is field 14 overall, i.e. index 11 here.
     let rest: Vec<u64> = me
@@ -184,7 +175,7 @@ fn cpu_snap() -> Option<CpuSnap> {
     let own = rest.get(11)? + rest.get(12)? + rest.get(13)? + rest.get(14)?;
     Some(CpuSnap {
         at: Instant::now(),
-        machine_busy: total - idle,
+        machine_busy,
         own,
     })
 }

@@ -78,16 +78,7 @@ pub(crate) struct CpuSnap {
 }
 
 pub(crate) fn cpu_snap(d: &Daemon) -> Option<CpuSnap> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let cpu: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    let total: u64 = cpu.iter().take(8).sum();
-    let idle = cpu.get(3)? + cpu.get(4)?;
+    let machine = support::machine_busy_ticks()?;
     let (_, me) = stat_fields("/proc/self/stat")?;
     let own_all = me.get(11)? + me.get(12)? + me.get(13)? + me.get(14)?;
     let daemon_live = if d.running() {
@@ -97,7 +88,7 @@ pub(crate) fn cpu_snap(d: &Daemon) -> Option<CpuSnap> {
     };
     Some(CpuSnap {
         at: Instant::now(),
-        machine: total - idle,
+        machine,
         own_all,
         daemon_reaped: d.reaped_cpu,
         daemon_live,

@@ -75,6 +75,22 @@ pub fn now_us() -> i64 {
         .as_micros() as i64
 }
 
+/// Clock ticks the whole machine spent busy so far: every CPU time of `/proc/stat`'s
+/// first line (user to steal) but idle and iowait. Two readings apart give the cores
+/// in use between them.
+pub fn machine_busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: u64 = cpu.iter().take(8).sum();
+    Some(total - (cpu.get(3)? + cpu.get(4)?))
+}
+
 /// The median of `v` (the mean of the middle two for an even count); None when empty.
 pub fn median(v: &[f64]) -> Option<f64> {
     let mut v = v.to_vec();
