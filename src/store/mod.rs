@@ -114,8 +114,11 @@ pub fn visit_tables(v: &mut impl TableVisitor) -> Result<(), redb::Error> {
 }
 
 /// The schema this build writes. A file with a newer version is refused; an older one
-/// is upgraded when opened (2: the dedup index became a log plus sorted runs).
-pub const SCHEMA_VERSION: u32 = 2;
+/// is upgraded when opened (2: the dedup index became a log plus sorted runs; 3: new
+/// runs' filters are binary fuse filters, which a build of schema 2 cannot read — runs
+/// written before keep their Bloom filters, so opening a schema-2 store changes nothing
+/// but the version).
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {

@@ -601,7 +601,7 @@ async fn audit_export_and_backup_verify_offline() {
     let (code, out, err) = offline(vec!["backup".into(), "verify".into(), path(&b1)]).await;
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], format!("{}: opens, schema 2", b1.display()));
+    assert_eq!(lines[0], format!("{}: opens, schema 3", b1.display()));
     assert_eq!(lines[1], online.trim());
     // Not a store: exit 1 with why.
     let (code, _, err) = offline(vec!["backup".into(), "verify".into(), path(&file)]).await;

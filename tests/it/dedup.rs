@@ -88,6 +88,11 @@ impl Rig {
 
     async fn restart(&mut self) {
         self.store.close().await;
+        self.reopen().await;
+    }
+
+    /// Starts the store again on the file, once it was closed.
+    async fn reopen(&mut self) {
         let (store, index) = start(&self.path, &self.clock, &self.faults, self.tuning);
         self.store = store;
         self.index = index;
@@ -519,5 +524,118 @@ async fn a_failed_commit_mid_seal_loses_nothing_and_reopens_whole() {
     r.accept(&[digest(100)]).await.unwrap();
     r.settle().await;
     assert_eq!(r.lookup(&[digest(100)]), vec![Seen::At(T0)]);
+    r.store.close().await;
+}
+
+/// The version byte of each run's filter (row 0 of its `dedup_filters` rows).
+fn filter_versions(path: &Path) -> Vec<u8> {
+    use redb::{ReadableDatabase, ReadableTable};
+    let db = redb::Database::open(path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let t = txn.open_table(sluice::store::dedup::DEDUP_FILTERS).unwrap();
+    t.iter()
+        .unwrap()
+        .map(|r| r.unwrap())
+        .filter(|(k, _)| k.value().1 == 0)
+        .map(|(_, v)| v.value()[0])
+        .collect()
+}
+
+/// A store written before schema 3 has Bloom filters (formats 1 and 2) for its runs.
+/// This build opens it (and says schema 3 from then on), answers every digest in those
+/// runs as a duplicate through their Bloom filters, gives the runs it writes binary
+/// fuse filters (format 3), and a merge of old runs writes a fuse filter in their
+/// place. Nothing is lost on the way.
+#[tokio::test]
+async fn a_store_with_bloom_filters_from_before_schema_3_keeps_answering() {
+    use redb::ReadableTable;
+    use sluice::store::dedup::bloom::Bloom;
+    use sluice::store::dedup::{DEDUP_FILTERS, DEDUP_META, RunState, decode_meta};
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Rig::new(dir.path()).await;
+    let old: Vec<u128> = (0..40u8).map(digest).collect();
+    for d in &old {
+        r.accept(&[*d]).await.unwrap();
+    }
+    r.settle().await;
+    r.store.close().await;
+    let fuse = filter_versions(&r.path);
+    assert!(!fuse.is_empty() && fuse.iter().all(|v| *v == 3), "{fuse:?}");
+
+    // Rewrite the file as a schema-2 build left it: each live run's filter a Bloom
+    // filter (of every old digest: a superset only adds "maybe"s, which the disk
+    // check answers), and the schema version 2.
+    {
+        let db = redb::Database::open(&r.path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let meta = txn.open_table(DEDUP_META).unwrap();
+            let live: Vec<u64> = meta
+                .iter()
+                .unwrap()
+                .map(|row| row.unwrap())
+                .filter(|(_, v)| decode_meta(v.value()).is_some_and(|m| m.state == RunState::Live))
+                .map(|(k, _)| k.value())
+                .collect();
+            assert!(live.len() > 1, "runs to rewrite: {live:?}");
+            let mut filters = txn.open_table(DEDUP_FILTERS).unwrap();
+            for run in live {
+                filters
+                    .retain_in((run, 0u32)..=(run, u32::MAX), |_, _| false)
+                    .unwrap();
+                let mut b = Bloom::with_capacity(old.len() as u64, run);
+                for d in &old {
+                    b.insert(*d);
+                }
+                let mut next = Some(0);
+                while let Some(from) = next {
+                    next = b
+                        .write_rows(1, from, 4, |i, row| {
+                            filters.insert((run, i), row)?;
+                            Ok(())
+                        })
+                        .unwrap();
+                }
+            }
+            let mut m = txn.open_table(sluice::store::META).unwrap();
+            m.insert("schema_version", 2u32.to_le_bytes().as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let bloom = filter_versions(&r.path);
+    assert!(bloom.iter().all(|v| *v == 2), "{bloom:?}");
+
+    // Opened by this build: every old digest is a duplicate through the Bloom filters.
+    r.reopen().await;
+    assert!(r.lookup(&old).iter().all(|s| *s == Seen::At(T0)));
+    let version = r
+        .store
+        .read(|txn| {
+            let m = txn.open_table(sluice::store::META)?;
+            let v = m.get("schema_version")?.expect("a version");
+            Ok(u32::from_le_bytes(v.value().try_into().expect("u32")))
+        })
+        .unwrap();
+    assert_eq!(version, 3);
+
+    // New digests seal into runs with fuse filters, beside the old Bloom ones.
+    let new: Vec<u128> = (100..120u8).map(digest).collect();
+    for d in &new {
+        r.accept(&[*d]).await.unwrap();
+    }
+    r.settle().await;
+    let both = r.lookup(&old.iter().chain(&new).copied().collect::<Vec<_>>());
+    assert!(both.iter().all(|s| *s == Seen::At(T0)), "{both:?}");
+    // The epoch ends: its runs, old and new, merge into one with a fuse filter.
+    r.clock.advance_ms(10_000);
+    r.settle().await;
+    assert_eq!(r.index.stats().1, 1, "a closed epoch is one run");
+    r.store.close().await;
+    assert_eq!(filter_versions(&r.path), vec![3]);
+    r.reopen().await;
+    let all: Vec<u128> = old.iter().chain(&new).copied().collect();
+    assert!(r.lookup(&all).iter().all(|s| *s == Seen::At(T0)));
+    assert_eq!(r.lookup(&[digest(200)]), vec![Seen::No]);
     r.store.close().await;
 }

@@ -1,3 +1,7 @@
+//! The filter of dedup runs written before format 3 (new runs get binary fuse filters,
+//! [`super::fuse`], which give far fewer "maybe"s in the same memory), and of a run
+//! past [`super::fuse::MAX_KEYS`] keys.
+//!
 //! A blocked Bloom filter over dedup digests: each key sets [`K`] bits inside one
 //! 512-bit block (one cache line), so a lookup costs one memory access. Digests are
 //! already uniform (SHA-256), so their bits are used directly; a per-filter seed keeps

@@ -11,16 +11,16 @@ use std::time::Duration;
 use redb::{Database, ReadableTable, WriteTransaction};
 use tracing::{debug, info};
 
-use super::bloom::Bloom;
 use super::feed::Feed;
+use super::filter::Filter;
 use super::runs::{self, BLOCK, DEDUP_RUNS};
 use super::{
-    DEDUP_FILTERS, DEDUP_LOG, DEDUP_META, DedupIndex, FILTER_ROW_BLOCKS, Loaded, Mark, Run,
-    RunMeta, RunState, Tuning, delete_filter, encode_log, encode_meta,
+    DEDUP_FILTERS, DEDUP_LOG, DEDUP_META, DedupIndex, FILTER_ROW_BYTES, Loaded, Mark, Run, RunMeta,
+    RunState, Tuning, delete_filter, encode_log, encode_meta,
 };
 
 /// Filter rows written per this many entries of a commit's budget (a row is
-/// [`FILTER_ROW_BLOCKS`] blocks of 64 bytes, 1 MiB).
+/// [`FILTER_ROW_BYTES`], 1 MiB).
 const FILTER_ENTRIES_PER_ROW: usize = 4_096;
 
 struct SealJob {
@@ -29,7 +29,7 @@ struct SealJob {
     sorted: Arc<Vec<(u128, Mark)>>,
     pos: usize,
     meta: RunMeta,
-    filter: Bloom,
+    filter: Filter,
 }
 
 struct Source {
@@ -45,7 +45,7 @@ struct MergeJob {
     /// Reads the sources ahead, off the writer's thread.
     feed: Feed,
     meta: RunMeta,
-    filter: Bloom,
+    filter: Filter,
     /// Entries merged but not yet written (a partial block).
     pending: Vec<(u128, Mark)>,
 }
@@ -63,7 +63,7 @@ enum After {
 /// requests), then it goes live.
 struct Finish {
     run: u64,
-    filter: Bloom,
+    filter: Filter,
     /// Its record as it will be, `Live`.
     meta: RunMeta,
     next_row: u32,
@@ -229,7 +229,8 @@ impl Maintainer {
         {
             let done = merge_slice(job, &mut rows, budget)?;
             if done {
-                let job = self.merge.take().expect("merge job");
+                let mut job = self.merge.take().expect("merge job");
+                job.filter.finish();
                 let waited = job.feed.waited();
                 self.finishing.push_back(Finish {
                     run: job.out,
@@ -258,13 +259,13 @@ impl Maintainer {
                 break;
             };
             let mut written = 0u32;
-            let next =
-                f.filter
-                    .write_rows(FILTER_ROW_BLOCKS, f.next_row, rows_left, |i, row| {
-                        filters.insert((f.run, i), row)?;
-                        written += 1;
-                        Ok(())
-                    })?;
+            let next = f
+                .filter
+                .write_rows(FILTER_ROW_BYTES, f.next_row, rows_left, |i, row| {
+                    filters.insert((f.run, i), row)?;
+                    written += 1;
+                    Ok(())
+                })?;
             rows_left -= written;
             match next {
                 Some(n) => {
@@ -487,7 +488,7 @@ impl Maintainer {
             .map_err(redb::Error::Io)?;
         self.merge = Some(MergeJob {
             out,
-            filter: Bloom::with_capacity(count, out),
+            filter: Filter::for_run(count, out),
             sources: sources
                 .into_iter()
                 .map(|run| Source {
@@ -619,7 +620,9 @@ mod tests {
                 through_log: 1,
                 filter: serde_bytes::ByteBuf::new(),
             },
-            filter: Bloom::with_capacity(1_000_000, id),
+            filter: Filter::Bloom(crate::store::dedup::bloom::Bloom::with_capacity(
+                1_000_000, id,
+            )),
         })
     }
 

@@ -11,9 +11,10 @@
 //! - **Runs** (disk, [`runs`]): when the memtable holds [`Tuning::seal_at`] digests, or
 //!   its epoch ends, the writer freezes it and writes it as a sorted run, a few
 //!   thousand B-tree rows appended in slices across commits, then deletes the
-//!   `dedup_log` rows it covers. Each run has a blocked Bloom filter ([`bloom`]) kept
-//!   in memory and persisted with the run's record in `dedup_meta`, so reopening a
-//!   store of any size loads filters, not entries.
+//!   `dedup_log` rows it covers. Each run has a filter ([`filter`]: a binary fuse
+//!   filter since format 3, [`fuse`]; a blocked Bloom filter, [`bloom`],
+//!   in runs written before) kept in memory and persisted in `dedup_filters`, so
+//!   reopening a store of any size loads filters, not entries.
 //! - **Epochs**: runs never mix epochs ([`Tuning::epoch_ms`], 12 h by default). Inside
 //!   the open epoch, [`Tuning::fan_in`] runs of one level merge into one of the next;
 //!   a closed epoch merges its smallest runs into one while they fit. No merge writes
@@ -41,6 +42,8 @@
 
 pub mod bloom;
 pub mod feed;
+pub mod filter;
+pub mod fuse;
 pub mod maintain;
 pub mod runs;
 
@@ -55,18 +58,20 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use bloom::Bloom;
+use filter::Filter;
 
 /// `commit sequence → [LOG_V2][accept ms: i64 LE][first event seq: u64 LE][digest: 16
 /// bytes BE]*` (the request's events are consecutive in its workspace's log, in digest
 /// order). `LOG_V1` rows (no sequence) are still read.
 pub const DEDUP_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("dedup_log");
-/// `(run id, row) → a run's Bloom filter` in rows of [`FILTER_ROW_BLOCKS`] blocks (row
-/// 0: version, seed, block count): written and read row by row, so no whole copy of a
-/// large filter is made (a closed epoch's run holds tens of millions of digests).
+/// `(run id, row) → a run's filter` in rows of at most [`FILTER_ROW_BYTES`] (row 0:
+/// the version and the filter's shape; see [`filter::Filter::write_rows`]): written
+/// and read row by row, so no whole copy of a large filter is made (a closed epoch's
+/// run holds tens of millions of digests).
 pub const DEDUP_FILTERS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("dedup_filters");
 
-/// Filter blocks (64 bytes each) per `dedup_filters` row: 1 MiB.
-pub const FILTER_ROW_BLOCKS: usize = 16 * 1024;
+/// Bytes of a `dedup_filters` row: 1 MiB.
+pub const FILTER_ROW_BYTES: usize = 1 << 20;
 
 /// Deletes run `run`'s filter rows.
 pub fn delete_filter(t: &mut redb::Table<(u64, u32), &[u8]>, run: u64) -> Result<(), redb::Error> {
@@ -77,13 +82,13 @@ pub fn delete_filter(t: &mut redb::Table<(u64, u32), &[u8]>, run: u64) -> Result
 fn read_filter<T: ReadableTable<(u64, u32), &'static [u8]>>(
     t: &T,
     run: u64,
-) -> Result<Option<Bloom>, redb::Error> {
+) -> Result<Option<Filter>, redb::Error> {
     let mut rows = t.range((run, 0u32)..=(run, u32::MAX))?;
     let Some(head) = rows.next() else {
         return Ok(None);
     };
     let bad = || redb::Error::Corrupted(format!("dedup run {run}: unreadable filter"));
-    let mut rd = Bloom::reader(head?.1.value()).ok_or_else(bad)?;
+    let mut rd = Filter::reader(head?.1.value()).ok_or_else(bad)?;
     for row in rows {
         rd.push(row?.1.value()).ok_or_else(bad)?;
     }
@@ -278,7 +283,7 @@ pub fn nth_mark(ms: i64, first_seq: u64, i: usize) -> Mark {
 pub struct Run {
     pub id: u64,
     pub meta: RunMeta,
-    pub filter: Bloom,
+    pub filter: Filter,
 }
 
 /// The memtable being sealed. Its map until the writer has sorted it for its run, then
@@ -292,7 +297,7 @@ enum Frozen {
     Map(Memtable),
     Sorted {
         entries: Arc<Vec<(u128, Mark)>>,
-        filter: Bloom,
+        filter: Filter,
     },
 }
 
@@ -324,7 +329,7 @@ impl Frozen {
 struct Sealing {
     /// Shared with the frozen memtable, which look-ups ask until the run is published.
     sorted: Arc<Vec<(u128, Mark)>>,
-    filter: Bloom,
+    filter: Filter,
     epoch: Option<i64>,
     /// The last commit sequence whose digests are in.
     through_log: u64,
@@ -551,7 +556,7 @@ impl DedupIndex {
                     let filter = if m.filter.is_empty() {
                         read_filter(&filters, id)?
                     } else {
-                        Bloom::decode(&m.filter)
+                        Bloom::decode(&m.filter).map(Filter::Bloom)
                     }
                     .ok_or_else(|| {
                         redb::Error::Corrupted(format!("dedup run {id}: unreadable filter"))
@@ -632,10 +637,11 @@ impl DedupIndex {
         };
         let mut sorted: Vec<(u128, Mark)> = mem.map.iter().map(|(d, m)| (*d, *m)).collect();
         sorted.sort_unstable_by_key(|e| e.0);
-        let mut filter = Bloom::with_capacity(sorted.len() as u64, run);
+        let mut filter = Filter::for_run(sorted.len() as u64, run);
         for (d, _) in &sorted {
             filter.insert(*d);
         }
+        filter.finish();
         let sealing = Sealing {
             sorted: Arc::new(sorted),
             filter,
@@ -791,14 +797,17 @@ const TOUCH_ALL_BELOW: usize = 32;
 
 /// Each run's filter asked for the digests `out` has no mark for, newest run first:
 /// the [`Maybe`]s, grouped by run in that order. A pass that only
-/// loads each digest's block ([`Bloom::touch`]) comes before the asking: the loads do
+/// loads each digest's block ([`Filter::touch`]) comes before the asking: the loads do
 /// not depend on each other, so the filters' cache misses overlap, and the asking
 /// finds the blocks in the cache. A look-up of many digests has enough misses in flight
 /// within one run, so it loads and asks run by run (about 185 ns a digest for the nine
 /// filters of a 100 M window in a 100-digest look-up, against 275 asking in one pass
 /// and 195 loading every run first); one of fewer than [`TOUCH_ALL_BELOW`] (a
 /// single-event request's) loads every run's blocks first (about 330 ns for one
-/// digest against 590 run by run). `cargo bench --bench probe`. No disk is read.
+/// digest against 590 run by run). Those are the Bloom filters' figures; a fuse
+/// filter's probe is its loads ([`Filter::wants_touch`]), so it is asked in one pass
+/// (about 446 ns a digest for the nine fuse filters of a 100 M window, 568 for one
+/// digest). `cargo bench --bench probe`. No disk is read.
 fn filter_pass(
     runs: &[Arc<Run>],
     digests: &[u128],
@@ -815,6 +824,9 @@ fn filter_pass(
         .filter(|&r| runs[r].meta.max_ms > cutoff_ms)
         .collect();
     let touch = |r: usize, a: u64| {
+        if !runs[r].filter.wants_touch() {
+            return a;
+        }
         open.iter()
             .fold(a, |a, &i| a ^ runs[r].filter.touch(digests[i]))
     };
@@ -872,6 +884,53 @@ pub(crate) fn find_in<T: ReadableTable<(u64, u128), &'static [u8]>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// After an upgrade a store holds runs of both kinds: filters written before
+    /// format 3 (Bloom filters) and since (fuse filters) are read back from
+    /// their `dedup_filters` rows, each as the kind it was written, whatever the rows'
+    /// size.
+    #[test]
+    fn filters_of_both_kinds_are_read_back_from_their_rows() {
+        use redb::ReadableDatabase;
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join("f.redb")).unwrap();
+        let mut keys: Vec<u128> = (1..=5_000u128)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835))
+            .collect();
+        keys.sort_unstable();
+        let mut bloom = Bloom::with_capacity(5_000, 5);
+        let mut sorted = Filter::for_run(5_000, 6);
+        for &d in &keys {
+            bloom.insert(d);
+            sorted.insert(d);
+        }
+        sorted.finish();
+        let bloom = Filter::Bloom(bloom);
+        assert!(matches!(sorted, Filter::Fuse(_)));
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(DEDUP_FILTERS).unwrap();
+            for (run, f) in [(5u64, &bloom), (6, &sorted)] {
+                let mut next = Some(0);
+                while let Some(from) = next {
+                    next = f
+                        .write_rows(4_096, from, 2, |i, row| {
+                            t.insert((run, i), row)?;
+                            Ok(())
+                        })
+                        .unwrap();
+                }
+            }
+        }
+        txn.commit().unwrap();
+        let read = db.begin_read().unwrap();
+        let t = read.open_table(DEDUP_FILTERS).unwrap();
+        assert_eq!(read_filter(&t, 5).unwrap(), Some(bloom));
+        let back = read_filter(&t, 6).unwrap().expect("run 6's filter");
+        assert!(keys.iter().all(|&d| back.may_contain(d)));
+        assert_eq!(back, sorted);
+        assert_eq!(read_filter(&t, 7).unwrap(), None);
+    }
 
     /// The default memtable is sized once for a seal and its margin, in a table of
     /// 512 Ki slots (16.5 MB): it does not grow (rehashing) on the way to a seal, and
