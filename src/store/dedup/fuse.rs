@@ -17,7 +17,7 @@
 //! sorts its memtable, a merge streams its sources in order), so the filter is split
 //! into shards by the digests' high bits, about 2^17–2^18 keys each, and each shard is
 //! built as soon as its keys are in: the memory a build holds beside the filter is a
-//! shard's (about 10 MB), never the run's. Each shard has its own segment sizes and
+//! shard's (about 15 MB at most), never the run's. Each shard has its own segment sizes and
 //! seed (a build that fails, rarely, retries with the next seed); the seeds decorrelate
 //! different runs' filters, so a digest that is a "maybe" in one run is not more likely
 //! one in another.
@@ -764,12 +764,48 @@ mod tests {
             read(&bad, &[&data]).is_none(),
             "a segment not a power of two"
         );
+        // A shard's segment count length not a multiple of its segment length, zero,
+        // or shards that do not add up to the slots.
+        let count_len = HEAD_LEN + 12;
+        let mut bad = head.clone();
+        let v = u32::from_le_bytes(bad[count_len..count_len + 4].try_into().unwrap());
+        bad[count_len..count_len + 4].copy_from_slice(&(v + 1).to_le_bytes());
+        assert!(
+            read(&bad, &[&data]).is_none(),
+            "a count length off its segments"
+        );
+        let mut bad = head.clone();
+        bad[count_len..count_len + 4].copy_from_slice(&0u32.to_le_bytes());
+        assert!(read(&bad, &[&data]).is_none(), "a count length of 0");
+        let mut bad = head.clone();
+        bad[11] ^= 1;
+        assert!(
+            read(&bad, &[&data]).is_none(),
+            "slots the shards do not tile"
+        );
         assert!(read(&head, &[&data[1..]]).is_none(), "a byte missing");
         assert!(read(&head, &[&data, &[0]]).is_none(), "a byte more");
         assert!(
             read(&head[..HEAD_LEN - 1], &[&data]).is_none(),
             "a short head"
         );
+    }
+
+    /// A shard that starts inside a byte (after a shard of one key: 12 slots of 15
+    /// bits) shares that byte with the shard before it: both keep their bits.
+    #[test]
+    fn a_shard_starting_inside_a_byte_keeps_the_last_ones_bits() {
+        let mut k = vec![5u128];
+        k.extend(keys(800_000, 8).into_iter().filter(|d| (d >> 126) != 0));
+        let f = build(&k, 3, 15);
+        assert_eq!(f.shards.len(), 4);
+        assert_eq!(f.shards[0].slots(), 12);
+        assert_ne!(
+            (f.shards[1].start * 15) % 8,
+            0,
+            "shard 1 starts inside a byte"
+        );
+        assert!(k.iter().all(|&d| f.may_contain(d)));
     }
 
     /// A key that sorts before a shard already built is refused loudly, not lost.
@@ -785,6 +821,15 @@ mod tests {
     /// keys, in segments of a power of two.
     #[test]
     fn shards_take_about_one_and_a_sixth_slots_a_key() {
+        // The reference's segment lengths: 1 << floor(ln n / ln 3.33 + 2.25).
+        assert_eq!(shape(1).0, 4);
+        assert_eq!(shape(2).0, 4);
+        assert_eq!(shape(100).0, 64);
+        assert_eq!(shape(131_072).0, 4096);
+        assert_eq!(shape(262_144).0, 4096);
+        // And counts: ceil(n × factor / length) − 2 segments, at least 1.
+        assert_eq!(shape(1).1, 1);
+        assert_eq!(shape(262_144), (4096, 72));
         for n in [2usize, 100, 131_072, 262_144] {
             let (l, s) = shape(n);
             let slots = u64::from(s + 2) * u64::from(l);
