@@ -94,8 +94,10 @@ impl std::fmt::Debug for Bloom {
     }
 }
 
+/// splitmix64's finalizer: seeds here, and the fuse filter's key hash
+/// ([`super::fuse`]).
 #[inline]
-fn mix(x: u64) -> u64 {
+pub(super) fn mix(x: u64) -> u64 {
     // splitmix64's finalizer.
     let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

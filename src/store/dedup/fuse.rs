@@ -26,6 +26,8 @@
 //! high half picks the shard): two digests with the same low half in one shard share
 //! them, which only makes the filter say "maybe" for both. A "no" is certain.
 
+use super::bloom::mix;
+
 /// Serialized version (the Bloom filter's are 1 and 2).
 pub const VERSION: u8 = 3;
 /// Widest fingerprint (kept in a `u16` while a shard is built).
@@ -42,15 +44,6 @@ const MAX_SEGMENT: u32 = 1 << 18;
 const HEAD_LEN: usize = 1 + 8 + 1 + 1 + 8;
 /// Bytes of a shard in the head: start, segment length, segment count length, seed.
 const SHARD_LEN: usize = 8 + 4 + 4 + 8;
-
-#[inline]
-fn mix(x: u64) -> u64 {
-    // splitmix64's finalizer.
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
 
 /// One shard's place and shape in the filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
