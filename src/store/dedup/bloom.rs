@@ -24,6 +24,8 @@
 //! epoch), most keys are in a few large ones: more bits for the small runs cut the
 //! look-ups about three times for a few MB. A "no" is certain.
 
+use super::filter::{READ_RESERVE, grow_for_row};
+
 /// Bits per key of a large run.
 pub const BITS_PER_KEY: u64 = 12;
 /// Bits per key of a run of at most [`MID_RUN`] keys.
@@ -258,7 +260,7 @@ impl Bloom {
             bloom: Bloom {
                 layout,
                 seed,
-                blocks: Vec::with_capacity(n),
+                blocks: Vec::with_capacity(n.min(READ_RESERVE / (WORDS * 8))),
             },
         })
     }
@@ -286,9 +288,11 @@ pub struct BloomReader {
 impl BloomReader {
     /// One row of blocks; None when it is not whole blocks or there are too many.
     pub fn push(&mut self, row: &[u8]) -> Option<()> {
-        if !row.len().is_multiple_of(WORDS * 8) {
+        let blocks = row.len() / (WORDS * 8);
+        if !row.len().is_multiple_of(WORDS * 8) || self.bloom.blocks.len() + blocks > self.n {
             return None;
         }
+        grow_for_row(&mut self.bloom.blocks, blocks, self.n);
         for chunk in row.chunks_exact(WORDS * 8) {
             let mut block = [0u64; WORDS];
             for (w, bytes) in block.iter_mut().zip(chunk.chunks_exact(8)) {
@@ -296,7 +300,7 @@ impl BloomReader {
             }
             self.bloom.blocks.push(block);
         }
-        (self.bloom.blocks.len() <= self.n).then_some(())
+        Some(())
     }
 
     /// The filter, if every block came.
@@ -401,6 +405,23 @@ mod tests {
         assert!(Bloom::decode(&v9).is_none());
         assert!(Bloom::reader(&v9[..17]).is_none());
         assert_eq!(Bloom::with_capacity(1, 1).encode()[0], 2);
+    }
+
+    /// A head that claims far more blocks than its rows hold (a corrupt row 0) makes
+    /// the reader reserve at most [`READ_RESERVE`], and the rows decide: it ends in
+    /// "not a filter", never in an allocation of gigabytes at open.
+    #[test]
+    fn a_head_claiming_more_blocks_than_come_reserves_a_bounded_start() {
+        let mut head = Bloom::with_capacity(1_000, 3).encode()[..17].to_vec();
+        head[9..17].copy_from_slice(&(1u64 << 28).to_le_bytes());
+        let mut rd = Bloom::reader(&head).unwrap();
+        assert!(rd.bloom.blocks.capacity() * WORDS * 8 <= READ_RESERVE);
+        rd.push(&vec![0u8; 64 * WORDS * 8]).unwrap();
+        assert!(rd.finish().is_none());
+        // A row past the head's count is refused before it is copied in.
+        head[9..17].copy_from_slice(&2u64.to_le_bytes());
+        let mut rd = Bloom::reader(&head).unwrap();
+        assert!(rd.push(&[0u8; 3 * WORDS * 8]).is_none());
     }
 
     #[test]

@@ -16,6 +16,24 @@
 use super::bloom::{Bloom, BloomReader, MID_RUN, SMALL_RUN};
 use super::fuse::{self, Fuse, FuseReader};
 
+/// The most a filter's reader reserves before its rows come: a head's length is
+/// believed only as far as the rows that follow bear it out, so a corrupt head cannot
+/// make the daemon reserve gigabytes at open. The largest filter a merge writes (32 Mi
+/// digests, about 49 MB) is reserved whole, once.
+pub(super) const READ_RESERVE: usize = 64 << 20;
+
+/// Makes room in `v` for `extra` more items of a filter of `total` items: the room
+/// doubles as rows come, and never past `total`.
+pub(super) fn grow_for_row<T>(v: &mut Vec<T>, extra: usize, total: usize) {
+    let need = v.len() + extra;
+    if need > v.capacity() {
+        let want = need
+            .max(v.capacity().saturating_mul(2))
+            .min(total.max(need));
+        v.reserve_exact(want - v.len());
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Filter {
     Bloom(Bloom),
@@ -141,5 +159,25 @@ impl FilterReader {
             FilterReader::Bloom(r) => r.finish().map(Filter::Bloom),
             FilterReader::Fuse(r) => r.finish().map(Filter::Fuse),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows of a filter longer than the first reservation: the room doubles, then
+    /// stops at the filter's length exactly (no memory left over once loaded).
+    #[test]
+    fn room_for_rows_doubles_and_ends_at_the_total() {
+        let mut v: Vec<u8> = Vec::with_capacity(4);
+        let mut caps = Vec::new();
+        for _ in 0..6 {
+            grow_for_row(&mut v, 3, 18);
+            v.extend([0; 3]);
+            caps.push(v.capacity());
+        }
+        assert_eq!(v.len(), 18);
+        assert_eq!(caps, [4, 8, 16, 16, 16, 18]);
     }
 }

@@ -27,6 +27,7 @@
 //! them, which only makes the filter say "maybe" for both. A "no" is certain.
 
 use super::bloom::mix;
+use super::filter::{READ_RESERVE, grow_for_row};
 
 /// Serialized version (the Bloom filter's are 1 and 2).
 pub const VERSION: u8 = 3;
@@ -531,7 +532,7 @@ impl Fuse {
                 width,
                 shard_bits,
                 shards,
-                data: Vec::with_capacity(len),
+                data: Vec::with_capacity(len.min(READ_RESERVE)),
                 slots,
                 pending: Vec::new(),
                 last: None,
@@ -579,6 +580,7 @@ impl FuseReader {
         if self.f.data.len() + row.len() > self.len {
             return None;
         }
+        grow_for_row(&mut self.f.data, row.len(), self.len);
         self.f.data.extend_from_slice(row);
         Some(())
     }
@@ -782,6 +784,29 @@ mod tests {
             read(&head[..HEAD_LEN - 1], &[&data]).is_none(),
             "a short head"
         );
+    }
+
+    /// A head whose one shard claims 2^31 slots (2.7 GB of 10-bit slots: consistent,
+    /// and corrupt) makes the reader reserve at most [`READ_RESERVE`]; the rows that
+    /// follow decide, and too few of them are "not a filter".
+    #[test]
+    fn a_head_claiming_more_slots_than_come_reserves_a_bounded_start() {
+        let seg_len = 1u32 << 18;
+        let count_len = 1u32 << 31;
+        let slots = u64::from(count_len) + 2 * u64::from(seg_len);
+        let mut head = vec![VERSION];
+        head.extend(7u64.to_le_bytes());
+        head.extend([10, 0]);
+        head.extend(slots.to_le_bytes());
+        head.extend(0u64.to_le_bytes());
+        head.extend(seg_len.to_le_bytes());
+        head.extend(count_len.to_le_bytes());
+        head.extend(9u64.to_le_bytes());
+        let mut rd = Fuse::reader(&head).expect("a consistent head");
+        assert_eq!(rd.len, data_len(slots, 10));
+        assert!(rd.f.data.capacity() <= READ_RESERVE);
+        rd.push(&vec![0u8; 1 << 20]).unwrap();
+        assert!(rd.finish().is_none());
     }
 
     /// A shard that starts inside a byte (after a shard of one key: 12 slots of 15
