@@ -116,7 +116,9 @@
 //! `SLUICE_SOAK_ROUNDS` (3) rounds of phase 4, `SLUICE_SOAK_DRAIN_REF` (17000)
 //! events/s the drain must reach, `SLUICE_BENCH_DIR` (where the temp dir goes; default
 //! the system temp dir; it is deleted at the end).
-//! The daemon's log is `<tmp>/daemon.log`; its WARN/ERROR lines are counted at the end.
+//! The daemon's log is `<tmp>/daemon.log`; its WARN/ERROR lines are counted at the end,
+//! and so are those of the empty stores' daemons of phase 4 (`<tmp>/empty-again.log`,
+//! read and deleted after each round).
 // Benches measure and print; the pedantic lints the library follows would cost
 // them clarity.
 #![allow(clippy::pedantic)]
@@ -221,6 +223,7 @@ fn main() -> ExitCode {
         accepted: 0,
         checks: Checks::default(),
         summary: Summary::default(),
+        second_noisy: Vec::new(),
         s,
     };
     println!(
@@ -585,6 +588,13 @@ fn empty_again(run: &mut Run, receiver: &Receiver, k: usize) -> Option<[Rate; 2]
         stopped.as_ref().is_ok_and(|(_, s)| s.success()),
         format!("the second daemon exits 0 on SIGTERM: {stopped:?}"),
     );
+    let text = std::fs::read_to_string(&second.log).unwrap_or_default();
+    run.second_noisy.extend(
+        noisy_lines(&text)
+            .into_iter()
+            .map(|l| format!("empty again {k}: {l}")),
+    );
+    let _ = std::fs::remove_file(&second.log);
     let _ = std::fs::remove_file(&store);
     let _ = std::fs::remove_file(store.with_extension("redb.journal"));
     Some(rates)
@@ -728,10 +738,7 @@ fn finish(run: &mut Run) -> ExitCode {
         run.summary.print();
     }
     let log = std::fs::read_to_string(&run.daemon.log).unwrap_or_default();
-    let noisy: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
-        .collect();
+    let noisy = noisy_lines(&log);
     println!(
         "\ndaemon log: {} lines, {} WARN/ERROR{}",
         log.lines().count(),
@@ -739,6 +746,18 @@ fn finish(run: &mut Run) -> ExitCode {
         if noisy.is_empty() { "" } else { ", e.g.:" }
     );
     for l in noisy.iter().take(5) {
+        println!("  {l}");
+    }
+    println!(
+        "the empty stores' daemons (phase 4): {} WARN/ERROR{}",
+        run.second_noisy.len(),
+        if run.second_noisy.is_empty() {
+            ""
+        } else {
+            ", e.g.:"
+        }
+    );
+    for l in run.second_noisy.iter().take(5) {
         println!("  {l}");
     }
     println!("\ncorrectness:");

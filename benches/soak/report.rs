@@ -111,6 +111,16 @@ pub(crate) struct Run {
     pub(crate) accepted: u64,
     pub(crate) checks: Checks,
     pub(crate) summary: Summary,
+    /// The WARN and ERROR lines of the empty stores' daemons (phase 4), each with its
+    /// round: their logs go with their stores.
+    pub(crate) second_noisy: Vec<String>,
+}
+
+/// A daemon log's WARN and ERROR lines.
+pub(crate) fn noisy_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect()
 }
 
 impl Run {
